@@ -1,0 +1,228 @@
+/**
+ * Builds the training and held-out data for the bundled model (see DATA_FORMAT.md) and the
+ * text files of the model folder. Everything is rendered and tokenized here, with the same
+ * prompt code and tokenizer that inference uses, so PyTorch only sees ids and pixels.
+ *
+ *   npx tsx models/training/build-data.ts [--images 20000] [--heldout 600] [--out models/.work/data]
+ */
+import { createWriteStream } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { Tokenizer } from "@huggingface/tokenizers";
+import cliProgress from "cli-progress";
+import sharp from "sharp";
+import { expandImageTokens, renderUserPrompt } from "../../shared/prompts/chat.ts";
+import { renderJudgeText, verdictText } from "../../shared/prompts/templates.ts";
+import { STAGES, closeTag, openTag } from "../../shared/protocol/stages.ts";
+import { createRng, type Rng } from "../../shared/random.ts";
+import { sampleItemFor, generateItem } from "../../shared/scenes/items.ts";
+import { JUDGE_KINDS, makeCheckExample, makeJudgePair, type JudgeKind } from "../../shared/scenes/judge-pairs.ts";
+import { renderScenePng } from "../../shared/scenes/render.ts";
+import { IMAGE_SIZE, type Scene } from "../../shared/scenes/scene.ts";
+import { JUDGE_TEMPLATES, TOKENIZER_CONFIG, buildTokenizerJson } from "./text-files.ts";
+
+export const MODEL_DIR = path.resolve(import.meta.dirname, "../stagebeam-tiny");
+const IMAGE_SEQ_LENGTH = 64;
+const TRAIN_SEED = 1000;
+const HELDOUT_SEED = 2000;
+
+/** How often each kind of judge example is drawn for training; CAPTION and REASONING matter most. */
+const JUDGE_WEIGHTS: [JudgeKind | "check", number][] = [
+  ["CAPTION", 0.3],
+  ["REASONING", 0.2],
+  ["check", 0.14],
+  ["SUMMARY", 0.06],
+  ["CONCLUSION", 0.08],
+  ["all", 0.1],
+  ["sentence", 0.12],
+];
+
+interface TextLine {
+  image: number;
+  prompt: string;
+  target: string;
+  kind: string;
+  family: string;
+  answer?: string;
+  label?: string;
+}
+
+const tokens = { bos_token: "<bos>", eos_token: "<eos>", image_token: "<image>" };
+const prompt = (text: string) => renderUserPrompt(TOKENIZER_CONFIG.chat_template, tokens, text);
+
+function weightedKind(rng: Rng): JudgeKind | "check" {
+  let r = rng.next();
+  for (const [kind, weight] of JUDGE_WEIGHTS) if ((r -= weight) < 0) return kind;
+  return "CAPTION";
+}
+
+/** Both orders of a pair, so the judge cannot learn a position. */
+function judgeLines(image: number, question: string, kind: JudgeKind, hint: string, good: string, bad: string, family: string): TextLine[] {
+  return ([1, 2] as const).map((goodAt) => {
+    const [first, second] = goodAt === 1 ? [good, bad] : [bad, good];
+    const text = renderJudgeText(JUDGE_TEMPLATES, question, { kind: "compare", template: kind, hint, first, second });
+    return { image, prompt: prompt(text), target: verdictText(JUDGE_TEMPLATES, goodAt), kind: `judge:${kind}`, family, label: String(goodAt) };
+  });
+}
+
+function checkLine(image: number, question: string, hint: string, candidate: string, correct: boolean, family: string): TextLine {
+  const text = renderJudgeText(JUDGE_TEMPLATES, question, { kind: "check", hint, candidate });
+  const label = correct ? "correct" : "incorrect";
+  return { image, prompt: prompt(text), target: JUDGE_TEMPLATES.check_answers[label], kind: "check", family, label };
+}
+
+function exampleLines(rng: Rng, image: number, scene: Scene, kind: JudgeKind | "check"): TextLine[] {
+  const item = sampleItemFor(rng, scene);
+  if (kind === "check") {
+    const example = makeCheckExample(rng, item.spec, scene);
+    return example ? [checkLine(image, item.question, example.hint, example.candidate, example.correct, item.family)] : [];
+  }
+  const pair = makeJudgePair(rng, kind, item.spec, scene);
+  return pair ? judgeLines(image, item.question, kind, pair.hint, pair.good, pair.bad, item.family) : [];
+}
+
+async function rawPixels(scene: Scene): Promise<Buffer> {
+  // Through PNG and back, exactly as an image reaches the engine.
+  return sharp(await renderScenePng(scene)).removeAlpha().raw().toBuffer();
+}
+
+interface SplitPlan {
+  name: "train" | "heldout";
+  seed: number;
+  images: number;
+  /** Builds the lines for one image. */
+  lines: (rng: Rng, image: number, scene: Scene, answerItem: ReturnType<typeof generateItem>) => TextLine[];
+}
+
+async function buildSplit(out: string, plan: SplitPlan): Promise<TextLine[]> {
+  const pixels = createWriteStream(path.join(out, `${plan.name}_images.u8`));
+  const lines: TextLine[] = [];
+  const bar = new cliProgress.SingleBar({ format: `${plan.name} {bar} {value}/{total} images | ETA {eta}s` }, cliProgress.Presets.shades_classic);
+  bar.start(plan.images, 0);
+  for (let i = 0; i < plan.images; i++) {
+    const item = generateItem(plan.seed, i);
+    const rng = createRng(`${plan.name}-extra:${plan.seed}:${i}`);
+    lines.push(...plan.lines(rng, i, item.scene, item));
+    if (!pixels.write(await rawPixels(item.scene))) await new Promise((resolve) => pixels.once("drain", resolve));
+    bar.increment();
+  }
+  bar.stop();
+  await new Promise<void>((resolve, reject) => pixels.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  return lines;
+}
+
+const answerLine = (image: number, item: ReturnType<typeof generateItem>): TextLine => ({
+  image,
+  prompt: prompt(item.question),
+  target: item.response,
+  kind: "answer",
+  family: item.family,
+  answer: item.answer,
+});
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      images: { type: "string", default: "20000" },
+      heldout: { type: "string", default: "600" },
+      out: { type: "string", default: path.resolve(import.meta.dirname, "../.work/data") },
+    },
+  });
+  const out = values.out;
+  await mkdir(out, { recursive: true });
+  await mkdir(path.join(MODEL_DIR, "golden"), { recursive: true });
+
+  const train = await buildSplit(out, {
+    name: "train",
+    seed: TRAIN_SEED,
+    images: Number(values.images),
+    // Per image: its question, a second question, and one judge or check example.
+    lines: (rng, image, scene, item) => [
+      answerLine(image, item),
+      answerLine(image, { ...item, ...sampleItemFor(rng, scene) }),
+      ...exampleLines(rng, image, scene, weightedKind(rng)),
+    ],
+  });
+  const heldoutKinds = [...JUDGE_KINDS, "check"] as const;
+  const heldout = await buildSplit(out, {
+    name: "heldout",
+    seed: HELDOUT_SEED,
+    images: Number(values.heldout),
+    lines: (rng, image, scene, item) => [answerLine(image, item), ...exampleLines(rng, image, scene, heldoutKinds[image % heldoutKinds.length]!)],
+  });
+
+  const tokenizerJson = buildTokenizerJson([...train, ...heldout].flatMap((l) => [l.prompt, l.target]));
+  await writeFile(path.join(MODEL_DIR, "tokenizer.json"), JSON.stringify(tokenizerJson, null, 1));
+  await writeFile(path.join(MODEL_DIR, "tokenizer_config.json"), JSON.stringify(TOKENIZER_CONFIG, null, 2));
+  await writeFile(path.join(MODEL_DIR, "judge_templates.json"), JSON.stringify(JUDGE_TEMPLATES, null, 2));
+
+  const tokenizer = new Tokenizer(tokenizerJson, TOKENIZER_CONFIG);
+  const vocab = tokenizerJson.model.vocab;
+  const id = (token: string): number => {
+    const value = vocab[token];
+    if (value === undefined) throw new Error(`token '${token}' missing from the vocabulary`);
+    return value;
+  };
+  const imageTokenId = id("<image>");
+  const encode = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).ids;
+  let maxLen = 0;
+  const writeSplit = async (name: string, lines: TextLine[]) => {
+    const json = lines.map((line) => {
+      const promptIds = expandImageTokens(encode(line.prompt), imageTokenId, IMAGE_SEQ_LENGTH);
+      const ids = [...promptIds, ...encode(line.target), id("<eos>")];
+      maxLen = Math.max(maxLen, ids.length);
+      return JSON.stringify({
+        image: line.image,
+        ids,
+        target_start: promptIds.length,
+        kind: line.kind,
+        family: line.family,
+        ...(line.answer !== undefined ? { answer_ids: encode(line.answer) } : {}),
+        ...(line.label !== undefined ? { label: line.label } : {}),
+      });
+    });
+    await writeFile(path.join(out, `${name}.jsonl`), json.join("\n") + "\n");
+  };
+  await writeSplit("train", train);
+  await writeSplit("heldout", heldout);
+
+  const firstToken = (text: string) => encode(text)[0]!;
+  const vocabList: string[] = [];
+  for (const [token, index] of Object.entries(vocab)) vocabList[index] = token;
+  await writeFile(
+    path.join(out, "meta.json"),
+    JSON.stringify(
+      {
+        vocab_size: vocabList.length,
+        pad_id: id("<pad>"),
+        bos_id: id("<bos>"),
+        eos_id: id("<eos>"),
+        image_token_id: imageTokenId,
+        image_seq_length: IMAGE_SEQ_LENGTH,
+        image_size: IMAGE_SIZE,
+        image_mean: [0.5, 0.5, 0.5],
+        image_std: [0.5, 0.5, 0.5],
+        stage_tag_ids: Object.fromEntries(STAGES.flatMap((s) => [openTag(s), closeTag(s)]).map((t) => [t, id(t)])),
+        judge_choice_ids: { "1": firstToken(JUDGE_TEMPLATES.choices["1"]), "2": firstToken(JUDGE_TEMPLATES.choices["2"]) },
+        check_ids: { correct: firstToken("correct"), incorrect: firstToken("incorrect") },
+        vocab: vocabList,
+        max_seq_len: maxLen,
+      },
+      null,
+      1,
+    ),
+  );
+
+  // The golden file's input: the first held-out item, its image and its answer prompt.
+  const golden = generateItem(HELDOUT_SEED, 0);
+  await writeFile(path.join(MODEL_DIR, "golden", "image.png"), await renderScenePng(golden.scene));
+  const goldenPromptIds = expandImageTokens(encode(prompt(golden.question)), imageTokenId, IMAGE_SEQ_LENGTH);
+  await writeFile(path.join(out, "golden.json"), JSON.stringify({ image: 0, question: golden.question, ids: goldenPromptIds }));
+  await writeFile(path.join(out, "READY"), new Date().toISOString() + "\n");
+  const counts: Record<string, number> = {};
+  for (const line of train) counts[line.kind] = (counts[line.kind] ?? 0) + 1;
+  console.log(`train: ${train.length} sequences ${JSON.stringify(counts)}; heldout: ${heldout.length}; vocab ${vocabList.length}; longest ${maxLen} tokens`);
+}
+
+await main();

@@ -1,0 +1,25 @@
+import { renderTemplate } from "./templates.ts";
+
+export interface ChatTokens {
+  bos_token: string;
+  eos_token: string;
+  image_token: string;
+}
+
+/**
+ * The prompt text of one user turn with an image, rendered by the model's own chat template
+ * (from tokenizer_config.json), ready for the assistant's answer. The single image token is
+ * expanded to the model's image sequence length after tokenization.
+ */
+export function renderUserPrompt(chatTemplate: string, tokens: ChatTokens, text: string): string {
+  return renderTemplate(chatTemplate, {
+    ...tokens,
+    messages: [{ role: "user", content: [{ type: "image" }, { type: "text", text }] }],
+    add_generation_prompt: true,
+  });
+}
+
+/** Replaces each image token id by `count` copies, as LLaVA-style processors do. */
+export function expandImageTokens(ids: readonly number[], imageTokenId: number, count: number): number[] {
+  return ids.flatMap((id) => (id === imageTokenId ? Array<number>(count).fill(imageTokenId) : [id]));
+}
