@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Makes a fresh clone runnable: npm dependencies and the OS packages the real servers need.
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+# npm may skip install scripts; fail early and clearly if a native package cannot load.
+node -e "require('sharp'); require('onnxruntime-node')" || {
+  echo "setup: sharp or onnxruntime-node does not load; try 'rm -rf node_modules && npm ci'" >&2
+  exit 1
+}
+if [ -x scripts/ensure-system-deps.sh ]; then scripts/ensure-system-deps.sh; fi

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# `npm test`: sets itself up on a fresh machine, then runs every suite (unit and integration).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npx tsc --noEmit -p .
+npx vitest run "$@"
