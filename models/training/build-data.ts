@@ -104,7 +104,7 @@ async function buildSplit(out: string, plan: SplitPlan): Promise<TextLine[]> {
     const item = generateItem(plan.seed, i);
     const rng = createRng(`${plan.name}-extra:${plan.seed}:${i}`);
     lines.push(...plan.lines(rng, i, item.scene, item));
-    if (!pixels.write(await rawPixels(item.scene))) await new Promise((resolve) => pixels.once("drain", resolve));
+    if (!pixels.write(await rawPixels(item.scene))) await new Promise<void>((resolve) => pixels.once("drain", () => resolve()));
     bar.increment();
   }
   bar.stop();

@@ -12,7 +12,7 @@ export const matches = (o: SceneObject, f: Filter): boolean =>
   (f.color === undefined || o.color === f.color) &&
   (f.shape === undefined || o.shape === f.shape);
 
-const words = (f: Filter): string[] => [f.size, f.color].filter((w): w is string => w !== undefined);
+const words = (f: Filter): string[] => [f.size, f.color].flatMap((w) => (w === undefined ? [] : [w]));
 
 /** "small red triangles", "red objects" */
 export const plural = (f: Filter): string => [...words(f), f.shape ? `${f.shape}s` : "objects"].join(" ");
