@@ -1,0 +1,512 @@
+/**
+ * Deployment configuration: the environment variables every stagebeam process reads,
+ * validated with zod at start.
+ *
+ * `loadConfig(env, needs)` validates only the parts a subcommand needs (a `submit` needs
+ * Redis and S3 but no model; `ask` needs a model but no Redis) and throws one
+ * `ConfigError` that lists every bad or missing variable with what was expected.
+ * `configTableMarkdown()` renders the variable table for the README from the same specs,
+ * so the documentation cannot drift from the code.
+ */
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+
+// ---------------------------------------------------------------------------
+// Public types
+
+export const EXECUTION_PROVIDERS = ["cuda", "webgpu", "cpu"] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface RedisConfig {
+  /** redis:// or rediss:// URL. */
+  url: string;
+  /** BullMQ key prefix shared by all queues of a flow; always holds a hash tag like `{sb}`. */
+  queuePrefix: string;
+}
+
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export interface S3Config {
+  /** Custom endpoint (MinIO, s3rver); undefined means real AWS S3. */
+  endpoint?: string;
+  bucket: string;
+  region: string;
+  /** Explicit credentials; undefined means the AWS SDK's default provider chain. */
+  credentials?: S3Credentials;
+  forcePathStyle: boolean;
+}
+
+export type ModelConfig =
+  | { source: "dir"; dir: string; digest?: string }
+  | { source: "s3"; uri: string; bucket: string; prefix: string; digest?: string };
+
+export interface WorkerConfig {
+  concurrency: number;
+}
+
+export interface EngineConfig {
+  executionProviders: ExecutionProvider[];
+  intraOpThreads?: number;
+}
+
+export interface MetricsConfig {
+  /** Port of the /metrics server; 0 asks the OS for a free one. */
+  port: number;
+}
+
+export interface LoggingConfig {
+  level: LogLevel;
+}
+
+export interface Config {
+  redis: RedisConfig;
+  s3: S3Config;
+  model: ModelConfig;
+  worker: WorkerConfig;
+  engine: EngineConfig;
+  metrics: MetricsConfig;
+  logging: LoggingConfig;
+}
+
+export type ConfigPart = keyof Config;
+export const CONFIG_PARTS: readonly ConfigPart[] = [
+  "redis",
+  "s3",
+  "model",
+  "worker",
+  "engine",
+  "metrics",
+  "logging",
+];
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** The bundled model folder, used when neither MODEL_DIR nor MODEL_URI is set. */
+export const BUNDLED_MODEL_DIR = fileURLToPath(new URL("../models/stagebeam-tiny", import.meta.url));
+
+export const DEFAULT_METRICS_PORT = 9464;
+
+// ---------------------------------------------------------------------------
+// Errors
+
+export interface ConfigIssue {
+  variable: string;
+  /** "missing", 'got "abc"', or a sentence for cross-variable problems. */
+  problem: string;
+  expected: string;
+}
+
+export class ConfigError extends Error {
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: readonly ConfigIssue[]) {
+    const lines = issues.map((i) => `  ${i.variable}: ${i.problem}; expected ${i.expected}`);
+    super(
+      `Invalid configuration (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n${lines.join("\n")}`,
+    );
+    this.name = "ConfigError";
+    this.issues = issues;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Variable specs (the single source of truth for validation and documentation)
+
+interface VarSpec {
+  name: string;
+  parts: readonly ConfigPart[];
+  meaning: string;
+  /** Default shown in the docs table; "—" when none. */
+  defaultText?: string;
+  expected: string;
+  /** Never echo the value in errors. */
+  secret?: boolean;
+  /** Validates and converts a present, non-empty, trimmed value. */
+  schema: z.ZodType<unknown, string>;
+}
+
+const uint = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/)
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const redisUrl = z.string().refine((s) => {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "redis:" || u.protocol === "rediss:") && u.hostname !== "";
+  } catch {
+    return false;
+  }
+});
+
+const httpUrl = z.string().refine((s) => {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+  } catch {
+    return false;
+  }
+});
+
+const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+const boolFlag = z
+  .string()
+  .transform((s) => s.toLowerCase())
+  .pipe(z.enum(["true", "false", "1", "0", "yes", "no"]))
+  .transform((s) => s === "true" || s === "1" || s === "yes");
+
+const s3Uri = z
+  .string()
+  .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/)
+  .transform((uri) => {
+    const rest = uri.slice("s3://".length);
+    const slash = rest.indexOf("/");
+    const bucket = slash < 0 ? rest : rest.slice(0, slash);
+    let prefix = slash < 0 ? "" : rest.slice(slash + 1);
+    if (prefix !== "" && !prefix.endsWith("/")) prefix += "/";
+    return { uri, bucket, prefix };
+  });
+
+const digest = z
+  .string()
+  .transform((s) => s.toLowerCase())
+  .pipe(z.string().regex(/^(sha256:)?[0-9a-f]{64}$/))
+  .transform((s) => (s.startsWith("sha256:") ? s : `sha256:${s}`));
+
+const providers = z.string().transform((s, ctx) => {
+  const out: ExecutionProvider[] = [];
+  for (const raw of s.split(",")) {
+    const p = raw.trim().toLowerCase();
+    if (!(EXECUTION_PROVIDERS as readonly string[]).includes(p)) {
+      ctx.addIssue({ code: "custom", message: `unknown provider "${p}"` });
+      return z.NEVER;
+    }
+    if (!out.includes(p as ExecutionProvider)) out.push(p as ExecutionProvider);
+  }
+  return out;
+});
+
+const SPECS: readonly VarSpec[] = [
+  {
+    name: "REDIS_URL",
+    parts: ["redis"],
+    meaning: "Redis holding the BullMQ queues (run it with AOF and `maxmemory-policy noeviction`).",
+    expected: "a redis:// or rediss:// URL such as redis://127.0.0.1:6379",
+    schema: redisUrl,
+  },
+  {
+    name: "QUEUE_PREFIX",
+    parts: ["redis"],
+    meaning:
+      "BullMQ key prefix shared by every queue of a flow; must hold a Redis Cluster hash tag so all keys land in one slot.",
+    defaultText: "`{sb}`",
+    expected: "a key prefix containing a hash tag such as {sb}, without spaces",
+    schema: z.string().regex(/^[^\s{}]*\{[^\s{}]+\}[^\s{}]*$/),
+  },
+  {
+    name: "S3_ENDPOINT",
+    parts: ["s3"],
+    meaning: "S3-compatible endpoint (MinIO, s3rver). Unset: real AWS S3.",
+    defaultText: "AWS S3",
+    expected: "an http:// or https:// URL such as http://127.0.0.1:4568",
+    schema: httpUrl,
+  },
+  {
+    name: "S3_BUCKET",
+    parts: ["s3"],
+    meaning: "Bucket for staged images, results, failure records and run manifests.",
+    expected: "an S3 bucket name: 3-63 characters of a-z, 0-9, '.', '-'",
+    schema: z.string().regex(BUCKET_RE),
+  },
+  {
+    name: "S3_REGION",
+    parts: ["s3"],
+    meaning: "Region of the bucket.",
+    defaultText: "`us-east-1`",
+    expected: "a region name such as us-east-1",
+    schema: z.string().regex(/^[a-z0-9-]+$/),
+  },
+  {
+    name: "S3_ACCESS_KEY_ID",
+    parts: ["s3"],
+    meaning:
+      "Access key. Unset: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or the rest of the AWS SDK's default chain (profiles, IAM roles).",
+    defaultText: "AWS default chain",
+    expected: "an access key id (set together with S3_SECRET_ACCESS_KEY)",
+    schema: z.string().min(1),
+  },
+  {
+    name: "S3_SECRET_ACCESS_KEY",
+    parts: ["s3"],
+    meaning: "Secret key matching `S3_ACCESS_KEY_ID`.",
+    defaultText: "AWS default chain",
+    expected: "a secret access key (set together with S3_ACCESS_KEY_ID)",
+    secret: true,
+    schema: z.string().min(1),
+  },
+  {
+    name: "AWS_ACCESS_KEY_ID",
+    parts: ["s3"],
+    meaning: "Standard AWS access key, used when `S3_ACCESS_KEY_ID` is unset.",
+    defaultText: "—",
+    expected: "an access key id (set together with AWS_SECRET_ACCESS_KEY)",
+    schema: z.string().min(1),
+  },
+  {
+    name: "AWS_SECRET_ACCESS_KEY",
+    parts: ["s3"],
+    meaning: "Standard AWS secret key, used when `S3_SECRET_ACCESS_KEY` is unset.",
+    defaultText: "—",
+    expected: "a secret access key (set together with AWS_ACCESS_KEY_ID)",
+    secret: true,
+    schema: z.string().min(1),
+  },
+  {
+    name: "S3_FORCE_PATH_STYLE",
+    parts: ["s3"],
+    meaning: "Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key` (needed by s3rver and most MinIO setups).",
+    defaultText: "`true` with `S3_ENDPOINT`, else `false`",
+    expected: "true or false (also 1/0, yes/no)",
+    schema: boolFlag,
+  },
+  {
+    name: "MODEL_DIR",
+    parts: ["model"],
+    meaning: "Local model folder (ONNX files, config, tokenizer). Exclusive with `MODEL_URI`.",
+    defaultText: "bundled `models/stagebeam-tiny`",
+    expected: "a path to a model folder",
+    schema: z.string().min(1),
+  },
+  {
+    name: "MODEL_URI",
+    parts: ["model"],
+    meaning: "S3 prefix of a model folder that the worker downloads and verifies on start. Exclusive with `MODEL_DIR`.",
+    defaultText: "—",
+    expected: "an s3://bucket/prefix URI",
+    schema: s3Uri,
+  },
+  {
+    name: "MODEL_DIGEST",
+    parts: ["model"],
+    meaning: "Expected digest of the model; the worker refuses a model that does not match.",
+    defaultText: "not checked",
+    expected: "sha256:<64 hex digits> (or the 64 hex digits alone)",
+    schema: digest,
+  },
+  {
+    name: "WORKER_CONCURRENCY",
+    parts: ["worker"],
+    meaning: "Jobs one worker process runs at once (concurrent candidates batch into one decoder call).",
+    defaultText: "`4`",
+    expected: "an integer from 1 to 1024",
+    schema: uint(1, 1024),
+  },
+  {
+    name: "EXECUTION_PROVIDERS",
+    parts: ["engine"],
+    meaning: "ONNX Runtime execution providers in order of preference, comma separated.",
+    defaultText: "`cpu`",
+    expected: `a comma-separated list of ${EXECUTION_PROVIDERS.join(", ")}`,
+    schema: providers,
+  },
+  {
+    name: "ORT_INTRA_OP_THREADS",
+    parts: ["engine"],
+    meaning: "ONNX Runtime intra-op thread count.",
+    defaultText: "ONNX Runtime's choice",
+    expected: "an integer from 1 to 1024",
+    schema: uint(1, 1024),
+  },
+  {
+    name: "METRICS_PORT",
+    parts: ["metrics"],
+    meaning: "Port of the Prometheus `/metrics` endpoint; `0` picks a free port.",
+    defaultText: `\`${DEFAULT_METRICS_PORT}\``,
+    expected: "an integer from 0 to 65535",
+    schema: uint(0, 65535),
+  },
+  {
+    name: "LOG_LEVEL",
+    parts: ["logging"],
+    meaning: "pino log level (logs are JSON lines on stderr).",
+    defaultText: "`info`",
+    expected: `one of ${LOG_LEVELS.join(", ")}`,
+    schema: z
+      .string()
+      .transform((s) => s.toLowerCase())
+      .pipe(z.enum(LOG_LEVELS)),
+  },
+];
+
+const SPEC_BY_NAME = new Map(SPECS.map((s) => [s.name, s]));
+
+/** Names of every variable this module reads. */
+export const CONFIG_VARIABLES: readonly string[] = SPECS.map((s) => s.name);
+
+// ---------------------------------------------------------------------------
+// Loading
+
+function redactUrl(value: string): string {
+  // scheme://user:password@host → scheme://user:***@host, without reformatting the rest.
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*:)[^/@]*@/i, "$1***@");
+}
+
+function shown(spec: VarSpec, raw: string): string {
+  if (spec.secret) return "(a value, hidden)";
+  const v = redactUrl(raw);
+  return JSON.stringify(v.length > 80 ? `${v.slice(0, 77)}...` : v);
+}
+
+class Reader {
+  readonly issues: ConfigIssue[] = [];
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const v = this.env[name]?.trim();
+    return v === undefined || v === "" ? undefined : v;
+  }
+
+  /** Parsed value, or undefined when unset. Records an issue when present but invalid. */
+  opt<T>(name: string): T | undefined {
+    const spec = SPEC_BY_NAME.get(name);
+    if (!spec) throw new Error(`config: no spec for ${name}`);
+    const raw = this.raw(name);
+    if (raw === undefined) return undefined;
+    const r = spec.schema.safeParse(raw);
+    if (!r.success) {
+      this.issues.push({ variable: name, problem: `got ${shown(spec, raw)}`, expected: spec.expected });
+      return undefined;
+    }
+    return r.data as T;
+  }
+
+  req<T>(name: string): T | undefined {
+    const spec = SPEC_BY_NAME.get(name);
+    if (!spec) throw new Error(`config: no spec for ${name}`);
+    if (this.raw(name) === undefined) {
+      this.issues.push({ variable: name, problem: "missing", expected: spec.expected });
+      return undefined;
+    }
+    return this.opt<T>(name);
+  }
+
+  issue(variable: string, problem: string, expected: string): void {
+    this.issues.push({ variable, problem, expected });
+  }
+}
+
+function readRedis(r: Reader): RedisConfig {
+  return {
+    url: r.req<string>("REDIS_URL") ?? "",
+    queuePrefix: r.opt<string>("QUEUE_PREFIX") ?? "{sb}",
+  };
+}
+
+function credentialPair(r: Reader, idVar: string, secretVar: string): S3Credentials | undefined {
+  const id = r.opt<string>(idVar);
+  const secret = r.opt<string>(secretVar);
+  const idSet = r.raw(idVar) !== undefined;
+  const secretSet = r.raw(secretVar) !== undefined;
+  if (idSet !== secretSet) {
+    const missing = idSet ? secretVar : idVar;
+    r.issue(missing, `missing while ${idSet ? idVar : secretVar} is set`, `${idVar} and ${secretVar} set together`);
+    return undefined;
+  }
+  return id !== undefined && secret !== undefined ? { accessKeyId: id, secretAccessKey: secret } : undefined;
+}
+
+function readS3(r: Reader): S3Config {
+  const endpoint = r.opt<string>("S3_ENDPOINT");
+  const bucket = r.req<string>("S3_BUCKET") ?? "";
+  const region = r.opt<string>("S3_REGION") ?? "us-east-1";
+  const forced = r.opt<boolean>("S3_FORCE_PATH_STYLE");
+  const anyS3 = r.raw("S3_ACCESS_KEY_ID") !== undefined || r.raw("S3_SECRET_ACCESS_KEY") !== undefined;
+  const credentials = anyS3
+    ? credentialPair(r, "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
+    : credentialPair(r, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY");
+  const anyAws = r.raw("AWS_ACCESS_KEY_ID") !== undefined || r.raw("AWS_SECRET_ACCESS_KEY") !== undefined;
+  if (r.raw("S3_ENDPOINT") !== undefined && !anyS3 && !anyAws) {
+    r.issue(
+      "S3_ACCESS_KEY_ID",
+      "missing while S3_ENDPOINT is set",
+      "credentials for the custom endpoint in S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY",
+    );
+  }
+  const cfg: S3Config = {
+    bucket,
+    region,
+    forcePathStyle: forced ?? r.raw("S3_ENDPOINT") !== undefined,
+  };
+  if (endpoint !== undefined) cfg.endpoint = endpoint;
+  if (credentials !== undefined) cfg.credentials = credentials;
+  return cfg;
+}
+
+function readModel(r: Reader): ModelConfig {
+  const dir = r.opt<string>("MODEL_DIR");
+  const uri = r.opt<{ uri: string; bucket: string; prefix: string }>("MODEL_URI");
+  const dig = r.opt<string>("MODEL_DIGEST");
+  if (r.raw("MODEL_DIR") !== undefined && r.raw("MODEL_URI") !== undefined) {
+    r.issue("MODEL_DIR", "set together with MODEL_URI", "only one of MODEL_DIR and MODEL_URI");
+  }
+  const withDigest = <T extends object>(m: T): T => (dig === undefined ? m : { ...m, digest: dig });
+  if (uri !== undefined) return withDigest({ source: "s3" as const, ...uri });
+  return withDigest({ source: "dir" as const, dir: dir ?? BUNDLED_MODEL_DIR });
+}
+
+function readEngine(r: Reader): EngineConfig {
+  const cfg: EngineConfig = { executionProviders: r.opt<ExecutionProvider[]>("EXECUTION_PROVIDERS") ?? ["cpu"] };
+  const threads = r.opt<number>("ORT_INTRA_OP_THREADS");
+  if (threads !== undefined) cfg.intraOpThreads = threads;
+  return cfg;
+}
+
+const READERS: { [K in ConfigPart]: (r: Reader) => Config[K] } = {
+  redis: readRedis,
+  s3: readS3,
+  model: readModel,
+  worker: (r) => ({ concurrency: r.opt<number>("WORKER_CONCURRENCY") ?? 4 }),
+  engine: readEngine,
+  metrics: (r) => ({ port: r.opt<number>("METRICS_PORT") ?? DEFAULT_METRICS_PORT }),
+  logging: (r) => ({ level: r.opt<LogLevel>("LOG_LEVEL") ?? "info" }),
+};
+
+/**
+ * Validate the variables of the parts a subcommand needs.
+ * Throws a ConfigError listing every problem at once.
+ */
+export function loadConfig<const P extends ConfigPart>(env: Env, needs: readonly P[]): Pick<Config, P> {
+  const r = new Reader(env);
+  const out: Partial<Config> = {};
+  for (const part of new Set(needs)) {
+    (out as Record<string, unknown>)[part] = READERS[part](r);
+  }
+  if (r.issues.length > 0) {
+    const order = (v: string) => {
+      const i = CONFIG_VARIABLES.indexOf(v);
+      return i < 0 ? CONFIG_VARIABLES.length : i;
+    };
+    throw new ConfigError([...r.issues].sort((a, b) => order(a.variable) - order(b.variable)));
+  }
+  return out as Pick<Config, P>;
+}
+
+// ---------------------------------------------------------------------------
+// Documentation
+
+/** Markdown table of every variable: name, default, which parts read it, meaning. */
+export function configTableMarkdown(): string {
+  const esc = (s: string) => s.replace(/\|/g, "\\|");
+  const rows = SPECS.map(
+    (s) => `| \`${s.name}\` | ${esc(s.defaultText ?? "required")} | ${s.parts.join(", ")} | ${esc(s.meaning)} |`,
+  );
+  return ["| Variable | Default | Used by | Meaning |", "|---|---|---|---|", ...rows].join("\n") + "\n";
+}

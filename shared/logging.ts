@@ -1,0 +1,50 @@
+/**
+ * pino logger factory. Logs are JSON lines on stderr, so a command's stdout stays free
+ * for its data (results, status tables). The level comes from LOG_LEVEL unless given.
+ */
+import { pino, type DestinationStream, type Logger } from "pino";
+import { LOG_LEVELS, type LogLevel } from "./config.ts";
+
+export type { Logger } from "pino";
+
+export interface LoggerOptions {
+  /** Component name, e.g. "worker" or "producer"; becomes the `name` field. */
+  name?: string;
+  /** Overrides LOG_LEVEL. */
+  level?: LogLevel;
+  /** Environment to read LOG_LEVEL from (default process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Where to write (default: stderr, synchronously so nothing is lost at exit). */
+  destination?: DestinationStream;
+  /** Fields added to every line. */
+  base?: Record<string, unknown>;
+}
+
+/** Resolve a log level from LOG_LEVEL; throws a clear error on a bad value. */
+export function logLevelFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): LogLevel {
+  const raw = env.LOG_LEVEL?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
+    throw new Error(`LOG_LEVEL: got ${JSON.stringify(env.LOG_LEVEL)}; expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  return raw as LogLevel;
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const level = opts.level ?? logLevelFromEnv(opts.env);
+  const destination = opts.destination ?? pino.destination({ dest: 2, sync: true });
+  return pino(
+    {
+      level,
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+      base: { pid: process.pid, ...opts.base },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // Never log credentials that end up in objects we log.
+      redact: {
+        paths: ["*.secretAccessKey", "*.password", "credentials", "*.credentials"],
+        censor: "***",
+      },
+    },
+    destination,
+  );
+}

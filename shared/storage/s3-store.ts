@@ -1,0 +1,262 @@
+/**
+ * The result store: JSON documents and content-addressed images in one S3 bucket, over
+ * @aws-sdk/client-s3. Every request is timed into stagebeam_s3_request_seconds{op} and
+ * failures (after the SDK's retries) count in stagebeam_s3_errors_total{op}; a 404 on a
+ * get or head is an answer ("not there"), not an error.
+ *
+ * Writes are single PutObject calls (no multipart): results are small, and s3rver, the
+ * embedded endpoint, lacks abort-multipart.
+ */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { extname } from "node:path";
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
+import type { S3Config } from "../config.ts";
+import type { StagebeamMetrics } from "../metrics.ts";
+import { imageKey, normalizeExt, s3Uri } from "./keys.ts";
+
+export * from "./keys.ts";
+
+export type S3Op = "PutObject" | "GetObject" | "HeadObject" | "ListObjectsV2";
+
+export type S3Metrics = Pick<StagebeamMetrics, "s3RequestSeconds" | "s3Errors">;
+
+export interface ListedObject {
+  key: string;
+  size: number;
+  lastModified?: Date;
+}
+
+export interface StagedImage {
+  key: string;
+  uri: string;
+  sha256: string;
+  size: number;
+  /** False when an object with this content hash was already there. */
+  uploaded: boolean;
+}
+
+/** A minimal schema interface (zod schemas fit) for typed getJson. */
+export interface Parser<T> {
+  parse(value: unknown): T;
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  webp: "image/webp",
+  gif: "image/gif",
+  avif: "image/avif",
+  tif: "image/tiff",
+  tiff: "image/tiff",
+};
+
+/** Build an S3 client from a validated config section. */
+export function createS3Client(cfg: S3Config, extra: Partial<S3ClientConfig> = {}): S3Client {
+  // The SDK versions we pin (published before 2027) support Node 20; newer ones will not,
+  // and the SDK says so on stderr of every process. We know: keep stderr for real problems.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+  return new S3Client({
+    region: cfg.region,
+    forcePathStyle: cfg.forcePathStyle,
+    ...(cfg.endpoint !== undefined ? { endpoint: cfg.endpoint } : {}),
+    ...(cfg.credentials !== undefined ? { credentials: cfg.credentials } : {}),
+    ...extra,
+  });
+}
+
+function isNotFound(err: unknown): boolean {
+  if (err instanceof S3ServiceException) {
+    return err.$metadata.httpStatusCode === 404 || err.name === "NoSuchKey" || err.name === "NotFound";
+  }
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return e?.$metadata?.httpStatusCode === 404 || e?.name === "NoSuchKey" || e?.name === "NotFound";
+}
+
+/**
+ * A failed S3 request, after the SDK's retries. Carries the S3 error code and HTTP status
+ * but not the SDK's error object, whose raw HTTP response would flood logs.
+ */
+export class S3StoreError extends Error {
+  readonly code: string;
+  readonly httpStatus: number | undefined;
+  readonly attempts: number | undefined;
+  constructor(
+    readonly op: S3Op,
+    readonly key: string,
+    err: unknown,
+  ) {
+    const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number; attempts?: number } };
+    const code = e?.name ?? "Error";
+    const status = e?.$metadata?.httpStatusCode;
+    const attempts = e?.$metadata?.attempts;
+    const detail = [status !== undefined ? `HTTP ${status}` : undefined, attempts !== undefined ? `${attempts} attempt${attempts === 1 ? "" : "s"}` : undefined]
+      .filter(Boolean)
+      .join(", ");
+    super(`S3 ${op} ${key} failed: ${code}: ${e?.message ?? String(err)}${detail ? ` (${detail})` : ""}`);
+    this.name = "S3StoreError";
+    this.code = code;
+    this.httpStatus = status;
+    this.attempts = attempts;
+  }
+}
+
+export interface S3StoreOptions {
+  client: S3Client;
+  bucket: string;
+  metrics?: S3Metrics;
+}
+
+export class S3Store {
+  readonly client: S3Client;
+  readonly bucket: string;
+  private readonly metrics: S3Metrics | undefined;
+
+  constructor(opts: S3StoreOptions) {
+    this.client = opts.client;
+    this.bucket = opts.bucket;
+    this.metrics = opts.metrics;
+  }
+
+  static fromConfig(cfg: S3Config, opts: { metrics?: S3Metrics; client?: Partial<S3ClientConfig> } = {}): S3Store {
+    return new S3Store({
+      client: createS3Client(cfg, opts.client),
+      bucket: cfg.bucket,
+      ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    });
+  }
+
+  /** Time one request; NotFound passes through uncounted as an error. Other errors are wrapped. */
+  private async timed<T>(op: S3Op, key: string, fn: () => Promise<T>): Promise<T> {
+    const end = this.metrics?.s3RequestSeconds.startTimer({ op });
+    try {
+      return await fn();
+    } catch (err) {
+      if (isNotFound(err)) throw err;
+      this.metrics?.s3Errors.inc({ op });
+      throw new S3StoreError(op, key, err);
+    } finally {
+      end?.();
+    }
+  }
+
+  uri(key: string): string {
+    return s3Uri(this.bucket, key);
+  }
+
+  async putJson(key: string, value: unknown): Promise<void> {
+    const body = JSON.stringify(value);
+    if (body === undefined) throw new Error(`putJson ${key}: value is not JSON-serialisable`);
+    await this.putBytesAt(key, Buffer.from(body, "utf8"), "application/json");
+  }
+
+  /** The parsed JSON at key, or undefined when there is no such object. */
+  async getJson<T = unknown>(key: string, schema?: Parser<T>): Promise<T | undefined> {
+    const bytes = await this.getBytes(key);
+    if (bytes === undefined) return undefined;
+    let value: unknown;
+    try {
+      value = JSON.parse(Buffer.from(bytes).toString("utf8"));
+    } catch (err) {
+      throw new Error(`s3://${this.bucket}/${key} is not valid JSON: ${(err as Error).message}`, { cause: err });
+    }
+    return schema ? schema.parse(value) : (value as T);
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.timed("HeadObject", key, () =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })),
+      );
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Every object under prefix, in key order, one ListObjectsV2 page at a time. */
+  async *list(prefix: string, pageSize = 1000): AsyncGenerator<ListedObject> {
+    let token: string | undefined;
+    do {
+      const page = await this.timed("ListObjectsV2", prefix, () =>
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            MaxKeys: pageSize,
+            ...(token !== undefined ? { ContinuationToken: token } : {}),
+          }),
+        ),
+      );
+      for (const o of page.Contents ?? []) {
+        if (o.Key === undefined) continue;
+        yield { key: o.Key, size: o.Size ?? 0, ...(o.LastModified ? { lastModified: o.LastModified } : {}) };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  /** The object's bytes, or undefined when there is no such object. */
+  async getBytes(key: string): Promise<Uint8Array | undefined> {
+    try {
+      return await this.timed("GetObject", key, async () => {
+        const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+        if (!res.Body) return new Uint8Array(0);
+        return await res.Body.transformToByteArray();
+      });
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Single PutObject of bytes at an exact key. */
+  async putBytesAt(key: string, bytes: Uint8Array, contentType = "application/octet-stream"): Promise<void> {
+    await this.timed("PutObject", key, () =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: bytes,
+          ContentType: contentType,
+          ContentLength: bytes.byteLength,
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Stage image bytes under images/sha256/<hex>.<ext>; skips the upload when that object
+   * already exists (same content, same key).
+   */
+  async putBytes(bytes: Uint8Array, ext: string): Promise<StagedImage> {
+    const e = normalizeExt(ext);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    const key = imageKey(sha256, e);
+    const staged = { key, uri: this.uri(key), sha256, size: bytes.byteLength };
+    if (await this.exists(key)) return { ...staged, uploaded: false };
+    await this.putBytesAt(key, bytes, CONTENT_TYPES[e] ?? "application/octet-stream");
+    return { ...staged, uploaded: true };
+  }
+
+  /** Stage a local image file (extension from its name). */
+  async putFile(path: string): Promise<StagedImage> {
+    const ext = extname(path);
+    if (ext === "") throw new Error(`cannot stage ${path}: the file name has no extension`);
+    return this.putBytes(await readFile(path), ext);
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}

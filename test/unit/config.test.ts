@@ -1,0 +1,186 @@
+import { describe, expect, it } from "vitest";
+import {
+  BUNDLED_MODEL_DIR,
+  CONFIG_PARTS,
+  CONFIG_VARIABLES,
+  ConfigError,
+  configTableMarkdown,
+  loadConfig,
+} from "../../shared/config.ts";
+import { END, START, spliceConfigTable } from "../../scripts/config-table.ts";
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("loadConfig", () => {
+  it("applies defaults", () => {
+    const cfg = loadConfig({ REDIS_URL: "redis://127.0.0.1:6379", S3_BUCKET: "results" }, CONFIG_PARTS);
+    expect(cfg.redis).toEqual({ url: "redis://127.0.0.1:6379", queuePrefix: "{sb}" });
+    expect(cfg.s3).toEqual({ bucket: "results", region: "us-east-1", forcePathStyle: false });
+    expect(cfg.model).toEqual({ source: "dir", dir: BUNDLED_MODEL_DIR });
+    expect(cfg.worker).toEqual({ concurrency: 4 });
+    expect(cfg.engine).toEqual({ executionProviders: ["cpu"] });
+    expect(cfg.metrics).toEqual({ port: 9464 });
+    expect(cfg.logging).toEqual({ level: "info" });
+  });
+
+  it("validates only the parts asked for", () => {
+    // No REDIS_URL, no S3_BUCKET: fine for a command that needs only the model and logging.
+    const cfg = loadConfig({ MODEL_DIR: "/models/x", LOG_LEVEL: "debug" }, ["model", "logging"]);
+    expect(cfg).toEqual({ model: { source: "dir", dir: "/models/x" }, logging: { level: "debug" } });
+    expect(Object.keys(cfg)).toEqual(["model", "logging"]);
+    // A bad variable of a part not asked for is ignored.
+    expect(() => loadConfig({ WORKER_CONCURRENCY: "lots" }, ["logging"])).not.toThrow();
+  });
+
+  it("lists every bad or missing variable in one error, with what was expected", () => {
+    const err = errorOf(() =>
+      loadConfig(
+        {
+          S3_ENDPOINT: "localhost:4568",
+          S3_BUCKET: "Bad_Bucket",
+          WORKER_CONCURRENCY: "0",
+          EXECUTION_PROVIDERS: "cuda,tpu",
+          METRICS_PORT: "70000",
+          LOG_LEVEL: "loud",
+          QUEUE_PREFIX: "sb",
+          S3_ACCESS_KEY_ID: "AK",
+          S3_SECRET_ACCESS_KEY: "SK",
+        },
+        CONFIG_PARTS,
+      ),
+    );
+    const vars = err.issues.map((i) => i.variable);
+    expect(vars).toEqual([
+      "REDIS_URL",
+      "QUEUE_PREFIX",
+      "S3_ENDPOINT",
+      "S3_BUCKET",
+      "WORKER_CONCURRENCY",
+      "EXECUTION_PROVIDERS",
+      "METRICS_PORT",
+      "LOG_LEVEL",
+    ]);
+    expect(err.message).toContain("Invalid configuration (8 problems)");
+    expect(err.message).toContain("REDIS_URL: missing; expected a redis:// or rediss:// URL");
+    expect(err.message).toContain('WORKER_CONCURRENCY: got "0"; expected an integer from 1 to 1024');
+    expect(err.message).toContain('EXECUTION_PROVIDERS: got "cuda,tpu"; expected a comma-separated list of cuda, webgpu, cpu');
+    expect(err.message).toContain('S3_ENDPOINT: got "localhost:4568"; expected an http:// or https:// URL');
+    expect(err.message).toContain("QUEUE_PREFIX");
+  });
+
+  it("never echoes secrets or URL passwords", () => {
+    const err = errorOf(() =>
+      loadConfig(
+        { REDIS_URL: "http://user:hunter2@host:6379", S3_BUCKET: "b", S3_SECRET_ACCESS_KEY: "topsecret" },
+        ["redis", "s3"],
+      ),
+    );
+    expect(err.message).not.toContain("hunter2");
+    expect(err.message).not.toContain("topsecret");
+    expect(err.message).toContain("REDIS_URL: got \"http://user:***@host:6379\"");
+    expect(err.message).toContain("S3_ACCESS_KEY_ID: missing while S3_SECRET_ACCESS_KEY is set");
+  });
+
+  it("reads S3 settings, credentials and path style", () => {
+    const custom = loadConfig(
+      {
+        S3_ENDPOINT: "http://127.0.0.1:4568",
+        S3_BUCKET: "stagebeam",
+        S3_ACCESS_KEY_ID: "S3RVER",
+        S3_SECRET_ACCESS_KEY: "S3RVER",
+      },
+      ["s3"],
+    );
+    expect(custom.s3).toEqual({
+      endpoint: "http://127.0.0.1:4568",
+      bucket: "stagebeam",
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    });
+    const aws = loadConfig(
+      { S3_BUCKET: "b-1", S3_REGION: "eu-west-1", AWS_ACCESS_KEY_ID: "A", AWS_SECRET_ACCESS_KEY: "S", S3_FORCE_PATH_STYLE: "yes" },
+      ["s3"],
+    );
+    expect(aws.s3.credentials).toEqual({ accessKeyId: "A", secretAccessKey: "S" });
+    expect(aws.s3.forcePathStyle).toBe(true);
+    expect(aws.s3.endpoint).toBeUndefined();
+    // Real AWS with no explicit credentials: the SDK default chain (IAM role) is used.
+    expect(loadConfig({ S3_BUCKET: "b-1" }, ["s3"]).s3.credentials).toBeUndefined();
+    // A custom endpoint needs credentials.
+    expect(errorOf(() => loadConfig({ S3_BUCKET: "b-1", S3_ENDPOINT: "http://m:9000" }, ["s3"])).issues[0]).toMatchObject({
+      variable: "S3_ACCESS_KEY_ID",
+      problem: "missing while S3_ENDPOINT is set",
+    });
+    expect(errorOf(() => loadConfig({ S3_BUCKET: "b-1", S3_FORCE_PATH_STYLE: "maybe" }, ["s3"])).issues[0]?.variable).toBe(
+      "S3_FORCE_PATH_STYLE",
+    );
+  });
+
+  it("reads the model source", () => {
+    const s3 = loadConfig({ MODEL_URI: "s3://models/tiny/v1", MODEL_DIGEST: "AB".repeat(32) }, ["model"]);
+    expect(s3.model).toEqual({
+      source: "s3",
+      uri: "s3://models/tiny/v1",
+      bucket: "models",
+      prefix: "tiny/v1/",
+      digest: `sha256:${"ab".repeat(32)}`,
+    });
+    const err = errorOf(() => loadConfig({ MODEL_DIR: "/m", MODEL_URI: "s3://models/x", MODEL_DIGEST: "md5:1" }, ["model"]));
+    expect(err.issues.map((i) => i.variable)).toEqual(["MODEL_DIR", "MODEL_DIGEST"]);
+    expect(err.message).toContain("only one of MODEL_DIR and MODEL_URI");
+    expect(errorOf(() => loadConfig({ MODEL_URI: "https://x/y" }, ["model"])).message).toContain("an s3://bucket/prefix URI");
+  });
+
+  it("parses engine and worker settings", () => {
+    const cfg = loadConfig(
+      { EXECUTION_PROVIDERS: " CUDA , cpu,cuda ", ORT_INTRA_OP_THREADS: "8", WORKER_CONCURRENCY: "16" },
+      ["engine", "worker"],
+    );
+    expect(cfg.engine).toEqual({ executionProviders: ["cuda", "cpu"], intraOpThreads: 8 });
+    expect(cfg.worker.concurrency).toBe(16);
+    expect(errorOf(() => loadConfig({ ORT_INTRA_OP_THREADS: "1.5" }, ["engine"])).issues).toHaveLength(1);
+    // Empty values count as unset.
+    expect(loadConfig({ WORKER_CONCURRENCY: "" }, ["worker"]).worker.concurrency).toBe(4);
+  });
+
+  it("accepts hash-tagged queue prefixes only", () => {
+    expect(loadConfig({ REDIS_URL: "rediss://h:6380/2", QUEUE_PREFIX: "prod:{sb}" }, ["redis"]).redis.queuePrefix).toBe("prod:{sb}");
+    for (const bad of ["sb", "{}", "{a b}", "{{sb}}"]) {
+      expect(() => loadConfig({ REDIS_URL: "redis://h", QUEUE_PREFIX: bad }, ["redis"]), bad).toThrow(ConfigError);
+    }
+  });
+});
+
+describe("configTableMarkdown", () => {
+  it("documents every variable with its default", () => {
+    const table = configTableMarkdown();
+    const rows = table.trim().split("\n");
+    expect(rows[0]).toBe("| Variable | Default | Used by | Meaning |");
+    expect(rows).toHaveLength(CONFIG_VARIABLES.length + 2);
+    for (const v of CONFIG_VARIABLES) expect(table).toContain(`| \`${v}\` |`);
+    expect(table).toContain("| `REDIS_URL` | required | redis |");
+    expect(table).toContain("| `WORKER_CONCURRENCY` | `4` | worker |");
+    expect(table).toContain("| `QUEUE_PREFIX` | `{sb}` | redis |");
+  });
+});
+
+describe("spliceConfigTable", () => {
+  it("replaces the table between the markers and is stable", () => {
+    const doc = `# stagebeam\n\n${START}\nold table\n${END}\n\nmore text\n`;
+    const once = spliceConfigTable(doc);
+    expect(once).toContain(configTableMarkdown());
+    expect(once).not.toContain("old table");
+    expect(once.endsWith(`${END}\n\nmore text\n`)).toBe(true);
+    expect(spliceConfigTable(once)).toBe(once);
+    expect(() => spliceConfigTable("no markers")).toThrow(/markers/);
+  });
+});
