@@ -1,15 +1,36 @@
 #!/usr/bin/env -S npx tsx
-import { Command } from "commander";
+import { Command, CommanderError } from "commander";
+import { CliExit, exitCodeFor } from "./commands/common.ts";
+import { demoCommand } from "./commands/demo.ts";
+import { resultsCommand } from "./commands/results.ts";
 import { scenesCommand } from "./commands/scenes.ts";
+import { statusCommand } from "./commands/status.ts";
+import { submitCommand } from "./commands/submit.ts";
+import { workerCommand } from "./commands/worker.ts";
 
 const program = new Command("stagebeam")
   .description("structured visual reasoning with stage-level beam search, from one machine to a fleet")
-  .showHelpAfterError()
-  .addCommand(scenesCommand);
+  .addCommand(scenesCommand)
+  .addCommand(workerCommand)
+  .addCommand(submitCommand)
+  .addCommand(statusCommand)
+  .addCommand(resultsCommand)
+  .addCommand(demoCommand)
+  .addHelpText("after", "\nExit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.");
+
+// Usage errors exit 2 (commander's default is 1); --help exits 0.
+const configure = (c: Command) => {
+  c.exitOverride().showHelpAfterError();
+  c.commands.forEach(configure);
+};
+configure(program);
 
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  console.error(`stagebeam: ${error instanceof Error ? error.message : String(error)}`);
-  process.exitCode = 1;
+  // Commander and CliExit have already said what went wrong.
+  if (!(error instanceof CommanderError) && !(error instanceof CliExit && error.message === "")) {
+    console.error(`stagebeam: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  process.exitCode = exitCodeFor(error);
 }

@@ -1,0 +1,31 @@
+/** `stagebeam results --run NAME [--failed]`: every result (or failure record) as JSON lines on stdout. */
+import { Command } from "commander";
+import { loadConfig } from "../../../shared/config.ts";
+import { S3Store } from "../../../shared/storage/s3-store.ts";
+import { assertRunId } from "../../../shared/storage/keys.ts";
+import { UsageError } from "../../../workers/fleet/errors.ts";
+import { streamRecords } from "../../../workers/fleet/status.ts";
+import { writeOut } from "./common.ts";
+
+export const resultsCommand = new Command("results")
+  .description("stream a run's results (or with --failed its failure records) from S3 as JSON lines")
+  .requiredOption("--run <name>", "run name")
+  .option("--failed", "failure records instead of results", false)
+  .addHelpText("after", "\nEnvironment: S3_* (see the README). Lines come in item-key order, one JSON object each.")
+  .action(async (o: { run: string; failed: boolean }) => {
+    try {
+      assertRunId(o.run);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    const config = loadConfig(process.env, ["s3"]);
+    const store = S3Store.fromConfig(config.s3);
+    process.stdout.on("error", () => {}); // a closed pipe (| head) ends the stream below
+    try {
+      for await (const line of streamRecords(store, o.run, o.failed ? "failed" : "results")) {
+        if (!(await writeOut(`${line}\n`))) break;
+      }
+    } finally {
+      store.destroy();
+    }
+  });

@@ -1,0 +1,157 @@
+/**
+ * `stagebeam submit`: enqueue a manifest as a run. Idempotent (re-running adds nothing twice)
+ * and resumable (Ctrl-C, then the same command again). Exit codes: 0 submitted (bad lines are
+ * reported and recorded, not fatal), 1 runtime failure, 2 bad usage or configuration (checked
+ * before anything is enqueued), 130 interrupted.
+ */
+import { Command, Option } from "commander";
+import { loadConfig } from "../../../shared/config.ts";
+import { createLogger } from "../../../shared/logging.ts";
+import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared/metrics.ts";
+import { producerMetrics, queueCollector } from "../../../workers/fleet/fleet-metrics.ts";
+import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, STRATEGIES, submitRun, validateSettings, type SubmitSummary } from "../../../workers/fleet/producer.ts";
+import { formatDuration, formatStatus, runStatus, waitForRun } from "../../../workers/fleet/status.ts";
+import { JUDGE_MODES } from "../../../workers/fleet/model-host.ts";
+import { CliExit, EXIT_INTERRUPTED, intOption, openFleet } from "./common.ts";
+import { createProgress } from "./progress.ts";
+
+interface SubmitCliOptions {
+  run: string;
+  manifest: string;
+  question?: string;
+  imageRoot?: string;
+  format?: "jsonl" | "csv";
+  strategy: string;
+  beam: number;
+  judge: string;
+  seed: number;
+  maxStageTokens?: number;
+  maxBacklog: number;
+  chunk: number;
+  wait: boolean;
+  progress: boolean;
+}
+
+export function formatSummary(s: SubmitSummary): string {
+  const lines = [
+    `run ${s.run}: ${s.lines} manifest lines in ${formatDuration(s.seconds)}${s.interrupted ? " (interrupted: run the same command again to resume)" : ""}`,
+    `  enqueued   ${s.enqueued}`,
+    `  skipped    ${s.skipped} (already submitted)`,
+    `  bad lines  ${s.bad} (recorded under runs/${s.run}/failed/)`,
+  ];
+  if (s.duplicates > 0) lines.push(`  duplicates ${s.duplicates} (ids that an earlier line already has; skipped)`);
+  lines.push(`  images     ${s.imagesUploaded} uploaded, ${s.imagesReused} already staged`);
+  lines.push(`  settings   strategy ${s.settings.strategy} · beam ${s.settings.beam} · judge ${s.settings.judgeMode} · seed ${s.settings.seed}`);
+  return lines.join("\n");
+}
+
+export const submitCommand = new Command("submit")
+  .description("submit a manifest (JSONL/CSV with id,image,question[,answer], or a folder of images) as a run")
+  .requiredOption("--run <name>", "run name: results go to runs/<name>/ in S3")
+  .requiredOption("--manifest <file|dir>", "manifest.jsonl, manifest.csv, or a folder of images")
+  .option("--question <text>", "the question for every image (folder manifests)")
+  .option("--image-root <dir>", "local image paths must resolve inside this folder (default: the manifest's folder)")
+  .addOption(new Option("--format <format>", "manifest format (default: from the extension)").choices(["jsonl", "csv"]))
+  .option("--strategy <name>", `search strategy: ${STRATEGIES.join(", ")}`, "stage")
+  .option("--beam <n>", "candidates per step (best-of-N: N)", intOption("--beam", -1_000_000), 4)
+  .option("--judge <mode>", `judge mode: ${JUDGE_MODES.join(", ")}`, "score")
+  .option("--seed <n>", "seed; with the same seed an item gets the same answer on any worker", intOption("--seed", -1_000_000), 0)
+  .option("--max-stage-tokens <n>", "token cap of one stage or sentence candidate", intOption("--max-stage-tokens", -1_000_000))
+  .option("--max-backlog <n>", "pause while more than this many items are unfinished in the queue", intOption("--max-backlog", 1), DEFAULT_MAX_BACKLOG)
+  .option("--chunk <n>", "items per addBulk", intOption("--chunk", 1, 10_000), DEFAULT_CHUNK_SIZE)
+  .option("--wait", "wait until every item has finished, then print the run's status", false)
+  .option("--no-progress", "no progress bar or progress lines")
+  .addHelpText(
+    "after",
+    "\nEnvironment: REDIS_URL, QUEUE_PREFIX, S3_* (see the README); METRICS_PORT, when set, serves /metrics while it runs.",
+  )
+  .action(async (o: SubmitCliOptions) => {
+    // Settings first: a bad strategy or beam is an error before anything is touched.
+    validateSettings({
+      strategy: o.strategy,
+      beam: o.beam,
+      seed: o.seed,
+      judgeMode: o.judge,
+      ...(o.maxStageTokens !== undefined ? { maxStageTokens: o.maxStageTokens } : {}),
+    });
+    const config = loadConfig(process.env, ["redis", "s3", "metrics", "logging"]);
+    const logger = createLogger({ name: "producer", level: config.logging.level });
+    const metrics = createMetrics();
+    const pm = producerMetrics(metrics.registry);
+    const fleet = openFleet(config, metrics);
+    metrics.setQueueCollector(queueCollector(fleet.queues.all));
+    let server: MetricsServer | undefined;
+    if (process.env.METRICS_PORT?.trim()) {
+      server = await serveMetrics(metrics.registry, config.metrics.port);
+      process.stderr.write(`producer metrics: http://127.0.0.1:${server.port}/metrics\n`);
+    }
+
+    const abort = new AbortController();
+    const onSigint = () => {
+      if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED);
+      process.stderr.write("\ninterrupted: finishing the current chunk (Ctrl-C again to quit now)\n");
+      abort.abort();
+    };
+    process.on("SIGINT", onSigint);
+    process.on("SIGTERM", onSigint);
+
+    const bar = o.progress ? createProgress({ label: "submit", unit: "lines" }) : undefined;
+    try {
+      const summary = await submitRun(
+        {
+          run: o.run,
+          manifest: o.manifest,
+          ...(o.format !== undefined ? { format: o.format } : {}),
+          ...(o.question !== undefined ? { question: o.question } : {}),
+          ...(o.imageRoot !== undefined ? { imageRoot: o.imageRoot } : {}),
+          settings: {
+            strategy: o.strategy,
+            beam: o.beam,
+            seed: o.seed,
+            judgeMode: o.judge,
+            ...(o.maxStageTokens !== undefined ? { maxStageTokens: o.maxStageTokens } : {}),
+          },
+          maxBacklog: o.maxBacklog,
+          chunkSize: o.chunk,
+          signal: abort.signal,
+          onProgress: (p) =>
+            bar?.update(
+              p.lines,
+              p.total,
+              `| enqueued ${p.enqueued} skipped ${p.skipped} bad ${p.bad}${p.throttled ? ` | backlog full (${p.backlog}), waiting` : ""}`,
+            ),
+          onBadLine: (b) => {
+            const msg = `bad line ${b.line}: ${b.message} → recorded as failed (${b.reason})`;
+            if (bar) bar.log(msg);
+            else process.stderr.write(`${msg}\n`);
+          },
+          onDuplicate: (d) => {
+            const msg = `line ${d.line}: id ${JSON.stringify(d.id)} already used on line ${d.firstLine}; skipped`;
+            if (bar) bar.log(msg);
+            else process.stderr.write(`${msg}\n`);
+          },
+        },
+        { queues: fleet.queues, store: fleet.store, ledger: fleet.ledger, logger, metrics: pm },
+      );
+      bar?.stop();
+      process.stdout.write(`${formatSummary(summary)}\n`);
+      if (summary.interrupted) throw new CliExit(EXIT_INTERRUPTED);
+
+      if (o.wait && (await fleet.ledger.counts(o.run)).items > 0) {
+        const items = createProgress({ label: "items", unit: "items", plain: o.progress ? undefined : true, everySeconds: o.progress ? 5 : 30 });
+        await waitForRun(o.run, fleet.ledger, {
+          signal: abort.signal,
+          onProgress: (c) => items.update(c.completed + c.failed, c.items, `| completed ${c.completed} failed ${c.failed}`),
+        });
+        items.stop();
+        process.stdout.write(`${formatStatus(await runStatus(o.run, fleet))}\n`);
+        if (abort.signal.aborted) throw new CliExit(EXIT_INTERRUPTED);
+      }
+    } finally {
+      bar?.stop();
+      process.off("SIGINT", onSigint);
+      process.off("SIGTERM", onSigint);
+      await server?.close();
+      await fleet.close();
+    }
+  });

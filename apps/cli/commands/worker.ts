@@ -1,0 +1,140 @@
+/**
+ * `stagebeam worker`: one process per GPU. Loads the model once, serves the request, generate
+ * and judge queues, serves /metrics, and on SIGTERM (or Ctrl-C) stops taking work, finishes or
+ * hands back what it holds within the grace period, and exits 0. A second signal ends the grace
+ * period at once (jobs still running are handed back); a third exits immediately.
+ *
+ * The model host comes from workers/fleet/engine-host.ts. STAGEBEAM_MODEL_HOST_MODULE may name
+ * another module exporting `createModelHost(config, deps)` (a custom backend; the protocol
+ * tests use a scripted one).
+ */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Command } from "commander";
+import { loadConfig } from "../../../shared/config.ts";
+import { createLogger } from "../../../shared/logging.ts";
+import { createMetrics, serveMetrics } from "../../../shared/metrics.ts";
+import { S3Store } from "../../../shared/storage/s3-store.ts";
+import { createModelHost, type ModelHostConfig, type ModelHostDeps } from "../../../workers/fleet/engine-host.ts";
+import type { ModelHost } from "../../../workers/fleet/model-host.ts";
+import type { WorkerReady } from "../../../workers/fleet/processes.ts";
+import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker } from "../../../workers/fleet/worker.ts";
+import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
+
+type HostFactory = (config: ModelHostConfig, deps: ModelHostDeps) => Promise<ModelHost>;
+
+async function hostFactory(env: NodeJS.ProcessEnv): Promise<HostFactory> {
+  const mod = env.STAGEBEAM_MODEL_HOST_MODULE?.trim();
+  if (!mod) return createModelHost;
+  const url = /^[a-z]+:/.test(mod) ? mod : pathToFileURL(resolve(mod)).href;
+  const loaded = (await import(url)) as { createModelHost?: HostFactory };
+  if (typeof loaded.createModelHost !== "function") {
+    throw new Error(`STAGEBEAM_MODEL_HOST_MODULE=${mod} does not export createModelHost(config, deps)`);
+  }
+  return loaded.createModelHost;
+}
+
+interface WorkerOptions {
+  concurrency?: number;
+  lockDuration: number;
+  grace: number;
+  cacheItems: number;
+  name?: string;
+}
+
+export const workerCommand = new Command("worker")
+  .description("serve the fleet's queues with one model (one process per GPU); SIGTERM stops it gracefully")
+  .option("--concurrency <n>", "jobs of each queue run at once (default WORKER_CONCURRENCY)", intOption("--concurrency", 1, 1024))
+  .option("--lock-duration <seconds>", "BullMQ job lock; must outlast the slowest single job", secondsOption("--lock-duration"), DEFAULT_LOCK_DURATION_MS / 1000)
+  .option("--grace <seconds>", "on SIGTERM: time to finish running jobs before handing them back", secondsOption("--grace"), DEFAULT_GRACE_MS / 1000)
+  .option("--cache-items <n>", "open items (decoded image, prompt cache) kept per process", intOption("--cache-items", 1), 64)
+  .option("--name <name>", "worker name recorded on jobs and results (default host-pid)")
+  .addHelpText(
+    "after",
+    "\nConfiguration comes from the environment: REDIS_URL, QUEUE_PREFIX, S3_*, MODEL_DIR or MODEL_URI,\nMODEL_DIGEST, WORKER_CONCURRENCY, EXECUTION_PROVIDERS, METRICS_PORT, LOG_LEVEL (see the README).",
+  )
+  .action(async (opts: WorkerOptions) => {
+    const config = loadConfig(process.env, ["redis", "s3", "model", "worker", "engine", "metrics", "logging"]);
+    const logger = createLogger({ name: "worker", level: config.logging.level });
+    const metrics = createMetrics();
+    const metricsServer = await serveMetrics(metrics.registry, config.metrics.port);
+    const concurrency = opts.concurrency ?? config.worker.concurrency;
+    const store = S3Store.fromConfig(config.s3, { metrics });
+
+    const t0 = performance.now();
+    const factory = await hostFactory(process.env);
+    let host: ModelHost;
+    try {
+      host = await factory({ model: config.model, engine: config.engine, s3: config.s3, worker: { concurrency } }, { logger, metrics });
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, "could not load the model");
+      await metricsServer.close();
+      store.destroy();
+      throw err;
+    }
+    metrics.modelLoadSeconds.set((performance.now() - t0) / 1000);
+
+    const fleet = await startFleetWorker({
+      redisUrl: config.redis.url,
+      prefix: config.redis.queuePrefix,
+      store,
+      host,
+      metrics,
+      logger,
+      concurrency,
+      lockDurationMs: Math.round(opts.lockDuration * 1000),
+      cacheItems: opts.cacheItems,
+      ...(opts.name !== undefined ? { name: opts.name } : {}),
+    });
+    const ready: WorkerReady = {
+      event: "ready",
+      name: fleet.name,
+      pid: process.pid,
+      metricsPort: metricsServer.port,
+      model: host.modelId,
+      digest: host.digest,
+      concurrency,
+    };
+    process.stdout.write(`${JSON.stringify(ready)}\n`);
+
+    await new Promise<void>((done) => {
+      let signals = 0;
+      const shutdown = (why: string) => {
+        signals++;
+        if (signals === 2) {
+          logger.warn({ why }, "asked again: handing running jobs back now");
+          fleet.hurry();
+          return;
+        }
+        if (signals > 2) {
+          logger.warn({ why }, "asked a third time: exiting at once");
+          process.exit(EXIT_FAILURE);
+        }
+        logger.info({ why, graceSeconds: opts.grace }, "shutting down");
+        void (async () => {
+          try {
+            const { handedBack } = await fleet.stop({ graceMs: opts.grace * 1000 });
+            await host.close?.();
+            await metricsServer.close();
+            store.destroy();
+            logger.info({ handedBack }, "worker stopped");
+            done();
+          } catch (err) {
+            logger.error({ err: (err as Error).message }, "unclean shutdown");
+            process.exit(EXIT_FAILURE);
+          }
+        })();
+      };
+      process.on("SIGTERM", () => shutdown("SIGTERM"));
+      process.on("SIGINT", () => shutdown("SIGINT"));
+      // A supervisor that starts us with a pipe on stdin (stagebeam demo) stops us by closing it,
+      // which also happens when it dies without a word.
+      if (process.env.STAGEBEAM_STOP_ON_STDIN_EOF === "1") {
+        process.stdin.on("end", () => shutdown("stdin closed"));
+        process.stdin.on("error", () => shutdown("stdin closed"));
+        process.stdin.resume();
+      }
+    });
+    // Anything the model host still runs (a job handed back mid-generation) must not keep us alive.
+    process.exit(0);
+  });

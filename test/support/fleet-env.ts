@@ -1,0 +1,80 @@
+/**
+ * A fleet on real servers for integration tests: a private redis-server, an embedded S3
+ * server, the queues, the run ledger, and in-process fleet workers over a given model host.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { createLogger } from "../../shared/logging.ts";
+import { createMetrics, type StagebeamMetrics } from "../../shared/metrics.ts";
+import { startRedisServer, type RedisServer } from "../../shared/services/redis-server.ts";
+import { startS3Server, type S3Server } from "../../shared/services/s3-server.ts";
+import { S3Store } from "../../shared/storage/s3-store.ts";
+import { RunLedger } from "../../workers/fleet/ledger.ts";
+import type { ModelHost } from "../../workers/fleet/model-host.ts";
+import { openQueues, type FleetQueues } from "../../workers/fleet/protocol.ts";
+import { startFleetWorker, type FleetWorker } from "../../workers/fleet/worker.ts";
+
+export const PREFIX = "{sb}";
+
+export interface FleetEnv {
+  redis: RedisServer;
+  s3: S3Server;
+  store: S3Store;
+  queues: FleetQueues;
+  client: Redis;
+  ledger: RunLedger;
+  tmp: string;
+  /** REDIS_URL, QUEUE_PREFIX and S3_* for child processes. */
+  env: Record<string, string>;
+  startWorker(host: ModelHost, opts?: { concurrency?: number; name?: string; metrics?: StagebeamMetrics; lockDurationMs?: number }): Promise<{ worker: FleetWorker; metrics: StagebeamMetrics }>;
+  close(): Promise<void>;
+}
+
+export async function startFleetEnv(): Promise<FleetEnv> {
+  const redis = await startRedisServer();
+  const s3 = await startS3Server();
+  const store = S3Store.fromConfig(s3.config);
+  const queues = openQueues(redis.url, PREFIX);
+  const client = new Redis(redis.url, { maxRetriesPerRequest: 3 });
+  const ledger = new RunLedger(client, PREFIX);
+  const tmp = await mkdtemp(join(tmpdir(), "sb-fleet-"));
+  const workers: FleetWorker[] = [];
+  const logger = createLogger({ level: "silent" });
+  return {
+    redis,
+    s3,
+    store,
+    queues,
+    client,
+    ledger,
+    tmp,
+    env: { REDIS_URL: redis.url, QUEUE_PREFIX: PREFIX, ...s3.env },
+    async startWorker(host, opts = {}) {
+      const metrics = opts.metrics ?? createMetrics({ defaultMetrics: false });
+      const worker = await startFleetWorker({
+        redisUrl: redis.url,
+        prefix: PREFIX,
+        store,
+        host,
+        metrics,
+        logger,
+        concurrency: opts.concurrency ?? 4,
+        ...(opts.name !== undefined ? { name: opts.name } : {}),
+        ...(opts.lockDurationMs !== undefined ? { lockDurationMs: opts.lockDurationMs } : {}),
+      });
+      workers.push(worker);
+      return { worker, metrics };
+    },
+    async close() {
+      await Promise.all(workers.map((w) => w.stop({ graceMs: 2_000 })));
+      await queues.close();
+      client.disconnect();
+      store.destroy();
+      await s3.stop();
+      await redis.stop();
+      await rm(tmp, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,261 @@
+/**
+ * The request step job's logic, without Redis: a fake BullMQ job keeps the children's results
+ * the way BullMQ does (processed values, ignored failures), the scripted host plays the model.
+ */
+import { WaitingChildrenError, type Job } from "bullmq";
+import { describe, expect, it } from "vitest";
+import { createLogger } from "../../shared/logging.ts";
+import { createMetrics } from "../../shared/metrics.ts";
+import { createSearch, runSearch } from "../../shared/search/index.ts";
+import type { GenerateRequest, JudgeRequest } from "../../shared/search/types.ts";
+import type { S3Store } from "../../shared/storage/s3-store.ts";
+import { FleetError } from "../../workers/fleet/errors.ts";
+import type { RunLedger } from "../../workers/fleet/ledger.ts";
+import { GenerateJobDataSchema, JudgeJobDataSchema, PROTOCOL_VERSION, RequestJobDataSchema, type RequestJobData } from "../../workers/fleet/protocol.ts";
+import type { ResultRecord } from "../../workers/fleet/records.ts";
+import { runRequestStep, stageLabel, type StepDeps } from "../../workers/fleet/request-step.ts";
+import { createScriptedHost, generateOne, judgeOne } from "../support/scripted-host.ts";
+
+const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0]);
+
+interface Added {
+  queue: string;
+  id: string;
+  data: unknown;
+  opts: Record<string, unknown>;
+}
+
+class FakeQueue {
+  added: Added[] = [];
+  constructor(
+    readonly name: string,
+    private readonly job: FakeJob,
+  ) {}
+  get qualifiedName() {
+    return `{sb}:${this.name}`;
+  }
+  async addBulk(jobs: { name: string; data: unknown; opts: Record<string, unknown> }[]) {
+    for (const j of jobs) {
+      const id = j.opts.jobId as string;
+      this.added.push({ queue: this.name, id, data: j.data, opts: j.opts });
+      const key = `${this.qualifiedName}:${id}`;
+      if (!this.job.processed.has(key) && !this.job.failed.has(key)) this.job.pending.set(key, j.data);
+    }
+    return [];
+  }
+}
+
+class FakeJob {
+  id: string;
+  queueQualifiedName = "{sb}:request";
+  attemptsMade = 0;
+  opts = { attempts: 5 };
+  processed = new Map<string, unknown>();
+  failed = new Map<string, string>();
+  pending = new Map<string, unknown>();
+  updates = 0;
+  constructor(public data: RequestJobData) {
+    this.id = `${data.run}/${data.item.key}`;
+  }
+  async getChildrenValues() {
+    return Object.fromEntries(this.processed);
+  }
+  async getIgnoredChildrenFailures() {
+    return Object.fromEntries(this.failed);
+  }
+  async updateData(d: RequestJobData) {
+    this.updates++;
+    this.data = d;
+  }
+  async moveToWaitingChildren() {
+    return this.pending.size > 0;
+  }
+  /** Runs every pending child the way a worker would. */
+  runChildren(fail?: (key: string) => string | undefined) {
+    for (const [key, data] of this.pending) {
+      const reason = fail?.(key);
+      if (reason !== undefined) {
+        this.failed.set(key, reason);
+        continue;
+      }
+      const d = data as { request: GenerateRequest | JudgeRequest };
+      const result = "sampleKey" in d.request ? generateOne(d.request) : judgeOne(d.request);
+      this.processed.set(key, { result, meta: { worker: "w-test", model: "sha256:abc", startedAt: 1, ms: 2 } });
+    }
+    this.pending.clear();
+  }
+}
+
+function requestData(overrides: Partial<{ strategy: "stage" | "best-of-n" | "none" | "sentence"; beam: number; answer: string | null }> = {}): RequestJobData {
+  return {
+    v: PROTOCOL_VERSION,
+    run: "r1",
+    item: { key: "item-1", id: "item 1", image: "s3://stagebeam/images/sha256/abc.png", question: "How many?", answer: overrides.answer === undefined ? "2" : overrides.answer, line: 3 },
+    judgeMode: "score",
+    state: createSearch({ itemId: "item-1", strategy: overrides.strategy ?? "stage", beam: overrides.beam ?? 4, seed: 5 }),
+    trace: { submittedAt: 1_000, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [] },
+  };
+}
+
+function deps(job: FakeJob, store = new Map<string, unknown>()) {
+  const outcomes: [string, string, number][] = [];
+  const metrics = createMetrics({ defaultMetrics: false });
+  let t = 10_000;
+  const d: StepDeps = {
+    queues: { generate: new FakeQueue("generate", job), judge: new FakeQueue("judge", job) } as unknown as StepDeps["queues"],
+    store: {
+      exists: async (k: string) => store.has(k),
+      putJson: async (k: string, v: unknown) => void store.set(k, v),
+    } as unknown as S3Store,
+    ledger: {
+      recordOutcome: async (_run: string, item: string, outcome: string, tokens = 0) => {
+        outcomes.push([item, outcome, tokens]);
+        return true;
+      },
+    } as unknown as RunLedger,
+    metrics,
+    model: { id: "m", digest: "sha256:abc" },
+    worker: "w-parent",
+    logger: createLogger({ level: "silent" }),
+    now: () => (t += 250),
+  };
+  return { d, store, outcomes, metrics };
+}
+
+async function drive(job: FakeJob, d: StepDeps, fail?: (key: string) => string | undefined) {
+  for (let runs = 1; runs < 200; runs++) {
+    try {
+      return { value: await runRequestStep(job as unknown as Job, "token", d), runs };
+    } catch (err) {
+      if (!(err instanceof WaitingChildrenError)) throw err;
+      job.runChildren(fail);
+    }
+  }
+  throw new Error("did not finish");
+}
+
+describe("request step job", () => {
+  it("drives the search to the same result as the in-process driver and writes the full trace", async () => {
+    const job = new FakeJob(requestData());
+    const { d, store, outcomes, metrics } = deps(job);
+    const { value, runs } = await drive(job, d);
+    expect(value.status).toBe("done");
+    // 4 stages: candidates, then (REASONING only) checks, then 2 knock-out rounds of 4 candidates.
+    expect(runs).toBe(4 * 3 + 1 + 1);
+    const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
+    const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" }, { judgeMode: "score" });
+    expect(record.search).toEqual(await runSearch({ itemId: "item-1", strategy: "stage", beam: 4, seed: 5 }, open));
+    expect(record).toMatchObject({
+      kind: "result",
+      run: "r1",
+      id: "item 1",
+      item: "item-1",
+      line: 3,
+      gold: "2",
+      strategy: "stage",
+      beam: 4,
+      seed: 5,
+      judgeMode: "score",
+      model: { id: "m", digest: "sha256:abc" },
+      models: ["sha256:abc"],
+      worker: "w-parent",
+    });
+    expect(record.correct).toBe(record.answer === "2");
+    expect(record.timings.steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
+    // SUMMARY: 4 candidates and 3 comparisons, each timed by the worker that ran it.
+    expect(record.timings.steps[0]!.work).toHaveLength(7);
+    expect(record.timings.steps[0]!.work.every((w) => w.worker === "w-test")).toBe(true);
+    expect(record.timings.startedAt).toBe(new Date(10_250).toISOString());
+    expect(outcomes).toEqual([["item-1", record.correct ? "c" : "w", record.search.counts.generatedTokens]]);
+    const page = await metrics.registry.metrics();
+    expect(page).toMatch(/stagebeam_stage_latency_seconds_count\{stage="REASONING"\} 1/);
+    expect(page).toMatch(/stagebeam_items_completed_total 1/);
+  });
+
+  it("adds children with deterministic ids, the run in them, tiny data and an explicit failure option", async () => {
+    const job = new FakeJob(requestData({ beam: 2 }));
+    const { d } = deps(job);
+    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    const gen = (d.queues.generate as unknown as FakeQueue).added;
+    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1"]);
+    for (const a of gen) {
+      expect(a.id).not.toContain(":");
+      expect(a.opts).toMatchObject({ ignoreDependencyOnFailure: true, parent: { id: "r1/item-1", queue: "{sb}:request" }, attempts: 4 });
+      expect(a.opts.removeOnComplete).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
+      expect(a.opts.removeOnFail).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
+      const data = GenerateJobDataSchema.parse(a.data);
+      expect(data.item).toEqual({ key: "item-1", image: "s3://stagebeam/images/sha256/abc.png", question: "How many?" });
+      expect(JSON.stringify(a.data).length).toBeLessThan(600);
+    }
+    // A re-run of the same step (say the worker crashed before it could wait) asks for the same ids.
+    job.pending.clear();
+    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1", "r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1"]);
+    // Once they have run, the next step judges them.
+    job.runChildren();
+    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    const judge = (d.queues.judge as unknown as FakeQueue).added;
+    expect(judge.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0-vs-c1"]);
+    expect(JudgeJobDataSchema.parse(judge[0]!.data).request).toMatchObject({ kind: "compare", template: "SUMMARY" });
+    expect(RequestJobDataSchema.parse(job.data).trace.stepStartedAt).not.toBeNull();
+  });
+
+  it("a step that re-runs after its children finished only applies their results (nothing added twice)", async () => {
+    const job = new FakeJob(requestData({ beam: 3 }));
+    const { d } = deps(job);
+    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    job.runChildren();
+    const saved = job.data;
+    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    // Crash: the state saved by that run is lost; the step runs again from the older data.
+    job.data = saved;
+    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    const gen = (d.queues.generate as unknown as FakeQueue).added.map((a) => a.id);
+    expect(gen).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1", "r1/item-1/SUMMARY/c2"]);
+  });
+
+  it("fails the item with the reason of a child that failed for good", async () => {
+    const job = new FakeJob(requestData({ beam: 2 }));
+    const { d } = deps(job);
+    const err = await drive(job, d, (key) => (key.endsWith("CAPTION/c1") ? "image-unreadable: item \"item-1\": image: not a PNG" : undefined)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FleetError);
+    expect(err).toMatchObject({ code: "image-unreadable", unrecoverable: true });
+    expect((err as Error).message).toMatch(/generate item-1:CAPTION:c1 failed: item "item-1": image: not a PNG/);
+  });
+
+  it("does not redo an item whose result is already in S3", async () => {
+    const job = new FakeJob(requestData());
+    const { d, store } = deps(job);
+    store.set("runs/r1/results/item-1.json", { kind: "result" });
+    expect(await runRequestStep(job as unknown as Job, "t", d)).toEqual({ status: "already-done" });
+    expect((d.queues.generate as unknown as FakeQueue).added).toHaveLength(0);
+  });
+
+  it("rejects malformed job data and bad search parameters as bad input", async () => {
+    const job = new FakeJob({ ...requestData(), item: { ...requestData().item, image: "/local/path.png" } });
+    const { d } = deps(job);
+    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toMatchObject({ code: "bad-job", unrecoverable: true });
+    const state = requestData().state as { params: Record<string, unknown> };
+    const bad = new FakeJob({ ...requestData(), state: { ...state, params: { ...state.params, beam: 0 } } });
+    await expect(runRequestStep(bad as unknown as Job, "t", deps(bad).d)).rejects.toMatchObject({ code: "bad-params", unrecoverable: true });
+  });
+
+  it("also drives the other strategies", async () => {
+    for (const strategy of ["none", "best-of-n", "sentence"] as const) {
+      const job = new FakeJob(requestData({ strategy, beam: 3, answer: null }));
+      const { d, store, outcomes } = deps(job);
+      await drive(job, d);
+      const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
+      const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" }, { judgeMode: "score" });
+      expect(record.search).toEqual(await runSearch({ itemId: "item-1", strategy, beam: 3, seed: 5 }, open));
+      expect(record.correct).toBeNull();
+      expect(outcomes[0]![1]).toBe("d");
+    }
+  });
+
+  it("labels stages for metrics without one series per sentence", () => {
+    expect(stageLabel("sentence 12")).toBe("sentence");
+    expect(stageLabel("REASONING")).toBe("REASONING");
+    expect(stageLabel("answer")).toBe("answer");
+  });
+});

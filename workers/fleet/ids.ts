@@ -1,0 +1,70 @@
+/**
+ * Names in Redis: queue names, job ids and the run ledger's keys.
+ *
+ * Job ids are deterministic, so a step that re-runs after a crash asks for the same children
+ * and BullMQ adds nothing twice:
+ *
+ *   request job   <run>/<item>
+ *   child job     <run>/<item>/<step>/<work>      (the search's work id with ':' → '/')
+ *
+ * BullMQ rejects a custom id holding ':' unless it splits into exactly three parts, so ids use
+ * '/' instead; none of run, item, step or work can hold a '/', which keeps the mapping
+ * reversible. The run is part of every id, so two runs over the same items never meet.
+ */
+import { createHash } from "node:crypto";
+import { ITEM_ID_PATTERN } from "../../shared/search/ids.ts";
+import { assertRunId } from "../../shared/storage/keys.ts";
+
+export const QUEUES = { request: "request", generate: "generate", judge: "judge" } as const;
+export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
+export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge];
+
+/** Longest fleet item id; longer user ids are cut and get a hash suffix. */
+export const MAX_ITEM_ID_LENGTH = 120;
+const HASH_HEX = 10;
+
+/**
+ * The fleet's item id for a user id: the id itself when it is already 1-120 characters of
+ * [A-Za-z0-9_-]; otherwise every run of other characters becomes `_`, the result is cut to
+ * fit and `-<10 hex of sha256(id)>` is appended, so different ids stay different. It is a
+ * valid search item id, job-id segment and S3 key segment (sanitizeItemId leaves it as is).
+ */
+export function fleetItemId(userId: string): string {
+  if (typeof userId !== "string" || userId.length === 0) throw new Error("item id is empty; expected a non-empty string");
+  if (ITEM_ID_PATTERN.test(userId) && userId.length <= MAX_ITEM_ID_LENGTH) return userId;
+  const hash = createHash("sha256").update(userId, "utf8").digest("hex").slice(0, HASH_HEX);
+  const base = userId.replace(/[^A-Za-z0-9_-]+/g, "_").slice(0, MAX_ITEM_ID_LENGTH - HASH_HEX - 1);
+  return `${base}-${hash}`;
+}
+
+export function requestJobId(run: string, item: string): string {
+  return `${assertRunId(run)}/${item}`;
+}
+
+/** The child job id of a work id `<item>:<step>:<work>` of the search. */
+export function childJobId(run: string, workId: string): string {
+  if (workId.includes("/")) throw new Error(`work id ${JSON.stringify(workId)} contains '/'`);
+  return `${assertRunId(run)}/${workId.replaceAll(":", "/")}`;
+}
+
+/** The work id back from a child job id of the given run; undefined when it is not one. */
+export function workIdOf(run: string, jobId: string): string | undefined {
+  const head = `${run}/`;
+  return jobId.startsWith(head) ? jobId.slice(head.length).replaceAll("/", ":") : undefined;
+}
+
+/**
+ * Keys of a run's ledger. They live under the queues' hash-tagged prefix, so on Redis Cluster
+ * they share the queues' slot (scripts may touch them together).
+ */
+export function runKeys(prefix: string, run: string) {
+  const base = `${prefix}:stagebeam:run:${assertRunId(run)}`;
+  return {
+    /** item id → `<line>` (submitted) — the producer's idempotency record. */
+    items: `${base}:items`,
+    /** item id → outcome code (c correct, w wrong, d done without gold, f:<reason> failed). */
+    outcomes: `${base}:outcomes`,
+    /** counters: completed, correct, wrong, failed, failed:<reason>, tokens, firstAt, lastAt, createdAt. */
+    counts: `${base}:counts`,
+  };
+}

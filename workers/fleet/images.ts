@@ -1,0 +1,20 @@
+/** Staged images: fetched from S3 by their s3:// URI, in the run's bucket or another one. */
+import { S3Store, parseS3Uri } from "../../shared/storage/s3-store.ts";
+import { badInput } from "./errors.ts";
+
+export function s3ImageFetcher(store: S3Store, metrics?: ConstructorParameters<typeof S3Store>[0]["metrics"]): (uri: string) => Promise<Buffer> {
+  const stores = new Map<string, S3Store>([[store.bucket, store]]);
+  return async (uri) => {
+    const loc = parseS3Uri(uri);
+    if (!loc) throw badInput("image-missing", `image ${JSON.stringify(uri)} is not an s3://bucket/key URI`);
+    let s = stores.get(loc.bucket);
+    if (!s) {
+      s = new S3Store({ client: store.client, bucket: loc.bucket, ...(metrics ? { metrics } : {}) });
+      stores.set(loc.bucket, s);
+    }
+    const bytes = await s.getBytes(loc.key);
+    if (bytes === undefined) throw badInput("image-missing", `image ${uri} does not exist`);
+    if (bytes.byteLength === 0) throw badInput("image-unreadable", `image ${uri} is empty`);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * What the fleet worker needs from a model: open an item (image + question, decoded and
+ * encoded once) and run the search's work on it. The engine adapter (`engine-host.ts`)
+ * implements this over workers/engine; unit and protocol tests use a scripted double.
+ *
+ * Concurrency is the point: the worker calls `generate`/`judge` of one or many open items
+ * from several jobs at once (WORKER_CONCURRENCY), and the host is free to batch those calls
+ * into one decoder step. Results are matched to requests by `id`, not by position.
+ */
+import type { SearchExecutor } from "../../shared/search/drive.ts";
+
+export interface ItemInput {
+  /** The fleet's item key (already a safe id: [A-Za-z0-9_-]). */
+  id: string;
+  /** The image file's bytes as staged (PNG, JPEG, …); the host decodes them. */
+  image: Buffer;
+  question: string;
+}
+
+export type JudgeMode = "score" | "generate";
+export const JUDGE_MODES: readonly JudgeMode[] = ["score", "generate"];
+
+/** One opened item. Judge mode and sampling settings are fixed when it is opened. */
+export interface OpenItem extends SearchExecutor {
+  /** Releases what the host holds for the item (encoded image, prompt KV cache). */
+  close(): void;
+}
+
+export interface ModelHost {
+  modelId: string;
+  /** sha256:<hex> of the model folder, recorded in every result. */
+  digest: string;
+  open(item: ItemInput, options: { judgeMode: JudgeMode }): Promise<OpenItem>;
+  /** Optional: frees sessions at shutdown. */
+  close?(): Promise<void> | void;
+  /**
+   * True when the host observes stagebeam_decode_batch_size itself (per real decoder call).
+   * Otherwise the worker observes the size of each batch it hands to the host.
+   */
+  observesBatchSize?: boolean;
+}
+
+/**
+ * The item's input cannot be used (undecodable image, prompt too long, bad parameters). The
+ * worker fails such work at once, without retries, and records the item as failed with
+ * `code` as the reason. Hosts may throw this class, or any error named `ItemInputError`
+ * (the engine's own class) or `EngineRequestError`; see `isBadInput`.
+ */
+export class BadInputError extends Error {
+  override readonly name = "BadInputError";
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const BAD_INPUT_NAMES = new Set(["BadInputError", "ItemInputError", "EngineRequestError"]);
+
+export function isBadInput(err: unknown): err is Error {
+  return err instanceof Error && BAD_INPUT_NAMES.has(err.name);
+}
+
+/** The reason code for a bad-input error: its own `code`, or one derived from the engine's class. */
+export function badInputCode(err: Error): string {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && /^[a-z][a-z0-9-]*$/.test(code)) return code;
+  if (err.name === "ItemInputError") {
+    const field = (err as { field?: unknown }).field;
+    return field === "image" ? "image-unreadable" : "bad-input";
+  }
+  if (err.name === "EngineRequestError") return "bad-request";
+  return "bad-input";
+}

@@ -1,0 +1,199 @@
+/**
+ * The fleet protocol over BullMQ: three queues under one hash-tagged prefix, the job data
+ * each carries (zod schemas, validated on read), and the options every job is added with.
+ *
+ *   request   one job per item: a step job that drives the item's search state machine
+ *   generate  one child job per candidate of a step
+ *   judge     one child job per comparison (or REASONING check) of a tournament round
+ *
+ * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
+ * (accepted text, candidate texts, bracket) and timings. Never image bytes.
+ *
+ * Every child is added with `ignoreDependencyOnFailure`: a child that fails for good (bad
+ * input, or retries exhausted) is moved to the parent's failed dependencies with its reason,
+ * and the parent step runs once all children have settled. The parent then records the item
+ * as failed with the child's reason, in one place with the rest of the item's bookkeeping.
+ * (With `failParentOnFailure` the parent would fail inside a Lua script without running, with
+ * only "child … failed" as its reason and no one to write the failure record; with
+ * `continueParentOnFailure` it would run while its other children still do.)
+ */
+import { Queue, type ConnectionOptions, type JobsOptions } from "bullmq";
+import { z } from "zod";
+import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/search/types.ts";
+import { ITEM_ID_PATTERN } from "../../shared/search/ids.ts";
+import { badInput } from "./errors.ts";
+import { QUEUES } from "./ids.ts";
+import { JUDGE_MODES } from "./model-host.ts";
+
+export const PROTOCOL_VERSION = 1;
+
+/** Approximate cap of each queue's events stream (BullMQ trims with MAXLEN ~). */
+export const EVENTS_MAX_LEN = 5_000;
+
+const RunIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/);
+const ItemKeySchema = z.string().regex(ITEM_ID_PATTERN);
+const S3UriSchema = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/);
+const JudgeModeSchema = z.enum(["score", "generate"]) satisfies z.ZodType<(typeof JUDGE_MODES)[number]>;
+
+/** What a child job needs to open the item on any worker. */
+export const ChildItemSchema = z.object({
+  key: ItemKeySchema,
+  image: S3UriSchema,
+  question: z.string().min(1),
+});
+export type ChildItem = z.infer<typeof ChildItemSchema>;
+
+export const RequestItemSchema = ChildItemSchema.extend({
+  /** The id as the user wrote it in the manifest. */
+  id: z.string().min(1),
+  /** The gold answer, when the manifest gave one. */
+  answer: z.string().nullable(),
+  /** Manifest line (1-based). */
+  line: z.number().int().nonnegative(),
+});
+export type RequestItem = z.infer<typeof RequestItemSchema>;
+
+export const WorkTimingSchema = z.object({
+  id: z.string(),
+  kind: z.enum(["generate", "judge"]),
+  worker: z.string(),
+  startedAt: z.number(),
+  ms: z.number().nonnegative(),
+});
+export type WorkTiming = z.infer<typeof WorkTimingSchema>;
+
+export const StepTimingSchema = z.object({
+  label: z.string(),
+  startedAt: z.number(),
+  finishedAt: z.number(),
+  seconds: z.number().nonnegative(),
+  work: z.array(WorkTimingSchema),
+});
+export type StepTiming = z.infer<typeof StepTimingSchema>;
+
+export const RequestTraceSchema = z.object({
+  submittedAt: z.number(),
+  /** First step run of the request. */
+  startedAt: z.number().nullable(),
+  /** When the current search step first dispatched work. */
+  stepStartedAt: z.number().nullable(),
+  /** Timings of the current step's work so far. */
+  work: z.array(WorkTimingSchema),
+  steps: z.array(StepTimingSchema),
+  /** Digests of the models that served this item's work (one, unless a rollout was under way). */
+  models: z.array(z.string()),
+});
+export type RequestTrace = z.infer<typeof RequestTraceSchema>;
+
+export const RequestJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: RequestItemSchema,
+  judgeMode: JudgeModeSchema,
+  /** The search state (shared/search), read back with parseSearchState. */
+  state: z.unknown(),
+  trace: RequestTraceSchema,
+});
+export type RequestJobData = z.infer<typeof RequestJobDataSchema>;
+
+export const GenerateJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: ChildItemSchema,
+  judgeMode: JudgeModeSchema,
+  request: GenerateRequestSchema,
+});
+export type GenerateJobData = z.infer<typeof GenerateJobDataSchema>;
+
+export const JudgeJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: ChildItemSchema,
+  judgeMode: JudgeModeSchema,
+  request: JudgeRequestSchema,
+});
+export type JudgeJobData = z.infer<typeof JudgeJobDataSchema>;
+
+/** What a child job returns (kept by BullMQ in the parent's processed hash). */
+export const ChildReturnSchema = z.object({
+  result: z.unknown(),
+  meta: z.object({
+    worker: z.string(),
+    model: z.string(),
+    startedAt: z.number(),
+    ms: z.number().nonnegative(),
+  }),
+});
+export type ChildReturn = z.infer<typeof ChildReturnSchema>;
+
+/** Validate job data; malformed data is bad input (no retry can fix it). */
+export function parseJobData<S extends z.ZodType>(schema: S, data: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(data);
+  if (r.success) return r.data;
+  const why = r.error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.join(".") || "(data)"}: ${i.message}`)
+    .join("; ");
+  throw badInput("bad-job", `${what} job data is invalid: ${why}`);
+}
+
+// ---------------------------------------------------------------------------
+// Job options
+
+const backoff = (delay: number) => ({ type: "exponential" as const, delay });
+
+/** Request jobs: a step re-runs from the state saved in its data, so retries are safe. */
+export const REQUEST_JOB_OPTIONS: JobsOptions = {
+  attempts: 5,
+  backoff: backoff(2_000),
+  removeOnComplete: { age: 3_600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
+};
+
+/** Child jobs (generate, judge). */
+export const CHILD_JOB_OPTIONS: JobsOptions = {
+  attempts: 4,
+  backoff: backoff(1_000),
+  ignoreDependencyOnFailure: true,
+  // The parent keeps each child's return value (or failure reason) itself, so finished
+  // children can go soon.
+  removeOnComplete: { age: 600, count: 10_000 },
+  removeOnFail: { age: 24 * 3_600, count: 10_000 },
+};
+
+// ---------------------------------------------------------------------------
+// Queues
+
+export function redisConnection(url: string, forWorker = false): ConnectionOptions {
+  // Workers block on Redis and must retry forever (BullMQ requires maxRetriesPerRequest: null).
+  return forWorker ? { url, maxRetriesPerRequest: null } : { url };
+}
+
+export interface FleetQueues {
+  request: Queue;
+  generate: Queue;
+  judge: Queue;
+  all: readonly Queue[];
+  close(): Promise<void>;
+}
+
+/** The three queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
+export function openQueues(url: string, prefix: string): FleetQueues {
+  const connection = redisConnection(url);
+  const open = (name: string, defaultJobOptions: JobsOptions) =>
+    new Queue(name, { connection, prefix, defaultJobOptions, streams: { events: { maxLen: EVENTS_MAX_LEN } } });
+  const request = open(QUEUES.request, REQUEST_JOB_OPTIONS);
+  const generate = open(QUEUES.generate, CHILD_JOB_OPTIONS);
+  const judge = open(QUEUES.judge, CHILD_JOB_OPTIONS);
+  const all = [request, generate, judge];
+  for (const q of all) q.on("error", () => {}); // connection errors surface on use; avoid unhandled 'error'
+  return {
+    request,
+    generate,
+    judge,
+    all,
+    close: async () => {
+      await Promise.all(all.map((q) => q.close()));
+    },
+  };
+}

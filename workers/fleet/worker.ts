@@ -1,0 +1,261 @@
+/**
+ * The fleet worker: one process per GPU, one model host, three BullMQ workers.
+ *
+ *   request   steps items' searches (cheap: Redis, S3 and the state machine)
+ *   generate  runs candidate generations on the model
+ *   judge     runs comparisons and REASONING checks on the model
+ *
+ * Each BullMQ worker runs up to `concurrency` jobs at once; concurrent generate and judge jobs
+ * are what lets the host batch many sequences into one decoder call. Open items are cached
+ * (image fetched once per worker per item).
+ *
+ * `stop()` stops taking work at once, lets running jobs finish for a grace period, then hands
+ * whatever still runs back to its queue (moveToWait) so another worker picks it up now rather
+ * than after the lock expires. A request step handed back re-runs from its saved state.
+ */
+import { hostname } from "node:os";
+import { DelayedError, WaitingChildrenError, WaitingError, Worker, type Job } from "bullmq";
+import { Redis } from "ioredis";
+import type { Logger } from "../../shared/logging.ts";
+import type { StagebeamMetrics } from "../../shared/metrics.ts";
+import type { S3Store } from "../../shared/storage/s3-store.ts";
+import { classify, FleetError, toJobError } from "./errors.ts";
+import { queueCollector, TokenRate } from "./fleet-metrics.ts";
+import { QUEUES } from "./ids.ts";
+import { s3ImageFetcher } from "./images.ts";
+import { ItemCache } from "./item-cache.ts";
+import { RunLedger } from "./ledger.ts";
+import type { ModelHost } from "./model-host.ts";
+import {
+  GenerateJobDataSchema,
+  JudgeJobDataSchema,
+  openQueues,
+  parseJobData,
+  redisConnection,
+  type ChildReturn,
+  type FleetQueues,
+} from "./protocol.ts";
+import { recordRequestFailure, runRequestStep, type StepDeps } from "./request-step.ts";
+
+export const DEFAULT_LOCK_DURATION_MS = 120_000;
+export const DEFAULT_GRACE_MS = 30_000;
+/** When the failure record of a failed item cannot be written (S3 down), try again this much later. */
+const RECORD_RETRY_MS = 15_000;
+
+export interface FleetWorkerOptions {
+  redisUrl: string;
+  /** Hash-tagged BullMQ prefix shared by every queue ({sb}). */
+  prefix: string;
+  store: S3Store;
+  host: ModelHost;
+  metrics: StagebeamMetrics;
+  logger: Logger;
+  /** Jobs of each queue this process runs at once (WORKER_CONCURRENCY). */
+  concurrency: number;
+  /** BullMQ lock duration: longer than the slowest single job can starve the event loop. */
+  lockDurationMs?: number;
+  /** Open items kept per process. */
+  cacheItems?: number;
+  /** Name recorded on jobs and in results (default host-pid). */
+  name?: string;
+  /** Report stagebeam_queue_jobs from this process (default true). */
+  collectQueues?: boolean;
+}
+
+export interface FleetWorker {
+  name: string;
+  cache: ItemCache;
+  ledger: RunLedger;
+  queues: FleetQueues;
+  /** Jobs running now. */
+  active(): number;
+  /** Stop taking work; finish within graceMs or hand the rest back. Idempotent. */
+  stop(opts?: { graceMs?: number }): Promise<{ handedBack: number }>;
+  /** While stopping: end the grace period now (hand back what still runs). */
+  hurry(): void;
+}
+
+interface Tracked {
+  job: Job;
+  token: string;
+  handBack(err: Error): void;
+}
+
+export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetWorker> {
+  const { host, metrics, logger, store } = opts;
+  const name = opts.name ?? `${hostname()}-${process.pid}`;
+  const lockDuration = opts.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
+  const queues = openQueues(opts.redisUrl, opts.prefix);
+  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 5 });
+  redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
+  const ledger = new RunLedger(redis, opts.prefix);
+  const cache = new ItemCache({
+    host,
+    fetchImage: s3ImageFetcher(store, { s3RequestSeconds: metrics.s3RequestSeconds, s3Errors: metrics.s3Errors }),
+    capacity: opts.cacheItems ?? 64,
+    ...(host.observesBatchSize ? {} : { onBatch: (_kind: string, size: number) => metrics.decodeBatchSize.observe(size) }),
+  });
+  if (opts.collectQueues ?? true) metrics.setQueueCollector(queueCollector(queues.all));
+
+  const rate = new TokenRate();
+  const rateTimer = setInterval(() => metrics.tokensPerSecond.set(rate.perSecond()), 5_000);
+  rateTimer.unref();
+
+  const deps: StepDeps = {
+    queues,
+    store,
+    ledger,
+    metrics,
+    model: { id: host.modelId, digest: host.digest },
+    worker: name,
+    logger,
+  };
+
+  let stopping = false;
+  const active = new Map<string, Tracked>();
+
+  /** Wraps a processor: refuses work once stopping, and lets stop() hand a running job back. */
+  const tracked =
+    <R>(queue: string, fn: (job: Job, token: string) => Promise<R>) =>
+    async (job: Job, token?: string): Promise<R> => {
+      if (token === undefined) throw new Error("BullMQ gave no lock token");
+      if (stopping) {
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      const key = `${queue}/${job.id}`;
+      let handBack!: (err: Error) => void;
+      const handedBack = new Promise<never>((_, reject) => (handBack = reject));
+      handedBack.catch(() => {});
+      active.set(key, { job, token, handBack });
+      try {
+        return await Promise.race([fn(job, token), handedBack]);
+      } finally {
+        active.delete(key);
+      }
+    };
+
+  const processRequest = async (job: Job, token: string) => {
+    try {
+      return await runRequestStep(job, token, deps);
+    } catch (err) {
+      if (err instanceof WaitingChildrenError || err instanceof WaitingError || err instanceof DelayedError) throw err;
+      const c = classify(err);
+      const final = c.unrecoverable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      if (!final) {
+        logger.warn({ job: job.id, reason: c.code, err: c.message, attempt: job.attemptsMade + 1 }, "request step failed; retrying");
+        throw toJobError(err);
+      }
+      try {
+        await recordRequestFailure(job, err, deps);
+      } catch (recordErr) {
+        // Never let an item end without a record: try the whole step again later.
+        logger.error({ job: job.id, err: (recordErr as Error).message }, "could not record a failed item; retrying later");
+        await job.moveToDelayed(Date.now() + RECORD_RETRY_MS, token);
+        throw new DelayedError();
+      }
+      throw toJobError(err);
+    }
+  };
+
+  const processGenerate = async (job: Job): Promise<ChildReturn> => {
+    try {
+      const data = parseJobData(GenerateJobDataSchema, job.data, "generate");
+      const startedAt = Date.now();
+      const result = await cache.generate(data.item, data.judgeMode, data.request);
+      const tokens = typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0;
+      metrics.tokensGenerated.inc(tokens);
+      rate.add(tokens);
+      return { result, meta: { worker: name, model: host.digest, startedAt, ms: Date.now() - startedAt } };
+    } catch (err) {
+      throw toJobError(err);
+    }
+  };
+
+  const processJudge = async (job: Job): Promise<ChildReturn> => {
+    try {
+      const data = parseJobData(JudgeJobDataSchema, job.data, "judge");
+      const startedAt = Date.now();
+      const result = await cache.judge(data.item, data.judgeMode, data.request);
+      if (result && (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")) {
+        metrics.judgeDecisions.inc({ stage: data.request.template, verdict: String(result.verdict) });
+      }
+      return { result, meta: { worker: name, model: host.digest, startedAt, ms: Date.now() - startedAt } };
+    } catch (err) {
+      throw toJobError(err);
+    }
+  };
+
+  const common = {
+    connection: redisConnection(opts.redisUrl, true),
+    prefix: opts.prefix,
+    concurrency: opts.concurrency,
+    lockDuration,
+    stalledInterval: Math.min(30_000, lockDuration),
+    maxStalledCount: 2,
+    name,
+  };
+  const workers = [
+    new Worker(QUEUES.request, tracked(QUEUES.request, processRequest), common),
+    new Worker(QUEUES.generate, tracked(QUEUES.generate, processGenerate), common),
+    new Worker(QUEUES.judge, tracked(QUEUES.judge, processJudge), common),
+  ];
+  const [requestWorker] = workers;
+  for (const w of workers) {
+    w.on("error", (err) => logger.error({ queue: w.name, err: err.message }, "worker error"));
+  }
+  // A request that kept stalling is failed by BullMQ without running the processor: record it here.
+  requestWorker!.on("failed", (job, err) => {
+    if (!job || !job.deferredFailure || err.message !== job.deferredFailure) return;
+    recordRequestFailure(job, new FleetError("stalled", err.message, true), deps).catch((e: Error) =>
+      logger.error({ job: job.id, err: e.message }, "could not record a stalled item"),
+    );
+  });
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  logger.info({ worker: name, concurrency: opts.concurrency, lockDuration, model: host.modelId, digest: host.digest }, "fleet worker started");
+
+  let stopped: Promise<{ handedBack: number }> | undefined;
+  let endGrace: (() => void) | undefined;
+  let hurried = false;
+  const hurry = () => {
+    hurried = true;
+    endGrace?.();
+  };
+  const stop = ({ graceMs = DEFAULT_GRACE_MS }: { graceMs?: number } = {}) =>
+    (stopped ??= (async () => {
+      stopping = true;
+      logger.info({ worker: name, active: active.size, graceMs }, "stopping: no new work; finishing running jobs");
+      const closing = Promise.all(workers.map((w) => w.close()));
+      let timer: NodeJS.Timeout | undefined;
+      const expired = await Promise.race([
+        closing.then(() => false),
+        new Promise<boolean>((r) => {
+          endGrace = () => r(true);
+          timer = setTimeout(endGrace, hurried ? 0 : graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      let handedBack = 0;
+      if (expired) {
+        for (const t of [...active.values()]) {
+          try {
+            await t.job.moveToWait(t.token);
+            handedBack++;
+          } catch (err) {
+            logger.warn({ job: t.job.id, err: (err as Error).message }, "could not hand a job back; its lock will expire");
+          }
+          t.handBack(new WaitingError());
+        }
+        logger.info({ worker: name, handedBack }, "grace period over; handed running jobs back");
+        await Promise.race([closing, new Promise((r) => setTimeout(r, 10_000).unref())]);
+      }
+      clearInterval(rateTimer);
+      cache.closeAll();
+      metrics.setQueueCollector(undefined);
+      await queues.close().catch(() => {});
+      redis.disconnect();
+      return { handedBack };
+    })());
+
+  return { name, cache, ledger, queues, active: () => active.size, stop, hurry };
+}
