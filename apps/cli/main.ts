@@ -1,7 +1,9 @@
 #!/usr/bin/env -S npx tsx
 import { Command, CommanderError } from "commander";
 import { CliExit, exitCodeFor } from "./commands/common.ts";
+import { askCommand } from "./commands/ask.ts";
 import { demoCommand } from "./commands/demo.ts";
+import { evalCommand } from "./commands/eval.ts";
 import { resultsCommand } from "./commands/results.ts";
 import { scenesCommand } from "./commands/scenes.ts";
 import { statusCommand } from "./commands/status.ts";
@@ -10,6 +12,8 @@ import { workerCommand } from "./commands/worker.ts";
 
 const program = new Command("stagebeam")
   .description("structured visual reasoning with stage-level beam search, from one machine to a fleet")
+  .addCommand(askCommand)
+  .addCommand(evalCommand)
   .addCommand(scenesCommand)
   .addCommand(workerCommand)
   .addCommand(submitCommand)

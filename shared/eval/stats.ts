@@ -19,6 +19,10 @@ export interface EvalRecord {
   correct: boolean;
   wellFormed: boolean;
   generatedTokens: number;
+}
+
+/** Engine work over a whole run; items share batched calls, so cost is known only in total. */
+export interface RunCost {
   decoderTokens: number;
   forwardPasses: number;
 }
@@ -46,7 +50,7 @@ function tally(records: readonly EvalRecord[]): Tally {
   return { n: records.length, correct, accuracy: records.length ? correct / records.length : 0, ci95: wilson95(correct, records.length) };
 }
 
-export function summarize(records: readonly EvalRecord[], seconds: number): EvalSummary {
+export function summarize(records: readonly EvalRecord[], seconds: number, cost: RunCost): EvalSummary {
   const families = [...new Set(records.map((r) => r.family))].sort();
   const mean = (pick: (r: EvalRecord) => number) => (records.length ? records.reduce((s, r) => s + pick(r), 0) / records.length : 0);
   return {
@@ -54,8 +58,8 @@ export function summarize(records: readonly EvalRecord[], seconds: number): Eval
     byFamily: Object.fromEntries(families.map((f) => [f, tally(records.filter((r) => r.family === f))])),
     formatRate: mean((r) => (r.wellFormed ? 1 : 0)),
     generatedTokensPerItem: mean((r) => r.generatedTokens),
-    decoderTokensPerItem: mean((r) => r.decoderTokens),
-    forwardPassesPerItem: mean((r) => r.forwardPasses),
+    decoderTokensPerItem: records.length ? cost.decoderTokens / records.length : 0,
+    forwardPassesPerItem: records.length ? cost.forwardPasses / records.length : 0,
     itemsPerSecond: seconds > 0 ? records.length / seconds : 0,
     seconds,
   };

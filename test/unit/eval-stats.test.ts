@@ -13,11 +13,12 @@ describe('evaluation statistics', () => {
   it('summarises accuracy overall and per family, and the cost per item', () => {
     const summary = summarize(
       [
-        { family: 'count', correct: true, wellFormed: true, generatedTokens: 10, decoderTokens: 100, forwardPasses: 12 },
-        { family: 'count', correct: false, wellFormed: false, generatedTokens: 20, decoderTokens: 200, forwardPasses: 22 },
-        { family: 'exist', correct: true, wellFormed: true, generatedTokens: 30, decoderTokens: 300, forwardPasses: 32 },
+        { family: 'count', correct: true, wellFormed: true, generatedTokens: 10 },
+        { family: 'count', correct: false, wellFormed: false, generatedTokens: 20 },
+        { family: 'exist', correct: true, wellFormed: true, generatedTokens: 30 },
       ],
       2,
+      { decoderTokens: 600, forwardPasses: 66 },
     );
     expect(summary.overall.correct).toBe(2);
     expect(summary.byFamily.count!.accuracy).toBe(0.5);
@@ -25,6 +26,8 @@ describe('evaluation statistics', () => {
     expect(summary.formatRate).toBeCloseTo(2 / 3);
     expect(summary.generatedTokensPerItem).toBe(20);
     expect(summary.itemsPerSecond).toBe(1.5);
+    expect(summary.decoderTokensPerItem).toBe(200);
+    expect(summary.forwardPassesPerItem).toBe(22);
   });
 
   it('compares answers without case, space or a final full stop', () => {

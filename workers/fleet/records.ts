@@ -4,6 +4,7 @@
  * `runs/<run>/manifest.json` (what was submitted, with which settings).
  */
 import { z } from "zod";
+import { STRATEGIES } from "../../shared/search/types.ts";
 import { normalizeAnswer } from "../../shared/eval/stats.ts";
 import type { SearchParams, SearchResult } from "../../shared/search/index.ts";
 import type { JudgeMode } from "./model-host.ts";
@@ -83,7 +84,7 @@ export function isCorrect(answer: string | null, gold: string | null): boolean |
 // The run manifest
 
 export const RunSettingsSchema = z.object({
-  strategy: z.string(),
+  strategy: z.enum(STRATEGIES),
   beam: z.number().int(),
   seed: z.number().int(),
   judgeMode: z.enum(["score", "generate"]),

@@ -1,0 +1,59 @@
+/** `stagebeam ask`: one image, one question, answered in process with the chosen search. */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { Command } from "commander";
+import { STAGES } from "../../../shared/protocol/stages.ts";
+import { runSearch } from "../../../shared/search/drive.ts";
+import { fleetItemId } from "../../../workers/fleet/ids.ts";
+import { ItemInputError } from "../../../workers/engine/index.ts";
+import { CliExit, EXIT_FAILURE } from "./common.ts";
+import { addSearchOptions, loadLocalEngine, searchSettings, type SearchCliOptions } from "./local-engine.ts";
+
+interface AskOptions extends SearchCliOptions {
+  image: string;
+  question: string;
+  json: boolean;
+}
+
+export const askCommand = addSearchOptions(
+  new Command("ask")
+    .description("answer one question about one image, in four stages, on this machine")
+    .requiredOption("--image <path>", "image file (PNG, JPEG, WebP, …)")
+    .requiredOption("--question <text>", "the question"),
+)
+  .option("--json", "print the full trace as JSON", false)
+  .action(async (o: AskOptions) => {
+    const settings = searchSettings(o);
+    const image = await readFile(o.image).catch((error: NodeJS.ErrnoException) => {
+      throw new CliExit(EXIT_FAILURE, `--image ${o.image}: cannot read the file (${error.code ?? error.message})`);
+    });
+    const engine = await loadLocalEngine(o.model);
+    const itemId = fleetItemId(path.basename(o.image).replace(/\.[^.]*$/, "") || "item");
+    const started = performance.now();
+    try {
+      const ctx = await engine.openItem({ id: itemId, image, question: o.question }).catch((error: unknown) => {
+        if (error instanceof ItemInputError) throw new CliExit(EXIT_FAILURE, error.message);
+        throw error;
+      });
+      const result = await runSearch(
+        { itemId, strategy: settings.strategy, beam: settings.beam, seed: settings.seed, maxStageTokens: settings.maxStageTokens },
+        { generate: (requests) => engine.generate(ctx, requests), judge: (requests) => engine.judge(ctx, requests, settings.judgeMode) },
+      );
+      engine.closeItem(ctx);
+      const seconds = (performance.now() - started) / 1000;
+      const counters = engine.counters();
+      if (o.json) {
+        console.log(JSON.stringify({ itemId, question: o.question, settings, model: engine.info.digest, result, counters, seconds }, null, 2));
+        return;
+      }
+      for (const stage of STAGES) console.log(`${stage.padEnd(10)} ${result.stages[stage]?.trim() ?? "(missing)"}`);
+      console.log(`\nanswer: ${result.answer ?? "(none)"}${result.wellFormed ? "" : "  [not well formed]"}`);
+      console.log(
+        `${settings.strategy} N=${settings.beam} judge=${settings.judgeMode}: ${counters.forwardPasses} model calls ` +
+          `(${counters.decoderCalls} decoder), ${counters.generatedTokens} tokens generated, ` +
+          `${counters.decoderTokens} through the decoder, ${result.counts.comparisons} comparisons, ${seconds.toFixed(2)} s`,
+      );
+    } finally {
+      await engine.close();
+    }
+  });

@@ -1,0 +1,158 @@
+/**
+ * `stagebeam eval`: runs a scene set (PNG files + items.jsonl) in process and reports accuracy
+ * with 95% intervals, overall and per family, format validity and cost. `--compare` runs
+ * several search settings on the same items and prints one table (the paper's Table 5).
+ */
+import { readFile, writeFile } from "node:fs/promises";
+import { Command, InvalidArgumentError } from "commander";
+import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSummary } from "../../../shared/eval/stats.ts";
+import { readSceneSet, type SceneSetLine } from "../../../shared/scenes/dataset.ts";
+import { runSearch } from "../../../shared/search/drive.ts";
+import type { Engine } from "../../../workers/engine/index.ts";
+import type { RunSettings } from "../../../workers/fleet/records.ts";
+import { intOption } from "./common.ts";
+import { addSearchOptions, loadLocalEngine, searchSettings, type SearchCliOptions } from "./local-engine.ts";
+import { createProgress } from "./progress.ts";
+
+/** The paper's Table 5 in miniature, plus the generative judge for stage-level search. */
+export const TABLE5 = "none,best-of-n:4,sentence:2,stage:2,stage:4,stage:2:generate,stage:4:generate";
+
+interface EvalOptions extends SearchCliOptions {
+  set: string;
+  limit?: number;
+  concurrency: number;
+  compare?: string | true;
+  json?: string;
+}
+
+type Item = SceneSetLine & { imagePath: string };
+
+export interface EvalOutcome {
+  settings: RunSettings;
+  summary: EvalSummary;
+  failures: { id: string; reason: string }[];
+}
+
+/** `stage:4:generate` → settings; the seed comes from --seed. */
+export function parseCompare(spec: string, seed: number): RunSettings[] {
+  return spec.split(",").map((part) => {
+    const [strategy = "", beam = "1", judge = "score"] = part.trim().split(":");
+    const n = Number(beam);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`--compare: '${part}': beam must be a whole number; expected strategy[:beam[:judge]]`);
+    return searchSettings({ strategy, beam: n, judge, seed });
+  });
+}
+
+/** Runs every item with `concurrency` searches in flight, so the engine batches across items. */
+export async function evaluate(
+  engine: Engine,
+  items: readonly Item[],
+  settings: RunSettings,
+  concurrency: number,
+  onItem: (done: number) => void = () => {},
+): Promise<EvalOutcome> {
+  engine.resetCounters();
+  const started = performance.now();
+  const records: EvalRecord[] = [];
+  const failures: EvalOutcome["failures"] = [];
+  let nextIndex = 0;
+  const worker = async () => {
+    for (let i = nextIndex++; i < items.length; i = nextIndex++) {
+      const item = items[i]!;
+      try {
+        const ctx = await engine.openItem({ id: item.id, image: await readFile(item.imagePath), question: item.question });
+        try {
+          const result = await runSearch(
+            { itemId: item.id, strategy: settings.strategy, beam: settings.beam, seed: settings.seed, maxStageTokens: settings.maxStageTokens },
+            { generate: (r) => engine.generate(ctx, r), judge: (r) => engine.judge(ctx, r, settings.judgeMode) },
+          );
+          records.push({
+            family: item.family,
+            correct: normalizeAnswer(result.answer) === normalizeAnswer(item.answer),
+            wellFormed: result.wellFormed,
+            generatedTokens: result.counts.generatedTokens,
+          });
+        } finally {
+          engine.closeItem(ctx);
+        }
+      } catch (error) {
+        // A bad item counts as wrong and is reported; the others go on.
+        failures.push({ id: item.id, reason: error instanceof Error ? error.message : String(error) });
+        records.push({ family: item.family, correct: false, wellFormed: false, generatedTokens: 0 });
+      }
+      onItem(records.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  const counters = engine.counters();
+  const summary = summarize(records, (performance.now() - started) / 1000, {
+    decoderTokens: counters.decoderTokens,
+    forwardPasses: counters.forwardPasses,
+  });
+  return { settings, summary, failures };
+}
+
+const label = (s: RunSettings) => (s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam}${s.strategy === "stage" ? ` ${s.judgeMode}` : ""}`);
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ")).join("\n");
+}
+
+export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
+  const main = table([
+    ["search", "accuracy [95% CI]", "format", "gen tok/item", "decoder tok/item", "passes/item", "items/s"],
+    ...outcomes.map(({ settings, summary: s }) => [
+      label(settings),
+      formatTally(s.overall),
+      pct(s.formatRate),
+      s.generatedTokensPerItem.toFixed(0),
+      s.decoderTokensPerItem.toFixed(0),
+      s.forwardPassesPerItem.toFixed(1),
+      s.itemsPerSecond.toFixed(2),
+    ]),
+  ]);
+  const families = [...new Set(outcomes.flatMap((o) => Object.keys(o.summary.byFamily)))].sort();
+  const perFamily = table([
+    ["family", "n", ...outcomes.map((o) => label(o.settings))],
+    ...families.map((f) => [
+      f,
+      String(outcomes[0]!.summary.byFamily[f]?.n ?? 0),
+      ...outcomes.map((o) => {
+        const t = o.summary.byFamily[f];
+        return t ? pct(t.accuracy) : "-";
+      }),
+    ]),
+  ]);
+  const failures = outcomes.flatMap((o) => o.failures.map((f) => `  ${label(o.settings)} ${f.id}: ${f.reason}`));
+  return [main, "", "accuracy per family:", perFamily, ...(failures.length ? ["", "items that failed:", ...failures] : [])].join("\n");
+}
+
+export const evalCommand = addSearchOptions(
+  new Command("eval")
+    .description("evaluate a scene set (PNG files + items.jsonl) with one or several search settings")
+    .requiredOption("--set <dir>", "the scene set folder (see `stagebeam scenes`)"),
+)
+  .option("--limit <n>", "only the first N items", intOption("--limit", 1))
+  .option("--concurrency <n>", "items in flight at once (their decoding is batched together)", intOption("--concurrency", 1, 256), 8)
+  .option("--compare [configs]", `compare several settings, strategy[:beam[:judge]] comma separated (default: ${TABLE5})`)
+  .option("--json <file>", "also write the summaries as JSON")
+  .action(async (o: EvalOptions) => {
+    const configs = o.compare === undefined ? [searchSettings(o)] : parseCompare(o.compare === true ? TABLE5 : o.compare, o.seed);
+    const items = (await readSceneSet(o.set)).slice(0, o.limit);
+    const engine = await loadLocalEngine(o.model);
+    const outcomes: EvalOutcome[] = [];
+    try {
+      for (const settings of configs) {
+        const progress = createProgress({ label: label(settings), unit: "items" });
+        outcomes.push(await evaluate(engine, items, settings, o.concurrency, (done) => progress.update(done, items.length)));
+        progress.stop();
+      }
+    } finally {
+      await engine.close();
+    }
+    console.log(`${items.length} items from ${o.set}, seed ${o.seed}, model ${engine.info.digest.slice(0, 19)}…\n`);
+    console.log(formatOutcomes(outcomes));
+    if (o.json) await writeFile(o.json, JSON.stringify(outcomes, null, 2));
+  });
