@@ -1,0 +1,268 @@
+/**
+ * Two ways to run the same work, with the same sampling streams:
+ *
+ * * `CachedBackend` (the engine's own): image encoded once per item; the prompt's KV computed
+ *   once and every accepted prefix encoded once (item prefix cache); all candidates of all
+ *   items in flight decoded together in batched decoder calls; stops decided per token.
+ * * `ReferenceBackend` (the paper's code, for benchmarks): one candidate at a time, each
+ *   re-encoding the image and the whole prompt, decoding the whole text after every token to
+ *   test the stop rule.
+ */
+import type { Stop } from "../../shared/search/types.ts";
+import type { ItemContext } from "./item.ts";
+import { truncateView, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
+import type { PreprocessorSpec } from "./model-folder.ts";
+import type { ModelRunner } from "./runner.ts";
+import { rngForKey, type Sampler, type SamplingParams } from "./sampler.ts";
+import type { FinishReason, Scheduler, SequenceSpec } from "./scheduler.ts";
+import { StopState, TextStopState, type StopTables } from "./stops.ts";
+import type { EngineTokenizer } from "./tokenizer.ts";
+import type ort from "onnxruntime-node";
+
+export interface Continuation {
+  /** Everything before the continuation: prompt ids (+ accepted prefix ids). */
+  ids: readonly number[];
+  stop: Stop;
+  maxTokens: number;
+  /** The only source of the sequence's random stream. */
+  sampleKey: string;
+  purpose: "generate" | "judge";
+  /** Keep the KV of `ids` in the item's prefix cache (accepted prefixes are asked for again). */
+  cache: boolean;
+}
+
+export interface ContinuationResult {
+  /** Kept tokens: no eos, no dropped lookahead. */
+  tokens: number[];
+  /** Decoded kept tokens, as they continue `ids`. */
+  text: string;
+  reason: FinishReason;
+  /** Tokens sampled, kept or not. */
+  sampled: number;
+}
+
+export interface Backend {
+  /** Samples continuations of the item's context. */
+  continue(ctx: ItemContext, conts: readonly Continuation[], sampling: SamplingParams): Promise<ContinuationResult[]>;
+  /** The logits after the last token of each sequence (one forward pass each). */
+  lastLogits(ctx: ItemContext, sequences: readonly (readonly number[])[]): Promise<Float32Array[]>;
+  /** Prepares a newly opened item (encodes its image and prompt when the backend caches them). */
+  open(ctx: ItemContext): Promise<void>;
+}
+
+export interface BackendParts {
+  runner: ModelRunner;
+  scheduler: Scheduler;
+  sampler: Sampler;
+  stops: StopTables;
+  tokenizer: EngineTokenizer;
+  preprocessor: PreprocessorSpec;
+  /** Largest cache length (the context window), Infinity when unknown. */
+  contextLength: number;
+}
+
+function countImageTokens(ids: readonly number[], end: number, imageId: number): number {
+  let n = 0;
+  for (let i = 0; i < end; i++) if (ids[i] === imageId) n++;
+  return n;
+}
+
+// ---------------------------------------------------------------------------
+
+export class CachedBackend implements Backend {
+  constructor(private readonly p: BackendParts) {}
+
+  async open(ctx: ItemContext): Promise<void> {
+    const { runner, preprocessor } = this.p;
+    ctx.features = await runner.encodeImages(ctx.pixels!, 1, preprocessor.height, preprocessor.width);
+    ctx.pixels = null; // the features are all that is needed from here on
+    await ctx.cache.getOrCreate(ctx.promptIds, async () => {
+      const [r] = await this.p.scheduler.prefill([
+        { base: null, ids: ctx.promptIds, image: { features: ctx.features!, first: 0 }, keepKv: true },
+      ]);
+      return { ids: ctx.promptIds, kv: r!.kv!, logits: r!.logits, pinned: true };
+    });
+  }
+
+  /** KV + last logits of `ids`, continuing the cached entry with the longest common prefix. */
+  private async extend(ctx: ItemContext, ids: readonly number[], keepKv: boolean): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
+    const best = ctx.cache.best(ids);
+    // At least the last token is run again: its logits are what the caller needs.
+    const reuse = best === null ? 0 : Math.min(best.common, ids.length - 1);
+    const base: KvView | null = best === null || reuse === 0 ? null : truncateView(best.entry.kv, reuse);
+    const imageId = this.p.tokenizer.imageTokenId;
+    const fresh = ids.slice(reuse);
+    const needsImage = fresh.includes(imageId);
+    if (needsImage && ctx.features === null) throw new Error(`item ${ctx.id}: image features are missing`);
+    this.p.runner.counters.cachedTokens += reuse;
+    const [r] = await this.p.scheduler.prefill([
+      {
+        base,
+        ids: fresh,
+        image: needsImage ? { features: ctx.features!, first: countImageTokens(ids, reuse, imageId) } : undefined,
+        keepKv,
+      },
+    ]);
+    return r!;
+  }
+
+  async lastLogits(ctx: ItemContext, sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
+    const rs = await Promise.all(sequences.map((ids) => this.extend(ctx, ids, false)));
+    this.p.runner.counters.judgeScorePasses += sequences.length;
+    return rs.map((r) => r.logits);
+  }
+
+  async continue(ctx: ItemContext, conts: readonly Continuation[], sampling: SamplingParams): Promise<ContinuationResult[]> {
+    const { sampler, stops, tokenizer, runner, contextLength } = this.p;
+    // One context per distinct ids: the candidates of a step share their prefix.
+    const groups = new Map<string, { ids: readonly number[]; cache: boolean }>();
+    for (const c of conts) {
+      const key = c.ids.join(",");
+      const g = groups.get(key);
+      if (g === undefined) groups.set(key, { ids: c.ids, cache: c.cache });
+      else g.cache ||= c.cache;
+    }
+    const contexts = new Map<string, Promise<{ kv: KvView; logits: Float32Array }>>();
+    for (const [key, g] of groups) {
+      contexts.set(
+        key,
+        g.cache
+          ? ctx.cache.getOrCreate(g.ids, async () => {
+              const r = await this.extend(ctx, g.ids, true);
+              return { ids: g.ids, kv: r.kv!, logits: r.logits, pinned: false };
+            })
+          : this.extend(ctx, g.ids, true).then((r) => ({ kv: r.kv!, logits: r.logits })),
+      );
+    }
+
+    const results: (ContinuationResult | null)[] = conts.map(() => null);
+    const specs: SequenceSpec[] = [];
+    const specIndex: number[] = [];
+    await Promise.all(
+      conts.map(async (c, i) => {
+        const { kv, logits } = await contexts.get(c.ids.join(","))!;
+        const rng = rngForKey(c.sampleKey);
+        const stop = new StopState(stops.table(c.stop), c.maxTokens);
+        const token = sampler.sample(logits, 0, sampling, rng);
+        if (c.purpose === "judge") runner.counters.judgeTokens++;
+        else runner.counters.generatedTokens++;
+        const outcome = stop.advance(token);
+        const done = (tokens: number[], reason: FinishReason) => {
+          results[i] = { tokens, text: tokenizer.decodeContinuation(c.ids.at(-1) ?? null, tokens), reason, sampled: 1 };
+        };
+        switch (outcome) {
+          case "continue":
+            specs.push({
+              kv,
+              pending: token,
+              tokens: [token],
+              stop,
+              sampling,
+              rng,
+              maxLength: contextLength,
+              purpose: c.purpose,
+            });
+            specIndex.push(i);
+            return;
+          case "stop":
+            return done([token], "stop");
+          case "truncated":
+            return done([token], "max_tokens");
+          case "eos":
+            return done([], "eos");
+          default:
+            return done([], "stop");
+        }
+      }),
+    );
+    const outcomes = await this.p.scheduler.decode(specs);
+    outcomes.forEach((o, j) => {
+      const i = specIndex[j]!;
+      const c = conts[i]!;
+      results[i] = {
+        tokens: o.tokens,
+        text: tokenizer.decodeContinuation(c.ids.at(-1) ?? null, o.tokens),
+        reason: o.reason,
+        sampled: o.sampled + 1,
+      };
+    });
+    return results as ContinuationResult[];
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+/** The reference work pattern: everything sequential, nothing reused. */
+export class ReferenceBackend implements Backend {
+  constructor(private readonly p: BackendParts) {}
+
+  async open(): Promise<void> {
+    // The reference keeps nothing between candidates.
+  }
+
+  /** Re-encodes the image and runs the whole sequence, as the reference does for every candidate. */
+  private async fullPass(ctx: ItemContext, ids: readonly number[], keepKv: boolean): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
+    const { runner, preprocessor } = this.p;
+    const features: FloatArray = await runner.encodeImages(ctx.pixels!, 1, preprocessor.height, preprocessor.width);
+    const [r] = await this.p.scheduler.prefill([{ base: null, ids, image: { features, first: 0 }, keepKv }]);
+    return r!;
+  }
+
+  async lastLogits(ctx: ItemContext, sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
+    const out: Float32Array[] = [];
+    for (const ids of sequences) {
+      out.push((await this.fullPass(ctx, ids, false)).logits);
+      this.p.runner.counters.judgeScorePasses++;
+    }
+    return out;
+  }
+
+  async continue(ctx: ItemContext, conts: readonly Continuation[], sampling: SamplingParams): Promise<ContinuationResult[]> {
+    const out: ContinuationResult[] = [];
+    for (const c of conts) out.push(await this.one(ctx, c, sampling));
+    return out;
+  }
+
+  private async one(ctx: ItemContext, c: Continuation, sampling: SamplingParams): Promise<ContinuationResult> {
+    const { runner, sampler, stops, tokenizer, contextLength } = this.p;
+    const first = await this.fullPass(ctx, c.ids, true);
+    let logits = first.logits;
+    let cache: readonly (FloatArray | ort.Tensor)[] = first.kv!.data;
+    let length = c.ids.length;
+    const rng = rngForKey(c.sampleKey);
+    const eos = stops.table({ kind: "end" });
+    const anchor = c.ids.at(-1) ?? null;
+    // The reference's stop check decodes everything generated so far after every token.
+    const stop = new TextStopState(c.stop, c.maxTokens, (t) => eos[t] !== 0, (tokens) => tokenizer.decodeContinuation(anchor, tokens));
+    let sampled = 0;
+    let reason: FinishReason;
+    for (;;) {
+      const token = sampler.sample(logits, 0, sampling, rng);
+      sampled++;
+      if (c.purpose === "judge") runner.counters.judgeTokens++;
+      else runner.counters.generatedTokens++;
+      const outcome = stop.advance(token);
+      if (outcome !== "continue") {
+        reason = outcome === "eos" ? "eos" : outcome === "stop" || outcome === "stop-before" ? "stop" : "max_tokens";
+        break;
+      }
+      if (length + 1 > contextLength) {
+        reason = "context";
+        break;
+      }
+      const embeds = await runner.embedIds([token]);
+      const mask = new BigInt64Array(length + 1).fill(1n);
+      const positions = BigInt64Array.from([BigInt(length)]);
+      const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache });
+      runner.counters.decoderTokens++;
+      runner.counters.decodeSteps++;
+      runner.counters.decodeRows++;
+      runner.counters.maxDecodeBatch = Math.max(runner.counters.maxDecodeBatch, 1);
+      logits = o.logits;
+      cache = o.present;
+      length++;
+    }
+    const tokens = stop.tokens;
+    return { tokens, text: tokenizer.decodeContinuation(anchor, tokens), reason, sampled };
+  }
+}

@@ -1,0 +1,438 @@
+/**
+ * The engine's public API: load a model folder, open items (image + question), generate
+ * candidates and judge them, count the work done.
+ *
+ *   const engine = await Engine.load(dir, { executionProviders: ["cuda", "cpu"] });
+ *   const ctx = await engine.openItem({ id, image, question });
+ *   const results = await engine.generate(ctx, requests);
+ *   const verdicts = await engine.judge(ctx, judgeRequests);
+ *   engine.closeItem(ctx);
+ *
+ * Any number of items may be in flight at once (concurrent async callers): their decoder work
+ * shares batched calls. No Redis or S3 in here.
+ */
+import ort from "onnxruntime-node";
+import type { ExecutionProvider } from "../../shared/config.ts";
+import type { JudgeTemplates } from "../../shared/prompts/templates.ts";
+import {
+  GenerateRequestSchema,
+  JudgeRequestSchema,
+  type GenerateRequest,
+  type GenerateResult,
+  type JudgeRequest,
+  type JudgeResult,
+} from "../../shared/search/types.ts";
+import { CachedBackend, ReferenceBackend, type Backend, type ContinuationResult } from "./backend.ts";
+import { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
+import { DEFAULT_IMAGE_LIMITS, preprocessImage, type ImageLimits } from "./image.ts";
+import { ItemContext } from "./item.ts";
+import { Judge, JUDGE_MODES, type JudgeMode } from "./judge.ts";
+import { bytesPerPosition } from "./kv.ts";
+import { checkSessionContract, loadModelFolder, type ModelFolder, type SessionContract } from "./model-folder.ts";
+import { ModelRunner, zeroCounters, type EngineCounters } from "./runner.ts";
+import { resolveSampling, Sampler, samplingFromGeneration, type SamplingParams } from "./sampler.ts";
+import { Scheduler, type EngineObserver } from "./scheduler.ts";
+import { SessionFactory, type SessionLog, type SessionOptions } from "./sessions.ts";
+import { StopTables } from "./stops.ts";
+import { EngineTokenizer } from "./tokenizer.ts";
+
+export type { EngineCounters } from "./runner.ts";
+export type { SamplingParams } from "./sampler.ts";
+export type { JudgeMode } from "./judge.ts";
+export type { EngineObserver } from "./scheduler.ts";
+export type { ItemContext } from "./item.ts";
+
+export interface EngineLogger extends SessionLog {
+  debug?(obj: object, msg: string): void;
+}
+
+export interface EngineOptions extends SessionOptions {
+  /** Most sequences advanced by one decoder call (default 16). */
+  maxBatch?: number;
+  /** Most batch slots (rows × positions) in one prefill call (default 16384). */
+  maxPrefillSlots?: number;
+  /**
+   * The paper's work pattern, for benchmarks: candidates one at a time, image and prompt
+   * re-encoded per candidate (no prefix cache), whole-text decode after each token for the stop
+   * check, generative judge. Same sampling streams, so answers are comparable.
+   */
+  reference?: boolean;
+  /** Judge mode when a call does not say (default "score"; "generate" in reference mode). */
+  judgeMode?: JudgeMode;
+  /** Token cap of a generated judge answer (default 32). */
+  judgeMaxTokens?: number;
+  /** Overrides of the model's generation_config.json sampling. */
+  sampling?: Partial<SamplingParams>;
+  /** Cached KV prefixes per item, the prompt included (default 6). */
+  prefixCacheEntries?: number;
+  /** Keep the token embedding table in memory when it is at most this big (default 64 MiB). */
+  embeddingTableMaxBytes?: number;
+  imageLimits?: Partial<ImageLimits>;
+  /** Refuse a folder whose digest differs (`sha256:<hex>`). */
+  expectedDigest?: string;
+  /** Judge templates for a folder without judge_templates.json. */
+  judgeTemplates?: JudgeTemplates;
+  logger?: EngineLogger;
+  /** Called after every decoder call, for metrics. */
+  observer?: EngineObserver;
+}
+
+export interface OpenItemInput {
+  id: string;
+  /** The image file's bytes (PNG, JPEG, …). */
+  image: Uint8Array;
+  question: string;
+}
+
+export interface EngineInfo {
+  dir: string;
+  digest: string;
+  modelType: string | null;
+  /** The execution provider each session runs on. */
+  providers: { vision: ExecutionProvider; embed: ExecutionProvider; decoder: ExecutionProvider };
+  /** Why preferred providers were skipped. */
+  providerFailures: Record<string, string>;
+  contract: SessionContract;
+  vocabSize: number;
+  hiddenSize: number;
+  contextLength: number | null;
+  embeddingTable: boolean;
+  kvBytesPerToken: number;
+  reference: boolean;
+  maxBatch: number;
+  loadSeconds: number;
+}
+
+const DEFAULTS = {
+  maxBatch: 16,
+  maxPrefillSlots: 16384,
+  judgeMaxTokens: 32,
+  prefixCacheEntries: 6,
+  embeddingTableMaxBytes: 64 * 1024 * 1024,
+};
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 1) throw new EngineRequestError(`engine option ${name} must be an integer >= 1, got ${JSON.stringify(value)}`);
+  return v;
+}
+
+export class Engine {
+  readonly info: EngineInfo;
+  readonly folder: ModelFolder;
+  readonly tokenizer: EngineTokenizer;
+  /** Sampling used when a call gives none (generation_config.json + options.sampling). */
+  readonly sampling: SamplingParams;
+  private readonly runner: ModelRunner;
+  private readonly scheduler: Scheduler;
+  private readonly backend: Backend;
+  private readonly judgeWith: Judge;
+  private readonly counterState: EngineCounters;
+  private readonly imageLimits: ImageLimits;
+  private readonly contextLength: number;
+  private readonly prefixCacheEntries: number;
+  private readonly defaultJudgeMode: JudgeMode;
+  private readonly openItems = new Set<ItemContext>();
+
+  private constructor(parts: {
+    info: EngineInfo;
+    folder: ModelFolder;
+    tokenizer: EngineTokenizer;
+    sampling: SamplingParams;
+    runner: ModelRunner;
+    scheduler: Scheduler;
+    backend: Backend;
+    judge: Judge;
+    counters: EngineCounters;
+    imageLimits: ImageLimits;
+    prefixCacheEntries: number;
+    judgeMode: JudgeMode;
+  }) {
+    this.info = parts.info;
+    this.folder = parts.folder;
+    this.tokenizer = parts.tokenizer;
+    this.sampling = parts.sampling;
+    this.runner = parts.runner;
+    this.scheduler = parts.scheduler;
+    this.backend = parts.backend;
+    this.judgeWith = parts.judge;
+    this.counterState = parts.counters;
+    this.imageLimits = parts.imageLimits;
+    this.contextLength = parts.info.contextLength ?? Infinity;
+    this.prefixCacheEntries = parts.prefixCacheEntries;
+    this.defaultJudgeMode = parts.judgeMode;
+  }
+
+  /** Loads and validates a model folder and creates its sessions. */
+  static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
+    const started = performance.now();
+    const maxBatch = positiveInt("maxBatch", options.maxBatch, DEFAULTS.maxBatch);
+    const maxPrefillSlots = positiveInt("maxPrefillSlots", options.maxPrefillSlots, DEFAULTS.maxPrefillSlots);
+    const judgeMaxTokens = positiveInt("judgeMaxTokens", options.judgeMaxTokens, DEFAULTS.judgeMaxTokens);
+    const prefixCacheEntries = positiveInt("prefixCacheEntries", options.prefixCacheEntries, DEFAULTS.prefixCacheEntries);
+    const reference = options.reference ?? false;
+    const judgeMode = options.judgeMode ?? (reference ? "generate" : "score");
+    if (!JUDGE_MODES.includes(judgeMode)) throw new EngineRequestError(`engine option judgeMode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(judgeMode)}`);
+
+    const folder = await loadModelFolder(dir, {
+      ...(options.expectedDigest !== undefined ? { expectedDigest: options.expectedDigest } : {}),
+      ...(options.judgeTemplates !== undefined ? { judgeTemplates: options.judgeTemplates } : {}),
+    });
+    const tokenizer = new EngineTokenizer(folder);
+    const factory = new SessionFactory(options, options.logger);
+    const vision = await factory.create(folder.onnx.vision);
+    const embed = await factory.create(folder.onnx.embed);
+    const decoder = await factory.create(folder.onnx.decoder);
+    const sessions = [vision, embed, decoder];
+    try {
+      const contract = checkSessionContract(folder.dir, folder.spec, {
+        vision: vision.signature,
+        embed: embed.signature,
+        decoder: decoder.signature,
+      });
+      const pre = folder.preprocessor;
+      if (contract.imageSize !== null && (contract.imageSize[0] !== pre.height || contract.imageSize[1] !== pre.width)) {
+        throw new ModelFolderError(
+          folder.dir,
+          "preprocessor_config.json",
+          `size is ${pre.height}x${pre.width}; expected ${contract.imageSize[0]}x${contract.imageSize[1]} (pixel_values of vision_encoder.onnx)`,
+        );
+      }
+      const counters = zeroCounters();
+      let hidden = contract.hiddenSize;
+      if (hidden === null) {
+        const probe = await embed.session.run({ input_ids: new ort.Tensor("int64", BigInt64Array.from([0n]), [1, 1]) });
+        hidden = probe.inputs_embeds!.dims[2]!;
+      }
+      const vocab = contract.vocabSize ?? folder.spec.vocabSize ?? tokenizer.vocabSize;
+      const runner = new ModelRunner(vision.session, embed.session, decoder.session, folder.spec, contract, hidden, vocab, counters);
+      const table = await runner.loadEmbeddingTable(options.embeddingTableMaxBytes ?? DEFAULTS.embeddingTableMaxBytes);
+      counters.embedCalls = 0;
+      counters.forwardPasses = 0;
+
+      const sampler = new Sampler(vocab, Math.min(vocab, tokenizer.vocabSize), [folder.spec.imageTokenId]);
+      const anchor = folder.spec.bosTokenId ?? folder.spec.eosTokenIds[0]!;
+      const stops = new StopTables(
+        { encode: (t) => tokenizer.encode(t), surface: (id) => (id < tokenizer.vocabSize ? tokenizer.decodeContinuation(anchor, [id]) : "") },
+        vocab,
+        folder.spec.eosTokenIds,
+      );
+      // Built now, so the first sentence-level request does not block the event loop on it.
+      stops.table({ kind: "sentence" });
+      const scheduler = new Scheduler(runner, sampler, {
+        maxBatch,
+        maxPrefillSlots,
+        imageTokenId: folder.spec.imageTokenId,
+        observer: options.observer,
+      });
+      const contextLength = folder.spec.contextLength ?? Infinity;
+      const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor: pre, contextLength };
+      const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);
+      const sampling = resolveSampling(options.sampling, samplingFromGeneration(folder.generation));
+      let judge: Judge;
+      try {
+        judge = new Judge({ backend, tokenizer, templates: folder.judgeTemplates, contextLength, maxTokens: judgeMaxTokens, sampling });
+      } catch (err) {
+        throw new ModelFolderError(folder.dir, "judge_templates.json", (err as Error).message.replace(/^judge_templates\.json: /, ""));
+      }
+      const imageLimits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
+      const info: EngineInfo = {
+        dir: folder.dir,
+        digest: folder.digest,
+        modelType: folder.spec.modelType,
+        providers: { vision: vision.provider, embed: embed.provider, decoder: decoder.provider },
+        providerFailures: factory.failures,
+        contract,
+        vocabSize: vocab,
+        hiddenSize: hidden,
+        contextLength: folder.spec.contextLength,
+        embeddingTable: table,
+        kvBytesPerToken: bytesPerPosition(runner.layout),
+        reference,
+        maxBatch,
+        loadSeconds: (performance.now() - started) / 1000,
+      };
+      options.logger?.info(
+        { dir: info.dir, digest: info.digest, providers: info.providers, reference, maxBatch, loadSeconds: info.loadSeconds },
+        "model loaded",
+      );
+      return new Engine({
+        info,
+        folder,
+        tokenizer,
+        sampling,
+        runner,
+        scheduler,
+        backend,
+        judge,
+        counters,
+        imageLimits,
+        prefixCacheEntries,
+        judgeMode,
+      });
+    } catch (err) {
+      await Promise.allSettled(sessions.map((s) => s.session.release()));
+      throw err;
+    }
+  }
+
+  /**
+   * Preprocesses the image, tokenizes the prompt, and (unless in reference mode) encodes the
+   * image and the prompt's KV once. Throws an ItemInputError naming the item and field when the
+   * image is unusable or the prompt does not fit the context window.
+   */
+  async openItem(input: OpenItemInput): Promise<ItemContext> {
+    const id = typeof input?.id === "string" && input.id !== "" ? input.id : null;
+    if (id === null) throw new EngineRequestError(`openItem: id must be a non-empty string, got ${JSON.stringify(input?.id)}`);
+    if (typeof input.question !== "string" || input.question.trim() === "") {
+      throw new ItemInputError(id, "question", `expected a non-empty string, got ${JSON.stringify(input.question)}`);
+    }
+    const pixels = await preprocessImage(id, input.image, this.folder.preprocessor, this.imageLimits);
+    const promptIds = this.tokenizer.promptIds(input.question);
+    let images = 0;
+    for (const t of promptIds) if (t === this.tokenizer.imageTokenId) images++;
+    if (images !== this.tokenizer.imageSeqLength) {
+      throw new ItemInputError(
+        id,
+        "question",
+        `the prompt holds ${images} image tokens; expected ${this.tokenizer.imageSeqLength} (the question must not contain the image token ${this.folder.tokenizer.imageToken})`,
+      );
+    }
+    if (promptIds.length + 1 > this.contextLength) {
+      throw new ItemInputError(
+        id,
+        "question",
+        `the prompt is ${promptIds.length} tokens (${this.tokenizer.imageSeqLength} of them the image); the model's context window is ${this.contextLength}, which leaves no room for an answer`,
+      );
+    }
+    const ctx = new ItemContext(id, input.question, promptIds, pixels, this.prefixCacheEntries);
+    await this.backend.open(ctx);
+    this.runner.counters.itemsOpened++;
+    this.openItems.add(ctx);
+    return ctx;
+  }
+
+  /** Releases an item's cached image features and KV. */
+  closeItem(ctx: ItemContext): void {
+    ctx.closed = true;
+    ctx.features = null;
+    ctx.pixels = null;
+    ctx.cache.clear();
+    this.openItems.delete(ctx);
+  }
+
+  private checkOpen(ctx: ItemContext, what: string): void {
+    if (!(ctx instanceof ItemContext)) throw new EngineRequestError(`${what}: expected an item context from openItem`);
+    if (ctx.closed) throw new EngineRequestError(`${what}: item ${ctx.id} is closed`);
+  }
+
+  /**
+   * Samples a continuation of each request's prefix (the prompt is the item's). Results come in
+   * request order; each depends only on its prefix, stop rule, maxTokens, sample key and the
+   * sampling parameters, not on which other requests or items share the batch.
+   */
+  async generate(ctx: ItemContext, requests: readonly GenerateRequest[], sampling?: Partial<SamplingParams>): Promise<GenerateResult[]> {
+    this.checkOpen(ctx, "generate");
+    const params = resolveSampling(sampling, this.sampling);
+    const parsed = requests.map((r, i) => {
+      const v = GenerateRequestSchema.safeParse(r);
+      if (!v.success) {
+        const id = typeof (r as { id?: unknown })?.id === "string" ? (r as { id: string }).id : `#${i}`;
+        throw new EngineRequestError(
+          `generate request ${id}: ${v.error.issues.map((x) => `${x.path.join(".") || "(request)"}: ${x.message}`).join("; ")}`,
+        );
+      }
+      return v.data;
+    });
+    const prefixIds = new Map<string, number[]>();
+    for (const r of parsed) {
+      if (prefixIds.has(r.prefix)) continue;
+      const ids = r.prefix === "" ? [] : this.tokenizer.encode(r.prefix);
+      if (ids.includes(this.tokenizer.imageTokenId)) {
+        throw new EngineRequestError(`generate request ${r.id}: prefix contains the image token; expected assistant text only`);
+      }
+      prefixIds.set(r.prefix, [...ctx.promptIds, ...ids]);
+    }
+    const results: (GenerateResult | null)[] = parsed.map(() => null);
+    const runnable: number[] = [];
+    parsed.forEach((r, i) => {
+      const ids = prefixIds.get(r.prefix)!;
+      if (ids.length + 1 > this.contextLength) {
+        results[i] = { id: r.id, text: "", tokens: 0, truncated: true, finished: false, detail: { finish: "context" } };
+      } else {
+        runnable.push(i);
+      }
+    });
+    const outs = await this.backend.continue(
+      ctx,
+      runnable.map((i) => {
+        const r = parsed[i]!;
+        return { ids: prefixIds.get(r.prefix)!, stop: r.stop, maxTokens: r.maxTokens, sampleKey: r.sampleKey, purpose: "generate" as const, cache: true };
+      }),
+      params,
+    );
+    runnable.forEach((i, j) => (results[i] = toGenerateResult(parsed[i]!, outs[j]!)));
+    return results as GenerateResult[];
+  }
+
+  /** Judges comparisons and reasoning checks of one item; all prompts of the call are batched. */
+  async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode?: JudgeMode): Promise<JudgeResult[]> {
+    this.checkOpen(ctx, "judge");
+    const m = mode ?? this.defaultJudgeMode;
+    if (!JUDGE_MODES.includes(m)) throw new EngineRequestError(`judge: mode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
+    const parsed = requests.map((r, i) => {
+      const v = JudgeRequestSchema.safeParse(r);
+      if (!v.success) {
+        const id = typeof (r as { id?: unknown })?.id === "string" ? (r as { id: string }).id : `#${i}`;
+        throw new EngineRequestError(
+          `judge request ${id}: ${v.error.issues.map((x) => `${x.path.join(".") || "(request)"}: ${x.message}`).join("; ")}`,
+        );
+      }
+      return v.data;
+    });
+    return this.judgeWith.judge(ctx, parsed, m);
+  }
+
+  /**
+   * @internal The moving parts, for tests and benchmarks that check the numerics of the
+   * batcher itself. Not part of the API.
+   */
+  get internals(): { runner: ModelRunner; scheduler: Scheduler; backend: Backend } {
+    return { runner: this.runner, scheduler: this.scheduler, backend: this.backend };
+  }
+
+  /** A snapshot of the work counters. */
+  counters(): EngineCounters {
+    return { ...this.counterState };
+  }
+
+  resetCounters(): void {
+    Object.assign(this.counterState, zeroCounters());
+  }
+
+  /** Items opened and not closed. */
+  get openItemCount(): number {
+    return this.openItems.size;
+  }
+
+  /** Sequences decoding or waiting for a batch slot right now. */
+  get activeSequences(): number {
+    return this.scheduler.activeSequences;
+  }
+
+  async close(): Promise<void> {
+    for (const ctx of this.openItems) this.closeItem(ctx);
+    await this.runner.release();
+  }
+}
+
+function toGenerateResult(req: GenerateRequest, out: ContinuationResult): GenerateResult {
+  return {
+    id: req.id,
+    text: out.text,
+    tokens: out.tokens.length,
+    truncated: out.reason === "max_tokens" || out.reason === "context",
+    finished: out.reason === "eos",
+    detail: { finish: out.reason, sampled: out.sampled },
+  };
+}

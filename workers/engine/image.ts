@@ -1,0 +1,105 @@
+/**
+ * Image preprocessing per preprocessor_config.json, as Hugging Face image processors do it:
+ * convert to RGB, resize to `size`, rescale, normalize, lay out CHW float32. Bad input
+ * (empty, corrupt, truncated, not an image, too large) gets an ItemInputError that names the
+ * item and what was expected.
+ */
+import sharp from "sharp";
+import type { KernelEnum, Metadata, OutputInfo } from "sharp";
+import { ItemInputError } from "./errors.ts";
+import type { PreprocessorSpec } from "./model-folder.ts";
+
+export interface ImageLimits {
+  /** Largest encoded image accepted, in bytes. */
+  maxBytes: number;
+  /** Largest decoded image accepted, in pixels (width × height); also sharp's limitInputPixels. */
+  maxPixels: number;
+}
+
+export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxBytes: 20 * 1024 * 1024, maxPixels: 40_000_000 };
+
+const FORMATS = "PNG, JPEG, WebP, GIF, AVIF or TIFF image";
+
+/** PIL resample codes → sharp kernels. */
+function kernelFor(resample: number): keyof KernelEnum {
+  switch (resample) {
+    case 0:
+      return "nearest";
+    case 1:
+      return "lanczos3";
+    case 2:
+      return "linear";
+    default:
+      return "cubic";
+  }
+}
+
+function describeBytes(n: number): string {
+  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} bytes`;
+}
+
+/**
+ * Decodes and preprocesses one image into pixel values `[3, height, width]` (float32), ready
+ * for the vision encoder's `pixel_values`.
+ */
+export async function preprocessImage(
+  itemId: string,
+  image: unknown,
+  spec: PreprocessorSpec,
+  limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
+): Promise<Float32Array> {
+  const fail = (problem: string) => new ItemInputError(itemId, "image", problem);
+  if (!(image instanceof Uint8Array)) {
+    throw fail(`expected the image file's bytes (a Buffer), got ${image === null ? "null" : typeof image}`);
+  }
+  const bytes = Buffer.isBuffer(image) ? image : Buffer.from(image.buffer, image.byteOffset, image.byteLength);
+  if (bytes.length === 0) throw fail(`is empty (0 bytes); expected a ${FORMATS}`);
+  if (bytes.length > limits.maxBytes) {
+    throw fail(`is ${describeBytes(bytes.length)}; expected at most ${describeBytes(limits.maxBytes)}`);
+  }
+  const open = () => sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: "truncated", sequentialRead: true });
+
+  let meta: Metadata;
+  try {
+    // Header only: the size is checked below, with a message that names it.
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (err) {
+    throw fail(`is not a readable image (${(err as Error).message}); expected a ${FORMATS}`);
+  }
+  const width = meta.width ?? 0;
+  const height = meta.height ?? 0;
+  if (width <= 0 || height <= 0) throw fail(`has no size (${width}x${height}); expected a ${FORMATS}`);
+  if (width * height > limits.maxPixels) {
+    throw fail(`is ${width}x${height} = ${width * height} pixels; expected at most ${limits.maxPixels} pixels`);
+  }
+  if (!spec.doResize && (width !== spec.width || height !== spec.height)) {
+    throw fail(`is ${width}x${height}; expected ${spec.width}x${spec.height} (the model does not resize)`);
+  }
+
+  let data: Buffer;
+  let info: OutputInfo;
+  try {
+    let pipeline = open().toColourspace("srgb").removeAlpha();
+    if (width !== spec.width || height !== spec.height) {
+      pipeline = pipeline.resize(spec.width, spec.height, { fit: "fill", kernel: kernelFor(spec.resample) });
+    }
+    ({ data, info } = await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true }));
+  } catch (err) {
+    throw fail(`is truncated or corrupt (${(err as Error).message}); expected a complete ${FORMATS}`);
+  }
+  if (info.channels !== 3 || info.width !== spec.width || info.height !== spec.height) {
+    throw fail(`decoded to ${info.width}x${info.height}x${info.channels}; expected ${spec.width}x${spec.height}x3`);
+  }
+
+  const plane = spec.width * spec.height;
+  const out = new Float32Array(3 * plane);
+  for (let c = 0; c < 3; c++) {
+    const mean = spec.doNormalize ? spec.mean[c]! : 0;
+    const std = spec.doNormalize ? spec.std[c]! : 1;
+    const scale = spec.doRescale ? spec.rescaleFactor : 1;
+    const base = c * plane;
+    // Computed in float64 and rounded once to float32, as numpy-based processors do.
+    for (let i = 0; i < plane; i++) out[base + i] = (data[i * 3 + c]! * scale - mean) / std;
+  }
+  return out;
+}

@@ -1,0 +1,14 @@
+/**
+ * The model runtime: model folder, tokenizer, image preprocessing, ONNX sessions, KV cache,
+ * sampler and batched decoding. No Redis or S3 in here; the fleet worker and the CLI use it
+ * through `Engine`.
+ */
+export { Engine, type EngineCounters, type EngineInfo, type EngineLogger, type EngineOptions, type OpenItemInput } from "./engine.ts";
+export type { ItemContext } from "./item.ts";
+export type { JudgeMode } from "./judge.ts";
+export type { EngineObserver } from "./scheduler.ts";
+export type { SamplingParams } from "./sampler.ts";
+export { REFERENCE_SAMPLING } from "./sampler.ts";
+export { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
+export { loadModelFolder, modelDigest, REQUIRED_FILES, type ModelFolder } from "./model-folder.ts";
+export { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "./image.ts";

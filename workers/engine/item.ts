@@ -1,0 +1,119 @@
+/**
+ * An item in flight: its image (preprocessed pixels and, once encoded, the vision features),
+ * its prompt ids, and a small cache of KV prefixes — the prompt itself and each accepted prefix
+ * (prompt + the stages accepted so far), with the logits at their last token. A new sequence
+ * continues from the cached entry sharing the longest common prefix with it, so each accepted
+ * stage is encoded once per item, not once per candidate, and judge prompts reuse the
+ * `<bos><|user|><image>…` block of the question's prompt.
+ */
+import type { FloatArray, SeqKV } from "./kv.ts";
+
+export interface CacheEntry {
+  ids: readonly number[];
+  kv: SeqKV;
+  /** Logits after the last id. */
+  logits: Float32Array;
+  /** Never evicted (the prompt). */
+  pinned: boolean;
+  lastUsed: number;
+}
+
+export function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+export class PrefixCache {
+  private readonly entries: CacheEntry[] = [];
+  private readonly inflight = new Map<string, Promise<CacheEntry>>();
+  private clock = 0;
+
+  constructor(readonly capacity: number) {}
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  get bytes(): number {
+    return this.entries.reduce((s, e) => s + e.kv.bytes, 0);
+  }
+
+  /** The entry sharing the longest common prefix with `ids` (ties: the shorter entry). */
+  best(ids: readonly number[]): { entry: CacheEntry; common: number } | null {
+    let best: { entry: CacheEntry; common: number } | null = null;
+    for (const entry of this.entries) {
+      const common = commonPrefix(entry.ids, ids);
+      if (best === null || common > best.common || (common === best.common && entry.ids.length < best.entry.ids.length)) {
+        best = { entry, common };
+      }
+    }
+    if (best !== null) best.entry.lastUsed = ++this.clock;
+    return best;
+  }
+
+  /** The entry for exactly `ids`, computing it once however many callers ask at the same time. */
+  async getOrCreate(ids: readonly number[], create: () => Promise<Omit<CacheEntry, "lastUsed">>): Promise<CacheEntry> {
+    const exact = this.entries.find((e) => e.ids.length === ids.length && commonPrefix(e.ids, ids) === ids.length);
+    if (exact !== undefined) {
+      exact.lastUsed = ++this.clock;
+      return exact;
+    }
+    const key = ids.join(",");
+    let pending = this.inflight.get(key);
+    if (pending === undefined) {
+      pending = create()
+        .then((e) => this.add(e))
+        .finally(() => this.inflight.delete(key));
+      this.inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  add(e: Omit<CacheEntry, "lastUsed">): CacheEntry {
+    const entry: CacheEntry = { ...e, lastUsed: ++this.clock };
+    this.entries.push(entry);
+    while (this.entries.length > this.capacity) {
+      let victim = -1;
+      for (let i = 0; i < this.entries.length; i++) {
+        const c = this.entries[i]!;
+        if (c.pinned || c === entry) continue;
+        if (victim < 0 || c.lastUsed < this.entries[victim]!.lastUsed) victim = i;
+      }
+      if (victim < 0) break;
+      this.entries.splice(victim, 1);
+    }
+    return entry;
+  }
+
+  clear(): void {
+    this.entries.length = 0;
+  }
+}
+
+/** What the engine keeps for one open item; obtained from `engine.openItem`. */
+export class ItemContext {
+  /** @internal vision features [imageSeqLength, hidden], once encoded. */
+  features: FloatArray | null = null;
+  /** @internal */
+  readonly cache: PrefixCache;
+  /** @internal */
+  closed = false;
+
+  constructor(
+    readonly id: string,
+    readonly question: string,
+    /** The prompt's token ids, image tokens expanded. */
+    readonly promptIds: readonly number[],
+    /** @internal preprocessed pixels [3, H, W]; kept only by the reference pattern, which re-encodes them per candidate. */
+    public pixels: Float32Array | null,
+    cacheEntries: number,
+  ) {
+    this.cache = new PrefixCache(cacheEntries);
+  }
+
+  get promptTokens(): number {
+    return this.promptIds.length;
+  }
+}

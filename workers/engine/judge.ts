@@ -1,0 +1,236 @@
+/**
+ * The model as its own judge. A judge prompt is a user turn (image + renderJudgeText of the
+ * request) followed by the judge's answer. Two modes:
+ *
+ * * `score`: one forward pass per order over prompt + verdict_prefix, reading the log-probs of
+ *   the two choice tokens at the last position; both orders are run and the log-prob
+ *   differences averaged, which cancels position bias. A check compares the first tokens of
+ *   the `correct` and `incorrect` answers after the prompt.
+ * * `generate`: the judge's answer is sampled in full (stream seeded from the request id) and
+ *   parsed ("I choose response 1", "correct"); an unparseable answer falls back to a score-mode
+ *   verdict, recorded in the detail.
+ *
+ * All prompts of one call go to the backend together (one batched prefill, vision features
+ * and the image block of the item's prompt reused).
+ */
+import { renderJudgeText, type JudgeTemplates } from "../../shared/prompts/templates.ts";
+import type { CheckRequest, CompareRequest, Detail, JudgeRequest, JudgeResult } from "../../shared/search/types.ts";
+import type { Backend } from "./backend.ts";
+import { EngineRequestError } from "./errors.ts";
+import type { ItemContext } from "./item.ts";
+import type { SamplingParams } from "./sampler.ts";
+import type { EngineTokenizer } from "./tokenizer.ts";
+
+export const JUDGE_MODES = ["score", "generate"] as const;
+export type JudgeMode = (typeof JUDGE_MODES)[number];
+
+export interface JudgeParts {
+  backend: Backend;
+  tokenizer: EngineTokenizer;
+  templates: JudgeTemplates;
+  contextLength: number;
+  /** Token cap of a generated judge answer. */
+  maxTokens: number;
+  sampling: SamplingParams;
+}
+
+/** Token ids the score mode reads, checked once at load. */
+export interface VerdictTokens {
+  choice1: number;
+  choice2: number;
+  correct: number;
+  incorrect: number;
+}
+
+export function verdictTokens(tokenizer: EngineTokenizer, templates: JudgeTemplates): VerdictTokens {
+  const t: VerdictTokens = {
+    choice1: tokenizer.firstTokenId(templates.choices["1"], "judge_templates.json choices.1"),
+    choice2: tokenizer.firstTokenId(templates.choices["2"], "judge_templates.json choices.2"),
+    correct: tokenizer.firstTokenId(templates.check_answers.correct, "judge_templates.json check_answers.correct"),
+    incorrect: tokenizer.firstTokenId(templates.check_answers.incorrect, "judge_templates.json check_answers.incorrect"),
+  };
+  if (t.choice1 === t.choice2) throw new Error(`judge_templates.json: choices "1" and "2" start with the same token ${t.choice1}; expected different first tokens`);
+  if (t.correct === t.incorrect) {
+    throw new Error(`judge_templates.json: check_answers start with the same token ${t.correct}; expected different first tokens`);
+  }
+  return t;
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** The verdict written in a generated judge answer, or null. */
+export function parseCompareVerdict(templates: JudgeTemplates, text: string): 1 | 2 | null {
+  const one = templates.choices["1"].trim();
+  const two = templates.choices["2"].trim();
+  const patterns: RegExp[] = [];
+  if (one !== "" && two !== "" && one !== two) {
+    patterns.push(new RegExp(`${escapeRe(templates.verdict_prefix.trim())}\\s*(${escapeRe(one)}|${escapeRe(two)})(?![\\w])`));
+  }
+  patterns.push(/I choose response\s*([12])(?!\w)/);
+  for (const re of patterns) {
+    const m = re.exec(text);
+    if (m === null) continue;
+    const v = m[1]!;
+    if (v === one || v === "1") return 1;
+    if (v === two || v === "2") return 2;
+  }
+  return null;
+}
+
+export function parseCheckVerdict(templates: JudgeTemplates, text: string): "correct" | "incorrect" | null {
+  const words = [
+    ["correct", templates.check_answers.correct.trim()],
+    ["incorrect", templates.check_answers.incorrect.trim()],
+  ] as const;
+  const alternatives = [...words].filter(([, w]) => w !== "").sort((a, b) => b[1].length - a[1].length);
+  if (alternatives.length < 2) return null;
+  const re = new RegExp(`(?<![\\w])(${alternatives.map(([, w]) => escapeRe(w)).join("|")})(?![\\w])`, "i");
+  const m = re.exec(text);
+  if (m === null) return null;
+  const hit = m[1]!.toLowerCase();
+  for (const [verdict, word] of words) if (word.toLowerCase() === hit) return verdict;
+  return null;
+}
+
+function logSoftmaxAt(logits: Float32Array, ids: readonly number[]): number[] {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i]! - max);
+  const lse = max + Math.log(sum);
+  return ids.map((id) => logits[id]! - lse);
+}
+
+const round = (x: number) => Math.round(x * 1e6) / 1e6;
+
+interface PromptPlan {
+  request: JudgeRequest;
+  /** Sequences whose last logits score mode reads: [forward, swapped] for a compare, [prompt] for a check. */
+  scoreIds: number[][];
+  /** The prompt a generated answer continues (request order, no verdict prefix). */
+  generateIds: number[];
+  /** Why the request cannot be judged by the model (prompt too long), or null. */
+  skip: string | null;
+}
+
+export class Judge {
+  private readonly tokens: VerdictTokens;
+  constructor(private readonly p: JudgeParts) {
+    this.tokens = verdictTokens(p.tokenizer, p.templates);
+  }
+
+  private promptIds(ctx: ItemContext, request: CompareRequest | CheckRequest, withPrefix: boolean): number[] {
+    const { tokenizer, templates } = this.p;
+    const text = renderJudgeText(templates, ctx.question, request);
+    const ids = tokenizer.promptIds(text);
+    let images = 0;
+    for (const id of ids) if (id === tokenizer.imageTokenId) images++;
+    if (images !== tokenizer.imageSeqLength) {
+      throw new EngineRequestError(
+        `judge request ${request.id}: the prompt holds ${images} image tokens; expected ${tokenizer.imageSeqLength} (does a text contain the image token?)`,
+      );
+    }
+    return withPrefix && request.kind === "compare" ? [...ids, ...tokenizer.encode(templates.verdict_prefix)] : ids;
+  }
+
+  private plan(ctx: ItemContext, request: JudgeRequest, mode: JudgeMode): PromptPlan {
+    const scoreIds =
+      request.kind === "compare"
+        ? [this.promptIds(ctx, request, true), this.promptIds(ctx, { ...request, first: request.second, second: request.first }, true)]
+        : [this.promptIds(ctx, request, false)];
+    const generateIds = mode === "generate" ? this.promptIds(ctx, request, false) : [];
+    const longest = Math.max(...scoreIds.map((s) => s.length), generateIds.length + (mode === "generate" ? 1 : 0));
+    const skip =
+      longest > this.p.contextLength
+        ? `the judge prompt is ${longest} tokens; the model's context window is ${this.p.contextLength}`
+        : null;
+    return { request, scoreIds, generateIds, skip };
+  }
+
+  async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode: JudgeMode): Promise<JudgeResult[]> {
+    const plans = requests.map((r) => this.plan(ctx, r, mode));
+    const results: (JudgeResult | null)[] = plans.map((pl) =>
+      pl.skip === null ? null : defaultVerdict(pl.request, { mode, skipped: pl.skip }),
+    );
+    const live = plans.map((pl, i) => ({ pl, i })).filter(({ pl }) => pl.skip === null);
+    if (mode === "score") {
+      const scored = await this.score(ctx, live.map(({ pl }) => pl));
+      live.forEach(({ i }, j) => (results[i] = scored[j]!));
+      return results as JudgeResult[];
+    }
+
+    const answers = await this.p.backend.continue(
+      ctx,
+      live.map(({ pl }) => ({
+        ids: pl.generateIds,
+        stop: { kind: "end" },
+        maxTokens: this.p.maxTokens,
+        sampleKey: `judge/${pl.request.id}`,
+        purpose: "judge",
+        cache: false,
+      })),
+      this.p.sampling,
+    );
+    const fallback: { i: number; pl: PromptPlan; text: string }[] = [];
+    live.forEach(({ pl, i }, j) => {
+      const text = answers[j]!.text;
+      const base = { mode: "generate", text, tokens: answers[j]!.tokens.length };
+      if (pl.request.kind === "compare") {
+        const verdict = parseCompareVerdict(this.p.templates, text);
+        if (verdict !== null) results[i] = { id: pl.request.id, verdict, detail: { ...base, parsed: true } };
+        else fallback.push({ i, pl, text });
+      } else {
+        const verdict = parseCheckVerdict(this.p.templates, text);
+        if (verdict !== null) results[i] = { id: pl.request.id, verdict, detail: { ...base, parsed: true } };
+        else fallback.push({ i, pl, text });
+      }
+    });
+    if (fallback.length > 0) {
+      const scored = await this.score(ctx, fallback.map((f) => f.pl));
+      fallback.forEach((f, j) => {
+        const s = scored[j]!;
+        results[f.i] = {
+          ...s,
+          detail: { mode: "generate", text: f.text, parsed: false, fallback: s.detail ?? null },
+        } as JudgeResult;
+      });
+    }
+    return results as JudgeResult[];
+  }
+
+  /** Score-mode verdicts for the plans, all sequences in one backend call. */
+  private async score(ctx: ItemContext, plans: readonly PromptPlan[]): Promise<JudgeResult[]> {
+    const sequences = plans.flatMap((pl) => pl.scoreIds);
+    const logits = await this.p.backend.lastLogits(ctx, sequences);
+    const t = this.tokens;
+    let at = 0;
+    return plans.map((pl): JudgeResult => {
+      if (pl.request.kind === "compare") {
+        const [f1, f2] = logSoftmaxAt(logits[at++]!, [t.choice1, t.choice2]) as [number, number];
+        const [s1, s2] = logSoftmaxAt(logits[at++]!, [t.choice1, t.choice2]) as [number, number];
+        // Positive means the request's first response is preferred.
+        const forward = f1 - f2;
+        const swapped = s2 - s1;
+        const score = (forward + swapped) / 2;
+        return {
+          id: pl.request.id,
+          verdict: score >= 0 ? 1 : 2,
+          detail: { mode: "score", score: round(score), forward: round(forward), swapped: round(swapped) },
+        };
+      }
+      const [c, ic] = logSoftmaxAt(logits[at++]!, [t.correct, t.incorrect]) as [number, number];
+      const score = c - ic;
+      return {
+        id: pl.request.id,
+        verdict: score >= 0 ? "correct" : "incorrect",
+        detail: { mode: "score", score: round(score), correct: round(c), incorrect: round(ic) },
+      };
+    });
+  }
+}
+
+function defaultVerdict(request: JudgeRequest, detail: Detail): JudgeResult {
+  return request.kind === "compare"
+    ? { id: request.id, verdict: 1, detail }
+    : { id: request.id, verdict: "correct", detail };
+}

@@ -1,0 +1,219 @@
+/**
+ * The three ONNX sessions behind one object: vision encoder, token embedding (a lookup table
+ * when the vocabulary is small enough, so decode steps need no extra session call), and the
+ * decoder's forward pass over a left-padded batch. Counts every call for reporting.
+ */
+import ort from "onnxruntime-node";
+import { toFloat32, fromFloat32, convertFloat } from "./float16.ts";
+import { allocFloat, type FloatArray, type KvLayout } from "./kv.ts";
+import { pastKeyName, presentName, type ModelSpec, type SessionContract } from "./model-folder.ts";
+
+export interface EngineCounters {
+  /** Vision encoder runs. */
+  visionCalls: number;
+  /** embed_tokens runs (0 per decode step when the embedding table is in memory). */
+  embedCalls: number;
+  /** Decoder runs (prefill batches and decode steps). */
+  decoderCalls: number;
+  /** All session runs: vision + embed + decoder. */
+  forwardPasses: number;
+  /** Real (non-padding) tokens pushed through the decoder. */
+  decoderTokens: number;
+  /** Batch slots the decoder computed, padding included (rows × new tokens). */
+  decoderSlots: number;
+  /** Prompt and prefix tokens run through the decoder in prefill calls. */
+  prefillTokens: number;
+  /** Prompt and prefix tokens taken from an item's prefix cache instead of being run again. */
+  cachedTokens: number;
+  /** Decode steps (one new token for each sequence in the batch). */
+  decodeSteps: number;
+  /** Sum over decode steps of the batch size (divide by decodeSteps for the mean). */
+  decodeRows: number;
+  /** Largest decode batch so far. */
+  maxDecodeBatch: number;
+  /** Tokens sampled for generate requests. */
+  generatedTokens: number;
+  /** Tokens sampled by the generative judge. */
+  judgeTokens: number;
+  /** Judge verdicts read from one forward pass (score mode, both orders count once each). */
+  judgeScorePasses: number;
+  itemsOpened: number;
+}
+
+export function zeroCounters(): EngineCounters {
+  return {
+    visionCalls: 0,
+    embedCalls: 0,
+    decoderCalls: 0,
+    forwardPasses: 0,
+    decoderTokens: 0,
+    decoderSlots: 0,
+    prefillTokens: 0,
+    cachedTokens: 0,
+    decodeSteps: 0,
+    decodeRows: 0,
+    maxDecodeBatch: 0,
+    generatedTokens: 0,
+    judgeTokens: 0,
+    judgeScorePasses: 0,
+    itemsOpened: 0,
+  };
+}
+
+export interface DecoderInput {
+  rows: number;
+  /** New tokens per row. */
+  steps: number;
+  /** Past positions per row (the cache length). */
+  past: number;
+  /** [rows, steps, hidden] in the embedding type. */
+  embeds: FloatArray;
+  /** [rows, past + steps]. */
+  mask: BigInt64Array;
+  /** [rows, steps]. */
+  positions: BigInt64Array;
+  /** 2 × layers arrays [rows, heads, past, headDim], or tensors handed back from the last run; null when past = 0. */
+  cache: readonly (FloatArray | ort.Tensor)[] | null;
+}
+
+export interface DecoderOutput {
+  /** [rows, steps, vocab] as float32. */
+  logits: Float32Array;
+  /** present.{i}.key|value tensors [rows, heads, past + steps, headDim]. */
+  present: ort.Tensor[];
+  /** The data of `present`, in the same order. */
+  presentData: FloatArray[];
+}
+
+export class ModelRunner {
+  readonly layout: KvLayout;
+  readonly hidden: number;
+  readonly vocab: number;
+  readonly counters: EngineCounters;
+  private embedTable: FloatArray | null = null;
+  private readonly pastNames: string[] = [];
+  private readonly presentNames: string[] = [];
+
+  constructor(
+    private readonly vision: ort.InferenceSession,
+    private readonly embed: ort.InferenceSession,
+    private readonly decoder: ort.InferenceSession,
+    readonly spec: ModelSpec,
+    readonly contract: SessionContract,
+    hidden: number,
+    vocab: number,
+    counters: EngineCounters,
+  ) {
+    this.layout = { layers: spec.numLayers, heads: spec.numKvHeads, headDim: spec.headDim, type: contract.kvType };
+    this.hidden = hidden;
+    this.vocab = vocab;
+    this.counters = counters;
+    for (let i = 0; i < spec.numLayers; i++) {
+      for (const kind of ["key", "value"] as const) {
+        this.pastNames.push(pastKeyName(i, kind));
+        this.presentNames.push(presentName(i, kind));
+      }
+    }
+  }
+
+  /** Runs embed_tokens once over the whole vocabulary and keeps the table (when it is at most maxBytes). */
+  async loadEmbeddingTable(maxBytes: number): Promise<boolean> {
+    const bytes = this.vocab * this.hidden * (this.contract.embedType === "float16" ? 2 : 4);
+    if (bytes > maxBytes) return false;
+    const ids = Array.from({ length: this.vocab }, (_, i) => i);
+    this.embedTable = await this.embedSession(ids);
+    return true;
+  }
+
+  get hasEmbeddingTable(): boolean {
+    return this.embedTable !== null;
+  }
+
+  private async embedSession(ids: readonly number[]): Promise<FloatArray> {
+    const input = new ort.Tensor("int64", BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]);
+    const out = await this.embed.run({ input_ids: input });
+    this.counters.embedCalls++;
+    this.counters.forwardPasses++;
+    const t = out.inputs_embeds!;
+    if (t.dims[2] !== this.hidden) throw new Error(`embed_tokens.onnx returned width ${t.dims[2]}; expected ${this.hidden}`);
+    return t.data as FloatArray;
+  }
+
+  /** Embeddings [ids.length, hidden] in the embedding type. */
+  async embedIds(ids: readonly number[]): Promise<FloatArray> {
+    const table = this.embedTable;
+    if (table === null) return this.embedSession(ids);
+    const d = this.hidden;
+    const out = allocFloat(this.contract.embedType, ids.length * d);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (id < 0 || id >= this.vocab) throw new Error(`token id ${id} is outside the vocabulary of ${this.vocab}`);
+      out.set(table.subarray(id * d, (id + 1) * d), i * d);
+    }
+    return out;
+  }
+
+  /** Image features [count, imageSeqLength, hidden] in the embedding type. */
+  async encodeImages(pixels: Float32Array, count: number, height: number, width: number): Promise<FloatArray> {
+    const input = new ort.Tensor(
+      this.contract.pixelType,
+      fromFloat32(pixels, this.contract.pixelType),
+      [count, 3, height, width],
+    );
+    const out = await this.vision.run({ pixel_values: input });
+    this.counters.visionCalls++;
+    this.counters.forwardPasses++;
+    const t = out.image_features!;
+    const want = [count, this.spec.imageSeqLength, this.hidden];
+    if (t.dims.length !== 3 || t.dims.some((d, i) => d !== want[i])) {
+      throw new Error(`vision_encoder.onnx returned image_features [${t.dims.join(", ")}]; expected [${want.join(", ")}]`);
+    }
+    return convertFloat(t.data as FloatArray, this.contract.featureType, this.contract.embedType);
+  }
+
+  /** One decoder forward pass. */
+  async forward(input: DecoderInput): Promise<DecoderOutput> {
+    const { rows, steps, past } = input;
+    const { heads, headDim } = this.layout;
+    const feeds: Record<string, ort.Tensor> = {
+      inputs_embeds: new ort.Tensor(this.contract.embedType, input.embeds, [rows, steps, this.hidden]),
+      attention_mask: new ort.Tensor("int64", input.mask, [rows, past + steps]),
+      position_ids: new ort.Tensor("int64", input.positions, [rows, steps]),
+    };
+    if (this.contract.useCacheBranch) feeds.use_cache_branch = new ort.Tensor("bool", Uint8Array.from([past > 0 ? 1 : 0]), [1]);
+    for (let a = 0; a < this.pastNames.length; a++) {
+      const c = input.cache?.[a];
+      const dims = [rows, heads, past, headDim];
+      if (c === undefined || past === 0) {
+        feeds[this.pastNames[a]!] = new ort.Tensor(this.layout.type, allocFloat(this.layout.type, 0), [rows, heads, 0, headDim]);
+      } else if (c instanceof Float32Array || c instanceof Uint16Array) {
+        feeds[this.pastNames[a]!] = new ort.Tensor(this.layout.type, c, dims);
+      } else {
+        feeds[this.pastNames[a]!] = c;
+      }
+    }
+    const out = await this.decoder.run(feeds);
+    this.counters.decoderCalls++;
+    this.counters.forwardPasses++;
+    this.counters.decoderSlots += rows * steps;
+    const logitsTensor = out.logits!;
+    if (logitsTensor.dims[0] !== rows || logitsTensor.dims[1] !== steps || logitsTensor.dims[2] !== this.vocab) {
+      throw new Error(`decoder_model_merged.onnx returned logits [${logitsTensor.dims.join(", ")}]; expected [${rows}, ${steps}, ${this.vocab}]`);
+    }
+    const present: ort.Tensor[] = [];
+    const presentData: FloatArray[] = [];
+    for (const name of this.presentNames) {
+      const t = out[name]!;
+      if (t.dims[2] !== past + steps) {
+        throw new Error(`decoder_model_merged.onnx returned ${name} of length ${t.dims[2]}; expected ${past + steps}`);
+      }
+      present.push(t);
+      presentData.push(t.data as FloatArray);
+    }
+    return { logits: toFloat32(logitsTensor.data as FloatArray, this.contract.logitsType), present, presentData };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.vision.release(), this.embed.release(), this.decoder.release()]);
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * onnxruntime-node sessions with execution providers from configuration. Each provider in the
+ * preference list is tried in turn; one that fails to initialise (no CUDA libraries, no WebGPU
+ * adapter) is logged with its reason and skipped, and CPU is always the last resort.
+ */
+import ort from "onnxruntime-node";
+import type { ExecutionProvider } from "../../shared/config.ts";
+import type { SessionSignature, TensorSignature } from "./model-folder.ts";
+
+export interface SessionOptions {
+  /** Preference order, e.g. ["cuda", "cpu"]. CPU is appended when missing. */
+  executionProviders?: readonly ExecutionProvider[];
+  /** Threads inside one operator (ORT default: one per physical core). */
+  intraOpThreads?: number;
+  /** Threads across independent operators (only with executionMode "parallel"). */
+  interOpThreads?: number;
+  executionMode?: "sequential" | "parallel";
+  graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+}
+
+export interface SessionLog {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+export interface LoadedSession {
+  session: ort.InferenceSession;
+  provider: ExecutionProvider;
+  signature: SessionSignature;
+}
+
+/** Providers that failed once in this process are not tried again for the next session. */
+export class SessionFactory {
+  private readonly failed = new Map<ExecutionProvider, string>();
+  constructor(
+    private readonly options: SessionOptions = {},
+    private readonly log?: SessionLog,
+  ) {}
+
+  get providers(): ExecutionProvider[] {
+    const list = [...(this.options.executionProviders ?? ["cpu"])];
+    if (!list.includes("cpu")) list.push("cpu");
+    return list;
+  }
+
+  /** Why each provider that failed did so. */
+  get failures(): Record<string, string> {
+    return Object.fromEntries(this.failed);
+  }
+
+  async create(file: string): Promise<LoadedSession> {
+    const base: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: this.options.graphOptimizationLevel ?? "all",
+      executionMode: this.options.executionMode ?? "sequential",
+      logSeverityLevel: 3,
+      ...(this.options.intraOpThreads !== undefined ? { intraOpNumThreads: this.options.intraOpThreads } : {}),
+      ...(this.options.interOpThreads !== undefined ? { interOpNumThreads: this.options.interOpThreads } : {}),
+    };
+    let lastError: unknown = null;
+    for (const provider of this.providers) {
+      if (this.failed.has(provider)) continue;
+      try {
+        const executionProviders = provider === "cpu" ? ["cpu"] : [provider, "cpu"];
+        const session = await ort.InferenceSession.create(file, { ...base, executionProviders });
+        return { session, provider, signature: signatureOf(session) };
+      } catch (err) {
+        lastError = err;
+        const reason = firstLine((err as Error).message);
+        if (provider === "cpu") break;
+        this.failed.set(provider, reason);
+        this.log?.warn({ provider, file, reason }, `execution provider ${provider} failed to initialise; falling back`);
+      }
+    }
+    throw new Error(`${file}: cannot create an ONNX Runtime session (${firstLine((lastError as Error | null)?.message ?? "unknown error")})`);
+  }
+}
+
+function firstLine(text: string): string {
+  const line = text.split("\n").find((l) => l.trim() !== "") ?? text;
+  return line.length > 300 ? `${line.slice(0, 297)}...` : line;
+}
+
+/** Input and output names, element types and shapes as the runtime reports them. */
+export function signatureOf(session: ort.InferenceSession): SessionSignature {
+  const describe = (names: readonly string[], meta: readonly ort.InferenceSession.ValueMetadata[] | undefined): TensorSignature[] =>
+    names.map((name) => {
+      const m = meta?.find((x) => x.name === name);
+      if (m === undefined || !m.isTensor) return { name };
+      return { name, type: m.type, shape: m.shape };
+    });
+  return {
+    inputs: describe(session.inputNames, session.inputMetadata),
+    outputs: describe(session.outputNames, session.outputMetadata),
+  };
+}

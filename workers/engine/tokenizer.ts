@@ -1,0 +1,101 @@
+/**
+ * The model's tokenizer (`@huggingface/tokenizers` over tokenizer.json + tokenizer_config.json)
+ * and chat prompt rendering with the model's own template (shared/prompts/chat.ts).
+ */
+import { Tokenizer } from "@huggingface/tokenizers";
+import { expandImageTokens, renderUserPrompt } from "../../shared/prompts/chat.ts";
+import { ModelFolderError } from "./errors.ts";
+import type { ModelFolder } from "./model-folder.ts";
+
+const DECODE = { skip_special_tokens: false, clean_up_tokenization_spaces: false } as const;
+
+export class EngineTokenizer {
+  private readonly tokenizer: Tokenizer;
+  private readonly chatTemplate: string;
+  private readonly chatTokens: { bos_token: string; eos_token: string; image_token: string };
+  private readonly anchorText = new Map<number, string>();
+  /** Number of ids the tokenizer knows (max id + 1); ids at or above it cannot be decoded. */
+  readonly vocabSize: number;
+  readonly imageTokenId: number;
+  readonly imageSeqLength: number;
+
+  constructor(folder: Pick<ModelFolder, "dir" | "tokenizer" | "spec">) {
+    const { tokenizer: files, spec } = folder;
+    try {
+      this.tokenizer = new Tokenizer(files.json, files.config);
+    } catch (err) {
+      throw new ModelFolderError(folder.dir, "tokenizer.json", `cannot be loaded by @huggingface/tokenizers (${(err as Error).message})`);
+    }
+    this.chatTemplate = files.chatTemplate;
+    this.chatTokens = { bos_token: files.bosToken, eos_token: files.eosToken, image_token: files.imageToken };
+    let maxId = -1;
+    for (const id of this.tokenizer.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    this.imageTokenId = spec.imageTokenId;
+    this.imageSeqLength = spec.imageSeqLength;
+    const imageId = this.tokenizer.token_to_id(files.imageToken);
+    if (imageId !== spec.imageTokenId) {
+      throw new ModelFolderError(
+        folder.dir,
+        "tokenizer.json",
+        `image token ${JSON.stringify(files.imageToken)} has id ${imageId ?? "none"}; expected image_token_id ${spec.imageTokenId} from config.json`,
+      );
+    }
+    for (const eos of spec.eosTokenIds) {
+      if (eos >= this.vocabSize) {
+        throw new ModelFolderError(folder.dir, "tokenizer.json", `has no token with eos id ${eos}; expected the eos_token_id of config.json in the vocabulary`);
+      }
+    }
+  }
+
+  /** Token ids of plain text (no special tokens added; special tokens written in the text are kept). */
+  encode(text: string): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** The user turn with an image, rendered by the chat template, tokenized and with the image token expanded. */
+  promptIds(userText: string): number[] {
+    return expandImageTokens(this.encode(this.renderPrompt(userText)), this.imageTokenId, this.imageSeqLength);
+  }
+
+  renderPrompt(userText: string): string {
+    return renderUserPrompt(this.chatTemplate, this.chatTokens, userText);
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode([...ids], DECODE);
+  }
+
+  /**
+   * The text of `ids` as it continues a sequence whose last token is `anchor`. Decoders such as
+   * Metaspace drop the leading space of the first token they see, so the continuation is decoded
+   * behind its anchor and the anchor's own text is cut off again.
+   */
+  decodeContinuation(anchor: number | null, ids: readonly number[]): string {
+    if (ids.length === 0) return "";
+    if (anchor === null) return this.decode(ids);
+    let head = this.anchorText.get(anchor);
+    if (head === undefined) {
+      head = this.decode([anchor]);
+      this.anchorText.set(anchor, head);
+    }
+    const all = this.decode([anchor, ...ids]);
+    return all.startsWith(head) ? all.slice(head.length) : this.decode(ids);
+  }
+
+  /** The vocabulary entry of an id (e.g. `▁many`), or undefined. */
+  tokenString(id: number): string | undefined {
+    return this.tokenizer.id_to_token(id);
+  }
+
+  tokenId(token: string): number | undefined {
+    return this.tokenizer.token_to_id(token);
+  }
+
+  /** The first token id of `text` (how verdict words are read in score mode). */
+  firstTokenId(text: string, what: string): number {
+    const ids = this.encode(text);
+    if (ids.length === 0) throw new Error(`${what}: ${JSON.stringify(text)} tokenizes to nothing; expected at least one token`);
+    return ids[0]!;
+  }
+}
