@@ -1,16 +1,14 @@
 /**
- * `stagebeam demo` end to end (private redis-server, embedded S3, two worker processes, the
- * bundled sample) with the scripted model host standing in for the model: this checks the
- * demo's plumbing and its clean shutdown, also on Ctrl-C, not the answers.
+ * `stagebeam demo` end to end, as `npm run demo` runs it: private redis-server, embedded S3,
+ * two worker processes on the bundled model, the bundled sample; and its clean shutdown, also
+ * on Ctrl-C.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT } from "../../workers/fleet/processes.ts";
 import { runCli, startCli } from "../support/cli.ts";
 
-const SCRIPTED = join(REPO_ROOT, "test/support/scripted-host.ts");
 let dir: string;
 
 beforeAll(async () => {
@@ -29,9 +27,9 @@ const reachable = async (url: string) => {
   }
 };
 
-describe("stagebeam demo (scripted host)", () => {
+describe("stagebeam demo", () => {
   it("runs the sample through two workers, prints the table, where the results are and the metrics, and cleans up", async () => {
-    const r = await runCli(["demo", "--data-dir", join(dir, "a")], { STAGEBEAM_MODEL_HOST_MODULE: SCRIPTED });
+    const r = await runCli(["demo", "--data-dir", join(dir, "a")]);
     expect(r.code, r.stderr).toBe(0);
     const rows = r.stdout.split("\n").filter((l) => /^\d+\s{2}/.test(l));
     expect(rows).toHaveLength(20);
@@ -51,7 +49,7 @@ describe("stagebeam demo (scripted host)", () => {
   });
 
   it("shuts everything down on Ctrl-C", async () => {
-    const demo = startCli(["demo", "--data-dir", join(dir, "b")], { STAGEBEAM_MODEL_HOST_MODULE: SCRIPTED, SCRIPTED_HOST_DELAY_MS: "400" });
+    const demo = startCli(["demo", "--data-dir", join(dir, "b")]);
     await demo.waitFor(/run demo-[0-9-]+: 20 items enqueued/, 60_000);
     await demo.waitFor(/producer: http/, 1_000);
     demo.child.kill("SIGINT");

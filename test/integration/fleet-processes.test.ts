@@ -1,12 +1,14 @@
 /**
- * The fleet as processes: `stagebeam worker` child processes (over the scripted model host,
- * loaded through STAGEBEAM_MODEL_HOST_MODULE; this tests the processes and the protocol, not
- * the model's answers), `stagebeam submit/status/results` as a user runs them, exit codes,
- * SIGTERM handling, and a producer killed mid-way.
+ * The fleet as a user runs it: a real redis-server, the embedded S3 server, `stagebeam worker`
+ * child processes on the real bundled model, `stagebeam submit/status/results`; exit codes,
+ * results equal to the in-process driver, SIGTERM handling, and a producer killed mid-way.
  */
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeSceneSet } from "../../shared/scenes/dataset.ts";
+import { runSearch } from "../../shared/search/index.ts";
+import { Engine } from "../../workers/engine/index.ts";
 import { manifestKey } from "../../shared/storage/s3-store.ts";
 import { REPO_ROOT, startWorkerProcesses, type WorkerProcess } from "../../workers/fleet/processes.ts";
 import type { ResultRecord } from "../../workers/fleet/records.ts";
@@ -15,7 +17,8 @@ import { waitForRun } from "../../workers/fleet/status.ts";
 import { runCli, startCli } from "../support/cli.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";
 
-const SCRIPTED = join(REPO_ROOT, "test/support/scripted-host.ts");
+const SAMPLE = join(REPO_ROOT, "apps/demo/sample");
+const MODEL = join(REPO_ROOT, "models/stagebeam-tiny");
 
 let env: FleetEnv;
 let sample: string;
@@ -26,7 +29,7 @@ beforeAll(async () => {
   env = await startFleetEnv();
   sample = join(env.tmp, "sample");
   await writeSceneSet(sample, { count: 8, seed: 21 });
-  workerEnv = { ...env.env, STAGEBEAM_MODEL_HOST_MODULE: SCRIPTED, WORKER_CONCURRENCY: "4", LOG_LEVEL: "warn" };
+  workerEnv = { ...env.env, WORKER_CONCURRENCY: "8", LOG_LEVEL: "warn" };
 });
 
 afterAll(async () => {
@@ -41,7 +44,7 @@ async function scrape(url: string, name: string): Promise<number> {
   return total;
 }
 
-describe("stagebeam CLI and worker processes (scripted host)", () => {
+describe("stagebeam CLI and worker processes on the bundled model", () => {
   it("exits 2 on bad usage or configuration, before anything is enqueued", async () => {
     const manifest = join(sample, "items.jsonl");
     const bad = await runCli(["submit", "--run", "cli-bad", "--manifest", manifest, "--strategy", "beamsearch"], env.env);
@@ -65,34 +68,53 @@ describe("stagebeam CLI and worker processes (scripted host)", () => {
     }
   });
 
-  it("two worker processes answer a submitted run; status and results report it", async () => {
+  it("two worker processes answer 20 items exactly as the in-process driver does; status and results report it", async () => {
     const workers = await startWorkerProcesses(2, { env: workerEnv });
     started.push(...workers);
-    expect(workers.map((w) => w.ready.model)).toEqual(["scripted-test-host", "scripted-test-host"]);
+    expect(workers.map((w) => w.ready.model)).toEqual(["stagebeam-tiny", "stagebeam-tiny"]);
 
     const run = "cli-1";
-    const submit = await runCli(["submit", "--run", run, "--manifest", join(sample, "items.jsonl"), "--beam", "3", "--seed", "4", "--wait"], env.env);
-    expect(submit.code).toBe(0);
-    expect(submit.stdout).toMatch(/enqueued\s+8/);
-    expect(submit.stdout).toMatch(/8 submitted · 8 completed · 0 failed · 0 pending {2}— done/);
+    const manifest = join(SAMPLE, "items.jsonl");
+    const submit = await runCli(["submit", "--run", run, "--manifest", manifest, "--beam", "2", "--seed", "4", "--wait"], env.env);
+    expect(submit.code, submit.stderr).toBe(0);
+    expect(submit.stdout).toMatch(/enqueued\s+20/);
+    expect(submit.stdout).toMatch(/20 submitted · 20 completed · 0 failed · 0 pending {2}— done/);
 
     const status = await runCli(["status", "--run", run, "--json"], env.env);
     expect(status.code).toBe(0);
     const s = JSON.parse(status.stdout) as RunStatus;
-    expect(s).toMatchObject({ done: true, counts: { items: 8, completed: 8, failed: 0 } });
-    expect(s.accuracy?.graded).toBe(8);
+    expect(s).toMatchObject({ done: true, counts: { items: 20, completed: 20, failed: 0 } });
+    expect(s.accuracy?.graded).toBe(20);
 
     const results = await runCli(["results", "--run", run], env.env);
     expect(results.code).toBe(0);
     const lines = results.stdout.trim().split("\n").map((l) => JSON.parse(l) as ResultRecord);
-    expect(lines).toHaveLength(8);
-    expect(new Set(lines.map((r) => r.item)).size).toBe(8);
-    expect(lines.every((r) => r.kind === "result" && r.beam === 3 && r.seed === 4)).toBe(true);
+    expect(lines).toHaveLength(20);
+    expect(new Set(lines.map((r) => r.item)).size).toBe(20);
+    expect(lines.every((r) => r.kind === "result" && r.beam === 2 && r.seed === 4)).toBe(true);
     // Work was spread over both processes.
     const ran = new Set(lines.flatMap((r) => r.timings.steps.flatMap((st) => st.work.map((w) => w.worker))));
     expect(ran.size).toBe(2);
     const failed = await runCli(["results", "--run", run, "--failed"], env.env);
     expect(failed).toMatchObject({ code: 0, stdout: "" });
+
+    // Each result equals the in-process driver's for the same item and seed, whichever worker
+    // ran which candidate and however the work was batched.
+    const items = (await readFile(manifest, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; image: string });
+    const engine = await Engine.load(MODEL);
+    try {
+      for (const record of lines) {
+        const image = await readFile(join(SAMPLE, items.find((i) => i.id === record.id)!.image));
+        const ctx = await engine.openItem({ id: record.item, image, question: record.question });
+        const alone = await runSearch(record.params, { generate: (r) => engine.generate(ctx, r), judge: (r) => engine.judge(ctx, r, "score") });
+        engine.closeItem(ctx);
+        expect(record.search, record.id).toEqual(alone);
+        expect(record.model.digest).toBe(engine.info.digest);
+      }
+    } finally {
+      await engine.close();
+    }
+    expect(lines.filter((r) => r.search.wellFormed).length).toBeGreaterThanOrEqual(18);
 
     let completed = 0;
     for (const w of workers) {
@@ -100,12 +122,12 @@ describe("stagebeam CLI and worker processes (scripted host)", () => {
       expect(await scrape(w.metricsUrl, "stagebeam_tokens_generated_total")).toBeGreaterThan(0);
       expect(await scrape(w.metricsUrl, "stagebeam_stage_latency_seconds_count")).toBeGreaterThan(0);
     }
-    expect(completed).toBe(8);
+    expect(completed).toBe(20);
 
     // Re-running the same submit adds zero jobs.
-    const again = await runCli(["submit", "--run", run, "--manifest", join(sample, "items.jsonl"), "--beam", "3", "--seed", "4"], env.env);
+    const again = await runCli(["submit", "--run", run, "--manifest", manifest, "--beam", "2", "--seed", "4"], env.env);
     expect(again.code).toBe(0);
-    expect(again.stdout).toMatch(/enqueued\s+0\n\s+skipped\s+8/);
+    expect(again.stdout).toMatch(/enqueued\s+0\n\s+skipped\s+20/);
 
     for (const w of workers) expect(await w.stop(20_000)).toBe(0);
   });
@@ -134,9 +156,9 @@ describe("stagebeam CLI and worker processes (scripted host)", () => {
 
   it("SIGTERM: a worker stops taking work, hands back what it runs after the grace period, and exits 0", async () => {
     const run = "cli-term";
-    const [slow] = await startWorkerProcesses(1, { env: { ...workerEnv, SCRIPTED_HOST_DELAY_MS: "3000" }, args: ["--grace", "0.5"] });
+    const [slow] = await startWorkerProcesses(1, { env: workerEnv, args: ["--grace", "0.2"] });
     started.push(slow!);
-    const submit = await runCli(["submit", "--run", run, "--manifest", join(sample, "items.jsonl"), "--beam", "2"], env.env);
+    const submit = await runCli(["submit", "--run", run, "--manifest", join(sample, "items.jsonl"), "--beam", "4"], env.env);
     expect(submit.code).toBe(0);
     // Wait until the slow worker is busy with candidates.
     for (let i = 0; i < 100 && (await env.queues.generate.getJobCountByTypes("active")) === 0; i++) await new Promise((r) => setTimeout(r, 100));

@@ -1,8 +1,7 @@
 /**
  * The fleet protocol on real servers (redis-server, the embedded S3) with in-process workers
- * over the scripted model host: step jobs, fan-out/fan-in, idempotent submit, failure records,
- * status, results and metrics. The scripted host stands in for the model here only to test the
- * protocol; the answers of the real model are tested with the engine.
+ * on the real bundled model: step jobs, fan-out/fan-in, idempotent submit, failure records,
+ * status, results and metrics.
  */
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -16,28 +15,32 @@ import { childJobId, requestJobId } from "../../workers/fleet/ids.ts";
 import { submitRun, type SubmitOptions } from "../../workers/fleet/producer.ts";
 import type { FailureRecord, ResultRecord } from "../../workers/fleet/records.ts";
 import { runStatus, streamRecords, waitForRun } from "../../workers/fleet/status.ts";
-import { createScriptedHost, type ScriptedHost } from "../support/scripted-host.ts";
+import { createModelHost } from "../../workers/fleet/engine-host.ts";
+import type { ModelHost } from "../../workers/fleet/model-host.ts";
+import { loadConfig } from "../../shared/config.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";
 
 const logger = createLogger({ level: "silent" });
 
 let env: FleetEnv;
-let host: ScriptedHost;
+let host: ModelHost;
 let workerMetrics: ReturnType<typeof createMetrics>;
 let sample: string;
 
 beforeAll(async () => {
   env = await startFleetEnv();
-  host = createScriptedHost();
   workerMetrics = createMetrics({ defaultMetrics: false });
+  const config = loadConfig({ ...env.env, MODEL_DIR: "", MODEL_URI: "" }, ["model", "engine", "s3", "worker"]);
+  host = await createModelHost(config, { logger, metrics: workerMetrics });
   await env.startWorker(host, { name: "w1", metrics: workerMetrics, concurrency: 4 });
-  await env.startWorker(createScriptedHost(), { name: "w2", concurrency: 4 });
+  await env.startWorker(host, { name: "w2", concurrency: 4 });
   sample = join(env.tmp, "sample");
   await writeSceneSet(sample, { count: 6, seed: 11 });
 });
 
 afterAll(async () => {
   await env?.close();
+  await host?.close?.();
 });
 
 const submit = (opts: Partial<SubmitOptions> & Pick<SubmitOptions, "run" | "manifest">) =>
@@ -61,7 +64,7 @@ async function totalJobs(): Promise<number> {
   return n;
 }
 
-describe("fleet protocol (scripted host)", () => {
+describe("fleet protocol on the bundled model", () => {
   it("runs each item's search to the end through step jobs, with results equal to the in-process driver", async () => {
     const run = "proto-1";
     const summary = await submit({ run, manifest: join(sample, "items.jsonl") });
@@ -73,10 +76,11 @@ describe("fleet protocol (scripted host)", () => {
     expect(results).toHaveLength(6);
     const lines = (await readFile(join(sample, "items.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; answer: string; image: string });
     for (const r of results) {
-      // Same answer as the in-process driver over the same (scripted) model, whichever worker ran what.
+      // Same answer as the in-process driver over the same model, whichever worker ran what.
       const image = await readFile(join(sample, lines.find((l) => l.id === r.id)!.image));
-      const open = await createScriptedHost().open({ id: r.item, image, question: r.question }, { judgeMode: "score" });
+      const open = await host.open({ id: r.item, image, question: r.question }, { judgeMode: "score" });
       expect(r.search).toEqual(await runSearch(r.params, open));
+      open.close();
       expect(r.params).toMatchObject({ itemId: r.item, strategy: "stage", beam: 3, seed: 7 });
       expect(r.gold).toBe(lines.find((l) => l.id === r.id)!.answer);
       expect(r.correct).toBe(r.answer === r.gold);
@@ -84,7 +88,7 @@ describe("fleet protocol (scripted host)", () => {
       expect(r.search.steps.every((s) => s.candidates.length === 3)).toBe(true);
       expect(r.timings.steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
       expect(r.timings.steps[0]!.work.length).toBeGreaterThanOrEqual(3 + 2); // 3 candidates, 2 comparisons
-      expect(r.model).toEqual({ id: "scripted-test-host", digest: `sha256:${"0".repeat(64)}` });
+      expect(r.model).toEqual({ id: "stagebeam-tiny", digest: host.digest });
       expect(r.tokens.generated).toBeGreaterThan(0);
       expect(r.image).toMatch(/^s3:\/\/stagebeam\/images\/sha256\/[0-9a-f]{64}\.png$/);
     }
@@ -143,18 +147,17 @@ describe("fleet protocol (scripted host)", () => {
       "{not json",
       { id: "garbage", image: "garbage.png", question: "Q?" },
       { id: "corrupt-in-s3", image: corrupt.uri, question: "Q?" },
-      { id: "refused", image: "good.png", question: "[bad-input] Q?" },
-      { id: "flaky", image: "good.png", question: "[flaky] How many?", answer: "2" },
+      { id: "refused", image: "good.png", question: "How many red objects are there? ".repeat(300) },
       { id: "good 2/with odd id", image: "good.png", question: "Is there a circle?", answer: "yes" },
     ];
     await writeFile(join(dir, "m.jsonl"), lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n") + "\n");
     const bad: number[] = [];
     const summary = await submit({ run, manifest: join(dir, "m.jsonl"), onBadLine: (b) => bad.push(b.line) });
     expect(bad).toEqual([2, 3, 4, 5, 6]);
-    expect(summary).toMatchObject({ lines: 10, enqueued: 5, bad: 5 });
+    expect(summary).toMatchObject({ lines: 9, enqueued: 4, bad: 5 });
 
     const counts = await waitForRun(run, env.ledger, { timeoutMs: 60_000 });
-    expect(counts).toMatchObject({ items: 10, completed: 3, failed: 7 });
+    expect(counts).toMatchObject({ items: 9, completed: 2, failed: 7 });
     expect(counts.failedByReason).toEqual({
       "manifest-question": 1,
       "manifest-image": 2,
@@ -174,7 +177,7 @@ describe("fleet protocol (scripted host)", () => {
     expect(await env.store.exists(failureKey(run, "refused"))).toBe(true);
 
     const results = await records<ResultRecord>(run, "results");
-    expect(results.map((r) => r.id).sort()).toEqual(["flaky", "good 2/with odd id", "good-1"]);
+    expect(results.map((r) => r.id).sort()).toEqual(["good 2/with odd id", "good-1"]);
     const odd = results.find((r) => r.id === "good 2/with odd id")!;
     expect(odd.item).toMatch(/^good_2_with_odd_id-[0-9a-f]{10}$/);
     expect(await env.store.exists(resultKey(run, odd.item))).toBe(true);
