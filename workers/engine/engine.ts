@@ -12,6 +12,7 @@
  * shares batched calls. No Redis or S3 in here.
  */
 import ort from "onnxruntime-node";
+import type { z } from "zod";
 import type { ExecutionProvider } from "../../shared/config.ts";
 import type { JudgeTemplates } from "../../shared/prompts/templates.ts";
 import {
@@ -334,16 +335,7 @@ export class Engine {
   async generate(ctx: ItemContext, requests: readonly GenerateRequest[], sampling?: Partial<SamplingParams>): Promise<GenerateResult[]> {
     this.checkOpen(ctx, "generate");
     const params = resolveSampling(sampling, this.sampling);
-    const parsed = requests.map((r, i) => {
-      const v = GenerateRequestSchema.safeParse(r);
-      if (!v.success) {
-        const id = typeof (r as { id?: unknown })?.id === "string" ? (r as { id: string }).id : `#${i}`;
-        throw new EngineRequestError(
-          `generate request ${id}: ${v.error.issues.map((x) => `${x.path.join(".") || "(request)"}: ${x.message}`).join("; ")}`,
-        );
-      }
-      return v.data;
-    });
+    const parsed = parseRequests(GenerateRequestSchema, requests, "generate");
     const prefixIds = new Map<string, number[]>();
     for (const r of parsed) {
       if (prefixIds.has(r.prefix)) continue;
@@ -380,16 +372,7 @@ export class Engine {
     this.checkOpen(ctx, "judge");
     const m = mode ?? this.defaultJudgeMode;
     if (!JUDGE_MODES.includes(m)) throw new EngineRequestError(`judge: mode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
-    const parsed = requests.map((r, i) => {
-      const v = JudgeRequestSchema.safeParse(r);
-      if (!v.success) {
-        const id = typeof (r as { id?: unknown })?.id === "string" ? (r as { id: string }).id : `#${i}`;
-        throw new EngineRequestError(
-          `judge request ${id}: ${v.error.issues.map((x) => `${x.path.join(".") || "(request)"}: ${x.message}`).join("; ")}`,
-        );
-      }
-      return v.data;
-    });
+    const parsed = parseRequests(JudgeRequestSchema, requests, "judge");
     return this.judgeWith.judge(ctx, parsed, m);
   }
 
@@ -424,6 +407,18 @@ export class Engine {
     for (const ctx of this.openItems) this.closeItem(ctx);
     await this.runner.release();
   }
+}
+
+/** Validates requests at the engine's boundary, naming the request and the field. */
+function parseRequests<T>(schema: z.ZodType<T>, requests: readonly unknown[], what: string): T[] {
+  return requests.map((r, i) => {
+    const v = schema.safeParse(r);
+    if (!v.success) {
+      const id = typeof (r as { id?: unknown })?.id === "string" ? (r as { id: string }).id : `#${i}`;
+      throw new EngineRequestError(`${what} request ${id}: ${v.error.issues.map((x) => `${x.path.join(".") || "(request)"}: ${x.message}`).join("; ")}`);
+    }
+    return v.data;
+  });
 }
 
 function toGenerateResult(req: GenerateRequest, out: ContinuationResult): GenerateResult {
