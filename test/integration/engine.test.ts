@@ -1,29 +1,16 @@
-/**
- * The engine on a real model folder: models/stagebeam-tiny when complete, else the untrained
- * export in models/.work (see workers/engine/dev-model.ts). Skipped, with a message, when
- * this checkout has neither.
- */
-import { existsSync, readFileSync } from "node:fs";
+/** The engine on the real bundled model: numerics of the KV cache and the batcher, prefix reuse, judge, errors. */
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sentenceEnd } from "../../shared/protocol/sentences.ts";
 import { generateItem } from "../../shared/scenes/items.ts";
 import { renderScenePng } from "../../shared/scenes/render.ts";
 import type { GenerateRequest, JudgeRequest } from "../../shared/search/types.ts";
-import { resolveDevModel } from "../../workers/engine/dev-model.ts";
 import { Engine } from "../../workers/engine/engine.ts";
 import { EngineRequestError, ItemInputError } from "../../workers/engine/errors.ts";
-import { preprocessImage } from "../../workers/engine/image.ts";
 import { gatherRows } from "../../workers/engine/kv.ts";
 
-const model = await resolveDevModel();
-if (model === null) {
-  console.warn("engine integration tests skipped: no complete model folder (models/stagebeam-tiny or models/.work/untrained-model)");
-} else {
-  console.info(`engine integration tests on ${model.source}`);
-}
-
 const ROOT = path.resolve(import.meta.dirname, "../..");
+const MODEL = path.join(ROOT, "models/stagebeam-tiny");
 const TOL = 1e-4;
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -54,14 +41,13 @@ const answerRequests = (i: number, n: number, maxTokens = 30): GenerateRequest[]
     sampleKey: `5/${items[i]!.id}/answer/c${c}`,
   }));
 
-describe.skipIf(model === null)("engine on a real model", () => {
+describe("engine on the bundled model", () => {
   let engine: Engine;
   beforeAll(async () => {
-    engine = await Engine.load(model!.dir, { maxBatch: 16 });
+    engine = await Engine.load(MODEL, { maxBatch: 16 });
   });
   afterAll(async () => {
     await engine?.close();
-    await model?.cleanup();
   });
 
   it("decoding with the KV cache gives the logits of a full no-cache pass", async () => {
@@ -164,7 +150,7 @@ describe.skipIf(model === null)("engine on a real model", () => {
   it("generate() gives the same results alone and batched with another item's requests", async () => {
     const reqA = stageRequests(0, 4);
     const reqB = answerRequests(1, 4);
-    const alone = await Engine.load(model!.dir, { maxBatch: 16 });
+    const alone = await Engine.load(MODEL, { maxBatch: 16 });
     const [a0, b0] = [await open(alone, 0), await open(alone, 1)];
     const aloneA = await alone.generate(a0, reqA);
     const aloneB = await alone.generate(b0, reqB);
@@ -176,7 +162,7 @@ describe.skipIf(model === null)("engine on a real model", () => {
     await alone.close();
 
     const batchSizes: number[] = [];
-    const shared = await Engine.load(model!.dir, { maxBatch: 16, observer: { decodeStep: (rows) => batchSizes.push(rows) } });
+    const shared = await Engine.load(MODEL, { maxBatch: 16, observer: { decodeStep: (rows) => batchSizes.push(rows) } });
     const [a1, b1] = await Promise.all([open(shared, 0), open(shared, 1)]);
     const [togetherA, togetherB, togetherA2] = await Promise.all([
       shared.generate(a1, reqA),
@@ -192,7 +178,7 @@ describe.skipIf(model === null)("engine on a real model", () => {
     await shared.close();
 
     // One sequence per decoder call: still the same.
-    const narrow = await Engine.load(model!.dir, { maxBatch: 1 });
+    const narrow = await Engine.load(MODEL, { maxBatch: 1 });
     const a2 = await open(narrow, 0);
     expect(await narrow.generate(a2, reqA)).toEqual(aloneA);
     expect(narrow.counters().maxDecodeBatch).toBe(1);
@@ -220,7 +206,7 @@ describe.skipIf(model === null)("engine on a real model", () => {
   });
 
   it("the reference work pattern gives the same answers at a higher cost", async () => {
-    const reference = await Engine.load(model!.dir, { reference: true });
+    const reference = await Engine.load(MODEL, { reference: true });
     const sentences: GenerateRequest[] = Array.from({ length: 3 }, (_, c) => ({
       id: `${items[0]!.id}:s1:c${c}`,
       prefix: "",
@@ -306,7 +292,7 @@ describe.skipIf(model === null)("engine on a real model", () => {
   it("falls back to CPU when a configured execution provider cannot start, and says why", async () => {
     const warnings: { obj: object; msg: string }[] = [];
     const logger = { warn: (obj: object, msg: string) => warnings.push({ obj, msg }), info: () => undefined };
-    const e = await Engine.load(model!.dir, { executionProviders: ["cuda", "cpu"], intraOpThreads: 1, logger });
+    const e = await Engine.load(MODEL, { executionProviders: ["cuda", "cpu"], intraOpThreads: 1, logger });
     if (e.info.providers.decoder === "cpu") {
       expect(e.info.providerFailures.cuda).toMatch(/\S/);
       expect(warnings.length).toBe(1);
@@ -330,28 +316,6 @@ describe.skipIf(model === null)("engine on a real model", () => {
     );
     engine.closeItem(ctx);
     await expect(engine.generate(ctx, answerRequests(0, 1))).rejects.toThrow(EngineRequestError);
-  });
-
-  it("tokenizes prompts and preprocesses images as the training data did", async (t) => {
-    const golden = path.join(ROOT, "models/.work/data/golden.json");
-    const heldout = path.join(ROOT, "models/.work/data/heldout_images.u8");
-    const png = path.join(ROOT, "models/stagebeam-tiny/golden/image.png");
-    const sameTokenizer =
-      existsSync(path.join(ROOT, "models/stagebeam-tiny/tokenizer.json")) &&
-      readFileSync(path.join(engine.info.dir, "tokenizer.json"), "utf8") === readFileSync(path.join(ROOT, "models/stagebeam-tiny/tokenizer.json"), "utf8");
-    if (!existsSync(golden) || !existsSync(heldout) || !existsSync(png) || !sameTokenizer) {
-      t.skip();
-      return;
-    }
-    const g = JSON.parse(readFileSync(golden, "utf8")) as { question: string; ids: number[]; image: number };
-    expect(engine.tokenizer.promptIds(g.question)).toEqual(g.ids);
-    const pixels = await preprocessImage("golden", readFileSync(png), engine.folder.preprocessor);
-    const pre = engine.folder.preprocessor;
-    const plane = pre.height * pre.width;
-    const raw = readFileSync(heldout).subarray(g.image * plane * 3, (g.image + 1) * plane * 3);
-    const expected = new Float32Array(3 * plane);
-    for (let c = 0; c < 3; c++) for (let i = 0; i < plane; i++) expected[c * plane + i] = (raw[i * 3 + c]! * pre.rescaleFactor - pre.mean[c]!) / pre.std[c]!;
-    expect(pixels).toEqual(expected);
   });
 });
 

@@ -2,7 +2,6 @@ import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resolveDevModel, type DevModel } from "../../workers/engine/dev-model.ts";
 import { Engine } from "../../workers/engine/engine.ts";
 import { ModelFolderError } from "../../workers/engine/errors.ts";
 import {
@@ -87,22 +86,20 @@ describe("checkSessionContract", () => {
 // ---------------------------------------------------------------------------
 // Broken copies of a real folder
 
-let model: DevModel | null = null;
+const MODEL = path.resolve(import.meta.dirname, "../../models/stagebeam-tiny");
 let tmp = "";
 
 beforeAll(async () => {
-  model = await resolveDevModel({ preferUntrained: true });
   tmp = await mkdtemp(path.join(os.tmpdir(), "sb-folder-test-"));
 });
 afterAll(async () => {
-  await model?.cleanup();
   if (tmp !== "") await rm(tmp, { recursive: true, force: true });
 });
 
 let copies = 0;
 async function brokenCopy(change: (dir: string) => Promise<void>): Promise<string> {
   const dir = path.join(tmp, `copy${copies++}`);
-  await cp(model!.dir, dir, { recursive: true, dereference: true });
+  await cp(MODEL, dir, { recursive: true, dereference: true });
   await change(dir);
   return dir;
 }
@@ -133,17 +130,9 @@ async function loadError(p: Promise<unknown>): Promise<ModelFolderError> {
   throw new Error("expected a ModelFolderError");
 }
 
-describe("model folder validation on copies of the untrained model", () => {
-  const need = () => {
-    if (model === null) {
-      console.warn("skipping: no model folder (models/stagebeam-tiny or models/.work/untrained-model) in this checkout");
-      return false;
-    }
-    return true;
-  };
+describe("model folder validation on broken copies of the bundled model", () => {
 
   it("loads a valid folder with a stable digest that changes with the files", async () => {
-    if (!need()) return;
     const dir = await brokenCopy(async () => undefined);
     const a = await loadModelFolder(dir);
     const b = await loadModelFolder(dir);
@@ -158,14 +147,12 @@ describe("model folder validation on copies of the untrained model", () => {
   });
 
   it("names a missing file", async () => {
-    if (!need()) return;
     const dir = await brokenCopy((d) => rm(path.join(d, "tokenizer.json")));
     const e = await loadError(loadModelFolder(dir));
     expect(e.message).toMatch(/missing file tokenizer\.json; a model folder holds vision_encoder\.onnx, embed_tokens\.onnx/);
   });
 
   it("names a config.json without image_token_id", async () => {
-    if (!need()) return;
     const dir = await brokenCopy((d) => editJson(d, "config.json", (v) => delete v.image_token_id));
     const e = await loadError(loadModelFolder(dir));
     expect(e.file).toBe("config.json");
@@ -173,7 +160,6 @@ describe("model folder validation on copies of the untrained model", () => {
   });
 
   it("names a config.json that gives no head size and a bad value", async () => {
-    if (!need()) return;
     const dir = await brokenCopy((d) =>
       editJson(d, "config.json", (v) => {
         delete v.head_dim;
@@ -193,7 +179,6 @@ describe("model folder validation on copies of the untrained model", () => {
   });
 
   it("names invalid JSON, a bad preprocessor config and bad judge templates", async () => {
-    if (!need()) return;
     const a = await brokenCopy((d) => writeFile(path.join(d, "generation_config.json"), "{ not json"));
     expect((await loadError(loadModelFolder(a))).message).toMatch(/^generation_config\.json: expected valid JSON/);
     const b = await brokenCopy((d) => editJson(d, "preprocessor_config.json", (v) => (v.image_std = [0.5, 0, 0.5])));
@@ -205,7 +190,6 @@ describe("model folder validation on copies of the untrained model", () => {
   });
 
   it("names a renamed ONNX input when the sessions are checked", async () => {
-    if (!need()) return;
     const dir = await brokenCopy((d) => renameInOnnx(d, "decoder_model_merged.onnx", "position_ids", "position_idz"));
     const e = await loadError(Engine.load(dir));
     expect(e.message).toMatch(/^decoder_model_merged\.onnx: expected input 'position_ids', found inputs_embeds, attention_mask, position_idz, past_key_values\.0\.key/);
@@ -214,7 +198,6 @@ describe("model folder validation on copies of the untrained model", () => {
   });
 
   it("names a config that disagrees with the sessions", async () => {
-    if (!need()) return;
     const dir = await brokenCopy((d) => editJson(d, "config.json", (v) => (v.num_hidden_layers = (v.num_hidden_layers as number) - 1)));
     expect((await loadError(Engine.load(dir))).message).toMatch(/^decoder_model_merged\.onnx: has 'past_key_values\.\d+\.key'.* beyond num_hidden_layers/);
     const dir2 = await brokenCopy((d) => editJson(d, "config.json", (v) => (v.image_token_id = 7)));
