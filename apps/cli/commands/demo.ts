@@ -51,7 +51,7 @@ export function answerTable(results: readonly ResultRecord[]): string {
   const rows = results.map((r, i) => [
     String(i + 1),
     cut(r.question, 64),
-    r.answer ?? "(none)",
+    cut(r.answer ?? "(none)", 24),
     r.gold ?? "—",
     r.correct === null ? "—" : r.correct ? "yes" : "no",
   ]);
