@@ -1,0 +1,319 @@
+"""stagebeam-tiny: a small vision-language model trained on synthetic scenes.
+
+Layout (matches the DESIGN.md section 3 model contract):
+
+* VisionEncoder: pixel_values [B,3,128,128] (already normalised) -> image_features [B,64,D].
+  A plain conv+GELU stem (no normalisation layers, so the ONNX graph stays simple) brings
+  128x128 down to an 8x8 grid, then a learned 2D position embedding, two pre-LN transformer
+  encoder layers, and a 2-layer MLP projector to the decoder width D.
+* embed_tokens: nn.Embedding(V, D).
+* Decoder: pre-LN decoder-only transformer with learned absolute position embeddings indexed
+  by position_ids, multi-head attention (num_key_value_heads == num_attention_heads), a KV
+  cache, and an untied LM head.
+
+Attention masking (decoder): `attention_mask` [B, P+T] marks real (1) vs padded (0)
+positions over past+current; it is combined with causality over the cache index, so a query
+at current index j (absolute cache index P+j) sees cache positions k <= P+j whose mask is 1.
+Masked scores get a large finite negative value (not -inf) so fully padded rows stay finite.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict, field
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NEG = -1e9
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 300
+    hidden_size: int = 192
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 768
+    max_position_embeddings: int = 512
+    # vision
+    image_size: int = 128
+    vision_hidden_size: int = 192
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_intermediate_size: int = 768
+    stem_channels: Tuple[int, ...] = (32, 64, 128)
+    grid: int = 8
+    # special ids (filled from meta.json)
+    image_token_id: int = 6
+    bos_token_id: int = 2
+    eos_token_id: int = 3
+    pad_token_id: int = 1
+    dropout: float = 0.0
+    # "rope": rotary position embedding on q/k in the decoder (driven by position_ids);
+    # "learned": learned absolute position embedding added to inputs_embeds
+    pos_type: str = "rope"
+    rope_theta: float = 10000.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def image_seq_length(self) -> int:
+        return self.grid * self.grid
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stem_channels"] = list(self.stem_channels)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "ModelConfig":
+        d = dict(d)
+        d.setdefault("pos_type", "learned")  # checkpoints written before the option existed
+        if "stem_channels" in d:
+            d["stem_channels"] = tuple(d["stem_channels"])
+        return ModelConfig(**d)
+
+
+# --------------------------------------------------------------------------- vision
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LN bidirectional transformer layer (vision side)."""
+
+    def __init__(self, dim: int, heads: int, inter: int):
+        super().__init__()
+        self.heads = heads
+        self.hd = dim // heads
+        self.ln1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, inter)
+        self.fc2 = nn.Linear(inter, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        h = self.ln1(x)
+        qkv = self.qkv(h).reshape(B, N, 3, self.heads, self.hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        att = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
+        att = att.softmax(dim=-1)
+        o = torch.matmul(att, v).transpose(1, 2).reshape(B, N, C)
+        x = x + self.out(o)
+        x = x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+        return x
+
+
+class VisionEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c1, c2, c3 = cfg.stem_channels
+        cv = cfg.vision_hidden_size
+        # 128 -> 64 -> 32 -> 16 -> 8, with a stride-1 conv at each of 64/32/16 for capacity.
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, c1, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(c1, c1, 3, stride=1, padding=1), nn.GELU(),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(c2, c2, 3, stride=1, padding=1), nn.GELU(),
+            nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(c3, c3, 3, stride=1, padding=1), nn.GELU(),
+            nn.Conv2d(c3, cv, 3, stride=2, padding=1),
+        )
+        n = cfg.grid * cfg.grid
+        self.pos = nn.Parameter(torch.zeros(1, n, cv))
+        nn.init.normal_(self.pos, std=0.02)
+        self.layers = nn.ModuleList(
+            [EncoderLayer(cv, cfg.vision_heads, cfg.vision_intermediate_size) for _ in range(cfg.vision_layers)]
+        )
+        self.ln_f = nn.LayerNorm(cv)
+        self.proj1 = nn.Linear(cv, cfg.hidden_size)
+        self.proj2 = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.stem(pixel_values)  # [B,C,8,8]
+        x = x.flatten(2).transpose(1, 2)  # [B,64,C]
+        x = x + self.pos
+        for layer in self.layers:
+            x = layer(x)
+        x = self.ln_f(x)
+        return self.proj2(F.gelu(self.proj1(x)))
+
+
+# --------------------------------------------------------------------------- decoder
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.hidden_size
+        self.h = cfg.num_attention_heads
+        self.hd = cfg.head_dim
+        self.ln1 = nn.LayerNorm(d)
+        self.q = nn.Linear(d, d)
+        self.k = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+        self.o = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, cfg.intermediate_size)
+        self.fc2 = nn.Linear(cfg.intermediate_size, d)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        allowed: torch.Tensor,
+        past_k: Optional[torch.Tensor],
+        past_v: Optional[torch.Tensor],
+        rope: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, D = x.shape
+        h = self.ln1(x)
+        q = self.q(h).view(B, T, self.h, self.hd).transpose(1, 2)
+        k = self.k(h).view(B, T, self.h, self.hd).transpose(1, 2)
+        v = self.v(h).view(B, T, self.h, self.hd).transpose(1, 2)
+        if rope is not None:
+            q = apply_rope(q, *rope)
+            k = apply_rope(k, *rope)
+        if past_k is not None:
+            k = torch.cat([past_k, k], dim=2)
+            v = torch.cat([past_v, v], dim=2)
+        att = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
+        att = att.masked_fill(~allowed, NEG)
+        att = att.softmax(dim=-1)
+        o = torch.matmul(att, v).transpose(1, 2).reshape(B, T, D)
+        x = x + self.drop(self.o(o))
+        x = x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
+        return x, k, v
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B,H,T,d]; cos/sin [B,1,T,d]."""
+    return x * cos + rotate_half(x) * sin
+
+
+def build_allowed(attention_mask: torch.Tensor, T: int, S: int, device=None) -> torch.Tensor:
+    """[B,S] padding mask -> [B,1,T,S] bool, combined with causality over the cache index."""
+    P = S - T
+    q_idx = torch.arange(T, device=attention_mask.device) + P
+    k_idx = torch.arange(S, device=attention_mask.device)
+    causal = k_idx.unsqueeze(0) <= q_idx.unsqueeze(1)  # [T,S]
+    pad = attention_mask.bool().unsqueeze(1).unsqueeze(2)  # [B,1,1,S]
+    return causal.unsqueeze(0).unsqueeze(0) & pad
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.pos_type == "learned":
+            self.pos = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        else:
+            hd = cfg.head_dim
+            inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+            t = torch.arange(cfg.max_position_embeddings, dtype=torch.float32)
+            f = torch.outer(t, inv)
+            emb = torch.cat([f, f], dim=-1)
+            self.register_buffer("rope_cos", emb.cos(), persistent=False)
+            self.register_buffer("rope_sin", emb.sin(), persistent=False)
+        self.layers = nn.ModuleList([DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers)])
+        self.ln_f = nn.LayerNorm(cfg.hidden_size)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+
+    def hidden(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None,
+    ) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, torch.Tensor]]]:
+        T = inputs_embeds.shape[1]
+        S = attention_mask.shape[1]
+        allowed = build_allowed(attention_mask, T, S)
+        if self.cfg.pos_type == "learned":
+            x = inputs_embeds + self.pos(position_ids)
+            rope = None
+        else:
+            x = inputs_embeds
+            rope = (self.rope_cos[position_ids].unsqueeze(1), self.rope_sin[position_ids].unsqueeze(1))
+        presents = []
+        for i, layer in enumerate(self.layers):
+            pk, pv = (past[i] if past is not None else (None, None))
+            x, k, v = layer(x, allowed, pk, pv, rope)
+            presents.append((k, v))
+        return self.ln_f(x), presents
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, past=None):
+        h, presents = self.hidden(inputs_embeds, attention_mask, position_ids, past)
+        return self.lm_head(h), presents
+
+
+class StagebeamTiny(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = VisionEncoder(cfg)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.decoder = Decoder(cfg)
+        self.apply(self._init)
+        # scale residual output projections (GPT-2 style)
+        for layer in self.decoder.layers:
+            nn.init.normal_(layer.o.weight, std=0.02 / math.sqrt(2 * cfg.num_hidden_layers))
+            nn.init.normal_(layer.fc2.weight, std=0.02 / math.sqrt(2 * cfg.num_hidden_layers))
+
+    @staticmethod
+    def _init(m: nn.Module):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def merge_embeds(self, input_ids: torch.Tensor, pixel_values: Optional[torch.Tensor]) -> torch.Tensor:
+        """Token embeddings with the image-token positions replaced by image features
+        (row-major over the batch, exactly image_seq_length per row holding an image)."""
+        emb = self.embed_tokens(input_ids)
+        if pixel_values is None:
+            return emb
+        feats = self.vision(pixel_values)  # [B,64,D]
+        is_img = input_ids == self.cfg.image_token_id
+        n = int(is_img.sum())
+        if n != feats.shape[0] * feats.shape[1]:
+            raise ValueError(f"image tokens ({n}) != image features ({feats.shape[0] * feats.shape[1]})")
+        emb = emb.clone()
+        emb[is_img] = feats.reshape(-1, feats.shape[-1]).to(emb.dtype)
+        return emb
+
+    def forward(self, input_ids, pixel_values, attention_mask, position_ids=None, past=None):
+        emb = self.merge_embeds(input_ids, pixel_values)
+        if position_ids is None:
+            position_ids = positions_from_mask(attention_mask)[:, -input_ids.shape[1]:]
+        return self.decoder(emb, attention_mask, position_ids, past)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids for left- or right-padded rows: cumsum(mask) - 1, clamped at 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def count_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def load_checkpoint(path: str) -> Tuple[StagebeamTiny, dict]:
+    ck = torch.load(path, map_location="cpu")
+    cfg = ModelConfig.from_dict(ck["config"])
+    model = StagebeamTiny(cfg)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, ck
