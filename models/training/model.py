@@ -55,9 +55,6 @@ class ModelConfig:
     # "rope": rotary position embedding on q/k in the decoder (driven by position_ids);
     # "learned": learned absolute position embedding added to inputs_embeds
     pos_type: str = "rope"
-    # LayerNorm over the 64 stem tokens before the position embedding (keeps the image signal
-    # from being drowned by constant offsets as the un-normalised stem grows)
-    patch_norm: bool = True
     rope_theta: float = 10000.0
 
     @property
@@ -77,7 +74,6 @@ class ModelConfig:
     def from_dict(d: dict) -> "ModelConfig":
         d = dict(d)
         d.setdefault("pos_type", "learned")  # checkpoints written before the option existed
-        d.setdefault("patch_norm", False)
         if "stem_channels" in d:
             d["stem_channels"] = tuple(d["stem_channels"])
         return ModelConfig(**d)
@@ -129,7 +125,6 @@ class VisionEncoder(nn.Module):
             nn.Conv2d(c3, cv, 3, stride=2, padding=1),
         )
         n = cfg.grid * cfg.grid
-        self.patch_norm = nn.LayerNorm(cv) if cfg.patch_norm else None
         self.pos = nn.Parameter(torch.zeros(1, n, cv))
         nn.init.normal_(self.pos, std=0.02)
         self.layers = nn.ModuleList(
@@ -142,8 +137,6 @@ class VisionEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         x = self.stem(pixel_values)  # [B,C,8,8]
         x = x.flatten(2).transpose(1, 2)  # [B,64,C]
-        if self.patch_norm is not None:
-            x = self.patch_norm(x)
         x = x + self.pos
         for layer in self.layers:
             x = layer(x)
@@ -279,13 +272,7 @@ class StagebeamTiny(nn.Module):
 
     @staticmethod
     def _init(m: nn.Module):
-        if isinstance(m, nn.Conv2d):
-            # He init: keeps the image signal alive through the 7 conv+GELU layers (PyTorch's
-            # default conv init shrinks it ~3x a layer, leaving features nearly image-independent)
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
+        if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
