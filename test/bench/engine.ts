@@ -39,7 +39,7 @@ async function run(label: string, reference: boolean, judge: "score" | "generate
   try {
     const outcome = await evaluate(engine, items, searchSettings({ strategy: "stage", beam, judge, seed }), concurrency);
     const c = engine.counters();
-    return { label, outcome, counters: c };
+    return { label, outcome: { ...outcome, label }, counters: c };
   } finally {
     await engine.close();
   }

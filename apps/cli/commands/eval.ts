@@ -28,6 +28,8 @@ interface EvalOptions extends SearchCliOptions {
 type Item = SceneSetLine & { imagePath: string };
 
 export interface EvalOutcome {
+  /** Shown instead of the settings, e.g. "reference pattern" in the benchmark. */
+  label?: string;
   settings: RunSettings;
   summary: EvalSummary;
   failures: { id: string; reason: string }[];
@@ -92,8 +94,9 @@ export async function evaluate(
   return { settings, summary, failures };
 }
 
-const label = (s: RunSettings) => (s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam}${s.strategy === "stage" ? ` ${s.judgeMode}` : ""}`);
+const settingsLabel = (s: RunSettings) => (s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam}${s.strategy === "stage" ? ` ${s.judgeMode}` : ""}`);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const label = (o: EvalOutcome) => o.label ?? settingsLabel(o.settings);
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
@@ -103,19 +106,19 @@ function table(rows: string[][]): string {
 export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
   const main = table([
     ["search", "accuracy [95% CI]", "format", "gen tok/item", "decoder tok/item", "passes/item", "items/s"],
-    ...outcomes.map(({ settings, summary: s }) => [
-      label(settings),
-      formatTally(s.overall),
-      pct(s.formatRate),
-      s.generatedTokensPerItem.toFixed(0),
-      s.decoderTokensPerItem.toFixed(0),
-      s.forwardPassesPerItem.toFixed(1),
-      s.itemsPerSecond.toFixed(2),
+    ...outcomes.map((o) => [
+      label(o),
+      formatTally(o.summary.overall),
+      pct(o.summary.formatRate),
+      o.summary.generatedTokensPerItem.toFixed(0),
+      o.summary.decoderTokensPerItem.toFixed(0),
+      o.summary.forwardPassesPerItem.toFixed(1),
+      o.summary.itemsPerSecond.toFixed(2),
     ]),
   ]);
   const families = [...new Set(outcomes.flatMap((o) => Object.keys(o.summary.byFamily)))].sort();
   const perFamily = table([
-    ["family", "n", ...outcomes.map((o) => label(o.settings))],
+    ["family", "n", ...outcomes.map(label)],
     ...families.map((f) => [
       f,
       String(outcomes[0]!.summary.byFamily[f]?.n ?? 0),
@@ -125,7 +128,7 @@ export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
       }),
     ]),
   ]);
-  const failures = outcomes.flatMap((o) => o.failures.map((f) => `  ${label(o.settings)} ${f.id}: ${f.reason}`));
+  const failures = outcomes.flatMap((o) => o.failures.map((f) => `  ${label(o)} ${f.id}: ${f.reason}`));
   return [main, "", "accuracy per family:", perFamily, ...(failures.length ? ["", "items that failed:", ...failures] : [])].join("\n");
 }
 
@@ -145,7 +148,7 @@ export const evalCommand = addSearchOptions(
     const outcomes: EvalOutcome[] = [];
     try {
       for (const settings of configs) {
-        const progress = createProgress({ label: label(settings), unit: "items" });
+        const progress = createProgress({ label: settingsLabel(settings), unit: "items" });
         outcomes.push(await evaluate(engine, items, settings, o.concurrency, (done) => progress.update(done, items.length)));
         progress.stop();
       }
