@@ -19,11 +19,14 @@ import { createRng, type Rng } from "../../shared/random.ts";
 import { sampleItemFor, generateItem } from "../../shared/scenes/items.ts";
 import { JUDGE_KINDS, makeCheckExample, makeJudgePair, type JudgeKind } from "../../shared/scenes/judge-pairs.ts";
 import { renderScenePng } from "../../shared/scenes/render.ts";
-import { IMAGE_SIZE, type Scene } from "../../shared/scenes/scene.ts";
+import { COLORS, IMAGE_SIZE, SHAPES, SIZES, type Scene } from "../../shared/scenes/scene.ts";
 import { JUDGE_TEMPLATES, TOKENIZER_CONFIG, buildTokenizerJson } from "./text-files.ts";
 
 export const MODEL_DIR = path.resolve(import.meta.dirname, "../stagebeam-tiny");
 const IMAGE_SEQ_LENGTH = 64;
+/** The vision encoder's output grid (IMAGE_SEQ_LENGTH = GRID × GRID). */
+const GRID = 8;
+const CELL_CLASSES = 1 + SIZES.length * COLORS.length * SHAPES.length;
 const TRAIN_SEED = 1000;
 const HELDOUT_SEED = 2000;
 
@@ -87,6 +90,22 @@ async function rawPixels(scene: Scene): Promise<Buffer> {
   return sharp(await renderScenePng(scene)).removeAlpha().raw().toBuffer();
 }
 
+/**
+ * What each vision-grid cell holds: 0 for no object centre, else 1 + the object's
+ * (size, colour, shape) index. Training uses it as a dense auxiliary target for the vision
+ * encoder; where two small objects' centres share a cell, the first one wins.
+ */
+function cellLabels(scene: Scene): Uint8Array {
+  const cells = new Uint8Array(GRID * GRID);
+  const cellSize = IMAGE_SIZE / GRID;
+  for (const o of scene.objects) {
+    const cell = Math.floor(o.y / cellSize) * GRID + Math.floor(o.x / cellSize);
+    if (cells[cell] !== 0) continue;
+    cells[cell] = 1 + (SIZES.indexOf(o.size) * COLORS.length + COLORS.indexOf(o.color)) * SHAPES.length + SHAPES.indexOf(o.shape);
+  }
+  return cells;
+}
+
 interface SplitPlan {
   name: "train" | "heldout";
   seed: number;
@@ -97,6 +116,7 @@ interface SplitPlan {
 
 async function buildSplit(out: string, plan: SplitPlan): Promise<TextLine[]> {
   const pixels = createWriteStream(path.join(out, `${plan.name}_images.u8`));
+  const cells: Uint8Array[] = [];
   const lines: TextLine[] = [];
   const bar = new cliProgress.SingleBar({ format: `${plan.name} {bar} {value}/{total} images | ETA {eta}s` }, cliProgress.Presets.shades_classic);
   bar.start(plan.images, 0);
@@ -104,11 +124,13 @@ async function buildSplit(out: string, plan: SplitPlan): Promise<TextLine[]> {
     const item = generateItem(plan.seed, i);
     const rng = createRng(`${plan.name}-extra:${plan.seed}:${i}`);
     lines.push(...plan.lines(rng, i, item.scene, item));
+    cells.push(cellLabels(item.scene));
     if (!pixels.write(await rawPixels(item.scene))) await new Promise<void>((resolve) => pixels.once("drain", () => resolve()));
     bar.increment();
   }
   bar.stop();
   await new Promise<void>((resolve, reject) => pixels.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  await writeFile(path.join(out, `${plan.name}_cells.u8`), Buffer.concat(cells));
   return lines;
 }
 
@@ -200,6 +222,8 @@ async function main(): Promise<void> {
         eos_id: id("<eos>"),
         image_token_id: imageTokenId,
         image_seq_length: IMAGE_SEQ_LENGTH,
+        grid: GRID,
+        cell_classes: CELL_CLASSES,
         image_size: IMAGE_SIZE,
         image_mean: [0.5, 0.5, 0.5],
         image_std: [0.5, 0.5, 0.5],

@@ -26,6 +26,12 @@ def load_images(data_dir: str, split: str, meta: dict) -> np.ndarray:
     return np.memmap(path, dtype=np.uint8, mode="r", shape=(n, s, s, 3))
 
 
+def load_cells(data_dir: str, split: str, meta: dict) -> np.ndarray:
+    """[N, grid*grid] uint8 cell labels (see DATA_FORMAT.md)."""
+    g = int(meta["grid"])
+    return np.fromfile(os.path.join(data_dir, f"{split}_cells.u8"), dtype=np.uint8).reshape(-1, g * g)
+
+
 def load_lines(data_dir: str, split: str) -> List[dict]:
     out = []
     with open(os.path.join(data_dir, f"{split}.jsonl")) as f:

@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import DEFAULT_DATA, DEFAULT_WORK, load_images, load_lines, load_meta, pixel_values_np  # noqa: E402
+from data import DEFAULT_DATA, DEFAULT_WORK, load_cells, load_images, load_lines, load_meta, pixel_values_np  # noqa: E402
 from model import StagebeamTiny, count_params, load_checkpoint  # noqa: E402
 
 STAGES = ["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]
@@ -44,6 +44,7 @@ def generate(model: StagebeamTiny, prompts, pv: torch.Tensor, max_new: int, temp
     """Batched decoding with a KV cache; prompts are left padded (mask + position ids), the
     same way the ONNX runtime side feeds batches of different lengths."""
     cfg = model.cfg
+    dev = pv.device
     B = len(prompts)
     L = max(len(p) for p in prompts)
     ids = torch.full((B, L), cfg.pad_token_id, dtype=torch.long)
@@ -51,12 +52,13 @@ def generate(model: StagebeamTiny, prompts, pv: torch.Tensor, max_new: int, temp
     for r, p in enumerate(prompts):
         ids[r, L - len(p):] = torch.tensor(p)
         mask[r, L - len(p):] = 1
+    ids, mask = ids.to(dev), mask.to(dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     logits, past = model(ids, pv, mask, pos)
     last = logits[:, -1]
     nextpos = pos[:, -1] + 1
     out = [[] for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
     for _ in range(max_new):
         if temperature <= 0:
             nxt = last.argmax(-1)
@@ -66,15 +68,17 @@ def generate(model: StagebeamTiny, prompts, pv: torch.Tensor, max_new: int, temp
             cum = sp.cumsum(-1)
             keep = (cum - sp) < top_p  # smallest set with cumulative mass >= top_p
             sp = sp * keep
-            choice = torch.multinomial(sp / sp.sum(-1, keepdim=True), 1, generator=gen).squeeze(-1)
+            # sampled on the CPU so that a seed gives the same draws on every device
+            choice = torch.multinomial((sp / sp.sum(-1, keepdim=True)).cpu(), 1, generator=gen).squeeze(-1).to(dev)
             nxt = si.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+        nxt_list, done_list = nxt.tolist(), done.tolist()
         for r in range(B):
-            if not done[r]:
-                out[r].append(int(nxt[r]))
+            if not done_list[r]:
+                out[r].append(nxt_list[r])
         done |= nxt == cfg.eos_token_id
         if bool(done.all()):
             break
-        mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long)], 1)
+        mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long, device=dev)], 1)
         emb = model.embed_tokens(nxt.unsqueeze(1))
         logits, past = model.decoder(emb, mask, nextpos.unsqueeze(1), past)
         last = logits[:, -1]
@@ -111,7 +115,7 @@ def well_formed(tokens, tags, eos) -> bool:
 
 
 @torch.no_grad()
-def judge_scores(model, lines, images, meta, bs=32):
+def judge_scores(model, lines, images, meta, device, bs=32):
     """For each judge/check line: (pred_label, gold_label)."""
     c1, c2 = meta["judge_choice_ids"]["1"], meta["judge_choice_ids"]["2"]
     cc, ci = meta["check_ids"]["correct"], meta["check_ids"]["incorrect"]
@@ -125,12 +129,13 @@ def judge_scores(model, lines, images, meta, bs=32):
         for r, l in enumerate(chunk):
             ids[r, : len(l["ids"])] = torch.tensor(l["ids"])
             mask[r, : len(l["ids"])] = 1
-        pv = torch.from_numpy(pixel_values_np(images[[l["image"] for l in chunk]], meta))
+        pv = torch.from_numpy(pixel_values_np(images[[l["image"] for l in chunk]], meta)).to(device)
+        ids, mask = ids.to(device), mask.to(device)
         emb = model.merge_embeds(ids, pv)
-        h, _ = model.decoder.hidden(emb, mask, torch.arange(T).unsqueeze(0).expand(len(chunk), T))
+        h, _ = model.decoder.hidden(emb, mask, torch.arange(T, device=device).unsqueeze(0).expand(len(chunk), T))
         for r, l in enumerate(chunk):
             n = len(l["ids"])
-            lg = model.decoder.lm_head(h[r, n - 3])  # predicts ids[n-2], the token before eos
+            lg = model.decoder.lm_head(h[r, n - 3]).tolist()  # predicts ids[n-2], the token before eos
             if l["kind"] == "check":
                 pred = "correct" if lg[cc] >= lg[ci] else "incorrect"
                 gold = l.get("label") or ("correct" if l["ids"][n - 2] == cc else "incorrect")
@@ -139,6 +144,23 @@ def judge_scores(model, lines, images, meta, bs=32):
                 gold = str(l.get("label") or ("1" if l["ids"][n - 2] == c1 else "2"))
             res.append((l["kind"], pred, gold))
     return res
+
+
+@torch.no_grad()
+def cell_accuracy(model, images, cells, meta, device, bs=100):
+    """How well the vision grid alone tells what each cell holds: accuracy over all cells
+    and over the cells holding an object centre (the training-only cell head)."""
+    from train import cell_targets
+    hit = hit_obj = n_obj = 0
+    for s in range(0, len(cells), bs):
+        pv = torch.from_numpy(pixel_values_np(images[s: s + bs], meta)).to(device)
+        pred = model.cell_head(model.vision.encode(pv)).argmax(-1).cpu()
+        gold = cell_targets(torch.from_numpy(cells[s: s + bs].astype(np.int64)), model.cfg)
+        hit += int((pred == gold).sum())
+        obj = gold != 0
+        hit_obj += int((pred == gold)[obj].sum())
+        n_obj += int(obj.sum())
+    return {"all": hit / cells.size, "object_cells": hit_obj / max(1, n_obj)}
 
 
 def main():
@@ -153,13 +175,16 @@ def main():
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     args = ap.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     meta = load_meta(args.data)
     tags = meta["stage_tag_ids"]
     eos = int(meta["eos_id"])
     model, ck = load_checkpoint(args.checkpoint)
+    model.to(device)
     images = np.ascontiguousarray(load_images(args.data, "heldout", meta))
     lines = load_lines(args.data, "heldout")
     rng = random.Random(args.seed)
@@ -174,7 +199,7 @@ def main():
     examples = []
     for s in range(0, len(ans), args.batch):
         chunk = ans[s: s + args.batch]
-        pv = torch.from_numpy(pixel_values_np(images[[l["image"] for l in chunk]], meta))
+        pv = torch.from_numpy(pixel_values_np(images[[l["image"] for l in chunk]], meta)).to(device)
         outs = generate(model, [l["ids"][: l["target_start"]] for l in chunk], pv, args.max_new)
         for l, o in zip(chunk, outs):
             ok = conclusion(o, tags) == list(l["answer_ids"])
@@ -194,7 +219,7 @@ def main():
     sampled_ok = 0
     for s in range(0, len(fmt), args.batch):
         chunk = fmt[s: s + args.batch]
-        pv = torch.from_numpy(pixel_values_np(images[[l["image"] for l in chunk]], meta))
+        pv = torch.from_numpy(pixel_values_np(images[[l["image"] for l in chunk]], meta)).to(device)
         outs = generate(model, [l["ids"][: l["target_start"]] for l in chunk], pv, args.max_new,
                         temperature=0.6, top_p=0.9, gen=gen)
         for l, o in zip(chunk, outs):
@@ -204,12 +229,17 @@ def main():
 
     # judge / check
     js = judges if len(judges) <= args.n_judge else rng.sample(judges, args.n_judge)
-    jres = judge_scores(model, js, images, meta)
+    jres = judge_scores(model, js, images, meta, device)
     per_kind = defaultdict(lambda: [0, 0])
     for kind, pred, gold in jres:
         per_kind[kind][0] += int(pred == gold)
         per_kind[kind][1] += 1
     print(f"judge ({time.time() - t0:.0f}s):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_kind.items())}, flush=True)
+
+    cells = None
+    if model.cell_head is not None:
+        cells = cell_accuracy(model, images, load_cells(args.data, "heldout", meta), meta, device)
+        print(f"cell accuracy: {cells}", flush=True)
 
     metrics = {
         "checkpoint_step": ck.get("step"),
@@ -219,6 +249,7 @@ def main():
         "greedy_format_rate": greedy_format / max(1, tot_n),
         "format_rate": {"rate": wf / max(1, len(fmt)), "n": len(fmt), "temperature": 0.6, "top_p": 0.9},
         "sampled_accuracy": sampled_ok / max(1, len(fmt)),
+        "cell_accuracy": cells,
         "judge_accuracy": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(per_kind.items())},
         "examples": examples,
         "eval_seconds": round(time.time() - t0, 1),

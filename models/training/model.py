@@ -3,12 +3,13 @@
 Layout (matches the DESIGN.md section 3 model contract):
 
 * VisionEncoder: pixel_values [B,3,128,128] (already normalised) -> image_features [B,64,D].
-  A plain conv+GELU stem (no normalisation layers, so the ONNX graph stays simple) brings
-  128x128 down to an 8x8 grid, then a learned 2D position embedding, two pre-LN transformer
-  encoder layers, and a 2-layer MLP projector to the decoder width D.
+  A conv+GELU stem (He-initialised) brings 128x128 down to an 8x8 grid of patch vectors,
+  ordered column by column (captions list objects left to right) and layer-normalised, then
+  a learned position embedding, two pre-LN transformer encoder layers, and a 2-layer MLP
+  projector to the decoder width D. A training-only cell head classifies each grid cell.
 * embed_tokens: nn.Embedding(V, D).
-* Decoder: pre-LN decoder-only transformer with learned absolute position embeddings indexed
-  by position_ids, multi-head attention (num_key_value_heads == num_attention_heads), a KV
+* Decoder: pre-LN decoder-only transformer with rotary position embeddings driven by
+  position_ids, multi-head attention (num_key_value_heads == num_attention_heads), a KV
   cache, and an untied LM head.
 
 Attention masking (decoder): `attention_mask` [B, P+T] marks real (1) vs padded (0)
@@ -46,6 +47,16 @@ class ModelConfig:
     vision_intermediate_size: int = 768
     stem_channels: Tuple[int, ...] = (32, 64, 128)
     grid: int = 8
+    # "he": Kaiming-normal conv weights, so the signal survives the 7-layer stem (PyTorch's
+    # default init shrinks it until image features are ~0.1% image-dependent)
+    vision_init: str = "default"
+    # LayerNorm over each patch vector after the stem
+    patch_norm: bool = False
+    # order of the 64 image tokens: "row" (row by row) or "column" (column by column, which
+    # matches captions listing objects left to right)
+    token_order: str = "row"
+    # > 0: a training-only head classifying what each grid cell holds (see DATA_FORMAT.md)
+    cell_classes: int = 0
     # special ids (filled from meta.json)
     image_token_id: int = 6
     bos_token_id: int = 2
@@ -124,6 +135,13 @@ class VisionEncoder(nn.Module):
             nn.Conv2d(c3, c3, 3, stride=1, padding=1), nn.GELU(),
             nn.Conv2d(c3, cv, 3, stride=2, padding=1),
         )
+        if cfg.vision_init == "he":
+            for m in self.stem:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+        self.column_major = cfg.token_order == "column"
+        self.patch_norm = nn.LayerNorm(cv) if cfg.patch_norm else None
         n = cfg.grid * cfg.grid
         self.pos = nn.Parameter(torch.zeros(1, n, cv))
         nn.init.normal_(self.pos, std=0.02)
@@ -134,14 +152,24 @@ class VisionEncoder(nn.Module):
         self.proj1 = nn.Linear(cv, cfg.hidden_size)
         self.proj2 = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.stem(pixel_values)  # [B,C,8,8]
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """-> [B,64,Cv] grid features in token order, before the projector."""
+        x = self.stem(pixel_values)  # [B,C,8,8] = [B,C,row,col]
+        if self.column_major:
+            x = x.transpose(2, 3)
         x = x.flatten(2).transpose(1, 2)  # [B,64,C]
+        if self.patch_norm is not None:
+            x = self.patch_norm(x)
         x = x + self.pos
         for layer in self.layers:
             x = layer(x)
-        x = self.ln_f(x)
-        return self.proj2(F.gelu(self.proj1(x)))
+        return self.ln_f(x)
+
+    def project(self, grid_features: torch.Tensor) -> torch.Tensor:
+        return self.proj2(F.gelu(self.proj1(grid_features)))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.project(self.encode(pixel_values))
 
 
 # --------------------------------------------------------------------------- decoder
@@ -264,6 +292,7 @@ class StagebeamTiny(nn.Module):
         self.vision = VisionEncoder(cfg)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.decoder = Decoder(cfg)
+        self.cell_head = nn.Linear(cfg.vision_hidden_size, cfg.cell_classes) if cfg.cell_classes else None
         self.apply(self._init)
         # scale residual output projections (GPT-2 style)
         for layer in self.decoder.layers:
@@ -280,19 +309,26 @@ class StagebeamTiny(nn.Module):
             nn.init.normal_(m.weight, std=0.02)
 
     def merge_embeds(self, input_ids: torch.Tensor, pixel_values: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.merge_embeds_with_grid(input_ids, pixel_values)[0]
+
+    def merge_embeds_with_grid(
+        self, input_ids: torch.Tensor, pixel_values: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Token embeddings with the image-token positions replaced by image features
-        (row-major over the batch, exactly image_seq_length per row holding an image)."""
+        (row-major over the batch, exactly image_seq_length per row holding an image), and
+        the vision grid features they came from (for the training-only cell head)."""
         emb = self.embed_tokens(input_ids)
         if pixel_values is None:
-            return emb
-        feats = self.vision(pixel_values)  # [B,64,D]
+            return emb, None
+        grid = self.vision.encode(pixel_values)
+        feats = self.vision.project(grid)  # [B,64,D]
         is_img = input_ids == self.cfg.image_token_id
         n = int(is_img.sum())
         if n != feats.shape[0] * feats.shape[1]:
             raise ValueError(f"image tokens ({n}) != image features ({feats.shape[0] * feats.shape[1]})")
         emb = emb.clone()
         emb[is_img] = feats.reshape(-1, feats.shape[-1]).to(emb.dtype)
-        return emb
+        return emb, grid
 
     def forward(self, input_ids, pixel_values, attention_mask, position_ids=None, past=None):
         emb = self.merge_embeds(input_ids, pixel_values)

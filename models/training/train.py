@@ -1,12 +1,12 @@
 """Train stagebeam-tiny on models/.work/data (see DATA_FORMAT.md).
 
-    python3 models/training/train.py [--data models/.work/data] [--steps N | --minutes 40]
+    python3 models/training/train.py [--data models/.work/data] [--steps 2000] [--minutes 0] [--device cpu]
 
 AdamW, linear warmup then cosine decay, fixed seeds, length-bucketed batches (right padded
 with pad_id; padding is masked in attention and ignored in the loss). Answer, judge and check
-lines are mixed as they come in train.jsonl. With --steps the run is deterministic given the
-data; without it the step count is fixed after a short timing probe so that training fits
---minutes (the chosen count is logged). Loss is logged to models/.work/train_log.json, the
+lines are mixed as they come in train.jsonl. With --minutes 0 the run is deterministic given
+the data; --minutes > 0 also finishes the LR schedule within that time. An auxiliary loss
+(--cell-weight) teaches the vision encoder what each 16-px grid cell holds. Loss is logged to models/.work/train_log.json, the
 checkpoint written to models/.work/checkpoint.pt (also every --save-every-min minutes).
 """
 
@@ -28,7 +28,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import DEFAULT_DATA, DEFAULT_WORK, load_images, load_lines, load_meta, pixel_values_np  # noqa: E402
+from data import DEFAULT_DATA, DEFAULT_WORK, load_cells, load_images, load_lines, load_meta, pixel_values_np  # noqa: E402
 from model import ModelConfig, StagebeamTiny, count_params  # noqa: E402
 
 
@@ -111,9 +111,19 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
     return ids, mask, pv, labels, weights, decision
 
 
-def batch_loss(model: StagebeamTiny, ids, mask, pv, labels, weights, decision=None):
-    emb = model.merge_embeds(ids, pv)
-    pos = torch.arange(ids.shape[1]).unsqueeze(0).expand_as(ids)
+def cell_targets(cells: torch.Tensor, cfg) -> torch.Tensor:
+    """[B, grid*grid] row-major cell labels -> the vision encoder's token order."""
+    if cfg.token_order == "column":
+        g = cfg.grid
+        return cells.view(-1, g, g).transpose(1, 2).reshape(-1, g * g)
+    return cells
+
+
+def batch_loss(model: StagebeamTiny, ids, mask, pv, labels, weights, decision=None, cells=None,
+               cell_weight: float = 0.0):
+    """-> (training loss, plain token loss, tokens, decision loss, cell loss)."""
+    emb, grid = model.merge_embeds_with_grid(ids, pv)
+    pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand_as(ids)
     h, _ = model.decoder.hidden(emb, mask, pos)
     sel = labels != -100
     logits = model.decoder.lm_head(h[sel])
@@ -124,7 +134,15 @@ def batch_loss(model: StagebeamTiny, ids, mask, pv, labels, weights, decision=No
         d = decision[sel]
         if bool(d.any()):
             dec_loss = float(tok_loss[d].mean())
-    return (tok_loss * w).sum() / w.sum(), tok_loss.mean().detach(), int(sel.sum()), dec_loss
+    loss = (tok_loss * w).sum() / w.sum()
+    cell_loss = None
+    if cells is not None and cell_weight > 0 and model.cell_head is not None:
+        # one grid per batch row; rows share an image only by chance, so every row counts
+        c = model.cell_head(grid)
+        cl = F.cross_entropy(c.reshape(-1, c.shape[-1]), cell_targets(cells, model.cfg).reshape(-1))
+        loss = loss + cell_weight * cl
+        cell_loss = float(cl)
+    return loss, tok_loss.mean().detach(), int(sel.sum()), dec_loss, cell_loss
 
 
 def lr_at(step: int, progress: float, peak: float, warmup: int, floor: float) -> float:
@@ -136,12 +154,13 @@ def lr_at(step: int, progress: float, peak: float, warmup: int, floor: float) ->
 
 
 @torch.no_grad()
-def heldout_loss(model, lines, images, meta, stage_ids, decision_ids, bs=32):
+def heldout_loss(model, lines, images, meta, stage_ids, decision_ids, device, bs=32):
     model.eval()
     tot, n = 0.0, 0
     for s in range(0, len(lines), bs):
         ids, mask, pv, labels, weights, _ = collate(lines[s: s + bs], images, meta, 1.0, stage_ids, decision_ids)
-        _, l, k, _ = batch_loss(model, ids, mask, pv, labels, weights)
+        ids, mask, pv, labels, weights = (t.to(device) for t in (ids, mask, pv, labels, weights))
+        _, l, k, _, _ = batch_loss(model, ids, mask, pv, labels, weights)
         tot += float(l) * k
         n += k
     model.train()
@@ -157,7 +176,8 @@ def param_groups(model, wd):
 
 def save(model, opt, path, step, extra):
     tmp = path + ".tmp"
-    torch.save({"config": model.cfg.to_dict(), "model": model.state_dict(), "step": step, **extra}, tmp)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"config": model.cfg.to_dict(), "model": state, "step": step, **extra}, tmp)
     os.replace(tmp, path)
 
 
@@ -165,14 +185,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--work", default=DEFAULT_WORK)
-    ap.add_argument("--steps", type=int, default=None,
+    ap.add_argument("--steps", type=int, default=2000,
                     help="total optimizer steps; with --minutes 0 the run is deterministic given the data")
-    ap.add_argument("--minutes", type=float, default=38.0,
+    ap.add_argument("--minutes", type=float, default=0.0,
                     help="training time budget (0 = none). The LR schedule runs on progress = "
                          "max(step/steps, elapsed/budget), so the cosine decay completes within the budget "
                          "even on a contended machine")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--min-lr-frac", type=float, default=0.05)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.05)
@@ -186,6 +206,12 @@ def main():
     ap.add_argument("--eval-lines", type=int, default=128)
     ap.add_argument("--save-every-min", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    ap.add_argument("--cell-weight", type=float, default=1.0,
+                    help="weight of the auxiliary loss classifying each vision grid cell (0 = off)")
+    ap.add_argument("--vision-init", choices=["default", "he"], default="he")
+    ap.add_argument("--patch-norm", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--token-order", choices=["row", "column"], default="column")
     ap.add_argument("--checkpoint", default=None, help="default: <work>/checkpoint.pt")
     ap.add_argument("--init-from", default=None,
                     help="start from this checkpoint's weights (fresh optimizer and schedule)")
@@ -206,6 +232,7 @@ def main():
     meta = load_meta(args.data)
     lines = load_lines(args.data, "train")
     images = np.ascontiguousarray(load_images(args.data, "train", meta))
+    cells = load_cells(args.data, "train", meta) if args.cell_weight > 0 else None
     held = load_lines(args.data, "heldout")
     held_images = np.ascontiguousarray(load_images(args.data, "heldout", meta))
     rng = random.Random(args.seed + 1)
@@ -219,7 +246,9 @@ def main():
         bos_token_id=int(meta["bos_id"]), eos_token_id=int(meta["eos_id"]), pad_token_id=int(meta["pad_id"]),
         image_size=int(meta.get("image_size", 128)), hidden_size=args.hidden_size,
         intermediate_size=4 * args.hidden_size, num_hidden_layers=args.layers, vision_layers=args.vision_layers,
-        max_position_embeddings=max(1024, max_len), pos_type=args.pos,
+        max_position_embeddings=max(1024, max_len), pos_type=args.pos, vision_init=args.vision_init,
+        patch_norm=args.patch_norm, token_order=args.token_order,
+        cell_classes=int(meta["cell_classes"]) if args.cell_weight > 0 else 0,
     )
     if args.init_from:
         ck = torch.load(args.init_from, map_location="cpu")
@@ -229,6 +258,8 @@ def main():
         print(f"initialised from {args.init_from} (step {ck.get('step')})", flush=True)
     else:
         model = StagebeamTiny(cfg)
+    device = torch.device(args.device)
+    model.to(device)
     model.train()
     n_params = count_params(model)
     kinds = {}
@@ -250,6 +281,7 @@ def main():
     step = 0
     acc_loss, acc_n = 0.0, 0
     acc_dec, acc_dn = 0.0, 0
+    acc_cell = 0.0
     while True:
         el = time.time() - t0
         progress = max(step / total if total else 0.0, el / budget if budget else 0.0)
@@ -261,7 +293,9 @@ def main():
         batch = batcher.next()
         ids, mask, pv, labels, weights, decision = collate(batch, images, meta, args.key_weight, stage_ids,
                                                            decision_ids, args.judge_weight)
-        loss, plain, _, dl = batch_loss(model, ids, mask, pv, labels, weights, decision)
+        batch_cells = torch.from_numpy(cells[[int(b["image"]) for b in batch]].astype(np.int64)) if cells is not None else None
+        tensors = [t.to(device) if t is not None else None for t in (ids, mask, pv, labels, weights, decision, batch_cells)]
+        loss, plain, _, dl, cl = batch_loss(model, *tensors, cell_weight=args.cell_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -272,16 +306,20 @@ def main():
         if dl is not None:
             acc_dec += dl
             acc_dn += 1
+        if cl is not None:
+            acc_cell += cl
         if step % args.log_every == 0:
             el = time.time() - t0
-            rec = {"step": step, "loss": acc_loss / acc_n, "decision_loss": acc_dec / max(1, acc_dn), "lr": lr,
+            rec = {"step": step, "loss": acc_loss / acc_n, "decision_loss": acc_dec / max(1, acc_dn),
+                   "cell_loss": acc_cell / acc_n, "lr": lr,
                    "grad_norm": float(gn), "elapsed_s": round(el, 1)}
             log["steps"].append(rec)
             print(json.dumps(rec), flush=True)
             acc_loss, acc_n = 0.0, 0
             acc_dec, acc_dn = 0.0, 0
+            acc_cell = 0.0
         if args.eval_every and step % args.eval_every == 0:
-            hl = heldout_loss(model, held_eval, held_images, meta, stage_ids, decision_ids)
+            hl = heldout_loss(model, held_eval, held_images, meta, stage_ids, decision_ids, device)
             log["heldout"].append({"step": step, "loss": hl, "elapsed_s": round(time.time() - t0, 1)})
             print(json.dumps({"step": step, "heldout_loss": hl}), flush=True)
         if time.time() - last_save > args.save_every_min * 60:
@@ -292,7 +330,7 @@ def main():
     log["train_seconds"] = round(time.time() - t0, 1)
     log["final_step"] = step
     if args.eval_every and (not log["heldout"] or log["heldout"][-1]["step"] != step):
-        hl = heldout_loss(model, held_eval, held_images, meta, stage_ids, decision_ids)
+        hl = heldout_loss(model, held_eval, held_images, meta, stage_ids, decision_ids, device)
         log["heldout"].append({"step": step, "loss": hl, "elapsed_s": round(time.time() - t0, 1)})
         print(json.dumps({"step": step, "heldout_loss": hl}), flush=True)
     save(model, opt, ck_path, step, {"meta_vocab_size": meta["vocab_size"]})
