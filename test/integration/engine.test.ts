@@ -235,7 +235,7 @@ describe("engine on the bundled model", () => {
     engine.closeItem(ctxE);
   });
 
-  it("judges in score mode with both orders in one batched call", async () => {
+  it("judges in score mode: the prompts' shared prefix once, then both orders of every request in one batched call", async () => {
     const ctx = await open(engine, 0);
     const a = "<SUMMARY>I will count the red objects.</SUMMARY>";
     const b = "<SUMMARY>I will look at the shapes.</SUMMARY>";
@@ -247,7 +247,12 @@ describe("engine on the bundled model", () => {
     const before = engine.counters();
     const [ab, ba, check] = await engine.judge(ctx, reqs, "score");
     const after = engine.counters();
-    expect(after.decoderCalls - before.decoderCalls).toBe(1);
+    expect(after.decoderCalls - before.decoderCalls).toBe(2);
+    // Asked again, the shared prefix comes from the item's cache: one call, fewer tokens.
+    await engine.judge(ctx, reqs, "score");
+    const again = engine.counters();
+    expect(again.decoderCalls - after.decoderCalls).toBe(1);
+    expect(again.decoderTokens - after.decoderTokens).toBeLessThan(after.decoderTokens - before.decoderTokens);
     const sab = (ab!.detail as { score: number }).score;
     const sba = (ba!.detail as { score: number }).score;
     expect(sab).toBeCloseTo(-sba, 4);

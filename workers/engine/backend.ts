@@ -9,7 +9,7 @@
  *   test the stop rule.
  */
 import type { Stop } from "../../shared/search/types.ts";
-import type { ItemContext } from "./item.ts";
+import { commonPrefix, type ItemContext } from "./item.ts";
 import { truncateView, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
 import type { PreprocessorSpec } from "./model-folder.ts";
 import type { ModelRunner } from "./runner.ts";
@@ -61,6 +61,9 @@ export interface BackendParts {
   contextLength: number;
 }
 
+/** Shortest run of new tokens worth a shared-prefix cache entry. */
+const MIN_SHARED_TOKENS = 16;
+
 function countImageTokens(ids: readonly number[], end: number, imageId: number): number {
   let n = 0;
   for (let i = 0; i < end; i++) if (ids[i] === imageId) n++;
@@ -106,7 +109,28 @@ export class CachedBackend implements Backend {
     return r!;
   }
 
+  /**
+   * When the sequences of one call share a prefix longer than anything cached — the judge
+   * prompts of a tournament round share the image, question, instructions and hint — that
+   * prefix is encoded once, as a cache entry the next round and the other judge calls reuse.
+   */
+  private async shareCommonPrefix(ctx: ItemContext, sequences: readonly (readonly number[])[]): Promise<void> {
+    if (sequences.length < 2) return;
+    const first = sequences[0]!;
+    // Each sequence still runs at least its last token (its logits are what the caller needs).
+    let shared = first.length - 1;
+    for (const s of sequences) shared = Math.min(shared, commonPrefix(first, s), s.length - 1);
+    const cached = ctx.cache.best(first)?.common ?? 0;
+    if (shared - cached < MIN_SHARED_TOKENS) return;
+    const ids = first.slice(0, shared);
+    await ctx.cache.getOrCreate(ids, async () => {
+      const r = await this.extend(ctx, ids, true);
+      return { ids, kv: r.kv!, logits: r.logits, pinned: false };
+    });
+  }
+
   async lastLogits(ctx: ItemContext, sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
+    await this.shareCommonPrefix(ctx, sequences);
     const rs = await Promise.all(sequences.map((ids) => this.extend(ctx, ids, false)));
     this.p.runner.counters.judgeScorePasses += sequences.length;
     return rs.map((r) => r.logits);
@@ -122,6 +146,7 @@ export class CachedBackend implements Backend {
       if (g === undefined) groups.set(key, { ids: c.ids, cache: c.cache });
       else g.cache ||= c.cache;
     }
+    await this.shareCommonPrefix(ctx, [...groups.values()].map((g) => g.ids));
     const contexts = new Map<string, Promise<{ kv: KvView; logits: Float32Array }>>();
     for (const [key, g] of groups) {
       contexts.set(
