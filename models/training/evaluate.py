@@ -116,7 +116,8 @@ def well_formed(tokens, tags, eos) -> bool:
 
 @torch.no_grad()
 def judge_scores(model, lines, images, meta, device, bs=32):
-    """For each judge/check line: (pred_label, gold_label)."""
+    """For each judge/check line: (kind, pred_label, gold_label, image, margin), margin being
+    logit(1) - logit(2) (or correct - incorrect)."""
     c1, c2 = meta["judge_choice_ids"]["1"], meta["judge_choice_ids"]["2"]
     cc, ci = meta["check_ids"]["correct"], meta["check_ids"]["incorrect"]
     res = []
@@ -137,12 +138,14 @@ def judge_scores(model, lines, images, meta, device, bs=32):
             n = len(l["ids"])
             lg = model.decoder.lm_head(h[r, n - 3]).tolist()  # predicts ids[n-2], the token before eos
             if l["kind"] == "check":
-                pred = "correct" if lg[cc] >= lg[ci] else "incorrect"
+                margin = lg[cc] - lg[ci]
+                pred = "correct" if margin >= 0 else "incorrect"
                 gold = l.get("label") or ("correct" if l["ids"][n - 2] == cc else "incorrect")
             else:
-                pred = "1" if lg[c1] >= lg[c2] else "2"
+                margin = lg[c1] - lg[c2]
+                pred = "1" if margin >= 0 else "2"
                 gold = str(l.get("label") or ("1" if l["ids"][n - 2] == c1 else "2"))
-            res.append((l["kind"], pred, gold))
+            res.append((l["kind"], pred, gold, l["image"], margin))
     return res
 
 
@@ -161,6 +164,22 @@ def cell_accuracy(model, images, cells, meta, device, bs=100):
         hit_obj += int((pred == gold)[obj].sum())
         n_obj += int(obj.sum())
     return {"all": hit / cells.size, "object_cells": hit_obj / max(1, n_obj)}
+
+
+def pair_accuracy(jres):
+    """Per kind: pairs judged right when the log-odds of both orders are averaged, as the
+    engine's score mode does (held-out pairs come as two lines: good first, good second).
+    A tie (pure position bias) counts as wrong."""
+    by_pair = defaultdict(dict)
+    for kind, _, gold, image, margin in jres:
+        if kind != "check":
+            by_pair[(kind, image)][gold] = margin
+    per_kind = defaultdict(lambda: [0, 0])
+    for (kind, _), m in by_pair.items():
+        if "1" in m and "2" in m:
+            per_kind[kind][0] += int((m["1"] - m["2"]) / 2 > 0)
+            per_kind[kind][1] += 1
+    return per_kind
 
 
 def main():
@@ -231,10 +250,12 @@ def main():
     js = judges if len(judges) <= args.n_judge else rng.sample(judges, args.n_judge)
     jres = judge_scores(model, js, images, meta, device)
     per_kind = defaultdict(lambda: [0, 0])
-    for kind, pred, gold in jres:
+    for kind, pred, gold, _, _ in jres:
         per_kind[kind][0] += int(pred == gold)
         per_kind[kind][1] += 1
     print(f"judge ({time.time() - t0:.0f}s):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_kind.items())}, flush=True)
+    per_pair = pair_accuracy(jres)
+    print("judge, both orders averaged (the engine's score mode):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_pair.items())}, flush=True)
 
     cells = None
     if model.cell_head is not None:
@@ -251,6 +272,7 @@ def main():
         "sampled_accuracy": sampled_ok / max(1, len(fmt)),
         "cell_accuracy": cells,
         "judge_accuracy": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(per_kind.items())},
+        "judge_pair_accuracy_both_orders": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(per_pair.items())},
         "examples": examples,
         "eval_seconds": round(time.time() - t0, 1),
     }
