@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { readSceneSet, writeSceneSet } from "../../shared/scenes/dataset.ts";
 import { Engine } from "../../workers/engine/index.ts";
 import { evaluate, formatOutcomes, type EvalOutcome } from "../../apps/cli/commands/eval.ts";
-import { searchSettings } from "../../apps/cli/commands/local-engine.ts";
+import { searchSettings } from "../../apps/cli/commands/search-options.ts";
 import { BUNDLED_MODEL, measureDecode } from "./decode.ts";
 
 const { values } = parseArgs({

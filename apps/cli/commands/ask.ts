@@ -7,15 +7,16 @@ import { runSearch } from "../../../shared/search/drive.ts";
 import { fleetItemId } from "../../../workers/fleet/ids.ts";
 import { ItemInputError } from "../../../workers/engine/index.ts";
 import { CliExit, EXIT_FAILURE } from "./common.ts";
-import { addSearchOptions, loadLocalEngine, searchSettings, type SearchCliOptions } from "./local-engine.ts";
+import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
+import { searchSettings } from "./search-options.ts";
 
-interface AskOptions extends SearchCliOptions {
+interface AskOptions extends LocalEngineCliOptions {
   image: string;
   question: string;
   json: boolean;
 }
 
-export const askCommand = addSearchOptions(
+export const askCommand = addLocalEngineOptions(
   new Command("ask")
     .description("answer one question about one image, in four stages, on this machine")
     .requiredOption("--image <path>", "image file (PNG, JPEG, WebP, …)")

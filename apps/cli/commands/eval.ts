@@ -11,13 +11,14 @@ import { runSearch } from "../../../shared/search/drive.ts";
 import type { Engine } from "../../../workers/engine/index.ts";
 import type { RunSettings } from "../../../workers/fleet/records.ts";
 import { intOption } from "./common.ts";
-import { addSearchOptions, loadLocalEngine, searchSettings, type SearchCliOptions } from "./local-engine.ts";
+import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
+import { searchSettings, type SearchCliOptions } from "./search-options.ts";
 import { createProgress } from "./progress.ts";
 
 /** The paper's Table 5 in miniature, plus the generative judge for stage-level search. */
 export const TABLE5 = "none,best-of-n:4,sentence:2,stage:2,stage:4,stage:2:generate,stage:4:generate";
 
-interface EvalOptions extends SearchCliOptions {
+interface EvalOptions extends LocalEngineCliOptions {
   set: string;
   limit?: number;
   concurrency: number;
@@ -36,12 +37,12 @@ export interface EvalOutcome {
 }
 
 /** `stage:4:generate` → settings; the seed comes from --seed. */
-export function parseCompare(spec: string, seed: number): RunSettings[] {
+export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed" | "maxStageTokens">): RunSettings[] {
   return spec.split(",").map((part) => {
     const [strategy = "", beam = "1", judge = "score"] = part.trim().split(":");
     const n = Number(beam);
     if (!Number.isInteger(n)) throw new InvalidArgumentError(`--compare: '${part}': beam must be a whole number; expected strategy[:beam[:judge]]`);
-    return searchSettings({ strategy, beam: n, judge, seed });
+    return searchSettings({ ...common, strategy, beam: n, judge });
   });
 }
 
@@ -132,7 +133,7 @@ export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
   return [main, "", "accuracy per family:", perFamily, ...(failures.length ? ["", "items that failed:", ...failures] : [])].join("\n");
 }
 
-export const evalCommand = addSearchOptions(
+export const evalCommand = addLocalEngineOptions(
   new Command("eval")
     .description("evaluate a scene set (PNG files + items.jsonl) with one or several search settings")
     .requiredOption("--set <dir>", "the scene set folder (see `stagebeam scenes`)"),
@@ -142,7 +143,7 @@ export const evalCommand = addSearchOptions(
   .option("--compare [configs]", `compare several settings, strategy[:beam[:judge]] comma separated (default: ${TABLE5})`)
   .option("--json <file>", "also write the summaries as JSON")
   .action(async (o: EvalOptions) => {
-    const configs = o.compare === undefined ? [searchSettings(o)] : parseCompare(o.compare === true ? TABLE5 : o.compare, o.seed);
+    const configs = o.compare === undefined ? [searchSettings(o)] : parseCompare(o.compare === true ? TABLE5 : o.compare, o);
     const items = (await readSceneSet(o.set)).slice(0, o.limit);
     const engine = await loadLocalEngine(o.model);
     const outcomes: EvalOutcome[] = [];

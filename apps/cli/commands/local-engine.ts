@@ -1,34 +1,17 @@
-/** What `ask`, `eval` and the benchmarks share: search options and an engine on this machine. */
-import { Command, Option } from "commander";
+/** What `ask`, `eval` and the benchmarks share: an engine on this machine. */
+import type { Command } from "commander";
 import { loadConfig } from "../../../shared/config.ts";
 import { createLogger } from "../../../shared/logging.ts";
-import { STRATEGIES } from "../../../shared/search/types.ts";
 import { Engine, type EngineOptions } from "../../../workers/engine/index.ts";
-import { JUDGE_MODES } from "../../../workers/fleet/model-host.ts";
-import { validateSettings } from "../../../workers/fleet/producer.ts";
-import type { RunSettings } from "../../../workers/fleet/records.ts";
-import { intOption } from "./common.ts";
+import { addSearchOptions, type SearchCliOptions } from "./search-options.ts";
 
-export interface SearchCliOptions {
-  strategy: string;
-  beam: number;
-  judge: string;
-  seed: number;
+export interface LocalEngineCliOptions extends SearchCliOptions {
   model?: string;
 }
 
-/** The search flags, the same on `ask`, `eval` and `submit`. */
-export function addSearchOptions(command: Command): Command {
-  return command
-    .addOption(new Option("--strategy <name>", `search strategy: ${STRATEGIES.join(", ")}`).default("stage"))
-    .option("--beam <n>", "candidates per step (best-of-N: N)", intOption("--beam", -1_000_000), 4)
-    .addOption(new Option("--judge <mode>", `judge mode: ${JUDGE_MODES.join(", ")}`).default("score"))
-    .option("--seed <n>", "seed; the same seed gives the same answer", intOption("--seed", -1_000_000), 1)
-    .option("--model <dir>", "model folder (default: MODEL_DIR, else the bundled model)");
-}
-
-export const searchSettings = (o: SearchCliOptions): RunSettings =>
-  validateSettings({ strategy: o.strategy, beam: o.beam, seed: o.seed, judgeMode: o.judge });
+/** The search flags plus --model, for the commands that run an engine in this process. */
+export const addLocalEngineOptions = (command: Command): Command =>
+  addSearchOptions(command).option("--model <dir>", "model folder (default: MODEL_DIR, else the bundled model)");
 
 /** Loads the engine from --model, MODEL_DIR or the bundled model, with EXECUTION_PROVIDERS etc. */
 export async function loadLocalEngine(modelFlag: string | undefined, extra: EngineOptions = {}): Promise<Engine> {

@@ -9,23 +9,18 @@ import { loadConfig } from "../../../shared/config.ts";
 import { createLogger } from "../../../shared/logging.ts";
 import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared/metrics.ts";
 import { producerMetrics, queueCollector } from "../../../workers/fleet/fleet-metrics.ts";
-import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, STRATEGIES, submitRun, validateSettings, type SubmitSummary } from "../../../workers/fleet/producer.ts";
+import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, submitRun, type SubmitSummary } from "../../../workers/fleet/producer.ts";
 import { formatDuration, formatStatus, runStatus, waitForRun } from "../../../workers/fleet/status.ts";
-import { JUDGE_MODES } from "../../../workers/fleet/model-host.ts";
 import { CliExit, EXIT_INTERRUPTED, intOption, openFleet } from "./common.ts";
 import { createProgress } from "./progress.ts";
+import { addSearchOptions, searchSettings, type SearchCliOptions } from "./search-options.ts";
 
-interface SubmitCliOptions {
+interface SubmitCliOptions extends SearchCliOptions {
   run: string;
   manifest: string;
   question?: string;
   imageRoot?: string;
   format?: "jsonl" | "csv";
-  strategy: string;
-  beam: number;
-  judge: string;
-  seed: number;
-  maxStageTokens?: number;
   maxBacklog: number;
   chunk: number;
   wait: boolean;
@@ -45,18 +40,13 @@ export function formatSummary(s: SubmitSummary): string {
   return lines.join("\n");
 }
 
-export const submitCommand = new Command("submit")
+export const submitCommand = addSearchOptions(new Command("submit"))
   .description("submit a manifest (JSONL/CSV with id,image,question[,answer], or a folder of images) as a run")
   .requiredOption("--run <name>", "run name: results go to runs/<name>/ in S3")
   .requiredOption("--manifest <file|dir>", "manifest.jsonl, manifest.csv, or a folder of images")
   .option("--question <text>", "the question for every image (folder manifests)")
   .option("--image-root <dir>", "local image paths must resolve inside this folder (default: the manifest's folder)")
   .addOption(new Option("--format <format>", "manifest format (default: from the extension)").choices(["jsonl", "csv"]))
-  .option("--strategy <name>", `search strategy: ${STRATEGIES.join(", ")}`, "stage")
-  .option("--beam <n>", "candidates per step (best-of-N: N)", intOption("--beam", -1_000_000), 4)
-  .option("--judge <mode>", `judge mode: ${JUDGE_MODES.join(", ")}`, "score")
-  .option("--seed <n>", "seed; with the same seed an item gets the same answer on any worker", intOption("--seed", -1_000_000), 0)
-  .option("--max-stage-tokens <n>", "token cap of one stage or sentence candidate", intOption("--max-stage-tokens", -1_000_000))
   .option("--max-backlog <n>", "pause while more than this many items are unfinished in the queue", intOption("--max-backlog", 1), DEFAULT_MAX_BACKLOG)
   .option("--chunk <n>", "items per addBulk", intOption("--chunk", 1, 10_000), DEFAULT_CHUNK_SIZE)
   .option("--wait", "wait until every item has finished, then print the run's status", false)
@@ -67,13 +57,7 @@ export const submitCommand = new Command("submit")
   )
   .action(async (o: SubmitCliOptions) => {
     // Settings first: a bad strategy or beam is an error before anything is touched.
-    validateSettings({
-      strategy: o.strategy,
-      beam: o.beam,
-      seed: o.seed,
-      judgeMode: o.judge,
-      ...(o.maxStageTokens !== undefined ? { maxStageTokens: o.maxStageTokens } : {}),
-    });
+    const settings = searchSettings(o);
     const config = loadConfig(process.env, ["redis", "s3", "metrics", "logging"]);
     const logger = createLogger({ name: "producer", level: config.logging.level });
     const metrics = createMetrics();
@@ -104,13 +88,7 @@ export const submitCommand = new Command("submit")
           ...(o.format !== undefined ? { format: o.format } : {}),
           ...(o.question !== undefined ? { question: o.question } : {}),
           ...(o.imageRoot !== undefined ? { imageRoot: o.imageRoot } : {}),
-          settings: {
-            strategy: o.strategy,
-            beam: o.beam,
-            seed: o.seed,
-            judgeMode: o.judge,
-            ...(o.maxStageTokens !== undefined ? { maxStageTokens: o.maxStageTokens } : {}),
-          },
+          settings,
           maxBacklog: o.maxBacklog,
           chunkSize: o.chunk,
           signal: abort.signal,
