@@ -80,6 +80,9 @@ export interface SchedulerOptions {
   imageTokenId: number;
 }
 
+/** Most padding a prefill batch may add, as a fraction of its real tokens. */
+const MAX_PREFILL_PADDING = 0.25;
+
 interface QueuedPrefill {
   row: PrefillRow;
   resolve: (r: PrefillResult) => void;
@@ -195,17 +198,24 @@ export class Scheduler {
   // Prefill
 
   private takePrefillBatch(): QueuedPrefill[] {
+    // Shortest rows first, and a batch ends before padding (every row is padded to the
+    // batch's longest) would exceed MAX_PREFILL_PADDING of its real tokens.
+    this.prefills.sort((a, b) => a.row.ids.length - b.row.ids.length);
     const batch: QueuedPrefill[] = [];
     let maxPast = 0;
     let maxNew = 0;
+    let realTokens = 0;
     while (this.prefills.length > 0) {
       const next = this.prefills[0]!;
       const past = Math.max(maxPast, next.row.base?.length ?? 0);
       const fresh = Math.max(maxNew, next.row.ids.length);
-      if (batch.length > 0 && (batch.length + 1) * (past + fresh) > this.options.maxPrefillSlots) break;
+      const rows = batch.length + 1;
+      const real = realTokens + next.row.ids.length;
+      if (batch.length > 0 && (rows * (past + fresh) > this.options.maxPrefillSlots || rows * fresh > (1 + MAX_PREFILL_PADDING) * real)) break;
       batch.push(this.prefills.shift()!);
       maxPast = past;
       maxNew = fresh;
+      realTokens = real;
     }
     return batch;
   }
