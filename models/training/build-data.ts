@@ -49,6 +49,8 @@ interface TextLine {
   family: string;
   answer?: string;
   label?: string;
+  /** Compare lines: the two candidates in prompt order, and which one is wrong. */
+  pair?: { first: string; second: string; bad: 1 | 2 };
 }
 
 const tokens = { bos_token: "<bos>", eos_token: "<eos>", image_token: "<image>" };
@@ -65,7 +67,8 @@ function judgeLines(image: number, question: string, kind: JudgeKind, hint: stri
   return ([1, 2] as const).map((goodAt) => {
     const [first, second] = goodAt === 1 ? [good, bad] : [bad, good];
     const text = renderJudgeText(JUDGE_TEMPLATES, question, { kind: "compare", template: kind, hint, first, second });
-    return { image, prompt: prompt(text), target: verdictText(JUDGE_TEMPLATES, goodAt), kind: `judge:${kind}`, family, label: String(goodAt) };
+    const pair = { first, second, bad: goodAt === 1 ? (2 as const) : (1 as const) };
+    return { image, prompt: prompt(text), target: verdictText(JUDGE_TEMPLATES, goodAt), kind: `judge:${kind}`, family, label: String(goodAt), pair };
   });
 }
 
@@ -104,6 +107,37 @@ function cellLabels(scene: Scene): Uint8Array {
     cells[cell] = 1 + (SIZES.indexOf(o.size) * COLORS.length + COLORS.indexOf(o.color)) * SHAPES.length + SHAPES.indexOf(o.shape);
   }
   return cells;
+}
+
+function indexOfRun(haystack: readonly number[], needle: readonly number[], from: number): number {
+  outer: for (let i = from; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+/**
+ * Where the two candidates of a compare line sit in its ids, and the run of the wrong one's
+ * tokens that differs from the right one (common prefix and suffix removed; a pure deletion
+ * marks the token where the missing text would be): the dense auxiliary target of the judge.
+ */
+function candidateSpans(ids: readonly number[], first: readonly number[], second: readonly number[], bad: 1 | 2) {
+  const at1 = indexOfRun(ids, first, 0);
+  const at2 = at1 < 0 ? -1 : indexOfRun(ids, second, at1 + first.length);
+  if (at2 < 0) throw new Error("a judge candidate's tokens are not found in its prompt");
+  const [badIds, goodIds, badAt] = bad === 1 ? [first, second, at1] : [second, first, at2];
+  let prefix = 0;
+  while (prefix < badIds.length && prefix < goodIds.length && badIds[prefix] === goodIds[prefix]) prefix++;
+  let suffix = 0;
+  while (
+    suffix < badIds.length - prefix &&
+    suffix < goodIds.length - prefix &&
+    badIds[badIds.length - 1 - suffix] === goodIds[goodIds.length - 1 - suffix]
+  ) suffix++;
+  const start = badAt + Math.min(prefix, badIds.length - 1);
+  const end = Math.max(start + 1, badAt + badIds.length - suffix);
+  return { cands: [[at1, at1 + first.length], [at2, at2 + second.length]], wrong: [start, end] };
 }
 
 interface SplitPlan {
@@ -202,6 +236,7 @@ async function main(): Promise<void> {
         family: line.family,
         ...(line.answer !== undefined ? { answer_ids: encode(line.answer) } : {}),
         ...(line.label !== undefined ? { label: line.label } : {}),
+        ...(line.pair !== undefined ? candidateSpans(promptIds, encode(line.pair.first), encode(line.pair.second), line.pair.bad) : {}),
       });
     });
     await writeFile(path.join(out, `${name}.jsonl`), json.join("\n") + "\n");

@@ -57,6 +57,9 @@ class ModelConfig:
     token_order: str = "row"
     # > 0: a training-only head classifying what each grid cell holds (see DATA_FORMAT.md)
     cell_classes: int = 0
+    # > 0: a training-only head on the residual stream after this decoder layer that marks,
+    # in judge prompts, the tokens where a candidate departs from the right one
+    judge_token_layer: int = 0
     # special ids (filled from meta.json)
     image_token_id: int = 6
     bos_token_id: int = 2
@@ -263,7 +266,10 @@ class Decoder(nn.Module):
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
         past: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None,
+        taps: Optional[List[torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, torch.Tensor]]]:
+        """-> (final hidden states, presents); `taps`, when given, receives the residual stream
+        after every layer."""
         T = inputs_embeds.shape[1]
         S = attention_mask.shape[1]
         allowed = build_allowed(attention_mask, T, S)
@@ -278,6 +284,8 @@ class Decoder(nn.Module):
             pk, pv = (past[i] if past is not None else (None, None))
             x, k, v = layer(x, allowed, pk, pv, rope)
             presents.append((k, v))
+            if taps is not None:
+                taps.append(x)
         return self.ln_f(x), presents
 
     def forward(self, inputs_embeds, attention_mask, position_ids, past=None):
@@ -293,6 +301,7 @@ class StagebeamTiny(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.decoder = Decoder(cfg)
         self.cell_head = nn.Linear(cfg.vision_hidden_size, cfg.cell_classes) if cfg.cell_classes else None
+        self.judge_token_head = nn.Linear(cfg.hidden_size, 2) if cfg.judge_token_layer else None
         self.apply(self._init)
         # scale residual output projections (GPT-2 style)
         for layer in self.decoder.layers:

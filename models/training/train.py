@@ -78,6 +78,8 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
     labels = torch.full((B, T), -100, dtype=torch.long)
     weights = torch.zeros((B, T), dtype=torch.float32)
     decision = torch.zeros((B, T), dtype=torch.bool)
+    # judge token labels: 0 = a candidate's token, 1 = where the wrong candidate departs, -100 = none
+    tok_flags = torch.full((B, T), -100, dtype=torch.long)
     c_open, c_close = stage_ids.get("<CONCLUSION>"), stage_ids.get("</CONCLUSION>")
     jw = key_weight if judge_weight is None else judge_weight
     for r, b in enumerate(batch):
@@ -106,9 +108,13 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
         weights[r, ts - 1: n - 1] = w
         if b["kind"] != "answer":
             decision[r, n - 3] = True  # predicts ids[n-2], the decision token before eos
+        for s, e in b.get("cands", []):
+            tok_flags[r, s:e] = 0
+        if "wrong" in b:
+            tok_flags[r, b["wrong"][0]: b["wrong"][1]] = 1
     img_idx = [int(b["image"]) for b in batch]
     pv = torch.from_numpy(pixel_values_np(images[img_idx], meta))
-    return ids, mask, pv, labels, weights, decision
+    return ids, mask, pv, labels, weights, decision, tok_flags
 
 
 def cell_targets(cells: torch.Tensor, cfg) -> torch.Tensor:
@@ -120,11 +126,12 @@ def cell_targets(cells: torch.Tensor, cfg) -> torch.Tensor:
 
 
 def batch_loss(model: StagebeamTiny, ids, mask, pv, labels, weights, decision=None, cells=None,
-               cell_weight: float = 0.0):
+               tok_flags=None, cell_weight: float = 0.0, judge_token_weight: float = 0.0):
     """-> (training loss, plain token loss, tokens, decision loss, cell loss)."""
     emb, grid = model.merge_embeds_with_grid(ids, pv)
     pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand_as(ids)
-    h, _ = model.decoder.hidden(emb, mask, pos)
+    taps = [] if model.judge_token_head is not None else None
+    h, _ = model.decoder.hidden(emb, mask, pos, taps=taps)
     sel = labels != -100
     logits = model.decoder.lm_head(h[sel])
     tok_loss = F.cross_entropy(logits, labels[sel], reduction="none")
@@ -142,6 +149,11 @@ def batch_loss(model: StagebeamTiny, ids, mask, pv, labels, weights, decision=No
         cl = F.cross_entropy(c.reshape(-1, c.shape[-1]), cell_targets(cells, model.cfg).reshape(-1))
         loss = loss + cell_weight * cl
         cell_loss = float(cl)
+    if tok_flags is not None and judge_token_weight > 0 and taps is not None:
+        flagged = tok_flags != -100
+        if bool(flagged.any()):
+            feats = taps[model.cfg.judge_token_layer - 1][flagged]
+            loss = loss + judge_token_weight * F.cross_entropy(model.judge_token_head(feats), tok_flags[flagged])
     return loss, tok_loss.mean().detach(), int(sel.sum()), dec_loss, cell_loss
 
 
@@ -158,7 +170,7 @@ def heldout_loss(model, lines, images, meta, stage_ids, decision_ids, device, bs
     model.eval()
     tot, n = 0.0, 0
     for s in range(0, len(lines), bs):
-        ids, mask, pv, labels, weights, _ = collate(lines[s: s + bs], images, meta, 1.0, stage_ids, decision_ids)
+        ids, mask, pv, labels, weights, _, _ = collate(lines[s: s + bs], images, meta, 1.0, stage_ids, decision_ids)
         ids, mask, pv, labels, weights = (t.to(device) for t in (ids, mask, pv, labels, weights))
         _, l, k, _, _ = batch_loss(model, ids, mask, pv, labels, weights)
         tot += float(l) * k
@@ -209,6 +221,10 @@ def main():
     ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     ap.add_argument("--cell-weight", type=float, default=1.0,
                     help="weight of the auxiliary loss classifying each vision grid cell (0 = off)")
+    ap.add_argument("--judge-token-weight", type=float, default=0.0,
+                    help="weight of the auxiliary loss marking, in judge prompts, where the wrong candidate departs (0 = off)")
+    ap.add_argument("--judge-token-layer", type=int, default=2,
+                    help="decoder layer whose output the judge token head reads")
     ap.add_argument("--vision-init", choices=["default", "he"], default="he")
     ap.add_argument("--patch-norm", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--token-order", choices=["row", "column"], default="column")
@@ -249,6 +265,7 @@ def main():
         max_position_embeddings=max(1024, max_len), pos_type=args.pos, vision_init=args.vision_init,
         patch_norm=args.patch_norm, token_order=args.token_order,
         cell_classes=int(meta["cell_classes"]) if args.cell_weight > 0 else 0,
+        judge_token_layer=args.judge_token_layer if args.judge_token_weight > 0 else 0,
     )
     if args.init_from:
         ck = torch.load(args.init_from, map_location="cpu")
@@ -291,11 +308,13 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         batch = batcher.next()
-        ids, mask, pv, labels, weights, decision = collate(batch, images, meta, args.key_weight, stage_ids,
-                                                           decision_ids, args.judge_weight)
+        ids, mask, pv, labels, weights, decision, tok_flags = collate(batch, images, meta, args.key_weight, stage_ids,
+                                                                      decision_ids, args.judge_weight)
         batch_cells = torch.from_numpy(cells[[int(b["image"]) for b in batch]].astype(np.int64)) if cells is not None else None
-        tensors = [t.to(device) if t is not None else None for t in (ids, mask, pv, labels, weights, decision, batch_cells)]
-        loss, plain, _, dl, cl = batch_loss(model, *tensors, cell_weight=args.cell_weight)
+        tensors = [t.to(device) if t is not None else None
+                   for t in (ids, mask, pv, labels, weights, decision, batch_cells, tok_flags)]
+        loss, plain, _, dl, cl = batch_loss(model, *tensors, cell_weight=args.cell_weight,
+                                            judge_token_weight=args.judge_token_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
