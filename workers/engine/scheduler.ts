@@ -198,25 +198,28 @@ export class Scheduler {
   // Prefill
 
   private takePrefillBatch(): QueuedPrefill[] {
-    // Shortest rows first, and a batch ends before padding (every row is padded to the
-    // batch's longest) would exceed MAX_PREFILL_PADDING of its real tokens.
-    this.prefills.sort((a, b) => a.row.ids.length - b.row.ids.length);
-    const batch: QueuedPrefill[] = [];
-    let maxPast = 0;
-    let maxNew = 0;
-    let realTokens = 0;
-    while (this.prefills.length > 0) {
-      const next = this.prefills[0]!;
+    // The oldest row always goes, so no row waits behind a stream of shorter ones; rows of
+    // similar length join it while padding (every row is padded to the batch's longest)
+    // stays within MAX_PREFILL_PADDING of the real tokens.
+    const head = this.prefills.shift()!;
+    const batch = [head];
+    let maxPast = head.row.base?.length ?? 0;
+    let maxNew = head.row.ids.length;
+    let realTokens = maxNew;
+    const distance = (q: QueuedPrefill) => Math.abs(q.row.ids.length - head.row.ids.length);
+    for (const next of [...this.prefills].sort((a, b) => distance(a) - distance(b))) {
       const past = Math.max(maxPast, next.row.base?.length ?? 0);
       const fresh = Math.max(maxNew, next.row.ids.length);
       const rows = batch.length + 1;
       const real = realTokens + next.row.ids.length;
-      if (batch.length > 0 && (rows * (past + fresh) > this.options.maxPrefillSlots || rows * fresh > (1 + MAX_PREFILL_PADDING) * real)) break;
-      batch.push(this.prefills.shift()!);
+      if (rows * (past + fresh) > this.options.maxPrefillSlots || rows * fresh > (1 + MAX_PREFILL_PADDING) * real) continue;
+      batch.push(next);
       maxPast = past;
       maxNew = fresh;
       realTokens = real;
     }
+    const taken = new Set(batch);
+    this.prefills.splice(0, this.prefills.length, ...this.prefills.filter((q) => !taken.has(q)));
     return batch;
   }
 
