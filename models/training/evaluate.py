@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import DEFAULT_DATA, DEFAULT_WORK, load_cells, load_images, load_lines, load_meta, pixel_values_np  # noqa: E402
-from model import StagebeamTiny, count_params, load_checkpoint  # noqa: E402
+from model import StagebeamTiny, cell_targets, count_params, load_checkpoint  # noqa: E402
 
 STAGES = ["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]
 
@@ -153,7 +153,6 @@ def judge_scores(model, lines, images, meta, device, bs=32):
 def cell_accuracy(model, images, cells, meta, device, bs=100):
     """How well the vision grid alone tells what each cell holds: accuracy over all cells
     and over the cells holding an object centre (the training-only cell head)."""
-    from train import cell_targets
     hit = hit_obj = n_obj = 0
     for s in range(0, len(cells), bs):
         pv = torch.from_numpy(pixel_values_np(images[s: s + bs], meta)).to(device)

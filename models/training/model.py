@@ -351,6 +351,14 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def cell_targets(cells: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """[B, grid*grid] row-major cell labels -> the vision encoder's token order."""
+    if cfg.token_order == "column":
+        g = cfg.grid
+        return cells.view(-1, g, g).transpose(1, 2).reshape(-1, g * g)
+    return cells
+
+
 def count_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import DEFAULT_DATA, DEFAULT_WORK, load_cells, load_images, load_lines, load_meta, pixel_values_np  # noqa: E402
-from model import ModelConfig, StagebeamTiny, count_params  # noqa: E402
+from model import ModelConfig, StagebeamTiny, cell_targets, count_params  # noqa: E402
 
 
 def seed_all(seed: int) -> None:
@@ -115,14 +115,6 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
     img_idx = [int(b["image"]) for b in batch]
     pv = torch.from_numpy(pixel_values_np(images[img_idx], meta))
     return ids, mask, pv, labels, weights, decision, tok_flags
-
-
-def cell_targets(cells: torch.Tensor, cfg) -> torch.Tensor:
-    """[B, grid*grid] row-major cell labels -> the vision encoder's token order."""
-    if cfg.token_order == "column":
-        g = cfg.grid
-        return cells.view(-1, g, g).transpose(1, 2).reshape(-1, g * g)
-    return cells
 
 
 def batch_loss(model: StagebeamTiny, ids, mask, pv, labels, weights, decision=None, cells=None,
