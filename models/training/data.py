@@ -56,3 +56,28 @@ def pixel_values_np(images_u8: np.ndarray, meta: dict) -> np.ndarray:
 
 def pixel_values(images_u8: np.ndarray, idx, meta: dict) -> torch.Tensor:
     return torch.from_numpy(pixel_values_np(images_u8[idx], meta))
+
+
+def clause_boundary_ids(meta: dict) -> set:
+    """Tokens that end a clause of a candidate: punctuation, "and" and the closing stage tags."""
+    words = {".", ",", "?", "▁and"}
+    tags = {i for t, i in meta.get("stage_tag_ids", {}).items() if t.startswith("</")}
+    return {i for i, t in enumerate(meta["vocab"]) if t in words} | tags
+
+
+def clause_flags(x, cands, wrong, boundary_ids: set) -> dict:
+    """Targets of the judge token head in a compare line: {position: 1 if the clause ending
+    there holds the wrong candidate's first mistake, else 0}, at clause ends only.
+
+    The mark is the first clause end at or after the first differing token, not the differing
+    tokens themselves: in "a large yellow triangle" the size word comes before the object it
+    describes, so whether it is wrong is only knowable once the phrase is complete. Later clause
+    ends inside the differing run carry no label: they may repeat the mistake or be right."""
+    flags = {p: 0 for s, e in cands for p in range(s, e) if x[p] in boundary_ids}
+    start, end = wrong
+    cand_end = next(e for s, e in cands if s <= start < e)
+    mark = next((p for p in range(start, cand_end) if x[p] in boundary_ids), cand_end - 1)
+    for p in range(mark + 1, end):
+        flags.pop(p, None)
+    flags[mark] = 1
+    return flags

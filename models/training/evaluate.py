@@ -32,7 +32,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import DEFAULT_DATA, DEFAULT_WORK, load_cells, load_images, load_lines, load_meta, pixel_values_np  # noqa: E402
+from data import (DEFAULT_DATA, DEFAULT_WORK, clause_boundary_ids, clause_flags, load_cells, load_images,  # noqa: E402
+                  load_lines, load_meta, pixel_values_np)
 from model import StagebeamTiny, cell_targets, count_params, load_checkpoint  # noqa: E402
 
 STAGES = ["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]
@@ -116,8 +117,13 @@ def well_formed(tokens, tags, eos) -> bool:
 
 @torch.no_grad()
 def judge_scores(model, lines, images, meta, device, bs=32):
-    """For each judge/check line: (kind, pred_label, gold_label, image, margin), margin being
-    logit(1) - logit(2) (or correct - incorrect)."""
+    """For each judge/check line: (kind, pred_label, gold_label, image, margin, located), margin
+    being logit(1) - logit(2) (or correct - incorrect). `located` (compare lines, when the model
+    has the training-only judge token head): whether the head rates the clause end holding the
+    wrong candidate's first mistake above every other clause end of both candidates, i.e.
+    whether the mistake is found before the decision token has to pool it; else None."""
+    head = model.judge_token_head
+    boundary_ids = clause_boundary_ids(meta)
     c1, c2 = meta["judge_choice_ids"]["1"], meta["judge_choice_ids"]["2"]
     cc, ci = meta["check_ids"]["correct"], meta["check_ids"]["incorrect"]
     res = []
@@ -133,7 +139,10 @@ def judge_scores(model, lines, images, meta, device, bs=32):
         pv = torch.from_numpy(pixel_values_np(images[[l["image"] for l in chunk]], meta)).to(device)
         ids, mask = ids.to(device), mask.to(device)
         emb = model.merge_embeds(ids, pv)
-        h, _ = model.decoder.hidden(emb, mask, torch.arange(T, device=device).unsqueeze(0).expand(len(chunk), T))
+        taps = [] if head is not None else None
+        h, _ = model.decoder.hidden(emb, mask, torch.arange(T, device=device).unsqueeze(0).expand(len(chunk), T),
+                                    taps=taps)
+        mistake_p = head(taps[model.cfg.judge_token_layer - 1]).softmax(-1)[..., 1].cpu() if head is not None else None
         for r, l in enumerate(chunk):
             n = len(l["ids"])
             lg = model.decoder.lm_head(h[r, n - 3]).tolist()  # predicts ids[n-2], the token before eos
@@ -145,7 +154,13 @@ def judge_scores(model, lines, images, meta, device, bs=32):
                 margin = lg[c1] - lg[c2]
                 pred = "1" if margin >= 0 else "2"
                 gold = str(l.get("label") or ("1" if l["ids"][n - 2] == c1 else "2"))
-            res.append((l["kind"], pred, gold, l["image"], margin))
+            located = None
+            if mistake_p is not None and "wrong" in l:
+                flags = clause_flags(l["ids"], l["cands"], l["wrong"], boundary_ids)
+                mark = next(p for p, f in flags.items() if f == 1)
+                others = [float(mistake_p[r, p]) for p, f in flags.items() if f == 0]
+                located = float(mistake_p[r, mark]) > max(others, default=0.0)
+            res.append((l["kind"], pred, gold, l["image"], margin, located))
     return res
 
 
@@ -170,7 +185,7 @@ def pair_accuracy(jres):
     engine's score mode does (held-out pairs come as two lines: good first, good second).
     A tie (pure position bias) counts as wrong."""
     by_pair = defaultdict(dict)
-    for kind, _, gold, image, margin in jres:
+    for kind, _, gold, image, margin, _ in jres:
         if kind != "check":
             by_pair[(kind, image)][gold] = margin
     per_kind = defaultdict(lambda: [0, 0])
@@ -249,12 +264,18 @@ def main():
     js = judges if len(judges) <= args.n_judge else rng.sample(judges, args.n_judge)
     jres = judge_scores(model, js, images, meta, device)
     per_kind = defaultdict(lambda: [0, 0])
-    for kind, pred, gold, _, _ in jres:
+    located = defaultdict(lambda: [0, 0])
+    for kind, pred, gold, _, _, found in jres:
         per_kind[kind][0] += int(pred == gold)
         per_kind[kind][1] += 1
+        if found is not None:
+            located[kind][0] += int(found)
+            located[kind][1] += 1
     print(f"judge ({time.time() - t0:.0f}s):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_kind.items())}, flush=True)
     per_pair = pair_accuracy(jres)
     print("judge, both orders averaged (the engine's score mode):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_pair.items())}, flush=True)
+    if located:
+        print("judge token head, first mistake located:", {k: f"{v[0]}/{v[1]}" for k, v in sorted(located.items())}, flush=True)
 
     cells = None
     if model.cell_head is not None:
@@ -272,6 +293,7 @@ def main():
         "cell_accuracy": cells,
         "judge_accuracy": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(per_kind.items())},
         "judge_pair_accuracy_both_orders": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(per_pair.items())},
+        "judge_token_head_mistake_located": {k: {"rate": v[0] / v[1], "n": v[1]} for k, v in sorted(located.items())} or None,
         "examples": examples,
         "eval_seconds": round(time.time() - t0, 1),
     }

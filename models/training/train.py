@@ -28,7 +28,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import DEFAULT_DATA, DEFAULT_WORK, load_cells, load_images, load_lines, load_meta, pixel_values_np  # noqa: E402
+from data import (DEFAULT_DATA, DEFAULT_WORK, clause_boundary_ids, clause_flags, load_cells, load_images,  # noqa: E402
+                  load_lines, load_meta, pixel_values_np)
 from model import ModelConfig, StagebeamTiny, cell_targets, count_params  # noqa: E402
 
 
@@ -78,9 +79,10 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
     labels = torch.full((B, T), -100, dtype=torch.long)
     weights = torch.zeros((B, T), dtype=torch.float32)
     decision = torch.zeros((B, T), dtype=torch.bool)
-    # judge token labels: 0 = a candidate's token, 1 = where the wrong candidate departs, -100 = none
+    # judge token labels at clause ends (see clause_flags); -100 = no label
     tok_flags = torch.full((B, T), -100, dtype=torch.long)
     c_open, c_close = stage_ids.get("<CONCLUSION>"), stage_ids.get("</CONCLUSION>")
+    boundary_ids = clause_boundary_ids(meta)
     jw = key_weight if judge_weight is None else judge_weight
     for r, b in enumerate(batch):
         x = b["ids"]
@@ -108,10 +110,9 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
         weights[r, ts - 1: n - 1] = w
         if b["kind"] != "answer":
             decision[r, n - 3] = True  # predicts ids[n-2], the decision token before eos
-        for s, e in b.get("cands", []):
-            tok_flags[r, s:e] = 0
         if "wrong" in b:
-            tok_flags[r, b["wrong"][0]: b["wrong"][1]] = 1
+            for p, flag in clause_flags(x, b["cands"], b["wrong"], boundary_ids).items():
+                tok_flags[r, p] = flag
     img_idx = [int(b["image"]) for b in batch]
     pv = torch.from_numpy(pixel_values_np(images[img_idx], meta))
     return ids, mask, pv, labels, weights, decision, tok_flags
@@ -214,7 +215,7 @@ def main():
     ap.add_argument("--cell-weight", type=float, default=1.0,
                     help="weight of the auxiliary loss classifying each vision grid cell (0 = off)")
     ap.add_argument("--judge-token-weight", type=float, default=0.0,
-                    help="weight of the auxiliary loss marking, in judge prompts, where the wrong candidate departs (0 = off)")
+                    help="weight of the auxiliary loss marking, at the clause ends of judge candidates, the clause that holds the wrong candidate's mistake (0 = off)")
     ap.add_argument("--judge-token-layer", type=int, default=2,
                     help="decoder layer whose output the judge token head reads")
     ap.add_argument("--vision-init", choices=["default", "he"], default="he")
