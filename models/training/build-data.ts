@@ -259,6 +259,7 @@ async function main(): Promise<void> {
         image_seq_length: IMAGE_SEQ_LENGTH,
         grid: GRID,
         cell_classes: CELL_CLASSES,
+        cell_attributes: { sizes: SIZES, colors: COLORS, shapes: SHAPES },
         image_size: IMAGE_SIZE,
         image_mean: [0.5, 0.5, 0.5],
         image_std: [0.5, 0.5, 0.5],

@@ -81,3 +81,26 @@ def clause_flags(x, cands, wrong, boundary_ids: set) -> dict:
         flags.pop(p, None)
     flags[mark] = 1
     return flags
+
+
+def mention_targets(x, token_cells, meta: dict) -> list:
+    """Grounding targets of one line: for each object named as "<size> <colour> <shape>" whose
+    kind is in the image, (position of the shape word, positions of the image tokens holding
+    that kind). `token_cells` are the image's cell labels in image-token order. Objects named
+    but absent (a wrong candidate's, a question's) get no target."""
+    attrs = meta["cell_attributes"]
+    index = {t: i for i, t in enumerate(meta["vocab"])}
+    word = lambda w: index.get("\u2581" + w)  # noqa: E731
+    sizes, colors, shapes = ({word(w): i for i, w in enumerate(attrs[k])} for k in ("sizes", "colors", "shapes"))
+    image_positions = [p for p, t in enumerate(x) if t == meta["image_token_id"]]
+    holding = {}
+    for k, label in enumerate(token_cells):
+        if label:
+            holding.setdefault(int(label), []).append(image_positions[k])
+    out = []
+    for t in range(image_positions[-1] + 3, len(x)):
+        if x[t] in shapes and x[t - 1] in colors and x[t - 2] in sizes:
+            label = 1 + (sizes[x[t - 2]] * len(attrs["colors"]) + colors[x[t - 1]]) * len(attrs["shapes"]) + shapes[x[t]]
+            if label in holding:
+                out.append((t, holding[label]))
+    return out

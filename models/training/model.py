@@ -58,8 +58,11 @@ class ModelConfig:
     # > 0: a training-only head classifying what each grid cell holds (see DATA_FORMAT.md)
     cell_classes: int = 0
     # > 0: a training-only head on the residual stream after this decoder layer that marks,
-    # in judge prompts, the tokens where a candidate departs from the right one
+    # at the clause ends of judge candidates, the clause holding the wrong one's first mistake
     judge_token_layer: int = 0
+    # > 0: during training, head 0 of this decoder layer is taught to look, from the last word
+    # of a named object ("a large yellow triangle"), at the image tokens holding that object
+    ground_layer: int = 0
     # special ids (filled from meta.json)
     image_token_id: int = 6
     bos_token_id: int = 2
@@ -201,6 +204,7 @@ class DecoderLayer(nn.Module):
         past_k: Optional[torch.Tensor],
         past_v: Optional[torch.Tensor],
         rope: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        att_out: Optional[List[torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, D = x.shape
         h = self.ln1(x)
@@ -216,6 +220,8 @@ class DecoderLayer(nn.Module):
         att = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
         att = att.masked_fill(~allowed, NEG)
         att = att.softmax(dim=-1)
+        if att_out is not None:
+            att_out.append(att)
         o = torch.matmul(att, v).transpose(1, 2).reshape(B, T, D)
         x = x + self.drop(self.o(o))
         x = x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
@@ -267,9 +273,10 @@ class Decoder(nn.Module):
         position_ids: torch.Tensor,
         past: Optional[List[Tuple[torch.Tensor, torch.Tensor]]] = None,
         taps: Optional[List[torch.Tensor]] = None,
+        att_taps: Optional[List[torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, List[Tuple[torch.Tensor, torch.Tensor]]]:
         """-> (final hidden states, presents); `taps`, when given, receives the residual stream
-        after every layer."""
+        after every layer, `att_taps` every layer's attention probabilities [B,H,T,S]."""
         T = inputs_embeds.shape[1]
         S = attention_mask.shape[1]
         allowed = build_allowed(attention_mask, T, S)
@@ -282,7 +289,7 @@ class Decoder(nn.Module):
         presents = []
         for i, layer in enumerate(self.layers):
             pk, pv = (past[i] if past is not None else (None, None))
-            x, k, v = layer(x, allowed, pk, pv, rope)
+            x, k, v = layer(x, allowed, pk, pv, rope, att_taps)
             presents.append((k, v))
             if taps is not None:
                 taps.append(x)

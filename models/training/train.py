@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import (DEFAULT_DATA, DEFAULT_WORK, clause_boundary_ids, clause_flags, load_cells, load_images,  # noqa: E402
-                  load_lines, load_meta, pixel_values_np)
+                  load_lines, load_meta, mention_targets, pixel_values_np)
 from model import ModelConfig, StagebeamTiny, cell_targets, count_params  # noqa: E402
 
 
@@ -69,8 +69,11 @@ class Batcher:
 
 
 def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_ids: set,
-            judge_weight: float | None = None):
-    """-> input_ids, attention_mask, pixel_values, labels (-100 = no loss), weights."""
+            judge_weight: float | None = None, token_cells: np.ndarray | None = None):
+    """-> input_ids, attention_mask, pixel_values, labels (-100 = no loss), weights, decision
+    positions, judge token flags, grounding targets ([N, 2 + T]: row, shape-word position and a
+    0/1 mask over the positions it should look at; None without `token_cells`, the image-token
+    order cell labels of the batch's images)."""
     pad = int(meta["pad_id"])
     T = max(len(b["ids"]) for b in batch)
     B = len(batch)
@@ -113,18 +116,29 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
         if "wrong" in b:
             for p, flag in clause_flags(x, b["cands"], b["wrong"], boundary_ids).items():
                 tok_flags[r, p] = flag
+    ground = None
+    if token_cells is not None:
+        rows = []
+        for r, b in enumerate(batch):
+            for t, positions in mention_targets(b["ids"], token_cells[r], meta):
+                look = torch.zeros(T, dtype=torch.long)
+                look[positions] = 1
+                rows.append(torch.cat([torch.tensor([r, t]), look]))
+        ground = torch.stack(rows) if rows else torch.zeros((0, 2 + T), dtype=torch.long)
     img_idx = [int(b["image"]) for b in batch]
     pv = torch.from_numpy(pixel_values_np(images[img_idx], meta))
-    return ids, mask, pv, labels, weights, decision, tok_flags
+    return ids, mask, pv, labels, weights, decision, tok_flags, ground
 
 
 def batch_loss(model: StagebeamTiny, ids, mask, pv, labels, weights, decision=None, cells=None,
-               tok_flags=None, cell_weight: float = 0.0, judge_token_weight: float = 0.0):
-    """-> (training loss, plain token loss, tokens, decision loss, cell loss)."""
+               tok_flags=None, ground=None, cell_weight: float = 0.0, judge_token_weight: float = 0.0,
+               ground_weight: float = 0.0):
+    """-> (training loss, plain token loss, tokens, decision loss, cell loss, grounding loss)."""
     emb, grid = model.merge_embeds_with_grid(ids, pv)
     pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0).expand_as(ids)
     taps = [] if model.judge_token_head is not None else None
-    h, _ = model.decoder.hidden(emb, mask, pos, taps=taps)
+    att_taps = [] if ground is not None and ground_weight > 0 and model.cfg.ground_layer else None
+    h, _ = model.decoder.hidden(emb, mask, pos, taps=taps, att_taps=att_taps)
     sel = labels != -100
     logits = model.decoder.lm_head(h[sel])
     tok_loss = F.cross_entropy(logits, labels[sel], reduction="none")
@@ -147,7 +161,16 @@ def batch_loss(model: StagebeamTiny, ids, mask, pv, labels, weights, decision=No
         if bool(flagged.any()):
             feats = taps[model.cfg.judge_token_layer - 1][flagged]
             loss = loss + judge_token_weight * F.cross_entropy(model.judge_token_head(feats), tok_flags[flagged])
-    return loss, tok_loss.mean().detach(), int(sel.sum()), dec_loss, cell_loss
+    ground_loss = None
+    if att_taps is not None and ground.shape[0] > 0:
+        # attention mass that head 0 puts, from each named object's last word, on the image
+        # tokens holding that object
+        att = att_taps[model.cfg.ground_layer - 1][ground[:, 0], 0, ground[:, 1]]
+        mass = (att * ground[:, 2:]).sum(-1)
+        gl = -torch.log(mass.clamp_min(1e-6)).mean()
+        loss = loss + ground_weight * gl
+        ground_loss = float(gl)
+    return loss, tok_loss.mean().detach(), int(sel.sum()), dec_loss, cell_loss, ground_loss
 
 
 def lr_at(step: int, progress: float, peak: float, warmup: int, floor: float) -> float:
@@ -163,9 +186,9 @@ def heldout_loss(model, lines, images, meta, stage_ids, decision_ids, device, bs
     model.eval()
     tot, n = 0.0, 0
     for s in range(0, len(lines), bs):
-        ids, mask, pv, labels, weights, _, _ = collate(lines[s: s + bs], images, meta, 1.0, stage_ids, decision_ids)
+        ids, mask, pv, labels, weights, *_ = collate(lines[s: s + bs], images, meta, 1.0, stage_ids, decision_ids)
         ids, mask, pv, labels, weights = (t.to(device) for t in (ids, mask, pv, labels, weights))
-        _, l, k, _, _ = batch_loss(model, ids, mask, pv, labels, weights)
+        _, l, k, *_ = batch_loss(model, ids, mask, pv, labels, weights)
         tot += float(l) * k
         n += k
     model.train()
@@ -218,6 +241,10 @@ def main():
                     help="weight of the auxiliary loss marking, at the clause ends of judge candidates, the clause that holds the wrong candidate's mistake (0 = off)")
     ap.add_argument("--judge-token-layer", type=int, default=2,
                     help="decoder layer whose output the judge token head reads")
+    ap.add_argument("--ground-weight", type=float, default=0.0,
+                    help="weight of the auxiliary loss teaching one attention head to look, from each named "
+                         "object, at the image tokens holding it (0 = off)")
+    ap.add_argument("--ground-layer", type=int, default=2, help="decoder layer whose head 0 --ground-weight teaches")
     ap.add_argument("--vision-init", choices=["default", "he"], default="he")
     ap.add_argument("--patch-norm", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--token-order", choices=["row", "column"], default="column")
@@ -241,7 +268,7 @@ def main():
     meta = load_meta(args.data)
     lines = load_lines(args.data, "train")
     images = np.ascontiguousarray(load_images(args.data, "train", meta))
-    cells = load_cells(args.data, "train", meta) if args.cell_weight > 0 else None
+    cells = load_cells(args.data, "train", meta) if args.cell_weight > 0 or args.ground_weight > 0 else None
     held = load_lines(args.data, "heldout")
     held_images = np.ascontiguousarray(load_images(args.data, "heldout", meta))
     rng = random.Random(args.seed + 1)
@@ -259,6 +286,7 @@ def main():
         patch_norm=args.patch_norm, token_order=args.token_order,
         cell_classes=int(meta["cell_classes"]) if args.cell_weight > 0 else 0,
         judge_token_layer=args.judge_token_layer if args.judge_token_weight > 0 else 0,
+        ground_layer=args.ground_layer if args.ground_weight > 0 else 0,
     )
     if args.init_from:
         ck = torch.load(args.init_from, map_location="cpu")
@@ -291,7 +319,7 @@ def main():
     step = 0
     acc_loss, acc_n = 0.0, 0
     acc_dec, acc_dn = 0.0, 0
-    acc_cell = 0.0
+    acc_cell = acc_ground = 0.0
     while True:
         el = time.time() - t0
         progress = max(step / total if total else 0.0, el / budget if budget else 0.0)
@@ -301,13 +329,15 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         batch = batcher.next()
-        ids, mask, pv, labels, weights, decision, tok_flags = collate(batch, images, meta, args.key_weight, stage_ids,
-                                                                      decision_ids, args.judge_weight)
         batch_cells = torch.from_numpy(cells[[int(b["image"]) for b in batch]].astype(np.int64)) if cells is not None else None
+        token_cells = cell_targets(batch_cells, cfg).tolist() if args.ground_weight > 0 else None
+        ids, mask, pv, labels, weights, decision, tok_flags, ground = collate(
+            batch, images, meta, args.key_weight, stage_ids, decision_ids, args.judge_weight, token_cells)
         tensors = [t.to(device) if t is not None else None
-                   for t in (ids, mask, pv, labels, weights, decision, batch_cells, tok_flags)]
-        loss, plain, _, dl, cl = batch_loss(model, *tensors, cell_weight=args.cell_weight,
-                                            judge_token_weight=args.judge_token_weight)
+                   for t in (ids, mask, pv, labels, weights, decision, batch_cells, tok_flags, ground)]
+        loss, plain, _, dl, cl, gl = batch_loss(model, *tensors, cell_weight=args.cell_weight,
+                                                judge_token_weight=args.judge_token_weight,
+                                                ground_weight=args.ground_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -320,16 +350,18 @@ def main():
             acc_dn += 1
         if cl is not None:
             acc_cell += cl
+        if gl is not None:
+            acc_ground += gl
         if step % args.log_every == 0:
             el = time.time() - t0
             rec = {"step": step, "loss": acc_loss / acc_n, "decision_loss": acc_dec / max(1, acc_dn),
-                   "cell_loss": acc_cell / acc_n, "lr": lr,
+                   "cell_loss": acc_cell / acc_n, "ground_loss": acc_ground / acc_n, "lr": lr,
                    "grad_norm": float(gn), "elapsed_s": round(el, 1)}
             log["steps"].append(rec)
             print(json.dumps(rec), flush=True)
             acc_loss, acc_n = 0.0, 0
             acc_dec, acc_dn = 0.0, 0
-            acc_cell = 0.0
+            acc_cell = acc_ground = 0.0
         if args.eval_every and step % args.eval_every == 0:
             hl = heldout_loss(model, held_eval, held_images, meta, stage_ids, decision_ids, device)
             log["heldout"].append({"step": step, "loss": hl, "elapsed_s": round(time.time() - t0, 1)})
