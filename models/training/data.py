@@ -83,11 +83,11 @@ def clause_flags(x, cands, wrong, boundary_ids: set) -> dict:
     return flags
 
 
-def mention_targets(x, token_cells, meta: dict) -> list:
-    """Grounding targets of one line: for each object named as "<size> <colour> <shape>" whose
-    kind is in the image, (position of the shape word, positions of the image tokens holding
-    that kind). `token_cells` are the image's cell labels in image-token order. Objects named
-    but absent (a wrong candidate's, a question's) get no target."""
+def named_objects(x, token_cells, meta: dict) -> list:
+    """Every object a line names as "<size> <colour> <shape>" after the image: (position of the
+    shape word, positions of the image tokens holding that kind of object, empty when the image
+    has none: a wrong candidate's or a question's). `token_cells` are the image's cell labels in
+    image-token order."""
     attrs = meta["cell_attributes"]
     index = {t: i for i, t in enumerate(meta["vocab"])}
     word = lambda w: index.get("\u2581" + w)  # noqa: E731
@@ -101,6 +101,5 @@ def mention_targets(x, token_cells, meta: dict) -> list:
     for t in range(image_positions[-1] + 3, len(x)):
         if x[t] in shapes and x[t - 1] in colors and x[t - 2] in sizes:
             label = 1 + (sizes[x[t - 2]] * len(attrs["colors"]) + colors[x[t - 1]]) * len(attrs["shapes"]) + shapes[x[t]]
-            if label in holding:
-                out.append((t, holding[label]))
+            out.append((t, holding.get(label, [])))
     return out

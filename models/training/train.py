@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from data import (DEFAULT_DATA, DEFAULT_WORK, clause_boundary_ids, clause_flags, load_cells, load_images,  # noqa: E402
-                  load_lines, load_meta, mention_targets, pixel_values_np)
+                  load_lines, load_meta, named_objects, pixel_values_np)
 from model import ModelConfig, StagebeamTiny, cell_targets, count_params  # noqa: E402
 
 
@@ -116,11 +116,18 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
         if "wrong" in b:
             for p, flag in clause_flags(x, b["cands"], b["wrong"], boundary_ids).items():
                 tok_flags[r, p] = flag
+            if token_cells is not None:
+                # a candidate naming an object the image does not hold is wrong right there
+                for t, held in named_objects(x, token_cells[r], meta):
+                    if any(s <= t < e for s, e in b["cands"]):
+                        tok_flags[r, t] = int(not held)
     ground = None
     if token_cells is not None:
         rows = []
         for r, b in enumerate(batch):
-            for t, positions in mention_targets(b["ids"], token_cells[r], meta):
+            for t, positions in named_objects(b["ids"], token_cells[r], meta):
+                if not positions:
+                    continue
                 look = torch.zeros(T, dtype=torch.long)
                 look[positions] = 1
                 rows.append(torch.cat([torch.tensor([r, t]), look]))
@@ -268,7 +275,8 @@ def main():
     meta = load_meta(args.data)
     lines = load_lines(args.data, "train")
     images = np.ascontiguousarray(load_images(args.data, "train", meta))
-    cells = load_cells(args.data, "train", meta) if args.cell_weight > 0 or args.ground_weight > 0 else None
+    cells = (load_cells(args.data, "train", meta)
+             if args.cell_weight > 0 or args.ground_weight > 0 or args.judge_token_weight > 0 else None)
     held = load_lines(args.data, "heldout")
     held_images = np.ascontiguousarray(load_images(args.data, "heldout", meta))
     rng = random.Random(args.seed + 1)
@@ -330,7 +338,8 @@ def main():
             g["lr"] = lr
         batch = batcher.next()
         batch_cells = torch.from_numpy(cells[[int(b["image"]) for b in batch]].astype(np.int64)) if cells is not None else None
-        token_cells = cell_targets(batch_cells, cfg).tolist() if args.ground_weight > 0 else None
+        token_cells = (cell_targets(batch_cells, cfg).tolist()
+                       if args.ground_weight > 0 or args.judge_token_weight > 0 else None)
         ids, mask, pv, labels, weights, decision, tok_flags, ground = collate(
             batch, images, meta, args.key_weight, stage_ids, decision_ids, args.judge_weight, token_cells)
         tensors = [t.to(device) if t is not None else None
