@@ -6,7 +6,9 @@ AdamW, linear warmup then cosine decay, fixed seeds, length-bucketed batches (ri
 with pad_id; padding is masked in attention and ignored in the loss). Answer, judge and check
 lines are mixed as they come in train.jsonl. With --minutes 0 the run is deterministic given
 the data; --minutes > 0 also finishes the LR schedule within that time. An auxiliary loss
-(--cell-weight) teaches the vision encoder what each 16-px grid cell holds. Loss is logged to models/.work/train_log.json, the
+(--cell-weight) teaches the vision encoder what each 16-px grid cell holds; two experimental
+ones (--judge-token-weight, --ground-weight; off by default, see README-training.md) supervise
+the judge and where the decoder looks. Loss is logged to models/.work/train_log.json, the
 checkpoint written to models/.work/checkpoint.pt (also every --save-every-min minutes).
 """
 
