@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import List
 
 import numpy as np
@@ -58,14 +59,28 @@ def pixel_values(images_u8: np.ndarray, idx, meta: dict) -> torch.Tensor:
     return torch.from_numpy(pixel_values_np(images_u8[idx], meta))
 
 
-def clause_boundary_ids(meta: dict) -> set:
-    """Tokens that end a clause of a candidate: punctuation, "and" and the closing stage tags."""
-    words = {".", ",", "?", "▁and"}
+@dataclass(frozen=True)
+class CandidateWords:
+    """The token ids the dense judge and grounding targets look for, read once from meta.json."""
+    clause_ends: frozenset  # punctuation, "and" and the closing stage tags
+    sizes: dict  # token id -> index into meta["cell_attributes"]["sizes"]
+    colors: dict
+    shapes: dict
+    image_token_id: int
+
+
+def candidate_words(meta: dict) -> CandidateWords:
+    index = {t: i for i, t in enumerate(meta["vocab"])}
+    words = {".", ",", "?", "\u2581and"}
     tags = {i for t, i in meta.get("stage_tag_ids", {}).items() if t.startswith("</")}
-    return {i for i, t in enumerate(meta["vocab"]) if t in words} | tags
+    attrs = meta["cell_attributes"]
+    sizes, colors, shapes = ({index["\u2581" + w]: i for i, w in enumerate(attrs[k])}
+                             for k in ("sizes", "colors", "shapes"))
+    return CandidateWords(frozenset({index[w] for w in words if w in index} | tags), sizes, colors, shapes,
+                          int(meta["image_token_id"]))
 
 
-def clause_flags(x, cands, wrong, boundary_ids: set) -> dict:
+def clause_flags(x, cands, wrong, clause_ends) -> dict:
     """Targets of the judge token head in a compare line: {position: 1 if the clause ending
     there holds the wrong candidate's first mistake, else 0}, at clause ends only.
 
@@ -73,33 +88,29 @@ def clause_flags(x, cands, wrong, boundary_ids: set) -> dict:
     tokens themselves: in "a large yellow triangle" the size word comes before the object it
     describes, so whether it is wrong is only knowable once the phrase is complete. Later clause
     ends inside the differing run carry no label: they may repeat the mistake or be right."""
-    flags = {p: 0 for s, e in cands for p in range(s, e) if x[p] in boundary_ids}
+    flags = {p: 0 for s, e in cands for p in range(s, e) if x[p] in clause_ends}
     start, end = wrong
     cand_end = next(e for s, e in cands if s <= start < e)
-    mark = next((p for p in range(start, cand_end) if x[p] in boundary_ids), cand_end - 1)
+    mark = next((p for p in range(start, cand_end) if x[p] in clause_ends), cand_end - 1)
     for p in range(mark + 1, end):
         flags.pop(p, None)
     flags[mark] = 1
     return flags
 
 
-def named_objects(x, token_cells, meta: dict) -> list:
+def named_objects(x, token_cells, words: CandidateWords) -> list:
     """Every object a line names as "<size> <colour> <shape>" after the image: (position of the
     shape word, positions of the image tokens holding that kind of object, empty when the image
     has none: a wrong candidate's or a question's). `token_cells` are the image's cell labels in
     image-token order."""
-    attrs = meta["cell_attributes"]
-    index = {t: i for i, t in enumerate(meta["vocab"])}
-    word = lambda w: index.get("\u2581" + w)  # noqa: E731
-    sizes, colors, shapes = ({word(w): i for i, w in enumerate(attrs[k])} for k in ("sizes", "colors", "shapes"))
-    image_positions = [p for p, t in enumerate(x) if t == meta["image_token_id"]]
+    image_positions = [p for p, t in enumerate(x) if t == words.image_token_id]
     holding = {}
     for k, label in enumerate(token_cells):
         if label:
             holding.setdefault(int(label), []).append(image_positions[k])
     out = []
     for t in range(image_positions[-1] + 3, len(x)):
-        if x[t] in shapes and x[t - 1] in colors and x[t - 2] in sizes:
-            label = 1 + (sizes[x[t - 2]] * len(attrs["colors"]) + colors[x[t - 1]]) * len(attrs["shapes"]) + shapes[x[t]]
-            out.append((t, holding.get(label, [])))
+        if x[t] in words.shapes and x[t - 1] in words.colors and x[t - 2] in words.sizes:
+            kind = (words.sizes[x[t - 2]] * len(words.colors) + words.colors[x[t - 1]]) * len(words.shapes)
+            out.append((t, holding.get(1 + kind + words.shapes[x[t]], [])))
     return out

@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import (DEFAULT_DATA, DEFAULT_WORK, clause_boundary_ids, clause_flags, load_cells, load_images,  # noqa: E402
+from data import (DEFAULT_DATA, DEFAULT_WORK, candidate_words, clause_flags, load_cells, load_images,  # noqa: E402
                   load_lines, load_meta, pixel_values_np)
 from model import StagebeamTiny, cell_targets, count_params, load_checkpoint  # noqa: E402
 
@@ -123,7 +123,7 @@ def judge_scores(model, lines, images, meta, device, bs=32):
     wrong candidate's first mistake above every other clause end of both candidates, i.e.
     whether the mistake is found before the decision token has to pool it; else None."""
     head = model.judge_token_head
-    boundary_ids = clause_boundary_ids(meta)
+    clause_ends = candidate_words(meta).clause_ends if head is not None else None
     c1, c2 = meta["judge_choice_ids"]["1"], meta["judge_choice_ids"]["2"]
     cc, ci = meta["check_ids"]["correct"], meta["check_ids"]["incorrect"]
     res = []
@@ -156,7 +156,7 @@ def judge_scores(model, lines, images, meta, device, bs=32):
                 gold = str(l.get("label") or ("1" if l["ids"][n - 2] == c1 else "2"))
             located = None
             if mistake_p is not None and "wrong" in l:
-                flags = clause_flags(l["ids"], l["cands"], l["wrong"], boundary_ids)
+                flags = clause_flags(l["ids"], l["cands"], l["wrong"], clause_ends)
                 mark = next(p for p, f in flags.items() if f == 1)
                 others = [float(mistake_p[r, p]) for p, f in flags.items() if f == 0]
                 located = float(mistake_p[r, mark]) > max(others, default=0.0)

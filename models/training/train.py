@@ -30,8 +30,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import (DEFAULT_DATA, DEFAULT_WORK, clause_boundary_ids, clause_flags, load_cells, load_images,  # noqa: E402
-                  load_lines, load_meta, named_objects, pixel_values_np)
+from data import (DEFAULT_DATA, DEFAULT_WORK, CandidateWords, candidate_words, clause_flags, load_cells,  # noqa: E402
+                  load_images, load_lines, load_meta, named_objects, pixel_values_np)
 from model import ModelConfig, StagebeamTiny, cell_targets, count_params  # noqa: E402
 
 
@@ -71,11 +71,11 @@ class Batcher:
 
 
 def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_ids: set,
-            judge_weight: float | None = None, token_cells: np.ndarray | None = None):
+            judge_weight: float | None = None, words: CandidateWords | None = None, token_cells=None):
     """-> input_ids, attention_mask, pixel_values, labels (-100 = no loss), weights, decision
     positions, judge token flags, grounding targets ([N, 2 + T]: row, shape-word position and a
-    0/1 mask over the positions it should look at; None without `token_cells`, the image-token
-    order cell labels of the batch's images)."""
+    0/1 mask over the positions it should look at). The last two are filled only when `words`
+    and `token_cells` (the image-token order cell labels of the batch's images) are given."""
     pad = int(meta["pad_id"])
     T = max(len(b["ids"]) for b in batch)
     B = len(batch)
@@ -87,7 +87,7 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
     # judge token labels at clause ends (see clause_flags); -100 = no label
     tok_flags = torch.full((B, T), -100, dtype=torch.long)
     c_open, c_close = stage_ids.get("<CONCLUSION>"), stage_ids.get("</CONCLUSION>")
-    boundary_ids = clause_boundary_ids(meta)
+    ground_rows = []
     jw = key_weight if judge_weight is None else judge_weight
     for r, b in enumerate(batch):
         x = b["ids"]
@@ -115,25 +115,24 @@ def collate(batch, images, meta, key_weight: float, stage_ids: dict, decision_id
         weights[r, ts - 1: n - 1] = w
         if b["kind"] != "answer":
             decision[r, n - 3] = True  # predicts ids[n-2], the decision token before eos
+        if words is None:
+            continue
+        named = named_objects(x, token_cells[r], words)
         if "wrong" in b:
-            for p, flag in clause_flags(x, b["cands"], b["wrong"], boundary_ids).items():
+            for p, flag in clause_flags(x, b["cands"], b["wrong"], words.clause_ends).items():
                 tok_flags[r, p] = flag
-            if token_cells is not None:
-                # a candidate naming an object the image does not hold is wrong right there
-                for t, held in named_objects(x, token_cells[r], meta):
-                    if any(s <= t < e for s, e in b["cands"]):
-                        tok_flags[r, t] = int(not held)
-    ground = None
-    if token_cells is not None:
-        rows = []
-        for r, b in enumerate(batch):
-            for t, positions in named_objects(b["ids"], token_cells[r], meta):
-                if not positions:
-                    continue
+            # a candidate naming an object the image does not hold is wrong right there
+            for t, held in named:
+                if any(s <= t < e for s, e in b["cands"]):
+                    tok_flags[r, t] = int(not held)
+        for t, held in named:
+            if held:
                 look = torch.zeros(T, dtype=torch.long)
-                look[positions] = 1
-                rows.append(torch.cat([torch.tensor([r, t]), look]))
-        ground = torch.stack(rows) if rows else torch.zeros((0, 2 + T), dtype=torch.long)
+                look[held] = 1
+                ground_rows.append(torch.cat([torch.tensor([r, t]), look]))
+    ground = None
+    if words is not None:
+        ground = torch.stack(ground_rows) if ground_rows else torch.zeros((0, 2 + T), dtype=torch.long)
     img_idx = [int(b["image"]) for b in batch]
     pv = torch.from_numpy(pixel_values_np(images[img_idx], meta))
     return ids, mask, pv, labels, weights, decision, tok_flags, ground
@@ -277,8 +276,9 @@ def main():
     meta = load_meta(args.data)
     lines = load_lines(args.data, "train")
     images = np.ascontiguousarray(load_images(args.data, "train", meta))
-    cells = (load_cells(args.data, "train", meta)
-             if args.cell_weight > 0 or args.ground_weight > 0 or args.judge_token_weight > 0 else None)
+    # the judge token and grounding targets need the candidates' words and the images' cells
+    words = candidate_words(meta) if args.judge_token_weight > 0 or args.ground_weight > 0 else None
+    cells = load_cells(args.data, "train", meta) if args.cell_weight > 0 or words is not None else None
     held = load_lines(args.data, "heldout")
     held_images = np.ascontiguousarray(load_images(args.data, "heldout", meta))
     rng = random.Random(args.seed + 1)
@@ -340,10 +340,9 @@ def main():
             g["lr"] = lr
         batch = batcher.next()
         batch_cells = torch.from_numpy(cells[[int(b["image"]) for b in batch]].astype(np.int64)) if cells is not None else None
-        token_cells = (cell_targets(batch_cells, cfg).tolist()
-                       if args.ground_weight > 0 or args.judge_token_weight > 0 else None)
+        token_cells = cell_targets(batch_cells, cfg).tolist() if words is not None else None
         ids, mask, pv, labels, weights, decision, tok_flags, ground = collate(
-            batch, images, meta, args.key_weight, stage_ids, decision_ids, args.judge_weight, token_cells)
+            batch, images, meta, args.key_weight, stage_ids, decision_ids, args.judge_weight, words, token_cells)
         tensors = [t.to(device) if t is not None else None
                    for t in (ids, mask, pv, labels, weights, decision, batch_cells, tok_flags, ground)]
         loss, plain, _, dl, cl, gl = batch_loss(model, *tensors, cell_weight=args.cell_weight,
