@@ -3,7 +3,7 @@
  * text files of the model folder. Everything is rendered and tokenized here, with the same
  * prompt code and tokenizer that inference uses, so PyTorch only sees ids and pixels.
  *
- *   npx tsx models/training/build-data.ts [--images 20000] [--heldout 1000] [--out models/.work/data]
+ *   npx tsx models/training/build-data.ts [--images 20000] [--heldout 4000] [--out models/.work/data]
  */
 import { createWriteStream } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -181,7 +181,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       images: { type: "string", default: "20000" },
-      heldout: { type: "string", default: "1000" },
+      heldout: { type: "string", default: "4000" },
       out: { type: "string", default: path.resolve(import.meta.dirname, "../.work/data") },
     },
   });

@@ -203,7 +203,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(DEFAULT_WORK, "metrics.json"))
     ap.add_argument("--n", type=int, default=500, help="held-out answer items for greedy accuracy")
     ap.add_argument("--n-format", type=int, default=500, help="held-out answer prompts for the format rate")
-    ap.add_argument("--n-judge", type=int, default=2000, help="max held-out judge/check lines")
+    ap.add_argument("--n-judge", type=int, default=0, help="max held-out judge/check lines (0 = all)")
     ap.add_argument("--max-new", type=int, default=160)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
@@ -261,7 +261,7 @@ def main():
     print(f"format rate {wf}/{len(fmt)} = {wf / max(1, len(fmt)):.3f} ({time.time() - t0:.0f}s)", flush=True)
 
     # judge / check
-    js = judges if len(judges) <= args.n_judge else rng.sample(judges, args.n_judge)
+    js = judges if not args.n_judge or len(judges) <= args.n_judge else rng.sample(judges, args.n_judge)
     jres = judge_scores(model, js, images, meta, device)
     per_kind = defaultdict(lambda: [0, 0])
     located = defaultdict(lambda: [0, 0])

@@ -41,6 +41,28 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def oversample(lines, factors, seed: int):
+    """Repeat the lines of each KIND=FACTOR kind FACTOR times per epoch (a fractional part keeps
+    a seeded random share of one more copy): the judge lines that matter most are otherwise
+    seen less than once in a 2,000-step run."""
+    rng = random.Random(seed + 2)
+    out = list(lines)
+    for spec in factors:
+        kind, _, factor = spec.partition("=")
+        try:
+            f = float(factor)
+        except ValueError:
+            raise SystemExit(f"--oversample {spec!r}: expected KIND=FACTOR, e.g. judge:CAPTION=2")
+        if f < 1:
+            raise SystemExit(f"--oversample {spec!r}: FACTOR must be >= 1")
+        of_kind = [l for l in lines if l["kind"] == kind]
+        if not of_kind:
+            raise SystemExit(f"--oversample {spec!r}: no train line has kind {kind!r}")
+        whole, frac = int(f), f - int(f)
+        out += of_kind * (whole - 1) + rng.sample(of_kind, round(frac * len(of_kind)))
+    return out
+
+
 class Batcher:
     """Length-bucketed batches: shuffle, cut into pools of `pool` batches, sort each pool by
     length, split into batches, shuffle the batch order."""
@@ -227,6 +249,9 @@ def main():
                     help="training time budget (0 = none). The LR schedule runs on progress = "
                          "max(step/steps, elapsed/budget), so the cosine decay completes within the budget "
                          "even on a contended machine")
+    ap.add_argument("--oversample", action="append", default=[], metavar="KIND=FACTOR",
+                    help="repeat the train lines of a kind FACTOR times per epoch (repeatable), "
+                         "e.g. judge:CAPTION=2")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--min-lr-frac", type=float, default=0.05)
@@ -274,7 +299,7 @@ def main():
     log_path = args.log or os.path.join(args.work, "train_log.json")
 
     meta = load_meta(args.data)
-    lines = load_lines(args.data, "train")
+    lines = oversample(load_lines(args.data, "train"), args.oversample, args.seed)
     images = np.ascontiguousarray(load_images(args.data, "train", meta))
     # the judge token and grounding targets need the candidates' words and the images' cells
     words = candidate_words(meta) if args.judge_token_weight > 0 or args.ground_weight > 0 else None
