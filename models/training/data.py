@@ -114,3 +114,18 @@ def named_objects(x, token_cells, words: CandidateWords) -> list:
             kind = (words.sizes[x[t - 2]] * len(words.colors) + words.colors[x[t - 1]]) * len(words.shapes)
             out.append((t, holding.get(1 + kind + words.shapes[x[t]], [])))
     return out
+
+
+def caption_mistake(x, cands, label: str, token_cells, words: CandidateWords) -> str:
+    """What the wrong candidate of a CAPTION compare line gets wrong: "absent object" when it
+    names an object the image does not hold (a presence check finds it), else "fewer objects"
+    or "more objects" named than the right candidate (only counting finds it), else "other"."""
+    named = named_objects(x, token_cells, words)
+    good, bad = (cands[0], cands[1]) if label == "1" else (cands[1], cands[0])
+    in_bad = [held for t, held in named if bad[0] <= t < bad[1]]
+    n_good = sum(1 for t, _ in named if good[0] <= t < good[1])
+    if any(not held for held in in_bad):
+        return "absent object"
+    if len(in_bad) != n_good:
+        return "fewer objects" if len(in_bad) < n_good else "more objects"
+    return "other"

@@ -32,8 +32,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import (DEFAULT_DATA, DEFAULT_WORK, candidate_words, clause_flags, load_cells, load_images,  # noqa: E402
-                  load_lines, load_meta, pixel_values_np)
+from data import (DEFAULT_DATA, DEFAULT_WORK, candidate_words, caption_mistake, clause_flags,  # noqa: E402
+                  load_cells, load_images, load_lines, load_meta, pixel_values_np)
 from model import StagebeamTiny, cell_targets, count_params, load_checkpoint  # noqa: E402
 
 STAGES = ["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]
@@ -196,6 +196,19 @@ def pair_accuracy(jres):
     return per_kind
 
 
+def caption_pairs_by_mistake(jres, lines, cells, meta, cfg):
+    """pair_accuracy of the CAPTION pairs, grouped by what the wrong candidate gets wrong
+    (data.caption_mistake): a presence check and counting are different skills."""
+    words = candidate_words(meta)
+    mistake = {}
+    for l in lines:
+        if l["kind"] == "judge:CAPTION":
+            token_cells = cell_targets(torch.from_numpy(cells[l["image"]: l["image"] + 1].astype(np.int64)), cfg)[0]
+            mistake[l["image"]] = caption_mistake(l["ids"], l["cands"], l["label"], token_cells.tolist(), words)
+    return pair_accuracy([(mistake[image], pred, gold, image, margin, found)
+                          for kind, pred, gold, image, margin, found in jres if kind == "judge:CAPTION"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=os.path.join(DEFAULT_WORK, "checkpoint.pt"))
@@ -274,6 +287,9 @@ def main():
     print(f"judge ({time.time() - t0:.0f}s):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_kind.items())}, flush=True)
     per_pair = pair_accuracy(jres)
     print("judge, both orders averaged (the engine's score mode):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_pair.items())}, flush=True)
+    by_mistake = caption_pairs_by_mistake(jres, js, load_cells(args.data, "heldout", meta), meta, model.cfg)
+    print("CAPTION pairs by the wrong candidate's mistake, both orders:",
+          {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_mistake.items())}, flush=True)
     if located:
         print("judge token head, first mistake located:", {k: f"{v[0]}/{v[1]}" for k, v in sorted(located.items())}, flush=True)
 
@@ -293,6 +309,7 @@ def main():
         "cell_accuracy": cells,
         "judge_accuracy": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(per_kind.items())},
         "judge_pair_accuracy_both_orders": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(per_pair.items())},
+        "judge_caption_pairs_by_mistake": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(by_mistake.items())},
         "judge_token_head_mistake_located": {k: {"rate": v[0] / v[1], "n": v[1]} for k, v in sorted(located.items())} or None,
         "examples": examples,
         "eval_seconds": round(time.time() - t0, 1),
