@@ -3,7 +3,7 @@
  * text files of the model folder. Everything is rendered and tokenized here, with the same
  * prompt code and tokenizer that inference uses, so PyTorch only sees ids and pixels.
  *
- *   npx tsx models/training/build-data.ts [--images 20000] [--heldout 4000] [--easy-pairs 0] [--out models/.work/data]
+ *   npx tsx models/training/build-data.ts [--images 20000] [--heldout 4000] [--out models/.work/data]
  */
 import { createWriteStream } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -78,21 +78,14 @@ function checkLine(image: number, question: string, hint: string, candidate: str
   return { image, prompt: prompt(text), target: JUDGE_TEMPLATES.check_answers[label], kind: "check", family, label };
 }
 
-function exampleLines(rng: Rng, image: number, scene: Scene, kind: JudgeKind | "check", misreads = 1): TextLine[] {
+function exampleLines(rng: Rng, image: number, scene: Scene, kind: JudgeKind | "check"): TextLine[] {
   const item = sampleItemFor(rng, scene);
   if (kind === "check") {
     const example = makeCheckExample(rng, item.spec, scene);
     return example ? [checkLine(image, item.question, example.hint, example.candidate, example.correct, item.family)] : [];
   }
-  const pair = makeJudgePair(rng, kind, item.spec, scene, misreads);
+  const pair = makeJudgePair(rng, kind, item.spec, scene);
   return pair ? judgeLines(image, item.question, kind, pair.hint, pair.good, pair.bad, item.family) : [];
-}
-
-/** Its own random stream, so the other lines of a train set stay as they are without it. */
-function easyPairLines(image: number, scene: Scene, share: number): TextLine[] {
-  const rng = createRng(`easy-pairs:${TRAIN_SEED}:${image}`);
-  if (!rng.chance(share)) return [];
-  return exampleLines(rng, image, scene, rng.chance(0.6) ? "CAPTION" : "REASONING", 3);
 }
 
 async function rawPixels(scene: Scene): Promise<Buffer> {
@@ -189,9 +182,6 @@ async function main(): Promise<void> {
     options: {
       images: { type: "string", default: "20000" },
       heldout: { type: "string", default: "4000" },
-      // experiment (README-training.md): this share of train images also gets an easier
-      // CAPTION or REASONING pair, its wrong candidate misreading the scene in three places
-      "easy-pairs": { type: "string", default: "0" },
       out: { type: "string", default: path.resolve(import.meta.dirname, "../.work/data") },
     },
   });
@@ -208,7 +198,6 @@ async function main(): Promise<void> {
       answerLine(image, item),
       answerLine(image, { ...item, ...sampleItemFor(rng, scene) }),
       ...exampleLines(rng, image, scene, weightedKind(rng)),
-      ...easyPairLines(image, scene, Number(values["easy-pairs"])),
     ],
   });
   const heldoutKinds = [...JUDGE_KINDS, "check"] as const;

@@ -33,16 +33,11 @@ export const stagesBefore = (stages: StageTexts, stage: Stage): string =>
 
 const TRIES = 40;
 
-/**
- * A consistent-but-wrong response: what the model writes after misreading the scene (in
- * `misreads` places; more than one makes an easier pair, for training only).
- */
-function misreadResponse(rng: Rng, spec: QuestionSpec, scene: Scene, mustDiffer: Stage, misreads = 1): StageTexts | null {
+/** A consistent-but-wrong response: what the model writes after misreading the scene. */
+function misreadResponse(rng: Rng, spec: QuestionSpec, scene: Scene, mustDiffer: Stage): StageTexts | null {
   const gold = solve(spec, scene).stages;
   for (let i = 0; i < TRIES; i++) {
-    let misread = scene;
-    for (let m = 0; m < misreads; m++) misread = perturbScene(rng, misread);
-    const wrong = solve(spec, misread).stages;
+    const wrong = solve(spec, perturbScene(rng, scene)).stages;
     if (wrong[mustDiffer] !== gold[mustDiffer]) return wrong;
   }
   return null;
@@ -70,11 +65,8 @@ function wrongSummary(rng: Rng, spec: QuestionSpec, scene: Scene, gold: StageTex
   return null;
 }
 
-/**
- * One (good, bad) pair of the given kind, or null when this item cannot yield one. With
- * `misreads` > 1 a misread candidate gets that scene wrong in several places (an easier pair).
- */
-export function makeJudgePair(rng: Rng, kind: JudgeKind, spec: QuestionSpec, scene: Scene, misreads = 1): JudgePair | null {
+/** One (good, bad) pair of the given kind, or null when this item cannot yield one. */
+export function makeJudgePair(rng: Rng, kind: JudgeKind, spec: QuestionSpec, scene: Scene): JudgePair | null {
   const gold = solve(spec, scene).stages;
   if (kind === "all") {
     const wrong = wrongResponse(rng, spec, scene);
@@ -95,10 +87,10 @@ export function makeJudgePair(rng: Rng, kind: JudgeKind, spec: QuestionSpec, sce
       badContent = wrongSummary(rng, spec, scene, gold);
       break;
     case "CAPTION":
-      badContent = misreadResponse(rng, spec, scene, "CAPTION", misreads)?.CAPTION ?? null;
+      badContent = misreadResponse(rng, spec, scene, "CAPTION")?.CAPTION ?? null;
       break;
     case "REASONING":
-      badContent = (rng.chance(0.5) ? slipResponse(rng, spec, scene) : misreadResponse(rng, spec, scene, "REASONING", misreads))?.REASONING ?? null;
+      badContent = (rng.chance(0.5) ? slipResponse(rng, spec, scene) : misreadResponse(rng, spec, scene, "REASONING"))?.REASONING ?? null;
       break;
     case "CONCLUSION":
       badContent = solve(spec, scene, { slip: rng.pick([-1, 1]) }).stages.CONCLUSION;
