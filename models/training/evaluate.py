@@ -200,11 +200,9 @@ def caption_pairs_by_mistake(jres, lines, cells, meta, cfg):
     """pair_accuracy of the CAPTION pairs, grouped by what the wrong candidate gets wrong
     (data.caption_mistake): a presence check and counting are different skills."""
     words = candidate_words(meta)
-    mistake = {}
-    for l in lines:
-        if l["kind"] == "judge:CAPTION":
-            token_cells = cell_targets(torch.from_numpy(cells[l["image"]: l["image"] + 1].astype(np.int64)), cfg)[0]
-            mistake[l["image"]] = caption_mistake(l["ids"], l["cands"], l["label"], token_cells.tolist(), words)
+    token_cells = cell_targets(torch.from_numpy(cells.astype(np.int64)), cfg)
+    mistake = {l["image"]: caption_mistake(l["ids"], l["cands"], l["label"], token_cells[l["image"]].tolist(), words)
+               for l in lines if l["kind"] == "judge:CAPTION"}
     return pair_accuracy([(mistake[image], pred, gold, image, margin, found)
                           for kind, pred, gold, image, margin, found in jres if kind == "judge:CAPTION"])
 
@@ -287,7 +285,8 @@ def main():
     print(f"judge ({time.time() - t0:.0f}s):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_kind.items())}, flush=True)
     per_pair = pair_accuracy(jres)
     print("judge, both orders averaged (the engine's score mode):", {k: f"{v[0]}/{v[1]}" for k, v in sorted(per_pair.items())}, flush=True)
-    by_mistake = caption_pairs_by_mistake(jres, js, load_cells(args.data, "heldout", meta), meta, model.cfg)
+    held_cells = load_cells(args.data, "heldout", meta)
+    by_mistake = caption_pairs_by_mistake(jres, js, held_cells, meta, model.cfg)
     print("CAPTION pairs by the wrong candidate's mistake, both orders:",
           {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_mistake.items())}, flush=True)
     if located:
@@ -295,7 +294,7 @@ def main():
 
     cells = None
     if model.cell_head is not None:
-        cells = cell_accuracy(model, images, load_cells(args.data, "heldout", meta), meta, device)
+        cells = cell_accuracy(model, images, held_cells, meta, device)
         print(f"cell accuracy: {cells}", flush=True)
 
     metrics = {
