@@ -75,15 +75,7 @@ export interface Config {
 }
 
 export type ConfigPart = keyof Config;
-export const CONFIG_PARTS: readonly ConfigPart[] = [
-  "redis",
-  "s3",
-  "model",
-  "worker",
-  "engine",
-  "metrics",
-  "logging",
-];
+export const CONFIG_PARTS: readonly ConfigPart[] = ["redis", "s3", "model", "worker", "engine", "metrics", "logging"];
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -106,9 +98,7 @@ export class ConfigError extends Error {
   readonly issues: readonly ConfigIssue[];
   constructor(issues: readonly ConfigIssue[]) {
     const lines = issues.map((i) => `  ${i.variable}: ${i.problem}; expected ${i.expected}`);
-    super(
-      `Invalid configuration (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n${lines.join("\n")}`,
-    );
+    super(`Invalid configuration (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n${lines.join("\n")}`);
     this.name = "ConfigError";
     this.issues = issues;
   }
@@ -130,12 +120,7 @@ interface VarSpec {
   schema: z.ZodType<unknown, string>;
 }
 
-const uint = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/)
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+const uint = (min: number, max: number) => z.string().regex(/^\d+$/).transform(Number).pipe(z.number().int().min(min).max(max));
 
 const redisUrl = z.string().refine((s) => {
   try {
@@ -272,7 +257,8 @@ const SPECS: readonly VarSpec[] = [
   {
     name: "S3_FORCE_PATH_STYLE",
     parts: ["s3"],
-    meaning: "Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key` (needed by s3rver and most MinIO setups).",
+    meaning:
+      "Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key` (needed by s3rver and most MinIO setups).",
     defaultText: "`true` with `S3_ENDPOINT`, else `false`",
     expected: "true or false (also 1/0, yes/no)",
     schema: boolFlag,

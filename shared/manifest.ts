@@ -125,11 +125,7 @@ function bad(line: number, field: ManifestField, reason: string, id?: string): M
 }
 
 /** Validate raw fields; image references resolved afterwards. */
-async function validate(
-  line: number,
-  raw: Record<string, unknown>,
-  images: ImageResolver,
-): Promise<ManifestEntry> {
+async function validate(line: number, raw: Record<string, unknown>, images: ImageResolver): Promise<ManifestEntry> {
   const idR = FIELD_RULES.id.schema.safeParse(raw.id);
   const id = idR.success ? idR.data : undefined;
   if (!idR.success) return bad(line, "id", `${describeValue(raw.id)}; expected ${FIELD_RULES.id.expected}`);
@@ -196,14 +192,15 @@ export class ImageResolver {
       return {
         ok: false,
         reason:
-          code === "ENOENT" || code === "ENOTDIR"
-            ? `file not found: ${abs}`
-            : `cannot read ${abs}: ${(e as Error).message}`,
+          code === "ENOENT" || code === "ENOTDIR" ? `file not found: ${abs}` : `cannot read ${abs}: ${(e as Error).message}`,
       };
     }
     const root = await this.rootReal();
     if (!inside(root, real)) {
-      return { ok: false, reason: `path ${JSON.stringify(ref)} leads through a symlink to ${real}, outside the image root ${this.root}` };
+      return {
+        ok: false,
+        reason: `path ${JSON.stringify(ref)} leads through a symlink to ${real}, outside the image root ${this.root}`,
+      };
     }
     const st = await stat(real);
     if (!st.isFile()) return { ok: false, reason: `${abs} is not a regular file` };
@@ -255,9 +252,7 @@ export async function* readJsonlLines(lines: AsyncIterable<string>, images: Imag
 // ---------------------------------------------------------------------------
 // CSV (RFC 4180: quoted fields may hold commas, doubled quotes and newlines)
 
-export type CsvRecord =
-  | { ok: true; line: number; fields: string[] }
-  | { ok: false; line: number; reason: string };
+export type CsvRecord = { ok: true; line: number; fields: string[] } | { ok: false; line: number; reason: string };
 
 /**
  * Split lines into CSV records. A quoted field may span lines; one left open for more than
@@ -352,7 +347,11 @@ function parseCsvLine(st: CsvState, line: string): string | undefined {
   return undefined;
 }
 
-export async function* readCsvLines(lines: AsyncIterable<string>, images: ImageResolver, maxRecordLines = 200): AsyncGenerator<ManifestEntry> {
+export async function* readCsvLines(
+  lines: AsyncIterable<string>,
+  images: ImageResolver,
+  maxRecordLines = 200,
+): AsyncGenerator<ManifestEntry> {
   let columns: string[] | undefined;
   for await (const rec of csvRecords(lines, maxRecordLines)) {
     if (!columns) {
@@ -365,8 +364,14 @@ export async function* readCsvLines(lines: AsyncIterable<string>, images: ImageR
       const dup = names.find((n, i) => n !== "" && names.indexOf(n) !== i);
       if (missing.length > 0 || dup !== undefined) {
         const problem =
-          missing.length > 0 ? `missing column${missing.length > 1 ? "s" : ""} ${missing.join(", ")}` : `column "${dup}" appears twice`;
-        yield bad(rec.line, "header", `${problem} in header ${JSON.stringify(rec.fields.join(","))}; expected a header row id,image,question[,answer]`);
+          missing.length > 0
+            ? `missing column${missing.length > 1 ? "s" : ""} ${missing.join(", ")}`
+            : `column "${dup}" appears twice`;
+        yield bad(
+          rec.line,
+          "header",
+          `${problem} in header ${JSON.stringify(rec.fields.join(","))}; expected a header row id,image,question[,answer]`,
+        );
         return;
       }
       columns = names;

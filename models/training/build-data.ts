@@ -63,12 +63,28 @@ function weightedKind(rng: Rng): JudgeKind | "check" {
 }
 
 /** Both orders of a pair, so the judge cannot learn a position. */
-function judgeLines(image: number, question: string, kind: JudgeKind, hint: string, good: string, bad: string, family: string): TextLine[] {
+function judgeLines(
+  image: number,
+  question: string,
+  kind: JudgeKind,
+  hint: string,
+  good: string,
+  bad: string,
+  family: string,
+): TextLine[] {
   return ([1, 2] as const).map((goodAt) => {
     const [first, second] = goodAt === 1 ? [good, bad] : [bad, good];
     const text = renderJudgeText(JUDGE_TEMPLATES, question, { kind: "compare", template: kind, hint, first, second });
     const pair = { first, second, bad: goodAt === 1 ? (2 as const) : (1 as const) };
-    return { image, prompt: prompt(text), target: verdictText(JUDGE_TEMPLATES, goodAt), kind: `judge:${kind}`, family, label: String(goodAt), pair };
+    return {
+      image,
+      prompt: prompt(text),
+      target: verdictText(JUDGE_TEMPLATES, goodAt),
+      kind: `judge:${kind}`,
+      family,
+      label: String(goodAt),
+      pair,
+    };
   });
 }
 
@@ -90,7 +106,10 @@ function exampleLines(rng: Rng, image: number, scene: Scene, kind: JudgeKind | "
 
 async function rawPixels(scene: Scene): Promise<Buffer> {
   // Through PNG and back, exactly as an image reaches the engine.
-  return sharp(await renderScenePng(scene)).removeAlpha().raw().toBuffer();
+  return sharp(await renderScenePng(scene))
+    .removeAlpha()
+    .raw()
+    .toBuffer();
 }
 
 /**
@@ -134,10 +153,17 @@ function candidateSpans(ids: readonly number[], first: readonly number[], second
     suffix < badIds.length - prefix &&
     suffix < goodIds.length - prefix &&
     badIds[badIds.length - 1 - suffix] === goodIds[goodIds.length - 1 - suffix]
-  ) suffix++;
+  )
+    suffix++;
   const start = badAt + Math.min(prefix, badIds.length - 1);
   const end = Math.max(start + 1, badAt + badIds.length - suffix);
-  return { cands: [[at1, at1 + first.length], [at2, at2 + second.length]], wrong: [start, end] };
+  return {
+    cands: [
+      [at1, at1 + first.length],
+      [at2, at2 + second.length],
+    ],
+    wrong: [start, end],
+  };
 }
 
 interface SplitPlan {
@@ -152,7 +178,10 @@ async function buildSplit(out: string, plan: SplitPlan): Promise<TextLine[]> {
   const pixels = createWriteStream(path.join(out, `${plan.name}_images.u8`));
   const cells: Uint8Array[] = [];
   const lines: TextLine[] = [];
-  const bar = new cliProgress.SingleBar({ format: `${plan.name} {bar} {value}/{total} images | ETA {eta}s` }, cliProgress.Presets.shades_classic);
+  const bar = new cliProgress.SingleBar(
+    { format: `${plan.name} {bar} {value}/{total} images | ETA {eta}s` },
+    cliProgress.Presets.shades_classic,
+  );
   bar.start(plan.images, 0);
   for (let i = 0; i < plan.images; i++) {
     const item = generateItem(plan.seed, i);
@@ -205,7 +234,10 @@ async function main(): Promise<void> {
     name: "heldout",
     seed: HELDOUT_SEED,
     images: Number(values.heldout),
-    lines: (rng, image, scene, item) => [answerLine(image, item), ...exampleLines(rng, image, scene, heldoutKinds[image % heldoutKinds.length]!)],
+    lines: (rng, image, scene, item) => [
+      answerLine(image, item),
+      ...exampleLines(rng, image, scene, heldoutKinds[image % heldoutKinds.length]!),
+    ],
   });
 
   const tokenizerJson = buildTokenizerJson([...train, ...heldout].flatMap((l) => [l.prompt, l.target]));
@@ -236,7 +268,9 @@ async function main(): Promise<void> {
         family: line.family,
         ...(line.answer !== undefined ? { answer_ids: encode(line.answer) } : {}),
         ...(line.label !== undefined ? { label: line.label } : {}),
-        ...(line.pair !== undefined ? candidateSpans(promptIds, encode(line.pair.first), encode(line.pair.second), line.pair.bad) : {}),
+        ...(line.pair !== undefined
+          ? candidateSpans(promptIds, encode(line.pair.first), encode(line.pair.second), line.pair.bad)
+          : {}),
       });
     });
     await writeFile(path.join(out, `${name}.jsonl`), json.join("\n") + "\n");
@@ -282,7 +316,9 @@ async function main(): Promise<void> {
   await writeFile(path.join(out, "READY"), new Date().toISOString() + "\n");
   const counts: Record<string, number> = {};
   for (const line of train) counts[line.kind] = (counts[line.kind] ?? 0) + 1;
-  console.log(`train: ${train.length} sequences ${JSON.stringify(counts)}; heldout: ${heldout.length}; vocab ${vocabList.length}; longest ${maxLen} tokens`);
+  console.log(
+    `train: ${train.length} sequences ${JSON.stringify(counts)}; heldout: ${heldout.length}; vocab ${vocabList.length}; longest ${maxLen} tokens`,
+  );
 }
 
 await main();

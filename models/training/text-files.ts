@@ -45,7 +45,8 @@ export const JUDGE_TEMPLATES: JudgeTemplates = {
     all: compare("Which answer is better?", false),
     sentence: compare("Which next sentence is better?", true),
   },
-  reasoning_check: "Question: {{ question }} Is this reasoning correct?{% if hint %} {{ hint }}{% endif %} Reasoning: {{ candidate }}",
+  reasoning_check:
+    "Question: {{ question }} Is this reasoning correct?{% if hint %} {{ hint }}{% endif %} Reasoning: {{ candidate }}",
   verdict_prefix: "I choose response",
   choices: { "1": " 1", "2": " 2" },
   check_answers: { correct: "correct", incorrect: "incorrect" },

@@ -12,7 +12,7 @@ export function wilson95(correct: number, total: number): [number, number] {
 }
 
 /** Answers compare case-insensitively, ignoring surrounding space and a final full stop. */
-export const normalizeAnswer = (answer: string | null): string => (answer ?? '').trim().replace(/\.$/, '').toLowerCase();
+export const normalizeAnswer = (answer: string | null): string => (answer ?? "").trim().replace(/\.$/, "").toLowerCase();
 
 export interface EvalRecord {
   family: string;
@@ -47,12 +47,18 @@ export interface EvalSummary {
 
 function tally(records: readonly EvalRecord[]): Tally {
   const correct = records.filter((r) => r.correct).length;
-  return { n: records.length, correct, accuracy: records.length ? correct / records.length : 0, ci95: wilson95(correct, records.length) };
+  return {
+    n: records.length,
+    correct,
+    accuracy: records.length ? correct / records.length : 0,
+    ci95: wilson95(correct, records.length),
+  };
 }
 
 export function summarize(records: readonly EvalRecord[], seconds: number, cost: RunCost): EvalSummary {
   const families = [...new Set(records.map((r) => r.family))].sort();
-  const mean = (pick: (r: EvalRecord) => number) => (records.length ? records.reduce((s, r) => s + pick(r), 0) / records.length : 0);
+  const mean = (pick: (r: EvalRecord) => number) =>
+    records.length ? records.reduce((s, r) => s + pick(r), 0) / records.length : 0;
   return {
     overall: tally(records),
     byFamily: Object.fromEntries(families.map((f) => [f, tally(records.filter((r) => r.family === f))])),

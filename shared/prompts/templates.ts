@@ -40,7 +40,9 @@ export function renderTemplate(source: string, values: Record<string, unknown>):
 export function renderJudgeText(
   templates: JudgeTemplates,
   question: string,
-  request: Pick<CompareRequest, "kind" | "template" | "hint" | "first" | "second"> | Pick<CheckRequest, "kind" | "hint" | "candidate">,
+  request:
+    | Pick<CompareRequest, "kind" | "template" | "hint" | "first" | "second">
+    | Pick<CheckRequest, "kind" | "hint" | "candidate">,
 ): string {
   if (request.kind === "check") {
     return renderTemplate(templates.reasoning_check, { question, hint: request.hint, candidate: request.candidate }).trim();

@@ -3,11 +3,11 @@
  * Every process (data builder, engine, search, eval) agrees on these, so they live in one place.
  */
 
-export const STAGES = ['SUMMARY', 'CAPTION', 'REASONING', 'CONCLUSION'] as const;
+export const STAGES = ["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"] as const;
 export type Stage = (typeof STAGES)[number];
 
 export function isStage(value: unknown): value is Stage {
-  return typeof value === 'string' && (STAGES as readonly string[]).includes(value);
+  return typeof value === "string" && (STAGES as readonly string[]).includes(value);
 }
 
 export function openTag(stage: Stage): string {
@@ -42,12 +42,12 @@ export function parseStructured(text: string): StructuredParse {
   let expected = 0; // index into STAGES of the next stage a well-formed answer must open
 
   for (const m of text.matchAll(TAG_RE)) {
-    const isClose = m[1] === '/';
+    const isClose = m[1] === "/";
     const stage = m[2] as Stage;
     const at = m.index;
     if (!isClose) {
       if (open !== null) wellFormed = false; // nested or unclosed block
-      if (text.slice(outsideStart, at).trim() !== '' && open === null) wellFormed = false;
+      if (text.slice(outsideStart, at).trim() !== "" && open === null) wellFormed = false;
       if (STAGES[expected] !== stage) wellFormed = false;
       open = stage;
       contentStart = at + m[0].length;
@@ -62,7 +62,7 @@ export function parseStructured(text: string): StructuredParse {
     }
   }
   if (open !== null || expected !== STAGES.length) wellFormed = false;
-  if (text.slice(outsideStart).trim() !== '') wellFormed = false;
+  if (text.slice(outsideStart).trim() !== "") wellFormed = false;
 
   const conclusion = stages.CONCLUSION;
   return { stages, wellFormed, answer: conclusion === undefined ? null : conclusion.trim() };
@@ -72,7 +72,7 @@ export type StageTexts = Record<Stage, string>;
 
 /** Joins stage contents into the tagged response text the model is trained to produce. */
 export function formatStructured(stages: StageTexts): string {
-  return STAGES.map((stage) => `${openTag(stage)}${stages[stage]}${closeTag(stage)}`).join('');
+  return STAGES.map((stage) => `${openTag(stage)}${stages[stage]}${closeTag(stage)}`).join("");
 }
 
 /**

@@ -12,9 +12,7 @@ export const SceneSetLine = z.object({
   question: z.string().min(1),
   answer: z.string().min(1),
   family: z.string().min(1),
-  objects: z.array(
-    z.object({ shape: z.enum(SHAPES), color: z.enum(COLORS), size: z.enum(SIZES), x: z.number(), y: z.number() }),
-  ),
+  objects: z.array(z.object({ shape: z.enum(SHAPES), color: z.enum(COLORS), size: z.enum(SIZES), x: z.number(), y: z.number() })),
   response: z.string().min(1),
 });
 export type SceneSetLine = z.infer<typeof SceneSetLine>;

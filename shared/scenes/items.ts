@@ -18,12 +18,21 @@ export interface SceneItem {
 /** Each item draws from its own stream, so item i is the same whatever the set size. */
 export const itemRng = (seed: number, index: number): Rng => createRng(`scene-set:${seed}:${index}`);
 
-export function sampleItemFor(rng: Rng, scene: Scene): { spec: QuestionSpec; question: string; answer: string; family: string; response: string } {
+export function sampleItemFor(
+  rng: Rng,
+  scene: Scene,
+): { spec: QuestionSpec; question: string; answer: string; family: string; response: string } {
   for (;;) {
     const spec = sampleQuestion(rng, scene);
     if (!spec) continue;
     const gold = solve(spec, scene);
-    return { spec, question: questionText(spec), answer: gold.answer, family: familyLabel(spec), response: formatStructured(gold.stages) };
+    return {
+      spec,
+      question: questionText(spec),
+      answer: gold.answer,
+      family: familyLabel(spec),
+      response: formatStructured(gold.stages),
+    };
   }
 }
 

@@ -90,7 +90,8 @@ export function makeJudgePair(rng: Rng, kind: JudgeKind, spec: QuestionSpec, sce
       badContent = misreadResponse(rng, spec, scene, "CAPTION")?.CAPTION ?? null;
       break;
     case "REASONING":
-      badContent = (rng.chance(0.5) ? slipResponse(rng, spec, scene) : misreadResponse(rng, spec, scene, "REASONING"))?.REASONING ?? null;
+      badContent =
+        (rng.chance(0.5) ? slipResponse(rng, spec, scene) : misreadResponse(rng, spec, scene, "REASONING"))?.REASONING ?? null;
       break;
     case "CONCLUSION":
       badContent = solve(spec, scene, { slip: rng.pick([-1, 1]) }).stages.CONCLUSION;

@@ -75,7 +75,9 @@ function solveBase(spec: QuestionSpec, scene: Scene, slip: number): Solution {
       const found = count(scene, spec.filter);
       const n = found.length;
       const caption =
-        n > 0 ? `The ${plural(spec.filter)} in the image are: ${listObjects(found)}.` : `There are no ${plural(spec.filter)} in the image.`;
+        n > 0
+          ? `The ${plural(spec.filter)} in the image are: ${listObjects(found)}.`
+          : `There are no ${plural(spec.filter)} in the image.`;
       const reasoning =
         n > 0
           ? `Counting them one by one: ${tally(n, slip)}. So the number of ${plural(spec.filter)} is ${n + slip}.`
@@ -93,7 +95,9 @@ function solveBase(spec: QuestionSpec, scene: Scene, slip: number): Solution {
       const k = removed.length;
       const left = total - k + slip;
       const listed =
-        k > 0 ? ` The ${plural(spec.filter)} among them are: ${listObjects(removed)}.` : ` None of them is a ${singular(spec.filter)}.`;
+        k > 0
+          ? ` The ${plural(spec.filter)} among them are: ${listObjects(removed)}.`
+          : ` None of them is a ${singular(spec.filter)}.`;
       return {
         summary: `I will list all objects, find the ${plural(spec.filter)}, and subtract them from the total.`,
         caption: `The objects in the image are: ${listObjects(scene.objects)}.${listed}`,
@@ -145,7 +149,8 @@ function solveBase(spec: QuestionSpec, scene: Scene, slip: number): Solution {
         const found = count(scene, f);
         return found.length > 0 ? `The ${plural(f)} are: ${listObjects(found)}.` : `There are no ${plural(f)}.`;
       };
-      const verdict = value === "yes" ? `${a} is more than ${b}, so the answer is yes.` : `${a} is not more than ${b}, so the answer is no.`;
+      const verdict =
+        value === "yes" ? `${a} is more than ${b}, so the answer is yes.` : `${a} is not more than ${b}, so the answer is no.`;
       return {
         summary: `I will count the ${plural(spec.more)} and the ${plural(spec.than)} and compare the two numbers.`,
         caption: `${part(spec.more)} ${part(spec.than)}`,
@@ -171,7 +176,9 @@ export function solve(spec: QuestionSpec, scene: Scene, options: SolveOptions = 
   const index = spec.options.indexOf(base.value);
   const letter = index >= 0 ? LETTERS[index]! : LETTERS[0];
   const choice =
-    index >= 0 ? ` The answer ${base.value} is option ${letter}.` : ` The answer ${base.value} is not among the options, so I guess option ${letter}.`;
+    index >= 0
+      ? ` The answer ${base.value} is option ${letter}.`
+      : ` The answer ${base.value} is not among the options, so I guess option ${letter}.`;
   return {
     stages: {
       SUMMARY: `${base.summary} Then I will choose the matching option.`,
@@ -195,10 +202,16 @@ function sampleFilter(rng: Rng, scene: Scene): Filter {
 
 function sampleExist(rng: Rng, scene: Scene): QuestionSpec {
   const present = rng.chance(0.5);
-  const keys = rng.pick<(keyof Filter)[]>([["size", "color", "shape"], ["color", "shape"], ["size", "color", "shape"]]);
+  const keys = rng.pick<(keyof Filter)[]>([
+    ["size", "color", "shape"],
+    ["color", "shape"],
+    ["size", "color", "shape"],
+  ]);
   let target: Filter;
   do {
-    const source: Filter = present ? rng.pick(scene.objects) : { size: rng.pick(SIZES), color: rng.pick(COLORS), shape: rng.pick(SHAPES) };
+    const source: Filter = present
+      ? rng.pick(scene.objects)
+      : { size: rng.pick(SIZES), color: rng.pick(COLORS), shape: rng.pick(SHAPES) };
     target = Object.fromEntries(keys.map((k) => [k, source[k]])) as Filter;
   } while (!present && count(scene, target).length > 0);
   return { family: "exist", target, listedBy: { color: target.color! } };

@@ -37,5 +37,8 @@ export function sceneToSvg(scene: Scene): string {
 
 /** Renders a scene to a 128×128 RGB PNG; the same scene always gives the same bytes. */
 export async function renderScenePng(scene: Scene): Promise<Buffer> {
-  return sharp(Buffer.from(sceneToSvg(scene))).removeAlpha().png({ compressionLevel: 9 }).toBuffer();
+  return sharp(Buffer.from(sceneToSvg(scene)))
+    .removeAlpha()
+    .png({ compressionLevel: 9 })
+    .toBuffer();
 }

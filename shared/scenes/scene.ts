@@ -26,8 +26,7 @@ export interface Scene {
   objects: SceneObject[];
 }
 
-export const describeObject = (o: Pick<SceneObject, "shape" | "color" | "size">): string =>
-  `${o.size} ${o.color} ${o.shape}`;
+export const describeObject = (o: Pick<SceneObject, "shape" | "color" | "size">): string => `${o.size} ${o.color} ${o.shape}`;
 
 const GAP = 3;
 const MARGIN = 2;

@@ -1,7 +1,7 @@
-import { apply, next } from './machine.ts';
-import { createSearch } from './state.ts';
-import type { SearchParamsInput } from './params.ts';
-import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult, SearchResult } from './types.ts';
+import { apply, next } from "./machine.ts";
+import { createSearch } from "./state.ts";
+import type { SearchParamsInput } from "./params.ts";
+import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult, SearchResult } from "./types.ts";
 
 /** Whatever can carry out a search's work: the in-process engine, or a test script. */
 export interface SearchExecutor {
@@ -17,8 +17,8 @@ export async function runSearch(params: SearchParamsInput, executor: SearchExecu
   let state = createSearch(params);
   for (;;) {
     const work = next(state);
-    if (work.kind === 'done') return work.result;
-    const results = work.kind === 'generate' ? await executor.generate(work.requests) : await executor.judge(work.requests);
+    if (work.kind === "done") return work.result;
+    const results = work.kind === "generate" ? await executor.generate(work.requests) : await executor.judge(work.requests);
     state = apply(state, results);
   }
 }

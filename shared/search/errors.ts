@@ -1,6 +1,6 @@
 /** Every error the search raises names the item, so a driver can record the failure against it. */
 export class SearchError extends Error {
-  override readonly name = 'SearchError';
+  override readonly name = "SearchError";
   readonly itemId: string | null;
 
   constructor(itemId: string | null, message: string) {

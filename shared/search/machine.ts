@@ -3,13 +3,13 @@
  * kept settled (it always waits for real work or is done), so `next` only reads it and never
  * hands a driver an empty batch.
  */
-import { parseStructured } from '../protocol/stages.ts';
-import { defectOf } from './candidates.ts';
-import { SearchError } from './errors.ts';
-import { candidateId, checkId, compareId, sampleKey } from './ids.ts';
-import { freshStep, type SearchState, type StepState } from './state.ts';
-import { stepAfter } from './strategies.ts';
-import { decide, matchWinner, openBracket, pendingMatches, type Bracket } from './tournament.ts';
+import { parseStructured } from "../protocol/stages.ts";
+import { defectOf } from "./candidates.ts";
+import { SearchError } from "./errors.ts";
+import { candidateId, checkId, compareId, sampleKey } from "./ids.ts";
+import { freshStep, type SearchState, type StepState } from "./state.ts";
+import { stepAfter } from "./strategies.ts";
+import { decide, matchWinner, openBracket, pendingMatches, type Bracket } from "./tournament.ts";
 import {
   CheckResultSchema,
   CompareResultSchema,
@@ -24,19 +24,19 @@ import {
   type SearchResult,
   type StepTrace,
   type Work,
-} from './types.ts';
-import type { z } from 'zod';
+} from "./types.ts";
+import type { z } from "zod";
 
 export function next(state: SearchState): Work {
   const step = state.current;
-  if (step === null) return { kind: 'done', result: resultOf(state) };
+  if (step === null) return { kind: "done", result: resultOf(state) };
   switch (step.phase) {
-    case 'generate':
-      return { kind: 'generate', requests: generateRequests(state, step) };
-    case 'check':
-      return { kind: 'judge', requests: checkRequests(state, step) };
-    case 'compare':
-      return { kind: 'judge', requests: compareRequests(state, step) };
+    case "generate":
+      return { kind: "generate", requests: generateRequests(state, step) };
+    case "check":
+      return { kind: "judge", requests: checkRequests(state, step) };
+    case "compare":
+      return { kind: "judge", requests: compareRequests(state, step) };
   }
 }
 
@@ -45,15 +45,19 @@ export function apply(state: SearchState, results: ReadonlyArray<GenerateResult 
   const { itemId } = state.params;
   const step = state.current;
   const work = next(state);
-  if (step === null || work.kind === 'done') throw new SearchError(itemId, 'the search is done and expects no results');
-  const byId = matchResults(itemId, work.requests.map((r) => r.id), results);
+  if (step === null || work.kind === "done") throw new SearchError(itemId, "the search is done and expects no results");
+  const byId = matchResults(
+    itemId,
+    work.requests.map((r) => r.id),
+    results,
+  );
 
   switch (step.phase) {
-    case 'generate':
+    case "generate":
       return settle(applyCandidates(state, step, work.requests as GenerateRequest[], byId));
-    case 'check':
+    case "check":
       return settle(applyChecks(state, step, work.requests as JudgeRequest[], byId));
-    case 'compare':
+    case "compare":
       return settle(applyVerdicts(state, step, byId));
   }
 }
@@ -86,8 +90,8 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
 function checkRequests(state: SearchState, step: StepState): JudgeRequest[] {
   return step.candidates.map((c, i) => ({
     id: checkId(state.params.itemId, step.plan.key, i),
-    kind: 'check',
-    template: 'reasoning_check',
+    kind: "check",
+    template: "reasoning_check",
     hint: state.prefix,
     candidate: c.text,
   }));
@@ -96,7 +100,7 @@ function checkRequests(state: SearchState, step: StepState): JudgeRequest[] {
 function compareRequests(state: SearchState, step: StepState): JudgeRequest[] {
   return pendingMatches(bracketOf(state, step)).map((m) => ({
     id: compareId(state.params.itemId, step.plan.key, m.first, m.second),
-    kind: 'compare',
+    kind: "compare",
     template: step.plan.template,
     hint: state.prefix,
     first: step.candidates[m.first]!.text,
@@ -109,13 +113,13 @@ function matchResults(
   expected: readonly string[],
   results: ReadonlyArray<{ id?: unknown }>,
 ): Map<string, unknown> {
-  if (!Array.isArray(results)) throw new SearchError(itemId, 'results must be an array');
+  if (!Array.isArray(results)) throw new SearchError(itemId, "results must be an array");
   const wanted = new Set(expected);
   const byId = new Map<string, unknown>();
   const unexpected: string[] = [];
   const duplicated: string[] = [];
   for (const r of results) {
-    const id = typeof r === 'object' && r !== null && typeof r.id === 'string' ? r.id : null;
+    const id = typeof r === "object" && r !== null && typeof r.id === "string" ? r.id : null;
     if (id === null) {
       unexpected.push(JSON.stringify(r));
     } else if (!wanted.has(id)) {
@@ -128,18 +132,18 @@ function matchResults(
   }
   const missing = expected.filter((id) => !byId.has(id));
   const problems = [
-    missing.length > 0 ? `no result for ${missing.join(', ')}` : null,
-    duplicated.length > 0 ? `more than one result for ${duplicated.join(', ')}` : null,
-    unexpected.length > 0 ? `results that were not asked for: ${unexpected.join(', ')}` : null,
+    missing.length > 0 ? `no result for ${missing.join(", ")}` : null,
+    duplicated.length > 0 ? `more than one result for ${duplicated.join(", ")}` : null,
+    unexpected.length > 0 ? `results that were not asked for: ${unexpected.join(", ")}` : null,
   ].filter((p) => p !== null);
-  if (problems.length > 0) throw new SearchError(itemId, problems.join('; '));
+  if (problems.length > 0) throw new SearchError(itemId, problems.join("; "));
   return byId;
 }
 
 function parseResult<S extends z.ZodType>(itemId: string, schema: S, id: string, raw: unknown): z.output<S> {
   const r = schema.safeParse(raw);
   if (!r.success) {
-    const why = r.error.issues.map((i) => `${i.path.join('.') || '(result)'}: ${i.message}`).join('; ');
+    const why = r.error.issues.map((i) => `${i.path.join(".") || "(result)"}: ${i.message}`).join("; ");
     throw new SearchError(itemId, `result ${id} is invalid: ${why}`);
   }
   return r.data;
@@ -172,13 +176,13 @@ function applyCandidates(
   };
   // With one candidate the check could not change the outcome, so it is not asked.
   if (step.plan.check && candidates.length > 1) {
-    return { ...state, counts, current: { ...step, candidates, phase: 'check' } };
+    return { ...state, counts, current: { ...step, candidates, phase: "check" } };
   }
   const bracket = openBracket(
     candidates.map((_, i) => i),
     candidates.map((c) => c.defect),
   );
-  return { ...state, counts, current: { ...step, candidates, phase: 'compare', bracket } };
+  return { ...state, counts, current: { ...step, candidates, phase: "compare", bracket } };
 }
 
 function applyChecks(
@@ -192,7 +196,7 @@ function applyChecks(
     const r = parseResult(itemId, CheckResultSchema, req.id, byId.get(req.id));
     return { id: req.id, candidate, verdict: r.verdict, detail: r.detail ?? null };
   });
-  const correct = checks.filter((c) => c.verdict === 'correct').map((c) => c.candidate);
+  const correct = checks.filter((c) => c.verdict === "correct").map((c) => c.candidate);
   // If the check rejects everyone it has told us nothing to choose by; let the tournament decide.
   const entrants = correct.length > 0 ? correct : checks.map((c) => c.candidate);
   const bracket = openBracket(
@@ -200,7 +204,7 @@ function applyChecks(
     step.candidates.map((c) => c.defect),
   );
   const counts = { ...state.counts, checks: state.counts.checks + checks.length };
-  return { ...state, counts, current: { ...step, checks, phase: 'compare', bracket } };
+  return { ...state, counts, current: { ...step, checks, phase: "compare", bracket } };
 }
 
 function applyVerdicts(state: SearchState, step: StepState, byId: Map<string, unknown>): SearchState {
@@ -245,11 +249,11 @@ function settle(state: SearchState): SearchState {
   };
 }
 
-function comparisonTrace(itemId: string, step: StepState, m: Bracket['matches'][number]): ComparisonTrace {
+function comparisonTrace(itemId: string, step: StepState, m: Bracket["matches"][number]): ComparisonTrace {
   const verdict = m.verdict;
   if (verdict === null) throw new SearchError(itemId, `match c${m.first} v c${m.second} is undecided`);
   return {
-    id: m.reason === 'judge' ? compareId(itemId, step.plan.key, m.first, m.second) : null,
+    id: m.reason === "judge" ? compareId(itemId, step.plan.key, m.first, m.second) : null,
     round: m.round,
     first: m.first,
     second: m.second,

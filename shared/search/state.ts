@@ -3,19 +3,19 @@
  * data between step runs and the in-process driver can hold it in a variable: same logic,
  * same answer.
  */
-import { z } from 'zod';
-import { SearchError } from './errors.ts';
-import { parseSearchParams, SearchParamsSchema, type SearchParamsInput } from './params.ts';
-import { firstStep, StepPlanSchema, type StepPlan } from './strategies.ts';
-import { BracketSchema } from './tournament.ts';
-import { CandidateTraceSchema, CheckTraceSchema, CountsSchema, StepTraceSchema } from './types.ts';
+import { z } from "zod";
+import { SearchError } from "./errors.ts";
+import { parseSearchParams, SearchParamsSchema, type SearchParamsInput } from "./params.ts";
+import { firstStep, StepPlanSchema, type StepPlan } from "./strategies.ts";
+import { BracketSchema } from "./tournament.ts";
+import { CandidateTraceSchema, CheckTraceSchema, CountsSchema, StepTraceSchema } from "./types.ts";
 
 export const STATE_VERSION = 1;
 
 export const StepStateSchema = z.object({
   plan: StepPlanSchema,
   /** What the step waits for: candidates, reasoning checks, or the verdicts of a tournament round. */
-  phase: z.enum(['generate', 'check', 'compare']),
+  phase: z.enum(["generate", "check", "compare"]),
   candidates: z.array(CandidateTraceSchema),
   checks: z.array(CheckTraceSchema),
   bracket: BracketSchema.nullable(),
@@ -37,7 +37,7 @@ export const SearchStateSchema = z.object({
 export type SearchState = z.infer<typeof SearchStateSchema>;
 
 export function freshStep(plan: StepPlan): StepState {
-  return { plan, phase: 'generate', candidates: [], checks: [], bracket: null };
+  return { plan, phase: "generate", candidates: [], checks: [], bracket: null };
 }
 
 export function createSearch(input: SearchParamsInput): SearchState {
@@ -45,7 +45,7 @@ export function createSearch(input: SearchParamsInput): SearchState {
   return {
     version: STATE_VERSION,
     params,
-    prefix: '',
+    prefix: "",
     flawed: false,
     steps: [],
     current: freshStep(firstStep(params)),
@@ -59,7 +59,7 @@ export function parseSearchState(input: unknown): SearchState {
   if (r.success) return r.data;
   const itemId = (input as { params?: { itemId?: unknown } } | null)?.params?.itemId;
   throw new SearchError(
-    typeof itemId === 'string' ? itemId : null,
-    `invalid search state: ${z.prettifyError(r.error).replaceAll('\n', ' ')}`,
+    typeof itemId === "string" ? itemId : null,
+    `invalid search state: ${z.prettifyError(r.error).replaceAll("\n", " ")}`,
   );
 }

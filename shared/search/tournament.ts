@@ -4,8 +4,8 @@
  * ceil(log2 N) rounds, and every match of a round is known at once, so a driver can batch a
  * whole round. A match between a defective and a flawless candidate is decided without a judge.
  */
-import { z } from 'zod';
-import { DefectSchema, DetailSchema, type Defect, type Detail } from './types.ts';
+import { z } from "zod";
+import { DefectSchema, DetailSchema, type Defect, type Detail } from "./types.ts";
 
 const Index = z.number().int().nonnegative();
 
@@ -15,7 +15,7 @@ export const MatchSchema = z.object({
   second: Index,
   /** null while the judge has not answered. */
   verdict: z.union([z.literal(1), z.literal(2)]).nullable(),
-  reason: z.enum(['judge', 'truncated', 'malformed']),
+  reason: z.enum(["judge", "truncated", "malformed"]),
   detail: DetailSchema.nullable(),
 });
 export type Match = z.infer<typeof MatchSchema>;
@@ -41,11 +41,11 @@ export interface Outcome {
 }
 
 export function openBracket(entrants: readonly number[], defects: readonly (Defect | null)[]): Bracket {
-  if (entrants.length === 0) throw new Error('a tournament needs at least one entrant');
+  if (entrants.length === 0) throw new Error("a tournament needs at least one entrant");
   for (const e of entrants) {
     if (!Number.isInteger(e) || e < 0 || e >= defects.length) throw new Error(`entrant ${e} has no candidate`);
   }
-  if (new Set(entrants).size !== entrants.length) throw new Error('a candidate cannot enter a tournament twice');
+  if (new Set(entrants).size !== entrants.length) throw new Error("a candidate cannot enter a tournament twice");
   return settle({ defects: [...defects], entrants: [...entrants], alive: [...entrants], round: 0, matches: [], winner: null });
 }
 
@@ -110,7 +110,7 @@ function pair(b: Bracket): Match[] {
     if ((d1 === null) !== (d2 === null)) {
       out.push({ round: b.round, first, second, verdict: d1 === null ? 1 : 2, reason: (d1 ?? d2)!, detail: null });
     } else {
-      out.push({ round: b.round, first, second, verdict: null, reason: 'judge', detail: null });
+      out.push({ round: b.round, first, second, verdict: null, reason: "judge", detail: null });
     }
   }
   return out;

@@ -3,10 +3,10 @@
  * inferred types. Everything here crosses a process boundary (BullMQ job data, S3 result
  * files), so each value is plain JSON: no undefined fields, no class instances.
  */
-import { z } from 'zod';
-import { STAGES } from '../protocol/stages.ts';
+import { z } from "zod";
+import { STAGES } from "../protocol/stages.ts";
 
-export const STRATEGIES = ['none', 'best-of-n', 'sentence', 'stage'] as const;
+export const STRATEGIES = ["none", "best-of-n", "sentence", "stage"] as const;
 export type Strategy = (typeof STRATEGIES)[number];
 
 export const StageSchema = z.enum(STAGES);
@@ -15,10 +15,10 @@ export const StageSchema = z.enum(STAGES);
 export const DetailSchema = z.json();
 export type Detail = z.infer<typeof DetailSchema>;
 
-export const StopSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('stage'), stage: StageSchema }),
-  z.object({ kind: z.literal('sentence') }),
-  z.object({ kind: z.literal('end') }),
+export const StopSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("stage"), stage: StageSchema }),
+  z.object({ kind: z.literal("sentence") }),
+  z.object({ kind: z.literal("end") }),
 ]);
 export type Stop = z.infer<typeof StopSchema>;
 
@@ -36,13 +36,13 @@ export const GenerateRequestSchema = z.object({
 });
 export type GenerateRequest = z.infer<typeof GenerateRequestSchema>;
 
-export const COMPARE_TEMPLATES = [...STAGES, 'all', 'sentence'] as const;
+export const COMPARE_TEMPLATES = [...STAGES, "all", "sentence"] as const;
 export const CompareTemplateSchema = z.enum(COMPARE_TEMPLATES);
 export type CompareTemplate = z.infer<typeof CompareTemplateSchema>;
 
 export const CompareRequestSchema = z.object({
   id: WorkIdSchema,
-  kind: z.literal('compare'),
+  kind: z.literal("compare"),
   template: CompareTemplateSchema,
   hint: z.string(),
   first: z.string(),
@@ -50,12 +50,12 @@ export const CompareRequestSchema = z.object({
 });
 export const CheckRequestSchema = z.object({
   id: WorkIdSchema,
-  kind: z.literal('check'),
-  template: z.literal('reasoning_check'),
+  kind: z.literal("check"),
+  template: z.literal("reasoning_check"),
   hint: z.string(),
   candidate: z.string(),
 });
-export const JudgeRequestSchema = z.discriminatedUnion('kind', [CompareRequestSchema, CheckRequestSchema]);
+export const JudgeRequestSchema = z.discriminatedUnion("kind", [CompareRequestSchema, CheckRequestSchema]);
 export type CompareRequest = z.infer<typeof CompareRequestSchema>;
 export type CheckRequest = z.infer<typeof CheckRequestSchema>;
 export type JudgeRequest = z.infer<typeof JudgeRequestSchema>;
@@ -80,7 +80,7 @@ export const CompareResultSchema = z.object({
 });
 export const CheckResultSchema = z.object({
   id: z.string(),
-  verdict: z.enum(['correct', 'incorrect']),
+  verdict: z.enum(["correct", "incorrect"]),
   detail: DetailSchema.optional(),
 });
 export const JudgeResultSchema = z.union([CompareResultSchema, CheckResultSchema]);
@@ -92,7 +92,7 @@ export const WorkResultSchema = z.union([GenerateResultSchema, CompareResultSche
 export type WorkResult = z.infer<typeof WorkResultSchema>;
 
 /** Why a candidate cannot be accepted as it is; it loses to a flawless one without a comparison. */
-export const DefectSchema = z.enum(['truncated', 'malformed']);
+export const DefectSchema = z.enum(["truncated", "malformed"]);
 export type Defect = z.infer<typeof DefectSchema>;
 
 export const CandidateTraceSchema = z.object({
@@ -110,7 +110,7 @@ export type CandidateTrace = z.infer<typeof CandidateTraceSchema>;
 export const CheckTraceSchema = z.object({
   id: z.string(),
   candidate: z.number().int().nonnegative(),
-  verdict: z.enum(['correct', 'incorrect']),
+  verdict: z.enum(["correct", "incorrect"]),
   detail: DetailSchema.nullable(),
 });
 export type CheckTrace = z.infer<typeof CheckTraceSchema>;
@@ -126,7 +126,7 @@ export const ComparisonTraceSchema = z.object({
   second: z.number().int().nonnegative(),
   verdict: z.union([z.literal(1), z.literal(2)]),
   winner: z.number().int().nonnegative(),
-  reason: z.enum(['judge', 'truncated', 'malformed']),
+  reason: z.enum(["judge", "truncated", "malformed"]),
   detail: DetailSchema.nullable(),
 });
 export type ComparisonTrace = z.infer<typeof ComparisonTraceSchema>;
@@ -165,9 +165,9 @@ export const SearchResultSchema = z.object({
 export type SearchResult = z.infer<typeof SearchResultSchema>;
 
 /** What a driver must do next: run these generations, run these judgements, or store the result. */
-export const WorkSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('generate'), requests: z.array(GenerateRequestSchema) }),
-  z.object({ kind: z.literal('judge'), requests: z.array(JudgeRequestSchema) }),
-  z.object({ kind: z.literal('done'), result: SearchResultSchema }),
+export const WorkSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("generate"), requests: z.array(GenerateRequestSchema) }),
+  z.object({ kind: z.literal("judge"), requests: z.array(JudgeRequestSchema) }),
+  z.object({ kind: z.literal("done"), result: SearchResultSchema }),
 ]);
 export type Work = z.infer<typeof WorkSchema>;

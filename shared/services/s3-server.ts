@@ -68,11 +68,9 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "stagebeam-s3-")));
   const timeoutMs = opts.startTimeoutMs ?? 20_000;
 
-  const child = spawn(
-    process.execPath,
-    ["--openssl-legacy-provider", RUNNER, dir, host, String(opts.port ?? 0), bucket],
-    { stdio: ["pipe", "pipe", "pipe"] },
-  );
+  const child = spawn(process.execPath, ["--openssl-legacy-provider", RUNNER, dir, host, String(opts.port ?? 0), bucket], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   trackChild(child);
   const tail = new OutputTail();
   child.stderr.on("data", (d: Buffer) => tail.push(d));

@@ -49,10 +49,8 @@ export const runPrefix = (run: string): string => `runs/${assertRunId(run)}/`;
 export const manifestKey = (run: string): string => `${runPrefix(run)}manifest.json`;
 export const resultsPrefix = (run: string): string => `${runPrefix(run)}results/`;
 export const failuresPrefix = (run: string): string => `${runPrefix(run)}failed/`;
-export const resultKey = (run: string, itemId: string): string =>
-  `${resultsPrefix(run)}${sanitizeItemId(itemId)}.json`;
-export const failureKey = (run: string, itemId: string): string =>
-  `${failuresPrefix(run)}${sanitizeItemId(itemId)}.json`;
+export const resultKey = (run: string, itemId: string): string => `${resultsPrefix(run)}${sanitizeItemId(itemId)}.json`;
+export const failureKey = (run: string, itemId: string): string => `${failuresPrefix(run)}${sanitizeItemId(itemId)}.json`;
 
 export const IMAGES_PREFIX = "images/sha256/";
 

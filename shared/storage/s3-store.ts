@@ -99,7 +99,10 @@ export class S3StoreError extends Error {
     const code = e?.name ?? "Error";
     const status = e?.$metadata?.httpStatusCode;
     const attempts = e?.$metadata?.attempts;
-    const detail = [status !== undefined ? `HTTP ${status}` : undefined, attempts !== undefined ? `${attempts} attempt${attempts === 1 ? "" : "s"}` : undefined]
+    const detail = [
+      status !== undefined ? `HTTP ${status}` : undefined,
+      attempts !== undefined ? `${attempts} attempt${attempts === 1 ? "" : "s"}` : undefined,
+    ]
       .filter(Boolean)
       .join(", ");
     super(`S3 ${op} ${key} failed: ${code}: ${e?.message ?? String(err)}${detail ? ` (${detail})` : ""}`);
@@ -174,9 +177,7 @@ export class S3Store {
 
   async exists(key: string): Promise<boolean> {
     try {
-      await this.timed("HeadObject", key, () =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })),
-      );
+      await this.timed("HeadObject", key, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
       return true;
     } catch (err) {
       if (isNotFound(err)) return false;

@@ -41,7 +41,10 @@ export async function measureDecode(
   }));
   const engine = await Engine.load(dir, options);
   const ctx = await engine.openItem({ id: item.id, image, question: item.question });
-  await engine.generate(ctx, requests.slice(0, 1).map((r) => ({ ...r, maxTokens: 8 }))); // warm-up
+  await engine.generate(
+    ctx,
+    requests.slice(0, 1).map((r) => ({ ...r, maxTokens: 8 })),
+  ); // warm-up
   let best = 0;
   let last = { tokensPerSecond: 0, texts: [] as string[], meanBatch: 0 };
   for (let r = 0; r < repeats; r++) {
@@ -51,7 +54,11 @@ export async function measureDecode(
     const seconds = (performance.now() - t0) / 1000;
     const c = engine.counters();
     best = Math.max(best, c.generatedTokens / seconds);
-    last = { tokensPerSecond: c.generatedTokens / seconds, texts: results.map((x) => x.text), meanBatch: c.decodeRows / Math.max(1, c.decodeSteps) };
+    last = {
+      tokensPerSecond: c.generatedTokens / seconds,
+      texts: results.map((x) => x.text),
+      meanBatch: c.decodeRows / Math.max(1, c.decodeSteps),
+    };
   }
   engine.closeItem(ctx);
   await engine.close();
@@ -70,15 +77,23 @@ async function main(): Promise<void> {
     },
   });
   const shape = { candidates: Number(values.candidates), maxTokens: Number(values.tokens), repeats: Number(values.repeats) };
-  console.log(`model ${values.model}; ${shape.candidates} candidates × up to ${shape.maxTokens} tokens; last of ${shape.repeats} (best in brackets)`);
+  console.log(
+    `model ${values.model}; ${shape.candidates} candidates × up to ${shape.maxTokens} tokens; last of ${shape.repeats} (best in brackets)`,
+  );
   const runs: DecodeRun[] = [];
-  for (const b of values.batches.split(",").map(Number)) runs.push(await measureDecode(values.model, `batch ${b}`, { maxBatch: b }, shape));
+  for (const b of values.batches.split(",").map(Number))
+    runs.push(await measureDecode(values.model, `batch ${b}`, { maxBatch: b }, shape));
   if (values.reference) runs.push(await measureDecode(values.model, "reference pattern", { reference: true }, shape));
-  for (const r of runs) console.log(`${r.label.padEnd(18)} ${r.tokensPerSecond.toFixed(0).padStart(6)} tok/s (best ${r.best.toFixed(0)})  mean batch ${r.meanBatch.toFixed(2)}`);
+  for (const r of runs)
+    console.log(
+      `${r.label.padEnd(18)} ${r.tokensPerSecond.toFixed(0).padStart(6)} tok/s (best ${r.best.toFixed(0)})  mean batch ${r.meanBatch.toFixed(2)}`,
+    );
   const base = runs[0]!;
   for (const r of runs.slice(1)) {
     const same = r.texts.every((t, i) => t === base.texts[i]);
-    console.log(`${r.label} / ${base.label}: ×${(r.tokensPerSecond / base.tokensPerSecond).toFixed(2)} tokens/s; same texts: ${same}`);
+    console.log(
+      `${r.label} / ${base.label}: ×${(r.tokensPerSecond / base.tokensPerSecond).toFixed(2)} tokens/s; same texts: ${same}`,
+    );
   }
 }
 

@@ -45,7 +45,9 @@ async function run(label: string, reference: boolean, judge: "score" | "generate
   }
 }
 
-console.log(`stage-level beam search N=${beam} on ${items.length} generated items (set seed ${values["set-seed"]}), model ${values.model}\n`);
+console.log(
+  `stage-level beam search N=${beam} on ${items.length} generated items (set seed ${values["set-seed"]}), model ${values.model}\n`,
+);
 const ours = await run("stagebeam (score judge)", false, "score", Number(values.concurrency));
 const oursGenerate = await run("stagebeam (generate judge)", false, "generate", Number(values.concurrency));
 const reference = await run("reference pattern", true, "generate", 1);
@@ -57,12 +59,18 @@ const line = (r: (typeof rows)[number]) => {
 };
 rows.forEach((r) => console.log(line(r)));
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-console.log(`\nwall time, reference / stagebeam:            ${ratio(reference.outcome.summary.seconds, ours.outcome.summary.seconds)} (score judge)  ${ratio(reference.outcome.summary.seconds, oursGenerate.outcome.summary.seconds)} (generate judge)`);
-console.log(`decoder tokens, reference / stagebeam:       ${ratio(reference.counters.decoderTokens, ours.counters.decoderTokens)} (score judge)  ${ratio(reference.counters.decoderTokens, oursGenerate.counters.decoderTokens)} (generate judge)`);
+console.log(
+  `\nwall time, reference / stagebeam:            ${ratio(reference.outcome.summary.seconds, ours.outcome.summary.seconds)} (score judge)  ${ratio(reference.outcome.summary.seconds, oursGenerate.outcome.summary.seconds)} (generate judge)`,
+);
+console.log(
+  `decoder tokens, reference / stagebeam:       ${ratio(reference.counters.decoderTokens, ours.counters.decoderTokens)} (score judge)  ${ratio(reference.counters.decoderTokens, oursGenerate.counters.decoderTokens)} (generate judge)`,
+);
 const sameAnswers = (a: EvalOutcome, b: EvalOutcome) => a.summary.overall.correct === b.summary.overall.correct;
 console.log(`accuracy equal, stagebeam (generate) vs reference: ${sameAnswers(oursGenerate.outcome, reference.outcome)}`);
 
 const b1 = await measureDecode(values.model, "batch 1", { maxBatch: 1 });
 const b8 = await measureDecode(values.model, "batch 8", { maxBatch: 8 });
-console.log(`decode tokens/s: batch 1 ${b1.tokensPerSecond.toFixed(0)}, batch 8 ${b8.tokensPerSecond.toFixed(0)} (${ratio(b8.tokensPerSecond, b1.tokensPerSecond)}); same texts: ${b1.texts.every((t, i) => t === b8.texts[i])}`);
+console.log(
+  `decode tokens/s: batch 1 ${b1.tokensPerSecond.toFixed(0)}, batch 8 ${b8.tokensPerSecond.toFixed(0)} (${ratio(b8.tokensPerSecond, b1.tokensPerSecond)}); same texts: ${b1.texts.every((t, i) => t === b8.texts[i])}`,
+);
 console.log(`\n${formatOutcomes(rows.map((r) => r.outcome))}`);

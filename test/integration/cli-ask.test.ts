@@ -24,7 +24,8 @@ describe("stagebeam ask", () => {
   it("answers in four well-formed stages and reports its cost", async () => {
     const out = await ask(IMAGE, ["--strategy", "stage", "--beam", "2", "--seed", "1"]);
     expect(out.code, out.stderr).toBe(0);
-    for (const stage of ["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]) expect(out.stdout).toMatch(new RegExp(`^${stage}\\s+\\S`, "m"));
+    for (const stage of ["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"])
+      expect(out.stdout).toMatch(new RegExp(`^${stage}\\s+\\S`, "m"));
     expect(out.stdout).toMatch(/^answer: \S+$/m);
     expect(out.stdout).toMatch(/model calls .* tokens generated/);
   });
@@ -40,11 +41,22 @@ describe("stagebeam ask", () => {
   it.each([
     ["zero-byte", async (file: string) => writeFile(file, Buffer.alloc(0)), /image.*empty|0 bytes/i],
     ["non-image", async (file: string) => writeFile(file, "just some text, not an image"), /image/i],
-    ["corrupt", async (file: string) => writeFile(file, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(200, 7)])), /image/i],
+    [
+      "corrupt",
+      async (file: string) =>
+        writeFile(file, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(200, 7)])),
+      /image/i,
+    ],
     ["truncated", async (file: string) => writeFile(file, (await readFile(IMAGE)).subarray(0, 300)), /image/i],
     [
       "over-sized",
-      async (file: string) => writeFile(file, await sharp({ create: { width: 8000, height: 8000, channels: 3, background: "#fff" } }).png().toBuffer()),
+      async (file: string) =>
+        writeFile(
+          file,
+          await sharp({ create: { width: 8000, height: 8000, channels: 3, background: "#fff" } })
+            .png()
+            .toBuffer(),
+        ),
       /image.*(pixels|too large|limit)/i,
     ],
   ])("rejects a %s image with a clear error", async (name, make, message) => {

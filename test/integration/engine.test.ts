@@ -22,9 +22,16 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 const items = [generateItem(2000, 0), generateItem(2000, 1), generateItem(2000, 2)];
 const images = await Promise.all(items.map((it) => renderScenePng(it.scene)));
-const open = (engine: Engine, i: number) => engine.openItem({ id: items[i]!.id, image: images[i]!, question: items[i]!.question });
+const open = (engine: Engine, i: number) =>
+  engine.openItem({ id: items[i]!.id, image: images[i]!, question: items[i]!.question });
 
-const stageRequests = (i: number, n: number, prefix = "", stage: "SUMMARY" | "CAPTION" = "SUMMARY", maxTokens = 24): GenerateRequest[] =>
+const stageRequests = (
+  i: number,
+  n: number,
+  prefix = "",
+  stage: "SUMMARY" | "CAPTION" = "SUMMARY",
+  maxTokens = 24,
+): GenerateRequest[] =>
   Array.from({ length: n }, (_, c) => ({
     id: `${items[i]!.id}:${stage}:c${c}`,
     prefix,
@@ -93,11 +100,19 @@ describe("engine on the bundled model", () => {
     const seqs = ctxs.map((c, i) => [...c.promptIds, ...extra.slice(0, 2 + 4 * i)]);
     const singles = [];
     for (let i = 0; i < 3; i++) {
-      singles.push((await scheduler.prefill([{ base: null, ids: seqs[i]!, image: { features: ctxs[i]!.features!, first: 0 }, keepKv: true }]))[0]!);
+      singles.push(
+        (
+          await scheduler.prefill([
+            { base: null, ids: seqs[i]!, image: { features: ctxs[i]!.features!, first: 0 }, keepKv: true },
+          ])
+        )[0]!,
+      );
     }
     // Batched prefill of rows that continue caches of different lengths.
     const bases = ctxs.map((c) => c.cache.best(c.promptIds)!.entry.kv);
-    const continued = await scheduler.prefill(seqs.map((s, i) => ({ base: bases[i]!, ids: s.slice(ctxs[i]!.promptIds.length), keepKv: true })));
+    const continued = await scheduler.prefill(
+      seqs.map((s, i) => ({ base: bases[i]!, ids: s.slice(ctxs[i]!.promptIds.length), keepKv: true })),
+    );
     for (let i = 0; i < 3; i++) expect(maxDiff(continued[i]!.logits, singles[i]!.logits)).toBeLessThan(TOL);
 
     // Two batched steps (the second feeds `present` back as `past`) against single-row steps.
@@ -108,7 +123,11 @@ describe("engine on the bundled model", () => {
     ].map((row) => row.map((t) => t % engine.tokenizer.vocabSize));
     const lengths = singles.map((s) => s.kv!.length);
     let P = Math.max(...lengths);
-    let batchCache: readonly unknown[] = gatherRows(layout, singles.map((s) => s.kv!), P);
+    let batchCache: readonly unknown[] = gatherRows(
+      layout,
+      singles.map((s) => s.kv!),
+      P,
+    );
     const singleCache: unknown[] = singles.map((s) => s.kv!.data);
     const singleLen = [...lengths];
     let worst = 0;
@@ -197,7 +216,10 @@ describe("engine on the bundled model", () => {
     const before = engine.counters();
     await engine.generate(ctx, stageRequests(2, 4, prefix, "CAPTION", 4));
     const mid = engine.counters();
-    await engine.generate(ctx, stageRequests(2, 4, prefix, "CAPTION", 4).map((r) => ({ ...r, sampleKey: `${r.sampleKey}/again` })));
+    await engine.generate(
+      ctx,
+      stageRequests(2, 4, prefix, "CAPTION", 4).map((r) => ({ ...r, sampleKey: `${r.sampleKey}/again` })),
+    );
     const after = engine.counters();
     expect(mid.prefillTokens - before.prefillTokens).toBe(prefixTokens);
     expect(mid.cachedTokens - before.cachedTokens).toBe(ctx.promptTokens);
@@ -242,7 +264,13 @@ describe("engine on the bundled model", () => {
     const reqs: JudgeRequest[] = [
       { id: "i:SUMMARY:c0-vs-c1", kind: "compare", template: "SUMMARY", hint: "", first: a, second: b },
       { id: "i:SUMMARY:c1-vs-c0", kind: "compare", template: "SUMMARY", hint: "", first: b, second: a },
-      { id: "i:REASONING:c0-check", kind: "check", template: "reasoning_check", hint: a, candidate: "<REASONING>1 + 1 = 2.</REASONING>" },
+      {
+        id: "i:REASONING:c0-check",
+        kind: "check",
+        template: "reasoning_check",
+        hint: a,
+        candidate: "<REASONING>1 + 1 = 2.</REASONING>",
+      },
     ];
     const before = engine.counters();
     const [ab, ba, check] = await engine.judge(ctx, reqs, "score");
@@ -273,9 +301,13 @@ describe("engine on the bundled model", () => {
     const ctx = await open(engine, 1);
     const limit = engine.info.contextLength;
     if (limit === null) return;
-    const [r] = await engine.generate(ctx, [{ id: "x:answer:c0", prefix: "", stop: { kind: "end" }, maxTokens: 4 * limit, sampleKey: "ctx" }], {
-      greedy: true,
-    });
+    const [r] = await engine.generate(
+      ctx,
+      [{ id: "x:answer:c0", prefix: "", stop: { kind: "end" }, maxTokens: 4 * limit, sampleKey: "ctx" }],
+      {
+        greedy: true,
+      },
+    );
     if (!r!.finished) {
       expect(r!.truncated).toBe(true);
       expect(r!.detail).toMatchObject({ finish: "context" });
@@ -287,7 +319,9 @@ describe("engine on the bundled model", () => {
   it("fails a bad prefill row alone, not the batch it was queued with", async () => {
     const { scheduler } = engine.internals;
     const ctx = await open(engine, 0);
-    const good = scheduler.prefill([{ base: null, ids: ctx.promptIds, image: { features: ctx.features!, first: 0 }, keepKv: false }]);
+    const good = scheduler.prefill([
+      { base: null, ids: ctx.promptIds, image: { features: ctx.features!, first: 0 }, keepKv: false },
+    ]);
     const bad = scheduler.prefill([{ base: null, ids: ctx.promptIds, keepKv: false }]);
     await expect(bad).rejects.toThrow(/has \d+ image tokens but 0 image features/);
     await expect(good).resolves.toHaveLength(1);
@@ -309,18 +343,25 @@ describe("engine on the bundled model", () => {
   });
 
   it("rejects bad items with errors that name the item and field", async () => {
-    const long = Array(engine.info.contextLength ?? 4096).fill("red").join(" ");
+    const long = Array(engine.info.contextLength ?? 4096)
+      .fill("red")
+      .join(" ");
     await expect(engine.openItem({ id: "too-long", image: images[0]!, question: long })).rejects.toThrow(
       /item "too-long": question: the prompt is \d+ tokens .*context window is \d+/,
     );
-    await expect(engine.openItem({ id: "broken", image: Buffer.from("GIF89a broken"), question: "How many?" })).rejects.toThrow(ItemInputError);
-    await expect(engine.openItem({ id: "empty-q", image: images[0]!, question: " " })).rejects.toThrow(/item "empty-q": question: expected a non-empty string/);
-    const ctx = await open(engine, 0);
-    await expect(engine.generate(ctx, [{ id: "bad id!", prefix: "", stop: { kind: "end" }, maxTokens: 0, sampleKey: "k" } as GenerateRequest])).rejects.toThrow(
-      /generate request bad id!: id: .*; maxTokens: /,
+    await expect(engine.openItem({ id: "broken", image: Buffer.from("GIF89a broken"), question: "How many?" })).rejects.toThrow(
+      ItemInputError,
     );
+    await expect(engine.openItem({ id: "empty-q", image: images[0]!, question: " " })).rejects.toThrow(
+      /item "empty-q": question: expected a non-empty string/,
+    );
+    const ctx = await open(engine, 0);
+    await expect(
+      engine.generate(ctx, [
+        { id: "bad id!", prefix: "", stop: { kind: "end" }, maxTokens: 0, sampleKey: "k" } as GenerateRequest,
+      ]),
+    ).rejects.toThrow(/generate request bad id!: id: .*; maxTokens: /);
     engine.closeItem(ctx);
     await expect(engine.generate(ctx, answerRequests(0, 1))).rejects.toThrow(EngineRequestError);
   });
 });
-

@@ -37,7 +37,9 @@ describe("stagebeam demo", () => {
     expect(r.stdout).toMatch(/20 answered, 0 failed · accuracy \d+\/20/);
     const run = /results in S3: {4}s3:\/\/stagebeam\/runs\/(demo-[0-9-]+)\/results\//.exec(r.stdout)?.[1];
     expect(run).toBeDefined();
-    const metricsLines = r.stdout.split("\n").filter((l) => /^ {2}worker \d http:\/\/127\.0\.0\.1:\d+\/metrics: \d+ items completed/.test(l));
+    const metricsLines = r.stdout
+      .split("\n")
+      .filter((l) => /^ {2}worker \d http:\/\/127\.0\.0\.1:\d+\/metrics: \d+ items completed/.test(l));
     expect(metricsLines).toHaveLength(2);
     const completed = metricsLines.map((l) => Number(/: (\d+) items completed/.exec(l)![1]));
     expect(completed.reduce((a, b) => a + b, 0)).toBe(20);

@@ -41,7 +41,8 @@ afterAll(async () => {
 async function scrape(url: string, name: string): Promise<number> {
   const page = await (await fetch(url)).text();
   let total = 0;
-  for (const line of page.split("\n")) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) total += Number(line.split(" ").pop());
+  for (const line of page.split("\n"))
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) total += Number(line.split(" ").pop());
   return total;
 }
 
@@ -62,7 +63,9 @@ describe("stagebeam CLI and worker processes on the bundled model", () => {
     expect(noConfig.stderr).toMatch(/REDIS_URL: missing/);
     const unknownOption = await runCli(["results", "--run", "x", "--bogus"], env.env);
     expect(unknownOption.code).toBe(2);
-    const helps = await Promise.all(["worker", "submit", "status", "results", "demo", "scenes"].map((sub) => runCli([sub, "--help"])));
+    const helps = await Promise.all(
+      ["worker", "submit", "status", "results", "demo", "scenes"].map((sub) => runCli([sub, "--help"])),
+    );
     for (const help of helps) {
       expect(help.code).toBe(0);
       expect(help.stdout).toMatch(/^Usage: stagebeam /);
@@ -76,7 +79,10 @@ describe("stagebeam CLI and worker processes on the bundled model", () => {
 
     const run = "cli-1";
     const manifest = join(SAMPLE, "items.jsonl");
-    const submit = await runCli(["submit", "--run", run, "--manifest", manifest, "--beam", "2", "--seed", "4", "--wait"], env.env);
+    const submit = await runCli(
+      ["submit", "--run", run, "--manifest", manifest, "--beam", "2", "--seed", "4", "--wait"],
+      env.env,
+    );
     expect(submit.code, submit.stderr).toBe(0);
     expect(submit.stdout).toMatch(/enqueued\s+20/);
     expect(submit.stdout).toMatch(/20 submitted · 20 completed · 0 failed · 0 pending {2}— done/);
@@ -89,7 +95,10 @@ describe("stagebeam CLI and worker processes on the bundled model", () => {
 
     const results = await runCli(["results", "--run", run], env.env);
     expect(results.code).toBe(0);
-    const lines = results.stdout.trim().split("\n").map((l) => JSON.parse(l) as ResultRecord);
+    const lines = results.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as ResultRecord);
     expect(lines).toHaveLength(20);
     expect(new Set(lines.map((r) => r.item)).size).toBe(20);
     expect(lines.every((r) => r.kind === "result" && r.beam === 2 && r.seed === 4)).toBe(true);
@@ -101,13 +110,19 @@ describe("stagebeam CLI and worker processes on the bundled model", () => {
 
     // Each result equals the in-process driver's for the same item and seed, whichever worker
     // ran which candidate and however the work was batched.
-    const items = (await readFile(manifest, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; image: string });
+    const items = (await readFile(manifest, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { id: string; image: string });
     const engine = await Engine.load(MODEL);
     try {
       for (const record of lines) {
         const image = await readFile(join(SAMPLE, items.find((i) => i.id === record.id)!.image));
         const ctx = await engine.openItem({ id: record.item, image, question: record.question });
-        const alone = await runSearch(record.params, { generate: (r) => engine.generate(ctx, r), judge: (r) => engine.judge(ctx, r, "score") });
+        const alone = await runSearch(record.params, {
+          generate: (r) => engine.generate(ctx, r),
+          judge: (r) => engine.judge(ctx, r, "score"),
+        });
         engine.closeItem(ctx);
         expect(record.search, record.id).toEqual(closeTrace(alone));
         expect(record.model.digest).toBe(engine.info.digest);
@@ -136,7 +151,10 @@ describe("stagebeam CLI and worker processes on the bundled model", () => {
   it("a producer killed mid-way and run again completes the run, each item once", async () => {
     const run = "cli-resume";
     // No workers yet: the backlog bound (2) holds the producer after two chunks of one.
-    const first = startCli(["submit", "--run", run, "--manifest", join(sample, "items.jsonl"), "--max-backlog", "2", "--chunk", "1", "--no-progress"], env.env);
+    const first = startCli(
+      ["submit", "--run", run, "--manifest", join(sample, "items.jsonl"), "--max-backlog", "2", "--chunk", "1", "--no-progress"],
+      env.env,
+    );
     await waitForCount(run, 2);
     first.child.kill("SIGKILL");
     await first.done;
@@ -144,7 +162,22 @@ describe("stagebeam CLI and worker processes on the bundled model", () => {
 
     const workers = await startWorkerProcesses(2, { env: workerEnv });
     started.push(...workers);
-    const second = await runCli(["submit", "--run", run, "--manifest", join(sample, "items.jsonl"), "--max-backlog", "2", "--chunk", "1", "--wait", "--no-progress"], env.env);
+    const second = await runCli(
+      [
+        "submit",
+        "--run",
+        run,
+        "--manifest",
+        join(sample, "items.jsonl"),
+        "--max-backlog",
+        "2",
+        "--chunk",
+        "1",
+        "--wait",
+        "--no-progress",
+      ],
+      env.env,
+    );
     expect(second.code).toBe(0);
     expect(second.stdout).toMatch(/enqueued\s+6\n\s+skipped\s+2/);
     const results = (await runCli(["results", "--run", run], env.env)).stdout.trim().split("\n");
@@ -162,7 +195,8 @@ describe("stagebeam CLI and worker processes on the bundled model", () => {
     const submit = await runCli(["submit", "--run", run, "--manifest", join(sample, "items.jsonl"), "--beam", "4"], env.env);
     expect(submit.code).toBe(0);
     // Wait until the slow worker is busy with candidates.
-    for (let i = 0; i < 100 && (await env.queues.generate.getJobCountByTypes("active")) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 100 && (await env.queues.generate.getJobCountByTypes("active")) === 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
     expect(await env.queues.generate.getJobCountByTypes("active")).toBeGreaterThan(0);
 
     const t0 = Date.now();

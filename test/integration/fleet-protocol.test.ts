@@ -75,7 +75,10 @@ describe("fleet protocol on the bundled model", () => {
 
     const results = await records<ResultRecord>(run, "results");
     expect(results).toHaveLength(6);
-    const lines = (await readFile(join(sample, "items.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; answer: string; image: string });
+    const lines = (await readFile(join(sample, "items.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { id: string; answer: string; image: string });
     for (const r of results) {
       // Same answer as the in-process driver over the same model, whichever worker ran what.
       const image = await readFile(join(sample, lines.find((l) => l.id === r.id)!.image));
@@ -127,9 +130,13 @@ describe("fleet protocol on the bundled model", () => {
   });
 
   it("refuses to resume a run with other settings", async () => {
-    await expect(submit({ run: "proto-1", manifest: join(sample, "items.jsonl"), settings: { strategy: "stage", beam: 2, seed: 7, judgeMode: "score" } })).rejects.toThrow(
-      /run proto-1 was submitted with other settings \(beam: 3 ≠ 2\)/,
-    );
+    await expect(
+      submit({
+        run: "proto-1",
+        manifest: join(sample, "items.jsonl"),
+        settings: { strategy: "stage", beam: 2, seed: 7, judgeMode: "score" },
+      }),
+    ).rejects.toThrow(/run proto-1 was submitted with other settings \(beam: 3 ≠ 2\)/);
   });
 
   it("records bad lines and bad inputs as failures with their reasons while good items complete", async () => {
@@ -169,7 +176,9 @@ describe("fleet protocol on the bundled model", () => {
     const failures = await records<FailureRecord>(run, "failed");
     const byId = Object.fromEntries(failures.map((f) => [f.id ?? f.item, f]));
     expect(byId["no-question"]).toMatchObject({ stage: "submit", reason: "manifest-question", line: 2, field: "question" });
-    expect(byId["outside"]!.message).toMatch(/line 3, item "outside", field "image": path "..\/sample\/s11-000001.png" escapes the image root/);
+    expect(byId["outside"]!.message).toMatch(
+      /line 3, item "outside", field "image": path "..\/sample\/s11-000001.png" escapes the image root/,
+    );
     expect(byId["missing-file"]!.message).toMatch(/file not found/);
     expect(failures.find((f) => f.line === 5)).toMatchObject({ item: "_line-5", reason: "manifest-record" });
     expect(byId["garbage"]).toMatchObject({ stage: "submit", reason: "image-unreadable" });

@@ -8,6 +8,7 @@ import { expect } from "vitest";
 export function closeTrace(value: unknown): unknown {
   if (typeof value === "number" && !Number.isInteger(value)) return expect.closeTo(value, 4);
   if (Array.isArray(value)) return value.map(closeTrace);
-  if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, closeTrace(v)]));
+  if (value !== null && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, closeTrace(v)]));
   return value;
 }

@@ -35,7 +35,9 @@ export function startCli(args: readonly string[], env: Record<string, string | u
   };
   child.stdout!.on("data", (d: Buffer) => ((stdout += d.toString()), check()));
   child.stderr!.on("data", (d: Buffer) => ((stderr += d.toString()), check()));
-  const done = new Promise<CliResult>((resolve) => child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<CliResult>((resolve) =>
+    child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return {
     child,
     done,

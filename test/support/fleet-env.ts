@@ -28,7 +28,10 @@ export interface FleetEnv {
   tmp: string;
   /** REDIS_URL, QUEUE_PREFIX and S3_* for child processes. */
   env: Record<string, string>;
-  startWorker(host: ModelHost, opts?: { concurrency?: number; name?: string; metrics?: StagebeamMetrics; lockDurationMs?: number }): Promise<{ worker: FleetWorker; metrics: StagebeamMetrics }>;
+  startWorker(
+    host: ModelHost,
+    opts?: { concurrency?: number; name?: string; metrics?: StagebeamMetrics; lockDurationMs?: number },
+  ): Promise<{ worker: FleetWorker; metrics: StagebeamMetrics }>;
   close(): Promise<void>;
 }
 

@@ -42,7 +42,12 @@ describe("preprocessImage values", () => {
   });
 
   it("uses per-channel mean and std and can skip rescaling", async () => {
-    const spec = { ...SPEC, doRescale: false, mean: [1, 2, 3] as [number, number, number], std: [2, 4, 8] as [number, number, number] };
+    const spec = {
+      ...SPEC,
+      doRescale: false,
+      mean: [1, 2, 3] as [number, number, number],
+      std: [2, 4, 8] as [number, number, number],
+    };
     const out = await preprocessImage("tiny", await png(PIXELS, 2, 2), spec);
     expect(out[0]).toBe((255 - 1) / 2);
     expect(out[4 + 1]).toBe((255 - 2) / 4);
@@ -53,9 +58,21 @@ describe("preprocessImage values", () => {
     const gray = await preprocessImage("gray", await png([0, 255, 255, 0], 2, 2, 1), SPEC);
     expect(Array.from(gray.subarray(0, 4))).toEqual([-1, 1, 1, -1]);
     expect(Array.from(gray.subarray(8, 12))).toEqual([-1, 1, 1, -1]);
-    const rgba = await preprocessImage("rgba", await png([255, 0, 0, 0, 0, 255, 0, 255, 0, 0, 255, 9, 1, 2, 3, 4], 2, 2, 4), SPEC);
+    const rgba = await preprocessImage(
+      "rgba",
+      await png([255, 0, 0, 0, 0, 255, 0, 255, 0, 0, 255, 9, 1, 2, 3, 4], 2, 2, 4),
+      SPEC,
+    );
     expect(rgba[0]).toBe(1); // alpha is dropped, not composited
-    const big = await preprocessImage("big", await png(Array.from({ length: 16 * 16 * 3 }, (_, i) => i % 256), 16, 16), SPEC);
+    const big = await preprocessImage(
+      "big",
+      await png(
+        Array.from({ length: 16 * 16 * 3 }, (_, i) => i % 256),
+        16,
+        16,
+      ),
+      SPEC,
+    );
     expect(big.length).toBe(3 * 2 * 2);
     expect(big.every((v) => v >= -1 && v <= 1)).toBe(true);
   });
@@ -75,7 +92,11 @@ describe("preprocessImage errors", () => {
   });
 
   it("rejects corrupt image data", async () => {
-    const good = await png(Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 7) % 256), 32, 32);
+    const good = await png(
+      Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 7) % 256),
+      32,
+      32,
+    );
     const bad = Buffer.from(good);
     for (let i = 60; i < bad.length - 20; i++) bad[i] = (bad[i]! * 31 + 7) % 256;
     const e = await errorOf(preprocessImage("item-3", bad, SPEC));
@@ -84,13 +105,21 @@ describe("preprocessImage errors", () => {
   });
 
   it("rejects a truncated image", async () => {
-    const good = await png(Array.from({ length: 64 * 64 * 3 }, (_, i) => (i * 13) % 256), 64, 64);
+    const good = await png(
+      Array.from({ length: 64 * 64 * 3 }, (_, i) => (i * 13) % 256),
+      64,
+      64,
+    );
     const e = await errorOf(preprocessImage("item-4", good.subarray(0, Math.floor(good.length / 2)), SPEC));
     expect(e.message).toMatch(/item "item-4": image: is truncated or corrupt \(.+\); expected a complete PNG/);
   });
 
   it("rejects images over the byte limit and over the pixel limit", async () => {
-    const image = await png(Array.from({ length: 40 * 30 * 3 }, (_, i) => i % 256), 40, 30);
+    const image = await png(
+      Array.from({ length: 40 * 30 * 3 }, (_, i) => i % 256),
+      40,
+      30,
+    );
     const bytes = await errorOf(preprocessImage("item-5", image, SPEC, { maxBytes: 100, maxPixels: 1e6 }));
     expect(bytes.message).toMatch(/item "item-5": image: is \d+ bytes; expected at most 100 bytes/);
     const pixels = await errorOf(preprocessImage("item-6", image, SPEC, { maxBytes: 1e6, maxPixels: 1000 }));

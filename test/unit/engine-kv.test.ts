@@ -11,7 +11,8 @@ function seq(tag: number, length: number): SeqKV {
     const arr = new Float32Array(LAYOUT.heads * length * LAYOUT.headDim);
     for (let h = 0; h < LAYOUT.heads; h++)
       for (let p = 0; p < length; p++)
-        for (let i = 0; i < LAYOUT.headDim; i++) arr[(h * length + p) * LAYOUT.headDim + i] = tag * 10000 + a * 1000 + h * 100 + p * 10 + i;
+        for (let i = 0; i < LAYOUT.headDim; i++)
+          arr[(h * length + p) * LAYOUT.headDim + i] = tag * 10000 + a * 1000 + h * 100 + p * 10 + i;
     return arr;
   });
   return new SeqKV(data, length);
@@ -49,7 +50,12 @@ describe("KV batching", () => {
 });
 
 describe("prefix cache", () => {
-  const entry = (ids: number[], pinned = false) => ({ ids, kv: seq(ids.length, ids.length), logits: new Float32Array(1), pinned });
+  const entry = (ids: number[], pinned = false) => ({
+    ids,
+    kv: seq(ids.length, ids.length),
+    logits: new Float32Array(1),
+    pinned,
+  });
 
   it("finds the entry with the longest common prefix", () => {
     const c = new PrefixCache(4);
@@ -89,7 +95,8 @@ describe("prefix cache", () => {
 
 describe("float16", () => {
   it("round-trips representable values and rounds to nearest even", () => {
-    for (const v of [0, 1, -2.5, 65504, 6.103515625e-5, 5.960464477539063e-8, 0.333251953125]) expect(halfToFloat(floatToHalf(v))).toBe(v);
+    for (const v of [0, 1, -2.5, 65504, 6.103515625e-5, 5.960464477539063e-8, 0.333251953125])
+      expect(halfToFloat(floatToHalf(v))).toBe(v);
     expect(halfToFloat(floatToHalf(1 + 2 ** -11))).toBe(1);
     expect(halfToFloat(floatToHalf(1e6))).toBe(Infinity);
     expect(Number.isNaN(halfToFloat(floatToHalf(NaN)))).toBe(true);

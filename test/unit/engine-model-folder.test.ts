@@ -65,18 +65,26 @@ describe("checkSessionContract", () => {
   });
 
   it("checks layer count, head count, element types and outputs against config.json", () => {
-    expect(() => checkSessionContract("/m", SPEC, signatures(3))).toThrow(/'past_key_values\.2\.key', 'past_key_values\.2\.value' beyond num_hidden_layers 2/);
+    expect(() => checkSessionContract("/m", SPEC, signatures(3))).toThrow(
+      /'past_key_values\.2\.key', 'past_key_values\.2\.value' beyond num_hidden_layers 2/,
+    );
     expect(() => checkSessionContract("/m", SPEC, signatures(1))).toThrow(/expected input 'past_key_values\.1\.key'/);
-    expect(() => checkSessionContract("/m", SPEC, signatures(2, 4))).toThrow(/has 4 at axis 1; expected 2 \(num_key_value_heads in config\.json\)/);
+    expect(() => checkSessionContract("/m", SPEC, signatures(2, 4))).toThrow(
+      /has 4 at axis 1; expected 2 \(num_key_value_heads in config\.json\)/,
+    );
     const s = signatures();
     (s.embed.inputs as TensorSignature[])[0] = { name: "input_ids", type: "int32", shape: ["b", "t"] };
-    expect(() => checkSessionContract("/m", SPEC, s)).toThrow(/embed_tokens\.onnx: input 'input_ids' has element type int32; expected int64/);
+    expect(() => checkSessionContract("/m", SPEC, s)).toThrow(
+      /embed_tokens\.onnx: input 'input_ids' has element type int32; expected int64/,
+    );
     const t = signatures();
     (t.decoder.outputs as TensorSignature[]).pop();
     expect(() => checkSessionContract("/m", SPEC, t)).toThrow(/decoder_model_merged\.onnx: expected output 'present\.1\.value'/);
     const u = signatures();
     (u.vision.outputs as TensorSignature[])[0] = { name: "image_features", type: "float32", shape: ["b", 9, 16] };
-    expect(() => checkSessionContract("/m", SPEC, u)).toThrow(/vision_encoder\.onnx: output 'image_features' has 9 at axis 1; expected 4 \(image_seq_length/);
+    expect(() => checkSessionContract("/m", SPEC, u)).toThrow(
+      /vision_encoder\.onnx: output 'image_features' has 9 at axis 1; expected 4 \(image_seq_length/,
+    );
     const v = signatures();
     (v.decoder.inputs as TensorSignature[]).push({ name: "token_type_ids", type: "int64", shape: ["b", "t"] });
     expect(() => checkSessionContract("/m", SPEC, v)).toThrow(/unexpected input 'token_type_ids'/);
@@ -131,7 +139,6 @@ async function loadError(p: Promise<unknown>): Promise<ModelFolderError> {
 }
 
 describe("model folder validation on broken copies of the bundled model", () => {
-
   it("loads a valid folder with a stable digest that changes with the files", async () => {
     const dir = await brokenCopy(async () => undefined);
     const a = await loadModelFolder(dir);
@@ -175,32 +182,48 @@ describe("model folder validation on broken copies of the bundled model", () => 
         delete v.num_attention_heads;
       }),
     );
-    expect((await loadError(loadModelFolder(dir2))).message).toMatch(/head_dim: expected head_dim, or hidden_size and num_attention_heads/);
+    expect((await loadError(loadModelFolder(dir2))).message).toMatch(
+      /head_dim: expected head_dim, or hidden_size and num_attention_heads/,
+    );
   });
 
   it("names invalid JSON, a bad preprocessor config and bad judge templates", async () => {
     const a = await brokenCopy((d) => writeFile(path.join(d, "generation_config.json"), "{ not json"));
     expect((await loadError(loadModelFolder(a))).message).toMatch(/^generation_config\.json: expected valid JSON/);
     const b = await brokenCopy((d) => editJson(d, "preprocessor_config.json", (v) => (v.image_std = [0.5, 0, 0.5])));
-    expect((await loadError(loadModelFolder(b))).message).toMatch(/^preprocessor_config\.json: image_std: expected non-zero std values/);
+    expect((await loadError(loadModelFolder(b))).message).toMatch(
+      /^preprocessor_config\.json: image_std: expected non-zero std values/,
+    );
     const c = await brokenCopy((d) => editJson(d, "judge_templates.json", (v) => delete v.verdict_prefix));
     expect((await loadError(loadModelFolder(c))).message).toMatch(/^judge_templates\.json: verdict_prefix: /);
     const d2 = await brokenCopy((d) => editJson(d, "tokenizer_config.json", (v) => delete v.chat_template));
-    expect((await loadError(loadModelFolder(d2))).message).toMatch(/^tokenizer_config\.json: chat_template: missing; expected a jinja chat template string/);
+    expect((await loadError(loadModelFolder(d2))).message).toMatch(
+      /^tokenizer_config\.json: chat_template: missing; expected a jinja chat template string/,
+    );
   });
 
   it("names a renamed ONNX input when the sessions are checked", async () => {
     const dir = await brokenCopy((d) => renameInOnnx(d, "decoder_model_merged.onnx", "position_ids", "position_idz"));
     const e = await loadError(Engine.load(dir));
-    expect(e.message).toMatch(/^decoder_model_merged\.onnx: expected input 'position_ids', found inputs_embeds, attention_mask, position_idz, past_key_values\.0\.key/);
+    expect(e.message).toMatch(
+      /^decoder_model_merged\.onnx: expected input 'position_ids', found inputs_embeds, attention_mask, position_idz, past_key_values\.0\.key/,
+    );
     const dir2 = await brokenCopy((d) => renameInOnnx(d, "embed_tokens.onnx", "inputs_embeds", "inputs_embedz"));
-    expect((await loadError(Engine.load(dir2))).message).toMatch(/^embed_tokens\.onnx: expected output 'inputs_embeds', found inputs_embedz/);
+    expect((await loadError(Engine.load(dir2))).message).toMatch(
+      /^embed_tokens\.onnx: expected output 'inputs_embeds', found inputs_embedz/,
+    );
   });
 
   it("names a config that disagrees with the sessions", async () => {
-    const dir = await brokenCopy((d) => editJson(d, "config.json", (v) => (v.num_hidden_layers = (v.num_hidden_layers as number) - 1)));
-    expect((await loadError(Engine.load(dir))).message).toMatch(/^decoder_model_merged\.onnx: has 'past_key_values\.\d+\.key'.* beyond num_hidden_layers/);
+    const dir = await brokenCopy((d) =>
+      editJson(d, "config.json", (v) => (v.num_hidden_layers = (v.num_hidden_layers as number) - 1)),
+    );
+    expect((await loadError(Engine.load(dir))).message).toMatch(
+      /^decoder_model_merged\.onnx: has 'past_key_values\.\d+\.key'.* beyond num_hidden_layers/,
+    );
     const dir2 = await brokenCopy((d) => editJson(d, "config.json", (v) => (v.image_token_id = 7)));
-    expect((await loadError(Engine.load(dir2))).message).toMatch(/^tokenizer\.json: image token "<image>" has id 6; expected image_token_id 7/);
+    expect((await loadError(Engine.load(dir2))).message).toMatch(
+      /^tokenizer\.json: image token "<image>" has id 6; expected image_token_id 7/,
+    );
   });
 });

@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { createRng } from "../../shared/random.ts";
 import { EngineRequestError } from "../../workers/engine/errors.ts";
-import { resolveSampling, rngForKey, Sampler, samplingFromGeneration, type SamplingParams } from "../../workers/engine/sampler.ts";
+import {
+  resolveSampling,
+  rngForKey,
+  Sampler,
+  samplingFromGeneration,
+  type SamplingParams,
+} from "../../workers/engine/sampler.ts";
 
 const V = 50;
 const SAMPLE: SamplingParams = { greedy: false, temperature: 0.6, topP: 0.9, topK: 0 };
@@ -64,7 +70,9 @@ describe("greedy", () => {
 
   it("temperature 0 means greedy", () => {
     expect(resolveSampling({ temperature: 0 }, SAMPLE).greedy).toBe(true);
-    expect(samplingFromGeneration({ doSample: false, temperature: 0.6, topP: 0.9, topK: 0, maxNewTokens: null }).greedy).toBe(true);
+    expect(samplingFromGeneration({ doSample: false, temperature: 0.6, topP: 0.9, topK: 0, maxNewTokens: null }).greedy).toBe(
+      true,
+    );
   });
 });
 
@@ -89,7 +97,9 @@ describe("top-k and top-p masking", () => {
   it("top-p keeps the smallest set of top tokens reaching the mass", () => {
     const sampler = new Sampler(probs.length);
     const at = (topP: number) =>
-      [...counts(draw(sampler, logitsOf(probs), { greedy: false, temperature: 1, topP, topK: 0 }, `p${topP}`, 5000)).keys()].sort();
+      [
+        ...counts(draw(sampler, logitsOf(probs), { greedy: false, temperature: 1, topP, topK: 0 }, `p${topP}`, 5000)).keys(),
+      ].sort();
     expect(at(0.3)).toEqual([1]);
     expect(at(0.6)).toEqual([1, 3]);
     expect(at(0.7)).toEqual([1, 3, 4]);
@@ -117,7 +127,9 @@ describe("top-k and top-p masking", () => {
   it("lower temperature sharpens the distribution", () => {
     const sampler = new Sampler(probs.length);
     const share = (temperature: number) =>
-      draw(sampler, logitsOf(probs), { greedy: false, temperature, topP: 1, topK: 0 }, `t${temperature}`, 4000).filter((t) => t === 1).length / 4000;
+      draw(sampler, logitsOf(probs), { greedy: false, temperature, topP: 1, topK: 0 }, `t${temperature}`, 4000).filter(
+        (t) => t === 1,
+      ).length / 4000;
     expect(share(0.3)).toBeGreaterThan(share(1) + 0.2);
   });
 

@@ -96,7 +96,10 @@ describe("sentence stop", () => {
 
 describe("end stop", () => {
   it("only stops at eos", () => {
-    expect(run({ kind: "end" }, ["red", ".", " are", "</CONCLUSION>", "<eos>"])).toEqual({ kept: "red. are</CONCLUSION>", outcome: "eos" });
+    expect(run({ kind: "end" }, ["red", ".", " are", "</CONCLUSION>", "<eos>"])).toEqual({
+      kept: "red. are</CONCLUSION>",
+      outcome: "eos",
+    });
   });
 });
 

@@ -1,8 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { normalizeAnswer, summarize, wilson95 } from '../../shared/eval/stats.ts';
+import { describe, expect, it } from "vitest";
+import { normalizeAnswer, summarize, wilson95 } from "../../shared/eval/stats.ts";
 
-describe('evaluation statistics', () => {
-  it('gives the textbook Wilson interval', () => {
+describe("evaluation statistics", () => {
+  it("gives the textbook Wilson interval", () => {
     const [lo, hi] = wilson95(50, 100);
     expect(lo).toBeCloseTo(0.4038, 3);
     expect(hi).toBeCloseTo(0.5962, 3);
@@ -10,12 +10,12 @@ describe('evaluation statistics', () => {
     expect(wilson95(10, 10)[1]).toBeCloseTo(1, 10);
   });
 
-  it('summarises accuracy overall and per family, and the cost per item', () => {
+  it("summarises accuracy overall and per family, and the cost per item", () => {
     const summary = summarize(
       [
-        { family: 'count', correct: true, wellFormed: true, generatedTokens: 10 },
-        { family: 'count', correct: false, wellFormed: false, generatedTokens: 20 },
-        { family: 'exist', correct: true, wellFormed: true, generatedTokens: 30 },
+        { family: "count", correct: true, wellFormed: true, generatedTokens: 10 },
+        { family: "count", correct: false, wellFormed: false, generatedTokens: 20 },
+        { family: "exist", correct: true, wellFormed: true, generatedTokens: 30 },
       ],
       2,
       { decoderTokens: 600, forwardPasses: 66 },
@@ -30,8 +30,8 @@ describe('evaluation statistics', () => {
     expect(summary.forwardPassesPerItem).toBe(22);
   });
 
-  it('compares answers without case, space or a final full stop', () => {
-    expect(normalizeAnswer(' Yes. ')).toBe('yes');
-    expect(normalizeAnswer(null)).toBe('');
+  it("compares answers without case, space or a final full stop", () => {
+    expect(normalizeAnswer(" Yes. ")).toBe("yes");
+    expect(normalizeAnswer(null)).toBe("");
   });
 });

@@ -49,12 +49,22 @@ describe("fleet ids", () => {
 
 describe("fleet failure reasons", () => {
   it("classifies bad input as unrecoverable and everything else as transient", () => {
-    expect(classify(new BadInputError("image-unreadable", "x"))).toEqual({ code: "image-unreadable", message: "x", unrecoverable: true });
+    expect(classify(new BadInputError("image-unreadable", "x"))).toEqual({
+      code: "image-unreadable",
+      message: "x",
+      unrecoverable: true,
+    });
     const engineErr = Object.assign(new Error('item "a": image: cannot decode'), { name: "ItemInputError", field: "image" });
     expect(classify(engineErr)).toMatchObject({ code: "image-unreadable", unrecoverable: true });
-    expect(classify(Object.assign(new Error("bad"), { name: "EngineRequestError" }))).toMatchObject({ code: "bad-request", unrecoverable: true });
+    expect(classify(Object.assign(new Error("bad"), { name: "EngineRequestError" }))).toMatchObject({
+      code: "bad-request",
+      unrecoverable: true,
+    });
     expect(classify(new SearchError("a", "results missing"))).toMatchObject({ code: "search-error", unrecoverable: true });
-    expect(classify(new S3StoreError("PutObject", "k", new Error("down")))).toMatchObject({ code: "storage", unrecoverable: false });
+    expect(classify(new S3StoreError("PutObject", "k", new Error("down")))).toMatchObject({
+      code: "storage",
+      unrecoverable: false,
+    });
     expect(classify(new Error("ECONNRESET"))).toMatchObject({ code: "runtime", unrecoverable: false });
     expect(classify(new UnrecoverableError("bad-job: nope"))).toEqual({ code: "bad-job", message: "nope", unrecoverable: true });
     expect(classify(transient("storage", "later"))).toMatchObject({ unrecoverable: false });

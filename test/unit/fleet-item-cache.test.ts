@@ -15,7 +15,14 @@ const gen = (itemKey: string, i: number): GenerateRequest => ({
   maxTokens: 64,
   sampleKey: `1/${itemKey}/SUMMARY/c${i}`,
 });
-const cmp = (itemKey: string): JudgeRequest => ({ id: `${itemKey}:SUMMARY:c0-vs-c1`, kind: "compare", template: "SUMMARY", hint: "", first: "a", second: "b" });
+const cmp = (itemKey: string): JudgeRequest => ({
+  id: `${itemKey}:SUMMARY:c0-vs-c1`,
+  kind: "compare",
+  template: "SUMMARY",
+  hint: "",
+  first: "a",
+  second: "b",
+});
 
 function setup(capacity = 2) {
   const host = createScriptedHost();

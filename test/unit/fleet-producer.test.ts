@@ -8,7 +8,13 @@ import { writeSceneSet } from "../../shared/scenes/dataset.ts";
 import type { S3Store } from "../../shared/storage/s3-store.ts";
 import { UsageError } from "../../workers/fleet/errors.ts";
 import type { RunLedger } from "../../workers/fleet/ledger.ts";
-import { estimateManifestSize, submitRun, validateSettings, type SubmitDeps, type SubmitProgress } from "../../workers/fleet/producer.ts";
+import {
+  estimateManifestSize,
+  submitRun,
+  validateSettings,
+  type SubmitDeps,
+  type SubmitProgress,
+} from "../../workers/fleet/producer.ts";
 import { RequestJobDataSchema } from "../../workers/fleet/protocol.ts";
 import { isCorrect, settingsDiff } from "../../workers/fleet/records.ts";
 import { formatDuration, formatStatus, type RunStatus } from "../../workers/fleet/status.ts";
@@ -39,13 +45,22 @@ const settings = { strategy: "stage", beam: 4, seed: 0, judgeMode: "score" };
 
 describe("submit settings", () => {
   it("rejects unknown strategies, beams below 1 and unknown judge modes with clear messages", () => {
-    expect(validateSettings(settings)).toEqual({ strategy: "stage", beam: 4, seed: 0, judgeMode: "score", maxStageTokens: 512, maxSentenceSteps: 40 });
+    expect(validateSettings(settings)).toEqual({
+      strategy: "stage",
+      beam: 4,
+      seed: 0,
+      judgeMode: "score",
+      maxStageTokens: 512,
+      maxSentenceSteps: 40,
+    });
     expect(() => validateSettings({ ...settings, strategy: "beam" })).toThrow(
       new UsageError('invalid search settings: strategy must be one of none, best-of-n, sentence, stage, got "beam"'),
     );
     expect(() => validateSettings({ ...settings, beam: 0 })).toThrow(/beam must be an integer >= 1, got 0/);
     expect(() => validateSettings({ ...settings, seed: -1 })).toThrow(/seed must be a non-negative safe integer, got -1/);
-    expect(() => validateSettings({ ...settings, judgeMode: "vote" })).toThrow(/judge mode must be one of score, generate, got "vote"/);
+    expect(() => validateSettings({ ...settings, judgeMode: "vote" })).toThrow(
+      /judge mode must be one of score, generate, got "vote"/,
+    );
     expect(() => validateSettings({ ...settings, maxStageTokens: 0 })).toThrow(/maxStageTokens must be an integer >= 1/);
   });
 
@@ -106,7 +121,11 @@ describe("submit with in-memory stand-ins", () => {
       store: {
         getJson: async (k: string) => objects.get(k),
         putJson: async (k: string, v: unknown) => void objects.set(k, structuredClone(v)),
-        putBytes: async (_b: Uint8Array, ext: string) => ({ key: `images/sha256/x.${ext}`, uri: `s3://stagebeam/images/sha256/${"a".repeat(64)}.png`, uploaded: true }),
+        putBytes: async (_b: Uint8Array, ext: string) => ({
+          key: `images/sha256/x.${ext}`,
+          uri: `s3://stagebeam/images/sha256/${"a".repeat(64)}.png`,
+          uploaded: true,
+        }),
       } as unknown as S3Store,
       ledger: {
         submittedLines: async (_run: string, keys: string[]) => keys.map((k) => items.get(k) ?? null),
@@ -122,7 +141,15 @@ describe("submit with in-memory stand-ins", () => {
     const m = memoryDeps(2);
     const progress: SubmitProgress[] = [];
     const summary = await submitRun(
-      { run: "bp", manifest: join(dir, "scenes", "items.jsonl"), settings, maxBacklog: 5, chunkSize: 4, backlogPollMs: 1, onProgress: (p) => progress.push(p) },
+      {
+        run: "bp",
+        manifest: join(dir, "scenes", "items.jsonl"),
+        settings,
+        maxBacklog: 5,
+        chunkSize: 4,
+        backlogPollMs: 1,
+        onProgress: (p) => progress.push(p),
+      },
       m.deps,
     );
     expect(summary).toMatchObject({ lines: 12, enqueued: 12, bad: 0, total: 12, interrupted: false });
@@ -137,7 +164,10 @@ describe("submit with in-memory stand-ins", () => {
     expect(runManifest.submits).toEqual([expect.objectContaining({ enqueued: 12, lines: 12, interrupted: false })]);
 
     // Same submit again: nothing added, everything skipped.
-    const again = await submitRun({ run: "bp", manifest: join(dir, "scenes", "items.jsonl"), settings, maxBacklog: 5, backlogPollMs: 1 }, m.deps);
+    const again = await submitRun(
+      { run: "bp", manifest: join(dir, "scenes", "items.jsonl"), settings, maxBacklog: 5, backlogPollMs: 1 },
+      m.deps,
+    );
     expect(again).toMatchObject({ enqueued: 0, skipped: 12, created: false });
     expect(m.added).toHaveLength(12);
   });
@@ -177,11 +207,23 @@ describe("submit with in-memory stand-ins", () => {
     await writeFile(join(dir, "dup", "m.jsonl"), lines.join("\n"));
     const dups: unknown[] = [];
     const bad: unknown[] = [];
-    const opts = { run: "dup", manifest: join(dir, "dup", "m.jsonl"), imageRoot: dir, settings, onDuplicate: (d: unknown) => dups.push(d), onBadLine: (b: unknown) => bad.push(b) };
+    const opts = {
+      run: "dup",
+      manifest: join(dir, "dup", "m.jsonl"),
+      imageRoot: dir,
+      settings,
+      onDuplicate: (d: unknown) => dups.push(d),
+      onBadLine: (b: unknown) => bad.push(b),
+    };
     expect(await submitRun(opts, m.deps)).toMatchObject({ enqueued: 1, duplicates: 1, bad: 1 });
     expect(dups).toEqual([{ line: 2, id: "a", firstLine: 1 }]);
     expect(bad).toEqual([expect.objectContaining({ line: 3, id: "b", reason: "manifest-question", field: "question" })]);
-    expect(m.objects.get("runs/dup/failed/b.json")).toMatchObject({ kind: "failure", stage: "submit", line: 3, reason: "manifest-question" });
+    expect(m.objects.get("runs/dup/failed/b.json")).toMatchObject({
+      kind: "failure",
+      stage: "submit",
+      line: 3,
+      reason: "manifest-question",
+    });
     expect(m.outcomes.get("b")).toBe("f:manifest-question");
     bad.length = 0;
     expect(await submitRun(opts, m.deps)).toMatchObject({ enqueued: 0, skipped: 2, duplicates: 1, bad: 0 });

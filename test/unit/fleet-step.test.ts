@@ -11,7 +11,13 @@ import type { GenerateRequest, JudgeRequest } from "../../shared/search/types.ts
 import type { S3Store } from "../../shared/storage/s3-store.ts";
 import { FleetError } from "../../workers/fleet/errors.ts";
 import type { RunLedger } from "../../workers/fleet/ledger.ts";
-import { GenerateJobDataSchema, JudgeJobDataSchema, PROTOCOL_VERSION, RequestJobDataSchema, type RequestJobData } from "../../workers/fleet/protocol.ts";
+import {
+  GenerateJobDataSchema,
+  JudgeJobDataSchema,
+  PROTOCOL_VERSION,
+  RequestJobDataSchema,
+  type RequestJobData,
+} from "../../workers/fleet/protocol.ts";
 import type { ResultRecord } from "../../workers/fleet/records.ts";
 import { runRequestStep, stageLabel, type StepDeps } from "../../workers/fleet/request-step.ts";
 import { createScriptedHost, generateOne, judgeOne } from "../support/scripted-host.ts";
@@ -86,11 +92,20 @@ class FakeJob {
   }
 }
 
-function requestData(overrides: Partial<{ strategy: "stage" | "best-of-n" | "none" | "sentence"; beam: number; answer: string | null }> = {}): RequestJobData {
+function requestData(
+  overrides: Partial<{ strategy: "stage" | "best-of-n" | "none" | "sentence"; beam: number; answer: string | null }> = {},
+): RequestJobData {
   return {
     v: PROTOCOL_VERSION,
     run: "r1",
-    item: { key: "item-1", id: "item 1", image: "s3://stagebeam/images/sha256/abc.png", question: "How many?", answer: overrides.answer === undefined ? "2" : overrides.answer, line: 3 },
+    item: {
+      key: "item-1",
+      id: "item 1",
+      image: "s3://stagebeam/images/sha256/abc.png",
+      question: "How many?",
+      answer: overrides.answer === undefined ? "2" : overrides.answer,
+      line: 3,
+    },
     judgeMode: "score",
     state: createSearch({ itemId: "item-1", strategy: overrides.strategy ?? "stage", beam: overrides.beam ?? 4, seed: 5 }),
     trace: { submittedAt: 1_000, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [] },
@@ -180,7 +195,11 @@ describe("request step job", () => {
     expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1"]);
     for (const a of gen) {
       expect(a.id).not.toContain(":");
-      expect(a.opts).toMatchObject({ ignoreDependencyOnFailure: true, parent: { id: "r1/item-1", queue: "{sb}:request" }, attempts: 4 });
+      expect(a.opts).toMatchObject({
+        ignoreDependencyOnFailure: true,
+        parent: { id: "r1/item-1", queue: "{sb}:request" },
+        attempts: 4,
+      });
       expect(a.opts.removeOnComplete).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
       expect(a.opts.removeOnFail).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
       const data = GenerateJobDataSchema.parse(a.data);
@@ -190,7 +209,12 @@ describe("request step job", () => {
     // A re-run of the same step (say the worker crashed before it could wait) asks for the same ids.
     job.pending.clear();
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
-    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1", "r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1"]);
+    expect(gen.map((a) => a.id)).toEqual([
+      "r1/item-1/SUMMARY/c0",
+      "r1/item-1/SUMMARY/c1",
+      "r1/item-1/SUMMARY/c0",
+      "r1/item-1/SUMMARY/c1",
+    ]);
     // Once they have run, the next step judges them.
     job.runChildren();
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
@@ -217,7 +241,9 @@ describe("request step job", () => {
   it("fails the item with the reason of a child that failed for good", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
     const { d } = deps(job);
-    const err = await drive(job, d, (key) => (key.endsWith("CAPTION/c1") ? "image-unreadable: item \"item-1\": image: not a PNG" : undefined)).catch((e: unknown) => e);
+    const err = await drive(job, d, (key) =>
+      key.endsWith("CAPTION/c1") ? 'image-unreadable: item "item-1": image: not a PNG' : undefined,
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FleetError);
     expect(err).toMatchObject({ code: "image-unreadable", unrecoverable: true });
     expect((err as Error).message).toMatch(/generate item-1:CAPTION:c1 failed: item "item-1": image: not a PNG/);
@@ -237,7 +263,10 @@ describe("request step job", () => {
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toMatchObject({ code: "bad-job", unrecoverable: true });
     const state = requestData().state as { params: Record<string, unknown> };
     const bad = new FakeJob({ ...requestData(), state: { ...state, params: { ...state.params, beam: 0 } } });
-    await expect(runRequestStep(bad as unknown as Job, "t", deps(bad).d)).rejects.toMatchObject({ code: "bad-params", unrecoverable: true });
+    await expect(runRequestStep(bad as unknown as Job, "t", deps(bad).d)).rejects.toMatchObject({
+      code: "bad-params",
+      unrecoverable: true,
+    });
   });
 
   it("also drives the other strategies", async () => {

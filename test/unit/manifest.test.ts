@@ -3,13 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  ImageResolver,
-  csvRecords,
-  readManifest,
-  readManifestStream,
-  type ManifestEntry,
-} from "../../shared/manifest.ts";
+import { ImageResolver, csvRecords, readManifest, readManifestStream, type ManifestEntry } from "../../shared/manifest.ts";
 
 let root: string; // real path of a temp folder holding images and manifests
 let outside: string;
@@ -79,7 +73,13 @@ describe("JSONL manifests", () => {
     expect(es[1]!.ok && es[1]!.item.answer).toBe(undefined);
     expect(es[2]).toMatchObject({ ok: false, line: 4, field: "record" });
     expect(es[2]!.ok ? "" : es[2]!.reason).toMatch(/^invalid JSON/);
-    expect(es[3]).toMatchObject({ ok: false, line: 5, id: "q3", field: "question", reason: "missing; expected a non-empty string of at most 8192 characters" });
+    expect(es[3]).toMatchObject({
+      ok: false,
+      line: 5,
+      id: "q3",
+      field: "question",
+      reason: "missing; expected a non-empty string of at most 8192 characters",
+    });
     expect(es[3]!.ok ? "" : es[3]!.message).toBe(
       'line 5, item "q3", field "question": missing; expected a non-empty string of at most 8192 characters',
     );
@@ -94,7 +94,11 @@ describe("JSONL manifests", () => {
   it("handles CRLF line endings and a BOM", async () => {
     await writeFile(
       join(root, "crlf.jsonl"),
-      "\uFEFF" + JSON.stringify({ id: "a", image: "imgs/a.png", question: "q" }) + "\r\n" + JSON.stringify({ id: "b", image: "imgs/b.png", question: "q" }) + "\r\n",
+      "\uFEFF" +
+        JSON.stringify({ id: "a", image: "imgs/a.png", question: "q" }) +
+        "\r\n" +
+        JSON.stringify({ id: "b", image: "imgs/b.png", question: "q" }) +
+        "\r\n",
     );
     const es = await collect(readManifest(join(root, "crlf.jsonl")));
     expect(es.map((e) => e.ok && e.item.id)).toEqual(["a", "b"]);
@@ -114,16 +118,28 @@ describe("image path confinement", () => {
   it("rejects .. escapes, absolute paths outside, symlinks out, directories and other schemes", async () => {
     const escape = await r().resolve("../outside/secret.png");
     expect(escape).toEqual({ ok: false, reason: `path "../outside/secret.png" escapes the image root ${root}` });
-    expect(await r().resolve(join(outside, "secret.png"))).toMatchObject({ ok: false, reason: expect.stringContaining("escapes the image root") });
+    expect(await r().resolve(join(outside, "secret.png"))).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("escapes the image root"),
+    });
     expect(await r().resolve("..")).toMatchObject({ ok: false });
     expect(await r().resolve(".")).toMatchObject({ ok: false });
     expect(await r().resolve("imgs/escape.png")).toEqual({
       ok: false,
       reason: `path "imgs/escape.png" leads through a symlink to ${join(outside, "secret.png")}, outside the image root ${root}`,
     });
-    expect(await r().resolve("imgs/sub.png")).toMatchObject({ ok: false, reason: expect.stringContaining("is not a regular file") });
-    expect(await r().resolve("https://example.com/a.png")).toMatchObject({ ok: false, reason: expect.stringContaining("other URL schemes") });
-    expect(await r().resolve("s3://Bad_Bucket/x.png")).toMatchObject({ ok: false, reason: expect.stringContaining("expected s3://bucket/key") });
+    expect(await r().resolve("imgs/sub.png")).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("is not a regular file"),
+    });
+    expect(await r().resolve("https://example.com/a.png")).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("other URL schemes"),
+    });
+    expect(await r().resolve("s3://Bad_Bucket/x.png")).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("expected s3://bucket/key"),
+    });
     expect(await r().resolve("s3://bucket-1/")).toMatchObject({ ok: false });
   });
 
@@ -147,7 +163,11 @@ describe("CSV records", () => {
 
   it("reports a character after a closing quote and resumes on the next line", async () => {
     const recs = await collect(csvRecords(fromLines('"ab"c,d\ne,f')));
-    expect(recs[0]).toMatchObject({ ok: false, line: 1, reason: expect.stringContaining('unexpected "c" after the closing quote of field 1') });
+    expect(recs[0]).toMatchObject({
+      ok: false,
+      line: 1,
+      reason: expect.stringContaining('unexpected "c" after the closing quote of field 1'),
+    });
     expect(recs[1]).toEqual({ ok: true, line: 2, fields: ["e", "f"] });
   });
 
@@ -192,7 +212,10 @@ describe("CSV manifests", () => {
     ]);
     expect(es[0]).toMatchObject({ item: { id: "q1", question: "How many red objects, in total?", answer: "3" } });
     expect(es[1]!.ok && es[1]!.item).toEqual({ id: "q2", image: join(root, "imgs/b.png"), question: "Is there a circle?" });
-    expect(es[2]).toMatchObject({ field: "record", reason: expect.stringContaining("found 3 fields; expected 5 (question,id,image,answer,notes)") });
+    expect(es[2]).toMatchObject({
+      field: "record",
+      reason: expect.stringContaining("found 3 fields; expected 5 (question,id,image,answer,notes)"),
+    });
     expect(es[3]).toMatchObject({ line: 5, id: "q4", field: "question", reason: expect.stringMatching(/^empty; /) });
     expect(es[4]).toMatchObject({ line: 6, item: { id: "q5", question: "Multi\nline question", answer: "no" } });
     expect(es[5]).toMatchObject({ line: 8, id: "q6", field: "image", reason: expect.stringContaining("escapes the image root") });
@@ -212,7 +235,11 @@ describe("image folders", () => {
   it("yields sorted images with ids from file names and rejects symlinks out", async () => {
     const es = await collect(readManifest(join(root, "imgs"), { question: "How many objects?" }));
     expect(es.map((e) => (e.ok ? e.item.id : `!${e.id}`))).toEqual(["a", "alias", "b", "c", "!escape"]);
-    expect(es[0]).toEqual({ ok: true, line: 1, item: { id: "a", image: join(root, "imgs/a.png"), question: "How many objects?" } });
+    expect(es[0]).toEqual({
+      ok: true,
+      line: 1,
+      item: { id: "a", image: join(root, "imgs/a.png"), question: "How many objects?" },
+    });
     expect(failures(es)[0]).toMatchObject({ line: 5, field: "image", reason: expect.stringContaining("symlink") });
   });
 

@@ -18,7 +18,7 @@ describe("createMetrics", () => {
     for (const name of Object.values(METRIC_NAMES)) expect(text).toContain(`# TYPE ${name} `);
     expect(text).toContain('stagebeam_items_failed_total{reason="bad_input"} 1');
     expect(text).toContain('stagebeam_stage_latency_seconds_bucket{le="0.5",stage="SUMMARY"} 1');
-    expect(text).toContain("stagebeam_decode_batch_size_bucket{le=\"8\"} 1");
+    expect(text).toContain('stagebeam_decode_batch_size_bucket{le="8"} 1');
     expect(text).toContain('stagebeam_judge_decisions_total{stage="REASONING",verdict="first"} 1');
     expect(text).toContain("process_cpu_user_seconds_total");
     expect(text).toContain("nodejs_eventloop_lag_seconds");

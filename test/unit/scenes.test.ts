@@ -25,7 +25,9 @@ describe("scene generator", () => {
     for (const file of files) expect(await readFile(path.join(a, file))).toEqual(await readFile(path.join(b, file)));
     const other = await mkdtemp(path.join(tmpdir(), "scenes-c-"));
     await writeSceneSet(other, { count: 12, seed: 6 });
-    expect(await readFile(path.join(other, "items.jsonl"), "utf8")).not.toEqual(await readFile(path.join(a, "items.jsonl"), "utf8"));
+    expect(await readFile(path.join(other, "items.jsonl"), "utf8")).not.toEqual(
+      await readFile(path.join(a, "items.jsonl"), "utf8"),
+    );
   });
 
   it("writes 128×128 RGB PNGs that readSceneSet finds again", async () => {
@@ -58,7 +60,9 @@ describe("scene generator", () => {
       expect(scene.objects.length).toBeGreaterThanOrEqual(1);
       expect(scene.objects.length).toBeLessThanOrEqual(MAX_OBJECTS);
       scene.objects.forEach((a, i) =>
-        scene.objects.slice(i + 1).forEach((b) => expect(Math.hypot(a.x - b.x, a.y - b.y)).toBeGreaterThan(RADIUS[a.size] + RADIUS[b.size])),
+        scene.objects
+          .slice(i + 1)
+          .forEach((b) => expect(Math.hypot(a.x - b.x, a.y - b.y)).toBeGreaterThan(RADIUS[a.size] + RADIUS[b.size])),
       );
     }
   });

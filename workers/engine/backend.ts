@@ -88,7 +88,11 @@ export class CachedBackend implements Backend {
   }
 
   /** KV + last logits of `ids`, continuing the cached entry with the longest common prefix. */
-  private async extend(ctx: ItemContext, ids: readonly number[], keepKv: boolean): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
+  private async extend(
+    ctx: ItemContext,
+    ids: readonly number[],
+    keepKv: boolean,
+  ): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
     const best = ctx.cache.best(ids);
     // At least the last token is run again: its logits are what the caller needs.
     const reuse = best === null ? 0 : Math.min(best.common, ids.length - 1);
@@ -146,7 +150,10 @@ export class CachedBackend implements Backend {
       if (g === undefined) groups.set(key, { ids: c.ids, cache: c.cache });
       else g.cache ||= c.cache;
     }
-    await this.shareCommonPrefix(ctx, [...groups.values()].map((g) => g.ids));
+    await this.shareCommonPrefix(
+      ctx,
+      [...groups.values()].map((g) => g.ids),
+    );
     const contexts = new Map<string, Promise<{ kv: KvView; logits: Float32Array }>>();
     for (const [key, g] of groups) {
       contexts.set(
@@ -226,7 +233,11 @@ export class ReferenceBackend implements Backend {
   }
 
   /** Re-encodes the image and runs the whole sequence, as the reference does for every candidate. */
-  private async fullPass(ctx: ItemContext, ids: readonly number[], keepKv: boolean): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
+  private async fullPass(
+    ctx: ItemContext,
+    ids: readonly number[],
+    keepKv: boolean,
+  ): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
     const { runner, preprocessor } = this.p;
     const features: FloatArray = await runner.encodeImages(ctx.pixels!, 1, preprocessor.height, preprocessor.width);
     const [r] = await this.p.scheduler.prefill([{ base: null, ids, image: { features, first: 0 }, keepKv }]);
@@ -258,7 +269,12 @@ export class ReferenceBackend implements Backend {
     const eos = stops.table({ kind: "end" });
     const anchor = c.ids.at(-1) ?? null;
     // The reference's stop check decodes everything generated so far after every token.
-    const stop = new TextStopState(c.stop, c.maxTokens, (t) => eos[t] !== 0, (tokens) => tokenizer.decodeContinuation(anchor, tokens));
+    const stop = new TextStopState(
+      c.stop,
+      c.maxTokens,
+      (t) => eos[t] !== 0,
+      (tokens) => tokenizer.decodeContinuation(anchor, tokens),
+    );
     let sampled = 0;
     let reason: FinishReason;
     for (;;) {

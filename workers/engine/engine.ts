@@ -114,7 +114,8 @@ const DEFAULTS = {
 
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
   const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < 1) throw new EngineRequestError(`engine option ${name} must be an integer >= 1, got ${JSON.stringify(value)}`);
+  if (!Number.isInteger(v) || v < 1)
+    throw new EngineRequestError(`engine option ${name} must be an integer >= 1, got ${JSON.stringify(value)}`);
   return v;
 }
 
@@ -173,7 +174,10 @@ export class Engine {
     const prefixCacheEntries = positiveInt("prefixCacheEntries", options.prefixCacheEntries, DEFAULTS.prefixCacheEntries);
     const reference = options.reference ?? false;
     const judgeMode = options.judgeMode ?? (reference ? "generate" : "score");
-    if (!JUDGE_MODES.includes(judgeMode)) throw new EngineRequestError(`engine option judgeMode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(judgeMode)}`);
+    if (!JUDGE_MODES.includes(judgeMode))
+      throw new EngineRequestError(
+        `engine option judgeMode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(judgeMode)}`,
+      );
 
     const folder = await loadModelFolder(dir, {
       ...(options.expectedDigest !== undefined ? { expectedDigest: options.expectedDigest } : {}),
@@ -206,7 +210,16 @@ export class Engine {
         hidden = probe.inputs_embeds!.dims[2]!;
       }
       const vocab = contract.vocabSize ?? folder.spec.vocabSize ?? tokenizer.vocabSize;
-      const runner = new ModelRunner(vision.session, embed.session, decoder.session, folder.spec, contract, hidden, vocab, counters);
+      const runner = new ModelRunner(
+        vision.session,
+        embed.session,
+        decoder.session,
+        folder.spec,
+        contract,
+        hidden,
+        vocab,
+        counters,
+      );
       const table = await runner.loadEmbeddingTable(options.embeddingTableMaxBytes ?? DEFAULTS.embeddingTableMaxBytes);
       counters.embedCalls = 0;
       counters.forwardPasses = 0;
@@ -214,7 +227,10 @@ export class Engine {
       const sampler = new Sampler(vocab, Math.min(vocab, tokenizer.vocabSize), [folder.spec.imageTokenId]);
       const anchor = folder.spec.bosTokenId ?? folder.spec.eosTokenIds[0]!;
       const stops = new StopTables(
-        { encode: (t) => tokenizer.encode(t), surface: (id) => (id < tokenizer.vocabSize ? tokenizer.decodeContinuation(anchor, [id]) : "") },
+        {
+          encode: (t) => tokenizer.encode(t),
+          surface: (id) => (id < tokenizer.vocabSize ? tokenizer.decodeContinuation(anchor, [id]) : ""),
+        },
         vocab,
         folder.spec.eosTokenIds,
       );
@@ -232,9 +248,20 @@ export class Engine {
       const sampling = resolveSampling(options.sampling, samplingFromGeneration(folder.generation));
       let judge: Judge;
       try {
-        judge = new Judge({ backend, tokenizer, templates: folder.judgeTemplates, contextLength, maxTokens: judgeMaxTokens, sampling });
+        judge = new Judge({
+          backend,
+          tokenizer,
+          templates: folder.judgeTemplates,
+          contextLength,
+          maxTokens: judgeMaxTokens,
+          sampling,
+        });
       } catch (err) {
-        throw new ModelFolderError(folder.dir, "judge_templates.json", (err as Error).message.replace(/^judge_templates\.json: /, ""));
+        throw new ModelFolderError(
+          folder.dir,
+          "judge_templates.json",
+          (err as Error).message.replace(/^judge_templates\.json: /, ""),
+        );
       }
       const imageLimits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
       const info: EngineInfo = {
@@ -332,7 +359,11 @@ export class Engine {
    * request order; each depends only on its prefix, stop rule, maxTokens, sample key and the
    * sampling parameters, not on which other requests or items share the batch.
    */
-  async generate(ctx: ItemContext, requests: readonly GenerateRequest[], sampling?: Partial<SamplingParams>): Promise<GenerateResult[]> {
+  async generate(
+    ctx: ItemContext,
+    requests: readonly GenerateRequest[],
+    sampling?: Partial<SamplingParams>,
+  ): Promise<GenerateResult[]> {
     this.checkOpen(ctx, "generate");
     const params = resolveSampling(sampling, this.sampling);
     const parsed = parseRequests(GenerateRequestSchema, requests, "generate");
@@ -359,7 +390,14 @@ export class Engine {
       ctx,
       runnable.map((i) => {
         const r = parsed[i]!;
-        return { ids: prefixIds.get(r.prefix)!, stop: r.stop, maxTokens: r.maxTokens, sampleKey: r.sampleKey, purpose: "generate" as const, cache: true };
+        return {
+          ids: prefixIds.get(r.prefix)!,
+          stop: r.stop,
+          maxTokens: r.maxTokens,
+          sampleKey: r.sampleKey,
+          purpose: "generate" as const,
+          cache: true,
+        };
       }),
       params,
     );
@@ -371,7 +409,8 @@ export class Engine {
   async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode?: JudgeMode): Promise<JudgeResult[]> {
     this.checkOpen(ctx, "judge");
     const m = mode ?? this.defaultJudgeMode;
-    if (!JUDGE_MODES.includes(m)) throw new EngineRequestError(`judge: mode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
+    if (!JUDGE_MODES.includes(m))
+      throw new EngineRequestError(`judge: mode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
     const parsed = parseRequests(JudgeRequestSchema, requests, "judge");
     return this.judgeWith.judge(ctx, parsed, m);
   }
@@ -415,7 +454,9 @@ function parseRequests<T>(schema: z.ZodType<T>, requests: readonly unknown[], wh
     const v = schema.safeParse(r);
     if (!v.success) {
       const id = typeof (r as { id?: unknown })?.id === "string" ? (r as { id: string }).id : `#${i}`;
-      throw new EngineRequestError(`${what} request ${id}: ${v.error.issues.map((x) => `${x.path.join(".") || "(request)"}: ${x.message}`).join("; ")}`);
+      throw new EngineRequestError(
+        `${what} request ${id}: ${v.error.issues.map((x) => `${x.path.join(".") || "(request)"}: ${x.message}`).join("; ")}`,
+      );
     }
     return v.data;
   });

@@ -3,7 +3,14 @@
  * sampler and batched decoding. No Redis or S3 in here; the fleet worker and the CLI use it
  * through `Engine`.
  */
-export { Engine, type EngineCounters, type EngineInfo, type EngineLogger, type EngineOptions, type OpenItemInput } from "./engine.ts";
+export {
+  Engine,
+  type EngineCounters,
+  type EngineInfo,
+  type EngineLogger,
+  type EngineOptions,
+  type OpenItemInput,
+} from "./engine.ts";
 export type { ItemContext } from "./item.ts";
 export type { JudgeMode } from "./judge.ts";
 export type { EngineObserver } from "./scheduler.ts";

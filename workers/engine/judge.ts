@@ -49,9 +49,14 @@ export function verdictTokens(tokenizer: EngineTokenizer, templates: JudgeTempla
     correct: tokenizer.firstTokenId(templates.check_answers.correct, "judge_templates.json check_answers.correct"),
     incorrect: tokenizer.firstTokenId(templates.check_answers.incorrect, "judge_templates.json check_answers.incorrect"),
   };
-  if (t.choice1 === t.choice2) throw new Error(`judge_templates.json: choices "1" and "2" start with the same token ${t.choice1}; expected different first tokens`);
+  if (t.choice1 === t.choice2)
+    throw new Error(
+      `judge_templates.json: choices "1" and "2" start with the same token ${t.choice1}; expected different first tokens`,
+    );
   if (t.correct === t.incorrect) {
-    throw new Error(`judge_templates.json: check_answers start with the same token ${t.correct}; expected different first tokens`);
+    throw new Error(
+      `judge_templates.json: check_answers start with the same token ${t.correct}; expected different first tokens`,
+    );
   }
   return t;
 }
@@ -136,7 +141,10 @@ export class Judge {
   private plan(ctx: ItemContext, request: JudgeRequest, mode: JudgeMode): PromptPlan {
     const scoreIds =
       request.kind === "compare"
-        ? [this.promptIds(ctx, request, true), this.promptIds(ctx, { ...request, first: request.second, second: request.first }, true)]
+        ? [
+            this.promptIds(ctx, request, true),
+            this.promptIds(ctx, { ...request, first: request.second, second: request.first }, true),
+          ]
         : [this.promptIds(ctx, request, false)];
     const generateIds = mode === "generate" ? this.promptIds(ctx, request, false) : [];
     const longest = Math.max(...scoreIds.map((s) => s.length), generateIds.length + (mode === "generate" ? 1 : 0));
@@ -154,7 +162,10 @@ export class Judge {
     );
     const live = plans.map((pl, i) => ({ pl, i })).filter(({ pl }) => pl.skip === null);
     if (mode === "score") {
-      const scored = await this.score(ctx, live.map(({ pl }) => pl));
+      const scored = await this.score(
+        ctx,
+        live.map(({ pl }) => pl),
+      );
       live.forEach(({ i }, j) => (results[i] = scored[j]!));
       return results as JudgeResult[];
     }
@@ -186,7 +197,10 @@ export class Judge {
       }
     });
     if (fallback.length > 0) {
-      const scored = await this.score(ctx, fallback.map((f) => f.pl));
+      const scored = await this.score(
+        ctx,
+        fallback.map((f) => f.pl),
+      );
       fallback.forEach((f, j) => {
         const s = scored[j]!;
         results[f.i] = {
@@ -230,7 +244,5 @@ export class Judge {
 }
 
 function defaultVerdict(request: JudgeRequest, detail: Detail): JudgeResult {
-  return request.kind === "compare"
-    ? { id: request.id, verdict: 1, detail }
-    : { id: request.id, verdict: "correct", detail };
+  return request.kind === "compare" ? { id: request.id, verdict: 1, detail } : { id: request.id, verdict: "correct", detail };
 }

@@ -59,7 +59,14 @@ export function truncateView(view: KvView, length: number): KvView {
   return { data: view.data, total: view.total, row: view.row, start: view.start, length };
 }
 
-function copyPositions(layout: KvLayout, src: KvView, dst: FloatArray[], dstRow: number, dstTotal: number, dstStart: number): void {
+function copyPositions(
+  layout: KvLayout,
+  src: KvView,
+  dst: FloatArray[],
+  dstRow: number,
+  dstTotal: number,
+  dstStart: number,
+): void {
   const { heads, headDim: d } = layout;
   const n = src.length * d;
   if (n === 0) return;

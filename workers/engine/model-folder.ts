@@ -41,7 +41,10 @@ const expected = (what: string) => (iss: { input?: unknown }) =>
 
 const intAtLeast = (min: number) => {
   const what = `an integer >= ${min}`;
-  return z.number({ error: expected(what) }).int({ error: expected(what) }).min(min, { error: expected(what) });
+  return z
+    .number({ error: expected(what) })
+    .int({ error: expected(what) })
+    .min(min, { error: expected(what) });
 };
 const positiveNumber = (what = "a number > 0") => z.number({ error: expected(what) }).positive({ error: expected(what) });
 const tokenIds = z.union([intAtLeast(0), z.array(intAtLeast(0)).min(1)], {
@@ -72,7 +75,10 @@ const ModelConfigSchema = z
 
 const GenerationConfigSchema = z.looseObject({
   do_sample: z.boolean({ error: expected("true or false") }).optional(),
-  temperature: z.number({ error: expected("a number >= 0") }).min(0, { error: expected("a number >= 0") }).optional(),
+  temperature: z
+    .number({ error: expected("a number >= 0") })
+    .min(0, { error: expected("a number >= 0") })
+    .optional(),
   top_p: z
     .number({ error: expected("a number in (0, 1]") })
     .gt(0, { error: expected("a number in (0, 1]") })
@@ -94,7 +100,10 @@ const PreprocessorConfigSchema = z.looseObject({
   }),
   do_resize: z.boolean({ error: expected("true or false") }).default(true),
   /** PIL resampling filter: 0 nearest, 2 bilinear, 3 bicubic, 1 lanczos. */
-  resample: z.number({ error: expected("a PIL resample code") }).int().default(3),
+  resample: z
+    .number({ error: expected("a PIL resample code") })
+    .int()
+    .default(3),
   do_rescale: z.boolean({ error: expected("true or false") }).default(true),
   rescale_factor: positiveNumber().default(1 / 255),
   do_normalize: z.boolean({ error: expected("true or false") }).default(true),
@@ -110,10 +119,9 @@ const tokenString = z.union([z.string(), z.object({ content: z.string() })], {
 });
 
 const TokenizerConfigSchema = z.looseObject({
-  chat_template: z.union(
-    [z.string().min(1), z.array(z.object({ name: z.string(), template: z.string() })).min(1)],
-    { error: expected("a jinja chat template string") },
-  ),
+  chat_template: z.union([z.string().min(1), z.array(z.object({ name: z.string(), template: z.string() })).min(1)], {
+    error: expected("a jinja chat template string"),
+  }),
   bos_token: tokenString.nullable().optional(),
   eos_token: tokenString.nullable().optional(),
   pad_token: tokenString.nullable().optional(),
@@ -239,8 +247,7 @@ const allIds = (v: number | number[] | null | undefined): number[] =>
   v === undefined || v === null ? [] : Array.isArray(v) ? v : [v];
 const tokenText = (v: string | { content: string } | null | undefined): string | null =>
   v === undefined || v === null ? null : typeof v === "string" ? v : v.content;
-const triple = (v: number | number[]): [number, number, number] =>
-  Array.isArray(v) ? [v[0]!, v[1]!, v[2]!] : [v, v, v];
+const triple = (v: number | number[]): [number, number, number] => (Array.isArray(v) ? [v[0]!, v[1]!, v[2]!] : [v, v, v]);
 
 async function sha256File(file: string): Promise<string> {
   const hash = createHash("sha256");
@@ -311,9 +318,11 @@ export async function loadModelFolder(dirInput: string, options: LoadModelFolder
     throw new ModelFolderError(dir, "config.json", `expected a JSON object, got ${show(rawConfig)}`);
   }
   const top = rawConfig as Record<string, unknown>;
-  const textConfig = typeof top.text_config === "object" && top.text_config !== null ? (top.text_config as Record<string, unknown>) : {};
+  const textConfig =
+    typeof top.text_config === "object" && top.text_config !== null ? (top.text_config as Record<string, unknown>) : {};
   const merged: Record<string, unknown> = { ...textConfig, ...top };
-  if (merged.image_token_id === undefined && typeof merged.image_token_index === "number") merged.image_token_id = merged.image_token_index;
+  if (merged.image_token_id === undefined && typeof merged.image_token_index === "number")
+    merged.image_token_id = merged.image_token_index;
   const cfgResult = ModelConfigSchema.safeParse(merged);
   if (!cfgResult.success) throw new ModelFolderError(dir, "config.json", formatIssues(cfgResult.error));
   const cfg = cfgResult.data;
@@ -332,11 +341,19 @@ export async function loadModelFolder(dirInput: string, options: LoadModelFolder
 
   const eos = allIds(cfg.eos_token_id).length > 0 ? allIds(cfg.eos_token_id) : allIds(gen.eos_token_id);
   if (eos.length === 0) {
-    throw new ModelFolderError(dir, "config.json", "missing eos_token_id (nor in generation_config.json); expected the end-of-sequence token id");
+    throw new ModelFolderError(
+      dir,
+      "config.json",
+      "missing eos_token_id (nor in generation_config.json); expected the end-of-sequence token id",
+    );
   }
   const headDim = cfg.head_dim ?? cfg.hidden_size! / cfg.num_attention_heads!;
   if (!Number.isInteger(headDim)) {
-    throw new ModelFolderError(dir, "config.json", `hidden_size ${cfg.hidden_size} is not a multiple of num_attention_heads ${cfg.num_attention_heads}; expected head_dim`);
+    throw new ModelFolderError(
+      dir,
+      "config.json",
+      `hidden_size ${cfg.hidden_size} is not a multiple of num_attention_heads ${cfg.num_attention_heads}; expected head_dim`,
+    );
   }
   const spec: ModelSpec = {
     modelType: cfg.model_type ?? null,
@@ -387,7 +404,11 @@ export async function loadModelFolder(dirInput: string, options: LoadModelFolder
 
   const { digest, files } = await modelDigest(dir);
   if (options.expectedDigest !== undefined && normaliseDigest(options.expectedDigest) !== digest) {
-    throw new ModelFolderError(dir, null, `digest ${digest} does not match the expected ${normaliseDigest(options.expectedDigest)}`);
+    throw new ModelFolderError(
+      dir,
+      null,
+      `digest ${digest} does not match the expected ${normaliseDigest(options.expectedDigest)}`,
+    );
   }
 
   return {
@@ -497,7 +518,11 @@ export function checkSessionContract(
   const extra = (file: string, list: readonly TensorSignature[], allowed: Set<string>, io: "input" | "output") => {
     const unknown = list.filter((s) => !allowed.has(s.name));
     if (unknown.length > 0 && io === "input") {
-      throw new ModelFolderError(dir, file, `unexpected ${io}${unknown.length === 1 ? "" : "s"} ${unknown.map((s) => `'${s.name}'`).join(", ")}; the contract's inputs are ${[...allowed].join(", ")}`);
+      throw new ModelFolderError(
+        dir,
+        file,
+        `unexpected ${io}${unknown.length === 1 ? "" : "s"} ${unknown.map((s) => `'${s.name}'`).join(", ")}; the contract's inputs are ${[...allowed].join(", ")}`,
+      );
     }
   };
 
@@ -526,7 +551,11 @@ export function checkSessionContract(
   const dEmb = find(DECODER_FILE, sigs.decoder.inputs, "inputs_embeds", "input");
   const decEmbedType = floatType(dir, DECODER_FILE, dEmb, "input");
   if (decEmbedType !== embedType) {
-    throw new ModelFolderError(dir, DECODER_FILE, `input 'inputs_embeds' is ${decEmbedType} but ${EMBED_FILE} produces ${embedType}; expected the same type`);
+    throw new ModelFolderError(
+      dir,
+      DECODER_FILE,
+      `input 'inputs_embeds' is ${decEmbedType} but ${EMBED_FILE} produces ${embedType}; expected the same type`,
+    );
   }
   checkRank(dir, DECODER_FILE, dEmb, "input", 3, "[batch, sequence, hidden]");
   const mask = find(DECODER_FILE, sigs.decoder.inputs, "attention_mask", "input");
@@ -542,7 +571,11 @@ export function checkSessionContract(
       allowed.add(past.name);
       const t = floatType(dir, DECODER_FILE, past, "input");
       if (kvType !== null && t !== kvType) {
-        throw new ModelFolderError(dir, DECODER_FILE, `input '${past.name}' is ${t} but other past_key_values are ${kvType}; expected one KV type`);
+        throw new ModelFolderError(
+          dir,
+          DECODER_FILE,
+          `input '${past.name}' is ${t} but other past_key_values are ${kvType}; expected one KV type`,
+        );
       }
       kvType = t;
       checkRank(dir, DECODER_FILE, past, "input", 4, "[batch, kv heads, past, head_dim]");
@@ -550,7 +583,11 @@ export function checkSessionContract(
       checkDim(dir, DECODER_FILE, past, "input", 3, spec.headDim, "head_dim in config.json");
       const present = find(DECODER_FILE, sigs.decoder.outputs, presentName(i, kind), "output");
       if (floatType(dir, DECODER_FILE, present, "output") !== t) {
-        throw new ModelFolderError(dir, DECODER_FILE, `output '${present.name}' has a different type from input '${past.name}'; expected ${t}`);
+        throw new ModelFolderError(
+          dir,
+          DECODER_FILE,
+          `output '${present.name}' has a different type from input '${past.name}'; expected ${t}`,
+        );
       }
     }
   }
@@ -577,7 +614,11 @@ export function checkSessionContract(
   }
   const vocabSize = numericDim(logits, 2) ?? spec.vocabSize;
   if (spec.vocabSize !== null && vocabSize !== null && vocabSize !== spec.vocabSize) {
-    throw new ModelFolderError(dir, DECODER_FILE, `output 'logits' has vocabulary ${vocabSize}; expected ${spec.vocabSize} (vocab_size in config.json)`);
+    throw new ModelFolderError(
+      dir,
+      DECODER_FILE,
+      `output 'logits' has vocabulary ${vocabSize}; expected ${spec.vocabSize} (vocab_size in config.json)`,
+    );
   }
   const h = numericDim(pv, 2);
   const w = numericDim(pv, 3);

@@ -130,7 +130,11 @@ export class ModelRunner {
   }
 
   private async embedSession(ids: readonly number[]): Promise<FloatArray> {
-    const input = new ort.Tensor("int64", BigInt64Array.from(ids, (x) => BigInt(x)), [1, ids.length]);
+    const input = new ort.Tensor(
+      "int64",
+      BigInt64Array.from(ids, (x) => BigInt(x)),
+      [1, ids.length],
+    );
     const out = await this.embed.run({ input_ids: input });
     this.counters.embedCalls++;
     this.counters.forwardPasses++;
@@ -155,11 +159,12 @@ export class ModelRunner {
 
   /** Image features [count, imageSeqLength, hidden] in the embedding type. */
   async encodeImages(pixels: Float32Array, count: number, height: number, width: number): Promise<FloatArray> {
-    const input = new ort.Tensor(
-      this.contract.pixelType,
-      fromFloat32(pixels, this.contract.pixelType),
-      [count, 3, height, width],
-    );
+    const input = new ort.Tensor(this.contract.pixelType, fromFloat32(pixels, this.contract.pixelType), [
+      count,
+      3,
+      height,
+      width,
+    ]);
     const out = await this.vision.run({ pixel_values: input });
     this.counters.visionCalls++;
     this.counters.forwardPasses++;
@@ -198,7 +203,9 @@ export class ModelRunner {
     this.counters.decoderSlots += rows * steps;
     const logitsTensor = out.logits!;
     if (logitsTensor.dims[0] !== rows || logitsTensor.dims[1] !== steps || logitsTensor.dims[2] !== this.vocab) {
-      throw new Error(`decoder_model_merged.onnx returned logits [${logitsTensor.dims.join(", ")}]; expected [${rows}, ${steps}, ${this.vocab}]`);
+      throw new Error(
+        `decoder_model_merged.onnx returned logits [${logitsTensor.dims.join(", ")}]; expected [${rows}, ${steps}, ${this.vocab}]`,
+      );
     }
     const present: ort.Tensor[] = [];
     const presentData: FloatArray[] = [];

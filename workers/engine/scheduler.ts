@@ -278,9 +278,7 @@ export class Scheduler {
       this.runner.counters.decoderTokens += tb;
       this.runner.counters.prefillTokens += tb;
     });
-    const bases: KvView[] = rows.map(
-      (r) => r.base ?? { data: [], total: 0, row: 0, start: 0, length: 0 },
-    );
+    const bases: KvView[] = rows.map((r) => r.base ?? { data: [], total: 0, row: 0, start: 0, length: 0 });
     const cache = P > 0 ? gatherRows(layout, bases, P) : null;
     const started = performance.now();
     const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache });
@@ -337,7 +335,14 @@ export class Scheduler {
     let cache: readonly (FloatArray | ort.Tensor)[] | null;
     if (dirty) {
       P = Math.max(...rows.map((r) => r.length));
-      cache = P > 0 ? gatherRows(layout, rows.map((r) => r.kv), P) : null;
+      cache =
+        P > 0
+          ? gatherRows(
+              layout,
+              rows.map((r) => r.kv),
+              P,
+            )
+          : null;
     } else {
       P = this.pastLength;
       cache = this.past;

@@ -71,7 +71,9 @@ export class SessionFactory {
         this.log?.warn({ provider, file, reason }, `execution provider ${provider} failed to initialise; falling back`);
       }
     }
-    throw new Error(`${file}: cannot create an ONNX Runtime session (${firstLine((lastError as Error | null)?.message ?? "unknown error")})`);
+    throw new Error(
+      `${file}: cannot create an ONNX Runtime session (${firstLine((lastError as Error | null)?.message ?? "unknown error")})`,
+    );
   }
 }
 
@@ -82,7 +84,10 @@ function firstLine(text: string): string {
 
 /** Input and output names, element types and shapes as the runtime reports them. */
 export function signatureOf(session: ort.InferenceSession): SessionSignature {
-  const describe = (names: readonly string[], meta: readonly ort.InferenceSession.ValueMetadata[] | undefined): TensorSignature[] =>
+  const describe = (
+    names: readonly string[],
+    meta: readonly ort.InferenceSession.ValueMetadata[] | undefined,
+  ): TensorSignature[] =>
     names.map((name) => {
       const m = meta?.find((x) => x.name === name);
       if (m === undefined || !m.isTensor) return { name };

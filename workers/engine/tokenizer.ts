@@ -24,7 +24,11 @@ export class EngineTokenizer {
     try {
       this.tokenizer = new Tokenizer(files.json, files.config);
     } catch (err) {
-      throw new ModelFolderError(folder.dir, "tokenizer.json", `cannot be loaded by @huggingface/tokenizers (${(err as Error).message})`);
+      throw new ModelFolderError(
+        folder.dir,
+        "tokenizer.json",
+        `cannot be loaded by @huggingface/tokenizers (${(err as Error).message})`,
+      );
     }
     this.chatTemplate = files.chatTemplate;
     this.chatTokens = { bos_token: files.bosToken, eos_token: files.eosToken, image_token: files.imageToken };
@@ -43,7 +47,11 @@ export class EngineTokenizer {
     }
     for (const eos of spec.eosTokenIds) {
       if (eos >= this.vocabSize) {
-        throw new ModelFolderError(folder.dir, "tokenizer.json", `has no token with eos id ${eos}; expected the eos_token_id of config.json in the vocabulary`);
+        throw new ModelFolderError(
+          folder.dir,
+          "tokenizer.json",
+          `has no token with eos id ${eos}; expected the eos_token_id of config.json in the vocabulary`,
+        );
       }
     }
   }

@@ -67,7 +67,8 @@ export function formatReason(code: string, msg: string): string {
 /** Code and message from a `failedReason`; a reason without a code is `runtime`. */
 export function parseReason(reason: string): { code: string; message: string } {
   // BullMQ's own reasons for a job that kept stalling (its worker died or starved its event loop).
-  if (/stalled more than allowable limit|started more than allowable limit/.test(reason)) return { code: "stalled", message: reason };
+  if (/stalled more than allowable limit|started more than allowable limit/.test(reason))
+    return { code: "stalled", message: reason };
   const m = /^([a-z][a-z0-9-]{0,63}): ([\s\S]*)$/.exec(reason);
   return m ? { code: m[1]!, message: m[2]! } : { code: "runtime", message: reason };
 }

@@ -2,7 +2,10 @@
 import { S3Store, parseS3Uri } from "../../shared/storage/s3-store.ts";
 import { badInput } from "./errors.ts";
 
-export function s3ImageFetcher(store: S3Store, metrics?: ConstructorParameters<typeof S3Store>[0]["metrics"]): (uri: string) => Promise<Buffer> {
+export function s3ImageFetcher(
+  store: S3Store,
+  metrics?: ConstructorParameters<typeof S3Store>[0]["metrics"],
+): (uri: string) => Promise<Buffer> {
   const stores = new Map<string, S3Store>([[store.bucket, store]]);
   return async (uri) => {
     const loc = parseS3Uri(uri);

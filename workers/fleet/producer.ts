@@ -20,7 +20,14 @@ import { opendir, readFile, stat } from "node:fs/promises";
 import { extname, resolve } from "node:path";
 import sharp from "sharp";
 import type { Logger } from "../../shared/logging.ts";
-import { IMAGE_EXTENSIONS, readManifest, detectFormat, type ManifestEntry, type ManifestFormat, type ManifestItem } from "../../shared/manifest.ts";
+import {
+  IMAGE_EXTENSIONS,
+  readManifest,
+  detectFormat,
+  type ManifestEntry,
+  type ManifestFormat,
+  type ManifestItem,
+} from "../../shared/manifest.ts";
 import { createSearch, parseSearchParams, SearchError, type SearchParams } from "../../shared/search/index.ts";
 import { STRATEGIES } from "../../shared/search/types.ts";
 import { failureKey, manifestKey, type S3Store } from "../../shared/storage/s3-store.ts";
@@ -31,7 +38,14 @@ import { fleetItemId, requestJobId } from "./ids.ts";
 import type { RunLedger } from "./ledger.ts";
 import { JUDGE_MODES, type JudgeMode } from "./model-host.ts";
 import { PROTOCOL_VERSION, REQUEST_JOB_OPTIONS, type FleetQueues, type RequestJobData } from "./protocol.ts";
-import { RECORD_VERSION, RunManifestSchema, settingsDiff, type FailureRecord, type RunManifest, type RunSettings } from "./records.ts";
+import {
+  RECORD_VERSION,
+  RunManifestSchema,
+  settingsDiff,
+  type FailureRecord,
+  type RunManifest,
+  type RunSettings,
+} from "./records.ts";
 
 export const DEFAULT_MAX_BACKLOG = 1_000;
 export const DEFAULT_CHUNK_SIZE = 100;
@@ -62,7 +76,9 @@ export function validateSettings(input: SubmitSettingsInput): RunSettings {
     });
   } catch (err) {
     if (err instanceof SearchError) {
-      throw new UsageError(err.message.replace(/^search for item "settings-check": invalid search parameters: /, "invalid search settings: "));
+      throw new UsageError(
+        err.message.replace(/^search for item "settings-check": invalid search parameters: /, "invalid search settings: "),
+      );
     }
     throw err;
   }
@@ -218,22 +234,31 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
   }
   const settings = validateSettings(opts.settings);
   const maxBacklog = opts.maxBacklog ?? DEFAULT_MAX_BACKLOG;
-  if (!Number.isInteger(maxBacklog) || maxBacklog < 1) throw new UsageError(`max backlog must be an integer >= 1, got ${maxBacklog}`);
+  if (!Number.isInteger(maxBacklog) || maxBacklog < 1)
+    throw new UsageError(`max backlog must be an integer >= 1, got ${maxBacklog}`);
   const chunkSize = Math.max(1, Math.min(opts.chunkSize ?? DEFAULT_CHUNK_SIZE, maxBacklog));
   const source = resolve(opts.manifest);
   const isDir = await stat(source).then(
     (s) => s.isDirectory(),
     (e: NodeJS.ErrnoException) => {
-      throw new UsageError(e.code === "ENOENT" ? `manifest not found: ${opts.manifest}` : `cannot read manifest ${opts.manifest}: ${e.message}`);
+      throw new UsageError(
+        e.code === "ENOENT" ? `manifest not found: ${opts.manifest}` : `cannot read manifest ${opts.manifest}: ${e.message}`,
+      );
     },
   );
   if (isDir && (opts.question === undefined || opts.question.trim() === "")) {
     throw new UsageError(`${opts.manifest} is a folder of images: give the question to ask of every image with --question`);
   }
   const format: ManifestFormat | undefined = isDir ? "folder" : (opts.format ?? detectFormat(source));
-  if (format === undefined) throw new UsageError(`cannot tell the format of ${opts.manifest} from its extension; expected .jsonl or .csv, or give --format`);
+  if (format === undefined)
+    throw new UsageError(
+      `cannot tell the format of ${opts.manifest} from its extension; expected .jsonl or .csv, or give --format`,
+    );
   if (opts.imageRoot !== undefined) {
-    const ok = await stat(opts.imageRoot).then((s) => s.isDirectory(), () => false);
+    const ok = await stat(opts.imageRoot).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
     if (!ok) throw new UsageError(`image root ${opts.imageRoot} is not a folder`);
   }
 
@@ -246,7 +271,9 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
   if (previous) {
     const diff = settingsDiff(previous.settings, settings);
     if (diff.length > 0) {
-      throw new UsageError(`run ${run} was submitted with other settings (${diff.join("; ")}); use a new run name or the same settings`);
+      throw new UsageError(
+        `run ${run} was submitted with other settings (${diff.join("; ")}); use a new run name or the same settings`,
+      );
     }
   }
   const startedAt = new Date(t0).toISOString();
@@ -327,7 +354,8 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
       return { error: `cannot read ${item.image}: ${(err as Error).message}` };
     }
     const problem = await checkImage(bytes);
-    if (problem !== null) return { error: `${item.image} is not a readable image (${problem}); expected a PNG, JPEG, WebP, GIF, TIFF or AVIF file` };
+    if (problem !== null)
+      return { error: `${item.image} is not a readable image (${problem}); expected a PNG, JPEG, WebP, GIF, TIFF or AVIF file` };
     const s = await store.putBytes(bytes, extname(item.image) || ".png");
     if (s.uploaded) imagesUploaded++;
     else imagesReused++;

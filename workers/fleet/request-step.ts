@@ -52,9 +52,7 @@ export interface StepDeps {
   now?: () => number;
 }
 
-export type RequestReturn =
-  | { status: "done"; answer: string | null; correct: boolean | null }
-  | { status: "already-done" };
+export type RequestReturn = { status: "done"; answer: string | null; correct: boolean | null } | { status: "already-done" };
 
 /** The stage label of a step for metrics: a stage name, `answer`, or `sentence`. */
 export function stageLabel(stepLabel: string): string {

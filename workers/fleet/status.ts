@@ -53,7 +53,10 @@ export async function runStatus(
     done,
     throughput,
     etaSeconds: done ? 0 : throughput !== null ? pending / throughput : null,
-    accuracy: graded > 0 ? { correct: counts.correct, graded, rate: counts.correct / graded, ci95: wilson95(counts.correct, graded) } : null,
+    accuracy:
+      graded > 0
+        ? { correct: counts.correct, graded, rate: counts.correct / graded, ci95: wilson95(counts.correct, graded) }
+        : null,
     queues,
     at: new Date(now).toISOString(),
   };
@@ -82,7 +85,9 @@ export function formatStatus(s: RunStatus): string {
   const set = s.manifest?.settings;
   lines.push(`run        ${s.run}${s.manifest ? `  (created ${s.manifest.createdAt})` : "  (no run manifest in S3)"}`);
   if (set) {
-    lines.push(`settings   strategy ${set.strategy} · beam ${set.beam} · judge ${set.judgeMode} · seed ${set.seed} · max stage tokens ${set.maxStageTokens}`);
+    lines.push(
+      `settings   strategy ${set.strategy} · beam ${set.beam} · judge ${set.judgeMode} · seed ${set.seed} · max stage tokens ${set.maxStageTokens}`,
+    );
   }
   const c = s.counts;
   lines.push(
@@ -154,7 +159,8 @@ export async function waitForRun(
     opts.onProgress?.(c);
     if (c.items > 0 && c.completed + c.failed >= c.items) return c;
     if (opts.signal?.aborted) return c;
-    if (Date.now() > deadline) throw new Error(`run ${run} did not finish within ${opts.timeoutMs} ms (${c.completed + c.failed}/${c.items} finished)`);
+    if (Date.now() > deadline)
+      throw new Error(`run ${run} did not finish within ${opts.timeoutMs} ms (${c.completed + c.failed}/${c.items} finished)`);
     await new Promise<void>((r) => {
       const t = setTimeout(r, opts.pollMs ?? 500);
       opts.signal?.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });

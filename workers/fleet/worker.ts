@@ -143,7 +143,10 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       const c = classify(err);
       const final = c.unrecoverable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (!final) {
-        logger.warn({ job: job.id, reason: c.code, err: c.message, attempt: job.attemptsMade + 1 }, "request step failed; retrying");
+        logger.warn(
+          { job: job.id, reason: c.code, err: c.message, attempt: job.attemptsMade + 1 },
+          "request step failed; retrying",
+        );
         throw toJobError(err);
       }
       try {
@@ -177,7 +180,10 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       const data = parseJobData(JudgeJobDataSchema, job.data, "judge");
       const startedAt = Date.now();
       const result = await cache.judge(data.item, data.judgeMode, data.request);
-      if (result && (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")) {
+      if (
+        result &&
+        (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")
+      ) {
         metrics.judgeDecisions.inc({ stage: data.request.template, verdict: String(result.verdict) });
       }
       return { result, meta: { worker: name, model: host.digest, startedAt, ms: Date.now() - startedAt } };
@@ -212,7 +218,10 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     );
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
-  logger.info({ worker: name, concurrency: opts.concurrency, lockDuration, model: host.modelId, digest: host.digest }, "fleet worker started");
+  logger.info(
+    { worker: name, concurrency: opts.concurrency, lockDuration, model: host.modelId, digest: host.digest },
+    "fleet worker started",
+  );
 
   let stopped: Promise<{ handedBack: number }> | undefined;
   let endGrace: (() => void) | undefined;

@@ -37,14 +37,29 @@ export const askCommand = addLocalEngineOptions(
         throw error;
       });
       const result = await runSearch(
-        { itemId, strategy: settings.strategy, beam: settings.beam, seed: settings.seed, maxStageTokens: settings.maxStageTokens },
-        { generate: (requests) => engine.generate(ctx, requests), judge: (requests) => engine.judge(ctx, requests, settings.judgeMode) },
+        {
+          itemId,
+          strategy: settings.strategy,
+          beam: settings.beam,
+          seed: settings.seed,
+          maxStageTokens: settings.maxStageTokens,
+        },
+        {
+          generate: (requests) => engine.generate(ctx, requests),
+          judge: (requests) => engine.judge(ctx, requests, settings.judgeMode),
+        },
       );
       engine.closeItem(ctx);
       const seconds = (performance.now() - started) / 1000;
       const counters = engine.counters();
       if (o.json) {
-        console.log(JSON.stringify({ itemId, question: o.question, settings, model: engine.info.digest, result, counters, seconds }, null, 2));
+        console.log(
+          JSON.stringify(
+            { itemId, question: o.question, settings, model: engine.info.digest, result, counters, seconds },
+            null,
+            2,
+          ),
+        );
         return;
       }
       for (const stage of STAGES) console.log(`${stage.padEnd(10)} ${result.stages[stage]?.trim() ?? "(missing)"}`);

@@ -38,16 +38,21 @@ export const intOption =
   (value: string): number => {
     const n = Number(value);
     if (!/^\s*-?\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`${name} must be a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : " up"}, got '${value}'`);
+      throw new InvalidArgumentError(
+        `${name} must be a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : " up"}, got '${value}'`,
+      );
     }
     return n;
   };
 
-export const secondsOption = (name: string) => (value: string): number => {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a number of seconds ≥ 0, got '${value}'`);
-  return n;
-};
+export const secondsOption =
+  (name: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === "" || !Number.isFinite(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a number of seconds ≥ 0, got '${value}'`);
+    return n;
+  };
 
 export interface Fleet {
   queues: FleetQueues;

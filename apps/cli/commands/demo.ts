@@ -57,7 +57,11 @@ export function answerTable(results: readonly ResultRecord[]): string {
   ]);
   const head = ["#", "question", "answer", "gold", "correct"];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const fmt = (r: string[]) => r.map((v, c) => v.padEnd(widths[c]!)).join("  ").trimEnd();
+  const fmt = (r: string[]) =>
+    r
+      .map((v, c) => v.padEnd(widths[c]!))
+      .join("  ")
+      .trimEnd();
   return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(fmt)].join("\n");
 }
 
@@ -181,8 +185,10 @@ export const demoCommand = new Command("demo")
         workers.map(async (w) => {
           try {
             const page = await (await fetch(w.metricsUrl)).text();
-            return `  worker ${w.index} ${w.metricsUrl}: ${metricTotal(page, "stagebeam_items_completed_total")} items completed, ` +
-              `${metricTotal(page, "stagebeam_tokens_generated_total")} tokens, ${metricTotal(page, "stagebeam_stage_latency_seconds_count")} stages timed`;
+            return (
+              `  worker ${w.index} ${w.metricsUrl}: ${metricTotal(page, "stagebeam_items_completed_total")} items completed, ` +
+              `${metricTotal(page, "stagebeam_tokens_generated_total")} tokens, ${metricTotal(page, "stagebeam_stage_latency_seconds_count")} stages timed`
+            );
           } catch (err) {
             return `  worker ${w.index} ${w.metricsUrl}: not reachable (${(err as Error).message})`;
           }

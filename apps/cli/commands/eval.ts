@@ -41,7 +41,8 @@ export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed"
   return spec.split(",").map((part) => {
     const [strategy = "", beam = "1", judge = "score"] = part.trim().split(":");
     const n = Number(beam);
-    if (!Number.isInteger(n)) throw new InvalidArgumentError(`--compare: '${part}': beam must be a whole number; expected strategy[:beam[:judge]]`);
+    if (!Number.isInteger(n))
+      throw new InvalidArgumentError(`--compare: '${part}': beam must be a whole number; expected strategy[:beam[:judge]]`);
     return searchSettings({ ...common, strategy, beam: n, judge });
   });
 }
@@ -66,7 +67,13 @@ export async function evaluate(
         const ctx = await engine.openItem({ id: item.id, image: await readFile(item.imagePath), question: item.question });
         try {
           const result = await runSearch(
-            { itemId: item.id, strategy: settings.strategy, beam: settings.beam, seed: settings.seed, maxStageTokens: settings.maxStageTokens },
+            {
+              itemId: item.id,
+              strategy: settings.strategy,
+              beam: settings.beam,
+              seed: settings.seed,
+              maxStageTokens: settings.maxStageTokens,
+            },
             { generate: (r) => engine.generate(ctx, r), judge: (r) => engine.judge(ctx, r, settings.judgeMode) },
           );
           records.push({
@@ -95,7 +102,8 @@ export async function evaluate(
   return { settings, summary, failures };
 }
 
-const settingsLabel = (s: RunSettings) => (s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam}${s.strategy === "stage" ? ` ${s.judgeMode}` : ""}`);
+const settingsLabel = (s: RunSettings) =>
+  s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam}${s.strategy === "stage" ? ` ${s.judgeMode}` : ""}`;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const label = (o: EvalOutcome) => o.label ?? settingsLabel(o.settings);
 
@@ -130,7 +138,9 @@ export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
     ]),
   ]);
   const failures = outcomes.flatMap((o) => o.failures.map((f) => `  ${label(o)} ${f.id}: ${f.reason}`));
-  return [main, "", "accuracy per family:", perFamily, ...(failures.length ? ["", "items that failed:", ...failures] : [])].join("\n");
+  return [main, "", "accuracy per family:", perFamily, ...(failures.length ? ["", "items that failed:", ...failures] : [])].join(
+    "\n",
+  );
 }
 
 export const evalCommand = addLocalEngineOptions(
@@ -139,7 +149,12 @@ export const evalCommand = addLocalEngineOptions(
     .requiredOption("--set <dir>", "the scene set folder (see `stagebeam scenes`)"),
 )
   .option("--limit <n>", "only the first N items", intOption("--limit", 1))
-  .option("--concurrency <n>", "items in flight at once (their decoding is batched together)", intOption("--concurrency", 1, 256), 8)
+  .option(
+    "--concurrency <n>",
+    "items in flight at once (their decoding is batched together)",
+    intOption("--concurrency", 1, 256),
+    8,
+  )
   .option("--compare [configs]", `compare several settings, strategy[:beam[:judge]] comma separated (default: ${TABLE5})`)
   .option("--json <file>", "also write the summaries as JSON")
   .action(async (o: EvalOptions) => {

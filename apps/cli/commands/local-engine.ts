@@ -17,7 +17,8 @@ export const addLocalEngineOptions = (command: Command): Command =>
 export async function loadLocalEngine(modelFlag: string | undefined, extra: EngineOptions = {}): Promise<Engine> {
   const env = modelFlag ? { ...process.env, MODEL_DIR: modelFlag, MODEL_URI: undefined } : process.env;
   const config = loadConfig(env, ["model", "engine", "logging"]);
-  if (config.model.source !== "dir") throw new Error("MODEL_URI is for fleet workers; use --model or MODEL_DIR with ask and eval");
+  if (config.model.source !== "dir")
+    throw new Error("MODEL_URI is for fleet workers; use --model or MODEL_DIR with ask and eval");
   const logger = createLogger({ name: "engine", level: config.logging.level });
   return Engine.load(config.model.dir, {
     executionProviders: config.engine.executionProviders,

@@ -9,7 +9,10 @@ export const scenesCommand = new Command("scenes")
   .option("--count <n>", "number of items", intOption("--count", 1), 100)
   .option("--seed <n>", "seed; the same seed gives byte-identical files", intOption("--seed", 0), 7)
   .action(async (options: { out: string; count: number; seed: number }) => {
-    const bar = new cliProgress.SingleBar({ format: "scenes {bar} {value}/{total}", clearOnComplete: true }, cliProgress.Presets.shades_classic);
+    const bar = new cliProgress.SingleBar(
+      { format: "scenes {bar} {value}/{total}", clearOnComplete: true },
+      cliProgress.Presets.shades_classic,
+    );
     bar.start(options.count, 0);
     await writeSceneSet(options.out, { count: options.count, seed: options.seed, onItem: (done) => bar.update(done) });
     bar.stop();

@@ -19,8 +19,17 @@ export function addSearchOptions(command: Command): Command {
     .addOption(new Option("--strategy <name>", `search strategy: ${STRATEGIES.join(", ")}`).default("stage"))
     .option("--beam <n>", "candidates per step (best-of-N: N)", intOption("--beam", -1_000_000), 4)
     .addOption(new Option("--judge <mode>", `judge mode: ${JUDGE_MODES.join(", ")}`).default("score"))
-    .option("--seed <n>", "seed; the same seed gives an item the same answer, in process or on any worker", intOption("--seed", -1_000_000), 1)
-    .option("--max-stage-tokens <n>", "token cap of one stage or sentence candidate", intOption("--max-stage-tokens", -1_000_000));
+    .option(
+      "--seed <n>",
+      "seed; the same seed gives an item the same answer, in process or on any worker",
+      intOption("--seed", -1_000_000),
+      1,
+    )
+    .option(
+      "--max-stage-tokens <n>",
+      "token cap of one stage or sentence candidate",
+      intOption("--max-stage-tokens", -1_000_000),
+    );
 }
 
 /** Checked settings from the flags (a bad strategy, beam or judge mode is a usage error). */

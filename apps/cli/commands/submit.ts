@@ -36,7 +36,9 @@ export function formatSummary(s: SubmitSummary): string {
   ];
   if (s.duplicates > 0) lines.push(`  duplicates ${s.duplicates} (ids that an earlier line already has; skipped)`);
   lines.push(`  images     ${s.imagesUploaded} uploaded, ${s.imagesReused} already staged`);
-  lines.push(`  settings   strategy ${s.settings.strategy} · beam ${s.settings.beam} · judge ${s.settings.judgeMode} · seed ${s.settings.seed}`);
+  lines.push(
+    `  settings   strategy ${s.settings.strategy} · beam ${s.settings.beam} · judge ${s.settings.judgeMode} · seed ${s.settings.seed}`,
+  );
   return lines.join("\n");
 }
 
@@ -47,7 +49,12 @@ export const submitCommand = addSearchOptions(new Command("submit"))
   .option("--question <text>", "the question for every image (folder manifests)")
   .option("--image-root <dir>", "local image paths must resolve inside this folder (default: the manifest's folder)")
   .addOption(new Option("--format <format>", "manifest format (default: from the extension)").choices(["jsonl", "csv"]))
-  .option("--max-backlog <n>", "pause while more than this many items are unfinished in the queue", intOption("--max-backlog", 1), DEFAULT_MAX_BACKLOG)
+  .option(
+    "--max-backlog <n>",
+    "pause while more than this many items are unfinished in the queue",
+    intOption("--max-backlog", 1),
+    DEFAULT_MAX_BACKLOG,
+  )
   .option("--chunk <n>", "items per addBulk", intOption("--chunk", 1, 10_000), DEFAULT_CHUNK_SIZE)
   .option("--wait", "wait until every item has finished, then print the run's status", false)
   .option("--no-progress", "no progress bar or progress lines")
@@ -116,7 +123,12 @@ export const submitCommand = addSearchOptions(new Command("submit"))
       if (summary.interrupted) throw new CliExit(EXIT_INTERRUPTED);
 
       if (o.wait && (await fleet.ledger.counts(o.run)).items > 0) {
-        const items = createProgress({ label: "items", unit: "items", plain: o.progress ? undefined : true, everySeconds: o.progress ? 5 : 30 });
+        const items = createProgress({
+          label: "items",
+          unit: "items",
+          plain: o.progress ? undefined : true,
+          everySeconds: o.progress ? 5 : 30,
+        });
         await waitForRun(o.run, fleet.ledger, {
           signal: abort.signal,
           onProgress: (c) => items.update(c.completed + c.failed, c.items, `| completed ${c.completed} failed ${c.failed}`),

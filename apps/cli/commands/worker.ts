@@ -45,8 +45,18 @@ interface WorkerOptions {
 export const workerCommand = new Command("worker")
   .description("serve the fleet's queues with one model (one process per GPU); SIGTERM stops it gracefully")
   .option("--concurrency <n>", "jobs of each queue run at once (default WORKER_CONCURRENCY)", intOption("--concurrency", 1, 1024))
-  .option("--lock-duration <seconds>", "BullMQ job lock; must outlast the slowest single job", secondsOption("--lock-duration"), DEFAULT_LOCK_DURATION_MS / 1000)
-  .option("--grace <seconds>", "on SIGTERM: time to finish running jobs before handing them back", secondsOption("--grace"), DEFAULT_GRACE_MS / 1000)
+  .option(
+    "--lock-duration <seconds>",
+    "BullMQ job lock; must outlast the slowest single job",
+    secondsOption("--lock-duration"),
+    DEFAULT_LOCK_DURATION_MS / 1000,
+  )
+  .option(
+    "--grace <seconds>",
+    "on SIGTERM: time to finish running jobs before handing them back",
+    secondsOption("--grace"),
+    DEFAULT_GRACE_MS / 1000,
+  )
   .option("--cache-items <n>", "open items (decoded image, prompt cache) kept per process", intOption("--cache-items", 1), 64)
   .option("--name <name>", "worker name recorded on jobs and results (default host-pid)")
   .addHelpText(
@@ -65,7 +75,10 @@ export const workerCommand = new Command("worker")
     const factory = await hostFactory(process.env);
     let host: ModelHost;
     try {
-      host = await factory({ model: config.model, engine: config.engine, s3: config.s3, worker: { concurrency } }, { logger, metrics });
+      host = await factory(
+        { model: config.model, engine: config.engine, s3: config.s3, worker: { concurrency } },
+        { logger, metrics },
+      );
     } catch (err) {
       logger.error({ err: (err as Error).message }, "could not load the model");
       await metricsServer.close();
