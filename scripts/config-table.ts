@@ -8,7 +8,7 @@
  *   tsx scripts/config-table.ts --check README.md   # exit 1 when stale
  */
 import { readFile, writeFile } from "node:fs/promises";
-import { configTableMarkdown } from "../shared/config.ts";
+import { configTableMarkdown } from "../shared/io/config.ts";
 
 export const START = "<!-- config-table:start -->";
 export const END = "<!-- config-table:end -->";

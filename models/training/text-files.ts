@@ -3,8 +3,8 @@
  * Written by the data builder, because the vocabulary is the set of words the data uses.
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { STAGES, closeTag, openTag } from "../../shared/protocol/stages.ts";
-import type { JudgeTemplates } from "../../shared/prompts/templates.ts";
+import { STAGES, closeTag, openTag } from "../../shared/core/protocol/stages.ts";
+import type { JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 
 export const SPECIAL_TOKENS = [
   "<unk>",

@@ -9,9 +9,9 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { generateItem } from "../../shared/scenes/items.ts";
-import { renderScenePng } from "../../shared/scenes/render.ts";
-import type { GenerateRequest } from "../../shared/search/types.ts";
+import { generateItem } from "../../shared/core/scenes/items.ts";
+import { renderScenePng } from "../../shared/io/scene-files.ts";
+import type { GenerateRequest } from "../../shared/core/search/types.ts";
 import { Engine, type EngineOptions } from "../../workers/engine/index.ts";
 
 export const BUNDLED_MODEL = path.resolve(import.meta.dirname, "../../models/stagebeam-tiny");

@@ -11,7 +11,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { readSceneSet, writeSceneSet } from "../../shared/scenes/dataset.ts";
+import { readSceneSet, writeSceneSet } from "../../shared/io/scene-files.ts";
 import { Engine } from "../../workers/engine/index.ts";
 import { evaluate, formatOutcomes, type EvalOutcome } from "../../apps/cli/commands/eval.ts";
 import { searchSettings } from "../../apps/cli/commands/search-options.ts";

@@ -1,10 +1,10 @@
 /** The engine on the real bundled model: numerics of the KV cache and the batcher, prefix reuse, judge, errors. */
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sentenceEnd } from "../../shared/protocol/sentences.ts";
-import { generateItem } from "../../shared/scenes/items.ts";
-import { renderScenePng } from "../../shared/scenes/render.ts";
-import type { GenerateRequest, JudgeRequest } from "../../shared/search/types.ts";
+import { sentenceEnd } from "../../shared/core/protocol/sentences.ts";
+import { generateItem } from "../../shared/core/scenes/items.ts";
+import { renderScenePng } from "../../shared/io/scene-files.ts";
+import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
 import { Engine } from "../../workers/engine/engine.ts";
 import { EngineRequestError, ItemInputError } from "../../workers/engine/errors.ts";
 import { gatherRows } from "../../workers/engine/kv.ts";

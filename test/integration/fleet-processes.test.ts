@@ -6,10 +6,10 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeSceneSet } from "../../shared/scenes/dataset.ts";
-import { runSearch } from "../../shared/search/index.ts";
+import { writeSceneSet } from "../../shared/io/scene-files.ts";
+import { runSearch } from "../../shared/core/search/index.ts";
 import { Engine } from "../../workers/engine/index.ts";
-import { manifestKey } from "../../shared/storage/s3-store.ts";
+import { manifestKey } from "../../shared/io/storage/s3-store.ts";
 import { REPO_ROOT, startWorkerProcesses, type WorkerProcess } from "../../workers/fleet/processes.ts";
 import type { ResultRecord } from "../../workers/fleet/records.ts";
 import type { RunStatus } from "../../workers/fleet/status.ts";

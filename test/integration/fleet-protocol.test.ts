@@ -6,18 +6,18 @@
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../shared/logging.ts";
-import { createMetrics } from "../../shared/metrics.ts";
-import { writeSceneSet } from "../../shared/scenes/dataset.ts";
-import { runSearch } from "../../shared/search/index.ts";
-import { failureKey, resultKey } from "../../shared/storage/s3-store.ts";
+import { createLogger } from "../../shared/io/logging.ts";
+import { createMetrics } from "../../shared/io/metrics.ts";
+import { writeSceneSet } from "../../shared/io/scene-files.ts";
+import { runSearch } from "../../shared/core/search/index.ts";
+import { failureKey, resultKey } from "../../shared/io/storage/s3-store.ts";
 import { childJobId, requestJobId } from "../../workers/fleet/ids.ts";
 import { submitRun, type SubmitOptions } from "../../workers/fleet/producer.ts";
 import type { FailureRecord, ResultRecord } from "../../workers/fleet/records.ts";
 import { runStatus, streamRecords, waitForRun } from "../../workers/fleet/status.ts";
 import { createModelHost } from "../../workers/fleet/engine-host.ts";
 import type { ModelHost } from "../../workers/fleet/model-host.ts";
-import { loadConfig } from "../../shared/config.ts";
+import { loadConfig } from "../../shared/io/config.ts";
 import { closeTrace } from "../support/approx.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";
 

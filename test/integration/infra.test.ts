@@ -7,11 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../shared/config.ts";
-import { createMetrics, serveMetrics } from "../../shared/metrics.ts";
-import { startRedisServer, type RedisServer } from "../../shared/services/redis-server.ts";
-import { startS3Server, type S3Server } from "../../shared/services/s3-server.ts";
-import { S3Store, manifestKey, resultKey, resultsPrefix } from "../../shared/storage/s3-store.ts";
+import { loadConfig } from "../../shared/io/config.ts";
+import { createMetrics, serveMetrics } from "../../shared/io/metrics.ts";
+import { startRedisServer, type RedisServer } from "../../apps/demo/services/redis-server.ts";
+import { startS3Server, type S3Server } from "../../apps/demo/services/s3-server.ts";
+import { S3Store, manifestKey, resultKey, resultsPrefix } from "../../shared/io/storage/s3-store.ts";
 
 describe("redis-server service", () => {
   let redis: RedisServer;

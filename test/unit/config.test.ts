@@ -6,7 +6,7 @@ import {
   ConfigError,
   configTableMarkdown,
   loadConfig,
-} from "../../shared/config.ts";
+} from "../../shared/io/config.ts";
 import { END, START, spliceConfigTable } from "../../scripts/config-table.ts";
 
 function errorOf(fn: () => unknown): ConfigError {

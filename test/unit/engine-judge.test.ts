@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { JudgeTemplates } from "../../shared/prompts/templates.ts";
+import type { JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 import { parseCheckVerdict, parseCompareVerdict } from "../../workers/engine/judge.ts";
 
 const TEMPLATES: JudgeTemplates = {

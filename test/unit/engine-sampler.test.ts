@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createRng } from "../../shared/random.ts";
+import { createRng } from "../../shared/core/random.ts";
 import { EngineRequestError } from "../../workers/engine/errors.ts";
 import {
   resolveSampling,

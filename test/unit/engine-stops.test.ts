@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { sentenceEnd } from "../../shared/protocol/sentences.ts";
-import { createRng } from "../../shared/random.ts";
-import type { Stop } from "../../shared/search/types.ts";
+import { sentenceEnd } from "../../shared/core/protocol/sentences.ts";
+import { createRng } from "../../shared/core/random.ts";
+import type { Stop } from "../../shared/core/search/types.ts";
 import { StopState, StopTables, TextStopState, textStop, type StepOutcome } from "../../workers/engine/stops.ts";
 
 // A tiny vocabulary: each id's text as it reads mid-sequence.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { normalizeAnswer, summarize, wilson95 } from "../../shared/eval/stats.ts";
+import { normalizeAnswer, summarize, wilson95 } from "../../shared/core/eval/stats.ts";
 
 describe("evaluation statistics", () => {
   it("gives the textbook Wilson interval", () => {

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { candidateId, checkId, compareId, ITEM_ID_PATTERN } from "../../shared/search/ids.ts";
-import { sanitizeItemId } from "../../shared/storage/keys.ts";
+import { candidateId, checkId, compareId, ITEM_ID_PATTERN } from "../../shared/core/search/ids.ts";
+import { sanitizeItemId } from "../../shared/io/storage/keys.ts";
 import { BadInputError } from "../../workers/fleet/model-host.ts";
 import { badInput, classify, FleetError, formatReason, parseReason, toJobError, transient } from "../../workers/fleet/errors.ts";
 import { childJobId, fleetItemId, requestJobId, runKeys, workIdOf } from "../../workers/fleet/ids.ts";
-import { SearchError } from "../../shared/search/errors.ts";
-import { S3StoreError } from "../../shared/storage/s3-store.ts";
+import { SearchError } from "../../shared/core/search/errors.ts";
+import { S3StoreError } from "../../shared/io/storage/s3-store.ts";
 import { UnrecoverableError } from "bullmq";
 
 describe("fleet ids", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { GenerateRequest, JudgeRequest } from "../../shared/search/types.ts";
+import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
 import { Coalescer, ItemCache } from "../../workers/fleet/item-cache.ts";
 import { BadInputError } from "../../workers/fleet/model-host.ts";
 import type { ChildItem } from "../../workers/fleet/protocol.ts";

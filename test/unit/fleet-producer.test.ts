@@ -3,9 +3,9 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../shared/logging.ts";
-import { writeSceneSet } from "../../shared/scenes/dataset.ts";
-import type { S3Store } from "../../shared/storage/s3-store.ts";
+import { createLogger } from "../../shared/io/logging.ts";
+import { writeSceneSet } from "../../shared/io/scene-files.ts";
+import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { UsageError } from "../../workers/fleet/errors.ts";
 import type { RunLedger } from "../../workers/fleet/ledger.ts";
 import {

@@ -4,11 +4,11 @@
  */
 import { WaitingChildrenError, type Job } from "bullmq";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../shared/logging.ts";
-import { createMetrics } from "../../shared/metrics.ts";
-import { createSearch, runSearch } from "../../shared/search/index.ts";
-import type { GenerateRequest, JudgeRequest } from "../../shared/search/types.ts";
-import type { S3Store } from "../../shared/storage/s3-store.ts";
+import { createLogger } from "../../shared/io/logging.ts";
+import { createMetrics } from "../../shared/io/metrics.ts";
+import { createSearch, runSearch } from "../../shared/core/search/index.ts";
+import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
+import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { FleetError } from "../../workers/fleet/errors.ts";
 import type { RunLedger } from "../../workers/fleet/ledger.ts";
 import {

@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger, logLevelFromEnv } from "../../shared/logging.ts";
+import { createLogger, logLevelFromEnv } from "../../shared/io/logging.ts";
 
 function sink() {
   const lines: Record<string, unknown>[] = [];

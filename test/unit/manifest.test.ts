@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ImageResolver, csvRecords, readManifest, readManifestStream, type ManifestEntry } from "../../shared/manifest.ts";
+import { ImageResolver, csvRecords, readManifest, readManifestStream, type ManifestEntry } from "../../shared/io/manifest.ts";
 
 let root: string; // real path of a temp folder holding images and manifests
 let outside: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { METRIC_NAMES, createMetrics } from "../../shared/metrics.ts";
+import { METRIC_NAMES, createMetrics } from "../../shared/io/metrics.ts";
 
 describe("createMetrics", () => {
   it("registers every DESIGN §2 series and the default process metrics", async () => {

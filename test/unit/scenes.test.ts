@@ -3,14 +3,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
-import { parseStructured } from "../../shared/protocol/stages.ts";
-import { createRng } from "../../shared/random.ts";
-import { readSceneSet, writeSceneSet } from "../../shared/scenes/dataset.ts";
-import { matches } from "../../shared/scenes/filters.ts";
-import { generateItem } from "../../shared/scenes/items.ts";
-import { JUDGE_KINDS, makeCheckExample, makeJudgePair } from "../../shared/scenes/judge-pairs.ts";
-import { FAMILIES } from "../../shared/scenes/questions.ts";
-import { MAX_OBJECTS, RADIUS } from "../../shared/scenes/scene.ts";
+import { parseStructured } from "../../shared/core/protocol/stages.ts";
+import { createRng } from "../../shared/core/random.ts";
+import { readSceneSet, writeSceneSet } from "../../shared/io/scene-files.ts";
+import { matches } from "../../shared/core/scenes/filters.ts";
+import { generateItem } from "../../shared/core/scenes/items.ts";
+import { JUDGE_KINDS, makeCheckExample, makeJudgePair } from "../../shared/core/scenes/judge-pairs.ts";
+import { FAMILIES } from "../../shared/core/scenes/questions.ts";
+import { MAX_OBJECTS, RADIUS } from "../../shared/core/scenes/scene.ts";
 
 const items = Array.from({ length: 400 }, (_, i) => generateItem(11, i));
 

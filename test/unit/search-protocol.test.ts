@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { closeTag, isStage, openTag, parseStageBlock, parseStructured, STAGES } from "../../shared/protocol/stages.ts";
-import { sentenceEnd } from "../../shared/protocol/sentences.ts";
+import { closeTag, isStage, openTag, parseStageBlock, parseStructured, STAGES } from "../../shared/core/protocol/stages.ts";
+import { sentenceEnd } from "../../shared/core/protocol/sentences.ts";
 
 const GOOD =
   "<SUMMARY>plan</SUMMARY><CAPTION>two red cubes</CAPTION><REASONING>2 - 1 = 1</REASONING><CONCLUSION> 1 </CONCLUSION>";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { decide, matchWinner, openBracket, pendingMatches, type Bracket } from "../../shared/search/tournament.ts";
-import type { Defect } from "../../shared/search/types.ts";
+import { decide, matchWinner, openBracket, pendingMatches, type Bracket } from "../../shared/core/search/tournament.ts";
+import type { Defect } from "../../shared/core/search/types.ts";
 
 /** Plays a bracket to the end with a judge that prefers the higher strength. */
 function play(b0: Bracket, strength: (i: number) => number): { b: Bracket; rounds: number[][][] } {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { closeTag, openTag, STAGES, type Stage } from "../../shared/protocol/stages.ts";
+import { closeTag, openTag, STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
 import {
   apply,
   createSearch,
@@ -16,7 +16,7 @@ import {
   type SearchResult,
   type SearchState,
   type Work,
-} from "../../shared/search/index.ts";
+} from "../../shared/core/search/index.ts";
 
 // ---------------------------------------------------------------------------------------------
 // A fake driver: generations scripted by request id, verdicts by a quality score `q=<n>` that

@@ -9,7 +9,7 @@ import {
   parseS3Uri,
   resultKey,
   sanitizeItemId,
-} from "../../shared/storage/keys.ts";
+} from "../../shared/io/storage/keys.ts";
 
 describe("sanitizeItemId", () => {
   it("keeps safe ids as they are", () => {

@@ -8,7 +8,7 @@
  *   re-encoding the image and the whole prompt, decoding the whole text after every token to
  *   test the stop rule.
  */
-import type { Stop } from "../../shared/search/types.ts";
+import type { Stop } from "../../shared/core/search/types.ts";
 import { commonPrefix, type ItemContext } from "./item.ts";
 import { truncateView, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
 import type { PreprocessorSpec } from "./model-folder.ts";

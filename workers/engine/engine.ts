@@ -13,8 +13,8 @@
  */
 import ort from "onnxruntime-node";
 import type { z } from "zod";
-import type { ExecutionProvider } from "../../shared/config.ts";
-import type { JudgeTemplates } from "../../shared/prompts/templates.ts";
+import type { ExecutionProvider } from "../../shared/io/config.ts";
+import type { JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 import {
   GenerateRequestSchema,
   JudgeRequestSchema,
@@ -22,7 +22,7 @@ import {
   type GenerateResult,
   type JudgeRequest,
   type JudgeResult,
-} from "../../shared/search/types.ts";
+} from "../../shared/core/search/types.ts";
 import { CachedBackend, ReferenceBackend, type Backend, type ContinuationResult } from "./backend.ts";
 import { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
 import { DEFAULT_IMAGE_LIMITS, preprocessImage, type ImageLimits } from "./image.ts";

@@ -13,8 +13,8 @@
  * All prompts of one call go to the backend together (one batched prefill, vision features
  * and the image block of the item's prompt reused).
  */
-import { renderJudgeText, type JudgeTemplates } from "../../shared/prompts/templates.ts";
-import type { CheckRequest, CompareRequest, Detail, JudgeRequest, JudgeResult } from "../../shared/search/types.ts";
+import { renderJudgeText, type JudgeTemplates } from "../../shared/core/prompts/templates.ts";
+import type { CheckRequest, CompareRequest, Detail, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
 import type { Backend } from "./backend.ts";
 import { EngineRequestError } from "./errors.ts";
 import type { ItemContext } from "./item.ts";

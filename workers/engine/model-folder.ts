@@ -8,7 +8,7 @@ import { createReadStream } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { JudgeTemplatesSchema, type JudgeTemplates } from "../../shared/prompts/templates.ts";
+import { JudgeTemplatesSchema, type JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 import { ModelFolderError } from "./errors.ts";
 
 export const VISION_FILE = "vision_encoder.onnx";

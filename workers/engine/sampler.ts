@@ -3,7 +3,7 @@
  * warpers). A sequence's random stream comes only from its sample key, one draw per sampled
  * token, so the tokens it gets do not depend on which batch or worker runs it.
  */
-import { createRng, type Rng } from "../../shared/random.ts";
+import { createRng, type Rng } from "../../shared/core/random.ts";
 import { EngineRequestError } from "./errors.ts";
 import type { GenerationDefaults } from "./model-folder.ts";
 

@@ -13,7 +13,7 @@
  * quickly and running sequences are not starved. `session.run` is async, so callers keep
  * running (and queue more work) while a call is in flight.
  */
-import type { Rng } from "../../shared/random.ts";
+import type { Rng } from "../../shared/core/random.ts";
 import { gatherRows, extractSeq, allocFloat, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
 import type { ModelRunner } from "./runner.ts";
 import type { Sampler, SamplingParams } from "./sampler.ts";

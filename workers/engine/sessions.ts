@@ -4,7 +4,7 @@
  * adapter) is logged with its reason and skipped, and CPU is always the last resort.
  */
 import ort from "onnxruntime-node";
-import type { ExecutionProvider } from "../../shared/config.ts";
+import type { ExecutionProvider } from "../../shared/io/config.ts";
 import type { SessionSignature, TensorSignature } from "./model-folder.ts";
 
 export interface SessionOptions {

@@ -10,9 +10,9 @@
  *
  * The reference work pattern instead decodes the whole text after every token (`textStop`).
  */
-import { sentenceEnd } from "../../shared/protocol/sentences.ts";
-import { closeTag, STAGES, type Stage } from "../../shared/protocol/stages.ts";
-import type { Stop } from "../../shared/search/types.ts";
+import { sentenceEnd } from "../../shared/core/protocol/sentences.ts";
+import { closeTag, STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
+import type { Stop } from "../../shared/core/search/types.ts";
 
 /** The token is an end of sequence. */
 export const F_EOS = 1;

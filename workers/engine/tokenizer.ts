@@ -3,7 +3,7 @@
  * and chat prompt rendering with the model's own template (shared/prompts/chat.ts).
  */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { expandImageTokens, renderUserPrompt } from "../../shared/prompts/chat.ts";
+import { expandImageTokens, renderUserPrompt } from "../../shared/core/prompts/chat.ts";
 import { ModelFolderError } from "./errors.ts";
 import type { ModelFolder } from "./model-folder.ts";
 

@@ -8,10 +8,10 @@ import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import type { Config } from "../../shared/config.ts";
-import type { Logger } from "../../shared/logging.ts";
-import type { StagebeamMetrics } from "../../shared/metrics.ts";
-import { S3Store } from "../../shared/storage/s3-store.ts";
+import type { Config } from "../../shared/io/config.ts";
+import type { Logger } from "../../shared/io/logging.ts";
+import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
+import { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { Engine } from "../engine/index.ts";
 import type { ModelHost } from "./model-host.ts";
 

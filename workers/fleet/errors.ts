@@ -8,8 +8,8 @@
  * crashed engine call) is transient and retried with exponential backoff.
  */
 import { UnrecoverableError } from "bullmq";
-import { SearchError } from "../../shared/search/errors.ts";
-import { S3StoreError } from "../../shared/storage/s3-store.ts";
+import { SearchError } from "../../shared/core/search/errors.ts";
+import { S3StoreError } from "../../shared/io/storage/s3-store.ts";
 import { badInputCode, isBadInput } from "./model-host.ts";
 
 const CODE = /^[a-z][a-z0-9-]{0,63}$/;

@@ -1,7 +1,7 @@
 /** Fleet-side metric helpers: the queue-depth collector and a tokens/s window. */
 import type { Queue } from "bullmq";
 import { Counter, type Registry } from "prom-client";
-import type { QueueCollector, QueueDepth } from "../../shared/metrics.ts";
+import type { QueueCollector, QueueDepth } from "../../shared/io/metrics.ts";
 
 export const QUEUE_STATES = ["waiting", "prioritized", "active", "delayed", "waiting-children", "completed", "failed"] as const;
 

@@ -12,8 +12,8 @@
  * reversible. The run is part of every id, so two runs over the same items never meet.
  */
 import { createHash } from "node:crypto";
-import { ITEM_ID_PATTERN } from "../../shared/search/ids.ts";
-import { assertRunId } from "../../shared/storage/keys.ts";
+import { ITEM_ID_PATTERN } from "../../shared/core/search/ids.ts";
+import { assertRunId } from "../../shared/io/storage/keys.ts";
 
 export const QUEUES = { request: "request", generate: "generate", judge: "judge" } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];

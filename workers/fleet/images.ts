@@ -1,5 +1,5 @@
 /** Staged images: fetched from S3 by their s3:// URI, in the run's bucket or another one. */
-import { S3Store, parseS3Uri } from "../../shared/storage/s3-store.ts";
+import { S3Store, parseS3Uri } from "../../shared/io/storage/s3-store.ts";
 import { badInput } from "./errors.ts";
 
 export function s3ImageFetcher(

@@ -9,7 +9,7 @@
  * Requests for the same open item that arrive in the same turn of the event loop (the N
  * candidates of a step usually do) are handed to the host as one batch.
  */
-import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult } from "../../shared/search/types.ts";
+import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
 import { isBadInput, type JudgeMode, type ModelHost, type OpenItem } from "./model-host.ts";
 import type { ChildItem } from "./protocol.ts";
 

@@ -7,7 +7,7 @@
  * from several jobs at once (WORKER_CONCURRENCY), and the host is free to batch those calls
  * into one decoder step. Results are matched to requests by `id`, not by position.
  */
-import type { SearchExecutor } from "../../shared/search/drive.ts";
+import type { SearchExecutor } from "../../shared/core/search/drive.ts";
 
 export interface ItemInput {
   /** The fleet's item key (already a safe id: [A-Za-z0-9_-]). */

@@ -19,7 +19,7 @@ import { createReadStream } from "node:fs";
 import { opendir, readFile, stat } from "node:fs/promises";
 import { extname, resolve } from "node:path";
 import sharp from "sharp";
-import type { Logger } from "../../shared/logging.ts";
+import type { Logger } from "../../shared/io/logging.ts";
 import {
   IMAGE_EXTENSIONS,
   readManifest,
@@ -27,11 +27,11 @@ import {
   type ManifestEntry,
   type ManifestFormat,
   type ManifestItem,
-} from "../../shared/manifest.ts";
-import { createSearch, parseSearchParams, SearchError, type SearchParams } from "../../shared/search/index.ts";
-import { STRATEGIES } from "../../shared/search/types.ts";
-import { failureKey, manifestKey, type S3Store } from "../../shared/storage/s3-store.ts";
-import { assertRunId } from "../../shared/storage/keys.ts";
+} from "../../shared/io/manifest.ts";
+import { createSearch, parseSearchParams, SearchError, type SearchParams } from "../../shared/core/search/index.ts";
+import { STRATEGIES } from "../../shared/core/search/types.ts";
+import { failureKey, manifestKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
+import { assertRunId } from "../../shared/io/storage/keys.ts";
 import { UsageError } from "./errors.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
 import { fleetItemId, requestJobId } from "./ids.ts";

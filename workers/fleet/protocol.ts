@@ -19,8 +19,8 @@
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from "bullmq";
 import { z } from "zod";
-import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/search/types.ts";
-import { ITEM_ID_PATTERN } from "../../shared/search/ids.ts";
+import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/core/search/types.ts";
+import { ITEM_ID_PATTERN } from "../../shared/core/search/ids.ts";
 import { badInput } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
 import { JUDGE_MODES } from "./model-host.ts";

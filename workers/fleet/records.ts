@@ -4,9 +4,9 @@
  * `runs/<run>/manifest.json` (what was submitted, with which settings).
  */
 import { z } from "zod";
-import { STRATEGIES } from "../../shared/search/types.ts";
-import { normalizeAnswer } from "../../shared/eval/stats.ts";
-import type { SearchParams, SearchResult } from "../../shared/search/index.ts";
+import { STRATEGIES } from "../../shared/core/search/types.ts";
+import { normalizeAnswer } from "../../shared/core/eval/stats.ts";
+import type { SearchParams, SearchResult } from "../../shared/core/search/index.ts";
 import type { JudgeMode } from "./model-host.ts";
 import type { StepTiming } from "./protocol.ts";
 

@@ -16,11 +16,11 @@
  * or their results, and goes on. A child that failed for good fails the item with its reason.
  */
 import { WaitingChildrenError, type Job } from "bullmq";
-import type { Logger } from "../../shared/logging.ts";
-import type { StagebeamMetrics } from "../../shared/metrics.ts";
-import { apply, next, parseSearchState, type SearchState } from "../../shared/search/index.ts";
-import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/search/types.ts";
-import { failureKey, resultKey, type S3Store } from "../../shared/storage/s3-store.ts";
+import type { Logger } from "../../shared/io/logging.ts";
+import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
+import { apply, next, parseSearchState, type SearchState } from "../../shared/core/search/index.ts";
+import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/core/search/types.ts";
+import { failureKey, resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
 import { childJobId, workIdOf } from "./ids.ts";
 import type { RunLedger } from "./ledger.ts";

@@ -2,8 +2,8 @@
  * A run's progress (`stagebeam status`), its records streamed from S3 (`stagebeam results`),
  * and waiting for a run to finish (`stagebeam demo`, `submit --wait`).
  */
-import { wilson95 } from "../../shared/eval/stats.ts";
-import { failuresPrefix, manifestKey, resultsPrefix, type S3Store } from "../../shared/storage/s3-store.ts";
+import { wilson95 } from "../../shared/core/eval/stats.ts";
+import { failuresPrefix, manifestKey, resultsPrefix, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { QUEUE_STATES } from "./fleet-metrics.ts";
 import type { RunCounts, RunLedger } from "./ledger.ts";
 import type { FleetQueues } from "./protocol.ts";

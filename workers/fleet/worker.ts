@@ -16,9 +16,9 @@
 import { hostname } from "node:os";
 import { DelayedError, WaitingChildrenError, WaitingError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
-import type { Logger } from "../../shared/logging.ts";
-import type { StagebeamMetrics } from "../../shared/metrics.ts";
-import type { S3Store } from "../../shared/storage/s3-store.ts";
+import type { Logger } from "../../shared/io/logging.ts";
+import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
+import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { classify, FleetError, toJobError } from "./errors.ts";
 import { queueCollector, TokenRate } from "./fleet-metrics.ts";
 import { QUEUES } from "./ids.ts";

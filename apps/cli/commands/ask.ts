@@ -2,8 +2,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { Command } from "commander";
-import { STAGES } from "../../../shared/protocol/stages.ts";
-import { runSearch } from "../../../shared/search/drive.ts";
+import { STAGES } from "../../../shared/core/protocol/stages.ts";
+import { runSearch } from "../../../shared/core/search/drive.ts";
 import { fleetItemId } from "../../../workers/fleet/ids.ts";
 import { ItemInputError } from "../../../workers/engine/index.ts";
 import { CliExit, EXIT_FAILURE } from "./common.ts";

@@ -1,9 +1,9 @@
 /** What the fleet subcommands share: exit codes, argument parsers, and opening Redis/S3. */
 import { CommanderError, InvalidArgumentError } from "commander";
 import { Redis } from "ioredis";
-import { ConfigError, type Config } from "../../../shared/config.ts";
-import type { StagebeamMetrics } from "../../../shared/metrics.ts";
-import { S3Store } from "../../../shared/storage/s3-store.ts";
+import { ConfigError, type Config } from "../../../shared/io/config.ts";
+import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
+import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { UsageError } from "../../../workers/fleet/errors.ts";
 import { RunLedger } from "../../../workers/fleet/ledger.ts";
 import { openQueues, type FleetQueues } from "../../../workers/fleet/protocol.ts";

@@ -5,9 +5,9 @@
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { Command, InvalidArgumentError } from "commander";
-import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSummary } from "../../../shared/eval/stats.ts";
-import { readSceneSet, type SceneSetLine } from "../../../shared/scenes/dataset.ts";
-import { runSearch } from "../../../shared/search/drive.ts";
+import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSummary } from "../../../shared/core/eval/stats.ts";
+import { readSceneSet, type SceneSetLine } from "../../../shared/io/scene-files.ts";
+import { runSearch } from "../../../shared/core/search/drive.ts";
 import type { Engine } from "../../../workers/engine/index.ts";
 import type { RunSettings } from "../../../workers/fleet/records.ts";
 import { intOption } from "./common.ts";

@@ -1,7 +1,7 @@
 /** What `ask`, `eval` and the benchmarks share: an engine on this machine. */
 import type { Command } from "commander";
-import { loadConfig } from "../../../shared/config.ts";
-import { createLogger } from "../../../shared/logging.ts";
+import { loadConfig } from "../../../shared/io/config.ts";
+import { createLogger } from "../../../shared/io/logging.ts";
 import { Engine, type EngineOptions } from "../../../workers/engine/index.ts";
 import { addSearchOptions, type SearchCliOptions } from "./search-options.ts";
 

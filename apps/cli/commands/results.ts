@@ -1,8 +1,8 @@
 /** `stagebeam results --run NAME [--failed]`: every result (or failure record) as JSON lines on stdout. */
 import { Command } from "commander";
-import { loadConfig } from "../../../shared/config.ts";
-import { S3Store } from "../../../shared/storage/s3-store.ts";
-import { assertRunId } from "../../../shared/storage/keys.ts";
+import { loadConfig } from "../../../shared/io/config.ts";
+import { S3Store } from "../../../shared/io/storage/s3-store.ts";
+import { assertRunId } from "../../../shared/io/storage/keys.ts";
 import { UsageError } from "../../../workers/fleet/errors.ts";
 import { streamRecords } from "../../../workers/fleet/status.ts";
 import { writeOut } from "./common.ts";

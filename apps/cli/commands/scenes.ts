@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import cliProgress from "cli-progress";
-import { writeSceneSet } from "../../../shared/scenes/dataset.ts";
+import { writeSceneSet } from "../../../shared/io/scene-files.ts";
 import { intOption } from "./common.ts";
 
 export const scenesCommand = new Command("scenes")

@@ -1,6 +1,6 @@
 /** The search flags, the same on `ask`, `eval` and `submit`. */
 import { Command, Option } from "commander";
-import { STRATEGIES } from "../../../shared/search/types.ts";
+import { STRATEGIES } from "../../../shared/core/search/types.ts";
 import { JUDGE_MODES } from "../../../workers/fleet/model-host.ts";
 import { validateSettings } from "../../../workers/fleet/producer.ts";
 import type { RunSettings } from "../../../workers/fleet/records.ts";

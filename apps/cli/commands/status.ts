@@ -1,6 +1,6 @@
 /** `stagebeam status --run NAME`: counts, throughput, ETA, failures by reason, accuracy so far. */
 import { Command } from "commander";
-import { loadConfig } from "../../../shared/config.ts";
+import { loadConfig } from "../../../shared/io/config.ts";
 import { formatStatus, runStatus } from "../../../workers/fleet/status.ts";
 import { CliExit, EXIT_FAILURE, openFleet, secondsOption } from "./common.ts";
 

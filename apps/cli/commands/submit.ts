@@ -5,9 +5,9 @@
  * before anything is enqueued), 130 interrupted.
  */
 import { Command, Option } from "commander";
-import { loadConfig } from "../../../shared/config.ts";
-import { createLogger } from "../../../shared/logging.ts";
-import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared/metrics.ts";
+import { loadConfig } from "../../../shared/io/config.ts";
+import { createLogger } from "../../../shared/io/logging.ts";
+import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared/io/metrics.ts";
 import { producerMetrics, queueCollector } from "../../../workers/fleet/fleet-metrics.ts";
 import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, submitRun, type SubmitSummary } from "../../../workers/fleet/producer.ts";
 import { formatDuration, formatStatus, runStatus, waitForRun } from "../../../workers/fleet/status.ts";

@@ -11,10 +11,10 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Command } from "commander";
-import { loadConfig } from "../../../shared/config.ts";
-import { createLogger } from "../../../shared/logging.ts";
-import { createMetrics, serveMetrics } from "../../../shared/metrics.ts";
-import { S3Store } from "../../../shared/storage/s3-store.ts";
+import { loadConfig } from "../../../shared/io/config.ts";
+import { createLogger } from "../../../shared/io/logging.ts";
+import { createMetrics, serveMetrics } from "../../../shared/io/metrics.ts";
+import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { createModelHost, type ModelHostConfig, type ModelHostDeps } from "../../../workers/fleet/engine-host.ts";
 import type { ModelHost } from "../../../workers/fleet/model-host.ts";
 import type { WorkerReady } from "../../../workers/fleet/processes.ts";

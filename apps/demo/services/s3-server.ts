@@ -16,7 +16,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { S3Config } from "../config.ts";
+import type { S3Config } from "../../../shared/io/config.ts";
 import { OutputTail, endChild, hasExited, trackChild } from "./child-process.ts";
 
 export const S3RVER_ACCESS_KEY_ID = "S3RVER";

@@ -80,7 +80,7 @@ export const CONFIG_PARTS: readonly ConfigPart[] = ["redis", "s3", "model", "wor
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** The bundled model folder, used when neither MODEL_DIR nor MODEL_URI is set. */
-export const BUNDLED_MODEL_DIR = fileURLToPath(new URL("../models/stagebeam-tiny", import.meta.url));
+export const BUNDLED_MODEL_DIR = fileURLToPath(new URL("../../models/stagebeam-tiny", import.meta.url));
 
 export const DEFAULT_METRICS_PORT = 9464;
 

@@ -1,4 +1,3 @@
-import sharp from "sharp";
 import { IMAGE_SIZE, RADIUS, type Color, type Scene, type SceneObject } from "./scene.ts";
 
 const BACKGROUND = "#d6d6d6";
@@ -33,12 +32,4 @@ function shapeSvg(o: SceneObject): string {
 export function sceneToSvg(scene: Scene): string {
   const shapes = scene.objects.map(shapeSvg).join("");
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${IMAGE_SIZE}" height="${IMAGE_SIZE}"><rect width="100%" height="100%" fill="${BACKGROUND}"/>${shapes}</svg>`;
-}
-
-/** Renders a scene to a 128×128 RGB PNG; the same scene always gives the same bytes. */
-export async function renderScenePng(scene: Scene): Promise<Buffer> {
-  return sharp(Buffer.from(sceneToSvg(scene)))
-    .removeAlpha()
-    .png({ compressionLevel: 9 })
-    .toBuffer();
 }

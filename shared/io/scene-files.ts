@@ -1,9 +1,20 @@
+/** Scene sets on disk: scenes rendered to PNG files beside an `items.jsonl`. */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
+import sharp from "sharp";
 import { z } from "zod";
-import { generateItem } from "./items.ts";
-import { renderScenePng } from "./render.ts";
-import { COLORS, SHAPES, SIZES } from "./scene.ts";
+import { generateItem } from "../core/scenes/items.ts";
+import { sceneToSvg } from "../core/scenes/svg.ts";
+import type { Scene } from "../core/scenes/scene.ts";
+import { COLORS, SHAPES, SIZES } from "../core/scenes/scene.ts";
+
+/** Renders a scene to a 128×128 RGB PNG; the same scene always gives the same bytes. */
+export async function renderScenePng(scene: Scene): Promise<Buffer> {
+  return sharp(Buffer.from(sceneToSvg(scene)))
+    .removeAlpha()
+    .png({ compressionLevel: 9 })
+    .toBuffer();
+}
 
 /** One line of a scene set's `items.jsonl`. */
 export const SceneSetLine = z.object({
