@@ -6,15 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../shared/io/logging.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
-import { UsageError } from "../../workers/fleet/errors.ts";
+import { parseSearchSettings } from "../../shared/core/search/settings.ts";
+import { UsageError } from "../../shared/core/usage-error.ts";
 import type { RunLedger } from "../../workers/fleet/ledger.ts";
-import {
-  estimateManifestSize,
-  submitRun,
-  validateSettings,
-  type SubmitDeps,
-  type SubmitProgress,
-} from "../../workers/fleet/producer.ts";
+import { estimateManifestSize, submitRun, type SubmitDeps, type SubmitProgress } from "../../workers/fleet/producer.ts";
 import { RequestJobDataSchema } from "../../workers/fleet/protocol.ts";
 import { isCorrect, settingsDiff } from "../../workers/fleet/records.ts";
 import { formatDuration, formatStatus, type RunStatus } from "../../workers/fleet/status.ts";
@@ -44,26 +39,6 @@ const noDeps = { queues: { request: untouchable }, store: untouchable, ledger: u
 const settings = { strategy: "stage", beam: 4, seed: 0, judgeMode: "score" };
 
 describe("submit settings", () => {
-  it("rejects unknown strategies, beams below 1 and unknown judge modes with clear messages", () => {
-    expect(validateSettings(settings)).toEqual({
-      strategy: "stage",
-      beam: 4,
-      seed: 0,
-      judgeMode: "score",
-      maxStageTokens: 512,
-      maxSentenceSteps: 40,
-    });
-    expect(() => validateSettings({ ...settings, strategy: "beam" })).toThrow(
-      new UsageError('invalid search settings: strategy must be one of none, best-of-n, sentence, stage, got "beam"'),
-    );
-    expect(() => validateSettings({ ...settings, beam: 0 })).toThrow(/beam must be an integer >= 1, got 0/);
-    expect(() => validateSettings({ ...settings, seed: -1 })).toThrow(/seed must be a non-negative safe integer, got -1/);
-    expect(() => validateSettings({ ...settings, judgeMode: "vote" })).toThrow(
-      /judge mode must be one of score, generate, got "vote"/,
-    );
-    expect(() => validateSettings({ ...settings, maxStageTokens: 0 })).toThrow(/maxStageTokens must be an integer >= 1/);
-  });
-
   it("fails bad usage before it touches Redis, S3 or the queues", async () => {
     const manifest = join(dir, "scenes", "items.jsonl");
     const cases: [Parameters<typeof submitRun>[0], RegExp][] = [
@@ -241,7 +216,7 @@ describe("status and records", () => {
   });
 
   it("names the settings that differ", () => {
-    const a = validateSettings(settings);
+    const a = parseSearchSettings(settings);
     expect(settingsDiff(a, { ...a, beam: 2, seed: 1 })).toEqual(["beam: 4 ≠ 2", "seed: 0 ≠ 1"]);
   });
 

@@ -27,7 +27,8 @@ import { CachedBackend, ReferenceBackend, type Backend, type ContinuationResult 
 import { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
 import { DEFAULT_IMAGE_LIMITS, preprocessImage, type ImageLimits } from "./image.ts";
 import { ItemContext } from "./item.ts";
-import { Judge, JUDGE_MODES, type JudgeMode } from "./judge.ts";
+import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
+import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
 import { checkSessionContract, loadModelFolder, type ModelFolder, type SessionContract } from "./model-folder.ts";
 import { ModelRunner, zeroCounters, type EngineCounters } from "./runner.ts";
@@ -39,7 +40,7 @@ import { EngineTokenizer } from "./tokenizer.ts";
 
 export type { EngineCounters } from "./runner.ts";
 export type { SamplingParams } from "./sampler.ts";
-export type { JudgeMode } from "./judge.ts";
+export type { JudgeMode } from "../../shared/core/search/settings.ts";
 export type { EngineObserver } from "./scheduler.ts";
 export type { ItemContext } from "./item.ts";
 

@@ -12,7 +12,7 @@ export {
   type OpenItemInput,
 } from "./engine.ts";
 export type { ItemContext } from "./item.ts";
-export type { JudgeMode } from "./judge.ts";
+export type { JudgeMode } from "../../shared/core/search/settings.ts";
 export type { EngineObserver } from "./scheduler.ts";
 export type { SamplingParams } from "./sampler.ts";
 export { REFERENCE_SAMPLING } from "./sampler.ts";

@@ -14,15 +14,13 @@
  * and the image block of the item's prompt reused).
  */
 import { renderJudgeText, type JudgeTemplates } from "../../shared/core/prompts/templates.ts";
+import type { JudgeMode } from "../../shared/core/search/settings.ts";
 import type { CheckRequest, CompareRequest, Detail, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
 import type { Backend } from "./backend.ts";
 import { EngineRequestError } from "./errors.ts";
 import type { ItemContext } from "./item.ts";
 import type { SamplingParams } from "./sampler.ts";
 import type { EngineTokenizer } from "./tokenizer.ts";
-
-export const JUDGE_MODES = ["score", "generate"] as const;
-export type JudgeMode = (typeof JUDGE_MODES)[number];
 
 export interface JudgeParts {
   backend: Backend;

@@ -10,7 +10,8 @@
  * candidates of a step usually do) are handed to the host as one batch.
  */
 import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
-import { isBadInput, type JudgeMode, type ModelHost, type OpenItem } from "./model-host.ts";
+import type { JudgeMode } from "../../shared/core/search/settings.ts";
+import { isBadInput, type ModelHost, type OpenItem } from "./model-host.ts";
 import type { ChildItem } from "./protocol.ts";
 
 export interface ItemCacheOptions {

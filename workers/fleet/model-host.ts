@@ -8,6 +8,7 @@
  * into one decoder step. Results are matched to requests by `id`, not by position.
  */
 import type { SearchExecutor } from "../../shared/core/search/drive.ts";
+import type { JudgeMode } from "../../shared/core/search/settings.ts";
 
 export interface ItemInput {
   /** The fleet's item key (already a safe id: [A-Za-z0-9_-]). */
@@ -16,9 +17,6 @@ export interface ItemInput {
   image: Buffer;
   question: string;
 }
-
-export type JudgeMode = "score" | "generate";
-export const JUDGE_MODES: readonly JudgeMode[] = ["score", "generate"];
 
 /** One opened item. Judge mode and sampling settings are fixed when it is opened. */
 export interface OpenItem extends SearchExecutor {

@@ -28,69 +28,19 @@ import {
   type ManifestFormat,
   type ManifestItem,
 } from "../../shared/io/manifest.ts";
-import { createSearch, parseSearchParams, SearchError, type SearchParams } from "../../shared/core/search/index.ts";
-import { STRATEGIES } from "../../shared/core/search/types.ts";
+import { createSearch } from "../../shared/core/search/index.ts";
+import { paramsFor, parseSearchSettings, type SearchSettings } from "../../shared/core/search/settings.ts";
 import { failureKey, manifestKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { assertRunId } from "../../shared/io/storage/keys.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../../shared/core/usage-error.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
 import { fleetItemId, requestJobId } from "./ids.ts";
 import type { RunLedger } from "./ledger.ts";
-import { JUDGE_MODES, type JudgeMode } from "./model-host.ts";
 import { PROTOCOL_VERSION, REQUEST_JOB_OPTIONS, type FleetQueues, type RequestJobData } from "./protocol.ts";
-import {
-  RECORD_VERSION,
-  RunManifestSchema,
-  settingsDiff,
-  type FailureRecord,
-  type RunManifest,
-  type RunSettings,
-} from "./records.ts";
+import { RECORD_VERSION, RunManifestSchema, settingsDiff, type FailureRecord, type RunManifest } from "./records.ts";
 
 export const DEFAULT_MAX_BACKLOG = 1_000;
 export const DEFAULT_CHUNK_SIZE = 100;
-
-export interface SubmitSettingsInput {
-  strategy: string;
-  beam: number;
-  seed: number;
-  judgeMode: string;
-  maxStageTokens?: number;
-  maxSentenceSteps?: number;
-}
-
-/** Validates the search settings of a submit; throws UsageError naming what is wrong. */
-export function validateSettings(input: SubmitSettingsInput): RunSettings {
-  if (!(JUDGE_MODES as readonly string[]).includes(input.judgeMode)) {
-    throw new UsageError(`judge mode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(input.judgeMode)}`);
-  }
-  let params: SearchParams;
-  try {
-    params = parseSearchParams({
-      itemId: "settings-check",
-      strategy: input.strategy,
-      beam: input.beam,
-      seed: input.seed,
-      ...(input.maxStageTokens !== undefined ? { maxStageTokens: input.maxStageTokens } : {}),
-      ...(input.maxSentenceSteps !== undefined ? { maxSentenceSteps: input.maxSentenceSteps } : {}),
-    });
-  } catch (err) {
-    if (err instanceof SearchError) {
-      throw new UsageError(
-        err.message.replace(/^search for item "settings-check": invalid search parameters: /, "invalid search settings: "),
-      );
-    }
-    throw err;
-  }
-  return {
-    strategy: params.strategy,
-    beam: params.beam,
-    seed: params.seed,
-    judgeMode: input.judgeMode as JudgeMode,
-    maxStageTokens: params.maxStageTokens,
-    maxSentenceSteps: params.maxSentenceSteps,
-  };
-}
 
 export interface SubmitOptions {
   run: string;
@@ -101,7 +51,8 @@ export interface SubmitOptions {
   question?: string;
   /** Local image paths must resolve inside it (default: the manifest's folder). */
   imageRoot?: string;
-  settings: SubmitSettingsInput;
+  /** Checked here, before anything is touched (parseSearchSettings). */
+  settings: unknown;
   maxBacklog?: number;
   chunkSize?: number;
   /** Parallel image uploads (default 8). */
@@ -152,7 +103,7 @@ export interface SubmitProgress {
 
 export interface SubmitSummary extends Omit<SubmitProgress, "throttled"> {
   run: string;
-  settings: RunSettings;
+  settings: SearchSettings;
   imagesUploaded: number;
   imagesReused: number;
   seconds: number;
@@ -232,7 +183,7 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const settings = validateSettings(opts.settings);
+  const settings = parseSearchSettings(opts.settings);
   const maxBacklog = opts.maxBacklog ?? DEFAULT_MAX_BACKLOG;
   if (!Number.isInteger(maxBacklog) || maxBacklog < 1)
     throw new UsageError(`max backlog must be an integer >= 1, got ${maxBacklog}`);
@@ -440,14 +391,7 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
         );
         continue;
       }
-      const state = createSearch({
-        itemId: k,
-        strategy: settings.strategy as SearchParams["strategy"],
-        beam: settings.beam,
-        seed: settings.seed,
-        maxStageTokens: settings.maxStageTokens,
-        maxSentenceSteps: settings.maxSentenceSteps,
-      });
+      const state = createSearch(paramsFor(k, settings));
       jobs.push({
         name: "request",
         data: {
@@ -517,5 +461,3 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
   const { throttled: _t, ...counts } = progress;
   return { run, settings, ...counts, imagesUploaded, imagesReused, seconds, interrupted, created: previous === undefined };
 }
-
-export { STRATEGIES };

@@ -23,7 +23,7 @@ import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/core/sea
 import { ITEM_ID_PATTERN } from "../../shared/core/search/ids.ts";
 import { badInput } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
-import { JUDGE_MODES } from "./model-host.ts";
+import { JUDGE_MODES } from "../../shared/core/search/settings.ts";
 
 export const PROTOCOL_VERSION = 1;
 
@@ -33,7 +33,7 @@ export const EVENTS_MAX_LEN = 5_000;
 const RunIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/);
 const ItemKeySchema = z.string().regex(ITEM_ID_PATTERN);
 const S3UriSchema = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/);
-const JudgeModeSchema = z.enum(["score", "generate"]) satisfies z.ZodType<(typeof JUDGE_MODES)[number]>;
+const JudgeModeSchema = z.enum(JUDGE_MODES);
 
 /** What a child job needs to open the item on any worker. */
 export const ChildItemSchema = z.object({

@@ -4,10 +4,9 @@
  * `runs/<run>/manifest.json` (what was submitted, with which settings).
  */
 import { z } from "zod";
-import { STRATEGIES } from "../../shared/core/search/types.ts";
+import { SearchSettingsSchema, type JudgeMode, type SearchSettings } from "../../shared/core/search/settings.ts";
 import { normalizeAnswer } from "../../shared/core/eval/stats.ts";
 import type { SearchParams, SearchResult } from "../../shared/core/search/index.ts";
-import type { JudgeMode } from "./model-host.ts";
 import type { StepTiming } from "./protocol.ts";
 
 export const RECORD_VERSION = 1;
@@ -83,22 +82,12 @@ export function isCorrect(answer: string | null, gold: string | null): boolean |
 // ---------------------------------------------------------------------------
 // The run manifest
 
-export const RunSettingsSchema = z.object({
-  strategy: z.enum(STRATEGIES),
-  beam: z.number().int(),
-  seed: z.number().int(),
-  judgeMode: z.enum(["score", "generate"]),
-  maxStageTokens: z.number().int(),
-  maxSentenceSteps: z.number().int(),
-});
-export type RunSettings = z.infer<typeof RunSettingsSchema>;
-
 export const RunManifestSchema = z.object({
   kind: z.literal("run"),
   version: z.literal(RECORD_VERSION),
   run: z.string(),
   createdAt: z.string(),
-  settings: RunSettingsSchema,
+  settings: SearchSettingsSchema,
   source: z.object({
     manifest: z.string(),
     format: z.string(),
@@ -121,8 +110,8 @@ export const RunManifestSchema = z.object({
 export type RunManifest = z.infer<typeof RunManifestSchema>;
 
 /** Differences between two runs' settings, as "field: a ≠ b" lines. */
-export function settingsDiff(a: RunSettings, b: RunSettings): string[] {
-  return (Object.keys(a) as (keyof RunSettings)[])
+export function settingsDiff(a: SearchSettings, b: SearchSettings): string[] {
+  return (Object.keys(a) as (keyof SearchSettings)[])
     .filter((k) => a[k] !== b[k])
     .map((k) => `${k}: ${JSON.stringify(a[k])} ≠ ${JSON.stringify(b[k])}`);
 }

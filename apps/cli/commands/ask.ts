@@ -4,6 +4,7 @@ import path from "node:path";
 import { Command } from "commander";
 import { STAGES } from "../../../shared/core/protocol/stages.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
+import { paramsFor } from "../../../shared/core/search/settings.ts";
 import { fleetItemId } from "../../../workers/fleet/ids.ts";
 import { ItemInputError } from "../../../workers/engine/index.ts";
 import { CliExit, EXIT_FAILURE } from "./common.ts";
@@ -36,19 +37,10 @@ export const askCommand = addLocalEngineOptions(
         if (error instanceof ItemInputError) throw new CliExit(EXIT_FAILURE, error.message);
         throw error;
       });
-      const result = await runSearch(
-        {
-          itemId,
-          strategy: settings.strategy,
-          beam: settings.beam,
-          seed: settings.seed,
-          maxStageTokens: settings.maxStageTokens,
-        },
-        {
-          generate: (requests) => engine.generate(ctx, requests),
-          judge: (requests) => engine.judge(ctx, requests, settings.judgeMode),
-        },
-      );
+      const result = await runSearch(paramsFor(itemId, settings), {
+        generate: (requests) => engine.generate(ctx, requests),
+        judge: (requests) => engine.judge(ctx, requests, settings.judgeMode),
+      });
       engine.closeItem(ctx);
       const seconds = (performance.now() - started) / 1000;
       const counters = engine.counters();

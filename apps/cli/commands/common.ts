@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { ConfigError, type Config } from "../../../shared/io/config.ts";
 import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { UsageError } from "../../../workers/fleet/errors.ts";
+import { UsageError } from "../../../shared/core/usage-error.ts";
 import { RunLedger } from "../../../workers/fleet/ledger.ts";
 import { openQueues, type FleetQueues } from "../../../workers/fleet/protocol.ts";
 

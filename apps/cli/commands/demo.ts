@@ -21,17 +21,14 @@ import type { FailureRecord, ResultRecord } from "../../../workers/fleet/records
 import { formatDuration, streamRecords, waitForRun } from "../../../workers/fleet/status.ts";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption, openFleet, type Fleet } from "./common.ts";
 import { createProgress } from "./progress.ts";
+import { addSearchOptions, searchSettings, type SearchCliOptions } from "./search-options.ts";
 
 export const DEMO_SAMPLE = fileURLToPath(new URL("../../demo/sample", import.meta.url));
 
-interface DemoOptions {
+interface DemoOptions extends SearchCliOptions {
   workers: number;
   concurrency: number;
   sample: string;
-  strategy: string;
-  beam: number;
-  judge: string;
-  seed: number;
   dataDir: string;
 }
 
@@ -74,18 +71,19 @@ function metricTotal(page: string, name: string): number {
   return total;
 }
 
-export const demoCommand = new Command("demo")
-  .description("run the whole fleet locally: private Redis, embedded S3, two workers, the bundled sample scenes")
+export const demoCommand = addSearchOptions(
+  new Command("demo").description(
+    "run the whole fleet locally: private Redis, embedded S3, two workers, the bundled sample scenes",
+  ),
+)
   .option("--workers <n>", "worker processes", intOption("--workers", 1, 16), 2)
   .option("--concurrency <n>", "WORKER_CONCURRENCY of each worker", intOption("--concurrency", 1, 256), 8)
   .option("--sample <dir>", "scene set to submit (PNG files + items.jsonl)", DEMO_SAMPLE)
-  .option("--strategy <name>", "search strategy", "stage")
-  .option("--beam <n>", "candidates per stage", intOption("--beam", -1_000_000), 4)
-  .option("--judge <mode>", "judge mode: score or generate", "score")
-  .option("--seed <n>", "seed", intOption("--seed", -1_000_000), 0)
   .option("--data-dir <dir>", "where the demo keeps its S3 data, logs and a copy of the results", ".work/demo")
   .addHelpText("after", "\nNeeds redis-server on PATH (npm run demo installs it). Model: MODEL_DIR, default the bundled one.")
   .action(async (o: DemoOptions) => {
+    // Settings first: a bad strategy or beam is an error before any server starts.
+    const settings = searchSettings(o);
     const abort = new AbortController();
     const onSignal = () => {
       if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED);
@@ -145,7 +143,7 @@ export const demoCommand = new Command("demo")
         {
           run,
           manifest,
-          settings: { strategy: o.strategy, beam: o.beam, seed: o.seed, judgeMode: o.judge },
+          settings,
           signal: abort.signal,
           onProgress: (p) => submitBar.update(p.lines, p.total),
           onBadLine: (b) => submitBar.log(`bad line ${b.line}: ${b.message}`),
@@ -154,7 +152,7 @@ export const demoCommand = new Command("demo")
       );
       submitBar.stop();
       interrupted();
-      say(`run ${run}: ${summary.enqueued} items enqueued (${o.strategy}, beam ${o.beam}, judge ${o.judge}, seed ${o.seed})`);
+      say(`run ${run}: ${summary.enqueued} items enqueued (${settings.strategy}, beam ${settings.beam}, judge ${settings.judgeMode}, seed ${settings.seed})`);
 
       const itemsBar = createProgress({ label: "answering", unit: "items" });
       const counts = await waitForRun(run, fleet.ledger, {

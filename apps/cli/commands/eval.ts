@@ -9,7 +9,7 @@ import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSumm
 import { readSceneSet, type SceneSetLine } from "../../../shared/io/scene-files.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
 import type { Engine } from "../../../workers/engine/index.ts";
-import type { RunSettings } from "../../../workers/fleet/records.ts";
+import { paramsFor, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { intOption } from "./common.ts";
 import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
 import { searchSettings, type SearchCliOptions } from "./search-options.ts";
@@ -31,13 +31,13 @@ type Item = SceneSetLine & { imagePath: string };
 export interface EvalOutcome {
   /** Shown instead of the settings, e.g. "reference pattern" in the benchmark. */
   label?: string;
-  settings: RunSettings;
+  settings: SearchSettings;
   summary: EvalSummary;
   failures: { id: string; reason: string }[];
 }
 
 /** `stage:4:generate` → settings; the seed comes from --seed. */
-export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed" | "maxStageTokens">): RunSettings[] {
+export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed" | "maxStageTokens">): SearchSettings[] {
   return spec.split(",").map((part) => {
     const [strategy = "", beam = "1", judge = "score"] = part.trim().split(":");
     const n = Number(beam);
@@ -51,7 +51,7 @@ export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed"
 export async function evaluate(
   engine: Engine,
   items: readonly Item[],
-  settings: RunSettings,
+  settings: SearchSettings,
   concurrency: number,
   onItem: (done: number) => void = () => {},
 ): Promise<EvalOutcome> {
@@ -66,16 +66,10 @@ export async function evaluate(
       try {
         const ctx = await engine.openItem({ id: item.id, image: await readFile(item.imagePath), question: item.question });
         try {
-          const result = await runSearch(
-            {
-              itemId: item.id,
-              strategy: settings.strategy,
-              beam: settings.beam,
-              seed: settings.seed,
-              maxStageTokens: settings.maxStageTokens,
-            },
-            { generate: (r) => engine.generate(ctx, r), judge: (r) => engine.judge(ctx, r, settings.judgeMode) },
-          );
+          const result = await runSearch(paramsFor(item.id, settings), {
+            generate: (r) => engine.generate(ctx, r),
+            judge: (r) => engine.judge(ctx, r, settings.judgeMode),
+          });
           records.push({
             family: item.family,
             correct: normalizeAnswer(result.answer) === normalizeAnswer(item.answer),
@@ -102,7 +96,7 @@ export async function evaluate(
   return { settings, summary, failures };
 }
 
-const settingsLabel = (s: RunSettings) =>
+const settingsLabel = (s: SearchSettings) =>
   s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam}${s.strategy === "stage" ? ` ${s.judgeMode}` : ""}`;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const label = (o: EvalOutcome) => o.label ?? settingsLabel(o.settings);

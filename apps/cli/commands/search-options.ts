@@ -1,9 +1,16 @@
-/** The search flags, the same on `ask`, `eval` and `submit`. */
+/** The search flags, the same on `ask`, `eval`, `submit` and `demo`, with the defaults of the settings module. */
 import { Command, Option } from "commander";
+import {
+  DEFAULT_BEAM,
+  DEFAULT_JUDGE_MODE,
+  DEFAULT_SEED,
+  DEFAULT_STRATEGY,
+  JUDGE_MODES,
+  parseSearchSettings,
+  STRATEGY_USES,
+  type SearchSettings,
+} from "../../../shared/core/search/settings.ts";
 import { STRATEGIES } from "../../../shared/core/search/types.ts";
-import { JUDGE_MODES } from "../../../workers/fleet/model-host.ts";
-import { validateSettings } from "../../../workers/fleet/producer.ts";
-import type { RunSettings } from "../../../workers/fleet/records.ts";
 import { intOption } from "./common.ts";
 
 export interface SearchCliOptions {
@@ -14,30 +21,33 @@ export interface SearchCliOptions {
   maxStageTokens?: number;
 }
 
+const strategyHelp = STRATEGIES.map((s) => `  ${s.padEnd(10)} ${STRATEGY_USES[s]}`).join("\n");
+
 export function addSearchOptions(command: Command): Command {
   return command
-    .addOption(new Option("--strategy <name>", `search strategy: ${STRATEGIES.join(", ")}`).default("stage"))
-    .option("--beam <n>", "candidates per step (best-of-N: N)", intOption("--beam", -1_000_000), 4)
-    .addOption(new Option("--judge <mode>", `judge mode: ${JUDGE_MODES.join(", ")}`).default("score"))
+    .addOption(new Option("--strategy <name>", `search strategy: ${STRATEGIES.join(", ")}`).default(DEFAULT_STRATEGY))
+    .option("--beam <n>", "candidates per step (best-of-N: N)", intOption("--beam", -1_000_000), DEFAULT_BEAM)
+    .addOption(new Option("--judge <mode>", `judge mode: ${JUDGE_MODES.join(", ")}`).default(DEFAULT_JUDGE_MODE))
     .option(
       "--seed <n>",
       "seed; the same seed gives an item the same answer, in process or on any worker",
       intOption("--seed", -1_000_000),
-      1,
+      DEFAULT_SEED,
     )
-    .option(
-      "--max-stage-tokens <n>",
-      "token cap of one stage or sentence candidate",
-      intOption("--max-stage-tokens", -1_000_000),
+    .option("--max-stage-tokens <n>", "token cap of one stage or sentence candidate", intOption("--max-stage-tokens", -1_000_000))
+    .addHelpText(
+      "after",
+      `\nStrategies:\n${strategyHelp}\nJudge modes:\n  score      one forward pass reads the logits of "1" vs "2", both orders averaged\n  generate   the reference's sampled judgement, parsed`,
     );
 }
 
 /** Checked settings from the flags (a bad strategy, beam or judge mode is a usage error). */
-export const searchSettings = (o: SearchCliOptions): RunSettings =>
-  validateSettings({
+export function searchSettings(o: SearchCliOptions): SearchSettings {
+  return parseSearchSettings({
     strategy: o.strategy,
     beam: o.beam,
     seed: o.seed,
     judgeMode: o.judge,
     ...(o.maxStageTokens !== undefined ? { maxStageTokens: o.maxStageTokens } : {}),
   });
+}
