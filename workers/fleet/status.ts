@@ -2,6 +2,7 @@
  * A run's progress (`stagebeam status`), its records streamed from S3 (`stagebeam results`),
  * and waiting for a run to finish (`stagebeam demo`, `submit --wait`).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { wilson95 } from "../../shared/core/eval/stats.ts";
 import { failuresPrefix, manifestKey, resultsPrefix, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { QUEUE_STATES } from "./fleet-metrics.ts";
@@ -161,9 +162,7 @@ export async function waitForRun(
     if (opts.signal?.aborted) return c;
     if (Date.now() > deadline)
       throw new Error(`run ${run} did not finish within ${opts.timeoutMs} ms (${c.completed + c.failed}/${c.items} finished)`);
-    await new Promise<void>((r) => {
-      const t = setTimeout(r, opts.pollMs ?? 500);
-      opts.signal?.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-    });
+    // Abortable and leaves no listener behind (a long wait polls thousands of times).
+    await sleep(opts.pollMs ?? 500, undefined, opts.signal ? { signal: opts.signal } : {}).catch(() => {});
   }
 }
