@@ -25,9 +25,11 @@ export interface ManifestItem {
   image: string;
   question: string;
   answer?: string;
+  /** A label that groups items in `eval`'s per-family table; the fleet carries it along unused. */
+  family?: string;
 }
 
-export type ManifestField = "id" | "image" | "question" | "answer" | "header" | "record";
+export type ManifestField = "id" | "image" | "question" | "answer" | "family" | "header" | "record";
 
 export type ManifestEntry =
   | { ok: true; line: number; item: ManifestItem }
@@ -64,6 +66,7 @@ export const IMAGE_EXTENSIONS: readonly string[] = [".png", ".jpg", ".jpeg", ".w
 
 const MAX_ID = 512;
 const MAX_QUESTION = 8192;
+const MAX_FAMILY = 64;
 
 const scalarText = z.union([z.string(), z.number().finite()]).transform((v) => String(v).trim());
 
@@ -90,6 +93,10 @@ const FIELD_RULES = {
     schema: scalarText.pipe(z.string().max(MAX_QUESTION)),
     expected: `a string or number of at most ${MAX_QUESTION} characters`,
   },
+  family: {
+    schema: scalarText.pipe(z.string().max(MAX_FAMILY)),
+    expected: `a string of at most ${MAX_FAMILY} characters`,
+  },
 } as const;
 
 export const ManifestItemSchema = z.object({
@@ -97,6 +104,7 @@ export const ManifestItemSchema = z.object({
   image: FIELD_RULES.image.schema,
   question: FIELD_RULES.question.schema,
   answer: FIELD_RULES.answer.schema.optional(),
+  family: FIELD_RULES.family.schema.optional(),
 });
 
 function describeValue(v: unknown): string {
@@ -130,9 +138,10 @@ async function validate(line: number, raw: Record<string, unknown>, images: Imag
   const id = idR.success ? idR.data : undefined;
   if (!idR.success) return bad(line, "id", `${describeValue(raw.id)}; expected ${FIELD_RULES.id.expected}`);
   const out: Partial<ManifestItem> = { id };
-  for (const field of ["image", "question", "answer"] as const) {
+  for (const field of ["image", "question", "answer", "family"] as const) {
     const v = raw[field];
-    if (field === "answer" && (v === undefined || v === null || v === "")) continue;
+    const optional = field === "answer" || field === "family";
+    if (optional && (v === undefined || v === null || v === "")) continue;
     const r = FIELD_RULES[field].schema.safeParse(v);
     if (!r.success) return bad(line, field, `${describeValue(v)}; expected ${FIELD_RULES[field].expected}`, id);
     out[field] = r.data;
@@ -356,7 +365,7 @@ export async function* readCsvLines(
   for await (const rec of csvRecords(lines, maxRecordLines)) {
     if (!columns) {
       if (!rec.ok) {
-        yield bad(rec.line, "header", `${rec.reason}; expected a header row id,image,question[,answer]`);
+        yield bad(rec.line, "header", `${rec.reason}; expected a header row id,image,question[,answer,family]`);
         return;
       }
       const names = rec.fields.map((f) => f.trim().toLowerCase());
@@ -370,7 +379,7 @@ export async function* readCsvLines(
         yield bad(
           rec.line,
           "header",
-          `${problem} in header ${JSON.stringify(rec.fields.join(","))}; expected a header row id,image,question[,answer]`,
+          `${problem} in header ${JSON.stringify(rec.fields.join(","))}; expected a header row id,image,question[,answer,family]`,
         );
         return;
       }
@@ -394,11 +403,11 @@ export async function* readCsvLines(
     }
     const raw: Record<string, unknown> = {};
     columns.forEach((c, i) => {
-      if (c === "id" || c === "image" || c === "question" || c === "answer") raw[c] = rec.fields[i];
+      if (c === "id" || c === "image" || c === "question" || c === "answer" || c === "family") raw[c] = rec.fields[i];
     });
     yield await validate(rec.line, raw, images);
   }
-  if (!columns) yield bad(1, "header", "the file is empty; expected a header row id,image,question[,answer]");
+  if (!columns) yield bad(1, "header", "the file is empty; expected a header row id,image,question[,answer,family]");
 }
 
 // ---------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { readSceneSet, writeSceneSet } from "../../shared/io/scene-files.ts";
+import { readEvalSet } from "../../shared/io/eval-set.ts";
+import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { Engine } from "../../workers/engine/index.ts";
 import { evaluate, formatOutcomes, type EvalOutcome } from "../../apps/cli/commands/eval.ts";
 import { searchSettings } from "../../apps/cli/commands/search-options.ts";
@@ -30,7 +31,7 @@ const { values } = parseArgs({
 
 const dir = await mkdtemp(path.join(tmpdir(), "bench-engine-"));
 await writeSceneSet(dir, { count: Number(values.items), seed: Number(values["set-seed"]) });
-const items = await readSceneSet(dir);
+const { items } = await readEvalSet(dir);
 const beam = Number(values.beam);
 const seed = Number(values.seed);
 

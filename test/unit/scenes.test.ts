@@ -5,7 +5,8 @@ import sharp from "sharp";
 import { describe, expect, it } from "vitest";
 import { parseStructured } from "../../shared/core/protocol/stages.ts";
 import { createRng } from "../../shared/core/random.ts";
-import { readSceneSet, writeSceneSet } from "../../shared/io/scene-files.ts";
+import { readEvalSet } from "../../shared/io/eval-set.ts";
+import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { matches } from "../../shared/core/scenes/filters.ts";
 import { generateItem } from "../../shared/core/scenes/items.ts";
 import { JUDGE_KINDS, makeCheckExample, makeJudgePair } from "../../shared/core/scenes/judge-pairs.ts";
@@ -30,12 +31,13 @@ describe("scene generator", () => {
     );
   });
 
-  it("writes 128×128 RGB PNGs that readSceneSet finds again", async () => {
+  it("writes 128×128 RGB PNGs that readEvalSet finds again", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "scenes-"));
     await writeSceneSet(dir, { count: 3, seed: 9 });
-    const set = await readSceneSet(dir);
-    expect(set).toHaveLength(3);
-    const meta = await sharp(set[0]!.imagePath).metadata();
+    const set = await readEvalSet(dir);
+    expect(set.items).toHaveLength(3);
+    expect(set.badLines).toEqual([]);
+    const meta = await sharp(set.items[0]!.imagePath).metadata();
     expect([meta.width, meta.height, meta.format, meta.channels]).toEqual([128, 128, "png", 3]);
   });
 

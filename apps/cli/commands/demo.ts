@@ -152,7 +152,9 @@ export const demoCommand = addSearchOptions(
       );
       submitBar.stop();
       interrupted();
-      say(`run ${run}: ${summary.enqueued} items enqueued (${settings.strategy}, beam ${settings.beam}, judge ${settings.judgeMode}, seed ${settings.seed})`);
+      say(
+        `run ${run}: ${summary.enqueued} items enqueued (${settings.strategy}, beam ${settings.beam}, judge ${settings.judgeMode}, seed ${settings.seed})`,
+      );
 
       const itemsBar = createProgress({ label: "answering", unit: "items" });
       const counts = await waitForRun(run, fleet.ledger, {

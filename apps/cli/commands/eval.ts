@@ -1,15 +1,17 @@
 /**
- * `stagebeam eval`: runs a scene set (PNG files + items.jsonl) in process and reports accuracy
- * with 95% intervals, overall and per family, format validity and cost. `--compare` runs
+ * `stagebeam eval`: runs a set of items with gold answers (any manifest the fleet takes) in
+ * process and reports accuracy with 95% intervals, overall and per family when the items have
+ * one, format validity and cost. `--compare` runs
  * several search settings on the same items and prints one table (the paper's Table 5).
  */
 import { readFile, writeFile } from "node:fs/promises";
 import { Command, InvalidArgumentError } from "commander";
 import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSummary } from "../../../shared/core/eval/stats.ts";
-import { readSceneSet, type SceneSetLine } from "../../../shared/io/scene-files.ts";
+import { readEvalSet, type EvalItem } from "../../../shared/io/eval-set.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
 import type { Engine } from "../../../workers/engine/index.ts";
 import { paramsFor, type SearchSettings } from "../../../shared/core/search/settings.ts";
+import { UsageError } from "../../../shared/core/usage-error.ts";
 import { intOption } from "./common.ts";
 import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
 import { searchSettings, type SearchCliOptions } from "./search-options.ts";
@@ -25,8 +27,6 @@ interface EvalOptions extends LocalEngineCliOptions {
   compare?: string | true;
   json?: string;
 }
-
-type Item = SceneSetLine & { imagePath: string };
 
 export interface EvalOutcome {
   /** Shown instead of the settings, e.g. "reference pattern" in the benchmark. */
@@ -47,10 +47,12 @@ export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed"
   });
 }
 
+const family = (item: EvalItem) => (item.family !== undefined ? { family: item.family } : {});
+
 /** Runs every item with `concurrency` searches in flight, so the engine batches across items. */
 export async function evaluate(
   engine: Engine,
-  items: readonly Item[],
+  items: readonly EvalItem[],
   settings: SearchSettings,
   concurrency: number,
   onItem: (done: number) => void = () => {},
@@ -71,7 +73,7 @@ export async function evaluate(
             judge: (r) => engine.judge(ctx, r, settings.judgeMode),
           });
           records.push({
-            family: item.family,
+            ...family(item),
             correct: normalizeAnswer(result.answer) === normalizeAnswer(item.answer),
             wellFormed: result.wellFormed,
             generatedTokens: result.counts.generatedTokens,
@@ -82,7 +84,7 @@ export async function evaluate(
       } catch (error) {
         // A bad item counts as wrong and is reported; the others go on.
         failures.push({ id: item.id, reason: error instanceof Error ? error.message : String(error) });
-        records.push({ family: item.family, correct: false, wellFormed: false, generatedTokens: 0 });
+        records.push({ ...family(item), correct: false, wellFormed: false, generatedTokens: 0 });
       }
       onItem(records.length);
     }
@@ -132,15 +134,20 @@ export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
     ]),
   ]);
   const failures = outcomes.flatMap((o) => o.failures.map((f) => `  ${label(o)} ${f.id}: ${f.reason}`));
-  return [main, "", "accuracy per family:", perFamily, ...(failures.length ? ["", "items that failed:", ...failures] : [])].join(
-    "\n",
-  );
+  return [
+    main,
+    ...(families.length ? ["", "accuracy per family:", perFamily] : []),
+    ...(failures.length ? ["", "items that failed:", ...failures] : []),
+  ].join("\n");
 }
 
 export const evalCommand = addLocalEngineOptions(
   new Command("eval")
-    .description("evaluate a scene set (PNG files + items.jsonl) with one or several search settings")
-    .requiredOption("--set <dir>", "the scene set folder (see `stagebeam scenes`)"),
+    .description("evaluate a set of items with gold answers, with one or several search settings")
+    .requiredOption(
+      "--set <dir|file>",
+      "a manifest (JSONL or CSV: id,image,question,answer[,family]) or a folder with one as items.jsonl (see `stagebeam scenes`)",
+    ),
 )
   .option("--limit <n>", "only the first N items", intOption("--limit", 1))
   .option(
@@ -153,7 +160,10 @@ export const evalCommand = addLocalEngineOptions(
   .option("--json <file>", "also write the summaries as JSON")
   .action(async (o: EvalOptions) => {
     const configs = o.compare === undefined ? [searchSettings(o)] : parseCompare(o.compare === true ? TABLE5 : o.compare, o);
-    const items = (await readSceneSet(o.set)).slice(0, o.limit);
+    const set = await readEvalSet(o.set);
+    for (const message of set.badLines) process.stderr.write(`stagebeam eval: ${set.file}: ${message}; skipped\n`);
+    const items = set.items.slice(0, o.limit);
+    if (items.length === 0) throw new UsageError(`--set ${o.set}: no usable items in ${set.file}`);
     const engine = await loadLocalEngine(o.model);
     const outcomes: EvalOutcome[] = [];
     try {
@@ -165,7 +175,8 @@ export const evalCommand = addLocalEngineOptions(
     } finally {
       await engine.close();
     }
-    console.log(`${items.length} items from ${o.set}, seed ${o.seed}, model ${engine.info.digest.slice(0, 19)}…\n`);
+    const skipped = set.badLines.length ? ` (${set.badLines.length} bad lines skipped)` : "";
+    console.log(`${items.length} items from ${o.set}${skipped}, seed ${o.seed}, model ${engine.info.digest.slice(0, 19)}…\n`);
     console.log(formatOutcomes(outcomes));
     if (o.json) await writeFile(o.json, JSON.stringify(outcomes, null, 2));
   });

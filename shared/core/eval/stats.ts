@@ -15,7 +15,8 @@ export function wilson95(correct: number, total: number): [number, number] {
 export const normalizeAnswer = (answer: string | null): string => (answer ?? "").trim().replace(/\.$/, "").toLowerCase();
 
 export interface EvalRecord {
-  family: string;
+  /** Items without a family count overall only. */
+  family?: string;
   correct: boolean;
   wellFormed: boolean;
   generatedTokens: number;
@@ -56,7 +57,7 @@ function tally(records: readonly EvalRecord[]): Tally {
 }
 
 export function summarize(records: readonly EvalRecord[], seconds: number, cost: RunCost): EvalSummary {
-  const families = [...new Set(records.map((r) => r.family))].sort();
+  const families = [...new Set(records.flatMap((r) => (r.family === undefined ? [] : [r.family])))].sort();
   const mean = (pick: (r: EvalRecord) => number) =>
     records.length ? records.reduce((s, r) => s + pick(r), 0) / records.length : 0;
   return {

@@ -1,0 +1,60 @@
+/** `stagebeam eval` on a user's own set: any manifest the fleet takes, with bad lines reported by line and field. */
+import { copyFile, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { DEMO_SAMPLE } from "../../apps/cli/commands/demo.ts";
+import { runCli } from "../support/cli.ts";
+
+const IMAGES = ["s42-000001.png", "s42-000002.png", "s42-000003.png"];
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "cli-eval-"));
+  for (const name of IMAGES) await copyFile(path.join(DEMO_SAMPLE, name), path.join(dir, name));
+});
+
+describe("stagebeam eval --set", () => {
+  it("takes a folder whose items.jsonl has only id, image, question and answer, and names each bad line's field", async () => {
+    const lines = [
+      { id: "img.1", image: IMAGES[0], question: "Are there more green objects than red objects?", answer: "yes" },
+      { id: "img 2", image: IMAGES[1], question: "What shape is the red object?", answer: "triangle" },
+      { id: "no-gold", image: IMAGES[2], question: "What color is the circle?" },
+      { id: "missing-image", image: "nope.png", question: "How many?", answer: "1" },
+    ];
+    await writeFile(path.join(dir, "items.jsonl"), `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`);
+    const r = await runCli(["eval", "--set", dir, "--strategy", "none"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^2 items from .* \(2 bad lines skipped\), seed 1/);
+    expect(r.stdout).toMatch(/none\s+\d+\.\d% \[/);
+    expect(r.stdout).not.toMatch(/accuracy per family/);
+    expect(r.stdout).not.toMatch(/items that failed/);
+    expect(r.stderr).toMatch(/line 3, item "no-gold", field "answer": missing; expected the gold answer/);
+    expect(r.stderr).toMatch(/line 4, item "missing-image", field "image": file not found/);
+  });
+
+  it("takes a CSV manifest and prints the per-family table when the items have a family", async () => {
+    const csv = [
+      "id,image,question,answer,family",
+      `a,${IMAGES[0]},Are there more green objects than red objects?,yes,compare`,
+      `b,${IMAGES[1]},What shape is the red object?,triangle,attribute`,
+    ].join("\n");
+    const file = path.join(dir, "set.csv");
+    await writeFile(file, `${csv}\n`);
+    const r = await runCli(["eval", "--set", file, "--strategy", "none"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^2 items from .*set\.csv, seed 1/);
+    expect(r.stdout).toMatch(/accuracy per family:\nfamily\s+n\s+none\s*\nattribute\s+1\s+\d+\.\d%\s*\ncompare\s+1\s+\d+\.\d%/);
+  });
+
+  it("refuses a set with no usable item, and a path that does not exist, as usage errors", async () => {
+    const file = path.join(dir, "bad.csv");
+    await writeFile(file, "id,picture,question\nx,y,z\n");
+    const r = await runCli(["eval", "--set", file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/header.*missing column image/);
+    const missing = await runCli(["eval", "--set", path.join(dir, "nothing-here")]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--set .*nothing-here: no such file or folder/);
+  });
+});
