@@ -29,7 +29,8 @@ import { DEFAULT_IMAGE_LIMITS, preprocessImage, type ImageLimits } from "./image
 import { ItemContext } from "./item.ts";
 import { Judge, JUDGE_MODES, type JudgeMode } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
-import { checkSessionContract, loadModelFolder, type ModelFolder, type SessionContract } from "./model-folder.ts";
+import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
+import { checkSessionContract, type SessionContract } from "./session-contract.ts";
 import { ModelRunner, zeroCounters, type EngineCounters } from "./runner.ts";
 import { resolveSampling, Sampler, samplingFromGeneration, type SamplingParams } from "./sampler.ts";
 import { Scheduler, type EngineObserver } from "./scheduler.ts";
@@ -190,19 +191,12 @@ export class Engine {
     const decoder = await factory.create(folder.onnx.decoder);
     const sessions = [vision, embed, decoder];
     try {
-      const contract = checkSessionContract(folder.dir, folder.spec, {
-        vision: vision.signature,
-        embed: embed.signature,
-        decoder: decoder.signature,
-      });
-      const pre = folder.preprocessor;
-      if (contract.imageSize !== null && (contract.imageSize[0] !== pre.height || contract.imageSize[1] !== pre.width)) {
-        throw new ModelFolderError(
-          folder.dir,
-          "preprocessor_config.json",
-          `size is ${pre.height}x${pre.width}; expected ${contract.imageSize[0]}x${contract.imageSize[1]} (pixel_values of vision_encoder.onnx)`,
-        );
-      }
+      const contract = checkSessionContract(
+        folder.dir,
+        folder.spec,
+        { vision: vision.signature, embed: embed.signature, decoder: decoder.signature },
+        folder.preprocessor,
+      );
       const counters = zeroCounters();
       let hidden = contract.hiddenSize;
       if (hidden === null) {
@@ -243,7 +237,7 @@ export class Engine {
         observer: options.observer,
       });
       const contextLength = folder.spec.contextLength ?? Infinity;
-      const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor: pre, contextLength };
+      const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor: folder.preprocessor, contextLength };
       const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);
       const sampling = resolveSampling(options.sampling, samplingFromGeneration(folder.generation));
       let judge: Judge;

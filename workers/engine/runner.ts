@@ -6,7 +6,8 @@
 import ort from "onnxruntime-node";
 import { toFloat32, fromFloat32, convertFloat } from "./float16.ts";
 import { allocFloat, type FloatArray, type KvLayout } from "./kv.ts";
-import { pastKeyName, presentName, type ModelSpec, type SessionContract } from "./model-folder.ts";
+import type { ModelSpec } from "./model-folder.ts";
+import { pastKeyName, presentName, type SessionContract } from "./session-contract.ts";
 
 export interface EngineCounters {
   /** Vision encoder runs. */
