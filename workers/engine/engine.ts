@@ -31,14 +31,15 @@ import { Judge, JUDGE_MODES, type JudgeMode } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
 import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
 import { checkSessionContract, type SessionContract } from "./session-contract.ts";
-import { ModelRunner, zeroCounters, type EngineCounters } from "./runner.ts";
+import { zeroCounters, type EngineCounters } from "./counters.ts";
+import { ModelRunner } from "./runner.ts";
 import { resolveSampling, Sampler, samplingFromGeneration, type SamplingParams } from "./sampler.ts";
 import { Scheduler, type EngineObserver } from "./scheduler.ts";
 import { SessionFactory, type SessionLog, type SessionOptions } from "./sessions.ts";
 import { StopTables } from "./stops.ts";
 import { EngineTokenizer } from "./tokenizer.ts";
 
-export type { EngineCounters } from "./runner.ts";
+export type { EngineCounters } from "./counters.ts";
 export type { SamplingParams } from "./sampler.ts";
 export type { JudgeMode } from "./judge.ts";
 export type { EngineObserver } from "./scheduler.ts";

@@ -14,10 +14,11 @@
  * running (and queue more work) while a call is in flight.
  */
 import type { Rng } from "../../shared/core/random.ts";
+import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
 import { gatherRows, extractSeq, allocFloat, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
 import type { ModelRunner } from "./runner.ts";
 import type { Sampler, SamplingParams } from "./sampler.ts";
-import type { StopState } from "./stops.ts";
+import { finishReason, keepsToken, type FinishReason, type StopState } from "./stops.ts";
 import type ort from "onnxruntime-node";
 
 export interface PrefillRow {
@@ -50,10 +51,8 @@ export interface SequenceSpec {
   /** Largest cache length the model allows (its context window). */
   maxLength: number;
   /** Which counter its sampled tokens go to. */
-  purpose: "generate" | "judge";
+  purpose: TokenPurpose;
 }
-
-export type FinishReason = "stop" | "eos" | "max_tokens" | "context";
 
 export interface SequenceOutcome {
   /** Kept tokens (no eos, no dropped lookahead). */
@@ -359,11 +358,7 @@ export class Scheduler {
     const started = performance.now();
     const out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache });
     this.observe((o) => o.decodeStep?.(B, (performance.now() - started) / 1000));
-    const c = runner.counters;
-    c.decodeSteps++;
-    c.decodeRows += B;
-    c.decoderTokens += B;
-    if (B > c.maxDecodeBatch) c.maxDecodeBatch = B;
+    countDecodeStep(runner.counters, B);
 
     const survivors: ActiveRow[] = [];
     rows.forEach((r, b) => {
@@ -378,27 +373,14 @@ export class Scheduler {
         return;
       }
       r.sampled++;
-      if (spec.purpose === "judge") c.judgeTokens++;
-      else c.generatedTokens++;
+      countSampledToken(runner.counters, spec.purpose);
       const outcome = spec.stop.advance(token);
-      switch (outcome) {
-        case "continue":
-          spec.tokens.push(token);
-          spec.pending = token;
-          survivors.push(r);
-          return;
-        case "stop":
-          spec.tokens.push(token);
-          return this.finish(r, "stop");
-        case "stop-before":
-          return this.finish(r, "stop");
-        case "eos":
-          return this.finish(r, "eos");
-        case "truncated":
-          spec.tokens.push(token);
-          return this.finish(r, "max_tokens");
-        case "truncated-before":
-          return this.finish(r, "max_tokens");
+      if (keepsToken(outcome)) spec.tokens.push(token);
+      if (outcome === "continue") {
+        spec.pending = token;
+        survivors.push(r);
+      } else {
+        this.finish(r, finishReason(outcome));
       }
     });
     this.rows = survivors;

@@ -91,6 +91,32 @@ export type StepOutcome =
   /** Drop the token (a lookahead at maxTokens that did not end the sentence); truncated. */
   | "truncated-before";
 
+/** Whether the sampled token is part of the sequence's text. */
+export function keepsToken(outcome: StepOutcome): boolean {
+  return outcome === "continue" || outcome === "stop" || outcome === "truncated";
+}
+
+/** Why a sequence ended: its stop rule, end of sequence, maxTokens, or the model's context window. */
+export type FinishReason = "stop" | "eos" | "max_tokens" | "context";
+
+/**
+ * The finish reason of a sequence its stop rule ended (the context window is checked apart).
+ * A dropped lookahead keeps the reason of the rule that dropped it: past a sentence end it is a
+ * stop, at maxTokens without a sentence end it is a truncation.
+ */
+export function finishReason(outcome: Exclude<StepOutcome, "continue">): Exclude<FinishReason, "context"> {
+  switch (outcome) {
+    case "stop":
+    case "stop-before":
+      return "stop";
+    case "eos":
+      return "eos";
+    case "truncated":
+    case "truncated-before":
+      return "max_tokens";
+  }
+}
+
 /** A sequence's progress against its stop rule, advanced once per sampled token. */
 export class StopState {
   /** Tokens kept so far. */
