@@ -24,6 +24,7 @@ import {
   type JudgeResult,
 } from "../../shared/core/search/types.ts";
 import { CachedBackend, ReferenceBackend, type Backend, type ContinuationResult } from "./backend.ts";
+import { BatchExecutor, type EngineObserver } from "./batch-executor.ts";
 import { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
 import { DEFAULT_IMAGE_LIMITS, preprocessImage, type ImageLimits } from "./image.ts";
 import { ItemContext } from "./item.ts";
@@ -34,7 +35,7 @@ import { checkSessionContract, type SessionContract } from "./session-contract.t
 import { zeroCounters, type EngineCounters } from "./counters.ts";
 import { ModelRunner } from "./runner.ts";
 import { resolveSampling, Sampler, samplingFromGeneration, type SamplingParams } from "./sampler.ts";
-import { Scheduler, type EngineObserver } from "./scheduler.ts";
+import { Scheduler } from "./scheduler.ts";
 import { SessionFactory, type SessionLog, type SessionOptions } from "./sessions.ts";
 import { StopTables } from "./stops.ts";
 import { EngineTokenizer } from "./tokenizer.ts";
@@ -42,7 +43,7 @@ import { EngineTokenizer } from "./tokenizer.ts";
 export type { EngineCounters } from "./counters.ts";
 export type { SamplingParams } from "./sampler.ts";
 export type { JudgeMode } from "./judge.ts";
-export type { EngineObserver } from "./scheduler.ts";
+export type { EngineObserver } from "./batch-executor.ts";
 export type { ItemContext } from "./item.ts";
 
 export interface EngineLogger extends SessionLog {
@@ -231,12 +232,8 @@ export class Engine {
       );
       // Built now, so the first sentence-level request does not block the event loop on it.
       stops.table({ kind: "sentence" });
-      const scheduler = new Scheduler(runner, sampler, {
-        maxBatch,
-        maxPrefillSlots,
-        imageTokenId: folder.spec.imageTokenId,
-        observer: options.observer,
-      });
+      const executor = new BatchExecutor(runner, sampler, { imageTokenId: folder.spec.imageTokenId, observer: options.observer });
+      const scheduler = new Scheduler(executor, { maxBatch, maxPrefillSlots });
       const contextLength = folder.spec.contextLength ?? Infinity;
       const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor: folder.preprocessor, contextLength };
       const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);

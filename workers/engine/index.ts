@@ -13,7 +13,7 @@ export {
 } from "./engine.ts";
 export type { ItemContext } from "./item.ts";
 export type { JudgeMode } from "./judge.ts";
-export type { EngineObserver } from "./scheduler.ts";
+export type { EngineObserver } from "./batch-executor.ts";
 export type { SamplingParams } from "./sampler.ts";
 export { REFERENCE_SAMPLING } from "./sampler.ts";
 export { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
