@@ -1,7 +1,7 @@
 /**
  * Stop conditions, decided per sampled token by a table lookup (no decoding):
  * * stage — the stage's end tag, one special token;
- * * sentence — where shared/protocol/sentences.ts puts a sentence end: after any stage end tag,
+ * * sentence — where shared/core/protocol/sentences.ts puts a sentence end: after any stage end tag,
  *   or after `.`, `?`, `!` when the next text starts with whitespace or an opening tag. That
  *   next token is only a lookahead: it is dropped, and the sentence ends at the punctuation;
  * * end — only end of sequence.
