@@ -2,7 +2,15 @@ import { describe, expect, it } from "vitest";
 import { sentenceEnd } from "../../shared/core/protocol/sentences.ts";
 import { createRng } from "../../shared/core/random.ts";
 import type { Stop } from "../../shared/core/search/types.ts";
-import { StopState, StopTables, TextStopState, textStop, type StepOutcome } from "../../workers/engine/stops.ts";
+import {
+  finishReason,
+  keepsToken,
+  StopState,
+  StopTables,
+  TextStopState,
+  textStop,
+  type StepOutcome,
+} from "../../workers/engine/stops.ts";
 
 // A tiny vocabulary: each id's text as it reads mid-sequence.
 const VOCAB = [
@@ -141,5 +149,22 @@ describe("textStop", () => {
     expect(textStop({ kind: "sentence" }, "It is 3.")).toBeNull();
     expect(textStop({ kind: "sentence" }, "It is 3. Then")).toBe(8);
     expect(textStop({ kind: "end" }, "It is 3. Then")).toBeNull();
+  });
+});
+
+describe("finishReason and keepsToken", () => {
+  it("a dropped lookahead keeps the reason of the rule that dropped it", () => {
+    const cases: [Exclude<StepOutcome, "continue">, string, boolean][] = [
+      ["stop", "stop", true],
+      ["stop-before", "stop", false],
+      ["eos", "eos", false],
+      ["truncated", "max_tokens", true],
+      ["truncated-before", "max_tokens", false],
+    ];
+    for (const [outcome, reason, kept] of cases) {
+      expect(finishReason(outcome)).toBe(reason);
+      expect(keepsToken(outcome)).toBe(kept);
+    }
+    expect(keepsToken("continue")).toBe(true);
   });
 });

@@ -9,13 +9,14 @@
  *   test the stop rule.
  */
 import type { Stop } from "../../shared/core/search/types.ts";
+import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
 import { commonPrefix, type ItemContext } from "./item.ts";
 import { truncateView, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
 import type { PreprocessorSpec } from "./model-folder.ts";
 import type { ModelRunner } from "./runner.ts";
 import { rngForKey, type Sampler, type SamplingParams } from "./sampler.ts";
-import type { FinishReason, Scheduler, SequenceSpec } from "./scheduler.ts";
-import { StopState, TextStopState, type StopTables } from "./stops.ts";
+import type { Scheduler, SequenceSpec } from "./scheduler.ts";
+import { finishReason, keepsToken, StopState, TextStopState, type FinishReason, type StopTables } from "./stops.ts";
 import type { EngineTokenizer } from "./tokenizer.ts";
 import type ort from "onnxruntime-node";
 
@@ -26,7 +27,7 @@ export interface Continuation {
   maxTokens: number;
   /** The only source of the sequence's random stream. */
   sampleKey: string;
-  purpose: "generate" | "judge";
+  purpose: TokenPurpose;
   /** Keep the KV of `ids` in the item's prefix cache (accepted prefixes are asked for again). */
   cache: boolean;
 }
@@ -176,35 +177,20 @@ export class CachedBackend implements Backend {
         const rng = rngForKey(c.sampleKey);
         const stop = new StopState(stops.table(c.stop), c.maxTokens);
         const token = sampler.sample(logits, 0, sampling, rng);
-        if (c.purpose === "judge") runner.counters.judgeTokens++;
-        else runner.counters.generatedTokens++;
+        countSampledToken(runner.counters, c.purpose);
         const outcome = stop.advance(token);
-        const done = (tokens: number[], reason: FinishReason) => {
-          results[i] = { tokens, text: tokenizer.decodeContinuation(c.ids.at(-1) ?? null, tokens), reason, sampled: 1 };
-        };
-        switch (outcome) {
-          case "continue":
-            specs.push({
-              kv,
-              pending: token,
-              tokens: [token],
-              stop,
-              sampling,
-              rng,
-              maxLength: contextLength,
-              purpose: c.purpose,
-            });
-            specIndex.push(i);
-            return;
-          case "stop":
-            return done([token], "stop");
-          case "truncated":
-            return done([token], "max_tokens");
-          case "eos":
-            return done([], "eos");
-          default:
-            return done([], "stop");
+        if (outcome === "continue") {
+          specs.push({ kv, pending: token, tokens: [token], stop, sampling, rng, maxLength: contextLength, purpose: c.purpose });
+          specIndex.push(i);
+          return;
         }
+        const tokens = keepsToken(outcome) ? [token] : [];
+        results[i] = {
+          tokens,
+          text: tokenizer.decodeContinuation(c.ids.at(-1) ?? null, tokens),
+          reason: finishReason(outcome),
+          sampled: 1,
+        };
       }),
     );
     const outcomes = await this.p.scheduler.decode(specs);
@@ -280,11 +266,10 @@ export class ReferenceBackend implements Backend {
     for (;;) {
       const token = sampler.sample(logits, 0, sampling, rng);
       sampled++;
-      if (c.purpose === "judge") runner.counters.judgeTokens++;
-      else runner.counters.generatedTokens++;
+      countSampledToken(runner.counters, c.purpose);
       const outcome = stop.advance(token);
       if (outcome !== "continue") {
-        reason = outcome === "eos" ? "eos" : outcome === "stop" || outcome === "stop-before" ? "stop" : "max_tokens";
+        reason = finishReason(outcome);
         break;
       }
       if (length + 1 > contextLength) {
@@ -295,10 +280,7 @@ export class ReferenceBackend implements Backend {
       const mask = new BigInt64Array(length + 1).fill(1n);
       const positions = BigInt64Array.from([BigInt(length)]);
       const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache });
-      runner.counters.decoderTokens++;
-      runner.counters.decodeSteps++;
-      runner.counters.decodeRows++;
-      runner.counters.maxDecodeBatch = Math.max(runner.counters.maxDecodeBatch, 1);
+      countDecodeStep(runner.counters, 1);
       logits = o.logits;
       cache = o.present;
       length++;

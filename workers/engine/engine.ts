@@ -24,24 +24,27 @@ import {
   type JudgeResult,
 } from "../../shared/core/search/types.ts";
 import { CachedBackend, ReferenceBackend, type Backend, type ContinuationResult } from "./backend.ts";
+import { BatchExecutor, type EngineObserver } from "./batch-executor.ts";
 import { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
 import { DEFAULT_IMAGE_LIMITS, preprocessImage, type ImageLimits } from "./image.ts";
 import { ItemContext } from "./item.ts";
 import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
 import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
-import { checkSessionContract, loadModelFolder, type ModelFolder, type SessionContract } from "./model-folder.ts";
-import { ModelRunner, zeroCounters, type EngineCounters } from "./runner.ts";
+import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
+import { checkSessionContract, type SessionContract } from "./session-contract.ts";
+import { zeroCounters, type EngineCounters } from "./counters.ts";
+import { ModelRunner } from "./runner.ts";
 import { resolveSampling, Sampler, samplingFromGeneration, type SamplingParams } from "./sampler.ts";
-import { Scheduler, type EngineObserver } from "./scheduler.ts";
+import { Scheduler } from "./scheduler.ts";
 import { SessionFactory, type SessionLog, type SessionOptions } from "./sessions.ts";
 import { StopTables } from "./stops.ts";
 import { EngineTokenizer } from "./tokenizer.ts";
 
-export type { EngineCounters } from "./runner.ts";
+export type { EngineCounters } from "./counters.ts";
 export type { SamplingParams } from "./sampler.ts";
 export type { JudgeMode } from "../../shared/core/search/settings.ts";
-export type { EngineObserver } from "./scheduler.ts";
+export type { EngineObserver } from "./batch-executor.ts";
 export type { ItemContext } from "./item.ts";
 
 export interface EngineLogger extends SessionLog {
@@ -191,19 +194,12 @@ export class Engine {
     const decoder = await factory.create(folder.onnx.decoder);
     const sessions = [vision, embed, decoder];
     try {
-      const contract = checkSessionContract(folder.dir, folder.spec, {
-        vision: vision.signature,
-        embed: embed.signature,
-        decoder: decoder.signature,
-      });
-      const pre = folder.preprocessor;
-      if (contract.imageSize !== null && (contract.imageSize[0] !== pre.height || contract.imageSize[1] !== pre.width)) {
-        throw new ModelFolderError(
-          folder.dir,
-          "preprocessor_config.json",
-          `size is ${pre.height}x${pre.width}; expected ${contract.imageSize[0]}x${contract.imageSize[1]} (pixel_values of vision_encoder.onnx)`,
-        );
-      }
+      const contract = checkSessionContract(
+        folder.dir,
+        folder.spec,
+        { vision: vision.signature, embed: embed.signature, decoder: decoder.signature },
+        folder.preprocessor,
+      );
       const counters = zeroCounters();
       let hidden = contract.hiddenSize;
       if (hidden === null) {
@@ -237,14 +233,10 @@ export class Engine {
       );
       // Built now, so the first sentence-level request does not block the event loop on it.
       stops.table({ kind: "sentence" });
-      const scheduler = new Scheduler(runner, sampler, {
-        maxBatch,
-        maxPrefillSlots,
-        imageTokenId: folder.spec.imageTokenId,
-        observer: options.observer,
-      });
+      const executor = new BatchExecutor(runner, sampler, { imageTokenId: folder.spec.imageTokenId, observer: options.observer });
+      const scheduler = new Scheduler(executor, { maxBatch, maxPrefillSlots });
       const contextLength = folder.spec.contextLength ?? Infinity;
-      const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor: pre, contextLength };
+      const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor: folder.preprocessor, contextLength };
       const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);
       const sampling = resolveSampling(options.sampling, samplingFromGeneration(folder.generation));
       let judge: Judge;

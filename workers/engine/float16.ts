@@ -1,6 +1,6 @@
 /** float16 ⇄ float32 conversion for models whose tensors are half precision (stored as Uint16Array bits). */
 import type { FloatArray } from "./kv.ts";
-import type { FloatType } from "./model-folder.ts";
+import type { FloatType } from "./session-contract.ts";
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

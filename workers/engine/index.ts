@@ -13,9 +13,11 @@ export {
 } from "./engine.ts";
 export type { ItemContext } from "./item.ts";
 export type { JudgeMode } from "../../shared/core/search/settings.ts";
-export type { EngineObserver } from "./scheduler.ts";
+export type { EngineObserver } from "./batch-executor.ts";
 export type { SamplingParams } from "./sampler.ts";
 export { REFERENCE_SAMPLING } from "./sampler.ts";
 export { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
-export { loadModelFolder, modelDigest, REQUIRED_FILES, type ModelFolder } from "./model-folder.ts";
+export { loadModelFolder, type ModelFolder } from "./model-folder.ts";
+export { modelDigest } from "./model-digest.ts";
+export { REQUIRED_FILES } from "./model-files.ts";
 export { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "./image.ts";

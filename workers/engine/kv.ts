@@ -8,7 +8,7 @@
  * float16 caches are kept as Uint16Array bit patterns (what onnxruntime-node hands out when
  * the platform lacks Float16Array), so copying never converts.
  */
-import type { FloatType } from "./model-folder.ts";
+import type { FloatType } from "./session-contract.ts";
 
 export type FloatArray = Float32Array | Uint16Array;
 

@@ -18,7 +18,7 @@ export interface SamplingParams {
   topK: number;
 }
 
-/** The reference's sampling (DESIGN §1). */
+/** The reference implementation's sampling: temperature 0.6, top-p 0.9. */
 export const REFERENCE_SAMPLING: SamplingParams = { greedy: false, temperature: 0.6, topP: 0.9, topK: 0 };
 
 export function samplingFromGeneration(gen: GenerationDefaults): SamplingParams {

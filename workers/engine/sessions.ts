@@ -5,7 +5,7 @@
  */
 import ort from "onnxruntime-node";
 import type { ExecutionProvider } from "../../shared/io/config.ts";
-import type { SessionSignature, TensorSignature } from "./model-folder.ts";
+import type { SessionSignature, TensorSignature } from "./session-contract.ts";
 
 export interface SessionOptions {
   /** Preference order, e.g. ["cuda", "cpu"]. CPU is appended when missing. */

@@ -1,7 +1,7 @@
 /**
  * Stop conditions, decided per sampled token by a table lookup (no decoding):
  * * stage — the stage's end tag, one special token;
- * * sentence — where shared/protocol/sentences.ts puts a sentence end: after any stage end tag,
+ * * sentence — where shared/core/protocol/sentences.ts puts a sentence end: after any stage end tag,
  *   or after `.`, `?`, `!` when the next text starts with whitespace or an opening tag. That
  *   next token is only a lookahead: it is dropped, and the sentence ends at the punctuation;
  * * end — only end of sequence.
@@ -90,6 +90,32 @@ export type StepOutcome =
   | "truncated"
   /** Drop the token (a lookahead at maxTokens that did not end the sentence); truncated. */
   | "truncated-before";
+
+/** Whether the sampled token is part of the sequence's text. */
+export function keepsToken(outcome: StepOutcome): boolean {
+  return outcome === "continue" || outcome === "stop" || outcome === "truncated";
+}
+
+/** Why a sequence ended: its stop rule, end of sequence, maxTokens, or the model's context window. */
+export type FinishReason = "stop" | "eos" | "max_tokens" | "context";
+
+/**
+ * The finish reason of a sequence its stop rule ended (the context window is checked apart).
+ * A dropped lookahead keeps the reason of the rule that dropped it: past a sentence end it is a
+ * stop, at maxTokens without a sentence end it is a truncation.
+ */
+export function finishReason(outcome: Exclude<StepOutcome, "continue">): Exclude<FinishReason, "context"> {
+  switch (outcome) {
+    case "stop":
+    case "stop-before":
+      return "stop";
+    case "eos":
+      return "eos";
+    case "truncated":
+    case "truncated-before":
+      return "max_tokens";
+  }
+}
 
 /** A sequence's progress against its stop rule, advanced once per sampled token. */
 export class StopState {

@@ -1,6 +1,6 @@
 /**
  * The model's tokenizer (`@huggingface/tokenizers` over tokenizer.json + tokenizer_config.json)
- * and chat prompt rendering with the model's own template (shared/prompts/chat.ts).
+ * and chat prompt rendering with the model's own template (shared/core/prompts/chat.ts).
  */
 import { Tokenizer } from "@huggingface/tokenizers";
 import { expandImageTokens, renderUserPrompt } from "../../shared/core/prompts/chat.ts";

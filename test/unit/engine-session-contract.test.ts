@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import type { ModelSpec } from "../../workers/engine/model-folder.ts";
+import { checkSessionContract, type SessionSignature, type TensorSignature } from "../../workers/engine/session-contract.ts";
+
+// ---------------------------------------------------------------------------
+// Contract checks on synthetic signatures (no model needed)
+
+const SPEC: ModelSpec = {
+  modelType: "t",
+  imageTokenId: 6,
+  imageSeqLength: 4,
+  numLayers: 2,
+  numKvHeads: 2,
+  headDim: 8,
+  hiddenSize: 16,
+  vocabSize: 30,
+  contextLength: 64,
+  eosTokenIds: [3],
+  bosTokenId: 2,
+};
+
+function signatures(layers = 2, heads: number | string = 2) {
+  const f = (name: string, shape: (number | string)[], type = "float32"): TensorSignature => ({ name, type, shape });
+  const decoderInputs: TensorSignature[] = [
+    f("inputs_embeds", ["b", "t", 16]),
+    f("attention_mask", ["b", "p"], "int64"),
+    f("position_ids", ["b", "t"], "int64"),
+  ];
+  const decoderOutputs: TensorSignature[] = [f("logits", ["b", "t", 30])];
+  for (let i = 0; i < layers; i++) {
+    for (const k of ["key", "value"]) {
+      decoderInputs.push(f(`past_key_values.${i}.${k}`, ["b", heads, "p", 8]));
+      decoderOutputs.push(f(`present.${i}.${k}`, ["b", heads, "p", 8]));
+    }
+  }
+  return {
+    vision: { inputs: [f("pixel_values", ["b", 3, 32, 32])], outputs: [f("image_features", ["b", 4, 16])] } as SessionSignature,
+    embed: { inputs: [f("input_ids", ["b", "t"], "int64")], outputs: [f("inputs_embeds", ["b", "t", 16])] } as SessionSignature,
+    decoder: { inputs: decoderInputs, outputs: decoderOutputs } as SessionSignature,
+  };
+}
+
+describe("checkSessionContract", () => {
+  it("accepts a matching set of sessions and reports what it learnt", () => {
+    const c = checkSessionContract("/m", SPEC, signatures());
+    expect(c).toMatchObject({ kvType: "float32", hiddenSize: 16, vocabSize: 30, imageSize: [32, 32], useCacheBranch: false });
+  });
+
+  it("names the file and the missing input, listing what was found", () => {
+    const s = signatures();
+    (s.decoder.inputs as TensorSignature[])[2] = { name: "position_idz", type: "int64", shape: ["b", "t"] };
+    expect(() => checkSessionContract("/m", SPEC, s)).toThrow(
+      "decoder_model_merged.onnx: expected input 'position_ids', found inputs_embeds, attention_mask, position_idz, past_key_values.0.key",
+    );
+  });
+
+  it("checks layer count, head count, element types and outputs against config.json", () => {
+    expect(() => checkSessionContract("/m", SPEC, signatures(3))).toThrow(
+      /'past_key_values\.2\.key', 'past_key_values\.2\.value' beyond num_hidden_layers 2/,
+    );
+    expect(() => checkSessionContract("/m", SPEC, signatures(1))).toThrow(/expected input 'past_key_values\.1\.key'/);
+    expect(() => checkSessionContract("/m", SPEC, signatures(2, 4))).toThrow(
+      /has 4 at axis 1; expected 2 \(num_key_value_heads in config\.json\)/,
+    );
+    const s = signatures();
+    (s.embed.inputs as TensorSignature[])[0] = { name: "input_ids", type: "int32", shape: ["b", "t"] };
+    expect(() => checkSessionContract("/m", SPEC, s)).toThrow(
+      /embed_tokens\.onnx: input 'input_ids' has element type int32; expected int64/,
+    );
+    const t = signatures();
+    (t.decoder.outputs as TensorSignature[]).pop();
+    expect(() => checkSessionContract("/m", SPEC, t)).toThrow(/decoder_model_merged\.onnx: expected output 'present\.1\.value'/);
+    const u = signatures();
+    (u.vision.outputs as TensorSignature[])[0] = { name: "image_features", type: "float32", shape: ["b", 9, 16] };
+    expect(() => checkSessionContract("/m", SPEC, u)).toThrow(
+      /vision_encoder\.onnx: output 'image_features' has 9 at axis 1; expected 4 \(image_seq_length/,
+    );
+    const v = signatures();
+    (v.decoder.inputs as TensorSignature[]).push({ name: "token_type_ids", type: "int64", shape: ["b", "t"] });
+    expect(() => checkSessionContract("/m", SPEC, v)).toThrow(/unexpected input 'token_type_ids'/);
+  });
+
+  it("checks a fixed vision input size against preprocessor_config.json", () => {
+    expect(checkSessionContract("/m", SPEC, signatures(), { height: 32, width: 32 }).imageSize).toEqual([32, 32]);
+    expect(() => checkSessionContract("/m", SPEC, signatures(), { height: 24, width: 32 })).toThrow(
+      "preprocessor_config.json: size is 24x32; expected 32x32 (pixel_values of vision_encoder.onnx)",
+    );
+    const s = signatures();
+    (s.vision.inputs as TensorSignature[])[0] = { name: "pixel_values", type: "float32", shape: ["b", 3, "h", "w"] };
+    expect(checkSessionContract("/m", SPEC, s, { height: 24, width: 32 }).imageSize).toBeNull();
+  });
+});

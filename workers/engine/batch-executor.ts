@@ -1,0 +1,207 @@
+/**
+ * Runs the decoder calls the scheduler chose, through the ModelRunner, and samples:
+ *
+ * * Prefill: rows that continue a cached KV (or start empty) with a run of new tokens, in one
+ *   call — past left-padded, new tokens right-padded — each row getting back its own compact KV
+ *   and the logits at its last token.
+ * * Decode: one token for each row, with left-padded past KV, attention masks and per-row
+ *   position ids, then one token sampled per row. The call's `present` comes back as a step
+ *   cache that the next step of the same rows takes as its `past` untouched.
+ */
+import type ort from "onnxruntime-node";
+import type { Rng } from "../../shared/core/random.ts";
+import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
+import { allocFloat, extractSeq, gatherRows, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
+import type { ModelRunner } from "./runner.ts";
+import type { Sampler, SamplingParams } from "./sampler.ts";
+
+export interface PrefillRow {
+  /** Cache to continue (its length is the row's past), or null to start from nothing. */
+  base: KvView | null;
+  /** New token ids (at least one). */
+  ids: readonly number[];
+  /** Features [n, hidden] for the image tokens in `ids`, taken in order starting at feature `first`. */
+  image?: { features: FloatArray; first: number } | undefined;
+  /** Return the row's KV (base + new tokens) as its own cache. */
+  keepKv: boolean;
+}
+
+export interface PrefillResult {
+  kv: SeqKV | null;
+  /** Logits at the row's last new token. */
+  logits: Float32Array;
+}
+
+/** Hooks for metrics (e.g. stagebeam_decode_batch_size); exceptions thrown by them are ignored. */
+export interface EngineObserver {
+  /** After every batched decode call: sequences in the batch and the call's seconds. */
+  decodeStep?(rows: number, seconds: number): void;
+  /** After every prefill call: rows, real tokens and the call's seconds. */
+  prefill?(rows: number, tokens: number, seconds: number): void;
+}
+
+/** What a decode step needs of a sequence besides its cache. */
+export interface DecodeRowSpec {
+  /** Last kept token, not yet in the cache. */
+  pending: number;
+  sampling: SamplingParams;
+  rng: Rng;
+  /** Which counter its sampled tokens go to. */
+  purpose: TokenPurpose;
+}
+
+/** A sequence in a decode step. */
+export interface DecodeRow {
+  /** Everything before `spec.pending`; the step moves it on to include `pending`. */
+  kv: KvView;
+  /** Cached positions; the step adds one. */
+  length: number;
+  readonly spec: DecodeRowSpec;
+}
+
+/** A decode step's `present`, to be the next step's `past` while the batch holds the same rows. */
+export interface StepCache {
+  tensors: ort.Tensor[];
+  length: number;
+}
+
+/** The token sampled for a row, or why sampling failed (which fails that row only). */
+export type RowSample = { token: number } | { error: unknown };
+
+export interface BatchExecutorOptions {
+  imageTokenId: number;
+  observer?: EngineObserver | undefined;
+}
+
+export class BatchExecutor {
+  constructor(
+    private readonly runner: ModelRunner,
+    private readonly sampler: Sampler,
+    private readonly options: BatchExecutorOptions,
+  ) {}
+
+  /** Throws when a row cannot run: no new tokens, or more image tokens than image features. */
+  checkPrefillRow(row: PrefillRow): void {
+    if (row.ids.length === 0) throw new Error("prefill row without new tokens");
+    let images = 0;
+    for (const id of row.ids) if (id === this.options.imageTokenId) images++;
+    if (images > 0) {
+      const available = row.image === undefined ? 0 : row.image.features.length / this.runner.hidden - row.image.first;
+      if (images > available) throw new Error(`prefill row has ${images} image tokens but ${available} image features`);
+    }
+  }
+
+  private observe(call: (o: EngineObserver) => void): void {
+    const o = this.options.observer;
+    if (o === undefined) return;
+    try {
+      call(o);
+    } catch {
+      // Metrics must never stop decoding.
+    }
+  }
+
+  async prefill(rows: readonly PrefillRow[]): Promise<PrefillResult[]> {
+    const runner = this.runner;
+    const { layout, hidden: d, vocab } = runner;
+    const B = rows.length;
+    const P = Math.max(...rows.map((r) => r.base?.length ?? 0));
+    const T = Math.max(...rows.map((r) => r.ids.length));
+    const imageId = this.options.imageTokenId;
+
+    // Embeddings of all new tokens in one lookup, then image features in place of image tokens.
+    const flat: number[] = [];
+    for (const r of rows) for (const id of r.ids) flat.push(id);
+    const emb = await runner.embedIds(flat);
+    const embeds = allocFloat(runner.contract.embedType, B * T * d);
+    const mask = new BigInt64Array(B * (P + T));
+    const positions = new BigInt64Array(B * T);
+    let at = 0;
+    rows.forEach((r, b) => {
+      const pb = r.base?.length ?? 0;
+      const tb = r.ids.length;
+      embeds.set(emb.subarray(at * d, (at + tb) * d), b * T * d);
+      at += tb;
+      let feature = r.image?.first ?? 0;
+      for (let t = 0; t < tb; t++) {
+        if (r.ids[t] !== imageId) continue;
+        const f = r.image!.features;
+        embeds.set(f.subarray(feature * d, (feature + 1) * d), (b * T + t) * d);
+        feature++;
+      }
+      const m = b * (P + T);
+      mask.fill(1n, m + P - pb, m + P + tb);
+      for (let t = 0; t < tb; t++) positions[b * T + t] = BigInt(pb + t);
+      runner.counters.decoderTokens += tb;
+      runner.counters.prefillTokens += tb;
+    });
+    const bases: KvView[] = rows.map((r) => r.base ?? { data: [], total: 0, row: 0, start: 0, length: 0 });
+    const cache = P > 0 ? gatherRows(layout, bases, P) : null;
+    const started = performance.now();
+    const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache });
+    this.observe((o) => o.prefill?.(B, flat.length, (performance.now() - started) / 1000));
+    return rows.map((r, b) => {
+      const pb = r.base?.length ?? 0;
+      const tb = r.ids.length;
+      const off = (b * T + tb - 1) * vocab;
+      const logits = out.logits.slice(off, off + vocab);
+      const kv = r.keepKv
+        ? extractSeq(layout, { data: out.presentData, total: P + T, row: b, start: P - pb, length: pb + tb })
+        : null;
+      return { kv, logits };
+    });
+  }
+
+  /**
+   * One decode step: every row advances by its pending token and gets one sampled token. `past`
+   * is the step cache of the previous step when the batch holds the same rows in the same order
+   * (fed back untouched); otherwise, null, the rows' caches are gathered into a new left-padded one.
+   */
+  async decode(rows: readonly DecodeRow[], past: StepCache | null): Promise<{ samples: RowSample[]; cache: StepCache }> {
+    const runner = this.runner;
+    const { layout, vocab } = runner;
+    const B = rows.length;
+    let P: number;
+    let cache: readonly (FloatArray | ort.Tensor)[] | null;
+    if (past === null) {
+      P = Math.max(...rows.map((r) => r.length));
+      cache =
+        P > 0
+          ? gatherRows(
+              layout,
+              rows.map((r) => r.kv),
+              P,
+            )
+          : null;
+    } else {
+      P = past.length;
+      cache = past.tensors;
+    }
+
+    const embeds = await runner.embedIds(rows.map((r) => r.spec.pending));
+    const mask = new BigInt64Array(B * (P + 1));
+    const positions = new BigInt64Array(B);
+    rows.forEach((r, b) => {
+      mask.fill(1n, b * (P + 1) + P - r.length, (b + 1) * (P + 1));
+      positions[b] = BigInt(r.length);
+    });
+
+    const started = performance.now();
+    const out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache });
+    this.observe((o) => o.decodeStep?.(B, (performance.now() - started) / 1000));
+    countDecodeStep(runner.counters, B);
+
+    const samples = rows.map((r, b): RowSample => {
+      r.kv = { data: out.presentData, total: P + 1, row: b, start: P - r.length, length: r.length + 1 };
+      r.length++;
+      try {
+        const token = this.sampler.sample(out.logits, b * vocab, r.spec.sampling, r.spec.rng);
+        countSampledToken(runner.counters, r.spec.purpose);
+        return { token };
+      } catch (error) {
+        return { error };
+      }
+    });
+    return { samples, cache: { tensors: out.present, length: P + 1 } };
+  }
+}
