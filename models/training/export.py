@@ -1,4 +1,4 @@
-"""Export stagebeam-tiny to the DESIGN.md section 3 model folder.
+"""Export stagebeam-tiny to the model folder layout the engine loads (workers/engine/README.md).
 
     python3 models/training/export.py [--checkpoint models/.work/checkpoint.pt]
                                       [--data models/.work/data] [--out models/stagebeam-tiny]

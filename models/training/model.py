@@ -1,6 +1,6 @@
 """stagebeam-tiny: a small vision-language model trained on synthetic scenes.
 
-Layout (matches the DESIGN.md section 3 model contract):
+Layout (the model folder contract of workers/engine/README.md):
 
 * VisionEncoder: pixel_values [B,3,128,128] (already normalised) -> image_features [B,64,D].
   A conv+GELU stem (He-initialised) brings 128x128 down to an 8x8 grid of patch vectors,

@@ -6,7 +6,7 @@
 # no Node to build it:
 #
 #   here:  tar -czf models/.work/gpu/data.tgz -C models/.work/data .
-#   there: bash models/training/sweep.sh models/training/sweeps/NAME.recipes   (python3, torch, CUDA)
+#   there: bash models/training/sweep.sh models/training/sweeps/<name>.recipes   (python3, torch, CUDA)
 #
 # Knobs: JOB_TIMEOUT seconds per run (430); MINUTES (0 = off) also ends each run's LR schedule
 # within that many minutes, so a crowded GPU still leaves time to evaluate (the log says the

@@ -1,7 +1,7 @@
 /**
- * Prometheus metrics: one registry per process with the series named in DESIGN §2,
- * plus a tiny node:http server for `/metrics`. The Grafana dashboard and alert rules in
- * infra/ use exactly these names: change them together.
+ * Prometheus metrics: one registry per process with every stagebeam series, plus a tiny
+ * node:http server for `/metrics`. Dashboards and alert rules must use exactly these names:
+ * change them together.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";

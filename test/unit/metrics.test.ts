@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { METRIC_NAMES, createMetrics } from "../../shared/io/metrics.ts";
 
 describe("createMetrics", () => {
-  it("registers every DESIGN §2 series and the default process metrics", async () => {
+  it("registers every stagebeam series and the default process metrics", async () => {
     const m = createMetrics();
     m.itemsCompleted.inc();
     m.itemsFailed.inc({ reason: "bad_input" });

@@ -1,4 +1,4 @@
-// Runs s3rver in its own Node process; started by shared/services/s3-server.ts as
+// Runs s3rver in its own Node process; started by apps/demo/services/s3-server.ts as
 //   node --openssl-legacy-provider s3rver-child.mjs <dir> <host> <port> <bucket>
 // (s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only
 // offers through the legacy provider). Prints one JSON line {"port":N} when listening.
