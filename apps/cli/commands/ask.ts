@@ -4,7 +4,7 @@ import path from "node:path";
 import { Command } from "commander";
 import { STAGES } from "../../../shared/core/protocol/stages.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
-import { paramsFor } from "../../../shared/core/search/settings.ts";
+import { paramsFor, settingsLabel } from "../../../shared/core/search/settings.ts";
 import { fleetItemId } from "../../../workers/fleet/ids.ts";
 import { ItemInputError } from "../../../workers/engine/index.ts";
 import { CliExit, EXIT_FAILURE } from "./common.ts";
@@ -57,7 +57,7 @@ export const askCommand = addLocalEngineOptions(
       for (const stage of STAGES) console.log(`${stage.padEnd(10)} ${result.stages[stage]?.trim() ?? "(missing)"}`);
       console.log(`\nanswer: ${result.answer ?? "(none)"}${result.wellFormed ? "" : "  [not well formed]"}`);
       console.log(
-        `${settings.strategy} N=${settings.beam} judge=${settings.judgeMode}: ${counters.forwardPasses} model calls ` +
+        `${settingsLabel(settings)}: ${counters.forwardPasses} model calls ` +
           `(${counters.decoderCalls} decoder), ${counters.generatedTokens} tokens generated, ` +
           `${counters.decoderTokens} through the decoder, ${result.counts.comparisons} comparisons, ${seconds.toFixed(2)} s`,
       );

@@ -10,7 +10,7 @@ import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSumm
 import { readEvalSet, type EvalItem } from "../../../shared/io/eval-set.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
 import type { Engine } from "../../../workers/engine/index.ts";
-import { paramsFor, type SearchSettings } from "../../../shared/core/search/settings.ts";
+import { paramsFor, settingsLabel, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
 import { intOption } from "./common.ts";
 import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
@@ -98,8 +98,6 @@ export async function evaluate(
   return { settings, summary, failures };
 }
 
-const settingsLabel = (s: SearchSettings) =>
-  s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam}${s.strategy === "stage" ? ` ${s.judgeMode}` : ""}`;
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const label = (o: EvalOutcome) => o.label ?? settingsLabel(o.settings);
 

@@ -48,6 +48,11 @@ export function paramsFor(itemId: string, settings: SearchSettings): SearchParam
   return { itemId, ...search };
 }
 
+/** Settings in a few words, naming only what the strategy uses: `none`, `stage N=4 score`. */
+export function settingsLabel(s: SearchSettings): string {
+  return s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam} ${s.judgeMode}`;
+}
+
 /** What a strategy spends its candidates on, for help pages and tables. */
 export const STRATEGY_USES: Record<Strategy, string> = {
   none: "one sampled pass; --beam and --judge are not used",
