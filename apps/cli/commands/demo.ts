@@ -116,7 +116,6 @@ export const demoCommand = new Command("demo")
         QUEUE_PREFIX: "{sb}",
         ...s3.env,
         WORKER_CONCURRENCY: String(o.concurrency),
-        LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
       };
       say(`starting ${o.workers} worker processes (each loads the model once; logs in ${shown(logDir)}) …`);
       const workers: WorkerProcess[] = await startWorkerProcesses(o.workers, { env, logDir, readyTimeoutMs: 300_000 });

@@ -72,7 +72,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     const fleet = openFleet(config, metrics);
     metrics.setQueueCollector(queueCollector(fleet.queues.all));
     let server: MetricsServer | undefined;
-    if (process.env.METRICS_PORT?.trim()) {
+    if (config.metrics.requested) {
       server = await serveMetrics(metrics.registry, config.metrics.port);
       process.stderr.write(`producer metrics: http://127.0.0.1:${server.port}/metrics\n`);
     }

@@ -76,7 +76,7 @@ export const workerCommand = new Command("worker")
     let host: ModelHost;
     try {
       host = await factory(
-        { model: config.model, engine: config.engine, s3: config.s3, worker: { concurrency } },
+        { model: config.model, engine: config.engine, s3: config.s3, worker: { ...config.worker, concurrency } },
         { logger, metrics },
       );
     } catch (err) {
@@ -142,7 +142,7 @@ export const workerCommand = new Command("worker")
       process.on("SIGINT", () => shutdown("SIGINT"));
       // A supervisor that starts us with a pipe on stdin (stagebeam demo) stops us by closing it,
       // which also happens when it dies without a word.
-      if (process.env.STAGEBEAM_STOP_ON_STDIN_EOF === "1") {
+      if (config.worker.stopOnStdinEof) {
         process.stdin.on("end", () => shutdown("stdin closed"));
         process.stdin.on("error", () => shutdown("stdin closed"));
         process.stdin.resume();
