@@ -6,18 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../shared/io/logging.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
-import { UsageError } from "../../workers/fleet/errors.ts";
 import type { RunLedger } from "../../workers/fleet/ledger.ts";
-import {
-  estimateManifestSize,
-  submitRun,
-  validateSettings,
-  type SubmitDeps,
-  type SubmitProgress,
-} from "../../workers/fleet/producer.ts";
+import { estimateManifestSize, submitRun, type SubmitDeps, type SubmitProgress } from "../../workers/fleet/producer.ts";
 import { RequestJobDataSchema } from "../../workers/fleet/protocol.ts";
 import { isCorrect, settingsDiff } from "../../workers/fleet/records.ts";
+import { validateSettings } from "../../workers/fleet/settings.ts";
 import { formatDuration, formatStatus, type RunStatus } from "../../workers/fleet/status.ts";
+import { UsageError } from "../../workers/fleet/usage-error.ts";
 
 const logger = createLogger({ level: "silent" });
 let dir: string;

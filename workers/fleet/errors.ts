@@ -72,8 +72,3 @@ export function parseReason(reason: string): { code: string; message: string } {
   const m = /^([a-z][a-z0-9-]{0,63}): ([\s\S]*)$/.exec(reason);
   return m ? { code: m[1]!, message: m[2]! } : { code: "runtime", message: reason };
 }
-
-/** Bad usage or configuration found by a fleet function before it did anything (CLI exit code 2). */
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}

@@ -28,15 +28,13 @@ import {
   type ManifestFormat,
   type ManifestItem,
 } from "../../shared/io/manifest.ts";
-import { createSearch, parseSearchParams, SearchError, type SearchParams } from "../../shared/core/search/index.ts";
+import { createSearch, type SearchParams } from "../../shared/core/search/index.ts";
 import { STRATEGIES } from "../../shared/core/search/types.ts";
 import { failureKey, manifestKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { assertRunId } from "../../shared/io/storage/keys.ts";
-import { UsageError } from "./errors.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
 import { fleetItemId, requestJobId } from "./ids.ts";
 import type { RunLedger } from "./ledger.ts";
-import { JUDGE_MODES, type JudgeMode } from "./model-host.ts";
 import { PROTOCOL_VERSION, REQUEST_JOB_OPTIONS, type FleetQueues, type RequestJobData } from "./protocol.ts";
 import {
   RECORD_VERSION,
@@ -46,51 +44,11 @@ import {
   type RunManifest,
   type RunSettings,
 } from "./records.ts";
+import { type SubmitSettingsInput, validateSettings } from "./settings.ts";
+import { UsageError } from "./usage-error.ts";
 
 export const DEFAULT_MAX_BACKLOG = 1_000;
 export const DEFAULT_CHUNK_SIZE = 100;
-
-export interface SubmitSettingsInput {
-  strategy: string;
-  beam: number;
-  seed: number;
-  judgeMode: string;
-  maxStageTokens?: number;
-  maxSentenceSteps?: number;
-}
-
-/** Validates the search settings of a submit; throws UsageError naming what is wrong. */
-export function validateSettings(input: SubmitSettingsInput): RunSettings {
-  if (!(JUDGE_MODES as readonly string[]).includes(input.judgeMode)) {
-    throw new UsageError(`judge mode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(input.judgeMode)}`);
-  }
-  let params: SearchParams;
-  try {
-    params = parseSearchParams({
-      itemId: "settings-check",
-      strategy: input.strategy,
-      beam: input.beam,
-      seed: input.seed,
-      ...(input.maxStageTokens !== undefined ? { maxStageTokens: input.maxStageTokens } : {}),
-      ...(input.maxSentenceSteps !== undefined ? { maxSentenceSteps: input.maxSentenceSteps } : {}),
-    });
-  } catch (err) {
-    if (err instanceof SearchError) {
-      throw new UsageError(
-        err.message.replace(/^search for item "settings-check": invalid search parameters: /, "invalid search settings: "),
-      );
-    }
-    throw err;
-  }
-  return {
-    strategy: params.strategy,
-    beam: params.beam,
-    seed: params.seed,
-    judgeMode: input.judgeMode as JudgeMode,
-    maxStageTokens: params.maxStageTokens,
-    maxSentenceSteps: params.maxSentenceSteps,
-  };
-}
 
 export interface SubmitOptions {
   run: string;

@@ -19,7 +19,8 @@ import { startWorkerProcesses, type WorkerProcess } from "../../../workers/fleet
 import { submitRun } from "../../../workers/fleet/producer.ts";
 import type { FailureRecord, ResultRecord } from "../../../workers/fleet/records.ts";
 import { formatDuration, streamRecords, waitForRun } from "../../../workers/fleet/status.ts";
-import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption, openFleet, type Fleet } from "./common.ts";
+import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption } from "./common.ts";
+import { openFleet, type Fleet } from "./fleet-connection.ts";
 import { createProgress } from "./progress.ts";
 
 export const DEMO_SAMPLE = fileURLToPath(new URL("../../demo/sample", import.meta.url));

@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { assertRunId } from "../../../shared/io/storage/keys.ts";
-import { UsageError } from "../../../workers/fleet/errors.ts";
+import { UsageError } from "../../../workers/fleet/usage-error.ts";
 import { streamRecords } from "../../../workers/fleet/status.ts";
 import { writeOut } from "./common.ts";
 

@@ -2,7 +2,7 @@
 import { Command, Option } from "commander";
 import { STRATEGIES } from "../../../shared/core/search/types.ts";
 import { JUDGE_MODES } from "../../../workers/fleet/model-host.ts";
-import { validateSettings } from "../../../workers/fleet/producer.ts";
+import { validateSettings } from "../../../workers/fleet/settings.ts";
 import type { RunSettings } from "../../../workers/fleet/records.ts";
 import { intOption } from "./common.ts";
 

@@ -11,7 +11,8 @@ import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared
 import { producerMetrics, queueCollector } from "../../../workers/fleet/fleet-metrics.ts";
 import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, submitRun, type SubmitSummary } from "../../../workers/fleet/producer.ts";
 import { formatDuration, formatStatus, runStatus, waitForRun } from "../../../workers/fleet/status.ts";
-import { CliExit, EXIT_INTERRUPTED, intOption, openFleet } from "./common.ts";
+import { CliExit, EXIT_INTERRUPTED, intOption } from "./common.ts";
+import { openFleet } from "./fleet-connection.ts";
 import { createProgress } from "./progress.ts";
 import { addSearchOptions, searchSettings, type SearchCliOptions } from "./search-options.ts";
 
