@@ -1,9 +1,11 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor } from "./commands/common.ts";
 
 /**
  * Each subcommand's module, imported only when that subcommand runs, so that `ask` and `eval`
- * load no BullMQ or Redis client; all of them for the overall help or an unknown command.
+ * load no BullMQ or Redis client; all of them for the overall help or an unknown command, none
+ * for --version.
  */
 const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
   ["ask", async () => (await import("./commands/ask.ts")).askCommand],
@@ -16,8 +18,12 @@ const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
   ["demo", async () => (await import("./commands/demo.ts")).demoCommand],
 ]);
 
+const VERSION_FLAGS = ["-V", "--version"];
+const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+
 const program = new Command("stagebeam")
   .description("structured visual reasoning with stage-level beam search, from one machine to a fleet")
+  .version(version)
   .addHelpText(
     "after",
     `\nExit codes: ${EXIT_OK} success, ${EXIT_FAILURE} runtime failure, ${EXIT_USAGE} bad usage or configuration, ${EXIT_INTERRUPTED} interrupted.`,
@@ -32,7 +38,7 @@ const configure = (c: Command) => {
 try {
   const first = process.argv[2] ?? "";
   const chosen = SUBCOMMANDS.get(first);
-  const needed = chosen ? [chosen] : [...SUBCOMMANDS.values()];
+  const needed = chosen ? [chosen] : VERSION_FLAGS.includes(first) ? [] : [...SUBCOMMANDS.values()];
   for (const load of needed) program.addCommand(await load());
   configure(program);
   await program.parseAsync(process.argv);
