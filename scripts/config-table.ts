@@ -1,5 +1,5 @@
 /**
- * Print the environment-variable table generated from shared/config.ts, or keep a
+ * Print the environment-variable table generated from shared/io/config.ts, or keep a
  * Markdown file's copy of it up to date between the markers
  *   <!-- config-table:start --> ... <!-- config-table:end -->
  *

@@ -1,35 +1,46 @@
-#!/usr/bin/env -S npx tsx
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { CliExit, exitCodeFor } from "./commands/common.ts";
-import { askCommand } from "./commands/ask.ts";
-import { demoCommand } from "./commands/demo.ts";
-import { evalCommand } from "./commands/eval.ts";
-import { resultsCommand } from "./commands/results.ts";
-import { scenesCommand } from "./commands/scenes.ts";
-import { statusCommand } from "./commands/status.ts";
-import { submitCommand } from "./commands/submit.ts";
-import { workerCommand } from "./commands/worker.ts";
+import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor } from "./commands/common.ts";
+
+/**
+ * Each subcommand's module, imported only when that subcommand runs, so that `ask` and `eval`
+ * load no BullMQ or Redis client; all of them for the overall help or an unknown command, none
+ * for --version.
+ */
+const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
+  ["ask", async () => (await import("./commands/ask.ts")).askCommand],
+  ["eval", async () => (await import("./commands/eval.ts")).evalCommand],
+  ["scenes", async () => (await import("./commands/scenes.ts")).scenesCommand],
+  ["worker", async () => (await import("./commands/worker.ts")).workerCommand],
+  ["submit", async () => (await import("./commands/submit.ts")).submitCommand],
+  ["status", async () => (await import("./commands/status.ts")).statusCommand],
+  ["results", async () => (await import("./commands/results.ts")).resultsCommand],
+  ["demo", async () => (await import("./commands/demo.ts")).demoCommand],
+]);
+
+const VERSION_FLAGS = ["-V", "--version"];
+const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
 const program = new Command("stagebeam")
   .description("structured visual reasoning with stage-level beam search, from one machine to a fleet")
-  .addCommand(askCommand)
-  .addCommand(evalCommand)
-  .addCommand(scenesCommand)
-  .addCommand(workerCommand)
-  .addCommand(submitCommand)
-  .addCommand(statusCommand)
-  .addCommand(resultsCommand)
-  .addCommand(demoCommand)
-  .addHelpText("after", "\nExit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.");
+  .version(version)
+  .addHelpText(
+    "after",
+    `\nExit codes: ${EXIT_OK} success, ${EXIT_FAILURE} runtime failure, ${EXIT_USAGE} bad usage or configuration, ${EXIT_INTERRUPTED} interrupted.`,
+  );
 
 // Usage errors exit 2 (commander's default is 1); --help exits 0.
 const configure = (c: Command) => {
   c.exitOverride().showHelpAfterError();
   c.commands.forEach(configure);
 };
-configure(program);
 
 try {
+  const first = process.argv[2] ?? "";
+  const chosen = SUBCOMMANDS.get(first);
+  const needed = chosen ? [chosen] : VERSION_FLAGS.includes(first) ? [] : [...SUBCOMMANDS.values()];
+  for (const load of needed) program.addCommand(await load());
+  configure(program);
   await program.parseAsync(process.argv);
 } catch (error) {
   // Commander and CliExit have already said what went wrong.

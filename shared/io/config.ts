@@ -48,6 +48,8 @@ export type ModelConfig =
 
 export interface WorkerConfig {
   concurrency: number;
+  /** Stop gracefully when stdin closes: a supervisor holding the worker's stdin ends it by closing it, or by dying. */
+  stopOnStdinEof: boolean;
 }
 
 export interface EngineConfig {
@@ -58,6 +60,8 @@ export interface EngineConfig {
 export interface MetricsConfig {
   /** Port of the /metrics server; 0 asks the OS for a free one. */
   port: number;
+  /** METRICS_PORT was set: `submit` serves /metrics only then, a worker always does. */
+  requested: boolean;
 }
 
 export interface LoggingConfig {
@@ -79,10 +83,9 @@ export const CONFIG_PARTS: readonly ConfigPart[] = ["redis", "s3", "model", "wor
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
+const BUNDLED_MODEL = "models/stagebeam-tiny";
 /** The bundled model folder, used when neither MODEL_DIR nor MODEL_URI is set. */
-export const BUNDLED_MODEL_DIR = fileURLToPath(new URL("../../models/stagebeam-tiny", import.meta.url));
-
-export const DEFAULT_METRICS_PORT = 9464;
+export const BUNDLED_MODEL_DIR = fileURLToPath(new URL(`../../${BUNDLED_MODEL}`, import.meta.url));
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -111,8 +114,10 @@ interface VarSpec {
   name: string;
   parts: readonly ConfigPart[];
   meaning: string;
-  /** Default shown in the docs table; "—" when none. */
-  defaultText?: string;
+  /** The value used when the variable is unset, written as in the environment (the docs table shows it as it is). */
+  default?: string;
+  /** For the docs table when there is no default value: what happens when the variable is unset (else "required"). */
+  whenUnset?: string;
   expected: string;
   /** Never echo the value in errors. */
   secret?: boolean;
@@ -179,7 +184,7 @@ const providers = z.string().transform((s, ctx) => {
   return out;
 });
 
-const SPECS: readonly VarSpec[] = [
+const SPECS = [
   {
     name: "REDIS_URL",
     parts: ["redis"],
@@ -192,7 +197,7 @@ const SPECS: readonly VarSpec[] = [
     parts: ["redis"],
     meaning:
       "BullMQ key prefix shared by every queue of a flow; must hold a Redis Cluster hash tag so all keys land in one slot.",
-    defaultText: "`{sb}`",
+    default: "{sb}",
     expected: "a key prefix containing a hash tag such as {sb}, without spaces",
     schema: z.string().regex(/^[^\s{}]*\{[^\s{}]+\}[^\s{}]*$/),
   },
@@ -200,7 +205,7 @@ const SPECS: readonly VarSpec[] = [
     name: "S3_ENDPOINT",
     parts: ["s3"],
     meaning: "S3-compatible endpoint (MinIO, s3rver). Unset: real AWS S3.",
-    defaultText: "AWS S3",
+    whenUnset: "AWS S3",
     expected: "an http:// or https:// URL such as http://127.0.0.1:4568",
     schema: httpUrl,
   },
@@ -215,7 +220,7 @@ const SPECS: readonly VarSpec[] = [
     name: "S3_REGION",
     parts: ["s3"],
     meaning: "Region of the bucket.",
-    defaultText: "`us-east-1`",
+    default: "us-east-1",
     expected: "a region name such as us-east-1",
     schema: z.string().regex(/^[a-z0-9-]+$/),
   },
@@ -224,7 +229,7 @@ const SPECS: readonly VarSpec[] = [
     parts: ["s3"],
     meaning:
       "Access key. Unset: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or the rest of the AWS SDK's default chain (profiles, IAM roles).",
-    defaultText: "AWS default chain",
+    whenUnset: "AWS default chain",
     expected: "an access key id (set together with S3_SECRET_ACCESS_KEY)",
     schema: z.string().min(1),
   },
@@ -232,7 +237,7 @@ const SPECS: readonly VarSpec[] = [
     name: "S3_SECRET_ACCESS_KEY",
     parts: ["s3"],
     meaning: "Secret key matching `S3_ACCESS_KEY_ID`.",
-    defaultText: "AWS default chain",
+    whenUnset: "AWS default chain",
     expected: "a secret access key (set together with S3_ACCESS_KEY_ID)",
     secret: true,
     schema: z.string().min(1),
@@ -241,7 +246,7 @@ const SPECS: readonly VarSpec[] = [
     name: "AWS_ACCESS_KEY_ID",
     parts: ["s3"],
     meaning: "Standard AWS access key, used when `S3_ACCESS_KEY_ID` is unset.",
-    defaultText: "—",
+    whenUnset: "—",
     expected: "an access key id (set together with AWS_SECRET_ACCESS_KEY)",
     schema: z.string().min(1),
   },
@@ -249,7 +254,7 @@ const SPECS: readonly VarSpec[] = [
     name: "AWS_SECRET_ACCESS_KEY",
     parts: ["s3"],
     meaning: "Standard AWS secret key, used when `S3_SECRET_ACCESS_KEY` is unset.",
-    defaultText: "—",
+    whenUnset: "—",
     expected: "a secret access key (set together with AWS_ACCESS_KEY_ID)",
     secret: true,
     schema: z.string().min(1),
@@ -259,7 +264,7 @@ const SPECS: readonly VarSpec[] = [
     parts: ["s3"],
     meaning:
       "Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key` (needed by s3rver and most MinIO setups).",
-    defaultText: "`true` with `S3_ENDPOINT`, else `false`",
+    whenUnset: "`true` with `S3_ENDPOINT`, else `false`",
     expected: "true or false (also 1/0, yes/no)",
     schema: boolFlag,
   },
@@ -267,7 +272,7 @@ const SPECS: readonly VarSpec[] = [
     name: "MODEL_DIR",
     parts: ["model"],
     meaning: "Local model folder (ONNX files, config, tokenizer). Exclusive with `MODEL_URI`.",
-    defaultText: "bundled `models/stagebeam-tiny`",
+    whenUnset: `bundled \`${BUNDLED_MODEL}\``,
     expected: "a path to a model folder",
     schema: z.string().min(1),
   },
@@ -275,7 +280,7 @@ const SPECS: readonly VarSpec[] = [
     name: "MODEL_URI",
     parts: ["model"],
     meaning: "S3 prefix of a model folder that the worker downloads and verifies on start. Exclusive with `MODEL_DIR`.",
-    defaultText: "—",
+    whenUnset: "—",
     expected: "an s3://bucket/prefix URI",
     schema: s3Uri,
   },
@@ -283,7 +288,7 @@ const SPECS: readonly VarSpec[] = [
     name: "MODEL_DIGEST",
     parts: ["model"],
     meaning: "Expected digest of the model; the worker refuses a model that does not match.",
-    defaultText: "not checked",
+    whenUnset: "not checked",
     expected: "sha256:<64 hex digits> (or the 64 hex digits alone)",
     schema: digest,
   },
@@ -291,15 +296,24 @@ const SPECS: readonly VarSpec[] = [
     name: "WORKER_CONCURRENCY",
     parts: ["worker"],
     meaning: "Jobs one worker process runs at once (concurrent candidates batch into one decoder call).",
-    defaultText: "`4`",
+    default: "4",
     expected: "an integer from 1 to 1024",
     schema: uint(1, 1024),
+  },
+  {
+    name: "STAGEBEAM_STOP_ON_STDIN_EOF",
+    parts: ["worker"],
+    meaning:
+      "Stop the worker gracefully when its stdin closes; set by a supervisor that holds the stdin (`stagebeam demo`), so its workers end with it.",
+    default: "false",
+    expected: "true or false (also 1/0, yes/no)",
+    schema: boolFlag,
   },
   {
     name: "EXECUTION_PROVIDERS",
     parts: ["engine"],
     meaning: "ONNX Runtime execution providers in order of preference, comma separated.",
-    defaultText: "`cpu`",
+    default: "cpu",
     expected: `a comma-separated list of ${EXECUTION_PROVIDERS.join(", ")}`,
     schema: providers,
   },
@@ -307,7 +321,7 @@ const SPECS: readonly VarSpec[] = [
     name: "ORT_INTRA_OP_THREADS",
     parts: ["engine"],
     meaning: "ONNX Runtime intra-op thread count.",
-    defaultText: "ONNX Runtime's choice",
+    whenUnset: "ONNX Runtime's choice",
     expected: "an integer from 1 to 1024",
     schema: uint(1, 1024),
   },
@@ -315,7 +329,7 @@ const SPECS: readonly VarSpec[] = [
     name: "METRICS_PORT",
     parts: ["metrics"],
     meaning: "Port of the Prometheus `/metrics` endpoint; `0` picks a free port.",
-    defaultText: `\`${DEFAULT_METRICS_PORT}\``,
+    default: "9464",
     expected: "an integer from 0 to 65535",
     schema: uint(0, 65535),
   },
@@ -323,16 +337,20 @@ const SPECS: readonly VarSpec[] = [
     name: "LOG_LEVEL",
     parts: ["logging"],
     meaning: "pino log level (logs are JSON lines on stderr).",
-    defaultText: "`info`",
+    default: "info",
     expected: `one of ${LOG_LEVELS.join(", ")}`,
     schema: z
       .string()
       .transform((s) => s.toLowerCase())
       .pipe(z.enum(LOG_LEVELS)),
   },
-];
+] as const satisfies readonly VarSpec[];
 
-const SPEC_BY_NAME = new Map(SPECS.map((s) => [s.name, s]));
+export type ConfigVariable = (typeof SPECS)[number]["name"];
+/** Settings for a child process's environment, with the names checked against the specs. */
+export type ConfigEnv = Partial<Record<ConfigVariable, string>>;
+
+const SPEC_BY_NAME = new Map<string, VarSpec>(SPECS.map((s) => [s.name, s]));
 
 /** Names of every variable this module reads. */
 export const CONFIG_VARIABLES: readonly string[] = SPECS.map((s) => s.name);
@@ -351,19 +369,22 @@ function shown(spec: VarSpec, raw: string): string {
   return JSON.stringify(v.length > 80 ? `${v.slice(0, 77)}...` : v);
 }
 
+function specOf(name: ConfigVariable): VarSpec {
+  return SPEC_BY_NAME.get(name)!;
+}
+
 class Reader {
   readonly issues: ConfigIssue[] = [];
   constructor(private readonly env: Env) {}
 
-  raw(name: string): string | undefined {
+  raw(name: ConfigVariable): string | undefined {
     const v = this.env[name]?.trim();
     return v === undefined || v === "" ? undefined : v;
   }
 
   /** Parsed value, or undefined when unset. Records an issue when present but invalid. */
-  opt<T>(name: string): T | undefined {
-    const spec = SPEC_BY_NAME.get(name);
-    if (!spec) throw new Error(`config: no spec for ${name}`);
+  opt<T>(name: ConfigVariable): T | undefined {
+    const spec = specOf(name);
     const raw = this.raw(name);
     if (raw === undefined) return undefined;
     const r = spec.schema.safeParse(raw);
@@ -374,9 +395,15 @@ class Reader {
     return r.data as T;
   }
 
-  req<T>(name: string): T | undefined {
-    const spec = SPEC_BY_NAME.get(name);
-    if (!spec) throw new Error(`config: no spec for ${name}`);
+  /** Parsed value, else the spec's default (also after recording an invalid value's issue). */
+  orDefault<T>(name: ConfigVariable): T {
+    const fallback = specOf(name).default;
+    if (fallback === undefined) throw new Error(`config: ${name} has no default`);
+    return this.opt<T>(name) ?? (specOf(name).schema.parse(fallback) as T);
+  }
+
+  req<T>(name: ConfigVariable): T | undefined {
+    const spec = specOf(name);
     if (this.raw(name) === undefined) {
       this.issues.push({ variable: name, problem: "missing", expected: spec.expected });
       return undefined;
@@ -392,11 +419,11 @@ class Reader {
 function readRedis(r: Reader): RedisConfig {
   return {
     url: r.req<string>("REDIS_URL") ?? "",
-    queuePrefix: r.opt<string>("QUEUE_PREFIX") ?? "{sb}",
+    queuePrefix: r.orDefault<string>("QUEUE_PREFIX"),
   };
 }
 
-function credentialPair(r: Reader, idVar: string, secretVar: string): S3Credentials | undefined {
+function credentialPair(r: Reader, idVar: ConfigVariable, secretVar: ConfigVariable): S3Credentials | undefined {
   const id = r.opt<string>(idVar);
   const secret = r.opt<string>(secretVar);
   const idSet = r.raw(idVar) !== undefined;
@@ -412,7 +439,7 @@ function credentialPair(r: Reader, idVar: string, secretVar: string): S3Credenti
 function readS3(r: Reader): S3Config {
   const endpoint = r.opt<string>("S3_ENDPOINT");
   const bucket = r.req<string>("S3_BUCKET") ?? "";
-  const region = r.opt<string>("S3_REGION") ?? "us-east-1";
+  const region = r.orDefault<string>("S3_REGION");
   const forced = r.opt<boolean>("S3_FORCE_PATH_STYLE");
   const anyS3 = r.raw("S3_ACCESS_KEY_ID") !== undefined || r.raw("S3_SECRET_ACCESS_KEY") !== undefined;
   const credentials = anyS3
@@ -449,7 +476,7 @@ function readModel(r: Reader): ModelConfig {
 }
 
 function readEngine(r: Reader): EngineConfig {
-  const cfg: EngineConfig = { executionProviders: r.opt<ExecutionProvider[]>("EXECUTION_PROVIDERS") ?? ["cpu"] };
+  const cfg: EngineConfig = { executionProviders: r.orDefault<ExecutionProvider[]>("EXECUTION_PROVIDERS") };
   const threads = r.opt<number>("ORT_INTRA_OP_THREADS");
   if (threads !== undefined) cfg.intraOpThreads = threads;
   return cfg;
@@ -459,10 +486,13 @@ const READERS: { [K in ConfigPart]: (r: Reader) => Config[K] } = {
   redis: readRedis,
   s3: readS3,
   model: readModel,
-  worker: (r) => ({ concurrency: r.opt<number>("WORKER_CONCURRENCY") ?? 4 }),
+  worker: (r) => ({
+    concurrency: r.orDefault<number>("WORKER_CONCURRENCY"),
+    stopOnStdinEof: r.orDefault<boolean>("STAGEBEAM_STOP_ON_STDIN_EOF"),
+  }),
   engine: readEngine,
-  metrics: (r) => ({ port: r.opt<number>("METRICS_PORT") ?? DEFAULT_METRICS_PORT }),
-  logging: (r) => ({ level: r.opt<LogLevel>("LOG_LEVEL") ?? "info" }),
+  metrics: (r) => ({ port: r.orDefault<number>("METRICS_PORT"), requested: r.raw("METRICS_PORT") !== undefined }),
+  logging: (r) => ({ level: r.orDefault<LogLevel>("LOG_LEVEL") }),
 };
 
 /**
@@ -488,11 +518,17 @@ export function loadConfig<const P extends ConfigPart>(env: Env, needs: readonly
 // ---------------------------------------------------------------------------
 // Documentation
 
+/** The docs table's Default column: the default value itself, else what happens when unset. */
+function defaultCell(spec: VarSpec): string {
+  if (spec.default !== undefined) return `\`${spec.default}\``;
+  return spec.whenUnset ?? "required";
+}
+
 /** Markdown table of every variable: name, default, which parts read it, meaning. */
 export function configTableMarkdown(): string {
   const esc = (s: string) => s.replace(/\|/g, "\\|");
-  const rows = SPECS.map(
-    (s) => `| \`${s.name}\` | ${esc(s.defaultText ?? "required")} | ${s.parts.join(", ")} | ${esc(s.meaning)} |`,
+  const rows = (SPECS as readonly VarSpec[]).map(
+    (s) => `| \`${s.name}\` | ${esc(defaultCell(s))} | ${s.parts.join(", ")} | ${esc(s.meaning)} |`,
   );
   return ["| Variable | Default | Used by | Meaning |", "|---|---|---|---|", ...rows].join("\n") + "\n";
 }

@@ -3,7 +3,7 @@
  * for its data (results, status tables). The level comes from LOG_LEVEL unless given.
  */
 import { pino, type DestinationStream, type Logger } from "pino";
-import { LOG_LEVELS, type LogLevel } from "./config.ts";
+import { loadConfig, type Env, type LogLevel } from "./config.ts";
 
 export type { Logger } from "pino";
 
@@ -13,21 +13,16 @@ export interface LoggerOptions {
   /** Overrides LOG_LEVEL. */
   level?: LogLevel;
   /** Environment to read LOG_LEVEL from (default process.env). */
-  env?: Readonly<Record<string, string | undefined>>;
+  env?: Env;
   /** Where to write (default: stderr, synchronously so nothing is lost at exit). */
   destination?: DestinationStream;
   /** Fields added to every line. */
   base?: Record<string, unknown>;
 }
 
-/** Resolve a log level from LOG_LEVEL; throws a clear error on a bad value. */
-export function logLevelFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): LogLevel {
-  const raw = env.LOG_LEVEL?.trim().toLowerCase();
-  if (raw === undefined || raw === "") return "info";
-  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
-    throw new Error(`LOG_LEVEL: got ${JSON.stringify(env.LOG_LEVEL)}; expected one of ${LOG_LEVELS.join(", ")}`);
-  }
-  return raw as LogLevel;
+/** The log level LOG_LEVEL asks for; a bad value is a ConfigError. */
+export function logLevelFromEnv(env: Env = process.env): LogLevel {
+  return loadConfig(env, ["logging"]).logging.level;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {

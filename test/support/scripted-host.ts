@@ -14,9 +14,7 @@
  * Failure injection through the question text: `[bad-input]` makes open() throw BadInputError;
  * `[flaky]` makes the first generate call of each request id (in this process) throw a
  * transient error. Images must start with the PNG signature, else open() throws
- * BadInputError("image-unreadable"). SCRIPTED_HOST_DELAY_MS delays every generate/judge call.
- *
- * Also usable as STAGEBEAM_MODEL_HOST_MODULE for `stagebeam worker` child processes.
+ * BadInputError("image-unreadable").
  */
 import { createHash } from "node:crypto";
 import { STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
@@ -150,10 +148,4 @@ export function createScriptedHost(opts: ScriptedHostOptions = {}): ScriptedHost
       };
     },
   };
-}
-
-/** The STAGEBEAM_MODEL_HOST_MODULE entry point for worker child processes. */
-export async function createModelHost(): Promise<ModelHost> {
-  const delayMs = Number(process.env.SCRIPTED_HOST_DELAY_MS ?? 0) || 0;
-  return createScriptedHost({ delayMs });
 }

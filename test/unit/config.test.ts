@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import {
   BUNDLED_MODEL_DIR,
@@ -25,9 +26,9 @@ describe("loadConfig", () => {
     expect(cfg.redis).toEqual({ url: "redis://127.0.0.1:6379", queuePrefix: "{sb}" });
     expect(cfg.s3).toEqual({ bucket: "results", region: "us-east-1", forcePathStyle: false });
     expect(cfg.model).toEqual({ source: "dir", dir: BUNDLED_MODEL_DIR });
-    expect(cfg.worker).toEqual({ concurrency: 4 });
+    expect(cfg.worker).toEqual({ concurrency: 4, stopOnStdinEof: false });
     expect(cfg.engine).toEqual({ executionProviders: ["cpu"] });
-    expect(cfg.metrics).toEqual({ port: 9464 });
+    expect(cfg.metrics).toEqual({ port: 9464, requested: false });
     expect(cfg.logging).toEqual({ level: "info" });
   });
 
@@ -156,6 +157,15 @@ describe("loadConfig", () => {
     expect(errorOf(() => loadConfig({ ORT_INTRA_OP_THREADS: "1.5" }, ["engine"])).issues).toHaveLength(1);
     // Empty values count as unset.
     expect(loadConfig({ WORKER_CONCURRENCY: "" }, ["worker"]).worker.concurrency).toBe(4);
+    expect(loadConfig({ STAGEBEAM_STOP_ON_STDIN_EOF: "1" }, ["worker"]).worker.stopOnStdinEof).toBe(true);
+    expect(errorOf(() => loadConfig({ STAGEBEAM_STOP_ON_STDIN_EOF: "2" }, ["worker"])).issues[0]?.variable).toBe(
+      "STAGEBEAM_STOP_ON_STDIN_EOF",
+    );
+  });
+
+  it("tells whether METRICS_PORT was set, for the commands that serve /metrics only on request", () => {
+    expect(loadConfig({ METRICS_PORT: "0" }, ["metrics"]).metrics).toEqual({ port: 0, requested: true });
+    expect(loadConfig({ METRICS_PORT: " " }, ["metrics"]).metrics).toEqual({ port: 9464, requested: false });
   });
 
   it("accepts hash-tagged queue prefixes only", () => {
@@ -178,6 +188,13 @@ describe("configTableMarkdown", () => {
     expect(table).toContain("| `REDIS_URL` | required | redis |");
     expect(table).toContain("| `WORKER_CONCURRENCY` | `4` | worker |");
     expect(table).toContain("| `QUEUE_PREFIX` | `{sb}` | redis |");
+    expect(table).toContain("| `METRICS_PORT` | `9464` | metrics |");
+    expect(table).toContain("| `MODEL_DIR` | bundled `models/stagebeam-tiny` | model |");
+  });
+
+  it("is the table in the README", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    expect(spliceConfigTable(readme)).toBe(readme);
   });
 });
 

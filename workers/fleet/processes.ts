@@ -9,6 +9,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { endChild, hasExited, OutputTail, trackChild } from "../../apps/demo/services/child-process.ts";
+import type { ConfigEnv } from "../../shared/io/config.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const CLI_MAIN = fileURLToPath(new URL("../../apps/cli/main.ts", import.meta.url));
@@ -72,10 +73,12 @@ export async function startWorkerProcesses(count: number, opts: StartWorkersOpti
 
 async function startOne(index: number, opts: StartWorkersOptions): Promise<WorkerProcess> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, ...opts.env })) if (v !== undefined) env[k] = v;
-  env.METRICS_PORT = String(opts.metricsPorts?.[index] ?? 0);
-  // The worker stops (gracefully) when its stdin closes: if this process dies, so do its workers.
-  env.STAGEBEAM_STOP_ON_STDIN_EOF = "1";
+  const settings: ConfigEnv = {
+    METRICS_PORT: String(opts.metricsPorts?.[index] ?? 0),
+    // The worker stops (gracefully) when its stdin closes: if this process dies, so do its workers.
+    STAGEBEAM_STOP_ON_STDIN_EOF: "true",
+  };
+  for (const [k, v] of Object.entries({ ...process.env, ...opts.env, ...settings })) if (v !== undefined) env[k] = v;
   const child = spawn(process.execPath, ["--import", "tsx", CLI_MAIN, "worker", ...(opts.args ?? [])], {
     cwd: REPO_ROOT,
     env,

@@ -1,12 +1,10 @@
-/** What the fleet subcommands share: exit codes, argument parsers, and opening Redis/S3. */
+/**
+ * What every subcommand shares: exit codes, argument parsers, writing to stdout. Nothing of
+ * the fleet (that is fleet-connection.ts), so that `ask` and `eval` load no Redis client.
+ */
 import { CommanderError, InvalidArgumentError } from "commander";
-import { Redis } from "ioredis";
-import { ConfigError, type Config } from "../../../shared/io/config.ts";
-import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
-import { S3Store } from "../../../shared/io/storage/s3-store.ts";
+import { ConfigError } from "../../../shared/io/config.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
-import { RunLedger } from "../../../workers/fleet/ledger.ts";
-import { openQueues, type FleetQueues } from "../../../workers/fleet/protocol.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -53,34 +51,6 @@ export const secondsOption =
       throw new InvalidArgumentError(`${name} must be a number of seconds ≥ 0, got '${value}'`);
     return n;
   };
-
-export interface Fleet {
-  queues: FleetQueues;
-  redis: Redis;
-  ledger: RunLedger;
-  store: S3Store;
-  close(): Promise<void>;
-}
-
-/** Queues, the run ledger and the S3 store of a validated config. */
-export function openFleet(config: Pick<Config, "redis" | "s3">, metrics?: StagebeamMetrics): Fleet {
-  const queues = openQueues(config.redis.url, config.redis.queuePrefix);
-  const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3, lazyConnect: false });
-  redis.on("error", () => {}); // surfaced by the commands that use it
-  const ledger = new RunLedger(redis, config.redis.queuePrefix);
-  const store = S3Store.fromConfig(config.s3, metrics ? { metrics } : {});
-  return {
-    queues,
-    redis,
-    ledger,
-    store,
-    close: async () => {
-      await queues.close().catch(() => {});
-      redis.disconnect();
-      store.destroy();
-    },
-  };
-}
 
 /** Write to stdout, waiting when the pipe is full; resolves false once the reader has gone (EPIPE). */
 export function writeOut(text: string): Promise<boolean> {

@@ -19,7 +19,8 @@ import { startWorkerProcesses, type WorkerProcess } from "../../../workers/fleet
 import { submitRun } from "../../../workers/fleet/producer.ts";
 import type { FailureRecord, ResultRecord } from "../../../workers/fleet/records.ts";
 import { formatDuration, streamRecords, waitForRun } from "../../../workers/fleet/status.ts";
-import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption, openFleet, type Fleet } from "./common.ts";
+import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption } from "./common.ts";
+import { openFleet, type Fleet } from "./fleet-connection.ts";
 import { createProgress } from "./progress.ts";
 import { addSearchOptions, searchSettings, type SearchCliOptions } from "./search-options.ts";
 
@@ -114,7 +115,6 @@ export const demoCommand = addSearchOptions(
         QUEUE_PREFIX: "{sb}",
         ...s3.env,
         WORKER_CONCURRENCY: String(o.concurrency),
-        LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
       };
       say(`starting ${o.workers} worker processes (each loads the model once; logs in ${shown(logDir)}) …`);
       const workers: WorkerProcess[] = await startWorkerProcesses(o.workers, { env, logDir, readyTimeoutMs: 300_000 });

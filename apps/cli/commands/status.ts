@@ -2,7 +2,8 @@
 import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { formatStatus, runStatus } from "../../../workers/fleet/status.ts";
-import { CliExit, EXIT_FAILURE, openFleet, secondsOption } from "./common.ts";
+import { CliExit, EXIT_FAILURE, secondsOption } from "./common.ts";
+import { openFleet } from "./fleet-connection.ts";
 
 export const statusCommand = new Command("status")
   .description("show a run's progress: items by state, throughput, ETA, failures by reason, accuracy so far")

@@ -11,7 +11,8 @@ import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared
 import { producerMetrics, queueCollector } from "../../../workers/fleet/fleet-metrics.ts";
 import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, submitRun, type SubmitSummary } from "../../../workers/fleet/producer.ts";
 import { formatDuration, formatStatus, runStatus, waitForRun } from "../../../workers/fleet/status.ts";
-import { CliExit, EXIT_INTERRUPTED, intOption, openFleet } from "./common.ts";
+import { CliExit, EXIT_INTERRUPTED, intOption } from "./common.ts";
+import { openFleet } from "./fleet-connection.ts";
 import { createProgress } from "./progress.ts";
 import { addSearchOptions, searchSettings, type SearchCliOptions } from "./search-options.ts";
 
@@ -72,7 +73,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     const fleet = openFleet(config, metrics);
     metrics.setQueueCollector(queueCollector(fleet.queues.all));
     let server: MetricsServer | undefined;
-    if (process.env.METRICS_PORT?.trim()) {
+    if (config.metrics.requested) {
       server = await serveMetrics(metrics.registry, config.metrics.port);
       process.stderr.write(`producer metrics: http://127.0.0.1:${server.port}/metrics\n`);
     }

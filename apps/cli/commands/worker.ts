@@ -3,36 +3,17 @@
  * and judge queues, serves /metrics, and on SIGTERM (or Ctrl-C) stops taking work, finishes or
  * hands back what it holds within the grace period, and exits 0. A second signal ends the grace
  * period at once (jobs still running are handed back); a third exits immediately.
- *
- * The model host comes from workers/fleet/engine-host.ts. STAGEBEAM_MODEL_HOST_MODULE may name
- * another module exporting `createModelHost(config, deps)` (a custom backend; the protocol
- * tests use a scripted one).
  */
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { createMetrics, serveMetrics } from "../../../shared/io/metrics.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { createModelHost, type ModelHostConfig, type ModelHostDeps } from "../../../workers/fleet/engine-host.ts";
+import { createModelHost } from "../../../workers/fleet/engine-host.ts";
 import type { ModelHost } from "../../../workers/fleet/model-host.ts";
 import type { WorkerReady } from "../../../workers/fleet/processes.ts";
 import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
-
-type HostFactory = (config: ModelHostConfig, deps: ModelHostDeps) => Promise<ModelHost>;
-
-async function hostFactory(env: NodeJS.ProcessEnv): Promise<HostFactory> {
-  const mod = env.STAGEBEAM_MODEL_HOST_MODULE?.trim();
-  if (!mod) return createModelHost;
-  const url = /^[a-z]+:/.test(mod) ? mod : pathToFileURL(resolve(mod)).href;
-  const loaded = (await import(url)) as { createModelHost?: HostFactory };
-  if (typeof loaded.createModelHost !== "function") {
-    throw new Error(`STAGEBEAM_MODEL_HOST_MODULE=${mod} does not export createModelHost(config, deps)`);
-  }
-  return loaded.createModelHost;
-}
 
 interface WorkerOptions {
   concurrency?: number;
@@ -72,11 +53,10 @@ export const workerCommand = new Command("worker")
     const store = S3Store.fromConfig(config.s3, { metrics });
 
     const t0 = performance.now();
-    const factory = await hostFactory(process.env);
     let host: ModelHost;
     try {
-      host = await factory(
-        { model: config.model, engine: config.engine, s3: config.s3, worker: { concurrency } },
+      host = await createModelHost(
+        { model: config.model, engine: config.engine, s3: config.s3, worker: { ...config.worker, concurrency } },
         { logger, metrics },
       );
     } catch (err) {
@@ -142,7 +122,7 @@ export const workerCommand = new Command("worker")
       process.on("SIGINT", () => shutdown("SIGINT"));
       // A supervisor that starts us with a pipe on stdin (stagebeam demo) stops us by closing it,
       // which also happens when it dies without a word.
-      if (process.env.STAGEBEAM_STOP_ON_STDIN_EOF === "1") {
+      if (config.worker.stopOnStdinEof) {
         process.stdin.on("end", () => shutdown("stdin closed"));
         process.stdin.on("error", () => shutdown("stdin closed"));
         process.stdin.resume();

@@ -1,0 +1,35 @@
+/** Opening the fleet for the commands that talk to it: the queues, the run ledger in Redis, the S3 store. */
+import { Redis } from "ioredis";
+import type { Config } from "../../../shared/io/config.ts";
+import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
+import { S3Store } from "../../../shared/io/storage/s3-store.ts";
+import { RunLedger } from "../../../workers/fleet/ledger.ts";
+import { openQueues, type FleetQueues } from "../../../workers/fleet/protocol.ts";
+
+export interface Fleet {
+  queues: FleetQueues;
+  redis: Redis;
+  ledger: RunLedger;
+  store: S3Store;
+  close(): Promise<void>;
+}
+
+/** Queues, the run ledger and the S3 store of a validated config. */
+export function openFleet(config: Pick<Config, "redis" | "s3">, metrics?: StagebeamMetrics): Fleet {
+  const queues = openQueues(config.redis.url, config.redis.queuePrefix);
+  const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3, lazyConnect: false });
+  redis.on("error", () => {}); // surfaced by the commands that use it
+  const ledger = new RunLedger(redis, config.redis.queuePrefix);
+  const store = S3Store.fromConfig(config.s3, metrics ? { metrics } : {});
+  return {
+    queues,
+    redis,
+    ledger,
+    store,
+    close: async () => {
+      await queues.close().catch(() => {});
+      redis.disconnect();
+      store.destroy();
+    },
+  };
+}
