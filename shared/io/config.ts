@@ -66,6 +66,8 @@ export interface MetricsConfig {
 
 export interface LoggingConfig {
   level: LogLevel;
+  /** LOG_LEVEL was set: the interactive commands (`ask`, `eval`) log only warnings otherwise. */
+  requested: boolean;
 }
 
 export interface Config {
@@ -492,7 +494,7 @@ const READERS: { [K in ConfigPart]: (r: Reader) => Config[K] } = {
   }),
   engine: readEngine,
   metrics: (r) => ({ port: r.orDefault<number>("METRICS_PORT"), requested: r.raw("METRICS_PORT") !== undefined }),
-  logging: (r) => ({ level: r.orDefault<LogLevel>("LOG_LEVEL") }),
+  logging: (r) => ({ level: r.orDefault<LogLevel>("LOG_LEVEL"), requested: r.raw("LOG_LEVEL") !== undefined }),
 };
 
 /**

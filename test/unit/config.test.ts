@@ -29,13 +29,13 @@ describe("loadConfig", () => {
     expect(cfg.worker).toEqual({ concurrency: 4, stopOnStdinEof: false });
     expect(cfg.engine).toEqual({ executionProviders: ["cpu"] });
     expect(cfg.metrics).toEqual({ port: 9464, requested: false });
-    expect(cfg.logging).toEqual({ level: "info" });
+    expect(cfg.logging).toEqual({ level: "info", requested: false });
   });
 
   it("validates only the parts asked for", () => {
     // No REDIS_URL, no S3_BUCKET: fine for a command that needs only the model and logging.
     const cfg = loadConfig({ MODEL_DIR: "/models/x", LOG_LEVEL: "debug" }, ["model", "logging"]);
-    expect(cfg).toEqual({ model: { source: "dir", dir: "/models/x" }, logging: { level: "debug" } });
+    expect(cfg).toEqual({ model: { source: "dir", dir: "/models/x" }, logging: { level: "debug", requested: true } });
     expect(Object.keys(cfg)).toEqual(["model", "logging"]);
     // A bad variable of a part not asked for is ignored.
     expect(() => loadConfig({ WORKER_CONCURRENCY: "lots" }, ["logging"])).not.toThrow();

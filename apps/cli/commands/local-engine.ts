@@ -19,7 +19,8 @@ export async function loadLocalEngine(modelFlag: string | undefined, extra: Engi
   const config = loadConfig(env, ["model", "engine", "logging"]);
   if (config.model.source !== "dir")
     throw new Error("MODEL_URI is for fleet workers; use --model or MODEL_DIR with ask and eval");
-  const logger = createLogger({ name: "engine", level: config.logging.level });
+  // A person reads ask/eval output: the model-loaded line is noise there unless LOG_LEVEL asks for it.
+  const logger = createLogger({ name: "engine", level: config.logging.requested ? config.logging.level : "warn" });
   return Engine.load(config.model.dir, {
     executionProviders: config.engine.executionProviders,
     ...(config.engine.intraOpThreads !== undefined ? { intraOpThreads: config.engine.intraOpThreads } : {}),
