@@ -31,10 +31,10 @@ import {
 import { createSearch } from "../../shared/core/search/index.ts";
 import { paramsFor, parseSearchSettings, type SearchSettings } from "../../shared/core/search/settings.ts";
 import { failureKey, manifestKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
-import { assertRunId } from "../../shared/io/storage/keys.ts";
+import { assertRunId, toItemId } from "../../shared/core/ids.ts";
 import { UsageError } from "../../shared/core/usage-error.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
-import { fleetItemId, requestJobId } from "./ids.ts";
+import { requestJobId } from "./ids.ts";
 import type { RunLedger } from "./ledger.ts";
 import { PROTOCOL_VERSION, REQUEST_JOB_OPTIONS, type FleetQueues, type RequestJobData } from "./protocol.ts";
 import { RECORD_VERSION, RunManifestSchema, settingsDiff, type FailureRecord, type RunManifest } from "./records.ts";
@@ -338,8 +338,7 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
   };
 
   const processChunk = async (chunk: ManifestEntry[]): Promise<boolean> => {
-    const keyOf = (e: ManifestEntry) =>
-      e.ok ? fleetItemId(e.item.id) : e.id !== undefined ? fleetItemId(e.id) : `_line-${e.line}`;
+    const keyOf = (e: ManifestEntry) => (e.ok ? toItemId(e.item.id) : e.id !== undefined ? toItemId(e.id) : `_line-${e.line}`);
     const keys = chunk.map(keyOf);
     const known = await ledger.submittedLines(run, keys);
     const seen = new Map<string, number>();
