@@ -133,7 +133,7 @@ export function createMetrics(opts: MetricsOptions = {}): StagebeamMetrics {
     }),
     decodeBatchSize: new Histogram({
       name: METRIC_NAMES.decodeBatchSize,
-      help: "Sequences per batched decoder call.",
+      help: "Sequences per decoder call, observed by the engine at each batched decode step (not per fleet job or host call).",
       buckets: DECODE_BATCH_BUCKETS,
       registers,
     }),

@@ -1,31 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { candidateId, checkId, compareId, ITEM_ID_PATTERN } from "../../shared/core/search/ids.ts";
-import { sanitizeItemId } from "../../shared/io/storage/keys.ts";
+import { candidateId, checkId, compareId } from "../../shared/core/search/ids.ts";
 import { BadInputError } from "../../workers/fleet/model-host.ts";
 import { badInput, classify, FleetError, formatReason, parseReason, toJobError, transient } from "../../workers/fleet/errors.ts";
-import { childJobId, fleetItemId, requestJobId, runKeys, workIdOf } from "../../workers/fleet/ids.ts";
+import { childJobId, requestJobId, runKeys, workIdOf } from "../../workers/fleet/ids.ts";
 import { SearchError } from "../../shared/core/search/errors.ts";
 import { S3StoreError } from "../../shared/io/storage/s3-store.ts";
 import { UnrecoverableError } from "bullmq";
 
 describe("fleet ids", () => {
-  it("keeps safe item ids and rewrites the others into distinct safe ones", () => {
-    expect(fleetItemId("s42-000001")).toBe("s42-000001");
-    expect(fleetItemId("a_b")).toBe("a_b");
-    const dotted = fleetItemId("a.b");
-    expect(dotted).toMatch(/^a_b-[0-9a-f]{10}$/);
-    expect(fleetItemId("a b")).not.toBe(dotted);
-    expect(fleetItemId("photos/2024/cat:1.jpg")).toMatch(/^photos_2024_cat_1_jpg-[0-9a-f]{10}$/);
-    const long = fleetItemId("x".repeat(500));
-    expect(long.length).toBeLessThanOrEqual(120);
-    for (const id of [dotted, long, fleetItemId("ü"), fleetItemId("..")]) {
-      expect(id).toMatch(ITEM_ID_PATTERN);
-      expect(sanitizeItemId(id)).toBe(id); // the S3 key segment is the same id
-    }
-    expect(fleetItemId("a.b")).toBe(dotted); // deterministic
-    expect(() => fleetItemId("")).toThrow(/empty/);
-  });
-
   it("maps work ids to job ids without ':' (BullMQ's rule), with the run, and back", () => {
     for (const work of [candidateId("it-1", "SUMMARY", 3), compareId("it-1", "s2", 0, 1), checkId("it-1", "REASONING", 2)]) {
       const job = childJobId("run.1", work);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
-import { Coalescer, ItemCache } from "../../workers/fleet/item-cache.ts";
+import { ItemCache } from "../../workers/fleet/item-cache.ts";
 import { BadInputError } from "../../workers/fleet/model-host.ts";
 import type { ChildItem } from "../../workers/fleet/protocol.ts";
 import { createScriptedHost } from "../support/scripted-host.ts";
@@ -27,7 +27,6 @@ const cmp = (itemKey: string): JudgeRequest => ({
 function setup(capacity = 2) {
   const host = createScriptedHost();
   const fetched: string[] = [];
-  const batches: number[] = [];
   const cache = new ItemCache({
     host,
     capacity,
@@ -36,19 +35,18 @@ function setup(capacity = 2) {
       if (uri.includes("missing")) throw new BadInputError("image-missing", `image ${uri} does not exist`);
       return PNG;
     },
-    onBatch: (_k, n) => batches.push(n),
   });
-  return { host, cache, fetched, batches };
+  return { host, cache, fetched };
 }
 
 describe("item cache", () => {
   it("fetches and opens an item once, and batches the candidates that arrive together", async () => {
-    const { host, cache, fetched, batches } = setup();
+    const { host, cache, fetched } = setup();
     const results = await Promise.all([0, 1, 2, 3].map((i) => cache.generate(item("a"), "score", gen("a", i))));
     expect(results.map((r) => r.id)).toEqual([0, 1, 2, 3].map((i) => `a:SUMMARY:c${i}`));
     expect(fetched).toEqual(["s3://stagebeam/images/sha256/a.png"]);
     expect(host.stats.opens).toBe(1);
-    expect(batches).toEqual([4]);
+    expect(host.stats.batchSizes).toEqual([4]);
     await cache.judge(item("a"), "score", cmp("a"));
     expect(fetched).toHaveLength(1);
     expect(cache.stats).toMatchObject({ opens: 1, imageFetches: 1, hits: 4 });
@@ -116,37 +114,5 @@ describe("item cache", () => {
     await cache.judge(item("a"), "score", cmp("a"));
     await cache.judge(item("a"), "generate", cmp("a"));
     expect(host.stats.opens).toBe(2);
-  });
-});
-
-describe("coalescer", () => {
-  it("retries a failed batch one by one when the failure is one request's bad input", async () => {
-    const calls: string[][] = [];
-    const c = new Coalescer<{ id: string }, { id: string }>(async (reqs) => {
-      calls.push(reqs.map((r) => r.id));
-      if (reqs.some((r) => r.id === "bad")) throw new BadInputError("bad-request", "bad one");
-      return reqs;
-    });
-    const out = await Promise.allSettled(["x", "bad", "y"].map((id) => c.submit({ id })));
-    expect(out.map((o) => o.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
-    expect(calls).toEqual([["x", "bad", "y"], ["x"], ["bad"], ["y"]]);
-  });
-
-  it("fails every request of a batch on a transient error, and rejects a missing result", async () => {
-    const c = new Coalescer<{ id: string }, { id: string }>(async () => {
-      throw new Error("engine crashed");
-    });
-    await expect(Promise.all([c.submit({ id: "a" }), c.submit({ id: "b" })])).rejects.toThrow(/engine crashed/);
-    const d = new Coalescer<{ id: string }, { id: string }>(async (reqs) => reqs.slice(1));
-    const r = await Promise.allSettled([d.submit({ id: "a" }), d.submit({ id: "b" })]);
-    expect(r[0]).toMatchObject({ status: "rejected", reason: { message: "the model host returned no result for a" } });
-    expect(r[1]).toMatchObject({ status: "fulfilled" });
-  });
-
-  it("never puts the same id twice into one batch", async () => {
-    const batches: string[][] = [];
-    const c = new Coalescer<{ id: string }, { id: string }>(async (reqs) => (batches.push(reqs.map((r) => r.id)), reqs));
-    await Promise.all([c.submit({ id: "a" }), c.submit({ id: "a" }), c.submit({ id: "b" })]);
-    expect(batches).toEqual([["a", "b"], ["a"]]);
   });
 });

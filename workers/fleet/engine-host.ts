@@ -59,7 +59,6 @@ export async function createModelHost(config: ModelHostConfig, deps: ModelHostDe
   return {
     modelId: config.model.source === "s3" ? config.model.uri : path.basename(path.resolve(dir)),
     digest: engine.info.digest,
-    observesBatchSize: true,
     async open(item, { judgeMode }) {
       const ctx = await engine.openItem({ id: item.id, image: item.image, question: item.question });
       return {

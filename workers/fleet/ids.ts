@@ -10,32 +10,13 @@
  * BullMQ rejects a custom id holding ':' unless it splits into exactly three parts, so ids use
  * '/' instead; none of run, item, step or work can hold a '/', which keeps the mapping
  * reversible. The run is part of every id, so two runs over the same items never meet.
+ * Run and item ids follow the id policy (shared/core/ids.ts).
  */
-import { createHash } from "node:crypto";
-import { ITEM_ID_PATTERN } from "../../shared/core/search/ids.ts";
-import { assertRunId } from "../../shared/io/storage/keys.ts";
+import { assertRunId } from "../../shared/core/ids.ts";
 
 export const QUEUES = { request: "request", generate: "generate", judge: "judge" } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge];
-
-/** Longest fleet item id; longer user ids are cut and get a hash suffix. */
-export const MAX_ITEM_ID_LENGTH = 120;
-const HASH_HEX = 10;
-
-/**
- * The fleet's item id for a user id: the id itself when it is already 1-120 characters of
- * [A-Za-z0-9_-]; otherwise every run of other characters becomes `_`, the result is cut to
- * fit and `-<10 hex of sha256(id)>` is appended, so different ids stay different. It is a
- * valid search item id, job-id segment and S3 key segment (sanitizeItemId leaves it as is).
- */
-export function fleetItemId(userId: string): string {
-  if (typeof userId !== "string" || userId.length === 0) throw new Error("item id is empty; expected a non-empty string");
-  if (ITEM_ID_PATTERN.test(userId) && userId.length <= MAX_ITEM_ID_LENGTH) return userId;
-  const hash = createHash("sha256").update(userId, "utf8").digest("hex").slice(0, HASH_HEX);
-  const base = userId.replace(/[^A-Za-z0-9_-]+/g, "_").slice(0, MAX_ITEM_ID_LENGTH - HASH_HEX - 1);
-  return `${base}-${hash}`;
-}
 
 export function requestJobId(run: string, item: string): string {
   return `${assertRunId(run)}/${item}`;

@@ -7,12 +7,13 @@
  * An item in use by a running job is never closed; it is closed once evicted and released.
  *
  * Requests for the same open item that arrive in the same turn of the event loop (the N
- * candidates of a step usually do) are handed to the host as one batch.
+ * candidates of a step usually do) are handed to the host as one call (same-tick-coalescer.ts).
  */
 import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
 import type { JudgeMode } from "../../shared/core/search/settings.ts";
-import { isBadInput, type ModelHost, type OpenItem } from "./model-host.ts";
+import type { ModelHost, OpenItem } from "./model-host.ts";
 import type { ChildItem } from "./protocol.ts";
+import { SameTickCoalescer } from "./same-tick-coalescer.ts";
 
 export interface ItemCacheOptions {
   host: ModelHost;
@@ -20,8 +21,6 @@ export interface ItemCacheOptions {
   fetchImage(uri: string): Promise<Buffer>;
   /** Open items kept (default 64). Items in use may push the count above it for a while. */
   capacity?: number;
-  /** Called with the size of every batch handed to the host. */
-  onBatch?(kind: "generate" | "judge", size: number): void;
 }
 
 interface Entry {
@@ -29,8 +28,8 @@ interface Entry {
   opening: Promise<OpenItem>;
   refs: number;
   evicted: boolean;
-  generate: Coalescer<GenerateRequest, GenerateResult>;
-  judge: Coalescer<JudgeRequest, JudgeResult>;
+  generate: SameTickCoalescer<GenerateRequest, GenerateResult>;
+  judge: SameTickCoalescer<JudgeRequest, JudgeResult>;
 }
 
 export interface ItemCacheStats {
@@ -80,7 +79,7 @@ export class ItemCache {
 
   private acquire(item: ChildItem, judgeMode: JudgeMode): Entry {
     const key = JSON.stringify([judgeMode, item.key, item.image, item.question]);
-    let e = this.entries.get(key);
+    const e = this.entries.get(key);
     if (e) {
       this.stats.hits++;
       this.entries.delete(key); // re-insert: most recently used last
@@ -94,14 +93,8 @@ export class ItemCache {
       opening,
       refs: 1,
       evicted: false,
-      generate: new Coalescer(async (reqs) => {
-        this.opts.onBatch?.("generate", reqs.length);
-        return (await opening).generate(reqs);
-      }),
-      judge: new Coalescer(async (reqs) => {
-        this.opts.onBatch?.("judge", reqs.length);
-        return (await opening).judge(reqs);
-      }),
+      generate: new SameTickCoalescer(async (reqs) => (await opening).generate(reqs)),
+      judge: new SameTickCoalescer(async (reqs) => (await opening).judge(reqs)),
     };
     // A failed open is not cached: the next job (or a retry) tries again.
     opening.catch(() => {
@@ -144,78 +137,5 @@ export class ItemCache {
       },
       () => {},
     );
-  }
-}
-
-/**
- * Gathers the requests submitted in one turn of the event loop and runs them as one batch.
- * Results are matched by id. When a batch fails because one request is bad input, each
- * request is retried alone so the error lands on the request that caused it.
- */
-export class Coalescer<Req extends { id: string }, Res extends { id: string }> {
-  private pending: { req: Req; resolve: (r: Res) => void; reject: (e: unknown) => void }[] = [];
-  private scheduled = false;
-
-  constructor(private readonly run: (reqs: Req[]) => Promise<Res[]>) {}
-
-  submit(req: Req): Promise<Res> {
-    return new Promise<Res>((resolve, reject) => {
-      this.pending.push({ req, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => void this.flush());
-      }
-    });
-  }
-
-  private async flush(): Promise<void> {
-    this.scheduled = false;
-    // One request per id in a batch; a duplicate id waits for the next one.
-    const batch: typeof this.pending = [];
-    const later: typeof this.pending = [];
-    const ids = new Set<string>();
-    for (const p of this.pending) {
-      if (ids.has(p.req.id)) {
-        later.push(p);
-      } else {
-        ids.add(p.req.id);
-        batch.push(p);
-      }
-    }
-    this.pending = later;
-    if (later.length > 0) {
-      this.scheduled = true;
-      setImmediate(() => void this.flush());
-    }
-    try {
-      const results = await this.run(batch.map((p) => p.req));
-      this.settle(batch, results);
-    } catch (err) {
-      if (batch.length > 1 && isBadInput(err)) {
-        await Promise.all(
-          batch.map(async (p) => {
-            try {
-              this.settle([p], await this.run([p.req]));
-            } catch (e) {
-              p.reject(e);
-            }
-          }),
-        );
-      } else {
-        for (const p of batch) p.reject(err);
-      }
-    }
-  }
-
-  private settle(batch: typeof this.pending, results: readonly Res[]): void {
-    const byId = new Map<string, Res>();
-    for (const r of Array.isArray(results) ? results : []) {
-      if (r && typeof r.id === "string") byId.set(r.id, r);
-    }
-    for (const p of batch) {
-      const r = byId.get(p.req.id);
-      if (r) p.resolve(r);
-      else p.reject(new Error(`the model host returned no result for ${p.req.id}`));
-    }
   }
 }

@@ -5,7 +5,9 @@
  *
  * Concurrency is the point: the worker calls `generate`/`judge` of one or many open items
  * from several jobs at once (WORKER_CONCURRENCY), and the host is free to batch those calls
- * into one decoder step. Results are matched to requests by `id`, not by position.
+ * into one decoder step. Results are matched to requests by `id`, not by position. A host
+ * with a real decoder observes stagebeam_decode_batch_size per decoder call; the worker never
+ * does.
  */
 import type { SearchExecutor } from "../../shared/core/search/drive.ts";
 import type { JudgeMode } from "../../shared/core/search/settings.ts";
@@ -31,11 +33,6 @@ export interface ModelHost {
   open(item: ItemInput, options: { judgeMode: JudgeMode }): Promise<OpenItem>;
   /** Optional: frees sessions at shutdown. */
   close?(): Promise<void> | void;
-  /**
-   * True when the host observes stagebeam_decode_batch_size itself (per real decoder call).
-   * Otherwise the worker observes the size of each batch it hands to the host.
-   */
-  observesBatchSize?: boolean;
 }
 
 /**

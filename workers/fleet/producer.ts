@@ -3,41 +3,38 @@
  * images) into request jobs, in chunks, in constant memory.
  *
  * * Idempotent and resumable: an item is skipped when the run's ledger (Redis) already knows
- *   it. The ledger is written right after the chunk's jobs were added, so a producer killed
- *   at any point re-adds at most the chunk it was in the middle of, whose jobs have the same
- *   deterministic ids (BullMQ ignores them while they exist; a worker skips an item whose
- *   result is already in S3).
+ *   it (dedup.ts). The ledger is written right after the chunk's jobs were added, so a
+ *   producer killed at any point re-adds at most the chunk it was in the middle of, whose jobs
+ *   have the same deterministic ids (BullMQ ignores them while they exist; a worker skips an
+ *   item whose result is already in S3).
  * * Bad lines (missing field, unreadable image, path outside the root, …) are reported with
- *   their line number, recorded as runs/<run>/failed/<item>.json with the reason, and skipped.
+ *   their line number, recorded as runs/<run>/failed/<item>.json with the reason, and skipped
+ *   (bad-lines.ts).
  * * Backpressure: before adding a chunk it waits while the request queue holds more unfinished
- *   items than `maxBacklog` (waiting, active or waiting for their children), which bounds the
- *   search states kept in Redis however long the manifest.
- * * Local images are staged in S3 under their content hash (after checking they decode);
- *   s3:// images are used where they are.
+ *   items than `maxBacklog` (backpressure.ts).
+ * * Local images are staged in S3 under their content hash after checking they decode;
+ *   s3:// images are used where they are (image-staging.ts).
+ * * The run manifest in S3 holds the run's settings and one entry per submit (run-manifest.ts).
  */
-import { createReadStream } from "node:fs";
-import { opendir, readFile, stat } from "node:fs/promises";
-import { extname, resolve } from "node:path";
-import sharp from "sharp";
-import type { Logger } from "../../shared/io/logging.ts";
-import {
-  IMAGE_EXTENSIONS,
-  readManifest,
-  detectFormat,
-  type ManifestEntry,
-  type ManifestFormat,
-  type ManifestItem,
-} from "../../shared/io/manifest.ts";
-import { createSearch } from "../../shared/core/search/index.ts";
-import { paramsFor, parseSearchSettings, type SearchSettings } from "../../shared/core/search/settings.ts";
-import { failureKey, manifestKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
-import { assertRunId } from "../../shared/io/storage/keys.ts";
+import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { assertRunId } from "../../shared/core/ids.ts";
+import { parseSearchSettings, type SearchSettings } from "../../shared/core/search/settings.ts";
 import { UsageError } from "../../shared/core/usage-error.ts";
+import type { Logger } from "../../shared/io/logging.ts";
+import { detectFormat, readManifest, type ManifestEntry, type ManifestFormat } from "../../shared/io/manifest.ts";
+import type { S3Store } from "../../shared/io/storage/s3-store.ts";
+import { waitForRoom, type BacklogOptions } from "./backpressure.ts";
+import { recordBadLine, type BadLine } from "./bad-lines.ts";
+import { sortChunk } from "./dedup.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
-import { fleetItemId, requestJobId } from "./ids.ts";
+import { ImageStager } from "./image-staging.ts";
+import { requestJob } from "./jobs.ts";
 import type { RunLedger } from "./ledger.ts";
-import { PROTOCOL_VERSION, REQUEST_JOB_OPTIONS, type FleetQueues, type RequestJobData } from "./protocol.ts";
-import { RECORD_VERSION, RunManifestSchema, settingsDiff, type FailureRecord, type RunManifest } from "./records.ts";
+import { estimateManifestSize } from "./manifest-size.ts";
+import type { FleetQueues } from "./protocol.ts";
+import type { FailureRecord } from "./records.ts";
+import { openRunManifest } from "./run-manifest.ts";
 
 export const DEFAULT_MAX_BACKLOG = 1_000;
 export const DEFAULT_CHUNK_SIZE = 100;
@@ -77,15 +74,6 @@ export interface SubmitDeps {
   now?: () => number;
 }
 
-export interface BadLine {
-  line: number;
-  id: string | null;
-  item: string;
-  reason: string;
-  field: string;
-  message: string;
-}
-
 export interface SubmitProgress {
   /** Manifest lines handled so far (enqueued, skipped, bad or duplicate). */
   lines: number;
@@ -112,72 +100,8 @@ export interface SubmitSummary extends Omit<SubmitProgress, "throttled"> {
   created: boolean;
 }
 
-/** Roughly how many items a manifest holds, for progress and ETA (lines, or image files). */
-export async function estimateManifestSize(source: string, format?: ManifestFormat): Promise<number | null> {
-  try {
-    const st = await stat(source);
-    if (st.isDirectory()) {
-      let n = 0;
-      for await (const d of await opendir(source)) {
-        if (!d.name.startsWith(".") && IMAGE_EXTENSIONS.includes(extname(d.name).toLowerCase())) n++;
-      }
-      return n;
-    }
-    let lines = 0;
-    let last = 10;
-    for await (const chunk of createReadStream(source) as AsyncIterable<Buffer>) {
-      for (let i = 0; i < chunk.length; i++) if (chunk[i] === 10) lines++;
-      if (chunk.length > 0) last = chunk[chunk.length - 1]!;
-    }
-    if (last !== 10) lines++;
-    const fmt = format ?? detectFormat(source);
-    return Math.max(0, fmt === "csv" ? lines - 1 : lines);
-  } catch {
-    return null;
-  }
-}
-
-/** Content check of a local image: it must decode. */
-async function checkImage(bytes: Buffer): Promise<string | null> {
-  try {
-    const meta = await sharp(bytes, { failOn: "error" }).metadata();
-    if (!meta.width || !meta.height) return "it has no width or height";
-    await sharp(bytes, { failOn: "error" }).stats();
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolveSleep) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolveSleep();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!);
-      }
-    }),
-  );
-  return out;
-}
-
-export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<SubmitSummary> {
-  const now = deps.now ?? Date.now;
-  const t0 = now();
-  // Everything that can be wrong with the command line is checked before anything is written.
+/** Everything that can be wrong with the command line, checked before anything is written. */
+async function checkUsage(opts: SubmitOptions) {
   try {
     assertRunId(opts.run);
   } catch (err) {
@@ -212,47 +136,28 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
     );
     if (!ok) throw new UsageError(`image root ${opts.imageRoot} is not a folder`);
   }
+  return { settings, maxBacklog, chunkSize, source, format };
+}
 
+export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<SubmitSummary> {
+  const now = deps.now ?? Date.now;
+  const t0 = now();
+  const { settings, maxBacklog, chunkSize, source, format } = await checkUsage(opts);
   const { run } = opts;
-  const { store, ledger, queues, logger } = deps;
+  const { store, ledger, queues, logger, metrics } = deps;
 
-  // The run manifest: settings must match an earlier submit of the same run.
-  const key = manifestKey(run);
-  const previous = await store.getJson(key, RunManifestSchema);
-  if (previous) {
-    const diff = settingsDiff(previous.settings, settings);
-    if (diff.length > 0) {
-      throw new UsageError(
-        `run ${run} was submitted with other settings (${diff.join("; ")}); use a new run name or the same settings`,
-      );
-    }
-  }
-  const startedAt = new Date(t0).toISOString();
-  const runManifest: RunManifest = previous ?? {
-    kind: "run",
-    version: RECORD_VERSION,
+  const runManifest = await openRunManifest(
+    store,
     run,
-    createdAt: startedAt,
     settings,
-    source: {
+    {
       manifest: source,
       format,
       imageRoot: opts.imageRoot !== undefined ? resolve(opts.imageRoot) : null,
       question: opts.question ?? null,
     },
-    submits: [],
-  };
-  const submitEntry: RunManifest["submits"][number] = {
-    startedAt,
-    finishedAt: null,
-    lines: null,
-    enqueued: null,
-    skipped: null,
-    bad: null,
-    interrupted: null,
-  };
-  runManifest.submits.push(submitEntry);
-  await store.putJson(key, runManifest);
+    t0,
+  );
   await ledger.markCreated(run, t0);
 
   const progress: SubmitProgress = {
@@ -267,152 +172,83 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
   };
   const report = () => opts.onProgress?.({ ...progress });
   report();
-  let imagesUploaded = 0;
-  let imagesReused = 0;
-  const staged = new Map<string, string>(); // local path → s3 URI (bounded)
+  const images = new ImageStager(store, metrics);
+  const backlog: BacklogOptions = {
+    maxBacklog,
+    pollMs: opts.backlogPollMs ?? 500,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onBacklog: (n, throttled) => {
+      progress.backlog = n;
+      if (throttled !== progress.throttled) {
+        progress.throttled = throttled;
+        report();
+      }
+    },
+  };
 
   const recordBad = async (b: BadLine, input: FailureRecord["input"]) => {
-    const record: FailureRecord = {
-      kind: "failure",
-      version: RECORD_VERSION,
-      run,
-      id: b.id,
-      item: b.item,
-      line: b.line,
-      stage: "submit",
-      reason: b.reason,
-      message: b.message,
-      field: b.field,
-      input,
-      at: new Date(now()).toISOString(),
-    };
-    await store.putJson(failureKey(run, b.item), record);
-    await ledger.recordOutcome(run, b.item, `f:${b.reason}`);
-    await ledger.markSubmitted(run, [[b.item, b.line]]);
+    await recordBadLine(run, b, input, deps, now());
     progress.bad++;
-    deps.metrics?.itemsSubmitted.inc({ outcome: "bad" });
+    metrics?.itemsSubmitted.inc({ outcome: "bad" });
     opts.onBadLine?.(b);
   };
 
-  const stage = async (item: ManifestItem): Promise<{ uri: string } | { error: string }> => {
-    if (item.image.startsWith("s3://")) return { uri: item.image };
-    const known = staged.get(item.image);
-    if (known) return { uri: known };
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(item.image);
-    } catch (err) {
-      return { error: `cannot read ${item.image}: ${(err as Error).message}` };
-    }
-    const problem = await checkImage(bytes);
-    if (problem !== null)
-      return { error: `${item.image} is not a readable image (${problem}); expected a PNG, JPEG, WebP, GIF, TIFF or AVIF file` };
-    const s = await store.putBytes(bytes, extname(item.image) || ".png");
-    if (s.uploaded) imagesUploaded++;
-    else imagesReused++;
-    deps.metrics?.imagesStaged.inc({ uploaded: String(s.uploaded) });
-    if (staged.size >= 10_000) staged.clear();
-    staged.set(item.image, s.uri);
-    return { uri: s.uri };
-  };
-
-  const waitForRoom = async (n: number): Promise<boolean> => {
-    for (;;) {
-      const c = await queues.request.getJobCounts("waiting", "prioritized", "delayed", "active", "waiting-children");
-      progress.backlog = Object.values(c).reduce((s, x) => s + x, 0);
-      if (progress.backlog === 0 || progress.backlog + n <= maxBacklog) {
-        if (progress.throttled) {
-          progress.throttled = false;
-          report();
-        }
-        return true;
-      }
-      if (!progress.throttled) {
-        progress.throttled = true;
-        report();
-      }
-      if (opts.signal?.aborted) return false;
-      await sleep(opts.backlogPollMs ?? 500, opts.signal);
-      if (opts.signal?.aborted) return false;
-    }
-  };
-
+  /** False when aborted while waiting for room (the chunk's new items are not enqueued). */
   const processChunk = async (chunk: ManifestEntry[]): Promise<boolean> => {
-    const keyOf = (e: ManifestEntry) =>
-      e.ok ? fleetItemId(e.item.id) : e.id !== undefined ? fleetItemId(e.id) : `_line-${e.line}`;
-    const keys = chunk.map(keyOf);
-    const known = await ledger.submittedLines(run, keys);
-    const seen = new Map<string, number>();
     const fresh: { entry: Extract<ManifestEntry, { ok: true }>; key: string }[] = [];
-    for (let i = 0; i < chunk.length; i++) {
-      const e = chunk[i]!;
-      const k = keys[i]!;
-      const firstLine = known[i] ?? seen.get(k) ?? null;
-      if (firstLine === e.line) {
+    for (const sorted of await sortChunk(run, chunk, ledger)) {
+      const { entry: e, key } = sorted;
+      if (sorted.kind === "skipped") {
         progress.skipped++;
-        deps.metrics?.itemsSubmitted.inc({ outcome: "skipped" });
-        continue;
-      }
-      if (firstLine !== null) {
+        metrics?.itemsSubmitted.inc({ outcome: "skipped" });
+      } else if (sorted.kind === "duplicate") {
         progress.duplicates++;
-        deps.metrics?.itemsSubmitted.inc({ outcome: "duplicate" });
-        opts.onDuplicate?.({ line: e.line, id: e.ok ? e.item.id : (e.id ?? k), firstLine });
-        continue;
-      }
-      seen.set(k, e.line);
-      if (!e.ok) {
+        metrics?.itemsSubmitted.inc({ outcome: "duplicate" });
+        opts.onDuplicate?.({ line: e.line, id: e.ok ? e.item.id : (e.id ?? key), firstLine: sorted.firstLine });
+      } else if (!e.ok) {
         await recordBad(
-          { line: e.line, id: e.id ?? null, item: k, reason: `manifest-${e.field}`, field: e.field, message: e.message },
+          { line: e.line, id: e.id ?? null, item: key, reason: `manifest-${e.field}`, field: e.field, message: e.message },
           { image: null, question: null, answer: null },
         );
-        continue;
+      } else {
+        fresh.push({ entry: e, key });
       }
-      fresh.push({ entry: e, key: k });
     }
 
-    const staging = await mapLimit(fresh, opts.uploadConcurrency ?? 8, (f) => stage(f.entry.item));
-    const jobs: { name: string; data: RequestJobData; opts: typeof REQUEST_JOB_OPTIONS & { jobId: string } }[] = [];
+    const staged = await images.stageAll(
+      fresh.map((f) => f.entry.item.image),
+      opts.uploadConcurrency ?? 8,
+    );
+    const jobs: ReturnType<typeof requestJob>[] = [];
     const submitted: [string, number][] = [];
-    for (let i = 0; i < fresh.length; i++) {
-      const { entry, key: k } = fresh[i]!;
-      const s = staging[i]!;
-      const item = entry.item;
+    for (const [i, { entry, key }] of fresh.entries()) {
+      const s = staged[i]!;
+      const { item, line } = entry;
       if ("error" in s) {
         await recordBad(
           {
-            line: entry.line,
+            line,
             id: item.id,
-            item: k,
+            item: key,
             reason: "image-unreadable",
             field: "image",
-            message: `line ${entry.line}, item ${JSON.stringify(item.id)}, field "image": ${s.error}`,
+            message: `line ${line}, item ${JSON.stringify(item.id)}, field "image": ${s.error}`,
           },
           { image: item.image, question: item.question, answer: item.answer ?? null },
         );
         continue;
       }
-      const state = createSearch(paramsFor(k, settings));
-      jobs.push({
-        name: "request",
-        data: {
-          v: PROTOCOL_VERSION,
-          run,
-          item: { key: k, id: item.id, image: s.uri, question: item.question, answer: item.answer ?? null, line: entry.line },
-          judgeMode: settings.judgeMode,
-          state,
-          trace: { submittedAt: now(), startedAt: null, stepStartedAt: null, work: [], steps: [], models: [] },
-        },
-        opts: { ...REQUEST_JOB_OPTIONS, jobId: requestJobId(run, k) },
-      });
-      submitted.push([k, entry.line]);
+      const requestItem = { key, id: item.id, image: s.uri, question: item.question, answer: item.answer ?? null, line };
+      jobs.push(requestJob(run, requestItem, settings, now()));
+      submitted.push([key, line]);
     }
     if (jobs.length > 0) {
-      if (!(await waitForRoom(jobs.length))) return false;
+      if (!(await waitForRoom(queues.request, jobs.length, backlog))) return false;
       await queues.request.addBulk(jobs);
       await ledger.markSubmitted(run, submitted);
       progress.enqueued += jobs.length;
       progress.backlog += jobs.length;
-      deps.metrics?.itemsSubmitted.inc({ outcome: "enqueued" }, jobs.length);
+      metrics?.itemsSubmitted.inc({ outcome: "enqueued" }, jobs.length);
     }
     return true;
   };
@@ -445,19 +281,21 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
   if (opts.signal?.aborted) interrupted = true;
 
   const seconds = (now() - t0) / 1000;
-  Object.assign(submitEntry, {
-    finishedAt: new Date(now()).toISOString(),
-    lines: progress.lines,
-    enqueued: progress.enqueued,
-    skipped: progress.skipped,
-    bad: progress.bad,
-    interrupted,
-  });
+  const { lines, enqueued, skipped, bad } = progress;
   try {
-    await store.putJson(key, runManifest);
+    await runManifest.finish({ lines, enqueued, skipped, bad, interrupted }, now());
   } catch (err) {
     logger.warn({ err: (err as Error).message }, "could not update the run manifest");
   }
   const { throttled: _t, ...counts } = progress;
-  return { run, settings, ...counts, imagesUploaded, imagesReused, seconds, interrupted, created: previous === undefined };
+  return {
+    run,
+    settings,
+    ...counts,
+    imagesUploaded: images.uploaded,
+    imagesReused: images.reused,
+    seconds,
+    interrupted,
+    created: runManifest.created,
+  };
 }

@@ -20,7 +20,7 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from "bullmq";
 import { z } from "zod";
 import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/core/search/types.ts";
-import { ITEM_ID_PATTERN } from "../../shared/core/search/ids.ts";
+import { ITEM_ID_PATTERN, RUN_ID_PATTERN } from "../../shared/core/ids.ts";
 import { badInput } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
 import { JUDGE_MODES } from "../../shared/core/search/settings.ts";
@@ -30,7 +30,7 @@ export const PROTOCOL_VERSION = 1;
 /** Approximate cap of each queue's events stream (BullMQ trims with MAXLEN ~). */
 export const EVENTS_MAX_LEN = 5_000;
 
-const RunIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/);
+const RunIdSchema = z.string().regex(RUN_ID_PATTERN);
 const ItemKeySchema = z.string().regex(ITEM_ID_PATTERN);
 const S3UriSchema = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/);
 const JudgeModeSchema = z.enum(JUDGE_MODES);

@@ -22,18 +22,14 @@ import { apply, next, parseSearchState, type SearchState } from "../../shared/co
 import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/core/search/types.ts";
 import { failureKey, resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
-import { childJobId, workIdOf } from "./ids.ts";
+import { workIdOf } from "./ids.ts";
+import { generateJobs, judgeJobs } from "./jobs.ts";
 import type { RunLedger } from "./ledger.ts";
 import {
-  CHILD_JOB_OPTIONS,
   ChildReturnSchema,
   parseJobData,
-  PROTOCOL_VERSION,
   RequestJobDataSchema,
-  type ChildItem,
   type FleetQueues,
-  type GenerateJobData,
-  type JudgeJobData,
   type RequestJobData,
   type RequestTrace,
   type WorkTiming,
@@ -78,10 +74,6 @@ async function readChildren(job: Job, run: string): Promise<Children> {
     if (id !== undefined) out.failures.set(id, String(reason));
   }
   return out;
-}
-
-function childItem(data: RequestJobData): ChildItem {
-  return { key: data.item.key, image: data.item.image, question: data.item.question };
 }
 
 export async function runRequestStep(job: Job, token: string, deps: StepDeps): Promise<RequestReturn> {
@@ -153,24 +145,8 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     if (trace.stepStartedAt === null) trace = { ...trace, stepStartedAt: now() };
     await save();
     const parent = { id: job.id!, queue: job.queueQualifiedName };
-    const base = { v: PROTOCOL_VERSION, run, item: childItem(data), judgeMode: data.judgeMode } as const;
-    if (work.kind === "generate") {
-      await deps.queues.generate.addBulk(
-        (missing as GenerateRequest[]).map((request) => ({
-          name: "generate",
-          data: { ...base, request } satisfies GenerateJobData,
-          opts: { ...CHILD_JOB_OPTIONS, jobId: childJobId(run, request.id), parent },
-        })),
-      );
-    } else {
-      await deps.queues.judge.addBulk(
-        (missing as JudgeRequest[]).map((request) => ({
-          name: request.kind,
-          data: { ...base, request } satisfies JudgeJobData,
-          opts: { ...CHILD_JOB_OPTIONS, jobId: childJobId(run, request.id), parent },
-        })),
-      );
-    }
+    if (work.kind === "generate") await deps.queues.generate.addBulk(generateJobs(data, missing as GenerateRequest[], parent));
+    else await deps.queues.judge.addBulk(judgeJobs(data, missing as JudgeRequest[], parent));
     if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
     // Every child finished before we could wait: read their results and go on.
   }

@@ -93,7 +93,6 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     host,
     fetchImage: s3ImageFetcher(store, { s3RequestSeconds: metrics.s3RequestSeconds, s3Errors: metrics.s3Errors }),
     capacity: opts.cacheItems ?? 64,
-    ...(host.observesBatchSize ? {} : { onBatch: (_kind: string, size: number) => metrics.decodeBatchSize.observe(size) }),
   });
   if (opts.collectQueues ?? true) metrics.setQueueCollector(queueCollector(queues.all));
 

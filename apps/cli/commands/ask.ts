@@ -5,7 +5,7 @@ import { Command } from "commander";
 import { STAGES } from "../../../shared/core/protocol/stages.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
 import { paramsFor, settingsLabel } from "../../../shared/core/search/settings.ts";
-import { fleetItemId } from "../../../workers/fleet/ids.ts";
+import { toItemId } from "../../../shared/core/ids.ts";
 import { ItemInputError } from "../../../workers/engine/index.ts";
 import { CliExit, EXIT_FAILURE } from "./common.ts";
 import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
@@ -30,7 +30,7 @@ export const askCommand = addLocalEngineOptions(
       throw new CliExit(EXIT_FAILURE, `--image ${o.image}: cannot read the file (${error.code ?? error.message})`);
     });
     const engine = await loadLocalEngine(o.model);
-    const itemId = fleetItemId(path.basename(o.image).replace(/\.[^.]*$/, "") || "item");
+    const itemId = toItemId(path.basename(o.image).replace(/\.[^.]*$/, "") || "item");
     const started = performance.now();
     try {
       const ctx = await engine.openItem({ id: itemId, image, question: o.question }).catch((error: unknown) => {

@@ -11,6 +11,7 @@ import { readEvalSet, type EvalItem } from "../../../shared/io/eval-set.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
 import type { Engine } from "../../../workers/engine/index.ts";
 import { paramsFor, settingsLabel, type SearchSettings } from "../../../shared/core/search/settings.ts";
+import { toItemId } from "../../../shared/core/ids.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
 import { intOption } from "./common.ts";
 import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
@@ -66,9 +67,11 @@ export async function evaluate(
     for (let i = nextIndex++; i < items.length; i = nextIndex++) {
       const item = items[i]!;
       try {
-        const ctx = await engine.openItem({ id: item.id, image: await readFile(item.imagePath), question: item.question });
+        // The search and the engine take safe ids; the user's id stays in the failure list.
+        const itemId = toItemId(item.id);
+        const ctx = await engine.openItem({ id: itemId, image: await readFile(item.imagePath), question: item.question });
         try {
-          const result = await runSearch(paramsFor(item.id, settings), {
+          const result = await runSearch(paramsFor(itemId, settings), {
             generate: (r) => engine.generate(ctx, r),
             judge: (r) => engine.judge(ctx, r, settings.judgeMode),
           });

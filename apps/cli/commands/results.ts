@@ -2,7 +2,7 @@
 import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { assertRunId } from "../../../shared/io/storage/keys.ts";
+import { assertRunId } from "../../../shared/core/ids.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
 import { streamRecords } from "../../../workers/fleet/status.ts";
 import { writeOut } from "./common.ts";

@@ -5,10 +5,10 @@
  *
  * Ids always have exactly three ':'-separated parts, `<item>:<step>:<work>`: BullMQ 5 rejects a
  * custom job id that contains ':' unless it splits into exactly three parts. That is also why
- * an item id may not contain ':' itself.
+ * an item id may not contain ':' itself (the id policy, shared/core/ids.ts).
  */
 
-export const ITEM_ID_PATTERN = /^[A-Za-z0-9_-]{1,200}$/;
+export { ITEM_ID_PATTERN } from "../ids.ts";
 
 export function candidateId(itemId: string, stepKey: string, candidate: number): string {
   return `${itemId}:${stepKey}:c${candidate}`;

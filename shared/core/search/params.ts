@@ -1,7 +1,7 @@
 /** Search parameters: validation with messages that name the field, the value and what was expected. */
 import { z } from "zod";
 import { SearchError } from "./errors.ts";
-import { ITEM_ID_PATTERN } from "./ids.ts";
+import { ITEM_ID_PATTERN, MAX_ITEM_ID_LENGTH } from "../ids.ts";
 import { STRATEGIES } from "./types.ts";
 
 export const DEFAULT_MAX_STAGE_TOKENS = 512;
@@ -29,7 +29,7 @@ export const SearchParamsSchema = z.strictObject(
   {
     itemId: z
       .string({ error: expected("itemId", "a string") })
-      .regex(ITEM_ID_PATTERN, { error: expected("itemId", "1-200 characters of [A-Za-z0-9_-]") }),
+      .regex(ITEM_ID_PATTERN, { error: expected("itemId", `1-${MAX_ITEM_ID_LENGTH} characters of [A-Za-z0-9_-]`) }),
     strategy: z.enum(STRATEGIES, { error: expected("strategy", `one of ${STRATEGIES.join(", ")}`) }),
     /** Candidates per step; `none` always generates one. */
     beam: positiveInt("beam"),

@@ -1,56 +1,19 @@
 /**
- * The S3 key layout (DESIGN §2) and the sanitisation of user-supplied ids into key segments.
+ * The S3 key layout; run and item ids follow the id policy of shared/core/ids.ts.
  *
  *   runs/<run>/manifest.json            what was submitted, settings
  *   runs/<run>/results/<item>.json      one result per item
  *   runs/<run>/failed/<item>.json       one failure record per failed item
  *   images/sha256/<hex>.<ext>           staged images, content addressed
  */
-import { createHash } from "node:crypto";
-
-const SAFE_CHARS = /^[A-Za-z0-9._-]+$/;
-const UNSAFE_RUN = /[^A-Za-z0-9._-]+/g;
-/** Longest sanitised id; longer ids are cut and get the hash suffix. */
-export const MAX_ITEM_KEY_LENGTH = 128;
-const HASH_HEX = 10;
-
-function shortHash(s: string): string {
-  return createHash("sha256").update(s, "utf8").digest("hex").slice(0, HASH_HEX);
-}
-
-/**
- * Turn a user item id into a safe key segment. Ids made only of [A-Za-z0-9._-] (and not
- * only dots, at most 128 characters) are kept as they are; any other id has each run of
- * other characters replaced by `_`, is cut to fit, and gets `-<10 hex of sha256(id)>`
- * appended, so two different ids do not meet by accident. Idempotent. Throws on an empty id.
- */
-export function sanitizeItemId(id: string): string {
-  if (typeof id !== "string" || id.length === 0) {
-    throw new Error("item id is empty; expected a non-empty string");
-  }
-  if (SAFE_CHARS.test(id) && id.length <= MAX_ITEM_KEY_LENGTH && !/^\.+$/.test(id)) return id;
-  const base = id.replace(UNSAFE_RUN, "_").slice(0, MAX_ITEM_KEY_LENGTH - HASH_HEX - 1);
-  return `${base}-${shortHash(id)}`;
-}
-
-const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-/** Run ids are chosen by us or by an operator: they must already be safe (no silent rewriting). */
-export function assertRunId(run: string): string {
-  if (!RUN_ID.test(run)) {
-    throw new Error(
-      `invalid run id ${JSON.stringify(run)}; expected 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`,
-    );
-  }
-  return run;
-}
+import { assertRunId, toItemId } from "../../core/ids.ts";
 
 export const runPrefix = (run: string): string => `runs/${assertRunId(run)}/`;
 export const manifestKey = (run: string): string => `${runPrefix(run)}manifest.json`;
 export const resultsPrefix = (run: string): string => `${runPrefix(run)}results/`;
 export const failuresPrefix = (run: string): string => `${runPrefix(run)}failed/`;
-export const resultKey = (run: string, itemId: string): string => `${resultsPrefix(run)}${sanitizeItemId(itemId)}.json`;
-export const failureKey = (run: string, itemId: string): string => `${failuresPrefix(run)}${sanitizeItemId(itemId)}.json`;
+export const resultKey = (run: string, itemId: string): string => `${resultsPrefix(run)}${toItemId(itemId)}.json`;
+export const failureKey = (run: string, itemId: string): string => `${failuresPrefix(run)}${toItemId(itemId)}.json`;
 
 export const IMAGES_PREFIX = "images/sha256/";
 
@@ -70,7 +33,7 @@ export function imageKey(sha256Hex: string, ext: string): string {
   return `${IMAGES_PREFIX}${sha256Hex}.${normalizeExt(ext)}`;
 }
 
-/** The sanitised item id of a results/ or failed/ key (the file name without `.json`). */
+/** The item id of a results/ or failed/ key (the file name without `.json`). */
 export function itemKeyOf(key: string): string {
   const name = key.slice(key.lastIndexOf("/") + 1);
   return name.endsWith(".json") ? name.slice(0, -".json".length) : name;

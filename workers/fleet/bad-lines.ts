@@ -1,0 +1,44 @@
+/**
+ * A manifest line the producer cannot enqueue (a missing field, an unreadable image, a path
+ * outside the image root, …) is recorded like a failed item: runs/<run>/failed/<item>.json
+ * with the reason, its outcome in the ledger, and the line marked as submitted, so the run
+ * counts it as finished and a resumed submit skips it.
+ */
+import { failureKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
+import type { RunLedger } from "./ledger.ts";
+import { RECORD_VERSION, type FailureRecord } from "./records.ts";
+
+export interface BadLine {
+  line: number;
+  id: string | null;
+  item: string;
+  reason: string;
+  field: string;
+  message: string;
+}
+
+export async function recordBadLine(
+  run: string,
+  b: BadLine,
+  input: FailureRecord["input"],
+  deps: { store: S3Store; ledger: RunLedger },
+  at: number,
+): Promise<void> {
+  const record: FailureRecord = {
+    kind: "failure",
+    version: RECORD_VERSION,
+    run,
+    id: b.id,
+    item: b.item,
+    line: b.line,
+    stage: "submit",
+    reason: b.reason,
+    message: b.message,
+    field: b.field,
+    input,
+    at: new Date(at).toISOString(),
+  };
+  await deps.store.putJson(failureKey(run, b.item), record);
+  await deps.ledger.recordOutcome(run, b.item, `f:${b.reason}`);
+  await deps.ledger.markSubmitted(run, [[b.item, b.line]]);
+}

@@ -1,0 +1,38 @@
+/**
+ * The producer's de-duplication: each line of a chunk is looked up by its item id in the
+ * run's ledger (items already submitted) and among the lines seen so far in the chunk.
+ *
+ *   skipped     this very line was submitted before (a resumed or repeated submit)
+ *   duplicate   another line of the run has the same item id
+ *   new         not seen yet: to be enqueued, or recorded as a bad line
+ */
+import { toItemId } from "../../shared/core/ids.ts";
+import type { ManifestEntry } from "../../shared/io/manifest.ts";
+import type { RunLedger } from "./ledger.ts";
+
+export type SortedLine = { entry: ManifestEntry; key: string } & (
+  | { kind: "skipped" }
+  | { kind: "duplicate"; firstLine: number }
+  | { kind: "new" }
+);
+
+/** The item id a line is known by in the ledger; a bad line without an id is known by its line number. */
+function lineKey(e: ManifestEntry): string {
+  if (e.ok) return toItemId(e.item.id);
+  return e.id !== undefined ? toItemId(e.id) : `_line-${e.line}`;
+}
+
+/** The lines of a chunk, in order, each with its item id and what it is. */
+export async function sortChunk(run: string, chunk: readonly ManifestEntry[], ledger: RunLedger): Promise<SortedLine[]> {
+  const keys = chunk.map(lineKey);
+  const known = await ledger.submittedLines(run, keys);
+  const seen = new Map<string, number>();
+  return chunk.map((entry, i): SortedLine => {
+    const key = keys[i]!;
+    const firstLine = known[i] ?? seen.get(key) ?? null;
+    if (firstLine === entry.line) return { entry, key, kind: "skipped" };
+    if (firstLine !== null) return { entry, key, kind: "duplicate", firstLine };
+    seen.set(key, entry.line);
+    return { entry, key, kind: "new" };
+  });
+}

@@ -1,0 +1,71 @@
+/**
+ * The jobs the fleet adds: an item's request job (by the producer) and the child jobs of a
+ * step (by the request job). Ids are deterministic (ids.ts), so adding a job again while it
+ * exists adds nothing.
+ */
+import { createSearch } from "../../shared/core/search/index.ts";
+import { paramsFor, type SearchSettings } from "../../shared/core/search/settings.ts";
+import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
+import { childJobId, requestJobId } from "./ids.ts";
+import {
+  CHILD_JOB_OPTIONS,
+  PROTOCOL_VERSION,
+  REQUEST_JOB_OPTIONS,
+  type ChildItem,
+  type GenerateJobData,
+  type JudgeJobData,
+  type RequestItem,
+  type RequestJobData,
+} from "./protocol.ts";
+
+/** The parent of a child job: the request job that waits for it. */
+export interface ParentRef {
+  id: string;
+  queue: string;
+}
+
+/** An item's request job, its search not started yet. */
+export function requestJob(run: string, item: RequestItem, settings: SearchSettings, submittedAt: number) {
+  return {
+    name: "request",
+    data: {
+      v: PROTOCOL_VERSION,
+      run,
+      item,
+      judgeMode: settings.judgeMode,
+      state: createSearch(paramsFor(item.key, settings)),
+      trace: { submittedAt, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [] },
+    } satisfies RequestJobData,
+    opts: { ...REQUEST_JOB_OPTIONS, jobId: requestJobId(run, item.key) },
+  };
+}
+
+/** What every child of a request carries: enough to open the item on any worker. */
+function childBase(data: RequestJobData) {
+  const item: ChildItem = { key: data.item.key, image: data.item.image, question: data.item.question };
+  return { v: PROTOCOL_VERSION, run: data.run, item, judgeMode: data.judgeMode } as const;
+}
+
+const childOptions = (run: string, workId: string, parent: ParentRef) => ({
+  ...CHILD_JOB_OPTIONS,
+  jobId: childJobId(run, workId),
+  parent,
+});
+
+export function generateJobs(data: RequestJobData, requests: readonly GenerateRequest[], parent: ParentRef) {
+  const base = childBase(data);
+  return requests.map((request) => ({
+    name: "generate",
+    data: { ...base, request } satisfies GenerateJobData,
+    opts: childOptions(data.run, request.id, parent),
+  }));
+}
+
+export function judgeJobs(data: RequestJobData, requests: readonly JudgeRequest[], parent: ParentRef) {
+  const base = childBase(data);
+  return requests.map((request) => ({
+    name: request.kind,
+    data: { ...base, request } satisfies JudgeJobData,
+    opts: childOptions(data.run, request.id, parent),
+  }));
+}
