@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { REPO_ROOT } from "../../workers/fleet/processes.ts";
+import { REPO_ROOT } from "../../apps/demo/services/worker-processes.ts";
 import { runCli } from "../support/cli.ts";
 
 const IMAGE = path.join(REPO_ROOT, "apps/demo/sample/s42-000000.png");

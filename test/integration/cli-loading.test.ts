@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { CLI_MAIN, REPO_ROOT } from "../../workers/fleet/processes.ts";
+import { CLI_MAIN, REPO_ROOT } from "../../apps/demo/services/worker-processes.ts";
 
 const RECORDER = fileURLToPath(new URL("../support/record-modules.mjs", import.meta.url));
 const IMAGE = path.join(REPO_ROOT, "apps/demo/sample/s42-000000.png");

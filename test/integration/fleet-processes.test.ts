@@ -10,7 +10,7 @@ import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { runSearch } from "../../shared/core/search/index.ts";
 import { Engine } from "../../workers/engine/index.ts";
 import { manifestKey } from "../../shared/io/storage/s3-store.ts";
-import { REPO_ROOT, startWorkerProcesses, type WorkerProcess } from "../../workers/fleet/processes.ts";
+import { REPO_ROOT, startWorkerProcesses, type WorkerProcess } from "../../apps/demo/services/worker-processes.ts";
 import type { ResultRecord } from "../../workers/fleet/records.ts";
 import type { RunStatus } from "../../workers/fleet/status.ts";
 import { waitForRun } from "../../workers/fleet/status.ts";

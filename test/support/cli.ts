@@ -1,6 +1,6 @@
 /** Runs the `stagebeam` command as a child process, as a user would. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { CLI_MAIN, REPO_ROOT } from "../../workers/fleet/processes.ts";
+import { CLI_MAIN, REPO_ROOT } from "../../apps/demo/services/worker-processes.ts";
 
 export interface CliResult {
   code: number | null;

@@ -13,7 +13,8 @@ import { estimateManifestSize } from "../../workers/fleet/manifest-size.ts";
 import { submitRun, type SubmitDeps, type SubmitProgress } from "../../workers/fleet/producer.ts";
 import { RequestJobDataSchema } from "../../workers/fleet/protocol.ts";
 import { isCorrect, settingsDiff } from "../../workers/fleet/records.ts";
-import { formatDuration, formatStatus, type RunStatus } from "../../workers/fleet/status.ts";
+import { formatDuration } from "../../shared/core/duration.ts";
+import { formatStatus, type RunStatus } from "../../workers/fleet/status.ts";
 
 const logger = createLogger({ level: "silent" });
 let dir: string;

@@ -90,7 +90,7 @@ export const RequestJobDataSchema = z.object({
   run: RunIdSchema,
   item: RequestItemSchema,
   judgeMode: JudgeModeSchema,
-  /** The search state (shared/search), read back with parseSearchState. */
+  /** The search state (shared/core/search), read back with parseSearchState. */
   state: z.unknown(),
   trace: RequestTraceSchema,
 });

@@ -3,6 +3,7 @@
  * and waiting for a run to finish (`stagebeam demo`, `submit --wait`).
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import { formatDuration } from "../../shared/core/duration.ts";
 import { wilson95 } from "../../shared/core/eval/stats.ts";
 import { failuresPrefix, manifestKey, resultsPrefix, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { QUEUE_STATES } from "./fleet-metrics.ts";
@@ -67,16 +68,6 @@ async function queueCounts(queues: readonly { name: string; getJobCounts(...t: s
   const out: Record<string, Record<string, number>> = {};
   for (const q of queues) out[q.name] = await q.getJobCounts(...QUEUE_STATES);
   return out;
-}
-
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return "?";
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${String(s % 60).padStart(2, "0")}s`;
-  const h = Math.floor(m / 60);
-  return `${h}h${String(m % 60).padStart(2, "0")}m`;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

@@ -3,7 +3,7 @@
  * periodic lines otherwise (CI logs, pipes). Both go to stderr; stdout stays for data.
  */
 import cliProgress from "cli-progress";
-import { formatDuration } from "../../../workers/fleet/status.ts";
+import { formatDuration } from "../../../shared/core/duration.ts";
 
 export interface Progress {
   update(value: number, total: number | null, extra?: string): void;

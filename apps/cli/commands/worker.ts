@@ -11,7 +11,7 @@ import { createMetrics, serveMetrics } from "../../../shared/io/metrics.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { createModelHost } from "../../../workers/fleet/engine-host.ts";
 import type { ModelHost } from "../../../workers/fleet/model-host.ts";
-import type { WorkerReady } from "../../../workers/fleet/processes.ts";
+import type { WorkerReady } from "../../demo/services/worker-processes.ts";
 import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
 

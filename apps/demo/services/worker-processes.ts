@@ -8,11 +8,11 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { endChild, hasExited, OutputTail, trackChild } from "../../apps/demo/services/child-process.ts";
-import type { ConfigEnv } from "../../shared/io/config.ts";
+import { endChild, hasExited, OutputTail, trackChild } from "./child-process.ts";
+import type { ConfigEnv } from "../../../shared/io/config.ts";
 
-export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
-export const CLI_MAIN = fileURLToPath(new URL("../../apps/cli/main.ts", import.meta.url));
+export const REPO_ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+export const CLI_MAIN = fileURLToPath(new URL("../../cli/main.ts", import.meta.url));
 
 /** The line a worker prints on stdout once it takes work. */
 export interface WorkerReady {
