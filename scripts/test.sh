@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npx tsc --noEmit -p .
+# Formatting and lint (Biome): `npm run format` fixes the formatting.
+npx biome check .
 npx vitest run "$@"

@@ -58,7 +58,10 @@ const prompt = (text: string) => renderUserPrompt(TOKENIZER_CONFIG.chat_template
 
 function weightedKind(rng: Rng): JudgeKind | "check" {
   let r = rng.next();
-  for (const [kind, weight] of JUDGE_WEIGHTS) if ((r -= weight) < 0) return kind;
+  for (const [kind, weight] of JUDGE_WEIGHTS) {
+    r -= weight;
+    if (r < 0) return kind;
+  }
   return "CAPTION";
 }
 
@@ -273,7 +276,7 @@ async function main(): Promise<void> {
           : {}),
       });
     });
-    await writeFile(path.join(out, `${name}.jsonl`), json.join("\n") + "\n");
+    await writeFile(path.join(out, `${name}.jsonl`), `${json.join("\n")}\n`);
   };
   await writeSplit("train", train);
   await writeSplit("heldout", heldout);
@@ -313,7 +316,7 @@ async function main(): Promise<void> {
   await writeFile(path.join(MODEL_DIR, "golden", "image.png"), await renderScenePng(golden.scene));
   const goldenPromptIds = expandImageTokens(encode(prompt(golden.question)), imageTokenId, IMAGE_SEQ_LENGTH);
   await writeFile(path.join(out, "golden.json"), JSON.stringify({ image: 0, question: golden.question, ids: goldenPromptIds }));
-  await writeFile(path.join(out, "READY"), new Date().toISOString() + "\n");
+  await writeFile(path.join(out, "READY"), `${new Date().toISOString()}\n`);
   const counts: Record<string, number> = {};
   for (const line of train) counts[line.kind] = (counts[line.kind] ?? 0) + 1;
   console.log(

@@ -532,5 +532,5 @@ export function configTableMarkdown(): string {
   const rows = (SPECS as readonly VarSpec[]).map(
     (s) => `| \`${s.name}\` | ${esc(defaultCell(s))} | ${s.parts.join(", ")} | ${esc(s.meaning)} |`,
   );
-  return ["| Variable | Default | Used by | Meaning |", "|---|---|---|---|", ...rows].join("\n") + "\n";
+  return `${["| Variable | Default | Used by | Meaning |", "|---|---|---|---|", ...rows].join("\n")}\n`;
 }

@@ -172,7 +172,8 @@ export class ImageResolver {
   }
 
   private rootReal(): Promise<string> {
-    return (this.realRoot ??= realpath(this.root));
+    this.realRoot ??= realpath(this.root);
+    return this.realRoot;
   }
 
   async resolve(ref: string): Promise<ImageRefResult> {

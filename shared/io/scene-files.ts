@@ -54,5 +54,5 @@ export async function writeSceneSet(dir: string, { count, seed, onItem }: WriteO
     lines.push(JSON.stringify(line));
     onItem?.(i + 1);
   }
-  await writeFile(path.join(dir, "items.jsonl"), lines.join("\n") + "\n");
+  await writeFile(path.join(dir, "items.jsonl"), `${lines.join("\n")}\n`);
 }

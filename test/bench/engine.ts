@@ -58,7 +58,7 @@ const line = (r: (typeof rows)[number]) => {
   const s = r.outcome.summary;
   return `${r.label.padEnd(28)} ${s.seconds.toFixed(1).padStart(7)} s  accuracy ${(100 * s.overall.accuracy).toFixed(1)}%  decoder tokens ${String(r.counters.decoderTokens).padStart(8)}  forward passes ${String(r.counters.forwardPasses).padStart(6)}`;
 };
-rows.forEach((r) => console.log(line(r)));
+for (const r of rows) console.log(line(r));
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 console.log(
   `\nwall time, reference / stagebeam:            ${ratio(reference.outcome.summary.seconds, ours.outcome.summary.seconds)} (score judge)  ${ratio(reference.outcome.summary.seconds, oursGenerate.outcome.summary.seconds)} (generate judge)`,

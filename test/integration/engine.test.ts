@@ -133,7 +133,9 @@ describe("engine on the bundled model", () => {
     let worst = 0;
     for (const tokens of steps) {
       const mask = new BigInt64Array(3 * (P + 1));
-      lengths.forEach((L, b) => mask.fill(1n, b * (P + 1) + P - L, (b + 1) * (P + 1)));
+      lengths.forEach((L, b) => {
+        mask.fill(1n, b * (P + 1) + P - L, (b + 1) * (P + 1));
+      });
       const batched = await runner.forward({
         rows: 3,
         steps: 1,
@@ -160,7 +162,7 @@ describe("engine on the bundled model", () => {
       }
       batchCache = batched.present;
       P++;
-      lengths.forEach((_, b) => lengths[b]!++);
+      for (let b = 0; b < lengths.length; b++) lengths[b]!++;
     }
     expect(worst).toBeLessThan(TOL);
     for (const c of ctxs) engine.closeItem(c);

@@ -158,7 +158,7 @@ describe("fleet protocol on the bundled model", () => {
       { id: "refused", image: "good.png", question: "How many red objects are there? ".repeat(150) },
       { id: "good 2/with odd id", image: "good.png", question: "Is there a circle?", answer: "yes" },
     ];
-    await writeFile(join(dir, "m.jsonl"), lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n") + "\n");
+    await writeFile(join(dir, "m.jsonl"), `${lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n")}\n`);
     const bad: number[] = [];
     const summary = await submit({ run, manifest: join(dir, "m.jsonl"), onBadLine: (b) => bad.push(b.line) });
     expect(bad).toEqual([2, 3, 4, 5, 6]);
@@ -176,14 +176,14 @@ describe("fleet protocol on the bundled model", () => {
     const failures = await records<FailureRecord>(run, "failed");
     const byId = Object.fromEntries(failures.map((f) => [f.id ?? f.item, f]));
     expect(byId["no-question"]).toMatchObject({ stage: "submit", reason: "manifest-question", line: 2, field: "question" });
-    expect(byId["outside"]!.message).toMatch(
+    expect(byId.outside!.message).toMatch(
       /line 3, item "outside", field "image": path "..\/sample\/s11-000001.png" escapes the image root/,
     );
     expect(byId["missing-file"]!.message).toMatch(/file not found/);
     expect(failures.find((f) => f.line === 5)).toMatchObject({ item: "_line-5", reason: "manifest-record" });
-    expect(byId["garbage"]).toMatchObject({ stage: "submit", reason: "image-unreadable" });
+    expect(byId.garbage).toMatchObject({ stage: "submit", reason: "image-unreadable" });
     expect(byId["corrupt-in-s3"]).toMatchObject({ stage: "fleet", reason: "image-unreadable", input: { image: corrupt.uri } });
-    expect(byId["refused"]).toMatchObject({ stage: "fleet", reason: "bad-input" });
+    expect(byId.refused).toMatchObject({ stage: "fleet", reason: "bad-input" });
     expect(await env.store.exists(failureKey(run, "refused"))).toBe(true);
 
     const results = await records<ResultRecord>(run, "results");

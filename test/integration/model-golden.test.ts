@@ -88,6 +88,8 @@ describe("the bundled model against its golden file", () => {
       .sort((a, b) => b.value - a.value)
       .slice(0, 5);
     expect(top5.map((x) => x.id)).toEqual(golden.top5_ids);
-    top5.forEach((x, i) => expect(Math.abs(x.value - golden.top5_logits[i]!)).toBeLessThan(1e-3));
+    top5.forEach((x, i) => {
+      expect(Math.abs(x.value - golden.top5_logits[i]!)).toBeLessThan(1e-3);
+    });
   });
 });

@@ -33,8 +33,14 @@ export function startCli(args: readonly string[], env: Record<string, string | u
       }
     }
   };
-  child.stdout!.on("data", (d: Buffer) => ((stdout += d.toString()), check()));
-  child.stderr!.on("data", (d: Buffer) => ((stderr += d.toString()), check()));
+  child.stdout!.on("data", (d: Buffer) => {
+    stdout += d.toString();
+    check();
+  });
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+    check();
+  });
   const done = new Promise<CliResult>((resolve) =>
     child.once("close", (code, signal) => resolve({ code, signal, stdout, stderr })),
   );
@@ -44,7 +50,13 @@ export function startCli(args: readonly string[], env: Record<string, string | u
     waitFor: (re, timeoutMs = 30_000) =>
       new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`timed out waiting for ${re}:\n${stdout}\n${stderr}`)), timeoutMs);
-        watchers.push({ re, resolve: () => (clearTimeout(t), resolve()) });
+        watchers.push({
+          re,
+          resolve: () => {
+            clearTimeout(t);
+            resolve();
+          },
+        });
         check();
       }),
   };

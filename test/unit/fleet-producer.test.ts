@@ -106,9 +106,14 @@ describe("submit with in-memory stand-ins", () => {
       } as unknown as S3Store,
       ledger: {
         submittedLines: async (_run: string, keys: string[]) => keys.map((k) => items.get(k) ?? null),
-        markSubmitted: async (_run: string, entries: [string, number][]) => entries.forEach(([k, l]) => items.set(k, l)),
+        markSubmitted: async (_run: string, entries: [string, number][]) => {
+          for (const [k, l] of entries) items.set(k, l);
+        },
         markCreated: async () => {},
-        recordOutcome: async (_run: string, k: string, o: string) => (outcomes.set(k, o), true),
+        recordOutcome: async (_run: string, k: string, o: string) => {
+          outcomes.set(k, o);
+          return true;
+        },
       } as unknown as RunLedger,
     };
     return { deps, objects, items, outcomes, added, maxSeen: () => maxSeen };

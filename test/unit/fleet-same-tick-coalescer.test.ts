@@ -28,7 +28,10 @@ describe("same-tick coalescer", () => {
 
   it("never puts the same id twice into one batch", async () => {
     const batches: string[][] = [];
-    const c = new SameTickCoalescer<{ id: string }, { id: string }>(async (reqs) => (batches.push(reqs.map((r) => r.id)), reqs));
+    const c = new SameTickCoalescer<{ id: string }, { id: string }>(async (reqs) => {
+      batches.push(reqs.map((r) => r.id));
+      return reqs;
+    });
     await Promise.all([c.submit({ id: "a" }), c.submit({ id: "a" }), c.submit({ id: "b" })]);
     expect(batches).toEqual([["a", "b"], ["a"]]);
   });

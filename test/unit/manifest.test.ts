@@ -116,8 +116,8 @@ describe("image path confinement", () => {
   });
 
   it("rejects .. escapes, absolute paths outside, symlinks out, directories and other schemes", async () => {
-    const escape = await r().resolve("../outside/secret.png");
-    expect(escape).toEqual({ ok: false, reason: `path "../outside/secret.png" escapes the image root ${root}` });
+    const escaped = await r().resolve("../outside/secret.png");
+    expect(escaped).toEqual({ ok: false, reason: `path "../outside/secret.png" escapes the image root ${root}` });
     expect(await r().resolve(join(outside, "secret.png"))).toMatchObject({
       ok: false,
       reason: expect.stringContaining("escapes the image root"),

@@ -61,11 +61,11 @@ describe("scene generator", () => {
     for (const { scene } of items) {
       expect(scene.objects.length).toBeGreaterThanOrEqual(1);
       expect(scene.objects.length).toBeLessThanOrEqual(MAX_OBJECTS);
-      scene.objects.forEach((a, i) =>
-        scene.objects
-          .slice(i + 1)
-          .forEach((b) => expect(Math.hypot(a.x - b.x, a.y - b.y)).toBeGreaterThan(RADIUS[a.size] + RADIUS[b.size])),
-      );
+      scene.objects.forEach((a, i) => {
+        for (const b of scene.objects.slice(i + 1)) {
+          expect(Math.hypot(a.x - b.x, a.y - b.y)).toBeGreaterThan(RADIUS[a.size] + RADIUS[b.size]);
+        }
+      });
     }
   });
 

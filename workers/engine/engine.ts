@@ -394,7 +394,9 @@ export class Engine {
       }),
       params,
     );
-    runnable.forEach((i, j) => (results[i] = toGenerateResult(parsed[i]!, outs[j]!)));
+    runnable.forEach((i, j) => {
+      results[i] = toGenerateResult(parsed[i]!, outs[j]!);
+    });
     return results as GenerateResult[];
   }
 

@@ -164,7 +164,9 @@ export class Judge {
         ctx,
         live.map(({ pl }) => pl),
       );
-      live.forEach(({ i }, j) => (results[i] = scored[j]!));
+      live.forEach(({ i }, j) => {
+        results[i] = scored[j]!;
+      });
       return results as JudgeResult[];
     }
 

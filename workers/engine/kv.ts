@@ -96,7 +96,9 @@ export function extractSeq(layout: KvLayout, view: KvView): SeqKV {
 export function gatherRows(layout: KvLayout, rows: readonly KvView[], total: number): FloatArray[] {
   const size = rows.length * layout.heads * total * layout.headDim;
   const data = Array.from({ length: 2 * layout.layers }, () => allocFloat(layout.type, size));
-  rows.forEach((view, r) => copyPositions(layout, view, data, r, total, total - view.length));
+  rows.forEach((view, r) => {
+    copyPositions(layout, view, data, r, total, total - view.length);
+  });
   return data;
 }
 

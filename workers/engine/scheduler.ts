@@ -149,7 +149,9 @@ export class Scheduler {
     const batch = this.takePrefillBatch();
     try {
       const results = await this.executor.prefill(batch.map((b) => b.row));
-      batch.forEach((b, i) => b.resolve(results[i]!));
+      batch.forEach((b, i) => {
+        b.resolve(results[i]!);
+      });
     } catch (err) {
       if (batch.length === 1) {
         batch[0]!.reject(err);

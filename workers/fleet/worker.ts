@@ -211,7 +211,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   }
   // A request that kept stalling is failed by BullMQ without running the processor: record it here.
   requestWorker!.on("failed", (job, err) => {
-    if (!job || !job.deferredFailure || err.message !== job.deferredFailure) return;
+    if (!job?.deferredFailure || err.message !== job.deferredFailure) return;
     recordRequestFailure(job, new FleetError("stalled", err.message, true), deps).catch((e: Error) =>
       logger.error({ job: job.id, err: e.message }, "could not record a stalled item"),
     );

@@ -1,5 +1,5 @@
 /** The search flags, the same on `ask`, `eval`, `submit` and `demo`, with the defaults of the settings module. */
-import { Command, Option } from "commander";
+import { type Command, Option } from "commander";
 import {
   DEFAULT_BEAM,
   DEFAULT_JUDGE_MODE,

@@ -113,8 +113,7 @@ async function startOne(index: number, opts: StartWorkersOptions): Promise<Worke
     }, timeoutMs);
     const onData = (d: Buffer) => {
       out += d.toString();
-      let nl: number;
-      while ((nl = out.indexOf("\n")) >= 0) {
+      for (let nl = out.indexOf("\n"); nl >= 0; nl = out.indexOf("\n")) {
         const line = out.slice(0, nl).trim();
         out = out.slice(nl + 1);
         try {

@@ -54,7 +54,7 @@ function wrongResponse(rng: Rng, spec: QuestionSpec, scene: Scene): StageTexts |
   return rng.chance(0.6) ? misreadResponse(rng, spec, scene, "CAPTION") : slipResponse(rng, spec, scene);
 }
 
-function wrongSummary(rng: Rng, spec: QuestionSpec, scene: Scene, gold: StageTexts): string | null {
+function wrongSummary(rng: Rng, scene: Scene, gold: StageTexts): string | null {
   if (rng.chance(0.4)) return `The answer is ${gold.CONCLUSION}.`;
   for (let i = 0; i < TRIES; i++) {
     const other = sampleQuestion(rng, scene);
@@ -84,7 +84,7 @@ export function makeJudgePair(rng: Rng, kind: JudgeKind, spec: QuestionSpec, sce
   let badContent: string | null;
   switch (kind) {
     case "SUMMARY":
-      badContent = wrongSummary(rng, spec, scene, gold);
+      badContent = wrongSummary(rng, scene, gold);
       break;
     case "CAPTION":
       badContent = misreadResponse(rng, spec, scene, "CAPTION")?.CAPTION ?? null;
