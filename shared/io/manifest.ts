@@ -10,11 +10,16 @@
  * the image root (default: the manifest's folder), through symlinks too.
  */
 import { createReadStream } from "node:fs";
-import { opendir, realpath, stat } from "node:fs/promises";
-import { dirname, extname, isAbsolute, relative, resolve, sep } from "node:path";
-import { createInterface } from "node:readline";
+import { opendir, stat } from "node:fs/promises";
+import { dirname, extname, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { z } from "zod";
+import { csvRecords } from "./csv-records.ts";
+import { ImageResolver } from "./image-refs.ts";
+import { linesOf, numbered } from "./lines.ts";
+
+export { csvRecords, type CsvRecord } from "./csv-records.ts";
+export { ImageResolver, type ImageRefResult } from "./image-refs.ts";
 
 // ---------------------------------------------------------------------------
 // Types
@@ -153,92 +158,6 @@ async function validate(line: number, raw: Record<string, unknown>, images: Imag
 }
 
 // ---------------------------------------------------------------------------
-// Image references
-
-export type ImageRefResult = { ok: true; image: string } | { ok: false; reason: string };
-
-const S3_URI = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/;
-
-/** Resolves image references against a root folder, confining local paths to it. */
-export class ImageResolver {
-  private realRoot: Promise<string> | undefined;
-  readonly root: string;
-
-  constructor(
-    root: string,
-    private readonly checkFiles = true,
-  ) {
-    this.root = resolve(root);
-  }
-
-  private rootReal(): Promise<string> {
-    this.realRoot ??= realpath(this.root);
-    return this.realRoot;
-  }
-
-  async resolve(ref: string): Promise<ImageRefResult> {
-    if (ref.startsWith("s3://")) {
-      return S3_URI.test(ref)
-        ? { ok: true, image: ref }
-        : { ok: false, reason: `got ${JSON.stringify(ref)}; expected s3://bucket/key with a valid bucket name and a key` };
-    }
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) {
-      return {
-        ok: false,
-        reason: `got ${JSON.stringify(ref)}; expected a local path inside ${this.root} or s3://bucket/key (other URL schemes are not fetched)`,
-      };
-    }
-    if (ref.includes("\0")) return { ok: false, reason: "the path contains a NUL character" };
-    const abs = resolve(this.root, ref);
-    if (!inside(this.root, abs)) {
-      return { ok: false, reason: `path ${JSON.stringify(ref)} escapes the image root ${this.root}` };
-    }
-    if (!this.checkFiles) return { ok: true, image: abs };
-    let real: string;
-    try {
-      real = await realpath(abs);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      return {
-        ok: false,
-        reason:
-          code === "ENOENT" || code === "ENOTDIR" ? `file not found: ${abs}` : `cannot read ${abs}: ${(e as Error).message}`,
-      };
-    }
-    const root = await this.rootReal();
-    if (!inside(root, real)) {
-      return {
-        ok: false,
-        reason: `path ${JSON.stringify(ref)} leads through a symlink to ${real}, outside the image root ${this.root}`,
-      };
-    }
-    const st = await stat(real);
-    if (!st.isFile()) return { ok: false, reason: `${abs} is not a regular file` };
-    return { ok: true, image: real };
-  }
-}
-
-function inside(root: string, p: string): boolean {
-  const rel = relative(root, p);
-  return rel === "" ? false : !rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel);
-}
-
-// ---------------------------------------------------------------------------
-// Line sources
-
-function linesOf(input: Readable): AsyncIterable<string> {
-  return createInterface({ input, crlfDelay: Infinity });
-}
-
-async function* numbered(lines: AsyncIterable<string>): AsyncGenerator<{ text: string; no: number }> {
-  let no = 0;
-  for await (const raw of lines) {
-    no++;
-    yield { text: no === 1 ? raw.replace(/^\uFEFF/, "") : raw, no };
-  }
-}
-
-// ---------------------------------------------------------------------------
 // JSONL
 
 export async function* readJsonlLines(lines: AsyncIterable<string>, images: ImageResolver): AsyncGenerator<ManifestEntry> {
@@ -257,104 +176,6 @@ export async function* readJsonlLines(lines: AsyncIterable<string>, images: Imag
     }
     yield await validate(no, value as Record<string, unknown>, images);
   }
-}
-
-// ---------------------------------------------------------------------------
-// CSV (RFC 4180: quoted fields may hold commas, doubled quotes and newlines)
-
-export type CsvRecord = { ok: true; line: number; fields: string[] } | { ok: false; line: number; reason: string };
-
-/**
- * Split lines into CSV records. A quoted field may span lines; one left open for more than
- * `maxRecordLines` lines (or to the end of input) is reported at the line it opened on, and
- * parsing resumes on the next line, so one stray quote cannot swallow the rest of the file.
- */
-export async function* csvRecords(lines: AsyncIterable<string>, maxRecordLines = 200): AsyncGenerator<CsvRecord> {
-  const it = numbered(lines)[Symbol.asyncIterator]();
-  const replay: { text: string; no: number }[] = [];
-  const next = async () => {
-    if (replay.length > 0) return replay.shift();
-    const r = await it.next();
-    return r.done ? undefined : r.value;
-  };
-
-  for (;;) {
-    const first = await next();
-    if (first === undefined) return;
-    if (first.text.trim() === "") continue;
-
-    const consumed = [first];
-    const st: CsvState = { fields: [], field: "", inQuotes: false, afterQuote: false, atStart: true };
-    let error = parseCsvLine(st, first.text);
-    while (error === undefined && st.inQuotes) {
-      if (consumed.length >= maxRecordLines) {
-        error = `a quoted field opened on line ${first.no} is still open after ${maxRecordLines} lines; expected a closing "`;
-        break;
-      }
-      const more = await next();
-      if (more === undefined) {
-        error = `a quoted field opened on line ${first.no} is never closed; expected a closing "`;
-        break;
-      }
-      consumed.push(more);
-      st.field += "\n";
-      error = parseCsvLine(st, more.text);
-    }
-    if (error !== undefined) {
-      yield { ok: false, line: first.no, reason: error };
-      replay.unshift(...consumed.slice(1));
-      continue;
-    }
-    st.fields.push(st.field);
-    yield { ok: true, line: first.no, fields: st.fields };
-  }
-}
-
-interface CsvState {
-  fields: string[];
-  field: string;
-  inQuotes: boolean;
-  afterQuote: boolean;
-  atStart: boolean;
-}
-
-/** Feed one physical line; returns an error reason or undefined. Leaves the last field open. */
-function parseCsvLine(st: CsvState, line: string): string | undefined {
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i]!;
-    if (st.inQuotes) {
-      if (ch === '"') {
-        if (line[i + 1] === '"') {
-          st.field += '"';
-          i++;
-        } else {
-          st.inQuotes = false;
-          st.afterQuote = true;
-        }
-      } else {
-        st.field += ch;
-      }
-      continue;
-    }
-    if (ch === ",") {
-      st.fields.push(st.field);
-      st.field = "";
-      st.afterQuote = false;
-      st.atStart = true;
-      continue;
-    }
-    if (st.afterQuote) {
-      return `unexpected ${JSON.stringify(ch)} after the closing quote of field ${st.fields.length + 1}; expected a comma or the end of the line (write a quote inside a quoted field as "")`;
-    }
-    if (ch === '"' && st.atStart) {
-      st.inQuotes = true;
-      st.atStart = false;
-      continue;
-    }
-    st.atStart = false;
-    st.field += ch;
-  }
-  return undefined;
 }
 
 export async function* readCsvLines(

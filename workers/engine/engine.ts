@@ -11,10 +11,7 @@
  * Any number of items may be in flight at once (concurrent async callers): their decoder work
  * shares batched calls. No Redis or S3 in here.
  */
-import ort from "onnxruntime-node";
 import type { z } from "zod";
-import type { ExecutionProvider } from "../../shared/io/config.ts";
-import type { JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 import {
   GenerateRequestSchema,
   JudgeRequestSchema,
@@ -23,104 +20,33 @@ import {
   type JudgeRequest,
   type JudgeResult,
 } from "../../shared/core/search/types.ts";
-import { CachedBackend, ReferenceBackend, type Backend, type ContinuationResult } from "./backend.ts";
-import { BatchExecutor, type EngineObserver } from "./batch-executor.ts";
-import { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
-import { DEFAULT_IMAGE_LIMITS, preprocessImage, type ImageLimits } from "./image.ts";
+import type { Backend, ContinuationResult } from "./backend.ts";
+import { EngineRequestError, ItemInputError } from "./errors.ts";
+import { preprocessImage, type ImageLimits } from "./image.ts";
 import { ItemContext } from "./item.ts";
 import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
-import { Judge } from "./judge.ts";
-import { bytesPerPosition } from "./kv.ts";
-import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
-import { checkSessionContract, type SessionContract } from "./session-contract.ts";
+import type { Judge } from "./judge.ts";
+import type { ModelFolder } from "./model-folder.ts";
 import { zeroCounters, type EngineCounters } from "./counters.ts";
-import { ModelRunner } from "./runner.ts";
-import { resolveSampling, Sampler, samplingFromGeneration, type SamplingParams } from "./sampler.ts";
-import { Scheduler } from "./scheduler.ts";
-import { SessionFactory, type SessionLog, type SessionOptions } from "./sessions.ts";
-import { StopTables } from "./stops.ts";
-import { EngineTokenizer } from "./tokenizer.ts";
+import type { ModelRunner } from "./runner.ts";
+import { resolveSampling, type SamplingParams } from "./sampler.ts";
+import type { Scheduler } from "./scheduler.ts";
+import type { EngineTokenizer } from "./tokenizer.ts";
+
+import { assembleEngine, type EngineInfo, type EngineOptions, type EngineParts } from "./assemble.ts";
 
 export type { EngineCounters } from "./counters.ts";
+export type { EngineInfo, EngineLogger, EngineOptions } from "./assemble.ts";
 export type { SamplingParams } from "./sampler.ts";
 export type { JudgeMode } from "../../shared/core/search/settings.ts";
 export type { EngineObserver } from "./batch-executor.ts";
 export type { ItemContext } from "./item.ts";
-
-export interface EngineLogger extends SessionLog {
-  debug?(obj: object, msg: string): void;
-}
-
-export interface EngineOptions extends SessionOptions {
-  /** Most sequences advanced by one decoder call (default 16). */
-  maxBatch?: number;
-  /** Most batch slots (rows × positions) in one prefill call (default 16384). */
-  maxPrefillSlots?: number;
-  /**
-   * The paper's work pattern, for benchmarks: candidates one at a time, image and prompt
-   * re-encoded per candidate (no prefix cache), whole-text decode after each token for the stop
-   * check, generative judge. Same sampling streams, so answers are comparable.
-   */
-  reference?: boolean;
-  /** Judge mode when a call does not say (default "score"; "generate" in reference mode). */
-  judgeMode?: JudgeMode;
-  /** Token cap of a generated judge answer (default 32). */
-  judgeMaxTokens?: number;
-  /** Overrides of the model's generation_config.json sampling. */
-  sampling?: Partial<SamplingParams>;
-  /** Cached KV prefixes per item, the prompt included (default 6). */
-  prefixCacheEntries?: number;
-  /** Keep the token embedding table in memory when it is at most this big (default 64 MiB). */
-  embeddingTableMaxBytes?: number;
-  imageLimits?: Partial<ImageLimits>;
-  /** Refuse a folder whose digest differs (`sha256:<hex>`). */
-  expectedDigest?: string;
-  /** Judge templates for a folder without judge_templates.json. */
-  judgeTemplates?: JudgeTemplates;
-  logger?: EngineLogger;
-  /** Called after every decoder call, for metrics. */
-  observer?: EngineObserver;
-}
 
 export interface OpenItemInput {
   id: string;
   /** The image file's bytes (PNG, JPEG, …). */
   image: Uint8Array;
   question: string;
-}
-
-export interface EngineInfo {
-  dir: string;
-  digest: string;
-  modelType: string | null;
-  /** The execution provider each session runs on. */
-  providers: { vision: ExecutionProvider; embed: ExecutionProvider; decoder: ExecutionProvider };
-  /** Why preferred providers were skipped. */
-  providerFailures: Record<string, string>;
-  contract: SessionContract;
-  vocabSize: number;
-  hiddenSize: number;
-  contextLength: number | null;
-  embeddingTable: boolean;
-  kvBytesPerToken: number;
-  reference: boolean;
-  maxBatch: number;
-  loadSeconds: number;
-}
-
-const DEFAULTS = {
-  maxBatch: 16,
-  maxPrefillSlots: 16384,
-  judgeMaxTokens: 32,
-  prefixCacheEntries: 6,
-  embeddingTableMaxBytes: 64 * 1024 * 1024,
-};
-
-function positiveInt(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < 1)
-    throw new EngineRequestError(`engine option ${name} must be an integer >= 1, got ${JSON.stringify(value)}`);
-  return v;
 }
 
 export class Engine {
@@ -140,20 +66,7 @@ export class Engine {
   private readonly defaultJudgeMode: JudgeMode;
   private readonly openItems = new Set<ItemContext>();
 
-  private constructor(parts: {
-    info: EngineInfo;
-    folder: ModelFolder;
-    tokenizer: EngineTokenizer;
-    sampling: SamplingParams;
-    runner: ModelRunner;
-    scheduler: Scheduler;
-    backend: Backend;
-    judge: Judge;
-    counters: EngineCounters;
-    imageLimits: ImageLimits;
-    prefixCacheEntries: number;
-    judgeMode: JudgeMode;
-  }) {
+  private constructor(parts: EngineParts) {
     this.info = parts.info;
     this.folder = parts.folder;
     this.tokenizer = parts.tokenizer;
@@ -171,130 +84,7 @@ export class Engine {
 
   /** Loads and validates a model folder and creates its sessions. */
   static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
-    const started = performance.now();
-    const maxBatch = positiveInt("maxBatch", options.maxBatch, DEFAULTS.maxBatch);
-    const maxPrefillSlots = positiveInt("maxPrefillSlots", options.maxPrefillSlots, DEFAULTS.maxPrefillSlots);
-    const judgeMaxTokens = positiveInt("judgeMaxTokens", options.judgeMaxTokens, DEFAULTS.judgeMaxTokens);
-    const prefixCacheEntries = positiveInt("prefixCacheEntries", options.prefixCacheEntries, DEFAULTS.prefixCacheEntries);
-    const reference = options.reference ?? false;
-    const judgeMode = options.judgeMode ?? (reference ? "generate" : "score");
-    if (!JUDGE_MODES.includes(judgeMode))
-      throw new EngineRequestError(
-        `engine option judgeMode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(judgeMode)}`,
-      );
-
-    const folder = await loadModelFolder(dir, {
-      ...(options.expectedDigest !== undefined ? { expectedDigest: options.expectedDigest } : {}),
-      ...(options.judgeTemplates !== undefined ? { judgeTemplates: options.judgeTemplates } : {}),
-    });
-    const tokenizer = new EngineTokenizer(folder);
-    const factory = new SessionFactory(options, options.logger);
-    const vision = await factory.create(folder.onnx.vision);
-    const embed = await factory.create(folder.onnx.embed);
-    const decoder = await factory.create(folder.onnx.decoder);
-    const sessions = [vision, embed, decoder];
-    try {
-      const contract = checkSessionContract(
-        folder.dir,
-        folder.spec,
-        { vision: vision.signature, embed: embed.signature, decoder: decoder.signature },
-        folder.preprocessor,
-      );
-      const counters = zeroCounters();
-      let hidden = contract.hiddenSize;
-      if (hidden === null) {
-        const probe = await embed.session.run({ input_ids: new ort.Tensor("int64", BigInt64Array.from([0n]), [1, 1]) });
-        hidden = probe.inputs_embeds!.dims[2]!;
-      }
-      const vocab = contract.vocabSize ?? folder.spec.vocabSize ?? tokenizer.vocabSize;
-      const runner = new ModelRunner(
-        vision.session,
-        embed.session,
-        decoder.session,
-        folder.spec,
-        contract,
-        hidden,
-        vocab,
-        counters,
-      );
-      const table = await runner.loadEmbeddingTable(options.embeddingTableMaxBytes ?? DEFAULTS.embeddingTableMaxBytes);
-      counters.embedCalls = 0;
-      counters.forwardPasses = 0;
-
-      const sampler = new Sampler(vocab, Math.min(vocab, tokenizer.vocabSize), [folder.spec.imageTokenId]);
-      const anchor = folder.spec.bosTokenId ?? folder.spec.eosTokenIds[0]!;
-      const stops = new StopTables(
-        {
-          encode: (t) => tokenizer.encode(t),
-          surface: (id) => (id < tokenizer.vocabSize ? tokenizer.decodeContinuation(anchor, [id]) : ""),
-        },
-        vocab,
-        folder.spec.eosTokenIds,
-      );
-      // Built now, so the first sentence-level request does not block the event loop on it.
-      stops.table({ kind: "sentence" });
-      const executor = new BatchExecutor(runner, sampler, { imageTokenId: folder.spec.imageTokenId, observer: options.observer });
-      const scheduler = new Scheduler(executor, { maxBatch, maxPrefillSlots });
-      const contextLength = folder.spec.contextLength ?? Infinity;
-      const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor: folder.preprocessor, contextLength };
-      const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);
-      const sampling = resolveSampling(options.sampling, samplingFromGeneration(folder.generation));
-      let judge: Judge;
-      try {
-        judge = new Judge({
-          backend,
-          tokenizer,
-          templates: folder.judgeTemplates,
-          contextLength,
-          maxTokens: judgeMaxTokens,
-          sampling,
-        });
-      } catch (err) {
-        throw new ModelFolderError(
-          folder.dir,
-          "judge_templates.json",
-          (err as Error).message.replace(/^judge_templates\.json: /, ""),
-        );
-      }
-      const imageLimits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
-      const info: EngineInfo = {
-        dir: folder.dir,
-        digest: folder.digest,
-        modelType: folder.spec.modelType,
-        providers: { vision: vision.provider, embed: embed.provider, decoder: decoder.provider },
-        providerFailures: factory.failures,
-        contract,
-        vocabSize: vocab,
-        hiddenSize: hidden,
-        contextLength: folder.spec.contextLength,
-        embeddingTable: table,
-        kvBytesPerToken: bytesPerPosition(runner.layout),
-        reference,
-        maxBatch,
-        loadSeconds: (performance.now() - started) / 1000,
-      };
-      options.logger?.info(
-        { dir: info.dir, digest: info.digest, providers: info.providers, reference, maxBatch, loadSeconds: info.loadSeconds },
-        "model loaded",
-      );
-      return new Engine({
-        info,
-        folder,
-        tokenizer,
-        sampling,
-        runner,
-        scheduler,
-        backend,
-        judge,
-        counters,
-        imageLimits,
-        prefixCacheEntries,
-        judgeMode,
-      });
-    } catch (err) {
-      await Promise.allSettled(sessions.map((s) => s.session.release()));
-      throw err;
-    }
+    return new Engine(await assembleEngine(dir, options));
   }
 
   /**

@@ -1,0 +1,74 @@
+/**
+ * Image references of a manifest: an s3://bucket/key URI, or a local path that must resolve
+ * inside the image root, through symlinks too, to a regular file.
+ */
+import { realpath, stat } from "node:fs/promises";
+import { isAbsolute, relative, resolve, sep } from "node:path";
+
+export type ImageRefResult = { ok: true; image: string } | { ok: false; reason: string };
+
+const S3_URI = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/;
+
+/** Resolves image references against a root folder, confining local paths to it. */
+export class ImageResolver {
+  private realRoot: Promise<string> | undefined;
+  readonly root: string;
+
+  constructor(
+    root: string,
+    private readonly checkFiles = true,
+  ) {
+    this.root = resolve(root);
+  }
+
+  private rootReal(): Promise<string> {
+    this.realRoot ??= realpath(this.root);
+    return this.realRoot;
+  }
+
+  async resolve(ref: string): Promise<ImageRefResult> {
+    if (ref.startsWith("s3://")) {
+      return S3_URI.test(ref)
+        ? { ok: true, image: ref }
+        : { ok: false, reason: `got ${JSON.stringify(ref)}; expected s3://bucket/key with a valid bucket name and a key` };
+    }
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) {
+      return {
+        ok: false,
+        reason: `got ${JSON.stringify(ref)}; expected a local path inside ${this.root} or s3://bucket/key (other URL schemes are not fetched)`,
+      };
+    }
+    if (ref.includes("\0")) return { ok: false, reason: "the path contains a NUL character" };
+    const abs = resolve(this.root, ref);
+    if (!inside(this.root, abs)) {
+      return { ok: false, reason: `path ${JSON.stringify(ref)} escapes the image root ${this.root}` };
+    }
+    if (!this.checkFiles) return { ok: true, image: abs };
+    let real: string;
+    try {
+      real = await realpath(abs);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return {
+        ok: false,
+        reason:
+          code === "ENOENT" || code === "ENOTDIR" ? `file not found: ${abs}` : `cannot read ${abs}: ${(e as Error).message}`,
+      };
+    }
+    const root = await this.rootReal();
+    if (!inside(root, real)) {
+      return {
+        ok: false,
+        reason: `path ${JSON.stringify(ref)} leads through a symlink to ${real}, outside the image root ${this.root}`,
+      };
+    }
+    const st = await stat(real);
+    if (!st.isFile()) return { ok: false, reason: `${abs} is not a regular file` };
+    return { ok: true, image: real };
+  }
+}
+
+function inside(root: string, p: string): boolean {
+  const rel = relative(root, p);
+  return rel === "" ? false : !rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel);
+}
