@@ -137,6 +137,7 @@ async function main() {
     prompt,
     processor: {
       input_ids: inputIds,
+      text: processor.tokenizer.decode(inputIds),
       length: inputIds.length,
       image_token_count: inputIds.filter((id) => id === imageTokenId).length,
       attention_mask_sum: ids(inputs.attention_mask).reduce((a, b) => a + b, 0),

@@ -26,6 +26,14 @@ class TextDims:
         return self.hidden // self.heads
 
 
+def residual_writer(fan_in: int, fan_out: int) -> nn.Linear:
+    """A projection back into the residual stream, loud enough that the layers move a token's embedding rather
+    than a random decoder echoing its input."""
+    layer = nn.Linear(fan_in, fan_out, bias=False)
+    nn.init.normal_(layer.weight, std=2 * fan_in**-0.5)
+    return layer
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -69,7 +77,7 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(dims.hidden, dims.heads * d, bias=dims.qkv_bias)
         self.k_proj = nn.Linear(dims.hidden, dims.kv_heads * d, bias=dims.qkv_bias)
         self.v_proj = nn.Linear(dims.hidden, dims.kv_heads * d, bias=dims.qkv_bias)
-        self.o_proj = nn.Linear(dims.heads * d, dims.hidden, bias=False)
+        self.o_proj = residual_writer(dims.heads * d, dims.hidden)
 
     def forward(self, x, cos, sin, bias, past_k, past_v):
         b, s, _ = x.shape
@@ -97,7 +105,7 @@ class Layer(nn.Module):
         self.post_attention_layernorm = RMSNorm(dims.hidden, dims.rms_eps)
         self.gate_proj = nn.Linear(dims.hidden, dims.intermediate, bias=False)
         self.up_proj = nn.Linear(dims.hidden, dims.intermediate, bias=False)
-        self.down_proj = nn.Linear(dims.intermediate, dims.hidden, bias=False)
+        self.down_proj = residual_writer(dims.intermediate, dims.hidden)
 
     def forward(self, x, cos, sin, bias, past_k, past_v):
         attn, k, v = self.self_attn(self.input_layernorm(x), cos, sin, bias, past_k, past_v)
