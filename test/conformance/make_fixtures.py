@@ -13,9 +13,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fixturegen import idefics3, llava  # noqa: E402
+from fixturegen import idefics3, llava, qwen2_vl  # noqa: E402
 
-FAMILIES = {"llava": llava.build, "idefics3": idefics3.build}
+FAMILIES = {"llava": llava.build, "idefics3": idefics3.build, "qwen2_vl": qwen2_vl.build}
 
 
 def main() -> None:
