@@ -1,0 +1,1 @@
+"""Tiny random-weight VLM fixtures in the layout onnx-community publishes (see ../FIXTURES.md)."""
