@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the OS packages the project's scripts and tests start as real servers.
+# Install the OS packages the project's scripts and tests need: the servers they start for real, and the
+# system Python with torch and onnx that writes the conformance fixtures (test/conformance/make_fixtures.py).
 # Idempotent and quiet when everything is already there; needs root (or sudo) and
 # access to the Debian package mirrors when something is missing.
 set -euo pipefail
@@ -9,10 +10,21 @@ declare -A NEEDED=(
   [redis-server]=redis-server
 )
 
+# /usr/bin/python3 module -> Debian package that provides it
+declare -A PYTHON_MODULES=(
+  [torch]=python3-torch
+  [onnx]=python3-onnx
+)
+
 missing=()
 for cmd in "${!NEEDED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
 done
+for module in "${!PYTHON_MODULES[@]}"; do
+  /usr/bin/python3 -c "import $module" >/dev/null 2>&1 || missing+=("${PYTHON_MODULES[$module]}")
+done
+# libtorch takes any libblas.so.3; the fixtures' bytes were checked with OpenBLAS behind it.
+dpkg -s libopenblas0-pthread >/dev/null 2>&1 || missing+=(libopenblas0-pthread)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""
@@ -31,6 +43,12 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 for cmd in "${!NEEDED[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
     echo "ensure-system-deps: $cmd still not on PATH after installing ${NEEDED[$cmd]}" >&2
+    exit 1
+  fi
+done
+for module in "${!PYTHON_MODULES[@]}"; do
+  if ! /usr/bin/python3 -c "import $module" >/dev/null 2>&1; then
+    echo "ensure-system-deps: /usr/bin/python3 still cannot import $module after installing ${PYTHON_MODULES[$module]}" >&2
     exit 1
   fi
 done

@@ -38,16 +38,22 @@ function describeBytes(n: number): string {
   return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} bytes`;
 }
 
+/** An image whose bytes passed the checks below: its encoded bytes and its decoded size, read from the header. */
+export interface CheckedImage {
+  bytes: Buffer;
+  width: number;
+  height: number;
+}
+
 /**
- * Decodes and preprocesses one image into pixel values `[3, height, width]` (float32), ready
- * for the vision encoder's `pixel_values`.
+ * Checks an item's image before it is decoded: the bytes of a readable image within the limits.
+ * Throws an ItemInputError that names the item and what was expected.
  */
-export async function preprocessImage(
+export async function checkImage(
   itemId: string,
   image: unknown,
-  spec: PreprocessorSpec,
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
-): Promise<Float32Array> {
+): Promise<CheckedImage> {
   const fail = (problem: string) => new ItemInputError(itemId, "image", problem);
   if (!(image instanceof Uint8Array)) {
     throw fail(`expected the image file's bytes (a Buffer), got ${image === null ? "null" : typeof image}`);
@@ -57,8 +63,6 @@ export async function preprocessImage(
   if (bytes.length > limits.maxBytes) {
     throw fail(`is ${describeBytes(bytes.length)}; expected at most ${describeBytes(limits.maxBytes)}`);
   }
-  const open = () => sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: "truncated", sequentialRead: true });
-
   let meta: Metadata;
   try {
     // Header only: the size is checked below, with a message that names it.
@@ -72,9 +76,34 @@ export async function preprocessImage(
   if (width * height > limits.maxPixels) {
     throw fail(`is ${width}x${height} = ${width * height} pixels; expected at most ${limits.maxPixels} pixels`);
   }
+  return { bytes, width, height };
+}
+
+/** The ItemInputError for an image that passed checkImage but failed to decode. */
+export function corruptImageError(itemId: string, err: unknown): ItemInputError {
+  return new ItemInputError(
+    itemId,
+    "image",
+    `is truncated or corrupt (${(err as Error).message}); expected a complete ${FORMATS}`,
+  );
+}
+
+/**
+ * Decodes and preprocesses one image into pixel values `[3, height, width]` (float32), ready
+ * for the vision encoder's `pixel_values`.
+ */
+export async function preprocessImage(
+  itemId: string,
+  image: unknown,
+  spec: PreprocessorSpec,
+  limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
+): Promise<Float32Array> {
+  const fail = (problem: string) => new ItemInputError(itemId, "image", problem);
+  const { bytes, width, height } = await checkImage(itemId, image, limits);
   if (!spec.doResize && (width !== spec.width || height !== spec.height)) {
     throw fail(`is ${width}x${height}; expected ${spec.width}x${spec.height} (the model does not resize)`);
   }
+  const open = () => sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: "truncated", sequentialRead: true });
 
   let data: Buffer;
   let info: OutputInfo;
@@ -85,7 +114,7 @@ export async function preprocessImage(
     }
     ({ data, info } = await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true }));
   } catch (err) {
-    throw fail(`is truncated or corrupt (${(err as Error).message}); expected a complete ${FORMATS}`);
+    throw corruptImageError(itemId, err);
   }
   if (info.channels !== 3 || info.width !== spec.width || info.height !== spec.height) {
     throw fail(`decoded to ${info.width}x${info.height}x${info.channels}; expected ${spec.width}x${spec.height}x3`);
