@@ -1,19 +1,17 @@
 /**
  * What transformers.js makes of a fixture folder: processor outputs and a greedy `generate`, printed as JSON.
  *
- *   TRANSFORMERS_JS=/work/scratch-tfjs/node_modules/@huggingface/transformers/dist/transformers.node.mjs \
- *     npx tsx test/conformance/tfjs-reference.ts FIXTURE_DIR IMAGE "QUESTION" [--dtype fp32|fp16] [--max-new-tokens 16]
+ *   npx tsx test/conformance/tfjs-reference.ts FIXTURE_DIR IMAGE "QUESTION" [--dtype fp32|fp16] [--max-new-tokens 16]
  *
- * transformers.js is not a dependency of this repository yet, so the module is imported from TRANSFORMERS_JS
- * (a path or a package name; default "@huggingface/transformers") and typed loosely here.
+ * Processor and model outputs are typed loosely here: they are keyed by family.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import * as tf from "@huggingface/transformers";
 
-// biome-ignore lint/suspicious/noExplicitAny: the library's types are not installed in this repository.
+// biome-ignore lint/suspicious/noExplicitAny: processor and model outputs differ by family.
 type Any = any;
 
 interface Args {
@@ -40,11 +38,6 @@ function readArgs(): Args {
     dtype: values.dtype,
     maxNewTokens: Number(values["max-new-tokens"]),
   };
-}
-
-async function loadLibrary(): Promise<Any> {
-  const spec = process.env.TRANSFORMERS_JS ?? "@huggingface/transformers";
-  return import(path.isAbsolute(spec) ? pathToFileURL(spec).href : spec);
 }
 
 function describeTensor(tensor: Any) {
@@ -79,7 +72,7 @@ async function runProcessor(processor: Any, modelType: string, prompt: string, i
 }
 
 /** Greedy decode with the KV cache, then one uncached forward over prompt + answer: its argmax must replay the answer. */
-async function generate(tf: Any, model: Any, tokenizer: Any, inputs: Any, maxNewTokens: number) {
+async function generate(model: Any, tokenizer: Any, inputs: Any, maxNewTokens: number) {
   try {
     const sequences = await model.generate({ ...inputs, max_new_tokens: maxNewTokens, do_sample: false });
     const all = ids(sequences);
@@ -109,16 +102,15 @@ async function generate(tf: Any, model: Any, tokenizer: Any, inputs: Any, maxNew
 
 async function main() {
   const args = readArgs();
-  const tf = await loadLibrary();
   tf.env.allowRemoteModels = false;
   tf.env.allowLocalModels = true;
   tf.env.useFSCache = false;
   const options = { local_files_only: true };
   const config = JSON.parse(readFileSync(path.join(args.fixture, "config.json"), "utf8"));
-  const processor = await tf.AutoProcessor.from_pretrained(args.fixture, options);
+  const processor: Any = await tf.AutoProcessor.from_pretrained(args.fixture, options);
   const model = await tf.AutoModelForImageTextToText.from_pretrained(args.fixture, {
     ...options,
-    dtype: args.dtype,
+    dtype: args.dtype as tf.DataType,
     device: "cpu",
   });
   const image = await tf.RawImage.read(args.image);
@@ -132,7 +124,7 @@ async function main() {
     library: tf.env.version,
     fixture: args.fixture,
     model_type: config.model_type,
-    dtype: args.dtype,
+    dtype: args.dtype as tf.DataType,
     image: { path: args.image, width: image.width, height: image.height },
     prompt,
     processor: {
@@ -146,7 +138,7 @@ async function main() {
       ...(inputs.image_grid_thw && { image_grid_thw: ids(inputs.image_grid_thw) }),
       ...(inputs.rows && { rows: inputs.rows, cols: inputs.cols }),
     },
-    generate: await generate(tf, model, processor.tokenizer, inputs, args.maxNewTokens),
+    generate: await generate(model, processor.tokenizer, inputs, args.maxNewTokens),
   };
 
   if (config.model_type === "llava") {
@@ -159,7 +151,7 @@ async function main() {
       report.python_rule = {
         image_token_count: expected,
         input_ids: ids(fixed.input_ids),
-        generate: await generate(tf, model, processor.tokenizer, fixed, args.maxNewTokens),
+        generate: await generate(model, processor.tokenizer, fixed, args.maxNewTokens),
       };
     }
   }
