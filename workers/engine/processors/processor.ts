@@ -1,0 +1,51 @@
+/**
+ * The per-family processor contract: an item's image and its rendered prompt in, the tensors the
+ * vision encoder and the decoder's first step need out. One implementation per model family
+ * (index.ts chooses by config.json `model_type`).
+ */
+
+export interface FloatTensor {
+  data: Float32Array;
+  dims: number[];
+}
+
+export interface BoolTensor {
+  /** 1 = true, 0 = false (ONNX bool tensors are one byte an element). */
+  data: Uint8Array;
+  dims: number[];
+}
+
+/** Qwen2-VL's multimodal rotary positions for a prompt, and what decoding carries on with. */
+export interface MropePrompt {
+  /** Rows t, h, w; one position per prompt token. */
+  positions: [number[], number[], number[]];
+  /** Added to the cache length to give a decode step's position on all three rows. */
+  ropeDelta: number;
+}
+
+export interface ProcessedPrompt {
+  /** The prompt's token ids with the image placeholder expanded to one id per image feature. */
+  inputIds: number[];
+  imageTokenId: number;
+  /** How many of `inputIds` are `imageTokenId`: the rows the vision encoder must return. */
+  imageTokenCount: number;
+  pixelValues: FloatTensor;
+  /** Idefics3 / SmolVLM: which pixels of each tile are real, [1, tiles, T, T]. */
+  pixelAttentionMask?: BoolTensor;
+  /** Qwen2-VL: [t, h, w] in patches per image (the vision encoder's `grid_thw`). */
+  imageGridThw?: [number, number, number][];
+  /** Qwen2-VL: M-RoPE positions of the prompt. */
+  mrope?: MropePrompt;
+}
+
+export interface Processor {
+  readonly modelType: string;
+  /** The text the rendered prompt holds once where the image goes (what the processor expands). */
+  readonly imageToken: string;
+  /**
+   * Decodes and preprocesses the image and tokenizes `prompt` with the image expanded. Throws an
+   * ItemInputError naming the item when the image is unusable or the prompt does not hold
+   * `imageToken` exactly once.
+   */
+  process(itemId: string, image: unknown, prompt: string): Promise<ProcessedPrompt>;
+}
