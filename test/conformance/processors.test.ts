@@ -12,6 +12,7 @@ import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mropeBatchPositions, mropeDecodePositions, mropePromptPositions } from "../../workers/engine/positions.ts";
 import { loadProcessor, type ProcessedPrompt } from "../../workers/engine/processors/index.ts";
+import { llavaImageTokenCount } from "../../workers/engine/processors/llava.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: transformers.js processor outputs are keyed by family.
 type Any = any;
@@ -248,5 +249,14 @@ describe("qwen2_vl, rules where transformers.js differs from Python", () => {
     expect(ours.positions).toEqual(rope.positions.map((axis: number[][]) => axis[0]));
     expect(ours.ropeDelta).toBe(0);
     expect(rope.deltas).toEqual([2 * prompt.length]);
+  });
+});
+
+describe("llavaImageTokenCount", () => {
+  it("keeps the CLS row under the full strategy, and counts it when processor_config.json omits it", () => {
+    const rule = { patchSize: 14, numAdditionalImageTokens: 1, visionFeatureSelectStrategy: "default" };
+    expect(llavaImageTokenCount(336, 336, rule)).toBe(576);
+    expect(llavaImageTokenCount(336, 336, { ...rule, visionFeatureSelectStrategy: "full" })).toBe(577);
+    expect(llavaImageTokenCount(336, 336, { ...rule, numAdditionalImageTokens: undefined })).toBe(576);
   });
 });
