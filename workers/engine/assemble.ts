@@ -14,6 +14,7 @@ import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "./image.ts";
 import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
 import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
+import { atSessionFile } from "./model-files.ts";
 import { loadModelFolder, type ModelFolder, type PreprocessorSpec } from "./model-folder.ts";
 import { checkSessionContract, type SessionContract } from "./session-contract.ts";
 import { zeroCounters, type EngineCounters } from "./counters.ts";
@@ -136,12 +137,17 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
   const decoder = await factory.create(folder.onnx.decoder);
   const sessions = [vision, embed, decoder];
   try {
-    const contract = checkSessionContract(
-      folder.dir,
-      folder.spec,
-      { vision: vision.signature, embed: embed.signature, decoder: decoder.signature },
-      folder.preprocessor ?? undefined,
-    );
+    let contract: SessionContract;
+    try {
+      contract = checkSessionContract(
+        folder.dir,
+        folder.spec,
+        { vision: vision.signature, embed: embed.signature, decoder: decoder.signature },
+        folder.preprocessor ?? undefined,
+      );
+    } catch (err) {
+      throw atSessionFile(err, folder.sessions);
+    }
     const preprocessor = folder.preprocessor;
     if (preprocessor === null) {
       throw new ModelFolderError(

@@ -96,6 +96,17 @@ export function sessionDtypes(
   ) as Record<SessionName, ModelDtype>;
 }
 
+/**
+ * The same error naming the session file the folder actually has (`onnx/decoder_model_merged_q4.onnx`)
+ * where it names the bundled model's file name (`decoder_model_merged.onnx`).
+ */
+export function atSessionFile(err: unknown, files: SessionFiles): unknown {
+  if (!(err instanceof ModelFolderError)) return err;
+  const session = SESSION_NAMES.find((s) => err.file === `${s}.onnx`);
+  if (session === undefined || files[session].file === err.file) return err;
+  return new ModelFolderError(err.dir, files[session].file, err.problem);
+}
+
 /** The dtypes whose file for `session` is among `entries`. */
 function dtypesOffered(entries: readonly string[], session: SessionName): ModelDtype[] {
   return MODEL_DTYPES.filter((d) => entries.includes(`${session}${DTYPE_SUFFIX[d]}.onnx`));
