@@ -12,7 +12,7 @@ export type FamilyName = "stagebeam-tiny" | "llava" | "llava_onevision" | "idefi
  * Where the number of image tokens per image comes from:
  * `config` config.json `image_seq_length`; `processor` processor_config.json `image_seq_len`
  * (per tile; Idefics3 splits an image into a size-dependent number of tiles); `image` computed
- * from each image's size by the family's processor (Qwen2-VL's grid).
+ * from each image's size by the family's processor (Qwen2-VL's grid, LLaVA-OneVision's anyres tiles).
  */
 export type ImageTokenSource = "config" | "processor" | "image";
 
@@ -26,7 +26,8 @@ export interface ModelFamily {
 const FAMILIES: Record<FamilyName, Omit<ModelFamily, "name">> = {
   "stagebeam-tiny": { imageTokens: "config", imageToken: "<image>" },
   llava: { imageTokens: "config", imageToken: "<image>" },
-  llava_onevision: { imageTokens: "config", imageToken: "<image>" },
+  // anyres tiling: the patch count, and so the token count, follows the image's size and aspect.
+  llava_onevision: { imageTokens: "image", imageToken: "<image>" },
   idefics3: { imageTokens: "processor", imageToken: "<image>" },
   smolvlm: { imageTokens: "processor", imageToken: "<image>" },
   qwen2_vl: { imageTokens: "image", imageToken: "<|image_pad|>" },
