@@ -4,7 +4,7 @@ import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeF
 
 /**
  * Each subcommand's module, imported only when that subcommand runs, so that `ask` and `eval`
- * load no BullMQ or Redis client; all of them for the overall help or an unknown command, none
+ * (and `model`) load no BullMQ or Redis client; all of them for the overall help or an unknown command, none
  * for --version.
  */
 const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
@@ -16,6 +16,7 @@ const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
   ["status", async () => (await import("./commands/status.ts")).statusCommand],
   ["results", async () => (await import("./commands/results.ts")).resultsCommand],
   ["demo", async () => (await import("./commands/demo.ts")).demoCommand],
+  ["model", async () => (await import("./commands/model.ts")).modelCommand],
 ]);
 
 const VERSION_FLAGS = ["-V", "--version"];

@@ -42,9 +42,27 @@ export interface S3Config {
   forcePathStyle: boolean;
 }
 
+/** The ONNX weight formats of a published export, as transformers.js names them (each has its own file suffix). */
+export const MODEL_DTYPES = ["fp32", "fp16", "q8", "int8", "uint8", "q4", "q4f16", "bnb4"] as const;
+export type ModelDtype = (typeof MODEL_DTYPES)[number];
+
+/**
+ * MODEL_DTYPE: one dtype for every session, and/or one per session file name
+ * (`vision_encoder=fp16,decoder_model_merged=q4`). Sessions it does not name take the folder's
+ * own default (config.json `transformers.js_config.dtype`), else fp32.
+ */
+export interface DtypeSetting {
+  all?: ModelDtype;
+  sessions: Record<string, ModelDtype>;
+}
+
+interface ModelSource {
+  digest?: string;
+  dtype?: DtypeSetting;
+}
 export type ModelConfig =
-  | { source: "dir"; dir: string; digest?: string }
-  | { source: "s3"; uri: string; bucket: string; prefix: string; digest?: string };
+  | ({ source: "dir"; dir: string } & ModelSource)
+  | ({ source: "s3"; uri: string; bucket: string; prefix: string } & ModelSource);
 
 export interface WorkerConfig {
   concurrency: number;
@@ -186,6 +204,38 @@ const providers = z.string().transform((s, ctx) => {
   return out;
 });
 
+const isDtype = (s: string): s is ModelDtype => (MODEL_DTYPES as readonly string[]).includes(s);
+
+/** `q4`, `vision_encoder=fp16,decoder_model_merged=q4`, or both (`q4,vision_encoder=fp16`). */
+export function parseDtypeSetting(text: string): DtypeSetting | string {
+  const setting: DtypeSetting = { sessions: {} };
+  for (const raw of text.split(",")) {
+    const part = raw.trim().toLowerCase();
+    const eq = part.indexOf("=");
+    const value = eq < 0 ? part : part.slice(eq + 1).trim();
+    if (!isDtype(value)) return `unknown dtype "${value}"`;
+    if (eq < 0) {
+      if (setting.all !== undefined) return "more than one dtype for all sessions";
+      setting.all = value;
+      continue;
+    }
+    const session = part.slice(0, eq).trim();
+    if (!/^[a-z][a-z0-9_]*$/.test(session)) return `"${session}" is not a session file name`;
+    if (setting.sessions[session] !== undefined) return `two dtypes for ${session}`;
+    setting.sessions[session] = value;
+  }
+  return setting;
+}
+
+const dtypeSetting = z.string().transform((s, ctx) => {
+  const parsed = parseDtypeSetting(s);
+  if (typeof parsed === "string") {
+    ctx.addIssue({ code: "custom", message: parsed });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
 const SPECS = [
   {
     name: "REDIS_URL",
@@ -293,6 +343,15 @@ const SPECS = [
     whenUnset: "not checked",
     expected: "sha256:<64 hex digits> (or the 64 hex digits alone)",
     schema: digest,
+  },
+  {
+    name: "MODEL_DTYPE",
+    parts: ["model"],
+    meaning:
+      "Which ONNX files of a published export to load: one dtype for all sessions, or per session (`vision_encoder=fp16,decoder_model_merged=q4`).",
+    whenUnset: "config.json `transformers.js_config.dtype`, else `fp32`",
+    expected: `one of ${MODEL_DTYPES.join(", ")}, or session=dtype pairs separated by commas`,
+    schema: dtypeSetting,
   },
   {
     name: "WORKER_CONCURRENCY",
@@ -469,12 +528,17 @@ function readModel(r: Reader): ModelConfig {
   const dir = r.opt<string>("MODEL_DIR");
   const uri = r.opt<{ uri: string; bucket: string; prefix: string }>("MODEL_URI");
   const dig = r.opt<string>("MODEL_DIGEST");
+  const dtype = r.opt<DtypeSetting>("MODEL_DTYPE");
   if (r.raw("MODEL_DIR") !== undefined && r.raw("MODEL_URI") !== undefined) {
     r.issue("MODEL_DIR", "set together with MODEL_URI", "only one of MODEL_DIR and MODEL_URI");
   }
-  const withDigest = <T extends object>(m: T): T => (dig === undefined ? m : { ...m, digest: dig });
-  if (uri !== undefined) return withDigest({ source: "s3" as const, ...uri });
-  return withDigest({ source: "dir" as const, dir: dir ?? BUNDLED_MODEL_DIR });
+  const withSource = <T extends object>(m: T): T & ModelSource => ({
+    ...m,
+    ...(dig === undefined ? {} : { digest: dig }),
+    ...(dtype === undefined ? {} : { dtype }),
+  });
+  if (uri !== undefined) return withSource({ source: "s3" as const, ...uri });
+  return withSource({ source: "dir" as const, dir: dir ?? BUNDLED_MODEL_DIR });
 }
 
 function readEngine(r: Reader): EngineConfig {

@@ -29,7 +29,7 @@ describe("the bundled model against its golden file", () => {
     const pixels = await preprocessImage(
       "golden",
       await readFile(path.join(MODEL, "golden/image.png")),
-      engine.folder.preprocessor,
+      engine.folder.preprocessor!,
     );
     expect(
       createHash("sha256")

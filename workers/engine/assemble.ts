@@ -5,7 +5,7 @@
  * plus the engine around the parts.
  */
 import ort from "onnxruntime-node";
-import type { ExecutionProvider } from "../../shared/io/config.ts";
+import type { DtypeSetting, ExecutionProvider } from "../../shared/io/config.ts";
 import type { JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 import { CachedBackend, ReferenceBackend, type Backend } from "./backend.ts";
 import { BatchExecutor, type EngineObserver } from "./batch-executor.ts";
@@ -14,7 +14,8 @@ import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "./image.ts";
 import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
 import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
-import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
+import { atSessionFile } from "./model-files.ts";
+import { loadModelFolder, type ModelFolder, type PreprocessorSpec } from "./model-folder.ts";
 import { checkSessionContract, type SessionContract } from "./session-contract.ts";
 import { zeroCounters, type EngineCounters } from "./counters.ts";
 import { ModelRunner } from "./runner.ts";
@@ -51,8 +52,10 @@ export interface EngineOptions extends SessionOptions {
   imageLimits?: Partial<ImageLimits>;
   /** Refuse a folder whose digest differs (`sha256:<hex>`). */
   expectedDigest?: string;
-  /** Judge templates for a folder without judge_templates.json. */
+  /** Judge templates for a folder without judge_templates.json (else the paper's). */
   judgeTemplates?: JudgeTemplates;
+  /** Which dtype each session loads (MODEL_DTYPE). */
+  dtype?: DtypeSetting;
   logger?: EngineLogger;
   /** Called after every decoder call, for metrics. */
   observer?: EngineObserver;
@@ -96,6 +99,7 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
 export interface EngineParts {
   info: EngineInfo;
   folder: ModelFolder;
+  preprocessor: PreprocessorSpec;
   tokenizer: EngineTokenizer;
   sampling: SamplingParams;
   runner: ModelRunner;
@@ -124,6 +128,7 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
   const folder = await loadModelFolder(dir, {
     ...(options.expectedDigest !== undefined ? { expectedDigest: options.expectedDigest } : {}),
     ...(options.judgeTemplates !== undefined ? { judgeTemplates: options.judgeTemplates } : {}),
+    ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
   });
   const tokenizer = new EngineTokenizer(folder);
   const factory = new SessionFactory(options, options.logger);
@@ -132,12 +137,25 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
   const decoder = await factory.create(folder.onnx.decoder);
   const sessions = [vision, embed, decoder];
   try {
-    const contract = checkSessionContract(
-      folder.dir,
-      folder.spec,
-      { vision: vision.signature, embed: embed.signature, decoder: decoder.signature },
-      folder.preprocessor,
-    );
+    let contract: SessionContract;
+    try {
+      contract = checkSessionContract(
+        folder.dir,
+        folder.spec,
+        { vision: vision.signature, embed: embed.signature, decoder: decoder.signature },
+        folder.preprocessor ?? undefined,
+      );
+    } catch (err) {
+      throw atSessionFile(err, folder.sessions);
+    }
+    const preprocessor = folder.preprocessor;
+    if (preprocessor === null) {
+      throw new ModelFolderError(
+        folder.dir,
+        "preprocessor_config.json",
+        `the folder loads, but images for model family ${folder.family.name} need that family's processor, which this engine does not have yet (it has the fixed resize of stagebeam-tiny)`,
+      );
+    }
     const counters = zeroCounters();
     let hidden = contract.hiddenSize;
     if (hidden === null) {
@@ -174,7 +192,7 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
     const executor = new BatchExecutor(runner, sampler, { imageTokenId: folder.spec.imageTokenId, observer: options.observer });
     const scheduler = new Scheduler(executor, { maxBatch, maxPrefillSlots });
     const contextLength = folder.spec.contextLength ?? Infinity;
-    const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor: folder.preprocessor, contextLength };
+    const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor, contextLength };
     const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);
     const sampling = resolveSampling(options.sampling, samplingFromGeneration(folder.generation));
     let judge: Judge;
@@ -218,6 +236,7 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
     return {
       info,
       folder,
+      preprocessor,
       tokenizer,
       sampling,
       runner,

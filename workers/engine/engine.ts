@@ -26,7 +26,7 @@ import { preprocessImage, type ImageLimits } from "./image.ts";
 import { ItemContext } from "./item.ts";
 import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
 import type { Judge } from "./judge.ts";
-import type { ModelFolder } from "./model-folder.ts";
+import type { ModelFolder, PreprocessorSpec } from "./model-folder.ts";
 import { zeroCounters, type EngineCounters } from "./counters.ts";
 import type { ModelRunner } from "./runner.ts";
 import { resolveSampling, type SamplingParams } from "./sampler.ts";
@@ -52,6 +52,7 @@ export interface OpenItemInput {
 export class Engine {
   readonly info: EngineInfo;
   readonly folder: ModelFolder;
+  private readonly preprocessor: PreprocessorSpec;
   readonly tokenizer: EngineTokenizer;
   /** Sampling used when a call gives none (generation_config.json + options.sampling). */
   readonly sampling: SamplingParams;
@@ -69,6 +70,7 @@ export class Engine {
   private constructor(parts: EngineParts) {
     this.info = parts.info;
     this.folder = parts.folder;
+    this.preprocessor = parts.preprocessor;
     this.tokenizer = parts.tokenizer;
     this.sampling = parts.sampling;
     this.runner = parts.runner;
@@ -98,7 +100,7 @@ export class Engine {
     if (typeof input.question !== "string" || input.question.trim() === "") {
       throw new ItemInputError(id, "question", `expected a non-empty string, got ${JSON.stringify(input.question)}`);
     }
-    const pixels = await preprocessImage(id, input.image, this.folder.preprocessor, this.imageLimits);
+    const pixels = await preprocessImage(id, input.image, this.preprocessor, this.imageLimits);
     const promptIds = this.tokenizer.promptIds(input.question);
     let images = 0;
     for (const t of promptIds) if (t === this.tokenizer.imageTokenId) images++;

@@ -7,11 +7,13 @@
 export class ModelFolderError extends Error {
   readonly dir: string;
   readonly file: string | null;
+  readonly problem: string;
   constructor(dir: string, file: string | null, problem: string) {
     super(file === null ? `model folder ${dir}: ${problem}` : `${file}: ${problem} (model folder ${dir})`);
     this.name = "ModelFolderError";
     this.dir = dir;
     this.file = file;
+    this.problem = problem;
   }
 }
 

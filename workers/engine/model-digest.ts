@@ -1,12 +1,13 @@
 /**
  * The model folder's digest, for traces and for refusing an unexpected folder: `sha256:` over
- * `sha256sum` lines of the model files, sorted by name.
+ * `sha256sum` lines of the files the engine loads (the session files of the chosen dtypes with
+ * their external data, and the JSON and template files read), sorted by path. Files the engine
+ * does not read (other dtypes, a README) do not count.
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { readdir, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import path from "node:path";
-import { JUDGE_TEMPLATES_FILE, REQUIRED_FILES } from "./model-files.ts";
 
 export interface DigestedFile {
   name: string;
@@ -20,23 +21,13 @@ async function sha256File(file: string): Promise<string> {
   return hash.digest("hex");
 }
 
-/** The files a digest covers: the required ones, the judge templates and ONNX external data. */
-async function digestFileNames(dir: string): Promise<string[]> {
-  const names = new Set<string>(REQUIRED_FILES);
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (!entry.isFile()) continue;
-    if (entry.name === JUDGE_TEMPLATES_FILE || /\.onnx[._]data$/.test(entry.name)) names.add(entry.name);
-  }
-  return [...names].sort();
-}
-
 /**
- * `sha256:` + sha256 of the lines `<sha256 of file>  <name>\n` for the model files sorted by
- * name, i.e. what `sha256sum <files sorted> | sha256sum` prints.
+ * `sha256:` + sha256 of the lines `<sha256 of file>  <name>\n` for `names` (paths relative to
+ * `dir`) sorted, i.e. what `sha256sum <files sorted> | sha256sum` prints in the folder.
  */
-export async function modelDigest(dir: string): Promise<{ digest: string; files: DigestedFile[] }> {
+export async function modelDigest(dir: string, names: readonly string[]): Promise<{ digest: string; files: DigestedFile[] }> {
   const files: DigestedFile[] = [];
-  for (const name of await digestFileNames(dir)) {
+  for (const name of [...new Set(names)].sort()) {
     const full = path.join(dir, name);
     files.push({ name, bytes: (await stat(full)).size, sha256: await sha256File(full) });
   }

@@ -1,126 +1,46 @@
 /**
- * Model folder loading and validation: every required file present, JSON files validated with
- * zod, and the folder's digest (model-digest.ts). Every error names the file and what was
- * expected. The ONNX sessions are checked later, against what is read here (session-contract.ts).
+ * Model folder loading and validation: the bundled model's layout and onnx-community exports as
+ * published (model-files.ts resolves the session files per dtype), JSON files validated with
+ * zod (model-schemas.ts), the family recognised (model-family.ts), and the folder's digest
+ * (model-digest.ts). Every error names the file and what was expected. The ONNX sessions are
+ * checked later, against what is read here (session-contract.ts).
  */
 import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { z } from "zod";
+import type { z } from "zod";
+import type { DtypeSetting } from "../../shared/io/config.ts";
+import { DEFAULT_JUDGE_TEMPLATES } from "../../shared/core/prompts/judge-defaults.ts";
 import { JudgeTemplatesSchema, type JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 import { ModelFolderError } from "./errors.ts";
+import { modelFamily, type ModelFamily } from "./model-family.ts";
 import { modelDigest, normaliseDigest, type DigestedFile } from "./model-digest.ts";
-import { DECODER_FILE, EMBED_FILE, JUDGE_TEMPLATES_FILE, REQUIRED_FILES, VISION_FILE } from "./model-files.ts";
-
-// ---------------------------------------------------------------------------
-// JSON schemas
-
-const show = (v: unknown): string => {
-  if (v === undefined) return "nothing";
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
-};
-/** zod error callback: "expected <what>, got <value>" (or "missing; expected <what>"). */
-const expected = (what: string) => (iss: { input?: unknown }) =>
-  iss.input === undefined ? `missing; expected ${what}` : `expected ${what}, got ${show(iss.input)}`;
-
-const intAtLeast = (min: number) => {
-  const what = `an integer >= ${min}`;
-  return z
-    .number({ error: expected(what) })
-    .int({ error: expected(what) })
-    .min(min, { error: expected(what) });
-};
-const positiveNumber = (what = "a number > 0") => z.number({ error: expected(what) }).positive({ error: expected(what) });
-const tokenIds = z.union([intAtLeast(0), z.array(intAtLeast(0)).min(1)], {
-  error: expected("a token id or a non-empty list of token ids"),
-});
-
-/** config.json: only what the engine reads; other fields are kept and ignored. */
-const ModelConfigSchema = z
-  .looseObject({
-    model_type: z.string().optional(),
-    image_token_id: intAtLeast(0),
-    image_seq_length: intAtLeast(1),
-    num_hidden_layers: intAtLeast(1),
-    num_key_value_heads: intAtLeast(1),
-    head_dim: intAtLeast(1).optional(),
-    hidden_size: intAtLeast(1).optional(),
-    num_attention_heads: intAtLeast(1).optional(),
-    vocab_size: intAtLeast(1).optional(),
-    max_position_embeddings: intAtLeast(1).optional(),
-    bos_token_id: tokenIds.optional(),
-    eos_token_id: tokenIds.optional(),
-    pad_token_id: tokenIds.nullable().optional(),
-  })
-  .refine((c) => c.head_dim !== undefined || (c.hidden_size !== undefined && c.num_attention_heads !== undefined), {
-    message: "expected head_dim, or hidden_size and num_attention_heads to derive it",
-    path: ["head_dim"],
-  });
-
-const GenerationConfigSchema = z.looseObject({
-  do_sample: z.boolean({ error: expected("true or false") }).optional(),
-  temperature: z
-    .number({ error: expected("a number >= 0") })
-    .min(0, { error: expected("a number >= 0") })
-    .optional(),
-  top_p: z
-    .number({ error: expected("a number in (0, 1]") })
-    .gt(0, { error: expected("a number in (0, 1]") })
-    .max(1, { error: expected("a number in (0, 1]") })
-    .optional(),
-  top_k: intAtLeast(0).optional(),
-  max_new_tokens: intAtLeast(1).optional(),
-  bos_token_id: tokenIds.optional(),
-  eos_token_id: tokenIds.optional(),
-  pad_token_id: tokenIds.nullable().optional(),
-});
-
-const channelValues = (what: string) =>
-  z.union([z.number(), z.array(z.number()).length(3)], { error: expected(`${what}: a number or a list of 3 numbers`) });
-
-const PreprocessorConfigSchema = z.looseObject({
-  size: z.union([intAtLeast(1), z.object({ height: intAtLeast(1), width: intAtLeast(1) })], {
-    error: expected("{ height, width } in pixels (or one number for a square)"),
-  }),
-  do_resize: z.boolean({ error: expected("true or false") }).default(true),
-  /** PIL resampling filter: 0 nearest, 2 bilinear, 3 bicubic, 1 lanczos. */
-  resample: z
-    .number({ error: expected("a PIL resample code") })
-    .int()
-    .default(3),
-  do_rescale: z.boolean({ error: expected("true or false") }).default(true),
-  rescale_factor: positiveNumber().default(1 / 255),
-  do_normalize: z.boolean({ error: expected("true or false") }).default(true),
-  image_mean: channelValues("image_mean").default([0.5, 0.5, 0.5]),
-  image_std: channelValues("image_std")
-    .refine((v) => (Array.isArray(v) ? v : [v]).every((x) => x !== 0), { message: "expected non-zero std values" })
-    .default([0.5, 0.5, 0.5]),
-  do_convert_rgb: z.boolean({ error: expected("true or false") }).default(true),
-});
-
-const tokenString = z.union([z.string(), z.object({ content: z.string() })], {
-  error: expected('a token string such as "<bos>"'),
-});
-
-const TokenizerConfigSchema = z.looseObject({
-  chat_template: z.union([z.string().min(1), z.array(z.object({ name: z.string(), template: z.string() })).min(1)], {
-    error: expected("a jinja chat template string"),
-  }),
-  bos_token: tokenString.nullable().optional(),
-  eos_token: tokenString.nullable().optional(),
-  pad_token: tokenString.nullable().optional(),
-  image_token: tokenString.optional(),
-  model_max_length: z.number().optional(),
-});
-
-const TokenizerJsonSchema = z.looseObject({
-  model: z.looseObject({ type: z.string().optional() }, { error: expected("a tokenizer model object") }),
-  added_tokens: z.array(z.looseObject({ id: z.number(), content: z.string() })).optional(),
-});
+import {
+  type CHAT_TEMPLATE_FILES,
+  JSON_FILES,
+  JUDGE_TEMPLATES_FILE,
+  PROCESSOR_CONFIG_FILE,
+  REQUIRED_FILES,
+  resolveSessionFiles,
+  sessionDtypes,
+  type SessionFiles,
+} from "./model-files.ts";
+import {
+  ChatTemplateJsonSchema,
+  fixedSizePreprocessor,
+  GenerationConfigSchema,
+  ModelConfigSchema,
+  PREPROCESSOR_SCHEMAS,
+  ProcessorConfigSchema,
+  showValue,
+  TokenizerConfigSchema,
+  TokenizerJsonSchema,
+  tokenText,
+} from "./model-schemas.ts";
 
 // ---------------------------------------------------------------------------
 // What the engine derives from the folder
 
+/** The bundled model's image preprocessing: one fixed resize, rescale and normalise. */
 export interface PreprocessorSpec {
   height: number;
   width: number;
@@ -144,7 +64,8 @@ export interface GenerationDefaults {
 export interface ModelSpec {
   modelType: string | null;
   imageTokenId: number;
-  imageSeqLength: number;
+  /** Image tokens per image (per tile for Idefics3); null when the family computes it per image (Qwen2-VL). */
+  imageSeqLength: number | null;
   numLayers: number;
   numKvHeads: number;
   headDim: number;
@@ -156,27 +77,47 @@ export interface ModelSpec {
   bosTokenId: number | null;
 }
 
+/** Where the chat template came from. */
+export type ChatTemplateSource = (typeof CHAT_TEMPLATE_FILES)[number];
+/** Where the judge templates came from: the folder, the caller, or the paper's defaults. */
+export type JudgeTemplatesSource = typeof JUDGE_TEMPLATES_FILE | "option" | "default";
+
 export interface TokenizerFiles {
   /** Parsed tokenizer.json, handed to @huggingface/tokenizers as is. */
   json: Record<string, unknown>;
   /** Parsed tokenizer_config.json. */
   config: Record<string, unknown>;
   chatTemplate: string;
+  chatTemplateSource: ChatTemplateSource;
   bosToken: string;
   eosToken: string;
   imageToken: string;
 }
 
+/** The JSON files as parsed, for the family's processor (which reads fields the engine does not). */
+export interface FolderConfigs {
+  config: Record<string, unknown>;
+  preprocessor: Record<string, unknown>;
+  /** processor_config.json, when the folder has one. */
+  processor: Record<string, unknown> | null;
+}
+
 export interface ModelFolder {
   dir: string;
+  family: ModelFamily;
+  /** The file of each session for the chosen dtypes, relative to dir. */
+  sessions: SessionFiles;
   /** Absolute paths of the three ONNX files. */
   onnx: { vision: string; embed: string; decoder: string };
   spec: ModelSpec;
   generation: GenerationDefaults;
-  preprocessor: PreprocessorSpec;
+  /** The fixed resize of the bundled kind; null for a published family, whose processor reads `configs`. */
+  preprocessor: PreprocessorSpec | null;
+  configs: FolderConfigs;
   tokenizer: TokenizerFiles;
   judgeTemplates: JudgeTemplates;
-  /** `sha256:<hex>` over the model files (see modelDigest). */
+  judgeTemplatesSource: JudgeTemplatesSource;
+  /** `sha256:<hex>` over the files loaded (see modelDigest). */
   digest: string;
   /** The files that went into the digest, with their own sha256. */
   files: DigestedFile[];
@@ -185,12 +126,14 @@ export interface ModelFolder {
 export interface LoadModelFolderOptions {
   /** Fail unless the folder's digest equals this (`sha256:<hex>` or bare hex). */
   expectedDigest?: string;
-  /** Use these judge templates when the folder has no judge_templates.json. */
+  /** Use these judge templates when the folder has no judge_templates.json (else the paper's). */
   judgeTemplates?: JudgeTemplates;
+  /** Which dtype each session loads (MODEL_DTYPE); else config.json's transformers.js_config, else fp32. */
+  dtype?: DtypeSetting;
 }
 
 // ---------------------------------------------------------------------------
-// Loading
+// Reading
 
 function formatIssues(error: z.ZodError): string {
   return error.issues
@@ -201,98 +144,196 @@ function formatIssues(error: z.ZodError): string {
     .join("; ");
 }
 
-async function readJson(dir: string, file: string): Promise<unknown> {
-  let text: string;
+async function readText(dir: string, file: string): Promise<string> {
   try {
-    text = await readFile(path.join(dir, file), "utf8");
+    return await readFile(path.join(dir, file), "utf8");
   } catch (err) {
     throw new ModelFolderError(dir, file, `cannot be read (${(err as Error).message})`);
   }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ModelFolderError(dir, file, `expected valid JSON (${(err as Error).message})`);
-  }
 }
 
-async function parseJsonFile<S extends z.ZodType>(dir: string, file: string, schema: S): Promise<z.output<S>> {
-  const raw = await readJson(dir, file);
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new ModelFolderError(dir, file, `expected a JSON object, got ${show(raw)}`);
+async function readObject(dir: string, file: string): Promise<Record<string, unknown>> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readText(dir, file));
+  } catch (err) {
+    if (err instanceof ModelFolderError) throw err;
+    throw new ModelFolderError(dir, file, `expected valid JSON (${(err as Error).message})`);
   }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new ModelFolderError(dir, file, `expected a JSON object, got ${showValue(raw)}`);
+  }
+  return raw as Record<string, unknown>;
+}
+
+function validate<S extends z.ZodType>(dir: string, file: string, schema: S, raw: unknown): z.output<S> {
   const r = schema.safeParse(raw);
   if (!r.success) throw new ModelFolderError(dir, file, formatIssues(r.error));
   return r.data;
 }
 
+const parseJsonFile = async <S extends z.ZodType>(dir: string, file: string, schema: S): Promise<z.output<S>> =>
+  validate(dir, file, schema, await readObject(dir, file));
+
 const firstId = (v: number | number[] | null | undefined): number | null =>
   v === undefined || v === null ? null : Array.isArray(v) ? (v[0] ?? null) : v;
 const allIds = (v: number | number[] | null | undefined): number[] =>
   v === undefined || v === null ? [] : Array.isArray(v) ? v : [v];
-const tokenText = (v: string | { content: string } | null | undefined): string | null =>
-  v === undefined || v === null ? null : typeof v === "string" ? v : v.content;
 const triple = (v: number | number[]): [number, number, number] => (Array.isArray(v) ? [v[0]!, v[1]!, v[2]!] : [v, v, v]);
 
-/** Reads and validates a model folder (files and JSON); the ONNX contract is checked by checkSessionContract. */
-export async function loadModelFolder(dirInput: string, options: LoadModelFolderOptions = {}): Promise<ModelFolder> {
-  const dir = path.resolve(dirInput);
-  let entries: string[];
-  try {
-    const s = await stat(dir);
-    if (!s.isDirectory()) throw new Error("not a directory");
-    entries = await readdir(dir);
-  } catch (err) {
-    throw new ModelFolderError(dir, null, `expected a readable directory (${(err as Error).message})`);
+type TemplateValue = string | { name: string; template: string }[];
+const pickTemplate = (t: TemplateValue): string =>
+  Array.isArray(t) ? (t.find((x) => x.name === "default") ?? t[0]!).template : t;
+
+/** The chat template, from the first of chat_template.jinja, chat_template.json, tokenizer_config.json that has one. */
+async function readChatTemplate(
+  dir: string,
+  entries: readonly string[],
+  tokenizerConfig: { chat_template?: TemplateValue | undefined },
+): Promise<{ template: string; source: ChatTemplateSource }> {
+  if (entries.includes("chat_template.jinja")) {
+    const template = await readText(dir, "chat_template.jinja");
+    if (template.trim() === "")
+      throw new ModelFolderError(dir, "chat_template.jinja", "is empty; expected a jinja chat template");
+    return { template, source: "chat_template.jinja" };
   }
-  const needed: string[] = [...REQUIRED_FILES];
-  if (options.judgeTemplates === undefined) needed.push(JUDGE_TEMPLATES_FILE);
-  const missing = needed.filter((f) => !entries.includes(f));
-  if (missing.length > 0) {
+  if (entries.includes("chat_template.json")) {
+    const json = await parseJsonFile(dir, "chat_template.json", ChatTemplateJsonSchema);
+    return { template: pickTemplate(json.chat_template), source: "chat_template.json" };
+  }
+  if (tokenizerConfig.chat_template === undefined) {
     throw new ModelFolderError(
       dir,
-      null,
-      `missing ${missing.length === 1 ? "file" : "files"} ${missing.join(", ")}; a model folder holds ${needed.join(", ")}`,
+      "tokenizer_config.json",
+      "chat_template: missing; expected a jinja chat template string (or a chat_template.jinja or chat_template.json file)",
     );
   }
-  for (const f of needed) {
-    const s = await stat(path.join(dir, f));
-    if (!s.isFile()) throw new ModelFolderError(dir, f, "expected a regular file");
-    if (s.size === 0) throw new ModelFolderError(dir, f, "is empty (0 bytes)");
-  }
+  return { template: pickTemplate(tokenizerConfig.chat_template), source: "tokenizer_config.json" };
+}
 
-  // config.json: text-model fields may sit under text_config (LLaVA-style configs).
-  const rawConfig = await readJson(dir, "config.json");
-  if (typeof rawConfig !== "object" || rawConfig === null || Array.isArray(rawConfig)) {
-    throw new ModelFolderError(dir, "config.json", `expected a JSON object, got ${show(rawConfig)}`);
-  }
-  const top = rawConfig as Record<string, unknown>;
+/** The text-model fields of config.json: under text_config for LLaVA-style configs, at the top for Qwen2-VL. */
+function flattenConfig(top: Record<string, unknown>): Record<string, unknown> {
   const textConfig =
     typeof top.text_config === "object" && top.text_config !== null ? (top.text_config as Record<string, unknown>) : {};
   const merged: Record<string, unknown> = { ...textConfig, ...top };
   if (merged.image_token_id === undefined && typeof merged.image_token_index === "number")
     merged.image_token_id = merged.image_token_index;
-  const cfgResult = ModelConfigSchema.safeParse(merged);
-  if (!cfgResult.success) throw new ModelFolderError(dir, "config.json", formatIssues(cfgResult.error));
-  const cfg = cfgResult.data;
+  return merged;
+}
 
-  const gen = await parseJsonFile(dir, "generation_config.json", GenerationConfigSchema);
-  const pre = await parseJsonFile(dir, "preprocessor_config.json", PreprocessorConfigSchema);
-  const tokConfig = await parseJsonFile(dir, "tokenizer_config.json", TokenizerConfigSchema);
-  const tokJson = await parseJsonFile(dir, "tokenizer.json", TokenizerJsonSchema);
-
-  let judgeTemplates: JudgeTemplates;
-  if (entries.includes(JUDGE_TEMPLATES_FILE)) {
-    judgeTemplates = await parseJsonFile(dir, JUDGE_TEMPLATES_FILE, JudgeTemplatesSchema);
-  } else {
-    judgeTemplates = options.judgeTemplates!;
+function imageSeqLength(
+  dir: string,
+  family: ModelFamily,
+  fromConfig: number | undefined,
+  processor: z.output<typeof ProcessorConfigSchema> | null,
+): number | null {
+  if (family.imageTokens === "image") return null;
+  if (family.imageTokens === "processor") {
+    if (processor?.image_seq_len === undefined) {
+      throw new ModelFolderError(
+        dir,
+        PROCESSOR_CONFIG_FILE,
+        `image_seq_len: missing; expected an integer >= 1 (image tokens per tile for ${family.name})`,
+      );
+    }
+    return processor.image_seq_len;
   }
-
-  const eos = allIds(cfg.eos_token_id).length > 0 ? allIds(cfg.eos_token_id) : allIds(gen.eos_token_id);
-  if (eos.length === 0) {
+  if (fromConfig === undefined) {
     throw new ModelFolderError(
       dir,
       "config.json",
-      "missing eos_token_id (nor in generation_config.json); expected the end-of-sequence token id",
+      `image_seq_length: missing; expected an integer >= 1 (image tokens per image for ${family.name})`,
+    );
+  }
+  return fromConfig;
+}
+
+function fixedResize(raw: Record<string, unknown>): PreprocessorSpec {
+  const pre = fixedSizePreprocessor(raw);
+  const size = typeof pre.size === "number" ? { height: pre.size, width: pre.size } : pre.size;
+  return {
+    height: size.height,
+    width: size.width,
+    doResize: pre.do_resize,
+    resample: pre.resample,
+    doRescale: pre.do_rescale,
+    rescaleFactor: pre.rescale_factor,
+    doNormalize: pre.do_normalize,
+    mean: triple(pre.image_mean),
+    std: triple(pre.image_std),
+  };
+}
+
+async function listFolder(dir: string): Promise<string[]> {
+  try {
+    const s = await stat(dir);
+    if (!s.isDirectory()) throw new Error("not a directory");
+    return await readdir(dir);
+  } catch (err) {
+    throw new ModelFolderError(dir, null, `expected a readable directory (${(err as Error).message})`);
+  }
+}
+
+async function checkFiles(dir: string, files: readonly string[]): Promise<void> {
+  for (const f of files) {
+    const s = await stat(path.join(dir, f));
+    if (!s.isFile()) throw new ModelFolderError(dir, f, "expected a regular file");
+    if (s.size === 0) throw new ModelFolderError(dir, f, "is empty (0 bytes)");
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/** Reads and validates a model folder (files and JSON); the ONNX contract is checked by checkSessionContract. */
+export async function loadModelFolder(dirInput: string, options: LoadModelFolderOptions = {}): Promise<ModelFolder> {
+  const dir = path.resolve(dirInput);
+  const entries = await listFolder(dir);
+  const missing = JSON_FILES.filter((f) => !entries.includes(f));
+  if (missing.length > 0) {
+    throw new ModelFolderError(
+      dir,
+      null,
+      `missing ${missing.length === 1 ? "file" : "files"} ${missing.join(", ")}; a model folder holds ${REQUIRED_FILES.join(", ")} (the .onnx files at its root or in onnx/, with a dtype suffix)`,
+    );
+  }
+  await checkFiles(dir, JSON_FILES);
+
+  const rawConfig = await readObject(dir, "config.json");
+  const cfg = validate(dir, "config.json", ModelConfigSchema, flattenConfig(rawConfig));
+  const family = modelFamily(dir, cfg.model_type);
+  const dtypes = sessionDtypes(dir, options.dtype, cfg["transformers.js_config"]?.dtype);
+  const sessions = await resolveSessionFiles(dir, entries, dtypes);
+  const sessionFiles = Object.values(sessions).flatMap((s) => [s.file, ...s.externalData]);
+  await checkFiles(dir, sessionFiles);
+
+  const gen = await parseJsonFile(dir, "generation_config.json", GenerationConfigSchema);
+  const rawPreprocessor = await readObject(dir, "preprocessor_config.json");
+  validate(dir, "preprocessor_config.json", PREPROCESSOR_SCHEMAS[family.name], rawPreprocessor);
+  const hasProcessorConfig = entries.includes(PROCESSOR_CONFIG_FILE);
+  const rawProcessor = hasProcessorConfig ? await readObject(dir, PROCESSOR_CONFIG_FILE) : null;
+  const processor = rawProcessor === null ? null : validate(dir, PROCESSOR_CONFIG_FILE, ProcessorConfigSchema, rawProcessor);
+  const tokConfig = await parseJsonFile(dir, "tokenizer_config.json", TokenizerConfigSchema);
+  const tokJson = await parseJsonFile(dir, "tokenizer.json", TokenizerJsonSchema);
+  const chat = await readChatTemplate(dir, entries, tokConfig);
+
+  const hasJudgeFile = entries.includes(JUDGE_TEMPLATES_FILE);
+  const judgeTemplatesSource: JudgeTemplatesSource = hasJudgeFile
+    ? JUDGE_TEMPLATES_FILE
+    : options.judgeTemplates !== undefined
+      ? "option"
+      : "default";
+  const judgeTemplates = hasJudgeFile
+    ? await parseJsonFile(dir, JUDGE_TEMPLATES_FILE, JudgeTemplatesSchema)
+    : (options.judgeTemplates ?? DEFAULT_JUDGE_TEMPLATES);
+
+  // generation_config.json's list is what generate() stops on (Idefics3 and Qwen2-VL list more than config.json).
+  const eos = allIds(gen.eos_token_id).length > 0 ? allIds(gen.eos_token_id) : allIds(cfg.eos_token_id);
+  if (eos.length === 0) {
+    throw new ModelFolderError(
+      dir,
+      "generation_config.json",
+      "missing eos_token_id (nor in config.json); expected the end-of-sequence token id(s)",
     );
   }
   const headDim = cfg.head_dim ?? cfg.hidden_size! / cfg.num_attention_heads!;
@@ -306,7 +347,7 @@ export async function loadModelFolder(dirInput: string, options: LoadModelFolder
   const spec: ModelSpec = {
     modelType: cfg.model_type ?? null,
     imageTokenId: cfg.image_token_id,
-    imageSeqLength: cfg.image_seq_length,
+    imageSeqLength: imageSeqLength(dir, family, cfg.image_seq_length, processor),
     numLayers: cfg.num_hidden_layers,
     numKvHeads: cfg.num_key_value_heads,
     headDim,
@@ -317,29 +358,14 @@ export async function loadModelFolder(dirInput: string, options: LoadModelFolder
     bosTokenId: firstId(cfg.bos_token_id) ?? firstId(gen.bos_token_id),
   };
 
-  const chatTemplate = Array.isArray(tokConfig.chat_template)
-    ? (tokConfig.chat_template.find((t) => t.name === "default") ?? tokConfig.chat_template[0]!).template
-    : tokConfig.chat_template;
   const tokenizer: TokenizerFiles = {
     json: tokJson,
     config: tokConfig,
-    chatTemplate,
+    chatTemplate: chat.template,
+    chatTemplateSource: chat.source,
     bosToken: tokenText(tokConfig.bos_token) ?? "",
     eosToken: tokenText(tokConfig.eos_token) ?? "",
-    imageToken: tokenText(tokConfig.image_token) ?? "<image>",
-  };
-
-  const size = typeof pre.size === "number" ? { height: pre.size, width: pre.size } : pre.size;
-  const preprocessor: PreprocessorSpec = {
-    height: size.height,
-    width: size.width,
-    doResize: pre.do_resize,
-    resample: pre.resample,
-    doRescale: pre.do_rescale,
-    rescaleFactor: pre.rescale_factor,
-    doNormalize: pre.do_normalize,
-    mean: triple(pre.image_mean),
-    std: triple(pre.image_std),
+    imageToken: tokenText(tokConfig.image_token) ?? tokenText(processor?.image_token) ?? family.imageToken,
   };
 
   const generation: GenerationDefaults = {
@@ -350,7 +376,14 @@ export async function loadModelFolder(dirInput: string, options: LoadModelFolder
     maxNewTokens: gen.max_new_tokens ?? null,
   };
 
-  const { digest, files } = await modelDigest(dir);
+  const read = [
+    ...JSON_FILES,
+    ...sessionFiles,
+    ...(hasProcessorConfig ? [PROCESSOR_CONFIG_FILE] : []),
+    ...(chat.source === "tokenizer_config.json" ? [] : [chat.source]),
+    ...(hasJudgeFile ? [JUDGE_TEMPLATES_FILE] : []),
+  ];
+  const { digest, files } = await modelDigest(dir, read);
   if (options.expectedDigest !== undefined && normaliseDigest(options.expectedDigest) !== digest) {
     throw new ModelFolderError(
       dir,
@@ -359,14 +392,23 @@ export async function loadModelFolder(dirInput: string, options: LoadModelFolder
     );
   }
 
+  const at = (file: string) => path.join(dir, file);
   return {
     dir,
-    onnx: { vision: path.join(dir, VISION_FILE), embed: path.join(dir, EMBED_FILE), decoder: path.join(dir, DECODER_FILE) },
+    family,
+    sessions,
+    onnx: {
+      vision: at(sessions.vision_encoder.file),
+      embed: at(sessions.embed_tokens.file),
+      decoder: at(sessions.decoder_model_merged.file),
+    },
     spec,
     generation,
-    preprocessor,
+    preprocessor: family.name === "stagebeam-tiny" ? fixedResize(rawPreprocessor) : null,
+    configs: { config: rawConfig, preprocessor: rawPreprocessor, processor: rawProcessor },
     tokenizer,
     judgeTemplates,
+    judgeTemplatesSource,
     digest,
     files,
   };

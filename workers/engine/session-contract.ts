@@ -117,7 +117,8 @@ export function checkSessionContract(
   const feats = find(VISION_FILE, sigs.vision.outputs, "image_features", "output");
   const featureType = floatType(dir, VISION_FILE, feats, "output");
   checkRank(dir, VISION_FILE, feats, "output", 3, "[batch, image tokens, hidden]");
-  checkDim(dir, VISION_FILE, feats, "output", 1, spec.imageSeqLength, "image_seq_length in config.json");
+  if (spec.imageSeqLength !== null)
+    checkDim(dir, VISION_FILE, feats, "output", 1, spec.imageSeqLength, "image_seq_length in config.json");
 
   // embed_tokens.onnx: input_ids [B,T] int64 -> inputs_embeds [B,T,D]
   const ids = find(EMBED_FILE, sigs.embed.inputs, "input_ids", "input");

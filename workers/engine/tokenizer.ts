@@ -17,7 +17,10 @@ export class EngineTokenizer {
   /** Number of ids the tokenizer knows (max id + 1); ids at or above it cannot be decoded. */
   readonly vocabSize: number;
   readonly imageTokenId: number;
-  readonly imageSeqLength: number;
+  /** Image tokens per image; null when the family's processor computes it per image. */
+  readonly imageSeqLength: number | null;
+  /** The BOS id the tokenizer's post-processor puts in front of a prompt, if it adds one. */
+  readonly addedBos: number | null;
 
   constructor(folder: Pick<ModelFolder, "dir" | "tokenizer" | "spec">) {
     const { tokenizer: files, spec } = folder;
@@ -45,6 +48,9 @@ export class EngineTokenizer {
         `image token ${JSON.stringify(files.imageToken)} has id ${imageId ?? "none"}; expected image_token_id ${spec.imageTokenId} from config.json`,
       );
     }
+    const bare = this.tokenizer.encode("a", { add_special_tokens: false }).ids;
+    const framed = this.tokenizer.encode("a", { add_special_tokens: true }).ids;
+    this.addedBos = framed.length > bare.length && framed[0] !== bare[0] ? framed[0]! : null;
     for (const eos of spec.eosTokenIds) {
       if (eos >= this.vocabSize) {
         throw new ModelFolderError(
@@ -61,9 +67,22 @@ export class EngineTokenizer {
     return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
   }
 
+  /**
+   * A rendered prompt's ids as the model's processor makes them: with what the tokenizer's
+   * post-processor adds (LLaVA's `<s>`, which its chat template leaves out), and BOS once when
+   * the template writes it too.
+   */
+  encodePrompt(text: string): number[] {
+    const ids = this.tokenizer.encode(text, { add_special_tokens: true }).ids;
+    return this.addedBos !== null && ids[0] === this.addedBos && ids[1] === this.addedBos ? ids.slice(1) : ids;
+  }
+
   /** The user turn with an image, rendered by the chat template, tokenized and with the image token expanded. */
   promptIds(userText: string): number[] {
-    return expandImageTokens(this.encode(this.renderPrompt(userText)), this.imageTokenId, this.imageSeqLength);
+    if (this.imageSeqLength === null) {
+      throw new Error("this model's image token count depends on the image; its family processor expands the prompt");
+    }
+    return expandImageTokens(this.encodePrompt(this.renderPrompt(userText)), this.imageTokenId, this.imageSeqLength);
   }
 
   renderPrompt(userText: string): string {

@@ -52,6 +52,7 @@ export async function createModelHost(config: ModelHostConfig, deps: ModelHostDe
     executionProviders: config.engine.executionProviders,
     ...(config.engine.intraOpThreads !== undefined ? { intraOpThreads: config.engine.intraOpThreads } : {}),
     ...(config.model.digest !== undefined ? { expectedDigest: config.model.digest } : {}),
+    ...(config.model.dtype !== undefined ? { dtype: config.model.dtype } : {}),
     logger: deps.logger,
     observer: { decodeStep: (rows) => deps.metrics.decodeBatchSize.observe(rows) },
   });

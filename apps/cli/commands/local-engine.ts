@@ -24,6 +24,7 @@ export async function loadLocalEngine(modelFlag: string | undefined, extra: Engi
   return Engine.load(config.model.dir, {
     executionProviders: config.engine.executionProviders,
     ...(config.engine.intraOpThreads !== undefined ? { intraOpThreads: config.engine.intraOpThreads } : {}),
+    ...(config.model.dtype !== undefined ? { dtype: config.model.dtype } : {}),
     logger,
     ...extra,
   });

@@ -1,0 +1,203 @@
+/**
+ * `stagebeam model check DIR`: validates a model folder the way the engine loads it (files per
+ * session and dtype, JSON files, tokenizer and chat template, the sessions' signatures against
+ * the contract, stage tags, judge prompts) and prints what will be used. Exit 0 when it loads,
+ * 2 with the one error that stops it, naming the file, the field and what was expected.
+ * It loads ONNX Runtime and the tokenizer, nothing of the fleet.
+ */
+import { Command } from "commander";
+import { closeTag, openTag, STAGES } from "../../../shared/core/protocol/stages.ts";
+import { renderJudgeText, type JudgeTemplates } from "../../../shared/core/prompts/templates.ts";
+import { loadConfig } from "../../../shared/io/config.ts";
+import { ModelFolderError } from "../../../workers/engine/errors.ts";
+import { loadModelFolder, type ModelFolder } from "../../../workers/engine/model-folder.ts";
+import { atSessionFile, SESSION_NAMES, type SessionName } from "../../../workers/engine/model-files.ts";
+import { checkSessionContract } from "../../../workers/engine/session-contract.ts";
+import { SessionFactory, type LoadedSession } from "../../../workers/engine/sessions.ts";
+import { EngineTokenizer } from "../../../workers/engine/tokenizer.ts";
+import { CliExit, EXIT_USAGE } from "./common.ts";
+
+interface CheckOptions {
+  dtype?: string;
+  json: boolean;
+}
+
+export interface ModelCheckReport {
+  dir: string;
+  family: string;
+  sessions: { session: SessionName; file: string; dtype: string; externalData: string[] }[];
+  imageToken: { text: string; id: number; perImage: number | "depends on the image"; per: "image" | "tile" };
+  bos: { text: string; id: number; addedBy: "tokenizer" | "chat template" } | null;
+  eos: { ids: number[]; texts: string[] };
+  chatTemplate: string;
+  judgeTemplates: string;
+  /** The tokens of each verdict word after verdict_prefix (score mode reads the first). */
+  verdictTokens: Record<string, string[]>;
+  /** Tokens each stage tag takes; 1 means a single (special) token. */
+  stageTags: Record<string, number>;
+  digest: string;
+}
+
+/** Every judge template renders (a jinja error names the template). */
+function checkJudgeTemplates(folder: ModelFolder): void {
+  const t: JudgeTemplates = folder.judgeTemplates;
+  const file = folder.judgeTemplatesSource === "judge_templates.json" ? "judge_templates.json" : null;
+  const render = (what: string, run: () => string) => {
+    try {
+      run();
+    } catch (err) {
+      throw new ModelFolderError(
+        folder.dir,
+        file,
+        `judge prompts (${folder.judgeTemplatesSource}): ${what} does not render (${(err as Error).message}); expected a jinja template`,
+      );
+    }
+  };
+  const sample = { first: "a", second: "b", hint: "h" };
+  for (const template of Object.keys(t.compare) as (keyof JudgeTemplates["compare"])[])
+    render(`compare.${template}`, () => renderJudgeText(t, "q", { kind: "compare", template, ...sample }));
+  render("reasoning_check", () => renderJudgeText(t, "q", { kind: "check", hint: "h", candidate: "c" }));
+}
+
+async function createSessions(folder: ModelFolder): Promise<Record<SessionName, LoadedSession>> {
+  const factory = new SessionFactory({ executionProviders: ["cpu"] });
+  const paths: Record<SessionName, string> = {
+    vision_encoder: folder.onnx.vision,
+    embed_tokens: folder.onnx.embed,
+    decoder_model_merged: folder.onnx.decoder,
+  };
+  const loaded = {} as Record<SessionName, LoadedSession>;
+  try {
+    for (const name of SESSION_NAMES) {
+      try {
+        loaded[name] = await factory.create(paths[name]);
+      } catch (err) {
+        throw new ModelFolderError(folder.dir, folder.sessions[name].file, (err as Error).message.replace(/^.*?: /, ""));
+      }
+    }
+    return loaded;
+  } catch (err) {
+    await Promise.allSettled(Object.values(loaded).map((s) => s.session.release()));
+    throw err;
+  }
+}
+
+export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Promise<ModelCheckReport> {
+  const { model } = loadConfig({ ...env, MODEL_DIR: dir, MODEL_URI: undefined }, ["model"]);
+  const folder = await loadModelFolder(dir, model.dtype !== undefined ? { dtype: model.dtype } : {});
+  const tokenizer = new EngineTokenizer(folder);
+  const sessions = await createSessions(folder);
+  try {
+    checkSessionContract(
+      folder.dir,
+      folder.spec,
+      {
+        vision: sessions.vision_encoder.signature,
+        embed: sessions.embed_tokens.signature,
+        decoder: sessions.decoder_model_merged.signature,
+      },
+      folder.preprocessor ?? undefined,
+    );
+  } catch (err) {
+    throw atSessionFile(err, folder.sessions);
+  } finally {
+    await Promise.allSettled(Object.values(sessions).map((s) => s.session.release()));
+  }
+  checkJudgeTemplates(folder);
+
+  const { spec } = folder;
+  const templateBos = folder.tokenizer.bosToken !== "" && tokenizer.renderPrompt("q").startsWith(folder.tokenizer.bosToken);
+  const bosId = tokenizer.addedBos ?? (templateBos ? (tokenizer.tokenId(folder.tokenizer.bosToken) ?? null) : null);
+  const stageTags: Record<string, number> = {};
+  for (const stage of STAGES) for (const tag of [openTag(stage), closeTag(stage)]) stageTags[tag] = tokenizer.encode(tag).length;
+  const t = folder.judgeTemplates;
+  const words = {
+    "1": t.choices["1"],
+    "2": t.choices["2"],
+    correct: t.check_answers.correct,
+    incorrect: t.check_answers.incorrect,
+  };
+  const verdictTokens = Object.fromEntries(
+    Object.entries(words).map(([k, text]) => [k, tokenizer.encode(text).map((id) => tokenizer.tokenString(id) ?? String(id))]),
+  );
+  return {
+    dir: folder.dir,
+    family: folder.family.name,
+    sessions: Object.values(folder.sessions).map((s) => ({ ...s })),
+    imageToken: {
+      text: folder.tokenizer.imageToken,
+      id: spec.imageTokenId,
+      perImage: spec.imageSeqLength ?? "depends on the image",
+      per: folder.family.imageTokens === "processor" ? "tile" : "image",
+    },
+    bos:
+      bosId === null
+        ? null
+        : {
+            text: tokenizer.tokenString(bosId) ?? "",
+            id: bosId,
+            addedBy: tokenizer.addedBos !== null ? "tokenizer" : "chat template",
+          },
+    eos: { ids: spec.eosTokenIds, texts: spec.eosTokenIds.map((id) => tokenizer.tokenString(id) ?? "?") },
+    chatTemplate: folder.tokenizer.chatTemplateSource,
+    judgeTemplates: folder.judgeTemplatesSource === "default" ? "the LLaVA-CoT paper's (default)" : folder.judgeTemplatesSource,
+    verdictTokens,
+    stageTags,
+    digest: folder.digest,
+  };
+}
+
+function printReport(r: ModelCheckReport): void {
+  const row = (label: string, value: string) => console.log(`${label.padEnd(14)} ${value}`);
+  row("model folder", r.dir);
+  row("family", r.family);
+  r.sessions.forEach((s, i) => {
+    const extra = s.externalData.length === 0 ? "" : ` + ${s.externalData.join(", ")}`;
+    row(i === 0 ? "sessions" : "", `${s.session.padEnd(21)} ${s.file} (${s.dtype})${extra}`);
+  });
+  const count =
+    typeof r.imageToken.perImage === "number" ? `${r.imageToken.perImage} per ${r.imageToken.per}` : r.imageToken.perImage;
+  row("image token", `${r.imageToken.text} (id ${r.imageToken.id}), ${count}`);
+  row("BOS", r.bos === null ? "none" : `${r.bos.text} (id ${r.bos.id}), from the ${r.bos.addedBy}`);
+  row("EOS", r.eos.ids.map((id, i) => `${r.eos.texts[i]} (id ${id})`).join(", "));
+  row("chat template", r.chatTemplate);
+  row("judge prompts", r.judgeTemplates);
+  const tokens = (k: string) => `[${(r.verdictTokens[k] ?? []).join(" ")}]`;
+  row(
+    "verdict words",
+    Object.keys(r.verdictTokens)
+      .map((k) => `${k} ${tokens(k)}`)
+      .join(", "),
+  );
+  const tags = Object.entries(r.stageTags);
+  const single = tags.every(([, n]) => n === 1);
+  row("stage tags", single ? "one token each" : tags.map(([tag, n]) => `${tag} ${n}`).join(", "));
+  row("digest", r.digest);
+  console.log("ok");
+}
+
+const checkCommand = new Command("check")
+  .description("validate a model folder and print what the engine will load from it")
+  .argument("<dir>", "the model folder")
+  .option("--dtype <setting>", "which ONNX files to load (as MODEL_DTYPE: q4, or vision_encoder=fp16,decoder_model_merged=q4)")
+  .option("--json", "print the report (or the error) as JSON", false)
+  .action(async (dir: string, o: CheckOptions) => {
+    const env = o.dtype === undefined ? process.env : { ...process.env, MODEL_DTYPE: o.dtype };
+    let report: ModelCheckReport;
+    try {
+      report = await checkModelFolder(dir, env);
+    } catch (err) {
+      if (!(err instanceof ModelFolderError)) throw err;
+      if (o.json) {
+        console.log(JSON.stringify({ ok: false, error: { file: err.file, message: err.message } }, null, 2));
+        throw new CliExit(EXIT_USAGE);
+      }
+      throw new CliExit(EXIT_USAGE, err.message);
+    }
+    if (o.json) console.log(JSON.stringify({ ok: true, ...report }, null, 2));
+    else printReport(report);
+  });
+
+export const modelCommand = new Command("model")
+  .description("model folders: check one before running it")
+  .addCommand(checkCommand);
