@@ -22,7 +22,7 @@ describe("the bundled family's processor", () => {
     expect(out.inputIds).toEqual(tokenizer.promptIds(question));
     expect(out.imageTokenCount).toBe(tokenizer.imageSeqLength);
     expect(out.pixelValues.dims).toEqual([1, 3, 128, 128]);
-    expect(out.pixelValues.data).toEqual(await preprocessImage("item", IMAGE, folder.preprocessor));
+    expect(out.pixelValues.data).toEqual(await preprocessImage("item", IMAGE, folder.preprocessor!));
   });
 
   it("refuses a prompt that holds the image placeholder twice", async () => {

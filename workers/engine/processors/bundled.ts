@@ -15,14 +15,18 @@ export function bundledProcessor(
   limits?: ImageLimits,
 ): Processor {
   const imageToken = folder.tokenizer.imageToken;
-  const { height, width } = folder.preprocessor;
+  const preprocessor = folder.preprocessor;
+  const imageSeqLength = tokenizer.imageSeqLength;
+  // The folder loader fills both for this family (a fixed resize, a fixed image-token count).
+  if (preprocessor === null || imageSeqLength === null) throw new Error("stagebeam-tiny folder without a fixed resize");
+  const { height, width } = preprocessor;
   return {
     modelType: "stagebeam-tiny",
     imageToken,
     async process(itemId, image, prompt): Promise<ProcessedPrompt> {
       requireOneImageToken(itemId, prompt, imageToken);
-      const pixels = await preprocessImage(itemId, image, folder.preprocessor, limits);
-      const { imageTokenId, imageSeqLength } = tokenizer;
+      const pixels = await preprocessImage(itemId, image, preprocessor, limits);
+      const { imageTokenId } = tokenizer;
       const inputIds = expandImageTokens(tokenizer.encode(prompt), imageTokenId, imageSeqLength);
       return {
         inputIds,
