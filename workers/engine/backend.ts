@@ -16,7 +16,7 @@ import type { PreprocessorSpec } from "./model-folder.ts";
 import type { ModelRunner } from "./runner.ts";
 import { rngForKey, type Sampler, type SamplingParams } from "./sampler.ts";
 import type { Scheduler, SequenceSpec } from "./scheduler.ts";
-import { finishReason, keepsToken, StopState, TextStopState, type FinishReason, type StopTables } from "./stops.ts";
+import { finishReason, keepsToken, keptText, TextStopState, type FinishReason, type StopTables } from "./stops.ts";
 import type { EngineTokenizer } from "./tokenizer.ts";
 import type ort from "onnxruntime-node";
 
@@ -35,7 +35,7 @@ export interface Continuation {
 export interface ContinuationResult {
   /** Kept tokens: no eos, no dropped lookahead. */
   tokens: number[];
-  /** Decoded kept tokens, as they continue `ids`. */
+  /** Decoded kept tokens, as they continue `ids`, ending at the stop point (which may lie inside the last token). */
   text: string;
   reason: FinishReason;
   /** Tokens sampled, kept or not. */
@@ -175,7 +175,7 @@ export class CachedBackend implements Backend {
       conts.map(async (c, i) => {
         const { kv, logits } = await contexts.get(c.ids.join(","))!;
         const rng = rngForKey(c.sampleKey);
-        const stop = new StopState(stops.table(c.stop), c.maxTokens);
+        const stop = stops.state(c.stop, c.maxTokens);
         const token = sampler.sample(logits, 0, sampling, rng);
         countSampledToken(runner.counters, c.purpose);
         const outcome = stop.advance(token);
@@ -187,7 +187,7 @@ export class CachedBackend implements Backend {
         const tokens = keepsToken(outcome) ? [token] : [];
         results[i] = {
           tokens,
-          text: tokenizer.decodeContinuation(c.ids.at(-1) ?? null, tokens),
+          text: keptText(tokenizer.decodeContinuation(c.ids.at(-1) ?? null, tokens), stop),
           reason: finishReason(outcome),
           sampled: 1,
         };
@@ -199,7 +199,7 @@ export class CachedBackend implements Backend {
       const c = conts[i]!;
       results[i] = {
         tokens: o.tokens,
-        text: tokenizer.decodeContinuation(c.ids.at(-1) ?? null, o.tokens),
+        text: keptText(tokenizer.decodeContinuation(c.ids.at(-1) ?? null, o.tokens), specs[j]!.stop),
         reason: o.reason,
         sampled: o.sampled + 1,
       };
@@ -286,6 +286,6 @@ export class ReferenceBackend implements Backend {
       length++;
     }
     const tokens = stop.tokens;
-    return { tokens, text: tokenizer.decodeContinuation(anchor, tokens), reason, sampled };
+    return { tokens, text: keptText(tokenizer.decodeContinuation(anchor, tokens), stop), reason, sampled };
   }
 }
