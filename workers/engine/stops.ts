@@ -72,7 +72,8 @@ export class StopTables {
   /** The stage's end tag id when the tag is one token. */
   private readonly stageEnd = new Map<Stage, number>();
   private readonly surfaces: (string | undefined)[] = [];
-  private exactness: TableExactness | null = null;
+  /** Read over the whole vocabulary at construction (at load), like the sentence table. */
+  readonly exact: TableExactness;
 
   constructor(
     private readonly tokenizer: StopTokenizer,
@@ -83,6 +84,7 @@ export class StopTables {
       const ids = tokenizer.encode(closeTag(stage));
       if (ids.length === 1) this.stageEnd.set(stage, ids[0]!);
     }
+    this.exact = this.readExactness();
   }
 
   /** The token's surface, decoded once. */
@@ -95,9 +97,7 @@ export class StopTables {
     return text;
   }
 
-  /** Read once over the whole vocabulary (with the sentence table). */
-  get exact(): TableExactness {
-    if (this.exactness !== null) return this.exactness;
+  private readExactness(): TableExactness {
     let stage = this.stageEnd.size === STAGES.length;
     let sentence = true;
     const tagIds = new Set(this.stageEnd.values());
@@ -108,8 +108,7 @@ export class StopTables {
       const end = sentenceEnd(text);
       if (end !== null && end < text.length) sentence = false;
     }
-    this.exactness = { stage, sentence: stage && sentence };
-    return this.exactness;
+    return { stage, sentence: stage && sentence };
   }
 
   table(stop: Stop): StopTable {
@@ -224,7 +223,11 @@ export function keptText(text: string, state: { readonly overshoot: number }): s
 export class StopState {
   /** Tokens kept so far. */
   kept = 0;
-  /** Characters at the end of the kept tokens' text past the stop point (`keptText` cuts them). */
+  /**
+   * Characters at the end of the kept tokens' text past the stop point (`keptText` cuts them),
+   * counted on token surfaces, which read as the decoded text does but for a character whose
+   * bytes a byte-level vocabulary splits across tokens.
+   */
   overshoot = 0;
   private punct = false;
   /** Surface rule only: the last characters of the kept text. */
