@@ -16,7 +16,7 @@ import type { PreprocessorSpec } from "./model-folder.ts";
 import type { ModelRunner } from "./runner.ts";
 import { rngForKey, type Sampler, type SamplingParams } from "./sampler.ts";
 import type { Scheduler, SequenceSpec } from "./scheduler.ts";
-import { finishReason, keepsToken, StopState, TextStopState, type FinishReason, type StopTables } from "./stops.ts";
+import { finishReason, keepsToken, keptText, TextStopState, type FinishReason, type StopTables } from "./stops.ts";
 import type { EngineTokenizer } from "./tokenizer.ts";
 import type ort from "onnxruntime-node";
 
@@ -35,18 +35,31 @@ export interface Continuation {
 export interface ContinuationResult {
   /** Kept tokens: no eos, no dropped lookahead. */
   tokens: number[];
-  /** Decoded kept tokens, as they continue `ids`. */
+  /** Decoded kept tokens, as they continue `ids`, ending at the stop point (which may lie inside the last token). */
   text: string;
   reason: FinishReason;
   /** Tokens sampled, kept or not. */
   sampled: number;
 }
 
+/** A judge prompt and the answers whose likelihood is read after it. */
+export interface ScoredPrompt {
+  ids: readonly number[];
+  /** Token ids of each answer (at least one each). */
+  answers: readonly (readonly number[])[];
+}
+
+/** Per answer, the logits each of its tokens is read from: [k] follows the prompt + the answer's first k tokens. */
+export type AnswerLogits = Float32Array[][];
+
 export interface Backend {
   /** Samples continuations of the item's context. */
   continue(ctx: ItemContext, conts: readonly Continuation[], sampling: SamplingParams): Promise<ContinuationResult[]>;
-  /** The logits after the last token of each sequence (one forward pass each). */
-  lastLogits(ctx: ItemContext, sequences: readonly (readonly number[])[]): Promise<Float32Array[]>;
+  /**
+   * The answers of each prompt, teacher-forced: one forward pass over the prompt (whose last
+   * logits are all that one-token answers need), then the answers' leading tokens on top of it.
+   */
+  answerLogits(ctx: ItemContext, prompts: readonly ScoredPrompt[]): Promise<AnswerLogits[]>;
   /** Prepares a newly opened item (encodes its image and prompt when the backend caches them). */
   open(ctx: ItemContext): Promise<void>;
 }
@@ -69,6 +82,29 @@ function countImageTokens(ids: readonly number[], end: number, imageId: number):
   let n = 0;
   for (let i = 0; i < end; i++) if (ids[i] === imageId) n++;
   return n;
+}
+
+/** The answers' leading runs that logits are needed after: each answer's first k tokens, 0 < k < its length, once each. */
+function answerPrefixes(answers: readonly (readonly number[])[]): number[][] {
+  const runs = new Map<string, number[]>();
+  for (const answer of answers) {
+    for (let k = 1; k < answer.length; k++) {
+      const run = answer.slice(0, k);
+      runs.set(run.join(","), run);
+    }
+  }
+  return [...runs.values()];
+}
+
+/** Lays out `AnswerLogits` from the prompt's last logits and those after each of `prefixes`. */
+function readAnswers(
+  answers: readonly (readonly number[])[],
+  promptLogits: Float32Array,
+  prefixes: readonly number[][],
+  prefixLogits: readonly Float32Array[],
+): AnswerLogits {
+  const after = new Map(prefixes.map((run, i) => [run.join(","), prefixLogits[i]!]));
+  return answers.map((answer) => answer.map((_, k) => (k === 0 ? promptLogits : after.get(answer.slice(0, k).join(","))!)));
 }
 
 // ---------------------------------------------------------------------------
@@ -134,11 +170,30 @@ export class CachedBackend implements Backend {
     });
   }
 
-  async lastLogits(ctx: ItemContext, sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
-    await this.shareCommonPrefix(ctx, sequences);
-    const rs = await Promise.all(sequences.map((ids) => this.extend(ctx, ids, false)));
-    this.p.runner.counters.judgeScorePasses += sequences.length;
-    return rs.map((r) => r.logits);
+  async answerLogits(ctx: ItemContext, prompts: readonly ScoredPrompt[]): Promise<AnswerLogits[]> {
+    await this.shareCommonPrefix(
+      ctx,
+      prompts.map((p) => p.ids),
+    );
+    const out = await Promise.all(
+      prompts.map(async (prompt) => {
+        const prefixes = answerPrefixes(prompt.answers);
+        // The prompt's KV is kept only when answers run on top of it.
+        const head = await this.extend(ctx, prompt.ids, prefixes.length > 0);
+        const rows =
+          prefixes.length === 0
+            ? []
+            : await this.p.scheduler.prefill(prefixes.map((ids) => ({ base: head.kv!, ids, keepKv: false })));
+        return readAnswers(
+          prompt.answers,
+          head.logits,
+          prefixes,
+          rows.map((r) => r.logits),
+        );
+      }),
+    );
+    this.p.runner.counters.judgeScorePasses += prompts.length;
+    return out;
   }
 
   async continue(ctx: ItemContext, conts: readonly Continuation[], sampling: SamplingParams): Promise<ContinuationResult[]> {
@@ -175,7 +230,7 @@ export class CachedBackend implements Backend {
       conts.map(async (c, i) => {
         const { kv, logits } = await contexts.get(c.ids.join(","))!;
         const rng = rngForKey(c.sampleKey);
-        const stop = new StopState(stops.table(c.stop), c.maxTokens);
+        const stop = stops.state(c.stop, c.maxTokens);
         const token = sampler.sample(logits, 0, sampling, rng);
         countSampledToken(runner.counters, c.purpose);
         const outcome = stop.advance(token);
@@ -187,7 +242,7 @@ export class CachedBackend implements Backend {
         const tokens = keepsToken(outcome) ? [token] : [];
         results[i] = {
           tokens,
-          text: tokenizer.decodeContinuation(c.ids.at(-1) ?? null, tokens),
+          text: keptText(tokenizer.decodeContinuation(c.ids.at(-1) ?? null, tokens), stop),
           reason: finishReason(outcome),
           sampled: 1,
         };
@@ -199,7 +254,7 @@ export class CachedBackend implements Backend {
       const c = conts[i]!;
       results[i] = {
         tokens: o.tokens,
-        text: tokenizer.decodeContinuation(c.ids.at(-1) ?? null, o.tokens),
+        text: keptText(tokenizer.decodeContinuation(c.ids.at(-1) ?? null, o.tokens), specs[j]!.stop),
         reason: o.reason,
         sampled: o.sampled + 1,
       };
@@ -230,10 +285,14 @@ export class ReferenceBackend implements Backend {
     return r!;
   }
 
-  async lastLogits(ctx: ItemContext, sequences: readonly (readonly number[])[]): Promise<Float32Array[]> {
-    const out: Float32Array[] = [];
-    for (const ids of sequences) {
-      out.push((await this.fullPass(ctx, ids, false)).logits);
+  async answerLogits(ctx: ItemContext, prompts: readonly ScoredPrompt[]): Promise<AnswerLogits[]> {
+    const out: AnswerLogits[] = [];
+    for (const prompt of prompts) {
+      const head = (await this.fullPass(ctx, prompt.ids, false)).logits;
+      const prefixes = answerPrefixes(prompt.answers);
+      const after: Float32Array[] = [];
+      for (const run of prefixes) after.push((await this.fullPass(ctx, [...prompt.ids, ...run], false)).logits);
+      out.push(readAnswers(prompt.answers, head, prefixes, after));
       this.p.runner.counters.judgeScorePasses++;
     }
     return out;
@@ -286,6 +345,6 @@ export class ReferenceBackend implements Backend {
       length++;
     }
     const tokens = stop.tokens;
-    return { tokens, text: tokenizer.decodeContinuation(anchor, tokens), reason, sampled };
+    return { tokens, text: keptText(tokenizer.decodeContinuation(anchor, tokens), stop), reason, sampled };
   }
 }

@@ -2,10 +2,12 @@
  * The model as its own judge. A judge prompt is a user turn (image + renderJudgeText of the
  * request) followed by the judge's answer. Two modes:
  *
- * * `score`: one forward pass per order over prompt + verdict_prefix, reading the log-probs of
- *   the two choice tokens at the last position; both orders are run and the log-prob
- *   differences averaged, which cancels position bias. A check compares the first tokens of
- *   the `correct` and `incorrect` answers after the prompt.
+ * * `score`: per order, the log-likelihood of each choice's whole continuation (` 1`, ` 2`,
+ *   however many tokens each takes) after prompt + verdict_prefix, teacher-forced from one
+ *   forward pass over the prompt; both orders are run and the log-likelihood differences
+ *   averaged, which cancels position bias. A check compares the `correct` and `incorrect`
+ *   answers after the prompt the same way. When every answer is one token (the bundled
+ *   tokenizer) this is the log-prob of that token at the prompt's last position, nothing more.
  * * `generate`: the judge's answer is sampled in full (stream seeded from the request id) and
  *   parsed ("I choose response 1", "correct"); an unparseable answer falls back to a score-mode
  *   verdict, recorded in the detail.
@@ -16,7 +18,7 @@
 import { renderJudgeText, type JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 import type { JudgeMode } from "../../shared/core/search/settings.ts";
 import type { CheckRequest, CompareRequest, Detail, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
-import type { Backend } from "./backend.ts";
+import type { AnswerLogits, Backend, ScoredPrompt } from "./backend.ts";
 import { EngineRequestError } from "./errors.ts";
 import type { ItemContext } from "./item.ts";
 import type { SamplingParams } from "./sampler.ts";
@@ -32,31 +34,34 @@ export interface JudgeParts {
   sampling: SamplingParams;
 }
 
-/** Token ids the score mode reads, checked once at load. */
-export interface VerdictTokens {
-  choice1: number;
-  choice2: number;
-  correct: number;
-  incorrect: number;
+/** Token ids of the answers score mode reads, checked once at load. */
+export interface VerdictAnswers {
+  choice1: number[];
+  choice2: number[];
+  correct: number[];
+  incorrect: number[];
 }
 
-export function verdictTokens(tokenizer: EngineTokenizer, templates: JudgeTemplates): VerdictTokens {
-  const t: VerdictTokens = {
-    choice1: tokenizer.firstTokenId(templates.choices["1"], "judge_templates.json choices.1"),
-    choice2: tokenizer.firstTokenId(templates.choices["2"], "judge_templates.json choices.2"),
-    correct: tokenizer.firstTokenId(templates.check_answers.correct, "judge_templates.json check_answers.correct"),
-    incorrect: tokenizer.firstTokenId(templates.check_answers.incorrect, "judge_templates.json check_answers.incorrect"),
+export function verdictAnswers(tokenizer: Pick<EngineTokenizer, "encode">, templates: JudgeTemplates): VerdictAnswers {
+  const encode = (text: string, what: string) => {
+    const ids = tokenizer.encode(text);
+    if (ids.length === 0) throw new Error(`${what}: ${JSON.stringify(text)} tokenizes to nothing; expected at least one token`);
+    return ids;
   };
-  if (t.choice1 === t.choice2)
-    throw new Error(
-      `judge_templates.json: choices "1" and "2" start with the same token ${t.choice1}; expected different first tokens`,
-    );
-  if (t.correct === t.incorrect) {
-    throw new Error(
-      `judge_templates.json: check_answers start with the same token ${t.correct}; expected different first tokens`,
-    );
+  const a: VerdictAnswers = {
+    choice1: encode(templates.choices["1"], "judge_templates.json choices.1"),
+    choice2: encode(templates.choices["2"], "judge_templates.json choices.2"),
+    correct: encode(templates.check_answers.correct, "judge_templates.json check_answers.correct"),
+    incorrect: encode(templates.check_answers.incorrect, "judge_templates.json check_answers.incorrect"),
+  };
+  const same = (x: number[], y: number[]) => x.length === y.length && x.every((id, i) => id === y[i]);
+  if (same(a.choice1, a.choice2)) {
+    throw new Error(`judge_templates.json: choices "1" and "2" are the same tokens [${a.choice1}]; expected different answers`);
   }
-  return t;
+  if (same(a.correct, a.incorrect)) {
+    throw new Error(`judge_templates.json: check_answers are the same tokens [${a.correct}]; expected different answers`);
+  }
+  return a;
 }
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -95,20 +100,39 @@ export function parseCheckVerdict(templates: JudgeTemplates, text: string): "cor
   return null;
 }
 
-function logSoftmaxAt(logits: Float32Array, ids: readonly number[]): number[] {
+function logSumExp(logits: Float32Array): number {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i]! - max);
-  const lse = max + Math.log(sum);
-  return ids.map((id) => logits[id]! - lse);
+  return max + Math.log(sum);
+}
+
+/**
+ * The log-likelihood of each answer: the sum of its tokens' log-probs, token k read from
+ * logits[k]. Logits shared by several answers (the same prompt, a common first token) are
+ * normalised once.
+ */
+export function answerLogLikelihoods(answers: readonly (readonly number[])[], logits: AnswerLogits): number[] {
+  const lse = new Map<Float32Array, number>();
+  return answers.map((answer, a) =>
+    answer.reduce((sum, id, k) => {
+      const row = logits[a]![k]!;
+      let z = lse.get(row);
+      if (z === undefined) {
+        z = logSumExp(row);
+        lse.set(row, z);
+      }
+      return sum + (row[id]! - z);
+    }, 0),
+  );
 }
 
 const round = (x: number) => Math.round(x * 1e6) / 1e6;
 
 interface PromptPlan {
   request: JudgeRequest;
-  /** Sequences whose last logits score mode reads: [forward, swapped] for a compare, [prompt] for a check. */
+  /** The prompts score mode reads the answers after: [forward, swapped] for a compare, [prompt] for a check. */
   scoreIds: number[][];
   /** The prompt a generated answer continues (request order, no verdict prefix). */
   generateIds: number[];
@@ -117,9 +141,14 @@ interface PromptPlan {
 }
 
 export class Judge {
-  private readonly tokens: VerdictTokens;
+  private readonly answers: VerdictAnswers;
   constructor(private readonly p: JudgeParts) {
-    this.tokens = verdictTokens(p.tokenizer, p.templates);
+    this.answers = verdictAnswers(p.tokenizer, p.templates);
+  }
+
+  private scoredAnswers(request: JudgeRequest): number[][] {
+    const a = this.answers;
+    return request.kind === "compare" ? [a.choice1, a.choice2] : [a.correct, a.incorrect];
   }
 
   private promptIds(ctx: ItemContext, request: CompareRequest | CheckRequest, withPrefix: boolean): number[] {
@@ -145,7 +174,9 @@ export class Judge {
           ]
         : [this.promptIds(ctx, request, false)];
     const generateIds = mode === "generate" ? this.promptIds(ctx, request, false) : [];
-    const longest = Math.max(...scoreIds.map((s) => s.length), generateIds.length + (mode === "generate" ? 1 : 0));
+    // Teacher forcing runs all but an answer's last token on top of the prompt.
+    const answerRun = Math.max(...this.scoredAnswers(request).map((a) => a.length)) - 1;
+    const longest = Math.max(...scoreIds.map((s) => s.length + answerRun), generateIds.length + (mode === "generate" ? 1 : 0));
     const skip =
       longest > this.p.contextLength
         ? `the judge prompt is ${longest} tokens; the model's context window is ${this.p.contextLength}`
@@ -212,16 +243,21 @@ export class Judge {
     return results as JudgeResult[];
   }
 
-  /** Score-mode verdicts for the plans, all sequences in one backend call. */
+  /** Score-mode verdicts for the plans, all prompts in one backend call. */
   private async score(ctx: ItemContext, plans: readonly PromptPlan[]): Promise<JudgeResult[]> {
-    const sequences = plans.flatMap((pl) => pl.scoreIds);
-    const logits = await this.p.backend.lastLogits(ctx, sequences);
-    const t = this.tokens;
+    const prompts: ScoredPrompt[] = plans.flatMap((pl) =>
+      pl.scoreIds.map((ids) => ({ ids, answers: this.scoredAnswers(pl.request) })),
+    );
+    const logits = await this.p.backend.answerLogits(ctx, prompts);
     let at = 0;
+    const next = () => {
+      const i = at++;
+      return answerLogLikelihoods(prompts[i]!.answers, logits[i]!) as [number, number];
+    };
     return plans.map((pl): JudgeResult => {
       if (pl.request.kind === "compare") {
-        const [f1, f2] = logSoftmaxAt(logits[at++]!, [t.choice1, t.choice2]) as [number, number];
-        const [s1, s2] = logSoftmaxAt(logits[at++]!, [t.choice1, t.choice2]) as [number, number];
+        const [f1, f2] = next();
+        const [s1, s2] = next();
         // Positive means the request's first response is preferred.
         const forward = f1 - f2;
         const swapped = s2 - s1;
@@ -232,7 +268,7 @@ export class Judge {
           detail: { mode: "score", score: round(score), forward: round(forward), swapped: round(swapped) },
         };
       }
-      const [c, ic] = logSoftmaxAt(logits[at++]!, [t.correct, t.incorrect]) as [number, number];
+      const [c, ic] = next();
       const score = c - ic;
       return {
         id: pl.request.id,
