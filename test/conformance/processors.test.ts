@@ -11,6 +11,7 @@ import { AutoProcessor, Qwen2VLForConditionalGeneration, RawImage, Tensor } from
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mropeBatchPositions, mropeDecodePositions, mropePromptPositions } from "../../workers/engine/positions.ts";
+import { loadModelFolder } from "../../workers/engine/model-folder.ts";
 import { loadProcessor, type ProcessedPrompt } from "../../workers/engine/processors/index.ts";
 import { llavaImageTokenCount } from "../../workers/engine/processors/llava.ts";
 
@@ -61,7 +62,7 @@ describe.each(["square", "wide"] as const)("llava, %s image", (name) => {
     const ref = await reference(dir);
     const prompt = renderPrompt(ref);
     const expected = await referenceOutput(ref, "llava", images[name], prompt);
-    const ours: ProcessedPrompt = await (await loadProcessor(dir)).process("item", images[name], prompt);
+    const ours: ProcessedPrompt = await (await loadProcessor(await loadModelFolder(dir))).process("item", images[name], prompt);
 
     expect(ours.pixelValues.dims).toEqual(expected.pixel_values.dims);
     expect(floats(ours.pixelValues.data)).toEqual(floats(expected.pixel_values.data));
@@ -81,7 +82,7 @@ describe.each(["square", "wide"] as const)("idefics3, %s image", (name) => {
     const ref = await reference(dir);
     const prompt = renderPrompt(ref);
     const expected = await referenceOutput(ref, "idefics3", images[name], prompt);
-    const ours = await (await loadProcessor(dir)).process("item", images[name], prompt);
+    const ours = await (await loadProcessor(await loadModelFolder(dir))).process("item", images[name], prompt);
 
     expect(ours.inputIds).toEqual(ids(expected.input_ids));
     expect(ours.imageTokenCount).toBe(name === "square" ? 40 : 28);
@@ -127,7 +128,7 @@ describe("idefics3, transparent image", () => {
       .png()
       .toBuffer();
     const expected = await referenceOutput(ref, "idefics3", clear, prompt);
-    const ours = await (await loadProcessor(dir)).process("item", clear, prompt);
+    const ours = await (await loadProcessor(await loadModelFolder(dir))).process("item", clear, prompt);
     expect(new Set(floats(ours.pixelValues.data))).toEqual(new Set([1]));
     expect(Math.min(...floats(expected.pixel_values.data))).toBe(-1);
   });
@@ -148,7 +149,7 @@ describe.each(["square", "wide"] as const)("qwen2_vl, %s image", (name) => {
     const ref = await reference(dir);
     const prompt = renderPrompt(ref);
     const expected = await referenceOutput(ref, "qwen2_vl", images[name], prompt);
-    const ours = await (await loadProcessor(dir)).process("item", images[name], prompt);
+    const ours = await (await loadProcessor(await loadModelFolder(dir))).process("item", images[name], prompt);
 
     expect(ours.inputIds).toEqual(ids(expected.input_ids));
     expect(ours.imageGridThw).toEqual([ids(expected.image_grid_thw)]);
@@ -175,7 +176,7 @@ describe("qwen2_vl, rules where transformers.js differs from Python", () => {
     const prompt = renderPrompt(ref);
     const small = await sharp(images.square).resize(36, 20, { fit: "fill" }).png().toBuffer();
     const expected = await referenceOutput(ref, "qwen2_vl", small, prompt);
-    const ours = await (await loadProcessor(dir)).process("item", small, prompt);
+    const ours = await (await loadProcessor(await loadModelFolder(dir))).process("item", small, prompt);
     expect(ids(expected.image_grid_thw)).toEqual([1, 6, 10]);
     expect(ours.imageGridThw).toEqual([[1, 4, 8]]);
     expect(ours.imageTokenCount).toBe(8);
@@ -197,7 +198,7 @@ describe("qwen2_vl, rules where transformers.js differs from Python", () => {
     const prompt = renderPrompt(ref);
     const expected = await referenceOutput(ref, "qwen2_vl", images.square, prompt);
     const jsPublished = await referenceOutput(await reference(published), "qwen2_vl", images.square, prompt);
-    const ours = await (await loadProcessor(published)).process("item", images.square, prompt);
+    const ours = await (await loadProcessor(await loadModelFolder(published))).process("item", images.square, prompt);
 
     // transformers.js: no resize (128×128 → a 32×32 patch grid) and no normalisation (values stay in [0, 1]).
     expect(ids(jsPublished.image_grid_thw)).toEqual([1, 32, 32]);
@@ -209,7 +210,7 @@ describe("qwen2_vl, rules where transformers.js differs from Python", () => {
 
   it("carries a left-padded batch's positions and rope deltas as get_rope_index does", async () => {
     const dir = path.join(fixtures, "qwen2_vl");
-    const processor = await loadProcessor(dir);
+    const processor = await loadProcessor(await loadModelFolder(dir));
     const prompt = renderPrompt(await reference(dir));
     const square = await processor.process("a", images.square, prompt);
     const wide = await processor.process("b", images.wide, prompt);

@@ -129,6 +129,7 @@ describe("the score judge with answers of several tokens", () => {
     imageSeqLength: 1,
     encode,
     promptIds: (text: string) => [IMAGE, ...encode(text)],
+    renderPrompt: (text: string) => text,
   } as unknown as EngineTokenizer;
   const templates: JudgeTemplates = JSON.parse(
     readFileSync(path.join(ROOT, "models/stagebeam-tiny/judge_templates.json"), "utf8"),
@@ -148,7 +149,8 @@ describe("the score judge with answers of several tokens", () => {
     maxTokens: 16,
     sampling: REFERENCE_SAMPLING,
   });
-  const ctx = { question: "How many red objects?" } as ItemContext;
+  // The item's image expansion: one image token, then the text (renderPrompt leaves it as it is).
+  const ctx = { question: "How many red objects?", imageTokenCount: 1, expand: tokenizer.promptIds } as unknown as ItemContext;
   const compare: CompareRequest = {
     id: "i:CAPTION:c0-vs-c1",
     kind: "compare",

@@ -1,6 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ItemInputError, ModelFolderError } from "../../workers/engine/errors.ts";
 import { preprocessImage } from "../../workers/engine/image.ts";
@@ -15,7 +13,7 @@ describe("the bundled family's processor", () => {
   it("gives the ids and pixels the engine's own path gives", async () => {
     const folder = await loadModelFolder(MODEL);
     const tokenizer = new EngineTokenizer(folder);
-    const processor = await loadProcessor(MODEL);
+    const processor = await loadProcessor(await loadModelFolder(MODEL));
     const question = "How many red objects?";
     const out = await processor.process("item", IMAGE, tokenizer.renderPrompt(question));
     expect(processor.modelType).toBe("stagebeam-tiny");
@@ -26,19 +24,15 @@ describe("the bundled family's processor", () => {
   });
 
   it("refuses a prompt that holds the image placeholder twice", async () => {
-    const processor = await loadProcessor(MODEL);
+    const processor = await loadProcessor(await loadModelFolder(MODEL));
     const prompt = `${processor.imageToken} and ${processor.imageToken}`;
     await expect(processor.process("item", IMAGE, prompt)).rejects.toThrow(ItemInputError);
   });
 
   it("names config.json for a model_type with no processor", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "stagebeam-processor-"));
-    try {
-      writeFileSync(path.join(dir, "config.json"), JSON.stringify({ model_type: "gpt2" }));
-      await expect(loadProcessor(dir)).rejects.toThrow(ModelFolderError);
-      await expect(loadProcessor(dir)).rejects.toThrow(/config\.json: model_type "gpt2" has no processor/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    // loadModelFolder refuses this model_type itself; the folder is what it would have given.
+    const folder = { dir: "gpt2-folder", family: { name: "gpt2" }, configs: { config: { model_type: "gpt2" } } } as never;
+    await expect(loadProcessor(folder)).rejects.toThrow(ModelFolderError);
+    await expect(loadProcessor(folder)).rejects.toThrow(/config\.json: model_type "gpt2" has no processor/);
   });
 });

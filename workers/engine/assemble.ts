@@ -15,7 +15,8 @@ import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.t
 import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
 import { atSessionFile } from "./model-files.ts";
-import { loadModelFolder, type ModelFolder, type PreprocessorSpec } from "./model-folder.ts";
+import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
+import { loadProcessor, type Processor } from "./processors/index.ts";
 import { checkSessionContract, type SessionContract } from "./session-contract.ts";
 import { zeroCounters, type EngineCounters } from "./counters.ts";
 import { ModelRunner } from "./runner.ts";
@@ -99,7 +100,7 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
 export interface EngineParts {
   info: EngineInfo;
   folder: ModelFolder;
-  preprocessor: PreprocessorSpec;
+  processor: Processor;
   tokenizer: EngineTokenizer;
   sampling: SamplingParams;
   runner: ModelRunner;
@@ -107,7 +108,6 @@ export interface EngineParts {
   backend: Backend;
   judge: Judge;
   counters: EngineCounters;
-  imageLimits: ImageLimits;
   prefixCacheEntries: number;
   judgeMode: JudgeMode;
 }
@@ -131,6 +131,8 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
     ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
   });
   const tokenizer = new EngineTokenizer(folder);
+  const imageLimits: ImageLimits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
+  const processor = await loadProcessor(folder, imageLimits);
   const factory = new SessionFactory(options, options.logger);
   const vision = await factory.create(folder.onnx.vision);
   const embed = await factory.create(folder.onnx.embed);
@@ -144,17 +146,10 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
         folder.spec,
         { vision: vision.signature, embed: embed.signature, decoder: decoder.signature },
         folder.preprocessor ?? undefined,
+        folder.family,
       );
     } catch (err) {
       throw atSessionFile(err, folder.sessions);
-    }
-    const preprocessor = folder.preprocessor;
-    if (preprocessor === null) {
-      throw new ModelFolderError(
-        folder.dir,
-        "preprocessor_config.json",
-        `the folder loads, but images for model family ${folder.family.name} need that family's processor, which this engine does not have yet (it has the fixed resize of stagebeam-tiny)`,
-      );
     }
     const counters = zeroCounters();
     let hidden = contract.hiddenSize;
@@ -192,7 +187,7 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
     const executor = new BatchExecutor(runner, sampler, { imageTokenId: folder.spec.imageTokenId, observer: options.observer });
     const scheduler = new Scheduler(executor, { maxBatch, maxPrefillSlots });
     const contextLength = folder.spec.contextLength ?? Infinity;
-    const parts = { runner, scheduler, sampler, stops, tokenizer, preprocessor, contextLength };
+    const parts = { runner, scheduler, sampler, stops, tokenizer, contextLength };
     const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);
     const sampling = resolveSampling(options.sampling, samplingFromGeneration(folder.generation));
     let judge: Judge;
@@ -212,7 +207,6 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
         (err as Error).message.replace(/^judge_templates\.json: /, ""),
       );
     }
-    const imageLimits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
     const info: EngineInfo = {
       dir: folder.dir,
       digest: folder.digest,
@@ -236,7 +230,7 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
     return {
       info,
       folder,
-      preprocessor,
+      processor,
       tokenizer,
       sampling,
       runner,
@@ -244,7 +238,6 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
       backend,
       judge,
       counters,
-      imageLimits,
       prefixCacheEntries,
       judgeMode,
     };

@@ -12,7 +12,7 @@ import type { Stop } from "../../shared/core/search/types.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
 import { commonPrefix, type ItemContext } from "./item.ts";
 import { truncateView, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
-import type { PreprocessorSpec } from "./model-folder.ts";
+import { decodePositionIds } from "./positions.ts";
 import type { ModelRunner } from "./runner.ts";
 import { rngForKey, type Sampler, type SamplingParams } from "./sampler.ts";
 import type { Scheduler, SequenceSpec } from "./scheduler.ts";
@@ -70,7 +70,6 @@ export interface BackendParts {
   sampler: Sampler;
   stops: StopTables;
   tokenizer: EngineTokenizer;
-  preprocessor: PreprocessorSpec;
   /** Largest cache length (the context window), Infinity when unknown. */
   contextLength: number;
 }
@@ -113,12 +112,17 @@ export class CachedBackend implements Backend {
   constructor(private readonly p: BackendParts) {}
 
   async open(ctx: ItemContext): Promise<void> {
-    const { runner, preprocessor } = this.p;
-    ctx.features = await runner.encodeImages(ctx.pixels!, 1, preprocessor.height, preprocessor.width);
-    ctx.pixels = null; // the features are all that is needed from here on
+    ctx.features = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
+    ctx.vision = null; // the features are all that is needed from here on
     await ctx.cache.getOrCreate(ctx.promptIds, async () => {
       const [r] = await this.p.scheduler.prefill([
-        { base: null, ids: ctx.promptIds, image: { features: ctx.features!, first: 0 }, keepKv: true },
+        {
+          base: null,
+          ids: ctx.promptIds,
+          image: { features: ctx.features!, first: 0 },
+          positions: ctx.positions.span(ctx.promptIds, 0),
+          keepKv: true,
+        },
       ]);
       return { ids: ctx.promptIds, kv: r!.kv!, logits: r!.logits, pinned: true };
     });
@@ -144,6 +148,7 @@ export class CachedBackend implements Backend {
         base,
         ids: fresh,
         image: needsImage ? { features: ctx.features!, first: countImageTokens(ids, reuse, imageId) } : undefined,
+        positions: ctx.positions.span(ids, reuse),
         keepKv,
       },
     ]);
@@ -183,7 +188,14 @@ export class CachedBackend implements Backend {
         const rows =
           prefixes.length === 0
             ? []
-            : await this.p.scheduler.prefill(prefixes.map((ids) => ({ base: head.kv!, ids, keepKv: false })));
+            : await this.p.scheduler.prefill(
+                prefixes.map((ids) => ({
+                  base: head.kv!,
+                  ids,
+                  positions: ctx.positions.span([...prompt.ids, ...ids], prompt.ids.length),
+                  keepKv: false,
+                })),
+              );
         return readAnswers(
           prompt.answers,
           head.logits,
@@ -235,7 +247,17 @@ export class CachedBackend implements Backend {
         countSampledToken(runner.counters, c.purpose);
         const outcome = stop.advance(token);
         if (outcome === "continue") {
-          specs.push({ kv, pending: token, tokens: [token], stop, sampling, rng, maxLength: contextLength, purpose: c.purpose });
+          specs.push({
+            kv,
+            pending: token,
+            tokens: [token],
+            stop,
+            sampling,
+            rng,
+            maxLength: contextLength,
+            purpose: c.purpose,
+            positionOffset: ctx.positions.decodeOffset(c.ids),
+          });
           specIndex.push(i);
           return;
         }
@@ -279,9 +301,10 @@ export class ReferenceBackend implements Backend {
     ids: readonly number[],
     keepKv: boolean,
   ): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
-    const { runner, preprocessor } = this.p;
-    const features: FloatArray = await runner.encodeImages(ctx.pixels!, 1, preprocessor.height, preprocessor.width);
-    const [r] = await this.p.scheduler.prefill([{ base: null, ids, image: { features, first: 0 }, keepKv }]);
+    const features: FloatArray = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
+    const [r] = await this.p.scheduler.prefill([
+      { base: null, ids, image: { features, first: 0 }, positions: ctx.positions.span(ids, 0), keepKv },
+    ]);
     return r!;
   }
 
@@ -313,6 +336,7 @@ export class ReferenceBackend implements Backend {
     const rng = rngForKey(c.sampleKey);
     const eos = stops.table({ kind: "end" });
     const anchor = c.ids.at(-1) ?? null;
+    const offset = ctx.positions.decodeOffset(c.ids);
     // The reference's stop check decodes everything generated so far after every token.
     const stop = new TextStopState(
       c.stop,
@@ -337,7 +361,7 @@ export class ReferenceBackend implements Backend {
       }
       const embeds = await runner.embedIds([token]);
       const mask = new BigInt64Array(length + 1).fill(1n);
-      const positions = BigInt64Array.from([BigInt(length)]);
+      const positions = decodePositionIds([{ length, offset }], runner.contract.positionAxes);
       const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache });
       countDecodeStep(runner.counters, 1);
       logits = o.logits;

@@ -5,13 +5,14 @@
  *   call — past left-padded, new tokens right-padded — each row getting back its own compact KV
  *   and the logits at its last token.
  * * Decode: one token for each row, with left-padded past KV, attention masks and per-row
- *   position ids, then one token sampled per row. The call's `present` comes back as a step
+ *   position ids (cache length + the row's offset), then one token sampled per row. The call's `present` comes back as a step
  *   cache that the next step of the same rows takes as its `past` untouched.
  */
 import type ort from "onnxruntime-node";
 import type { Rng } from "../../shared/core/random.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
 import { allocFloat, extractSeq, gatherRows, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
+import { decodePositionIds } from "./positions.ts";
 import type { ModelRunner } from "./runner.ts";
 import type { Sampler, SamplingParams } from "./sampler.ts";
 
@@ -22,6 +23,11 @@ export interface PrefillRow {
   ids: readonly number[];
   /** Features [n, hidden] for the image tokens in `ids`, taken in order starting at feature `first`. */
   image?: { features: FloatArray; first: number } | undefined;
+  /**
+   * Position ids of `ids`, one array per axis of the decoder's position_ids (the item's
+   * PositionRule); when absent, counted on from the cache length on every axis.
+   */
+  positions?: readonly (readonly number[])[] | undefined;
   /** Return the row's KV (base + new tokens) as its own cache. */
   keepKv: boolean;
 }
@@ -48,6 +54,8 @@ export interface DecodeRowSpec {
   rng: Rng;
   /** Which counter its sampled tokens go to. */
   purpose: TokenPurpose;
+  /** A step's position is the cache length + this, on every axis (the item's PositionRule.decodeOffset). */
+  positionOffset: number;
 }
 
 /** A sequence in a decode step. */
@@ -80,9 +88,18 @@ export class BatchExecutor {
     private readonly options: BatchExecutorOptions,
   ) {}
 
-  /** Throws when a row cannot run: no new tokens, or more image tokens than image features. */
+  /** Throws when a row cannot run: no new tokens, position ids that do not fit, or more image tokens than image features. */
   checkPrefillRow(row: PrefillRow): void {
     if (row.ids.length === 0) throw new Error("prefill row without new tokens");
+    const axes = this.runner.contract.positionAxes;
+    if (
+      row.positions !== undefined &&
+      (row.positions.length !== axes || row.positions.some((p) => p.length !== row.ids.length))
+    ) {
+      throw new Error(
+        `prefill row of ${row.ids.length} tokens has position ids [${row.positions.map((p) => p.length)}]; expected ${axes} x ${row.ids.length}`,
+      );
+    }
     let images = 0;
     for (const id of row.ids) if (id === this.options.imageTokenId) images++;
     if (images > 0) {
@@ -115,7 +132,8 @@ export class BatchExecutor {
     const emb = await runner.embedIds(flat);
     const embeds = allocFloat(runner.contract.embedType, B * T * d);
     const mask = new BigInt64Array(B * (P + T));
-    const positions = new BigInt64Array(B * T);
+    const axes = runner.contract.positionAxes;
+    const positions = new BigInt64Array(axes * B * T);
     let at = 0;
     rows.forEach((r, b) => {
       const pb = r.base?.length ?? 0;
@@ -131,19 +149,25 @@ export class BatchExecutor {
       }
       const m = b * (P + T);
       mask.fill(1n, m + P - pb, m + P + tb);
-      for (let t = 0; t < tb; t++) positions[b * T + t] = BigInt(pb + t);
+      for (let a = 0; a < axes; a++) {
+        const given = r.positions?.[a];
+        for (let t = 0; t < tb; t++) positions[(a * B + b) * T + t] = BigInt(given === undefined ? pb + t : given[t]!);
+      }
       runner.counters.decoderTokens += tb;
       runner.counters.prefillTokens += tb;
     });
     const bases: KvView[] = rows.map((r) => r.base ?? { data: [], total: 0, row: 0, start: 0, length: 0 });
     const cache = P > 0 ? gatherRows(layout, bases, P) : null;
+    // New tokens are right-padded: the shortest row's last token is the earliest step whose logits are read.
+    const keepLogits = T - Math.min(...rows.map((r) => r.ids.length)) + 1;
     const started = performance.now();
-    const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache });
+    const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache, keepLogits });
     this.observe((o) => o.prefill?.(B, flat.length, (performance.now() - started) / 1000));
+    const K = out.logitSteps;
     return rows.map((r, b) => {
       const pb = r.base?.length ?? 0;
       const tb = r.ids.length;
-      const off = (b * T + tb - 1) * vocab;
+      const off = (b * K + tb - 1 - (T - K)) * vocab;
       const logits = out.logits.slice(off, off + vocab);
       const kv = r.keepKv
         ? extractSeq(layout, { data: out.presentData, total: P + T, row: b, start: P - pb, length: pb + tb })
@@ -180,11 +204,13 @@ export class BatchExecutor {
 
     const embeds = await runner.embedIds(rows.map((r) => r.spec.pending));
     const mask = new BigInt64Array(B * (P + 1));
-    const positions = new BigInt64Array(B);
     rows.forEach((r, b) => {
       mask.fill(1n, b * (P + 1) + P - r.length, (b + 1) * (P + 1));
-      positions[b] = BigInt(r.length);
     });
+    const positions = decodePositionIds(
+      rows.map((r) => ({ length: r.length, offset: r.spec.positionOffset })),
+      runner.contract.positionAxes,
+    );
 
     const started = performance.now();
     const out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache });

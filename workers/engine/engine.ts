@@ -22,11 +22,11 @@ import {
 } from "../../shared/core/search/types.ts";
 import type { Backend, ContinuationResult } from "./backend.ts";
 import { EngineRequestError, ItemInputError } from "./errors.ts";
-import { preprocessImage, type ImageLimits } from "./image.ts";
 import { ItemContext } from "./item.ts";
 import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
 import type { Judge } from "./judge.ts";
-import type { ModelFolder, PreprocessorSpec } from "./model-folder.ts";
+import type { ModelFolder } from "./model-folder.ts";
+import type { Processor } from "./processors/processor.ts";
 import { zeroCounters, type EngineCounters } from "./counters.ts";
 import type { ModelRunner } from "./runner.ts";
 import { resolveSampling, type SamplingParams } from "./sampler.ts";
@@ -52,7 +52,7 @@ export interface OpenItemInput {
 export class Engine {
   readonly info: EngineInfo;
   readonly folder: ModelFolder;
-  private readonly preprocessor: PreprocessorSpec;
+  private readonly processor: Processor;
   readonly tokenizer: EngineTokenizer;
   /** Sampling used when a call gives none (generation_config.json + options.sampling). */
   readonly sampling: SamplingParams;
@@ -61,7 +61,6 @@ export class Engine {
   private readonly backend: Backend;
   private readonly judgeWith: Judge;
   private readonly counterState: EngineCounters;
-  private readonly imageLimits: ImageLimits;
   private readonly contextLength: number;
   private readonly prefixCacheEntries: number;
   private readonly defaultJudgeMode: JudgeMode;
@@ -70,7 +69,7 @@ export class Engine {
   private constructor(parts: EngineParts) {
     this.info = parts.info;
     this.folder = parts.folder;
-    this.preprocessor = parts.preprocessor;
+    this.processor = parts.processor;
     this.tokenizer = parts.tokenizer;
     this.sampling = parts.sampling;
     this.runner = parts.runner;
@@ -78,7 +77,6 @@ export class Engine {
     this.backend = parts.backend;
     this.judgeWith = parts.judge;
     this.counterState = parts.counters;
-    this.imageLimits = parts.imageLimits;
     this.contextLength = parts.info.contextLength ?? Infinity;
     this.prefixCacheEntries = parts.prefixCacheEntries;
     this.defaultJudgeMode = parts.judgeMode;
@@ -90,9 +88,10 @@ export class Engine {
   }
 
   /**
-   * Preprocesses the image, tokenizes the prompt, and (unless in reference mode) encodes the
-   * image and the prompt's KV once. Throws an ItemInputError naming the item and field when the
-   * image is unusable or the prompt does not fit the context window.
+   * Runs the family's processor on the image and the rendered prompt, and (unless in reference
+   * mode) encodes the image and the prompt's KV once. Throws an ItemInputError naming the item
+   * and field when the image is unusable, the vision encoder's features do not match the prompt's
+   * image tokens, or the prompt does not fit the context window.
    */
   async openItem(input: OpenItemInput): Promise<ItemContext> {
     const id = typeof input?.id === "string" && input.id !== "" ? input.id : null;
@@ -100,25 +99,23 @@ export class Engine {
     if (typeof input.question !== "string" || input.question.trim() === "") {
       throw new ItemInputError(id, "question", `expected a non-empty string, got ${JSON.stringify(input.question)}`);
     }
-    const pixels = await preprocessImage(id, input.image, this.preprocessor, this.imageLimits);
-    const promptIds = this.tokenizer.promptIds(input.question);
-    let images = 0;
-    for (const t of promptIds) if (t === this.tokenizer.imageTokenId) images++;
-    if (images !== this.tokenizer.imageSeqLength) {
+    const processed = await this.processor.process(id, input.image, this.tokenizer.renderPrompt(input.question));
+    const promptIds = processed.inputIds;
+    if (processed.imageTokenCount === 0) {
       throw new ItemInputError(
         id,
         "question",
-        `the prompt holds ${images} image tokens; expected ${this.tokenizer.imageSeqLength} (the question must not contain the image token ${this.folder.tokenizer.imageToken})`,
+        `the prompt holds no image token ${this.folder.tokenizer.imageToken} (id ${processed.imageTokenId}); expected the chat template to place the image`,
       );
     }
     if (promptIds.length + 1 > this.contextLength) {
       throw new ItemInputError(
         id,
         "question",
-        `the prompt is ${promptIds.length} tokens (${this.tokenizer.imageSeqLength} of them the image); the model's context window is ${this.contextLength}, which leaves no room for an answer`,
+        `the prompt is ${promptIds.length} tokens (${processed.imageTokenCount} of them the image); the model's context window is ${this.contextLength}, which leaves no room for an answer`,
       );
     }
-    const ctx = new ItemContext(id, input.question, promptIds, pixels, this.prefixCacheEntries);
+    const ctx = new ItemContext(id, input.question, processed, this.prefixCacheEntries);
     await this.backend.open(ctx);
     this.runner.counters.itemsOpened++;
     this.openItems.add(ctx);
@@ -129,7 +126,7 @@ export class Engine {
   closeItem(ctx: ItemContext): void {
     ctx.closed = true;
     ctx.features = null;
-    ctx.pixels = null;
+    ctx.vision = null;
     ctx.cache.clear();
     this.openItems.delete(ctx);
   }

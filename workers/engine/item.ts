@@ -1,12 +1,14 @@
 /**
- * An item in flight: its image (preprocessed pixels and, once encoded, the vision features),
- * its prompt ids, and a small cache of KV prefixes — the prompt itself and each accepted prefix
+ * An item in flight: its image (the processed pixels and, once encoded, the vision features),
+ * its prompt ids, how its sequences are positioned, and a small cache of KV prefixes — the prompt itself and each accepted prefix
  * (prompt + the stages accepted so far), with the logits at their last token. A new sequence
  * continues from the cached entry sharing the longest common prefix with it, so each accepted
  * stage is encoded once per item, not once per candidate, and judge prompts reuse the
  * `<bos><|user|><image>…` block of the question's prompt.
  */
 import type { FloatArray, SeqKV } from "./kv.ts";
+import type { PositionRule } from "./positions.ts";
+import type { ProcessedItem, VisionInput } from "./processors/processor.ts";
 
 export interface CacheEntry {
   ids: readonly number[];
@@ -94,26 +96,46 @@ export class PrefixCache {
 
 /** What the engine keeps for one open item; obtained from `engine.openItem`. */
 export class ItemContext {
-  /** @internal vision features [imageSeqLength, hidden], once encoded. */
+  /** @internal vision features [imageTokenCount, hidden], once encoded. */
   features: FloatArray | null = null;
+  /**
+   * @internal the processed image the vision encoder is fed; kept only by the reference pattern,
+   * which re-encodes it per candidate.
+   */
+  vision: VisionInput | null;
+  /** The prompt's token ids, image tokens expanded. */
+  readonly promptIds: readonly number[];
+  /** How many of `promptIds` are image tokens (and so image feature rows). */
+  readonly imageTokenCount: number;
+  /** @internal how the decoder positions this item's sequences. */
+  readonly positions: PositionRule;
   /** @internal */
   readonly cache: PrefixCache;
   /** @internal */
   closed = false;
+  private readonly expandPrompt: (prompt: string) => number[];
 
   constructor(
     readonly id: string,
     readonly question: string,
-    /** The prompt's token ids, image tokens expanded. */
-    readonly promptIds: readonly number[],
-    /** @internal preprocessed pixels [3, H, W]; kept only by the reference pattern, which re-encodes them per candidate. */
-    public pixels: Float32Array | null,
+    processed: ProcessedItem,
     cacheEntries: number,
   ) {
+    this.promptIds = processed.inputIds;
+    this.imageTokenCount = processed.imageTokenCount;
+    this.positions = processed.positions;
+    this.expandPrompt = processed.expand;
+    const { pixelValues, pixelAttentionMask, imageGridThw } = processed;
+    this.vision = { pixelValues, pixelAttentionMask, imageGridThw };
     this.cache = new PrefixCache(cacheEntries);
   }
 
   get promptTokens(): number {
     return this.promptIds.length;
+  }
+
+  /** @internal another rendered prompt of this item (a judge prompt) tokenized with the item's image expansion. */
+  expand(prompt: string): number[] {
+    return this.expandPrompt(prompt);
   }
 }

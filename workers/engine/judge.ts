@@ -154,12 +154,13 @@ export class Judge {
   private promptIds(ctx: ItemContext, request: CompareRequest | CheckRequest, withPrefix: boolean): number[] {
     const { tokenizer, templates } = this.p;
     const text = renderJudgeText(templates, ctx.question, request);
-    const ids = tokenizer.promptIds(text);
+    // The item's own image expansion, so the judge prompt's image block is the question prompt's.
+    const ids = ctx.expand(tokenizer.renderPrompt(text));
     let images = 0;
     for (const id of ids) if (id === tokenizer.imageTokenId) images++;
-    if (images !== tokenizer.imageSeqLength) {
+    if (images !== ctx.imageTokenCount) {
       throw new EngineRequestError(
-        `judge request ${request.id}: the prompt holds ${images} image tokens; expected ${tokenizer.imageSeqLength} (does a text contain the image token?)`,
+        `judge request ${request.id}: the prompt holds ${images} image tokens; expected ${ctx.imageTokenCount} (does a text contain the image token?)`,
       );
     }
     return withPrefix && request.kind === "compare" ? [...ids, ...tokenizer.encode(templates.verdict_prefix)] : ids;

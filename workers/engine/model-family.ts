@@ -16,22 +16,35 @@ export type FamilyName = "stagebeam-tiny" | "llava" | "llava_onevision" | "idefi
  */
 export type ImageTokenSource = "config" | "processor" | "image";
 
+/**
+ * What the vision encoder takes: `image` pixel_values [batch, 3, H, W]; `tiles` pixel_values
+ * [batch, tiles, 3, H, W] (Idefics3's splits + global image, LLaVA-OneVision's anyres patches),
+ * with pixel_attention_mask [batch, tiles, H, W] where the export declares it; `patches` flattened
+ * patches [patches, 3 · temporal · patch²] with grid_thw [images, 3] (Qwen2-VL).
+ */
+export type VisionLayout = "image" | "tiles" | "patches";
+
+/** The decoder's position_ids: `linear` [batch, sequence]; `mrope` Qwen2-VL's [3, batch, sequence]. */
+export type PositionKind = "linear" | "mrope";
+
 export interface ModelFamily {
   name: FamilyName;
   imageTokens: ImageTokenSource;
   /** The image token's text when tokenizer_config.json does not name one. */
   imageToken: string;
+  vision: VisionLayout;
+  positions: PositionKind;
 }
 
 const FAMILIES: Record<FamilyName, Omit<ModelFamily, "name">> = {
-  "stagebeam-tiny": { imageTokens: "config", imageToken: "<image>" },
-  llava: { imageTokens: "config", imageToken: "<image>" },
+  "stagebeam-tiny": { imageTokens: "config", imageToken: "<image>", vision: "image", positions: "linear" },
+  llava: { imageTokens: "config", imageToken: "<image>", vision: "image", positions: "linear" },
   // anyres tiling: the patch count, and so the token count, follows the image's size and aspect.
-  llava_onevision: { imageTokens: "image", imageToken: "<image>" },
-  idefics3: { imageTokens: "processor", imageToken: "<image>" },
-  smolvlm: { imageTokens: "processor", imageToken: "<image>" },
-  qwen2_vl: { imageTokens: "image", imageToken: "<|image_pad|>" },
-  qwen2_5_vl: { imageTokens: "image", imageToken: "<|image_pad|>" },
+  llava_onevision: { imageTokens: "image", imageToken: "<image>", vision: "tiles", positions: "linear" },
+  idefics3: { imageTokens: "processor", imageToken: "<image>", vision: "tiles", positions: "linear" },
+  smolvlm: { imageTokens: "processor", imageToken: "<image>", vision: "tiles", positions: "linear" },
+  qwen2_vl: { imageTokens: "image", imageToken: "<|image_pad|>", vision: "patches", positions: "mrope" },
+  qwen2_5_vl: { imageTokens: "image", imageToken: "<|image_pad|>", vision: "patches", positions: "mrope" },
 };
 
 /** Families known and refused, with why. */

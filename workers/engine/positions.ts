@@ -107,3 +107,42 @@ export function mropeDecodePositions(pastLength: number, ropeDeltas: readonly nu
   const column = ropeDeltas.map((delta) => [pastLength + delta]);
   return [column, column.map((p) => [...p]), column.map((p) => [...p])];
 }
+
+/**
+ * How the decoder positions the sequences of one item (the question's prompt, accepted prefixes,
+ * candidates, judge prompts: each starts with the item's image). A token's position depends only
+ * on the ids up to it, so a cached prefix keeps its positions.
+ */
+export interface PositionRule {
+  /** Rows of position ids: 1, or 3 for M-RoPE. */
+  readonly axes: 1 | 3;
+  /** Position ids of `ids[from:]` within the sequence `ids`, one array per row. */
+  span(ids: readonly number[], from: number): number[][];
+  /** What a decode step's position is beyond the cache length, on every row. */
+  decodeOffset(ids: readonly number[]): number;
+}
+
+/** 0-based positions counted over the sequence (Llama-style decoders: the bundled model, LLaVA, Idefics3 / SmolVLM). */
+export const COUNTED_POSITIONS: PositionRule = {
+  axes: 1,
+  span: (ids, from) => [Array.from({ length: ids.length - from }, (_, i) => from + i)],
+  decodeOffset: () => 0,
+};
+
+/** Qwen2-VL's M-RoPE over sequences that each hold the item's one image block (`grid` its image_grid_thw). */
+export function mropePositions(grid: Grid, tokens: MropeTokens): PositionRule {
+  return {
+    axes: 3,
+    span: (ids, from) => mropePromptPositions(ids, [grid], tokens).positions.map((row) => row.slice(from)),
+    decodeOffset: (ids) => mropePromptPositions(ids, [grid], tokens).ropeDelta,
+  };
+}
+
+/** A decode step's position_ids [axes, rows, 1]: each row's cache length + its offset, on every axis. */
+export function decodePositionIds(rows: readonly { length: number; offset: number }[], axes: number): BigInt64Array {
+  const out = new BigInt64Array(axes * rows.length);
+  rows.forEach((r, b) => {
+    for (let a = 0; a < axes; a++) out[a * rows.length + b] = BigInt(r.length + r.offset);
+  });
+  return out;
+}

@@ -1,14 +1,27 @@
 /**
- * The three ONNX sessions behind one object: vision encoder, token embedding (a lookup table
- * when the vocabulary is small enough, so decode steps need no extra session call), and the
- * decoder's forward pass over a left-padded batch. Counts every call for reporting.
+ * The three ONNX sessions behind one object: vision encoder (fed by its input names), token
+ * embedding (a lookup table when the vocabulary is small enough, so decode steps need no extra
+ * session call), and the decoder's forward pass over a left-padded batch. Counts every call for
+ * reporting.
  */
 import ort from "onnxruntime-node";
 import { toFloat32, fromFloat32, convertFloat } from "./float16.ts";
 import type { EngineCounters } from "./counters.ts";
 import { allocFloat, type FloatArray, type KvLayout } from "./kv.ts";
+import { ItemInputError } from "./errors.ts";
+import { DECODER_FILE, VISION_FILE } from "./model-files.ts";
 import type { ModelSpec } from "./model-folder.ts";
-import { pastKeyName, presentName, type SessionContract } from "./session-contract.ts";
+import type { VisionInput } from "./processors/processor.ts";
+import { pastKeyName, presentName, type SessionContract, type VisionExtra } from "./session-contract.ts";
+
+/** The tensor of a vision input besides pixel_values, from the processor's output. */
+function visionExtraTensor(name: VisionExtra, image: VisionInput): ort.Tensor {
+  const { pixelAttentionMask: mask, imageGridThw: grid } = image;
+  if (name === "pixel_attention_mask" && mask !== undefined) return new ort.Tensor("bool", mask.data, mask.dims);
+  if (name === "grid_thw" && grid !== undefined)
+    return new ort.Tensor("int64", BigInt64Array.from(grid.flat(), BigInt), [grid.length, 3]);
+  throw new Error(`${VISION_FILE} takes ${name}, which this family's processor does not produce`);
+}
 
 export interface DecoderInput {
   rows: number;
@@ -20,15 +33,18 @@ export interface DecoderInput {
   embeds: FloatArray;
   /** [rows, past + steps]. */
   mask: BigInt64Array;
-  /** [rows, steps]. */
+  /** [axes, rows, steps]: one row of ids per axis the decoder's position_ids has (1, or 3 for M-RoPE). */
   positions: BigInt64Array;
   /** 2 × layers arrays [rows, heads, past, headDim], or tensors handed back from the last run; null when past = 0. */
   cache: readonly (FloatArray | ort.Tensor)[] | null;
+  /** The last steps whose logits are needed (default all); fewer are computed when the decoder takes logits_to_keep. */
+  keepLogits?: number;
 }
 
 export interface DecoderOutput {
-  /** [rows, steps, vocab] as float32. */
+  /** [rows, logitSteps, vocab] as float32: the logits of each row's last `logitSteps` steps. */
   logits: Float32Array;
+  logitSteps: number;
   /** present.{i}.key|value tensors [rows, heads, past + steps, headDim]. */
   present: ort.Tensor[];
   /** The data of `present`, in the same order. */
@@ -107,21 +123,32 @@ export class ModelRunner {
     return out;
   }
 
-  /** Image features [count, imageSeqLength, hidden] in the embedding type. */
-  async encodeImages(pixels: Float32Array, count: number, height: number, width: number): Promise<FloatArray> {
-    const input = new ort.Tensor(this.contract.pixelType, fromFloat32(pixels, this.contract.pixelType), [
-      count,
-      3,
-      height,
-      width,
-    ]);
-    const out = await this.vision.run({ pixel_values: input });
+  /**
+   * One item's image features [imageTokens, hidden] in the embedding type: the processor's
+   * tensors fed by the vision encoder's input names, the output read as rows of `hidden`. Throws an
+   * ItemInputError naming the item unless there is one row per image token of the prompt.
+   */
+  async encodeImages(itemId: string, image: VisionInput, imageTokens: number): Promise<FloatArray> {
+    const { pixelValues } = image;
+    const feeds: Record<string, ort.Tensor> = {
+      pixel_values: new ort.Tensor(
+        this.contract.pixelType,
+        fromFloat32(pixelValues.data, this.contract.pixelType),
+        pixelValues.dims,
+      ),
+    };
+    for (const name of this.contract.visionExtras) feeds[name] = visionExtraTensor(name, image);
+    const out = await this.vision.run(feeds);
     this.counters.visionCalls++;
     this.counters.forwardPasses++;
     const t = out.image_features!;
-    const want = [count, this.spec.imageSeqLength, this.hidden];
-    if (t.dims.length !== 3 || t.dims.some((d, i) => d !== want[i])) {
-      throw new Error(`vision_encoder.onnx returned image_features [${t.dims.join(", ")}]; expected [${want.join(", ")}]`);
+    const rows = t.dims.length >= 2 && t.dims.at(-1) === this.hidden ? t.size / this.hidden : null;
+    if (rows !== imageTokens) {
+      throw new ItemInputError(
+        itemId,
+        "image",
+        `${VISION_FILE} returned image_features [${t.dims.join(", ")}]${rows === null ? "" : `, ${rows} rows`}; the prompt holds ${imageTokens} image tokens, so expected ${imageTokens} rows of width ${this.hidden}`,
+      );
     }
     return convertFloat(t.data as FloatArray, this.contract.featureType, this.contract.embedType);
   }
@@ -130,12 +157,19 @@ export class ModelRunner {
   async forward(input: DecoderInput): Promise<DecoderOutput> {
     const { rows, steps, past } = input;
     const { heads, headDim } = this.layout;
+    const axes = this.contract.positionAxes;
+    if (input.positions.length !== axes * rows * steps) {
+      throw new Error(`position ids: got ${input.positions.length}, expected ${axes} x ${rows} rows x ${steps} steps`);
+    }
     const feeds: Record<string, ort.Tensor> = {
       inputs_embeds: new ort.Tensor(this.contract.embedType, input.embeds, [rows, steps, this.hidden]),
       attention_mask: new ort.Tensor("int64", input.mask, [rows, past + steps]),
-      position_ids: new ort.Tensor("int64", input.positions, [rows, steps]),
+      position_ids: new ort.Tensor("int64", input.positions, axes === 1 ? [rows, steps] : [axes, rows, steps]),
     };
     if (this.contract.useCacheBranch) feeds.use_cache_branch = new ort.Tensor("bool", Uint8Array.from([past > 0 ? 1 : 0]), [1]);
+    const keepName = this.contract.logitsToKeep;
+    const logitSteps = keepName === null ? steps : Math.min(steps, input.keepLogits ?? steps);
+    if (keepName !== null) feeds[keepName] = new ort.Tensor("int64", BigInt64Array.from([BigInt(logitSteps)]), []);
     for (let a = 0; a < this.pastNames.length; a++) {
       const c = input.cache?.[a];
       const dims = [rows, heads, past, headDim];
@@ -152,9 +186,9 @@ export class ModelRunner {
     this.counters.forwardPasses++;
     this.counters.decoderSlots += rows * steps;
     const logitsTensor = out.logits!;
-    if (logitsTensor.dims[0] !== rows || logitsTensor.dims[1] !== steps || logitsTensor.dims[2] !== this.vocab) {
+    if (logitsTensor.dims[0] !== rows || logitsTensor.dims[1] !== logitSteps || logitsTensor.dims[2] !== this.vocab) {
       throw new Error(
-        `decoder_model_merged.onnx returned logits [${logitsTensor.dims.join(", ")}]; expected [${rows}, ${steps}, ${this.vocab}]`,
+        `${DECODER_FILE} returned logits [${logitsTensor.dims.join(", ")}]; expected [${rows}, ${logitSteps}, ${this.vocab}]`,
       );
     }
     const present: ort.Tensor[] = [];
@@ -162,12 +196,12 @@ export class ModelRunner {
     for (const name of this.presentNames) {
       const t = out[name]!;
       if (t.dims[2] !== past + steps) {
-        throw new Error(`decoder_model_merged.onnx returned ${name} of length ${t.dims[2]}; expected ${past + steps}`);
+        throw new Error(`${DECODER_FILE} returned ${name} of length ${t.dims[2]}; expected ${past + steps}`);
       }
       present.push(t);
       presentData.push(t.data as FloatArray);
     }
-    return { logits: toFloat32(logitsTensor.data as FloatArray, this.contract.logitsType), present, presentData };
+    return { logits: toFloat32(logitsTensor.data as FloatArray, this.contract.logitsType), logitSteps, present, presentData };
   }
 
   async release(): Promise<void> {

@@ -4,6 +4,7 @@
  * file and what was expected.
  */
 import { ModelFolderError } from "./errors.ts";
+import type { ModelFamily, VisionLayout } from "./model-family.ts";
 import { DECODER_FILE, EMBED_FILE, VISION_FILE } from "./model-files.ts";
 import type { ModelSpec, PreprocessorSpec } from "./model-folder.ts";
 
@@ -39,9 +40,48 @@ export interface SessionContract {
   vocabSize: number | null;
   /** optimum-style merged decoders take a boolean `use_cache_branch` input. */
   useCacheBranch: boolean;
-  /** Vision input size [H, W] when stated. */
+  /** The decoder's input naming how many last steps return logits (`num_logits_to_keep` or `logits_to_keep`), if any. */
+  logitsToKeep: string | null;
+  /** Rows of the decoder's position_ids: 1, or 3 for M-RoPE ([3, batch, sequence]). */
+  positionAxes: 1 | 3;
+  /** The vision encoder's inputs besides pixel_values that it declares (pixel_attention_mask, grid_thw). */
+  visionExtras: VisionExtra[];
+  /** Vision input size [H, W] (of a tile, for tiled encoders) when stated. */
   imageSize: [number, number] | null;
 }
+
+/** Vision encoder inputs fed from the processor's output when the export declares them. */
+export type VisionExtra = "pixel_attention_mask" | "grid_thw";
+
+interface VisionContract {
+  pixels: { rank: number; meaning: string; channelAxis: number | null };
+  extras: { name: VisionExtra; type: string; rank: number; meaning: string }[];
+  features: { rank: number; meaning: string };
+}
+
+/** What each vision layout's encoder takes and returns (model-family.ts). */
+const VISION_CONTRACTS: Record<VisionLayout, VisionContract> = {
+  image: {
+    pixels: { rank: 4, meaning: "[batch, 3, height, width]", channelAxis: 1 },
+    extras: [],
+    features: { rank: 3, meaning: "[batch, image tokens, hidden]" },
+  },
+  tiles: {
+    pixels: { rank: 5, meaning: "[batch, tiles, 3, height, width]", channelAxis: 2 },
+    extras: [{ name: "pixel_attention_mask", type: "bool", rank: 4, meaning: "[batch, tiles, height, width]" }],
+    features: { rank: 3, meaning: "[tiles, image tokens per tile, hidden]" },
+  },
+  patches: {
+    pixels: { rank: 2, meaning: "[patches, 3 x temporal x patch x patch]", channelAxis: null },
+    extras: [{ name: "grid_thw", type: "int64", rank: 2, meaning: "[images, 3]" }],
+    features: { rank: 2, meaning: "[image tokens, hidden]" },
+  },
+};
+
+const LOGITS_TO_KEEP = ["num_logits_to_keep", "logits_to_keep"];
+
+/** The bundled model's layout, and what a caller that names no family gets. */
+const BUNDLED_LAYOUT: Pick<ModelFamily, "vision" | "positions"> = { vision: "image", positions: "linear" };
 
 function listNames(sigs: readonly TensorSignature[]): string {
   const names = sigs.map((s) => s.name);
@@ -54,9 +94,9 @@ function floatType(dir: string, file: string, sig: TensorSignature, role: string
   throw new ModelFolderError(dir, file, `${role} '${sig.name}' has element type ${sig.type}; expected float32 or float16`);
 }
 
-function checkInt64(dir: string, file: string, sig: TensorSignature, role: string): void {
-  if (sig.type !== undefined && sig.type !== "int64") {
-    throw new ModelFolderError(dir, file, `${role} '${sig.name}' has element type ${sig.type}; expected int64`);
+function checkType(dir: string, file: string, sig: TensorSignature, role: string, type = "int64"): void {
+  if (sig.type !== undefined && sig.type !== type) {
+    throw new ModelFolderError(dir, file, `${role} '${sig.name}' has element type ${sig.type}; expected ${type}`);
   }
 }
 
@@ -82,15 +122,16 @@ export const pastKeyName = (layer: number, kind: "key" | "value") => `past_key_v
 export const presentName = (layer: number, kind: "key" | "value") => `present.${layer}.${kind}`;
 
 /**
- * Checks the three sessions' inputs and outputs against the contract and config.json, e.g.
- * `decoder_model_merged.onnx: expected input 'position_ids', found inputs_embeds, …`, and, when
- * `preprocessor` is given, a fixed vision input size against the size the images are resized to.
+ * Checks the three sessions' inputs and outputs against the contract of the family's layout and
+ * config.json, e.g. `decoder_model_merged.onnx: expected input 'position_ids', found inputs_embeds, …`,
+ * and, when `preprocessor` is given, a fixed vision input size against the size the images are resized to.
  */
 export function checkSessionContract(
   dir: string,
   spec: ModelSpec,
   sigs: { vision: SessionSignature; embed: SessionSignature; decoder: SessionSignature },
   preprocessor?: Pick<PreprocessorSpec, "height" | "width">,
+  layout: Pick<ModelFamily, "vision" | "positions"> = BUNDLED_LAYOUT,
 ): SessionContract {
   const find = (file: string, list: readonly TensorSignature[], name: string, io: "input" | "output"): TensorSignature => {
     const sig = list.find((s) => s.name === name);
@@ -108,21 +149,30 @@ export function checkSessionContract(
     }
   };
 
-  // vision_encoder.onnx: pixel_values [B,3,H,W] -> image_features [B,T_img,D]
+  // vision_encoder.onnx: pixel_values (+ the layout's extras) -> image_features [..., D]
+  const vision = VISION_CONTRACTS[layout.vision];
   const pv = find(VISION_FILE, sigs.vision.inputs, "pixel_values", "input");
   const pixelType = floatType(dir, VISION_FILE, pv, "input");
-  checkRank(dir, VISION_FILE, pv, "input", 4, "[batch, 3, height, width]");
-  checkDim(dir, VISION_FILE, pv, "input", 1, 3, "RGB channels");
-  extra(VISION_FILE, sigs.vision.inputs, new Set(["pixel_values"]), "input");
+  checkRank(dir, VISION_FILE, pv, "input", vision.pixels.rank, vision.pixels.meaning);
+  if (vision.pixels.channelAxis !== null) checkDim(dir, VISION_FILE, pv, "input", vision.pixels.channelAxis, 3, "RGB channels");
+  const visionExtras: VisionExtra[] = [];
+  for (const x of vision.extras) {
+    const sig = sigs.vision.inputs.find((s) => s.name === x.name);
+    if (sig === undefined) continue;
+    checkType(dir, VISION_FILE, sig, "input", x.type);
+    checkRank(dir, VISION_FILE, sig, "input", x.rank, x.meaning);
+    visionExtras.push(x.name);
+  }
+  extra(VISION_FILE, sigs.vision.inputs, new Set(["pixel_values", ...vision.extras.map((x) => x.name)]), "input");
   const feats = find(VISION_FILE, sigs.vision.outputs, "image_features", "output");
   const featureType = floatType(dir, VISION_FILE, feats, "output");
-  checkRank(dir, VISION_FILE, feats, "output", 3, "[batch, image tokens, hidden]");
-  if (spec.imageSeqLength !== null)
+  checkRank(dir, VISION_FILE, feats, "output", vision.features.rank, vision.features.meaning);
+  if (spec.imageSeqLength !== null && vision.features.rank === 3)
     checkDim(dir, VISION_FILE, feats, "output", 1, spec.imageSeqLength, "image_seq_length in config.json");
 
   // embed_tokens.onnx: input_ids [B,T] int64 -> inputs_embeds [B,T,D]
   const ids = find(EMBED_FILE, sigs.embed.inputs, "input_ids", "input");
-  checkInt64(dir, EMBED_FILE, ids, "input");
+  checkType(dir, EMBED_FILE, ids, "input");
   checkRank(dir, EMBED_FILE, ids, "input", 2, "[batch, sequence]");
   extra(EMBED_FILE, sigs.embed.inputs, new Set(["input_ids"]), "input");
   const embOut = find(EMBED_FILE, sigs.embed.outputs, "inputs_embeds", "output");
@@ -130,7 +180,7 @@ export function checkSessionContract(
   checkRank(dir, EMBED_FILE, embOut, "output", 3, "[batch, sequence, hidden]");
 
   // decoder_model_merged.onnx
-  const allowed = new Set(["inputs_embeds", "attention_mask", "position_ids", "use_cache_branch"]);
+  const allowed = new Set(["inputs_embeds", "attention_mask", "position_ids", "use_cache_branch", ...LOGITS_TO_KEEP]);
   const dEmb = find(DECODER_FILE, sigs.decoder.inputs, "inputs_embeds", "input");
   const decEmbedType = floatType(dir, DECODER_FILE, dEmb, "input");
   if (decEmbedType !== embedType) {
@@ -142,11 +192,19 @@ export function checkSessionContract(
   }
   checkRank(dir, DECODER_FILE, dEmb, "input", 3, "[batch, sequence, hidden]");
   const mask = find(DECODER_FILE, sigs.decoder.inputs, "attention_mask", "input");
-  checkInt64(dir, DECODER_FILE, mask, "input");
+  checkType(dir, DECODER_FILE, mask, "input");
   checkRank(dir, DECODER_FILE, mask, "input", 2, "[batch, past + sequence]");
   const pos = find(DECODER_FILE, sigs.decoder.inputs, "position_ids", "input");
-  checkInt64(dir, DECODER_FILE, pos, "input");
-  checkRank(dir, DECODER_FILE, pos, "input", 2, "[batch, sequence]");
+  checkType(dir, DECODER_FILE, pos, "input");
+  const positionAxes = layout.positions === "mrope" ? 3 : 1;
+  if (positionAxes === 3) {
+    checkRank(dir, DECODER_FILE, pos, "input", 3, "[3, batch, sequence] (M-RoPE: temporal, height, width)");
+    checkDim(dir, DECODER_FILE, pos, "input", 0, 3, "the three M-RoPE rows");
+  } else {
+    checkRank(dir, DECODER_FILE, pos, "input", 2, "[batch, sequence]");
+  }
+  const keep = sigs.decoder.inputs.find((s) => LOGITS_TO_KEEP.includes(s.name));
+  if (keep !== undefined) checkType(dir, DECODER_FILE, keep, "input");
   let kvType: FloatType | null = null;
   for (let i = 0; i < spec.numLayers; i++) {
     for (const kind of ["key", "value"] as const) {
@@ -187,13 +245,14 @@ export function checkSessionContract(
   const logitsType = floatType(dir, DECODER_FILE, logits, "output");
   checkRank(dir, DECODER_FILE, logits, "output", 3, "[batch, sequence, vocab]");
 
-  const hiddenSize = numericDim(dEmb, 2) ?? numericDim(embOut, 2) ?? numericDim(feats, 2) ?? spec.hiddenSize;
-  for (const [file, sig, role] of [
-    [VISION_FILE, feats, "output"],
-    [EMBED_FILE, embOut, "output"],
-    [DECODER_FILE, dEmb, "input"],
+  const featureWidthAxis = vision.features.rank - 1;
+  const hiddenSize = numericDim(dEmb, 2) ?? numericDim(embOut, 2) ?? numericDim(feats, featureWidthAxis) ?? spec.hiddenSize;
+  for (const [file, sig, role, axis] of [
+    [VISION_FILE, feats, "output", featureWidthAxis],
+    [EMBED_FILE, embOut, "output", 2],
+    [DECODER_FILE, dEmb, "input", 2],
   ] as const) {
-    if (hiddenSize !== null) checkDim(dir, file, sig, role, 2, hiddenSize, "the embedding width of the other sessions");
+    if (hiddenSize !== null) checkDim(dir, file, sig, role, axis, hiddenSize, "the embedding width of the other sessions");
   }
   const vocabSize = numericDim(logits, 2) ?? spec.vocabSize;
   if (spec.vocabSize !== null && vocabSize !== null && vocabSize !== spec.vocabSize) {
@@ -203,8 +262,9 @@ export function checkSessionContract(
       `output 'logits' has vocabulary ${vocabSize}; expected ${spec.vocabSize} (vocab_size in config.json)`,
     );
   }
-  const h = numericDim(pv, 2);
-  const w = numericDim(pv, 3);
+  const rank = vision.pixels.rank;
+  const h = rank >= 4 ? numericDim(pv, rank - 2) : null;
+  const w = rank >= 4 ? numericDim(pv, rank - 1) : null;
   const imageSize: [number, number] | null = h !== null && w !== null ? [h, w] : null;
   if (
     preprocessor !== undefined &&
@@ -226,6 +286,9 @@ export function checkSessionContract(
     hiddenSize,
     vocabSize,
     useCacheBranch: sigs.decoder.inputs.some((s) => s.name === "use_cache_branch"),
+    logitsToKeep: keep?.name ?? null,
+    positionAxes,
+    visionExtras,
     imageSize,
   };
 }

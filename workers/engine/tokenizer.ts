@@ -79,10 +79,15 @@ export class EngineTokenizer {
 
   /** The user turn with an image, rendered by the chat template, tokenized and with the image token expanded. */
   promptIds(userText: string): number[] {
+    return this.imagePromptIds(this.renderPrompt(userText));
+  }
+
+  /** A rendered prompt tokenized with each image token expanded to the fixed image_seq_length (the bundled family). */
+  imagePromptIds(prompt: string): number[] {
     if (this.imageSeqLength === null) {
       throw new Error("this model's image token count depends on the image; its family processor expands the prompt");
     }
-    return expandImageTokens(this.encodePrompt(this.renderPrompt(userText)), this.imageTokenId, this.imageSeqLength);
+    return expandImageTokens(this.encodePrompt(prompt), this.imageTokenId, this.imageSeqLength);
   }
 
   renderPrompt(userText: string): string {

@@ -97,6 +97,7 @@ export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Pro
         decoder: sessions.decoder_model_merged.signature,
       },
       folder.preprocessor ?? undefined,
+      folder.family,
     );
   } catch (err) {
     throw atSessionFile(err, folder.sessions);

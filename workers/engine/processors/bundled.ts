@@ -2,11 +2,11 @@
  * The bundled family (model_type "stagebeam-tiny"): the engine's own image preprocessing
  * (image.ts) and tokenizer, the image token expanded to the fixed image_seq_length.
  */
-import { expandImageTokens } from "../../../shared/core/prompts/chat.ts";
 import { type ImageLimits, preprocessImage } from "../image.ts";
 import type { ModelFolder } from "../model-folder.ts";
+import { COUNTED_POSITIONS } from "../positions.ts";
 import type { EngineTokenizer } from "../tokenizer.ts";
-import type { ProcessedPrompt, Processor } from "./processor.ts";
+import type { ProcessedItem, Processor } from "./processor.ts";
 import { countId, requireOneImageToken } from "./prompt-checks.ts";
 
 export function bundledProcessor(
@@ -16,23 +16,25 @@ export function bundledProcessor(
 ): Processor {
   const imageToken = folder.tokenizer.imageToken;
   const preprocessor = folder.preprocessor;
-  const imageSeqLength = tokenizer.imageSeqLength;
   // The folder loader fills both for this family (a fixed resize, a fixed image-token count).
-  if (preprocessor === null || imageSeqLength === null) throw new Error("stagebeam-tiny folder without a fixed resize");
+  if (preprocessor === null || tokenizer.imageSeqLength === null) throw new Error("stagebeam-tiny folder without a fixed resize");
   const { height, width } = preprocessor;
+  const expand = (prompt: string) => tokenizer.imagePromptIds(prompt);
   return {
     modelType: "stagebeam-tiny",
     imageToken,
-    async process(itemId, image, prompt): Promise<ProcessedPrompt> {
+    async process(itemId, image, prompt): Promise<ProcessedItem> {
       requireOneImageToken(itemId, prompt, imageToken);
       const pixels = await preprocessImage(itemId, image, preprocessor, limits);
       const { imageTokenId } = tokenizer;
-      const inputIds = expandImageTokens(tokenizer.encode(prompt), imageTokenId, imageSeqLength);
+      const inputIds = expand(prompt);
       return {
         inputIds,
         imageTokenId,
         imageTokenCount: countId(inputIds, imageTokenId),
         pixelValues: { data: pixels, dims: [1, 3, height, width] },
+        expand,
+        positions: COUNTED_POSITIONS,
       };
     },
   };

@@ -1,6 +1,6 @@
 /**
- * Idefics3 / SmolVLM: transformers.js's Idefics3Processor (tile prompt expansion, tokenizer) over
- * an image processor that resizes, splits and normalises in Python transformers' order.
+ * Idefics3 / SmolVLM: the tile prompt expansion of Idefics3Processor and transformers.js's tokenizer,
+ * over an image processor that resizes, splits and normalises in Python transformers' order.
  *
  * Python (`Idefics3ImageProcessor.preprocess`, transformers/models/idefics3/image_processing_idefics3.py)
  * resizes the 8-bit image three times (longest edge, vision-encoder multiple, global tile), then
@@ -10,13 +10,16 @@
  * sizes the longest-edge resize with `floor(x.toFixed(2))` and no even bump, and squeezes an unsplit
  * image to one square tile that Python leaves as resized.
  */
-import { Idefics3ImageProcessor, Idefics3Processor, RawImage, Tensor } from "@huggingface/transformers";
+import { Idefics3ImageProcessor, RawImage, Tensor } from "@huggingface/transformers";
 import type { ImageLimits } from "../image.ts";
-import type { ProcessedPrompt, Processor } from "./processor.ts";
+import { COUNTED_POSITIONS } from "../positions.ts";
+import type { ProcessedItem, Processor } from "./processor.ts";
 import { countId, requireOneImageToken } from "./prompt-checks.ts";
-import { boolTensor, floatTensor, loadTransformersProcessor, readItemImage, tensorIds } from "./transformers-js.ts";
+import { boolTensor, expandingTokenizer, floatTensor, loadTransformersProcessor, readItemImage } from "./transformers-js.ts";
 
 const IMAGE_TOKEN = "<image>";
+const FAKE_TOKEN = "<fake_token_around_image>";
+const GLOBAL_IMAGE_TOKEN = "<global-img>";
 /** Python's absolute cap on the longest-edge resize (`MAX_IMAGE_SIZE`). */
 const MAX_IMAGE_SIZE = 4096;
 
@@ -108,6 +111,24 @@ function normaliseTile(tile: RawImage, n: Normalisation, out: Float32Array, offs
   }
 }
 
+/**
+ * The text that stands for the image in the prompt (`get_image_prompt_string` in Python's and
+ * transformers.js's processing_idefics3): per tile `<fake_token_around_image><row_r_col_c>` and
+ * `imageSeqLen` image tokens, a newline after each row, then the global image; an unsplit image
+ * (rows = cols = 0) is the global image alone.
+ */
+export function idefics3ImageText(rows: number, cols: number, imageSeqLen: number): string {
+  const tokens = IMAGE_TOKEN.repeat(imageSeqLen);
+  const global = `${FAKE_TOKEN}${GLOBAL_IMAGE_TOKEN}${tokens}${FAKE_TOKEN}`;
+  if (rows === 0 && cols === 0) return global;
+  let text = "";
+  for (let r = 1; r <= rows; r++) {
+    for (let c = 1; c <= cols; c++) text += `${FAKE_TOKEN}<row_${r}_col_${c}>${tokens}`;
+    text += "\n";
+  }
+  return `${text}\n${global}`;
+}
+
 class PythonOrderIdefics3ImageProcessor extends Idefics3ImageProcessor {
   override async _call(images: RawImage | RawImage[] | RawImage[][]) {
     const image = Array.isArray(images) ? images.flat() : [images];
@@ -168,31 +189,35 @@ class PythonOrderIdefics3ImageProcessor extends Idefics3ImageProcessor {
 
 export interface Idefics3Config {
   image_token_id: number;
+  /** processor_config.json's image tokens per tile. */
+  image_seq_len: number;
 }
 
 export async function loadIdefics3Processor(dir: string, config: Idefics3Config, limits?: ImageLimits): Promise<Processor> {
-  const { processor: base, imageProcessor: baseImageProcessor } = await loadTransformersProcessor(dir);
+  const { imageProcessor: baseImageProcessor, tokenizer } = await loadTransformersProcessor(dir);
   const imageProcessor = new PythonOrderIdefics3ImageProcessor(baseImageProcessor.config);
-  const processor = new Idefics3Processor(
-    base.config,
-    { ...base.components, image_processor: imageProcessor },
-    base.chat_template,
-  );
   const imageTokenId = config.image_token_id;
   return {
     modelType: "idefics3",
     imageToken: IMAGE_TOKEN,
-    async process(itemId, image, prompt): Promise<ProcessedPrompt> {
+    async process(itemId, image, prompt): Promise<ProcessedItem> {
       requireOneImageToken(itemId, prompt, IMAGE_TOKEN);
       const raw = await readItemImage(itemId, image, limits);
-      const out = await processor(prompt, raw);
-      const inputIds = tensorIds(out.input_ids);
+      const out = await imageProcessor(raw);
+      const expand = expandingTokenizer(
+        tokenizer,
+        IMAGE_TOKEN,
+        idefics3ImageText(out.rows[0]![0]!, out.cols[0]![0]!, config.image_seq_len),
+      );
+      const inputIds = expand(prompt);
       return {
         inputIds,
         imageTokenId,
         imageTokenCount: countId(inputIds, imageTokenId),
         pixelValues: floatTensor(out.pixel_values),
         pixelAttentionMask: boolTensor(out.pixel_attention_mask),
+        expand,
+        positions: COUNTED_POSITIONS,
       };
     },
   };

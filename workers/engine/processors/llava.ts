@@ -3,9 +3,10 @@
  * tokenizer, with the image placeholder expanded by Python transformers' count.
  */
 import type { ImageLimits } from "../image.ts";
-import type { ProcessedPrompt, Processor } from "./processor.ts";
+import { COUNTED_POSITIONS } from "../positions.ts";
+import type { ProcessedItem, Processor } from "./processor.ts";
 import { countId, requireOneImageToken } from "./prompt-checks.ts";
-import { floatTensor, loadTransformersProcessor, readItemImage, tensorIds } from "./transformers-js.ts";
+import { expandingTokenizer, floatTensor, loadTransformersProcessor, readItemImage } from "./transformers-js.ts";
 
 export interface LlavaTokenRule {
   patchSize: number;
@@ -51,14 +52,21 @@ export async function loadLlavaProcessor(dir: string, config: LlavaConfig, limit
   return {
     modelType: "llava",
     imageToken,
-    async process(itemId, image, prompt): Promise<ProcessedPrompt> {
+    async process(itemId, image, prompt): Promise<ProcessedItem> {
       requireOneImageToken(itemId, prompt, imageToken);
       const raw = await readItemImage(itemId, image, limits);
       const { pixel_values } = await imageProcessor(raw);
       const [height, width] = pixel_values.dims.slice(-2) as [number, number];
-      const expanded = prompt.replace(imageToken, () => imageToken.repeat(llavaImageTokenCount(height, width, rule)));
-      const inputIds = tensorIds(tokenizer(expanded).input_ids);
-      return { inputIds, imageTokenId, imageTokenCount: countId(inputIds, imageTokenId), pixelValues: floatTensor(pixel_values) };
+      const expand = expandingTokenizer(tokenizer, imageToken, imageToken.repeat(llavaImageTokenCount(height, width, rule)));
+      const inputIds = expand(prompt);
+      return {
+        inputIds,
+        imageTokenId,
+        imageTokenCount: countId(inputIds, imageTokenId),
+        pixelValues: floatTensor(pixel_values),
+        expand,
+        positions: COUNTED_POSITIONS,
+      };
     },
   };
 }

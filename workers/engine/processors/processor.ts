@@ -1,8 +1,10 @@
 /**
  * The per-family processor contract: an item's image and its rendered prompt in, the tensors the
- * vision encoder and the decoder's first step need out. One implementation per model family
+ * vision encoder and the decoder's first step need out, and how the item's other prompts (judge
+ * prompts) are expanded and all its sequences positioned. One implementation per model family
  * (index.ts chooses by config.json `model_type`).
  */
+import type { PositionRule } from "../positions.ts";
 
 export interface FloatTensor {
   data: Float32Array;
@@ -38,6 +40,20 @@ export interface ProcessedPrompt {
   mrope?: MropePrompt;
 }
 
+/** What the vision encoder is fed for one item. */
+export type VisionInput = Pick<ProcessedPrompt, "pixelValues" | "pixelAttentionMask" | "imageGridThw">;
+
+/** A processed item: its prompt and image, and what every other sequence of the item is built with. */
+export interface ProcessedItem extends ProcessedPrompt {
+  /**
+   * Another rendered prompt of the same item (a judge prompt), tokenized with the image
+   * placeholder expanded exactly as in `inputIds` (the image is not processed again). A prompt
+   * holding the placeholder other than once gets another image-token count, which the caller checks.
+   */
+  expand(prompt: string): number[];
+  positions: PositionRule;
+}
+
 export interface Processor {
   readonly modelType: string;
   /** The text the rendered prompt holds once where the image goes (what the processor expands). */
@@ -47,5 +63,5 @@ export interface Processor {
    * ItemInputError naming the item when the image is unusable or the prompt does not hold
    * `imageToken` exactly once.
    */
-  process(itemId: string, image: unknown, prompt: string): Promise<ProcessedPrompt>;
+  process(itemId: string, image: unknown, prompt: string): Promise<ProcessedItem>;
 }

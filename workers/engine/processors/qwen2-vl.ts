@@ -1,15 +1,15 @@
 /**
- * Qwen2-VL: transformers.js's Qwen2VLProcessor (placeholder expansion, tokenizer, patch
- * flattening) over an image processor that resizes and normalises as Python transformers does,
- * plus the prompt's M-RoPE positions.
+ * Qwen2-VL: Qwen2VLProcessor's placeholder expansion and transformers.js's tokenizer and patch
+ * flattening, over an image processor that resizes and normalises as Python transformers does,
+ * plus the M-RoPE positions of the item's sequences.
  */
-import { Qwen2VLImageProcessor, Qwen2VLProcessor, type RawImage } from "@huggingface/transformers";
+import { Qwen2VLImageProcessor, type RawImage } from "@huggingface/transformers";
 import { ItemInputError } from "../errors.ts";
 import type { ImageLimits } from "../image.ts";
-import { type Grid, mropePromptPositions, type MropeTokens } from "../positions.ts";
-import type { ProcessedPrompt, Processor } from "./processor.ts";
+import { type Grid, mropePositions, mropePromptPositions, type MropeTokens } from "../positions.ts";
+import type { ProcessedItem, Processor } from "./processor.ts";
 import { countId, requireOneImageToken } from "./prompt-checks.ts";
-import { floatTensor, loadTransformersProcessor, readItemImage, tensorIds } from "./transformers-js.ts";
+import { expandingTokenizer, floatTensor, loadTransformersProcessor, readItemImage, tensorIds } from "./transformers-js.ts";
 
 const IMAGE_TOKEN = "<|image_pad|>";
 const MAX_ASPECT_RATIO = 200;
@@ -104,13 +104,8 @@ export interface Qwen2VLConfig {
 }
 
 export async function loadQwen2VLProcessor(dir: string, config: Qwen2VLConfig, limits?: ImageLimits): Promise<Processor> {
-  const { processor: base, imageProcessor: baseImageProcessor } = await loadTransformersProcessor(dir);
+  const { imageProcessor: baseImageProcessor, tokenizer } = await loadTransformersProcessor(dir);
   const imageProcessor = new PythonRuleQwen2VLImageProcessor(baseImageProcessor.config as PreprocessorConfig);
-  const processor = new Qwen2VLProcessor(
-    base.config,
-    { ...base.components, image_processor: imageProcessor },
-    base.chat_template,
-  );
   const imageTokenId = config.image_token_id;
   const tokens: MropeTokens = {
     imageTokenId,
@@ -120,7 +115,7 @@ export async function loadQwen2VLProcessor(dir: string, config: Qwen2VLConfig, l
   return {
     modelType: "qwen2_vl",
     imageToken: IMAGE_TOKEN,
-    async process(itemId, image, prompt): Promise<ProcessedPrompt> {
+    async process(itemId, image, prompt): Promise<ProcessedItem> {
       requireOneImageToken(itemId, prompt, IMAGE_TOKEN);
       const raw = await readItemImage(itemId, image, limits);
       const ratio = Math.max(raw.width, raw.height) / Math.min(raw.width, raw.height);
@@ -131,16 +126,21 @@ export async function loadQwen2VLProcessor(dir: string, config: Qwen2VLConfig, l
           `is ${raw.width}x${raw.height}, an aspect ratio of ${ratio.toFixed(0)}:1; expected at most ${MAX_ASPECT_RATIO}:1`,
         );
       }
-      const out = await processor(prompt, raw);
-      const inputIds = tensorIds(out.input_ids);
-      const grid = tensorIds(out.image_grid_thw) as unknown as Grid;
+      const out = await imageProcessor(raw);
+      const [t, h, w] = tensorIds(out.image_grid_thw) as unknown as Grid;
+      // Qwen2VLProcessor's expansion: one token per merged patch (merge_size² patches each).
+      const tokenCount = (t * h * w) / imageProcessor.merge_size ** 2;
+      const expand = expandingTokenizer(tokenizer, IMAGE_TOKEN, IMAGE_TOKEN.repeat(tokenCount));
+      const inputIds = expand(prompt);
       return {
         inputIds,
         imageTokenId,
         imageTokenCount: countId(inputIds, imageTokenId),
         pixelValues: floatTensor(out.pixel_values),
-        imageGridThw: [[grid[0], grid[1], grid[2]]],
-        mrope: mropePromptPositions(inputIds, [grid], tokens),
+        imageGridThw: [[t, h, w]],
+        mrope: mropePromptPositions(inputIds, [[t, h, w]], tokens),
+        expand,
+        positions: mropePositions([t, h, w], tokens),
       };
     },
   };

@@ -58,6 +58,19 @@ export function boolTensor(tensor: Tensor): BoolTensor {
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), dims: [...tensor.dims] };
 }
 
+/**
+ * Tokenizes an item's rendered prompts as the family's transformers.js processor does once it has
+ * the image: the placeholder replaced by `imageText` (the item's expansion), then the tokenizer
+ * with its special tokens.
+ */
+export function expandingTokenizer(
+  tokenizer: LoadedProcessor["tokenizer"],
+  imageToken: string,
+  imageText: string,
+): (prompt: string) => number[] {
+  return (prompt) => tensorIds(tokenizer(prompt.replace(imageToken, () => imageText)).input_ids);
+}
+
 /** The ids of a [1, seq] int64 tensor. */
 export function tensorIds(tensor: Tensor): number[] {
   return Array.from(tensor.data as BigInt64Array, Number);
