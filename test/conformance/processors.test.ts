@@ -3,9 +3,7 @@
  * (make_fixtures.py): equal where no fix applies; where one does (FIXTURES.md, "what differs"),
  * both the transformers.js value and the Python rule ours follows are asserted.
  */
-import { execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { AutoProcessor, Qwen2VLForConditionalGeneration, RawImage, Tensor } from "@huggingface/transformers";
 import sharp from "sharp";
@@ -14,6 +12,7 @@ import { mropeBatchPositions, mropeDecodePositions, mropePromptPositions } from 
 import { loadModelFolder } from "../../workers/engine/model-folder.ts";
 import { loadProcessor, type ProcessedPrompt } from "../../workers/engine/processors/index.ts";
 import { llavaImageTokenCount } from "../../workers/engine/processors/llava.ts";
+import { type Fixtures, makeFixtures } from "./fixtures.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: transformers.js processor outputs are keyed by family.
 type Any = any;
@@ -21,16 +20,16 @@ type Any = any;
 const QUESTION = "How many red objects?";
 let fixtures: string;
 const images: Record<"square" | "wide", Buffer> = { square: Buffer.alloc(0), wide: Buffer.alloc(0) };
+let made: Fixtures | undefined;
 
 beforeAll(async () => {
-  fixtures = mkdtempSync(path.join(tmpdir(), "stagebeam-conformance-"));
-  execFileSync("/usr/bin/python3", ["test/conformance/make_fixtures.py", fixtures, "--family", "all"], { stdio: "pipe" });
-  images.square = readFileSync("apps/demo/sample/s42-000000.png");
-  images.wide = await sharp(readFileSync("apps/demo/sample/s42-000003.png")).resize(200, 120, { fit: "fill" }).png().toBuffer();
+  made = await makeFixtures();
+  fixtures = made.root;
+  Object.assign(images, made.images);
 });
 
 afterAll(() => {
-  if (fixtures) rmSync(fixtures, { recursive: true, force: true });
+  made?.remove();
 });
 
 async function reference(dir: string): Promise<Any> {

@@ -1,0 +1,34 @@
+/**
+ * The conformance fixtures at test time: the tiny published-layout folders of make_fixtures.py in
+ * a temporary directory (about 2 s for all three families), and the two test images.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import sharp from "sharp";
+
+export const FAMILIES = ["llava", "idefics3", "qwen2_vl"] as const;
+export type FixtureFamily = (typeof FAMILIES)[number];
+
+export interface Fixtures {
+  /** The folder holding one fixture folder per family. */
+  root: string;
+  dir(family: FixtureFamily): string;
+  /** A 128×128 scene and a 200×120 one (a different tile grid / patch grid per family). */
+  images: { square: Buffer; wide: Buffer };
+  remove(): void;
+}
+
+export async function makeFixtures(): Promise<Fixtures> {
+  const root = mkdtempSync(path.join(tmpdir(), "stagebeam-conformance-"));
+  execFileSync("/usr/bin/python3", ["test/conformance/make_fixtures.py", root, "--family", "all"], { stdio: "pipe" });
+  const square = readFileSync("apps/demo/sample/s42-000000.png");
+  const wide = await sharp(readFileSync("apps/demo/sample/s42-000003.png")).resize(200, 120, { fit: "fill" }).png().toBuffer();
+  return {
+    root,
+    dir: (family) => path.join(root, family),
+    images: { square, wide },
+    remove: () => rmSync(root, { recursive: true, force: true }),
+  };
+}
