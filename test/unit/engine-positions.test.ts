@@ -1,8 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
+  COUNTED_POSITIONS,
+  decodePositionIds,
   maskPositions,
   mropeBatchPositions,
   mropeDecodePositions,
+  mropePositions,
   mropePromptPositions,
 } from "../../workers/engine/positions.ts";
 
@@ -76,5 +79,37 @@ describe("M-RoPE", () => {
     ]);
     expect(batch.ropeDeltas).toEqual([8 - padded.length]);
     expect(mropeDecodePositions(padded.length, batch.ropeDeltas)).toEqual([[[8]], [[8]], [[8]]]);
+  });
+});
+
+describe("an item's position rule", () => {
+  const tokens = { imageTokenId: 9, visionStartTokenId: 8, spatialMergeSize: 2 };
+  // text, <|vision_start|>, a 2×3 merged grid (patch grid 4×6), then text.
+  const sequence = [1, 2, 8, ...Array(6).fill(9), 3, 4, 5];
+
+  it("counts from 0 over the whole sequence, and from the cache length when a prefix is cached", () => {
+    expect(COUNTED_POSITIONS.span(sequence, 0)).toEqual([sequence.map((_, i) => i)]);
+    expect(COUNTED_POSITIONS.span(sequence, 10)).toEqual([[10, 11]]);
+    expect(COUNTED_POSITIONS.decodeOffset(sequence)).toBe(0);
+  });
+
+  it("gives a cached continuation the M-RoPE positions of the whole sequence, and its rope delta to decoding", () => {
+    const rule = mropePositions([1, 4, 6], tokens);
+    const whole = mropePromptPositions(sequence, [[1, 4, 6]], tokens);
+    expect(rule.span(sequence, 0)).toEqual(whole.positions);
+    expect(rule.span(sequence, 9)).toEqual(whole.positions.map((row) => row.slice(9)));
+    // After the block (offset 3, max(1, 2, 3) = 3): positions 6, 7, 8 for the last three tokens.
+    expect(rule.span(sequence, 9)).toEqual([0, 1, 2].map(() => [6, 7, 8]));
+    expect(rule.decodeOffset(sequence)).toBe(whole.ropeDelta);
+    expect(rule.decodeOffset(sequence)).toBe(9 - sequence.length);
+  });
+
+  it("lays a decode step's ids out axis by axis: [axes, rows, 1]", () => {
+    const rows = [
+      { length: 12, offset: -3 },
+      { length: 5, offset: 0 },
+    ];
+    expect(Array.from(decodePositionIds(rows, 1), Number)).toEqual([9, 5]);
+    expect(Array.from(decodePositionIds(rows, 3), Number)).toEqual([9, 5, 9, 5, 9, 5]);
   });
 });

@@ -89,4 +89,55 @@ describe("checkSessionContract", () => {
     (s.vision.inputs as TensorSignature[])[0] = { name: "pixel_values", type: "float32", shape: ["b", 3, "h", "w"] };
     expect(checkSessionContract("/m", SPEC, s, { height: 24, width: 32 }).imageSize).toBeNull();
   });
+
+  it("takes Qwen2-VL's patches with grid_thw and 3-row position_ids, and a declared logits_to_keep", () => {
+    const s = signatures();
+    s.vision = {
+      inputs: [
+        { name: "pixel_values", type: "float32", shape: ["patches", 96] },
+        { name: "grid_thw", type: "int64", shape: ["images", 3] },
+      ],
+      outputs: [{ name: "image_features", type: "float32", shape: ["tokens", 16] }],
+    };
+    const decoder = s.decoder.inputs as TensorSignature[];
+    decoder[2] = { name: "position_ids", type: "int64", shape: [3, "b", "t"] };
+    decoder.push({ name: "num_logits_to_keep", type: "int64", shape: [] });
+    const qwen = { vision: "patches", positions: "mrope" } as const;
+    expect(checkSessionContract("/m", SPEC, s, undefined, qwen)).toMatchObject({
+      positionAxes: 3,
+      visionExtras: ["grid_thw"],
+      logitsToKeep: "num_logits_to_keep",
+      imageSize: null,
+      hiddenSize: 16,
+    });
+    // The same sessions under the bundled layout: the first mismatch is named.
+    expect(() => checkSessionContract("/m", SPEC, s)).toThrow(
+      "vision_encoder.onnx: input 'pixel_values' has shape [patches, 96]; expected [batch, 3, height, width]",
+    );
+    decoder[2] = { name: "position_ids", type: "int64", shape: ["b", "t"] };
+    expect(() => checkSessionContract("/m", SPEC, s, undefined, qwen)).toThrow(
+      "decoder_model_merged.onnx: input 'position_ids' has shape [b, t]; expected [3, batch, sequence] (M-RoPE: temporal, height, width)",
+    );
+  });
+
+  it("takes Idefics3's tiles with a bool pixel_attention_mask", () => {
+    const s = signatures();
+    s.vision = {
+      inputs: [
+        { name: "pixel_values", type: "float32", shape: ["b", "tiles", 3, 32, 32] },
+        { name: "pixel_attention_mask", type: "bool", shape: ["b", "tiles", 32, 32] },
+      ],
+      outputs: s.vision.outputs,
+    };
+    const tiles = { vision: "tiles", positions: "linear" } as const;
+    expect(checkSessionContract("/m", SPEC, s, undefined, tiles)).toMatchObject({
+      positionAxes: 1,
+      visionExtras: ["pixel_attention_mask"],
+      imageSize: [32, 32],
+    });
+    (s.vision.inputs as TensorSignature[])[1] = { name: "pixel_attention_mask", type: "int64", shape: ["b", "tiles", 32, 32] };
+    expect(() => checkSessionContract("/m", SPEC, s, undefined, tiles)).toThrow(
+      "vision_encoder.onnx: input 'pixel_attention_mask' has element type int64; expected bool",
+    );
+  });
 });
