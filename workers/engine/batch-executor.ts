@@ -5,8 +5,9 @@
  *   call — past left-padded, new tokens right-padded — each row getting back its own compact KV
  *   and the logits at its last token.
  * * Decode: one token for each row, with left-padded past KV, attention masks and per-row
- *   position ids (cache length + the row's offset), then one token sampled per row. The call's `present` comes back as a step
- *   cache that the next step of the same rows takes as its `past` untouched.
+ *   position ids (cache length + the row's offset), then one token sampled per row. The call's
+ *   `present` comes back as a step cache that the next step of the same rows takes as its `past`
+ *   untouched.
  */
 import type ort from "onnxruntime-node";
 import type { Rng } from "../../shared/core/random.ts";
