@@ -2,7 +2,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { Command } from "commander";
-import { STAGES } from "../../../shared/core/protocol/stages.ts";
+import { STAGES, type Stage } from "../../../shared/core/protocol/stages.ts";
+import type { SearchResult } from "../../../shared/core/search/types.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
 import { paramsFor, settingsLabel } from "../../../shared/core/search/settings.ts";
 import { toItemId } from "../../../shared/core/ids.ts";
@@ -15,6 +16,16 @@ interface AskOptions extends LocalEngineCliOptions {
   image: string;
   question: string;
   json: boolean;
+}
+
+/** Why a stage has no text: the accepted candidate of its step ran out of tokens or broke the format. */
+function missingStage(result: SearchResult, stage: Stage): string {
+  const step = result.steps.find((st) => st.label === stage);
+  const winner = step?.candidates[step.winner];
+  if (winner?.defect === "truncated")
+    return `(none: the accepted candidate stopped at the ${winner.tokens}-token cap before </${stage}>)`;
+  if (winner?.defect === "malformed") return `(none: the accepted candidate did not end with </${stage}>)`;
+  return "(missing)";
 }
 
 export const askCommand = addLocalEngineOptions(
@@ -54,7 +65,8 @@ export const askCommand = addLocalEngineOptions(
         );
         return;
       }
-      for (const stage of STAGES) console.log(`${stage.padEnd(10)} ${result.stages[stage]?.trim() ?? "(missing)"}`);
+      for (const stage of STAGES)
+        console.log(`${stage.padEnd(10)} ${result.stages[stage]?.trim() ?? missingStage(result, stage)}`);
       console.log(`\nanswer: ${result.answer ?? "(none)"}${result.wellFormed ? "" : "  [not well formed]"}`);
       console.log(
         `${settingsLabel(settings)}: ${counters.forwardPasses} model calls ` +
