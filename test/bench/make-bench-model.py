@@ -160,6 +160,13 @@ def bench_model(args, bundled: dict) -> StagebeamTiny:
     return model.eval()
 
 
+def prepend(graph, nodes: list) -> None:
+    """Puts `nodes` first, keeping the graph in topological order."""
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + rest)
+
+
 def stored_in_half(path: str, min_elements: int = 1024) -> None:
     """Float32 initializers of at least `min_elements` become float16 ones behind a Cast node."""
     import onnx
@@ -173,7 +180,7 @@ def stored_in_half(path: str, min_elements: int = 1024) -> None:
         half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_fp16")
         casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT))
         init.CopyFrom(half)
-    m.graph.node[:0] = casts
+    prepend(m.graph, casts)
     onnx.save(m, path)
 
 
@@ -184,12 +191,12 @@ def half_kv(path: str) -> None:
 
     m = onnx.load(path)
     g = m.graph
-    casts, renames = [], {}
+    to_float, to_half, renames = [], [], {}
     for inp in g.input:
         if inp.name.startswith("past_key_values."):
             inp.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
             renames[inp.name] = inp.name + "_f32"
-            casts.append(helper.make_node("Cast", [inp.name], [inp.name + "_f32"], to=onnx.TensorProto.FLOAT))
+            to_float.append(helper.make_node("Cast", [inp.name], [inp.name + "_f32"], to=onnx.TensorProto.FLOAT))
     outs = {o.name: o for o in g.output if o.name.startswith("present.")}
     for node in g.node:
         for i, name in enumerate(node.input):
@@ -202,8 +209,9 @@ def half_kv(path: str) -> None:
                 node.output[i] = name + "_f32"
     for name, o in outs.items():
         o.type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
-        casts.append(helper.make_node("Cast", [name + "_f32"], [name], to=onnx.TensorProto.FLOAT16))
-    g.node.extend(casts)
+        to_half.append(helper.make_node("Cast", [name + "_f32"], [name], to=onnx.TensorProto.FLOAT16))
+    prepend(g, to_float)
+    g.node.extend(to_half)
     onnx.checker.check_model(m)
     onnx.save(m, path)
 
