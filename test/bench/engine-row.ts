@@ -23,6 +23,8 @@ export interface SearchRow {
   beam: number;
   seed: number;
   maxStageTokens?: number;
+  /** The engine's judgeMaxTokens: the token cap of a generated judge answer. */
+  judgeMaxTokens?: number;
 }
 
 export interface DecodeRow {
@@ -87,7 +89,10 @@ function shapeOf(engine: Engine): ModelShape {
 
 async function measureSearch(row: SearchRow): Promise<SearchMeasurement> {
   const { items } = await readEvalSet(row.setDir);
-  const engine = await Engine.load(row.model, { reference: row.reference });
+  const engine = await Engine.load(row.model, {
+    reference: row.reference,
+    ...(row.judgeMaxTokens !== undefined ? { judgeMaxTokens: row.judgeMaxTokens } : {}),
+  });
   try {
     const phases = timePhases(engine.internals.runner);
     const settings = searchSettings({

@@ -7,11 +7,13 @@
  * (engine-row.ts), so each gets its own peak RSS.
  *
  *   npm run bench:engine -- [--items 30] [--beam 4] [--seed 1] [--concurrency 8] [--model DIR]
- *                           [--max-stage-tokens L] [--decode-tokens 128] [--decode-repeats 3]
+ *                           [--max-stage-tokens L] [--judge-max-tokens J] [--decode-tokens 128] [--decode-repeats 3]
  *
  * With the benchmark model (`npm run bench:model`, which never samples end of sequence or a
  * stage end tag) and --max-stage-tokens L, every candidate runs exactly L tokens and every
- * search walks all four stages; the report checks that from the token counts.
+ * search walks all four stages; the report checks that from the token counts. Its generated
+ * judge answers run to --judge-max-tokens (the engine's judgeMaxTokens, default 32), where a
+ * real judge's "I choose response 1" ends after a handful.
  */
 import { mkdtemp } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
@@ -36,6 +38,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "8" },
     "set-seed": { type: "string", default: "3000" },
     "max-stage-tokens": { type: "string" },
+    "judge-max-tokens": { type: "string" },
     "decode-tokens": { type: "string", default: "128" },
     "decode-repeats": { type: "string", default: "3" },
   },
@@ -47,13 +50,17 @@ const itemCount = Number(values.items);
 await writeSceneSet(setDir, { count: itemCount, seed: Number(values["set-seed"]) });
 const beam = Number(values.beam);
 const seed = Number(values.seed);
-const maxStageTokens = values["max-stage-tokens"] === undefined ? undefined : Number(values["max-stage-tokens"]);
+const optionalNumber = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+const maxStageTokens = optionalNumber(values["max-stage-tokens"]);
+const judgeMaxTokens = optionalNumber(values["judge-max-tokens"]);
 const load = () =>
   loadavg()
     .map((x) => x.toFixed(2))
     .join(", ");
 
-const cap = maxStageTokens === undefined ? "" : `, ${maxStageTokens} tokens a stage candidate`;
+const cap =
+  (maxStageTokens === undefined ? "" : `, ${maxStageTokens} tokens a stage candidate`) +
+  (judgeMaxTokens === undefined ? "" : `, ${judgeMaxTokens} a generated judge answer`);
 console.log(
   `stage-level beam search N=${beam} on ${itemCount} generated items (set seed ${values["set-seed"]})${cap}, model ${model}`,
 );
@@ -71,6 +78,7 @@ const search = (label: string, reference: boolean, judge: "score" | "generate", 
     beam,
     seed,
     ...(maxStageTokens !== undefined ? { maxStageTokens } : {}),
+    ...(judgeMaxTokens !== undefined ? { judgeMaxTokens } : {}),
   });
 const ours = await search("stagebeam (score judge)", false, "score", Number(values.concurrency));
 const oursGenerate = await search("stagebeam (generate judge)", false, "generate", Number(values.concurrency));
@@ -119,7 +127,7 @@ if (maxStageTokens !== undefined) {
   const expected = itemCount * STAGES.length * beam * maxStageTokens;
   const fixed = rows.every((r) => r.counters.generatedTokens === expected && r.outcome.failures.length === 0);
   console.log(
-    `fixed lengths: every row sampled ${rows.map((r) => r.counters.generatedTokens).join("/")} candidate tokens; ${itemCount} items × ${STAGES.length} stages × ${beam} × ${maxStageTokens} = ${expected}: ${fixed}`,
+    `fixed lengths: every row sampled ${rows.map((r) => r.counters.generatedTokens).join("/")} candidate tokens; ${itemCount} items × ${STAGES.length} stages × ${beam} × ${maxStageTokens} = ${expected}: ${fixed} (judge tokens ${rows.map((r) => r.counters.judgeTokens).join("/")})`,
   );
 }
 
