@@ -227,13 +227,15 @@ class DecoderLayer(nn.Module):
         if past_k is not None:
             k = torch.cat([past_k, k], dim=2)
             v = torch.cat([past_v, v], dim=2)
-        ka, va = share_kv_heads(k, self.h), share_kv_heads(v, self.h)
-        att = torch.matmul(q, ka.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
-        att = att.masked_fill(~allowed, NEG)
+        # grouped-query: query heads g·j … g·j+g-1 share key/value head j, which is not copied
+        g = self.h // self.kvh
+        att = torch.matmul(q.reshape(B, self.kvh, g * T, self.hd), k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
+        att = att.view(B, self.h, T, -1).masked_fill(~allowed, NEG)
         att = att.softmax(dim=-1)
         if att_out is not None:
             att_out.append(att)
-        o = torch.matmul(att, va).transpose(1, 2).reshape(B, T, D)
+        o = torch.matmul(att.view(B, self.kvh, g * T, -1), v).view(B, self.h, T, self.hd)
+        o = o.transpose(1, 2).reshape(B, T, D)
         x = x + self.drop(self.o(o))
         x = x + self.drop(self.fc2(self.activation(self.fc1(self.ln2(x)))))
         return x, k, v
@@ -243,14 +245,6 @@ class DecoderLayer(nn.Module):
             return F.gelu(h)
         gate, up = h.chunk(2, dim=-1)
         return F.silu(gate) * up
-
-
-def share_kv_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """[B,kvh,S,d] -> [B,heads,S,d]: each key/value head serves heads/kvh query heads in a row."""
-    B, kvh, S, d = x.shape
-    if kvh == heads:
-        return x
-    return x.unsqueeze(2).expand(B, kvh, heads // kvh, S, d).reshape(B, heads, S, d)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
