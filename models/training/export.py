@@ -86,7 +86,7 @@ def config_from_meta(meta: dict) -> ModelConfig:
 def export_onnx(model: StagebeamTiny, out: str) -> None:
     cfg = model.cfg
     model.eval()
-    D, H, hd, L = cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim, cfg.num_hidden_layers
+    D, H, hd, L = cfg.hidden_size, cfg.kv_heads, cfg.head_dim, cfg.num_hidden_layers
     with torch.no_grad():
         torch.onnx.export(
             VisionWrap(model), (torch.zeros(2, 3, cfg.image_size, cfg.image_size),),
@@ -154,7 +154,7 @@ def write_configs(model: StagebeamTiny, meta: dict, out: str) -> None:
         "intermediate_size": cfg.intermediate_size,
         "num_hidden_layers": cfg.num_hidden_layers,
         "num_attention_heads": cfg.num_attention_heads,
-        "num_key_value_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.kv_heads,
         "head_dim": cfg.head_dim,
         "max_position_embeddings": cfg.max_position_embeddings,
         "position_embedding_type": cfg.pos_type,

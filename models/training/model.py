@@ -9,7 +9,7 @@ Layout (the model folder contract of workers/engine/README.md):
   projector to the decoder width D. A training-only cell head classifies each grid cell.
 * embed_tokens: nn.Embedding(V, D).
 * Decoder: pre-LN decoder-only transformer with rotary position embeddings driven by
-  position_ids, multi-head attention (num_key_value_heads == num_attention_heads), a KV
+  position_ids, multi-head attention (grouped-query when num_key_value_heads is set), a KV
   cache, and an untied LM head.
 
 Attention masking (decoder): `attention_mask` [B, P+T] marks real (1) vs padded (0)
@@ -37,7 +37,11 @@ class ModelConfig:
     hidden_size: int = 192
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
+    # 0: as many key/value heads as attention heads; fewer: grouped-query attention
+    num_key_value_heads: int = 0
     intermediate_size: int = 768
+    # "gelu": fc2(gelu(fc1 x)); "swiglu": fc2(silu(gate x) * up x), gate and up fused in fc1
+    mlp: str = "gelu"
     max_position_embeddings: int = 512
     # vision
     image_size: int = 128
@@ -77,6 +81,10 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_key_value_heads or self.num_attention_heads
 
     @property
     def image_seq_length(self) -> int:
@@ -186,14 +194,16 @@ class DecoderLayer(nn.Module):
         super().__init__()
         d = cfg.hidden_size
         self.h = cfg.num_attention_heads
+        self.kvh = cfg.kv_heads
         self.hd = cfg.head_dim
+        self.swiglu = cfg.mlp == "swiglu"
         self.ln1 = nn.LayerNorm(d)
         self.q = nn.Linear(d, d)
-        self.k = nn.Linear(d, d)
-        self.v = nn.Linear(d, d)
+        self.k = nn.Linear(d, self.kvh * self.hd)
+        self.v = nn.Linear(d, self.kvh * self.hd)
         self.o = nn.Linear(d, d)
         self.ln2 = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, cfg.intermediate_size)
+        self.fc1 = nn.Linear(d, (2 if self.swiglu else 1) * cfg.intermediate_size)
         self.fc2 = nn.Linear(cfg.intermediate_size, d)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -209,23 +219,32 @@ class DecoderLayer(nn.Module):
         B, T, D = x.shape
         h = self.ln1(x)
         q = self.q(h).view(B, T, self.h, self.hd).transpose(1, 2)
-        k = self.k(h).view(B, T, self.h, self.hd).transpose(1, 2)
-        v = self.v(h).view(B, T, self.h, self.hd).transpose(1, 2)
+        k = self.k(h).view(B, T, self.kvh, self.hd).transpose(1, 2)
+        v = self.v(h).view(B, T, self.kvh, self.hd).transpose(1, 2)
         if rope is not None:
             q = apply_rope(q, *rope)
             k = apply_rope(k, *rope)
         if past_k is not None:
             k = torch.cat([past_k, k], dim=2)
             v = torch.cat([past_v, v], dim=2)
-        att = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
-        att = att.masked_fill(~allowed, NEG)
+        # grouped-query: query heads g·j … g·j+g-1 share key/value head j, which is not copied
+        g = self.h // self.kvh
+        att = torch.matmul(q.reshape(B, self.kvh, g * T, self.hd), k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd))
+        att = att.view(B, self.h, T, -1).masked_fill(~allowed, NEG)
         att = att.softmax(dim=-1)
         if att_out is not None:
             att_out.append(att)
-        o = torch.matmul(att, v).transpose(1, 2).reshape(B, T, D)
+        o = torch.matmul(att.view(B, self.kvh, g * T, -1), v).view(B, self.h, T, self.hd)
+        o = o.transpose(1, 2).reshape(B, T, D)
         x = x + self.drop(self.o(o))
-        x = x + self.drop(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
+        x = x + self.drop(self.fc2(self.activation(self.fc1(self.ln2(x)))))
         return x, k, v
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        if not self.swiglu:
+            return F.gelu(h)
+        gate, up = h.chunk(2, dim=-1)
+        return F.silu(gate) * up
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -1,22 +1,33 @@
 /**
- * stagebeam vs the reference implementation's work pattern, side by side in one process on
- * the same items: stage-level beam search N=4 as stagebeam runs it (prefix cache, batched
+ * stagebeam vs the reference implementation's work pattern, side by side in one run on the
+ * same items: stage-level beam search N=4 as stagebeam runs it (prefix cache, batched
  * candidates across items, token-level stops, score judge) and as the reference code does
  * (candidates one at a time, image and prompt re-encoded per candidate, whole-text stop check,
- * generative judge). Same model, same sampling streams.
+ * generative judge). Same model, same sampling streams. Each row runs in a process of its own
+ * (engine-row.ts), so each gets its own peak RSS.
  *
  *   npm run bench:engine -- [--items 30] [--beam 4] [--seed 1] [--concurrency 8] [--model DIR]
+ *                           [--max-stage-tokens L] [--judge-max-tokens J] [--decode-tokens 128] [--decode-repeats 3]
+ *
+ * With the benchmark model (`npm run bench:model`, which never samples end of sequence or a
+ * stage end tag) and --max-stage-tokens L, every candidate runs exactly L tokens and every
+ * search walks all four stages; the report checks that from the token counts. Its generated
+ * judge answers run to --judge-max-tokens (the engine's judgeMaxTokens, default 32), where a
+ * real judge's "I choose response 1" ends after a handful.
  */
 import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { readEvalSet } from "../../shared/io/eval-set.ts";
+import { STAGES } from "../../shared/core/protocol/stages.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
-import { Engine } from "../../workers/engine/index.ts";
-import { evaluate, formatOutcomes, type EvalOutcome } from "../../apps/cli/commands/eval.ts";
-import { searchSettings } from "../../apps/cli/commands/search-options.ts";
-import { BUNDLED_MODEL, measureDecode } from "./decode.ts";
+import { formatOutcomes } from "../../apps/cli/commands/eval.ts";
+import { BUNDLED_MODEL } from "./decode.ts";
+import { measureInChild, type ModelShape, type SearchMeasurement } from "./engine-row.ts";
+import { PHASES } from "./phases.ts";
+
+const TARGET_WALL_RATIO = 5;
+const TARGET_BATCH_RATIO = 4;
 
 const { values } = parseArgs({
   options: {
@@ -26,52 +37,113 @@ const { values } = parseArgs({
     seed: { type: "string", default: "1" },
     concurrency: { type: "string", default: "8" },
     "set-seed": { type: "string", default: "3000" },
+    "max-stage-tokens": { type: "string" },
+    "judge-max-tokens": { type: "string" },
+    "decode-tokens": { type: "string", default: "128" },
+    "decode-repeats": { type: "string", default: "3" },
   },
 });
 
-const dir = await mkdtemp(path.join(tmpdir(), "bench-engine-"));
-await writeSceneSet(dir, { count: Number(values.items), seed: Number(values["set-seed"]) });
-const { items } = await readEvalSet(dir);
+const model = path.resolve(values.model);
+const setDir = await mkdtemp(path.join(tmpdir(), "bench-engine-"));
+const itemCount = Number(values.items);
+await writeSceneSet(setDir, { count: itemCount, seed: Number(values["set-seed"]) });
 const beam = Number(values.beam);
 const seed = Number(values.seed);
+const optionalNumber = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+const maxStageTokens = optionalNumber(values["max-stage-tokens"]);
+const judgeMaxTokens = optionalNumber(values["judge-max-tokens"]);
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(", ");
 
-async function run(label: string, reference: boolean, judge: "score" | "generate", concurrency: number) {
-  const engine = await Engine.load(values.model, { reference });
-  try {
-    const outcome = await evaluate(engine, items, searchSettings({ strategy: "stage", beam, judge, seed }), concurrency);
-    const c = engine.counters();
-    return { label, outcome: { ...outcome, label }, counters: c };
-  } finally {
-    await engine.close();
-  }
-}
-
+const cap =
+  (maxStageTokens === undefined ? "" : `, ${maxStageTokens} tokens a stage candidate`) +
+  (judgeMaxTokens === undefined ? "" : `, ${judgeMaxTokens} a generated judge answer`);
 console.log(
-  `stage-level beam search N=${beam} on ${items.length} generated items (set seed ${values["set-seed"]}), model ${values.model}\n`,
+  `stage-level beam search N=${beam} on ${itemCount} generated items (set seed ${values["set-seed"]})${cap}, model ${model}`,
 );
-const ours = await run("stagebeam (score judge)", false, "score", Number(values.concurrency));
-const oursGenerate = await run("stagebeam (generate judge)", false, "generate", Number(values.concurrency));
-const reference = await run("reference pattern", true, "generate", 1);
+console.log(`load average at start: ${load()}\n`);
+
+const search = (label: string, reference: boolean, judge: "score" | "generate", concurrency: number) =>
+  measureInChild({
+    kind: "search",
+    label,
+    model,
+    setDir,
+    reference,
+    judge,
+    concurrency,
+    beam,
+    seed,
+    ...(maxStageTokens !== undefined ? { maxStageTokens } : {}),
+    ...(judgeMaxTokens !== undefined ? { judgeMaxTokens } : {}),
+  });
+const ours = await search("stagebeam (score judge)", false, "score", Number(values.concurrency));
+const oursGenerate = await search("stagebeam (generate judge)", false, "generate", Number(values.concurrency));
+const reference = await search("reference pattern", true, "generate", 1);
 const rows = [ours, oursGenerate, reference];
 
-const line = (r: (typeof rows)[number]) => {
-  const s = r.outcome.summary;
-  return `${r.label.padEnd(28)} ${s.seconds.toFixed(1).padStart(7)} s  accuracy ${(100 * s.overall.accuracy).toFixed(1)}%  decoder tokens ${String(r.counters.decoderTokens).padStart(8)}  forward passes ${String(r.counters.forwardPasses).padStart(6)}`;
+function describe(s: ModelShape): string {
+  const embeddings = s.embeddingTable ? "a table in memory" : "embed_tokens.onnx per call (table over the size limit)";
+  return `model: ${s.layers} layers, width ${s.hidden}, ${s.kvHeads} KV heads × ${s.headDim}, logits over ${s.vocab} ids (the tokenizer's ${s.tokenizerVocab} sampled), ${s.imageTokens} image tokens; KV ${s.kvType} (${(s.kvBytesPerToken / 1024).toFixed(0)} KiB a position), embeddings ${s.embedType}, ${embeddings}`;
+}
+console.log(describe(ours.shape));
+
+const pct = (part: number, whole: number) => `${((100 * part) / whole).toFixed(0)}%`;
+const cells = (r: SearchMeasurement) => {
+  const wall = r.outcome.summary.seconds;
+  const sessions = PHASES.reduce((sum, p) => sum + r.phases[p], 0);
+  return [
+    r.label,
+    wall.toFixed(1),
+    String(r.counters.decoderTokens),
+    String(r.counters.forwardPasses),
+    ...PHASES.map((p) => pct(r.phases[p], wall)),
+    pct(wall - sessions, wall),
+    r.peakRssMB.toFixed(0),
+  ];
 };
-for (const r of rows) console.log(line(r));
+const header = ["", "wall s", "decoder tok", "passes", ...PHASES, "other", "peak RSS MB"];
+const table = [header, ...rows.map(cells)];
+const widths = header.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
+for (const r of table)
+  console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  "));
+console.log("(shares of wall time; other = sampling, stop checks, KV assembly, tokenizing, judge bookkeeping)");
+
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+const wallRatio = reference.outcome.summary.seconds / ours.outcome.summary.seconds;
 console.log(
   `\nwall time, reference / stagebeam:            ${ratio(reference.outcome.summary.seconds, ours.outcome.summary.seconds)} (score judge)  ${ratio(reference.outcome.summary.seconds, oursGenerate.outcome.summary.seconds)} (generate judge)`,
 );
 console.log(
   `decoder tokens, reference / stagebeam:       ${ratio(reference.counters.decoderTokens, ours.counters.decoderTokens)} (score judge)  ${ratio(reference.counters.decoderTokens, oursGenerate.counters.decoderTokens)} (generate judge)`,
 );
-const sameAnswers = (a: EvalOutcome, b: EvalOutcome) => a.summary.overall.correct === b.summary.overall.correct;
-console.log(`accuracy equal, stagebeam (generate) vs reference: ${sameAnswers(oursGenerate.outcome, reference.outcome)}`);
-
-const b1 = await measureDecode(values.model, "batch 1", { maxBatch: 1 });
-const b8 = await measureDecode(values.model, "batch 8", { maxBatch: 8 });
 console.log(
-  `decode tokens/s: batch 1 ${b1.tokensPerSecond.toFixed(0)}, batch 8 ${b8.tokensPerSecond.toFixed(0)} (${ratio(b8.tokensPerSecond, b1.tokensPerSecond)}); same texts: ${b1.texts.every((t, i) => t === b8.texts[i])}`,
+  `accuracy equal, stagebeam (generate) vs reference: ${oursGenerate.outcome.summary.overall.correct === reference.outcome.summary.overall.correct}`,
 );
+if (maxStageTokens !== undefined) {
+  const expected = itemCount * STAGES.length * beam * maxStageTokens;
+  const fixed = rows.every((r) => r.counters.generatedTokens === expected && r.outcome.failures.length === 0);
+  console.log(
+    `fixed lengths: every row sampled ${rows.map((r) => r.counters.generatedTokens).join("/")} candidate tokens; ${itemCount} items × ${STAGES.length} stages × ${beam} × ${maxStageTokens} = ${expected}: ${fixed} (judge tokens ${rows.map((r) => r.counters.judgeTokens).join("/")})`,
+  );
+}
+
+const decodeShape = { candidates: 8, maxTokens: Number(values["decode-tokens"]), repeats: Number(values["decode-repeats"]) };
+const decode = (maxBatch: number) =>
+  measureInChild({ kind: "decode", label: `batch ${maxBatch}`, model, maxBatch, ...decodeShape });
+const b1 = await decode(1);
+const b8 = await decode(8);
+const batchRatio = b8.tokensPerSecond / b1.tokensPerSecond;
+console.log(
+  `decode tokens/s: batch 1 ${b1.tokensPerSecond.toFixed(1)}, batch 8 ${b8.tokensPerSecond.toFixed(1)} (${ratio(b8.tokensPerSecond, b1.tokensPerSecond)}); same texts: ${b1.texts.every((t, i) => t === b8.texts[i])}; peak RSS ${b1.peakRssMB.toFixed(0)} / ${b8.peakRssMB.toFixed(0)} MB`,
+);
+const verdict = (value: number, target: number) =>
+  `${value.toFixed(2)}× (target ≥ ${target}×: ${value >= target ? "met" : "not met"})`;
+console.log(
+  `targets: wall time reference / stagebeam (score judge) ${verdict(wallRatio, TARGET_WALL_RATIO)}; decode batch 8 / batch 1 ${verdict(batchRatio, TARGET_BATCH_RATIO)}`,
+);
+console.log(`load average at end: ${load()}`);
 console.log(`\n${formatOutcomes(rows.map((r) => r.outcome))}`);

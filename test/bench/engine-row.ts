@@ -1,0 +1,153 @@
+/**
+ * One row of `npm run bench:engine`, in a process of its own so that its peak RSS is its own:
+ * a search over the item set (stagebeam's or the reference work pattern) or a decode
+ * throughput measurement. The parent (engine.ts) forks this file with the row as JSON and gets
+ * the measurement back as a message.
+ */
+import { fork } from "node:child_process";
+import { readEvalSet } from "../../shared/io/eval-set.ts";
+import { Engine, type EngineCounters } from "../../workers/engine/index.ts";
+import { evaluate, type EvalOutcome } from "../../apps/cli/commands/eval.ts";
+import { searchSettings } from "../../apps/cli/commands/search-options.ts";
+import { measureDecode, type DecodeRun } from "./decode.ts";
+import { timePhases, type PhaseSeconds } from "./phases.ts";
+
+export interface SearchRow {
+  kind: "search";
+  label: string;
+  model: string;
+  setDir: string;
+  reference: boolean;
+  judge: "score" | "generate";
+  concurrency: number;
+  beam: number;
+  seed: number;
+  maxStageTokens?: number;
+  /** The engine's judgeMaxTokens: the token cap of a generated judge answer. */
+  judgeMaxTokens?: number;
+}
+
+export interface DecodeRow {
+  kind: "decode";
+  label: string;
+  model: string;
+  maxBatch: number;
+  candidates: number;
+  maxTokens: number;
+  repeats: number;
+}
+
+/** The model as the engine sees it, for the report's heading. */
+export interface ModelShape {
+  layers: number;
+  hidden: number | null;
+  kvHeads: number;
+  headDim: number;
+  vocab: number;
+  tokenizerVocab: number;
+  imageTokens: number;
+  kvType: string;
+  embedType: string;
+  embeddingTable: boolean;
+  kvBytesPerToken: number;
+}
+
+export interface SearchMeasurement {
+  kind: "search";
+  label: string;
+  items: number;
+  outcome: EvalOutcome;
+  counters: EngineCounters;
+  phases: PhaseSeconds;
+  shape: ModelShape;
+  peakRssMB: number;
+}
+
+export interface DecodeMeasurement extends DecodeRun {
+  kind: "decode";
+  peakRssMB: number;
+}
+
+const peakRssMB = () => process.resourceUsage().maxRSS / 1024;
+
+function shapeOf(engine: Engine): ModelShape {
+  const spec = engine.folder.spec;
+  return {
+    layers: spec.numLayers,
+    hidden: engine.info.hiddenSize,
+    kvHeads: spec.numKvHeads,
+    headDim: spec.headDim,
+    vocab: engine.info.vocabSize,
+    tokenizerVocab: engine.tokenizer.vocabSize,
+    imageTokens: spec.imageSeqLength,
+    kvType: engine.info.contract.kvType,
+    embedType: engine.info.contract.embedType,
+    embeddingTable: engine.info.embeddingTable,
+    kvBytesPerToken: engine.info.kvBytesPerToken,
+  };
+}
+
+async function measureSearch(row: SearchRow): Promise<SearchMeasurement> {
+  const { items } = await readEvalSet(row.setDir);
+  const engine = await Engine.load(row.model, {
+    reference: row.reference,
+    ...(row.judgeMaxTokens !== undefined ? { judgeMaxTokens: row.judgeMaxTokens } : {}),
+  });
+  try {
+    const phases = timePhases(engine.internals.runner);
+    const settings = searchSettings({
+      strategy: "stage",
+      beam: row.beam,
+      judge: row.judge,
+      seed: row.seed,
+      ...(row.maxStageTokens !== undefined ? { maxStageTokens: row.maxStageTokens } : {}),
+    });
+    const outcome = await evaluate(engine, items, settings, row.concurrency);
+    return {
+      kind: "search",
+      label: row.label,
+      items: items.length,
+      outcome: { ...outcome, label: row.label },
+      counters: engine.counters(),
+      phases,
+      shape: shapeOf(engine),
+      peakRssMB: peakRssMB(),
+    };
+  } finally {
+    await engine.close();
+  }
+}
+
+async function measure(row: SearchRow | DecodeRow): Promise<SearchMeasurement | DecodeMeasurement> {
+  if (row.kind === "search") return measureSearch(row);
+  const run = await measureDecode(
+    row.model,
+    row.label,
+    { maxBatch: row.maxBatch },
+    { candidates: row.candidates, maxTokens: row.maxTokens, repeats: row.repeats },
+  );
+  return { kind: "decode", ...run, peakRssMB: peakRssMB() };
+}
+
+/** Runs the row in a child process and resolves with its measurement. */
+export function measureInChild<R extends SearchRow | DecodeRow>(
+  row: R,
+): Promise<R extends SearchRow ? SearchMeasurement : DecodeMeasurement> {
+  return new Promise((resolve, reject) => {
+    const child = fork(import.meta.filename, [JSON.stringify(row)]);
+    let result: unknown = null;
+    child.on("message", (m) => {
+      result = m;
+    });
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      if (code === 0 && result !== null) resolve(result as R extends SearchRow ? SearchMeasurement : DecodeMeasurement);
+      else reject(new Error(`bench row "${row.label}" exited with code ${code}`));
+    });
+  });
+}
+
+if (import.meta.filename === process.argv[1] && process.send !== undefined) {
+  const result = await measure(JSON.parse(process.argv[2]!) as SearchRow | DecodeRow);
+  process.send(result, () => process.exit(0));
+}
