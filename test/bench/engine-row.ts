@@ -45,7 +45,8 @@ export interface ModelShape {
   headDim: number;
   vocab: number;
   tokenizerVocab: number;
-  imageTokens: number;
+  /** Null when the count depends on the image. */
+  imageTokens: number | null;
   kvType: string;
   embedType: string;
   embeddingTable: boolean;

@@ -87,7 +87,7 @@ const rows = [ours, oursGenerate, reference];
 
 function describe(s: ModelShape): string {
   const embeddings = s.embeddingTable ? "a table in memory" : "embed_tokens.onnx per call (table over the size limit)";
-  return `model: ${s.layers} layers, width ${s.hidden}, ${s.kvHeads} KV heads × ${s.headDim}, logits over ${s.vocab} ids (the tokenizer's ${s.tokenizerVocab} sampled), ${s.imageTokens} image tokens; KV ${s.kvType} (${(s.kvBytesPerToken / 1024).toFixed(0)} KiB a position), embeddings ${s.embedType}, ${embeddings}`;
+  return `model: ${s.layers} layers, width ${s.hidden}, ${s.kvHeads} KV heads × ${s.headDim}, logits over ${s.vocab} ids (the tokenizer's ${s.tokenizerVocab} sampled), ${s.imageTokens ?? "per-image"} image tokens; KV ${s.kvType} (${(s.kvBytesPerToken / 1024).toFixed(0)} KiB a position), embeddings ${s.embedType}, ${embeddings}`;
 }
 console.log(describe(ours.shape));
 
