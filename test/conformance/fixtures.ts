@@ -1,6 +1,6 @@
 /**
  * The conformance fixtures at test time: the tiny published-layout folders of make_fixtures.py in
- * a temporary directory (about 2 s for all three families), and the two test images.
+ * a temporary directory (about 3 s for all four families), and the two test images.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import sharp from "sharp";
 
-export const FAMILIES = ["llava", "idefics3", "qwen2_vl"] as const;
+export const FAMILIES = ["llava", "idefics3", "qwen2_vl", "qwen2_5_vl"] as const;
 export type FixtureFamily = (typeof FAMILIES)[number];
 
 export interface Fixtures {

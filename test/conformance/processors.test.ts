@@ -5,7 +5,13 @@
  */
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { AutoProcessor, Qwen2VLForConditionalGeneration, RawImage, Tensor } from "@huggingface/transformers";
+import {
+  AutoProcessor,
+  Qwen2_5_VLForConditionalGeneration,
+  Qwen2VLForConditionalGeneration,
+  RawImage,
+  Tensor,
+} from "@huggingface/transformers";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mropeBatchPositions, mropeDecodePositions, mropePromptPositions } from "../../workers/engine/positions.ts";
@@ -133,8 +139,15 @@ describe("idefics3, transparent image", () => {
   });
 });
 
-async function qwenReferenceRope(config: Any, inputIds: number[][], mask: number[][], grids: number[][]) {
-  const model = Object.create(Qwen2VLForConditionalGeneration.prototype);
+/** transformers.js's model class per Qwen family fixture: get_rope_index is read off its prototype. */
+const QWEN_MODELS = { qwen2_vl: Qwen2VLForConditionalGeneration, qwen2_5_vl: Qwen2_5_VLForConditionalGeneration } as const;
+type QwenFamily = keyof typeof QWEN_MODELS;
+const QWEN_CASES = (Object.keys(QWEN_MODELS) as QwenFamily[]).flatMap((family) =>
+  (["square", "wide"] as const).map((image) => [family, image] as const),
+);
+
+async function qwenReferenceRope(family: QwenFamily, config: Any, inputIds: number[][], mask: number[][], grids: number[][]) {
+  const model = Object.create(QWEN_MODELS[family].prototype);
   model.config = config;
   const tensor = (rows: number[][]) =>
     new Tensor("int64", BigInt64Array.from(rows.flat(), BigInt), [rows.length, rows[0]!.length]);
@@ -142,13 +155,15 @@ async function qwenReferenceRope(config: Any, inputIds: number[][], mask: number
   return { positions: positions.tolist().map((axis: bigint[][]) => axis.map((row) => row.map(Number))), deltas: ids(deltas) };
 }
 
-describe.each(["square", "wide"] as const)("qwen2_vl, %s image", (name) => {
+describe.each(QWEN_CASES)("%s, %s image", (family, name) => {
   it("equals transformers.js's processor, and its M-RoPE positions equal get_rope_index's", async () => {
-    const dir = path.join(fixtures, "qwen2_vl");
+    const dir = path.join(fixtures, family);
     const ref = await reference(dir);
     const prompt = renderPrompt(ref);
-    const expected = await referenceOutput(ref, "qwen2_vl", images[name], prompt);
-    const ours = await (await loadProcessor(await loadModelFolder(dir))).process("item", images[name], prompt);
+    const expected = await referenceOutput(ref, family, images[name], prompt);
+    const processor = await loadProcessor(await loadModelFolder(dir));
+    expect(processor.modelType).toBe(family);
+    const ours = await processor.process("item", images[name], prompt);
 
     expect(ours.inputIds).toEqual(ids(expected.input_ids));
     expect(ours.imageGridThw).toEqual([ids(expected.image_grid_thw)]);
@@ -158,6 +173,7 @@ describe.each(["square", "wide"] as const)("qwen2_vl, %s image", (name) => {
 
     const config = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8"));
     const rope = await qwenReferenceRope(
+      family,
       config,
       [ours.inputIds],
       [ours.inputIds.map(() => 1)],
@@ -226,6 +242,7 @@ describe("qwen2_vl, rules where transformers.js differs from Python", () => {
       tokens,
     );
     const rope = await qwenReferenceRope(
+      "qwen2_vl",
       config,
       batch.map(pad),
       batch.map(maskOf),
@@ -245,7 +262,7 @@ describe("qwen2_vl, rules where transformers.js differs from Python", () => {
     const config = JSON.parse(readFileSync(path.join(fixtures, "qwen2_vl", "config.json"), "utf8"));
     const prompt = [353, 82, 88, 301, 68];
     const ours = mropePromptPositions(prompt, [], { imageTokenId: 364, visionStartTokenId: 361, spatialMergeSize: 2 });
-    const rope = await qwenReferenceRope(config, [prompt], [prompt.map(() => 1)], []);
+    const rope = await qwenReferenceRope("qwen2_vl", config, [prompt], [prompt.map(() => 1)], []);
     expect(ours.positions).toEqual(rope.positions.map((axis: number[][]) => axis[0]));
     expect(ours.ropeDelta).toBe(0);
     expect(rope.deltas).toEqual([2 * prompt.length]);

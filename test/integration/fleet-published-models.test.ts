@@ -1,6 +1,6 @@
 /**
  * Published-layout models through the fleet: for each conformance fixture (tiny random-weight
- * LLaVA, Idefics3 and Qwen2-VL folders as onnx-community lays them out), stage-level search N=2
+ * LLaVA, Idefics3, Qwen2-VL and Qwen2.5-VL folders as onnx-community lays them out), stage-level search N=2
  * on real servers (redis-server, embedded S3, in-process fleet workers over the engine host)
  * gives every item the same trace as the in-process driver. The text is noise: what matters is
  * that all four stages are searched (or truncated with a record) and the traces agree.
@@ -19,10 +19,10 @@ import type { ModelHost } from "../../workers/fleet/model-host.ts";
 import { submitRun } from "../../workers/fleet/producer.ts";
 import type { ResultRecord } from "../../workers/fleet/records.ts";
 import { streamRecords, waitForRun } from "../../workers/fleet/status.ts";
+import { FAMILIES } from "../conformance/fixtures.ts";
 import { closeTrace } from "../support/approx.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";
 
-const FAMILIES = ["llava", "idefics3", "qwen2_vl"] as const;
 const logger = createLogger({ level: "silent" });
 const IMAGES = ["s42-000001.png", "s42-000004.png"];
 
@@ -54,7 +54,7 @@ describe("published-layout models through the fleet", () => {
       // One family's worker at a time: a worker takes any job of the shared queues.
       const { worker } = await env.startWorker(host, { name: `${family}-w`, concurrency: 4 });
       try {
-        const run = `published-${family.replace("_", "-")}`;
+        const run = `published-${family.replaceAll("_", "-")}`;
         const summary = await submitRun(
           { run, manifest, settings: { strategy: "stage", beam: 2, seed: 3, judgeMode: "score", maxStageTokens: 8 } },
           { queues: env.queues, store: env.store, ledger: env.ledger, logger },

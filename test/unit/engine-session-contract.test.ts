@@ -120,6 +120,31 @@ describe("checkSessionContract", () => {
     );
   });
 
+  it("takes the patch grid as grid_thw or image_grid_thw (Qwen2.5-VL), and refuses neither or both", () => {
+    const withGrid = (...names: string[]) => {
+      const s = signatures();
+      s.vision = {
+        inputs: [
+          { name: "pixel_values", type: "float32", shape: ["patches", 96] },
+          ...names.map((name) => ({ name, type: "int64", shape: ["images", 3] })),
+        ],
+        outputs: [{ name: "image_features", type: "float32", shape: ["tokens", 16] }],
+      };
+      (s.decoder.inputs as TensorSignature[])[2] = { name: "position_ids", type: "int64", shape: [3, "b", "t"] };
+      return s;
+    };
+    const qwen = { vision: "patches", positions: "mrope" } as const;
+    expect(checkSessionContract("/m", SPEC, withGrid("image_grid_thw"), undefined, qwen).visionExtras).toEqual([
+      "image_grid_thw",
+    ]);
+    expect(() => checkSessionContract("/m", SPEC, withGrid(), undefined, qwen)).toThrow(
+      "vision_encoder.onnx: expected input 'grid_thw' or 'image_grid_thw' (int64 [images, 3]), found pixel_values",
+    );
+    expect(() => checkSessionContract("/m", SPEC, withGrid("grid_thw", "image_grid_thw"), undefined, qwen)).toThrow(
+      "vision_encoder.onnx: declares inputs 'grid_thw' and 'image_grid_thw'; expected one of them, not both",
+    );
+  });
+
   it("takes Idefics3's tiles with a bool pixel_attention_mask", () => {
     const s = signatures();
     s.vision = {

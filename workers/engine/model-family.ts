@@ -20,7 +20,8 @@ export type ImageTokenSource = "config" | "processor" | "image";
  * What the vision encoder takes: `image` pixel_values [batch, 3, H, W]; `tiles` pixel_values
  * [batch, tiles, 3, H, W] (Idefics3's splits + global image, LLaVA-OneVision's anyres patches),
  * with pixel_attention_mask [batch, tiles, H, W] where the export declares it; `patches` flattened
- * patches [patches, 3 · temporal · patch²] with grid_thw [images, 3] (Qwen2-VL).
+ * patches [patches, 3 · temporal · patch²] with the patch grid [images, 3], named grid_thw (Qwen2-VL)
+ * or image_grid_thw (Qwen2.5-VL).
  */
 export type VisionLayout = "image" | "tiles" | "patches";
 

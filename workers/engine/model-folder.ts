@@ -211,7 +211,7 @@ async function readChatTemplate(
   return { template: pickTemplate(tokenizerConfig.chat_template), source: "tokenizer_config.json" };
 }
 
-/** The text-model fields of config.json: under text_config for LLaVA-style configs, at the top for Qwen2-VL. */
+/** The text-model fields of config.json: under text_config for LLaVA-style and Qwen2.5-VL configs, at the top for Qwen2-VL. */
 function flattenConfig(top: Record<string, unknown>): Record<string, unknown> {
   const textConfig =
     typeof top.text_config === "object" && top.text_config !== null ? (top.text_config as Record<string, unknown>) : {};

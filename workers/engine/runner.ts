@@ -18,7 +18,7 @@ import { pastKeyName, presentName, type SessionContract, type VisionExtra } from
 function visionExtraTensor(name: VisionExtra, image: VisionInput): ort.Tensor {
   const { pixelAttentionMask: mask, imageGridThw: grid } = image;
   if (name === "pixel_attention_mask" && mask !== undefined) return new ort.Tensor("bool", mask.data, mask.dims);
-  if (name === "grid_thw" && grid !== undefined)
+  if ((name === "grid_thw" || name === "image_grid_thw") && grid !== undefined)
     return new ort.Tensor("int64", BigInt64Array.from(grid.flat(), BigInt), [grid.length, 3]);
   throw new Error(`${VISION_FILE} takes ${name}, which this family's processor does not produce`);
 }

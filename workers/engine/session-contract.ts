@@ -44,18 +44,31 @@ export interface SessionContract {
   logitsToKeep: string | null;
   /** Rows of the decoder's position_ids: 1, or 3 for M-RoPE ([3, batch, sequence]). */
   positionAxes: 1 | 3;
-  /** The vision encoder's inputs besides pixel_values that it declares (pixel_attention_mask, grid_thw). */
+  /** The vision encoder's inputs besides pixel_values, by the names it declares them under. */
   visionExtras: VisionExtra[];
   /** Vision input size [H, W] (of a tile, for tiled encoders) when stated. */
   imageSize: [number, number] | null;
 }
 
-/** Vision encoder inputs fed from the processor's output when the export declares them. */
-export type VisionExtra = "pixel_attention_mask" | "grid_thw";
+/**
+ * Vision encoder inputs fed from the processor's output. The patch grid goes by `grid_thw` in
+ * Qwen2-VL exports and `image_grid_thw` in Qwen2.5-VL ones (transformers.js's `image_grid_thw_name`).
+ */
+export type VisionExtra = "pixel_attention_mask" | "grid_thw" | "image_grid_thw";
+
+interface VisionExtraContract {
+  /** The names the input goes by; an export declares at most one of them. */
+  names: readonly VisionExtra[];
+  /** Whether the layout's encoder cannot do without it. */
+  required: boolean;
+  type: string;
+  rank: number;
+  meaning: string;
+}
 
 interface VisionContract {
   pixels: { rank: number; meaning: string; channelAxis: number | null };
-  extras: { name: VisionExtra; type: string; rank: number; meaning: string }[];
+  extras: VisionExtraContract[];
   features: { rank: number; meaning: string };
 }
 
@@ -68,12 +81,14 @@ const VISION_CONTRACTS: Record<VisionLayout, VisionContract> = {
   },
   tiles: {
     pixels: { rank: 5, meaning: "[batch, tiles, 3, height, width]", channelAxis: 2 },
-    extras: [{ name: "pixel_attention_mask", type: "bool", rank: 4, meaning: "[batch, tiles, height, width]" }],
+    extras: [
+      { names: ["pixel_attention_mask"], required: false, type: "bool", rank: 4, meaning: "[batch, tiles, height, width]" },
+    ],
     features: { rank: 3, meaning: "[tiles, image tokens per tile, hidden]" },
   },
   patches: {
     pixels: { rank: 2, meaning: "[patches, 3 x temporal x patch x patch]", channelAxis: null },
-    extras: [{ name: "grid_thw", type: "int64", rank: 2, meaning: "[images, 3]" }],
+    extras: [{ names: ["grid_thw", "image_grid_thw"], required: true, type: "int64", rank: 2, meaning: "[images, 3]" }],
     features: { rank: 2, meaning: "[image tokens, hidden]" },
   },
 };
@@ -157,13 +172,29 @@ export function checkSessionContract(
   if (vision.pixels.channelAxis !== null) checkDim(dir, VISION_FILE, pv, "input", vision.pixels.channelAxis, 3, "RGB channels");
   const visionExtras: VisionExtra[] = [];
   for (const x of vision.extras) {
-    const sig = sigs.vision.inputs.find((s) => s.name === x.name);
-    if (sig === undefined) continue;
-    checkType(dir, VISION_FILE, sig, "input", x.type);
-    checkRank(dir, VISION_FILE, sig, "input", x.rank, x.meaning);
-    visionExtras.push(x.name);
+    const declared = x.names.flatMap((name) => {
+      const sig = sigs.vision.inputs.find((s) => s.name === name);
+      return sig === undefined ? [] : [{ name, sig }];
+    });
+    if (declared.length > 1) {
+      const both = declared.map((d) => `'${d.name}'`).join(" and ");
+      throw new ModelFolderError(dir, VISION_FILE, `declares inputs ${both}; expected one of them, not both`);
+    }
+    const [found] = declared;
+    if (found === undefined) {
+      if (!x.required) continue;
+      const alternatives = x.names.map((n) => `'${n}'`).join(" or ");
+      throw new ModelFolderError(
+        dir,
+        VISION_FILE,
+        `expected input ${alternatives} (${x.type} ${x.meaning}), found ${listNames(sigs.vision.inputs)}`,
+      );
+    }
+    checkType(dir, VISION_FILE, found.sig, "input", x.type);
+    checkRank(dir, VISION_FILE, found.sig, "input", x.rank, x.meaning);
+    visionExtras.push(found.name);
   }
-  extra(VISION_FILE, sigs.vision.inputs, new Set(["pixel_values", ...vision.extras.map((x) => x.name)]), "input");
+  extra(VISION_FILE, sigs.vision.inputs, new Set(["pixel_values", ...vision.extras.flatMap((x) => x.names)]), "input");
   const feats = find(VISION_FILE, sigs.vision.outputs, "image_features", "output");
   const featureType = floatType(dir, VISION_FILE, feats, "output");
   checkRank(dir, VISION_FILE, feats, "output", vision.features.rank, vision.features.meaning);

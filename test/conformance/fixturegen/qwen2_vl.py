@@ -1,8 +1,11 @@
 """Qwen2-VL layout (onnx-community/Qwen2-VL-2B-Instruct): smart-resize to patch*merge multiples within
 min_pixels..max_pixels, flattened patches + image_grid_thw, <|vision_start|><|image_pad|><|vision_end|>, M-RoPE
-position_ids [3, batch, seq], flat (text fields at the top level) config.json."""
+position_ids [3, batch, seq], flat (text fields at the top level) config.json. `write` also serves Qwen2.5-VL
+(qwen2_5_vl.py), whose folders differ only in the files' names and config layout, not in what the graphs compute."""
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -44,7 +47,61 @@ CHAT_TEMPLATE = (
 )
 
 
+@dataclass(frozen=True)
+class Flavour:
+    """What a Qwen VL generation names differently around the same graphs."""
+
+    processor_class: str
+    # The vision encoder's grid input: transformers.js's `image_grid_thw_name` for the family.
+    grid_input: str
+    # config.json from (text dims, token ids by content, vision dims, temporal patch, merge size).
+    config: Callable[[TextDims, dict, VisionDims, int, int], dict]
+
+
+def qwen2_vl_config(text: TextDims, ids: dict, vision: VisionDims, temporal: int, merge: int) -> dict:
+    return {
+        "architectures": ["Qwen2VLForConditionalGeneration"],
+        "model_type": "qwen2_vl",
+        **text_config(text),
+        "attention_dropout": 0.0,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "max_window_layers": text.layers,
+        "rope_scaling": {"type": "mrope", "mrope_section": list(text.mrope_section)},
+        "sliding_window": 32768,
+        "tie_word_embeddings": False,
+        "use_cache": True,
+        "use_sliding_window": False,
+        "video_token_id": ids["<|video_pad|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_token_id": ids["<|vision_pad|>"],
+        "vision_config": {
+            "depth": vision.layers,
+            "embed_dim": vision.hidden,
+            "hidden_act": "quick_gelu",
+            "hidden_size": text.hidden,
+            "in_chans": 3,
+            "mlp_ratio": vision.intermediate / vision.hidden,
+            "num_heads": vision.heads,
+            "patch_size": vision.patch,
+            "spatial_merge_size": merge,
+            "spatial_patch_size": vision.patch,
+            "temporal_patch_size": temporal,
+        },
+        "transformers_version": "4.47.0",
+    }
+
+
+QWEN2_VL = Flavour(processor_class="Qwen2VLProcessor", grid_input="grid_thw", config=qwen2_vl_config)
+
+
 def build(out: Path, seed: int) -> None:
+    write(out, seed, QWEN2_VL)
+
+
+def write(out: Path, seed: int, flavour: Flavour) -> None:
     torch.manual_seed(seed)
     tokenizer = qwen2_tokenizer(SPECIALS)
     ids = {tok["content"]: tok["id"] for tok in tokenizer["added_tokens"]}
@@ -70,7 +127,7 @@ def build(out: Path, seed: int) -> None:
             "model_max_length": 32768,
             "pad_token": "<|endoftext|>",
             "padding_side": "left",
-            "processor_class": "Qwen2VLProcessor",
+            "processor_class": flavour.processor_class,
             "split_special_tokens": False,
             "tokenizer_class": "Qwen2Tokenizer",
             "unk_token": None,
@@ -91,49 +148,14 @@ def build(out: Path, seed: int) -> None:
             "merge_size": merge,
             "min_pixels": min_pixels,
             "patch_size": vision.patch,
-            "processor_class": "Qwen2VLProcessor",
+            "processor_class": flavour.processor_class,
             "resample": 3,
             "rescale_factor": RESCALE,
             "size": {"longest_edge": max_pixels, "shortest_edge": min_pixels},
             "temporal_patch_size": temporal,
         },
     )
-    write_json(
-        out / "config.json",
-        {
-            "architectures": ["Qwen2VLForConditionalGeneration"],
-            "model_type": "qwen2_vl",
-            **text_config(text),
-            "attention_dropout": 0.0,
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "image_token_id": ids["<|image_pad|>"],
-            "max_window_layers": text.layers,
-            "rope_scaling": {"type": "mrope", "mrope_section": list(text.mrope_section)},
-            "sliding_window": 32768,
-            "tie_word_embeddings": False,
-            "use_cache": True,
-            "use_sliding_window": False,
-            "video_token_id": ids["<|video_pad|>"],
-            "vision_end_token_id": ids["<|vision_end|>"],
-            "vision_start_token_id": ids["<|vision_start|>"],
-            "vision_token_id": ids["<|vision_pad|>"],
-            "vision_config": {
-                "depth": vision.layers,
-                "embed_dim": vision.hidden,
-                "hidden_act": "quick_gelu",
-                "hidden_size": text.hidden,
-                "in_chans": 3,
-                "mlp_ratio": vision.intermediate / vision.hidden,
-                "num_heads": vision.heads,
-                "patch_size": vision.patch,
-                "spatial_merge_size": merge,
-                "spatial_patch_size": vision.patch,
-                "temporal_patch_size": temporal,
-            },
-            "transformers_version": "4.47.0",
-        },
-    )
+    write_json(out / "config.json", flavour.config(text, ids, vision, temporal, merge))
     write_json(
         out / "generation_config.json",
         {
@@ -155,7 +177,7 @@ def build(out: Path, seed: int) -> None:
         (torch.randn(int(grid.prod()), 3 * temporal * vision.patch**2), grid),
         out,
         "vision_encoder",
-        ["pixel_values", "grid_thw"],
+        ["pixel_values", flavour.grid_input],
         ["image_features"],
-        {"pixel_values": {0: "num_patches"}, "grid_thw": {0: "num_images"}, "image_features": {0: "num_image_tokens"}},
+        {"pixel_values": {0: "num_patches"}, flavour.grid_input: {0: "num_images"}, "image_features": {0: "num_image_tokens"}},
     )

@@ -58,13 +58,18 @@ export async function loadProcessor(
       const parsed = parse(dir, Idefics3Config, config);
       return (await import("./idefics3.ts")).loadIdefics3Processor(dir, { ...parsed, image_seq_len: imageSeqLen }, limits);
     }
+    // Qwen2.5-VL's processor is Qwen2-VL's (transformers.js: `Qwen2_5_VLProcessor extends Qwen2VLProcessor`);
+    // for a still image Python's rope index is the same too (second_per_grid_ts is for video).
     case "qwen2_vl":
-      return (await import("./qwen2-vl.ts")).loadQwen2VLProcessor(dir, parse(dir, Qwen2VLConfig, config), limits);
+    case "qwen2_5_vl": {
+      const parsed = parse(dir, Qwen2VLConfig, config);
+      return (await import("./qwen2-vl.ts")).loadQwen2VLProcessor(dir, folder.family.name, parsed, limits);
+    }
     default:
       throw new ModelFolderError(
         dir,
         "config.json",
-        `model_type ${JSON.stringify(folder.family.name)} has no processor; expected stagebeam-tiny, llava, idefics3, smolvlm or qwen2_vl`,
+        `model_type ${JSON.stringify(folder.family.name)} has no processor; expected stagebeam-tiny, llava, idefics3, smolvlm, qwen2_vl or qwen2_5_vl`,
       );
   }
 }

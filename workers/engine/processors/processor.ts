@@ -34,7 +34,7 @@ export interface ProcessedPrompt {
   pixelValues: FloatTensor;
   /** Idefics3 / SmolVLM: which pixels of each tile are real, [1, tiles, T, T]. */
   pixelAttentionMask?: BoolTensor;
-  /** Qwen2-VL: [t, h, w] in patches per image (the vision encoder's `grid_thw`). */
+  /** Qwen2-VL, Qwen2.5-VL: [t, h, w] in patches per image (the vision encoder's `grid_thw` or `image_grid_thw`). */
   imageGridThw?: [number, number, number][];
   /** Qwen2-VL: M-RoPE positions of the prompt. */
   mrope?: MropePrompt;

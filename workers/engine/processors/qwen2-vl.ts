@@ -1,7 +1,7 @@
 /**
- * Qwen2-VL: Qwen2VLProcessor's placeholder expansion and transformers.js's tokenizer and patch
- * flattening, over an image processor that resizes and normalises as Python transformers does,
- * plus the M-RoPE positions of the item's sequences.
+ * Qwen2-VL and Qwen2.5-VL (whose processor is Qwen2-VL's): Qwen2VLProcessor's placeholder
+ * expansion and transformers.js's tokenizer and patch flattening, over an image processor that
+ * resizes and normalises as Python transformers does, plus the M-RoPE positions of the item's sequences.
  */
 import { Qwen2VLImageProcessor, type RawImage } from "@huggingface/transformers";
 import { ItemInputError } from "../errors.ts";
@@ -103,7 +103,13 @@ export interface Qwen2VLConfig {
   vision_config: { spatial_merge_size?: number };
 }
 
-export async function loadQwen2VLProcessor(dir: string, config: Qwen2VLConfig, limits?: ImageLimits): Promise<Processor> {
+/** The processor of a Qwen2-VL or Qwen2.5-VL folder (`modelType` is the folder's, as reported). */
+export async function loadQwen2VLProcessor(
+  dir: string,
+  modelType: "qwen2_vl" | "qwen2_5_vl",
+  config: Qwen2VLConfig,
+  limits?: ImageLimits,
+): Promise<Processor> {
   const { imageProcessor: baseImageProcessor, tokenizer } = await loadTransformersProcessor(dir);
   const imageProcessor = new PythonRuleQwen2VLImageProcessor(baseImageProcessor.config as PreprocessorConfig);
   const imageTokenId = config.image_token_id;
@@ -113,7 +119,7 @@ export async function loadQwen2VLProcessor(dir: string, config: Qwen2VLConfig, l
     spatialMergeSize: config.vision_config.spatial_merge_size ?? 2,
   };
   return {
-    modelType: "qwen2_vl",
+    modelType,
     imageToken: IMAGE_TOKEN,
     async process(itemId, image, prompt): Promise<ProcessedItem> {
       requireOneImageToken(itemId, prompt, IMAGE_TOKEN);
