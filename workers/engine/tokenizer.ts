@@ -123,11 +123,4 @@ export class EngineTokenizer {
   tokenId(token: string): number | undefined {
     return this.tokenizer.token_to_id(token);
   }
-
-  /** The first token id of `text` (how verdict words are read in score mode). */
-  firstTokenId(text: string, what: string): number {
-    const ids = this.encode(text);
-    if (ids.length === 0) throw new Error(`${what}: ${JSON.stringify(text)} tokenizes to nothing; expected at least one token`);
-    return ids[0]!;
-  }
 }
