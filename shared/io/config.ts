@@ -132,9 +132,14 @@ export class ConfigError extends Error {
 // ---------------------------------------------------------------------------
 // Loading
 
-function redactUrl(value: string): string {
-  // scheme://user:password@host → scheme://user:***@host, without reformatting the rest.
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*:)[^/@]*@/i, "$1***@");
+/**
+ * scheme://user:password@host → scheme://user:***@host. The userinfo runs to the last `@`: a
+ * password may hold `/`, `@`, `:`, `%`, `#` or anything else when it was not percent-encoded
+ * (base64 passwords often hold `/`), and one of those must never end the redaction early.
+ * Over-redacting a URL whose path holds an `@` only costs a less helpful message.
+ */
+export function redactUrl(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*)(?::[^]*)?@(?=[^@]*$)/i, "$1$2:***@");
 }
 
 function shown(spec: VarSpec, raw: string): string {
