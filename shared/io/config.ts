@@ -139,7 +139,7 @@ export class ConfigError extends Error {
  * Over-redacting a URL whose path holds an `@` only costs a less helpful message.
  */
 export function redactUrl(value: string): string {
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*)(?::[^]*)?@(?=[^@]*$)/i, "$1$2:***@");
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*)(?::[\s\S]*)?@(?=[^@]*$)/i, "$1$2:***@");
 }
 
 function shown(spec: VarSpec, raw: string): string {
