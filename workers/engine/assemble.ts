@@ -14,7 +14,7 @@ import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "./image.ts";
 import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
 import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
-import { atSessionFile } from "./model-files.ts";
+import { atSessionFile, SESSION_NAMES, type SessionName } from "./model-files.ts";
 import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
 import { loadProcessor, type Processor } from "./processors/index.ts";
 import { checkSessionContract, type SessionContract } from "./session-contract.ts";
@@ -22,7 +22,7 @@ import { zeroCounters, type EngineCounters } from "./counters.ts";
 import { ModelRunner } from "./runner.ts";
 import { resolveSampling, Sampler, samplingFromGeneration, type SamplingParams } from "./sampler.ts";
 import { Scheduler } from "./scheduler.ts";
-import { SessionFactory, type SessionLog, type SessionOptions } from "./sessions.ts";
+import { SessionFactory, type LoadedSession, type SessionLog, type SessionOptions } from "./sessions.ts";
 import { StopTables } from "./stops.ts";
 import { EngineTokenizer } from "./tokenizer.ts";
 export interface EngineLogger extends SessionLog {
@@ -112,6 +112,32 @@ export interface EngineParts {
   judgeMode: JudgeMode;
 }
 
+/**
+ * The folder's three sessions. A file ONNX Runtime cannot open is a ModelFolderError naming it;
+ * the sessions already created are released first.
+ */
+async function createSessions(factory: SessionFactory, folder: ModelFolder): Promise<Record<SessionName, LoadedSession>> {
+  const paths: Record<SessionName, string> = {
+    vision_encoder: folder.onnx.vision,
+    embed_tokens: folder.onnx.embed,
+    decoder_model_merged: folder.onnx.decoder,
+  };
+  const loaded: Partial<Record<SessionName, LoadedSession>> = {};
+  try {
+    for (const name of SESSION_NAMES) {
+      try {
+        loaded[name] = await factory.create(paths[name]);
+      } catch (err) {
+        throw new ModelFolderError(folder.dir, folder.sessions[name].file, (err as Error).message.replace(/^.*?: /, ""));
+      }
+    }
+    return loaded as Record<SessionName, LoadedSession>;
+  } catch (err) {
+    await Promise.allSettled(Object.values(loaded).map((s) => s.session.release()));
+    throw err;
+  }
+}
+
 export async function assembleEngine(dir: string, options: EngineOptions = {}): Promise<EngineParts> {
   const started = performance.now();
   const maxBatch = positiveInt("maxBatch", options.maxBatch, DEFAULTS.maxBatch);
@@ -134,9 +160,7 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
   const imageLimits: ImageLimits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const processor = await loadProcessor(folder, imageLimits);
   const factory = new SessionFactory(options, options.logger);
-  const vision = await factory.create(folder.onnx.vision);
-  const embed = await factory.create(folder.onnx.embed);
-  const decoder = await factory.create(folder.onnx.decoder);
+  const { vision_encoder: vision, embed_tokens: embed, decoder_model_merged: decoder } = await createSessions(factory, folder);
   const sessions = [vision, embed, decoder];
   try {
     let contract: SessionContract;

@@ -10,11 +10,9 @@ import { closeTag, openTag, STAGES } from "../../../shared/core/protocol/stages.
 import { renderJudgeText, type JudgeTemplates } from "../../../shared/core/prompts/templates.ts";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { ModelFolderError } from "../../../workers/engine/errors.ts";
-import { loadModelFolder, type ModelFolder } from "../../../workers/engine/model-folder.ts";
-import { atSessionFile, SESSION_NAMES, type SessionName } from "../../../workers/engine/model-files.ts";
-import { checkSessionContract } from "../../../workers/engine/session-contract.ts";
-import { SessionFactory, type LoadedSession } from "../../../workers/engine/sessions.ts";
-import { EngineTokenizer } from "../../../workers/engine/tokenizer.ts";
+import { Engine } from "../../../workers/engine/index.ts";
+import type { ModelFolder } from "../../../workers/engine/model-folder.ts";
+import type { SessionName } from "../../../workers/engine/model-files.ts";
 import { CliExit, EXIT_USAGE } from "./common.ts";
 
 interface CheckOptions {
@@ -59,51 +57,15 @@ function checkJudgeTemplates(folder: ModelFolder): void {
   render("reasoning_check", () => renderJudgeText(t, "q", { kind: "check", hint: "h", candidate: "c" }));
 }
 
-async function createSessions(folder: ModelFolder): Promise<Record<SessionName, LoadedSession>> {
-  const factory = new SessionFactory({ executionProviders: ["cpu"] });
-  const paths: Record<SessionName, string> = {
-    vision_encoder: folder.onnx.vision,
-    embed_tokens: folder.onnx.embed,
-    decoder_model_merged: folder.onnx.decoder,
-  };
-  const loaded = {} as Record<SessionName, LoadedSession>;
-  try {
-    for (const name of SESSION_NAMES) {
-      try {
-        loaded[name] = await factory.create(paths[name]);
-      } catch (err) {
-        throw new ModelFolderError(folder.dir, folder.sessions[name].file, (err as Error).message.replace(/^.*?: /, ""));
-      }
-    }
-    return loaded;
-  } catch (err) {
-    await Promise.allSettled(Object.values(loaded).map((s) => s.session.release()));
-    throw err;
-  }
-}
-
 export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Promise<ModelCheckReport> {
   const { model } = loadConfig({ ...env, MODEL_DIR: dir, MODEL_URI: undefined }, ["model"]);
-  const folder = await loadModelFolder(dir, model.dtype !== undefined ? { dtype: model.dtype } : {});
-  const tokenizer = new EngineTokenizer(folder);
-  const sessions = await createSessions(folder);
-  try {
-    checkSessionContract(
-      folder.dir,
-      folder.spec,
-      {
-        vision: sessions.vision_encoder.signature,
-        embed: sessions.embed_tokens.signature,
-        decoder: sessions.decoder_model_merged.signature,
-      },
-      folder.preprocessor ?? undefined,
-      folder.family,
-    );
-  } catch (err) {
-    throw atSessionFile(err, folder.sessions);
-  } finally {
-    await Promise.allSettled(Object.values(sessions).map((s) => s.session.release()));
-  }
+  // Loaded exactly as ask, eval and the workers load it: folder, processor, sessions and their contract.
+  const engine = await Engine.load(dir, {
+    executionProviders: ["cpu"],
+    ...(model.dtype !== undefined ? { dtype: model.dtype } : {}),
+  });
+  await engine.close();
+  const { folder, tokenizer } = engine;
   checkJudgeTemplates(folder);
 
   const { spec } = folder;
