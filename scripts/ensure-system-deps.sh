@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the OS packages the project's scripts and tests need: the servers they start for real, and the
-# system Python with torch and onnx that writes the conformance fixtures (test/conformance/make_fixtures.py).
+# Install the OS packages the project's scripts and tests need: the servers they start for real (redis-server,
+# Prometheus and its promtool, Chromium for the dashboard test, docker-compose to validate the compose file), and
+# the system Python with torch and onnx that writes the conformance fixtures (test/conformance/make_fixtures.py).
 # Idempotent and quiet when everything is already there; needs root (or sudo) and
 # access to the Debian package mirrors when something is missing.
 set -euo pipefail
@@ -8,6 +9,10 @@ set -euo pipefail
 # command on PATH -> Debian package that provides it
 declare -A NEEDED=(
   [redis-server]=redis-server
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [chromium]=chromium
+  [docker-compose]=docker-compose
 )
 
 # /usr/bin/python3 module -> Debian package that provides it
