@@ -1,0 +1,4 @@
+/** The process-verifier contract: the folder's `verifier.json`, step cutting and marking, pooling. */
+export * from "./template.ts";
+export { splitSteps, markSteps } from "./steps.ts";
+export { stepScore, poolScores } from "./pool.ts";
