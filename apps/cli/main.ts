@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { redactSecrets } from "../../shared/io/secrets.ts";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor } from "./commands/common.ts";
 
 /**
@@ -46,7 +47,7 @@ try {
 } catch (error) {
   // Commander and CliExit have already said what went wrong.
   if (!(error instanceof CommanderError) && !(error instanceof CliExit && error.message === "")) {
-    console.error(`stagebeam: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(redactSecrets(`stagebeam: ${error instanceof Error ? error.message : String(error)}`));
   }
   process.exitCode = exitCodeFor(error);
 }

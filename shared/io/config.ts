@@ -7,6 +7,7 @@
  * `ConfigError` that lists every bad or missing variable with what was expected.
  * The variables themselves, and the README table made from them, are in config-variables.ts.
  */
+import { redactUrlValue, rememberSecret } from "./secrets.ts";
 import { fileURLToPath } from "node:url";
 import {
   BUNDLED_MODEL,
@@ -132,19 +133,9 @@ export class ConfigError extends Error {
 // ---------------------------------------------------------------------------
 // Loading
 
-/**
- * scheme://user:password@host → scheme://user:***@host. The userinfo runs to the last `@`: a
- * password may hold `/`, `@`, `:`, `%`, `#` or anything else when it was not percent-encoded
- * (base64 passwords often hold `/`), and one of those must never end the redaction early.
- * Over-redacting a URL whose path holds an `@` only costs a less helpful message.
- */
-export function redactUrl(value: string): string {
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*)(?::[\s\S]*)?@(?=[^@]*$)/i, "$1$2:***@");
-}
-
 function shown(spec: VarSpec, raw: string): string {
   if (spec.secret) return "(a value, hidden)";
-  const v = redactUrl(raw);
+  const v = redactUrlValue(raw);
   return JSON.stringify(v.length > 80 ? `${v.slice(0, 77)}...` : v);
 }
 
@@ -162,6 +153,7 @@ class Reader {
     const spec = specOf(name);
     const raw = this.raw(name);
     if (raw === undefined) return undefined;
+    if (spec.secret) rememberSecret(raw);
     const r = spec.schema.safeParse(raw);
     if (!r.success) {
       this.issues.push({ variable: name, problem: `got ${shown(spec, raw)}`, expected: spec.expected });
@@ -192,8 +184,10 @@ class Reader {
 }
 
 function readRedis(r: Reader): RedisConfig {
+  const url = r.req<string>("REDIS_URL") ?? "";
+  if (url !== "") rememberSecret(new URL(url).password);
   return {
-    url: r.req<string>("REDIS_URL") ?? "",
+    url,
     queuePrefix: r.orDefault<string>("QUEUE_PREFIX"),
   };
 }

@@ -3,6 +3,7 @@
  * for its data (results, status tables). The level comes from LOG_LEVEL unless given.
  */
 import { pino, type DestinationStream, type Logger } from "pino";
+import { redactSecrets } from "./secrets.ts";
 import { loadConfig, type Env, type LogLevel } from "./config.ts";
 
 export type { Logger } from "pino";
@@ -34,11 +35,13 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       ...(opts.name !== undefined ? { name: opts.name } : {}),
       base: { pid: process.pid, ...opts.base },
       timestamp: pino.stdTimeFunctions.isoTime,
-      // Never log credentials that end up in objects we log.
+      // Never log credentials that end up in objects we log, nor a URL password or a configured
+      // secret that ends up in a message or an error's stack.
       redact: {
         paths: ["*.secretAccessKey", "*.password", "credentials", "*.credentials"],
         censor: "***",
       },
+      hooks: { streamWrite: redactSecrets },
     },
     destination,
   );

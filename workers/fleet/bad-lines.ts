@@ -4,9 +4,9 @@
  * with the reason, its outcome in the ledger, and the line marked as submitted, so the run
  * counts it as finished and a resumed submit skips it.
  */
-import { failureKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
+import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import type { RunLedger } from "./ledger.ts";
-import { RECORD_VERSION, type FailureRecord } from "./records.ts";
+import { putFailureRecord, RECORD_VERSION, type FailureRecord } from "./records.ts";
 
 export interface BadLine {
   line: number;
@@ -38,7 +38,7 @@ export async function recordBadLine(
     input,
     at: new Date(at).toISOString(),
   };
-  await deps.store.putJson(failureKey(run, b.item), record);
+  await putFailureRecord(deps.store, record);
   await deps.ledger.recordOutcome(run, b.item, `f:${b.reason}`);
   await deps.ledger.markSubmitted(run, [[b.item, b.line]]);
 }

@@ -7,6 +7,8 @@ import { z } from "zod";
 import { SearchSettingsSchema, type JudgeMode, type SearchSettings } from "../../shared/core/search/settings.ts";
 import { normalizeAnswer } from "../../shared/core/eval/stats.ts";
 import type { SearchParams, SearchResult } from "../../shared/core/search/index.ts";
+import { redactSecrets } from "../../shared/io/secrets.ts";
+import { failureKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import type { StepTiming } from "./protocol.ts";
 
 export const RECORD_VERSION = 1;
@@ -73,6 +75,17 @@ export interface FailureRecord {
 }
 
 export type ItemRecord = ResultRecord | FailureRecord;
+
+/**
+ * Writes a failure record with its free-text fields redacted: an error message or a manifest's
+ * image reference may carry a URL with a password, and failure records are read by anyone with
+ * access to the bucket.
+ */
+export async function putFailureRecord(store: S3Store, record: FailureRecord): Promise<void> {
+  const text = (s: string | null) => (s === null ? null : redactSecrets(s));
+  const input = { image: text(record.input.image), question: text(record.input.question), answer: text(record.input.answer) };
+  await store.putJson(failureKey(record.run, record.item), { ...record, message: redactSecrets(record.message), input });
+}
 
 export function isCorrect(answer: string | null, gold: string | null): boolean | null {
   if (gold === null || gold.trim() === "") return null;

@@ -20,7 +20,7 @@ import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
 import { apply, next, parseSearchState, type SearchState } from "../../shared/core/search/index.ts";
 import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/core/search/types.ts";
-import { failureKey, resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
+import { resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
 import { workIdOf } from "./ids.ts";
 import { generateJobs, judgeJobs } from "./jobs.ts";
@@ -34,7 +34,7 @@ import {
   type RequestTrace,
   type WorkTiming,
 } from "./protocol.ts";
-import { isCorrect, RECORD_VERSION, type FailureRecord, type ResultRecord } from "./records.ts";
+import { isCorrect, putFailureRecord, RECORD_VERSION, type FailureRecord, type ResultRecord } from "./records.ts";
 
 export interface StepDeps {
   queues: Pick<FleetQueues, "generate" | "judge">;
@@ -245,7 +245,7 @@ export async function recordRequestFailure(
     attempts: job.attemptsMade + 1,
     worker: deps.worker,
   };
-  await deps.store.putJson(failureKey(run, item.key), record);
+  await putFailureRecord(deps.store, record);
   if (await deps.ledger.recordOutcome(run, item.key, `f:${c.code}`)) deps.metrics.itemsFailed.inc({ reason: c.code });
   deps.logger.warn({ run, item: item.key, reason: c.code, err: c.message }, "item failed");
 }
