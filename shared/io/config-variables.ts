@@ -265,6 +265,15 @@ const SPECS = [
     schema: uint(1, 1024),
   },
   {
+    name: "WORKER_RETRY_BUDGET_SECONDS",
+    parts: ["worker"],
+    meaning:
+      "How long a job keeps retrying S3 and Redis errors and dead workers (capped exponential backoff, 1 s doubling to 30 s) before its item fails for good.",
+    default: "600",
+    expected: "an integer from 0 to 86400",
+    schema: uint(0, 86_400),
+  },
+  {
     name: "STAGEBEAM_STOP_ON_STDIN_EOF",
     parts: ["worker"],
     meaning:

@@ -70,6 +70,8 @@ export type ModelConfig =
 
 export interface WorkerConfig {
   concurrency: number;
+  /** Total backoff time for transient failures (workers/fleet/retry-policy.ts). */
+  retryBudgetSeconds: number;
   /** Stop gracefully when stdin closes: a supervisor holding the worker's stdin ends it by closing it, or by dying. */
   stopOnStdinEof: boolean;
 }
@@ -262,6 +264,7 @@ const READERS: { [K in ConfigPart]: (r: Reader) => Config[K] } = {
   model: readModel,
   worker: (r) => ({
     concurrency: r.orDefault<number>("WORKER_CONCURRENCY"),
+    retryBudgetSeconds: r.orDefault<number>("WORKER_RETRY_BUDGET_SECONDS"),
     stopOnStdinEof: r.orDefault<boolean>("STAGEBEAM_STOP_ON_STDIN_EOF"),
   }),
   engine: readEngine,

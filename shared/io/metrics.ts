@@ -18,6 +18,7 @@ export const METRIC_NAMES = {
   modelLoadSeconds: "stagebeam_model_load_seconds",
   s3RequestSeconds: "stagebeam_s3_request_seconds",
   s3Errors: "stagebeam_s3_errors_total",
+  retries: "stagebeam_retries_total",
   queueJobs: "stagebeam_queue_jobs",
 } as const;
 
@@ -58,6 +59,7 @@ export interface StagebeamMetrics {
   modelLoadSeconds: Gauge<never>;
   s3RequestSeconds: Histogram<"op">;
   s3Errors: Counter<"op">;
+  retries: Counter<"kind" | "reason">;
   queueJobs: Gauge<"queue" | "state">;
   setQueueCollector(collector: QueueCollector | undefined): void;
 }
@@ -159,6 +161,12 @@ export function createMetrics(opts: MetricsOptions = {}): StagebeamMetrics {
       name: METRIC_NAMES.s3Errors,
       help: "S3 requests that failed after the SDK's retries, by operation.",
       labelNames: ["op"],
+      registers,
+    }),
+    retries: new Counter({
+      name: METRIC_NAMES.retries,
+      help: "Jobs that failed and will run again, by job kind (request, generate, judge) and reason code.",
+      labelNames: ["kind", "reason"],
       registers,
     }),
     queueJobs,

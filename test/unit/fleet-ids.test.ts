@@ -47,7 +47,10 @@ describe("fleet failure reasons", () => {
       code: "storage",
       unrecoverable: false,
     });
-    expect(classify(new Error("ECONNRESET"))).toMatchObject({ code: "runtime", unrecoverable: false });
+    // A dropped connection outside the S3 client is Redis's (the worker talks to nothing else).
+    expect(classify(new Error("ECONNRESET"))).toMatchObject({ code: "redis", unrecoverable: false });
+    expect(classify(new Error("Connection is closed."))).toMatchObject({ code: "redis", unrecoverable: false });
+    expect(classify(new Error("tensor shape mismatch"))).toMatchObject({ code: "runtime", unrecoverable: false });
     expect(classify(new UnrecoverableError("bad-job: nope"))).toEqual({ code: "bad-job", message: "nope", unrecoverable: true });
     expect(classify(transient("storage", "later"))).toMatchObject({ unrecoverable: false });
     expect(() => new FleetError("Bad Code", "x", true)).toThrow(/invalid reason code/);

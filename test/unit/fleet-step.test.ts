@@ -4,6 +4,7 @@
  */
 import { WaitingChildrenError, type Job } from "bullmq";
 import { describe, expect, it } from "vitest";
+import { retryPolicy } from "../../workers/fleet/retry-policy.ts";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
 import { createSearch, runSearch } from "../../shared/core/search/index.ts";
@@ -49,6 +50,20 @@ class FakeQueue {
     }
     return [];
   }
+  /** A failed child, which `retry` puts back among its parent's pending children, as BullMQ does. */
+  async getJob(id: string) {
+    const key = `${this.qualifiedName}:${id}`;
+    const added = this.added.find((a) => a.id === id);
+    if (!added) return undefined;
+    return {
+      retry: async () => {
+        this.job.failed.delete(key);
+        this.job.pending.set(key, added.data);
+        this.retried.push(id);
+      },
+    };
+  }
+  retried: string[] = [];
 }
 
 class FakeJob {
@@ -108,7 +123,7 @@ function requestData(
     },
     judgeMode: "score",
     state: createSearch({ itemId: "item-1", strategy: overrides.strategy ?? "stage", beam: overrides.beam ?? 4, seed: 5 }),
-    trace: { submittedAt: 1_000, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [] },
+    trace: { submittedAt: 1_000, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [], childRetries: 0 },
   };
 }
 
@@ -132,6 +147,7 @@ function deps(job: FakeJob, store = new Map<string, unknown>()) {
     model: { id: "m", digest: "sha256:abc" },
     worker: "w-parent",
     logger: createLogger({ level: "silent" }),
+    retryPolicy: retryPolicy(60),
     now: () => (t += 250),
   };
   return { d, store, outcomes, metrics };
@@ -198,7 +214,8 @@ describe("request step job", () => {
       expect(a.opts).toMatchObject({
         ignoreDependencyOnFailure: true,
         parent: { id: "r1/item-1", queue: "{sb}:request" },
-        attempts: 4,
+        // How often a child runs again is the worker's retry policy, behind this backoff strategy.
+        backoff: { type: "stagebeam" },
       });
       expect(a.opts.removeOnComplete).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
       expect(a.opts.removeOnFail).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
@@ -247,6 +264,32 @@ describe("request step job", () => {
     expect(err).toBeInstanceOf(FleetError);
     expect(err).toMatchObject({ code: "image-unreadable", unrecoverable: true });
     expect((err as Error).message).toMatch(/generate item-1:CAPTION:c1 failed: item "item-1": image: not a PNG/);
+  });
+
+  it("runs a child again that failed on an S3 outage, and completes the item with its result", async () => {
+    const job = new FakeJob(requestData({ beam: 2 }));
+    const { d, metrics } = deps(job);
+    let outage = 3;
+    const result = await drive(job, d, (key) =>
+      key.endsWith("CAPTION/c1") && outage-- > 0 ? "storage: S3 GetObject images/x.png failed: ECONNREFUSED" : undefined,
+    );
+    expect(result.value).toMatchObject({ status: "done" });
+    expect((d.queues.generate as unknown as FakeQueue).retried).toEqual(Array(3).fill("r1/item-1/CAPTION/c1"));
+    expect((job.data as RequestJobData).trace.childRetries).toBe(3);
+    expect(await metrics.registry.getSingleMetricAsString("stagebeam_retries_total")).toMatch(
+      /stagebeam_retries_total\{kind="generate",reason="storage"\} 3/,
+    );
+  });
+
+  it("fails the item once a child's infrastructure failures outlast the retry budget", async () => {
+    const job = new FakeJob(requestData({ beam: 2 }));
+    const { d } = deps(job);
+    const err = await drive(job, d, (key) => (key.endsWith("CAPTION/c1") ? "storage: S3 is down" : undefined)).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: "storage", unrecoverable: true });
+    // 60 s of budget: 1+2+4+8+16+29… → five retries fit, the sixth would not.
+    expect((d.queues.generate as unknown as FakeQueue).retried).toHaveLength(5);
   });
 
   it("does not redo an item whose result is already in S3", async () => {

@@ -38,12 +38,21 @@ export interface Classified {
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
+// ioredis gives up a command (MaxRetriesPerRequestError) or reports a closed or refused
+// connection; a replica that is still loading or read-only after a failover says so.
+const REDIS_OUTAGE = /Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|^LOADING|^READONLY|^CLUSTERDOWN|^TRYAGAIN/;
+
+function isRedisOutage(err: unknown): boolean {
+  return err instanceof Error && (err.name === "MaxRetriesPerRequestError" || REDIS_OUTAGE.test(err.message));
+}
+
 /** The reason code, message and retry class of any error a job may throw. */
 export function classify(err: unknown): Classified {
   if (err instanceof FleetError) return { code: err.code, message: err.message, unrecoverable: err.unrecoverable };
   if (isBadInput(err)) return { code: badInputCode(err), message: err.message, unrecoverable: true };
   if (err instanceof SearchError) return { code: "search-error", message: err.message, unrecoverable: true };
   if (err instanceof S3StoreError) return { code: "storage", message: err.message, unrecoverable: false };
+  if (isRedisOutage(err)) return { code: "redis", message: message(err), unrecoverable: false };
   if (err instanceof UnrecoverableError || (err instanceof Error && err.name === "UnrecoverableError")) {
     return { ...parseReason(message(err)), unrecoverable: true };
   }

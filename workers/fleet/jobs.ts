@@ -34,7 +34,7 @@ export function requestJob(run: string, item: RequestItem, settings: SearchSetti
       item,
       judgeMode: settings.judgeMode,
       state: createSearch(paramsFor(item.key, settings)),
-      trace: { submittedAt, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [] },
+      trace: { submittedAt, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [], childRetries: 0 },
     } satisfies RequestJobData,
     opts: { ...REQUEST_JOB_OPTIONS, jobId: requestJobId(run, item.key) },
   };

@@ -17,6 +17,7 @@
  * only "child … failed" as its reason and no one to write the failure record; with
  * `continueParentOnFailure` it would run while its other children still do.)
  */
+import { BACKOFF_TYPE, MAX_JOB_ATTEMPTS } from "./retry-policy.ts";
 import { Queue, type ConnectionOptions, type JobsOptions } from "bullmq";
 import { z } from "zod";
 import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/core/search/types.ts";
@@ -82,6 +83,8 @@ export const RequestTraceSchema = z.object({
   steps: z.array(StepTimingSchema),
   /** Digests of the models that served this item's work (one, unless a rollout was under way). */
   models: z.array(z.string()),
+  /** Children this request ran again after they failed on the infrastructure (retry-policy.ts). */
+  childRetries: z.number().int().nonnegative().default(0),
 });
 export type RequestTrace = z.infer<typeof RequestTraceSchema>;
 
@@ -140,20 +143,20 @@ export function parseJobData<S extends z.ZodType>(schema: S, data: unknown, what
 // ---------------------------------------------------------------------------
 // Job options
 
-const backoff = (delay: number) => ({ type: "exponential" as const, delay });
+// How often and when a job runs again is the worker's retry policy (retry-policy.ts), which
+// the worker registers as this backoff strategy.
+const retries = { attempts: MAX_JOB_ATTEMPTS, backoff: { type: BACKOFF_TYPE } } as const;
 
 /** Request jobs: a step re-runs from the state saved in its data, so retries are safe. */
 export const REQUEST_JOB_OPTIONS: JobsOptions = {
-  attempts: 5,
-  backoff: backoff(2_000),
+  ...retries,
   removeOnComplete: { age: 3_600, count: 10_000 },
   removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
 };
 
 /** Child jobs (generate, judge). */
 export const CHILD_JOB_OPTIONS: JobsOptions = {
-  attempts: 4,
-  backoff: backoff(1_000),
+  ...retries,
   ignoreDependencyOnFailure: true,
   // The parent keeps each child's return value (or failure reason) itself, so finished
   // children can go soon.

@@ -15,14 +15,15 @@
  * saved state, finds the children it already added (same ids, so BullMQ adds nothing twice)
  * or their results, and goes on. A child that failed for good fails the item with its reason.
  */
-import { WaitingChildrenError, type Job } from "bullmq";
+import { WaitingChildrenError, type Job, type Queue } from "bullmq";
 import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
 import { apply, next, parseSearchState, type SearchState } from "../../shared/core/search/index.ts";
 import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/core/search/types.ts";
 import { resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
-import { workIdOf } from "./ids.ts";
+import { childJobId, workIdOf } from "./ids.ts";
+import { retryDelay, TRANSIENT_CODES, type RetryPolicy } from "./retry-policy.ts";
 import { generateJobs, judgeJobs } from "./jobs.ts";
 import type { RunLedger } from "./ledger.ts";
 import {
@@ -45,6 +46,7 @@ export interface StepDeps {
   /** This worker's name, recorded in results and timings. */
   worker: string;
   logger: Logger;
+  retryPolicy: RetryPolicy;
   now?: () => number;
 }
 
@@ -105,10 +107,24 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     if (work.kind === "done") return finish(job, data, state, work.result, trace, deps, now);
 
     const children = await readChildren(job, run);
-    const failed = work.requests.find((r) => children.failures.has(r.id));
-    if (failed) {
-      const { code, message } = parseReason(children.failures.get(failed.id)!);
-      throw new FleetError(code, `${work.kind} ${failed.id} failed: ${message}`, true);
+    const failed = work.requests.filter((r) => children.failures.has(r.id) && !children.values.has(r.id));
+    let retried = 0;
+    for (const r of failed) {
+      const { code, message } = parseReason(children.failures.get(r.id)!);
+      const again = retryDelay(deps.retryPolicy, { code, unrecoverable: false }, trace.childRetries + 1) !== null;
+      if (!again || !(await retryChild(deps.queues[work.kind], run, r.id))) {
+        throw new FleetError(code, `${work.kind} ${r.id} failed: ${message}`, true);
+      }
+      deps.metrics.retries.inc({ kind: work.kind, reason: code });
+      trace = { ...trace, childRetries: trace.childRetries + 1 };
+      retried++;
+    }
+    if (retried > 0) {
+      // A child that failed on the infrastructure (its own retries spent, or its worker kept
+      // dying under it) runs again, within the same budget a job's own retries have.
+      await save();
+      if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
+      continue;
     }
 
     const missing = work.requests.filter((r) => !children.values.has(r.id));
@@ -150,6 +166,14 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
     // Every child finished before we could wait: read their results and go on.
   }
+}
+
+/** Runs a failed child job again in its parent's dependencies; false when it no longer exists. */
+async function retryChild(queue: Queue, run: string, workId: string): Promise<boolean> {
+  const child = await queue.getJob(childJobId(run, workId));
+  if (!child) return false;
+  await child.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+  return true;
 }
 
 async function finish(

@@ -14,7 +14,7 @@
  * than after the lock expires. A request step handed back re-runs from its saved state.
  */
 import { hostname } from "node:os";
-import { DelayedError, WaitingChildrenError, WaitingError, Worker, type Job } from "bullmq";
+import { DelayedError, WaitingChildrenError, WaitingError, Worker, type Job, type MinimalJob } from "bullmq";
 import { Redis } from "ioredis";
 import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
@@ -35,6 +35,8 @@ import {
   type ChildReturn,
   type FleetQueues,
 } from "./protocol.ts";
+import { loadConfig } from "../../shared/io/config.ts";
+import { retryDelay, retryPolicy } from "./retry-policy.ts";
 import { recordRequestFailure, runRequestStep, type StepDeps } from "./request-step.ts";
 
 export const DEFAULT_LOCK_DURATION_MS = 120_000;
@@ -58,6 +60,8 @@ export interface FleetWorkerOptions {
   cacheItems?: number;
   /** Name recorded on jobs and in results (default host-pid). */
   name?: string;
+  /** Total backoff for transient failures (WORKER_RETRY_BUDGET_SECONDS; default: that variable's default). */
+  retryBudgetSeconds?: number;
   /** Report stagebeam_queue_jobs from this process (default true). */
   collectQueues?: boolean;
 }
@@ -85,6 +89,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const { host, metrics, logger, store } = opts;
   const name = opts.name ?? `${hostname()}-${process.pid}`;
   const lockDuration = opts.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
+  const policy = retryPolicy(opts.retryBudgetSeconds ?? loadConfig({}, ["worker"]).worker.retryBudgetSeconds);
   const queues = openQueues(opts.redisUrl, opts.prefix);
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 5 });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
@@ -108,6 +113,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     model: { id: host.modelId, digest: host.digest },
     worker: name,
     logger,
+    retryPolicy: policy,
   };
 
   let stopping = false;
@@ -140,7 +146,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     } catch (err) {
       if (err instanceof WaitingChildrenError || err instanceof WaitingError || err instanceof DelayedError) throw err;
       const c = classify(err);
-      const final = c.unrecoverable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const final = retryDelay(policy, c, job.attemptsMade + 1) === null;
       if (!final) {
         logger.warn(
           { job: job.id, reason: c.code, err: c.message, attempt: job.attemptsMade + 1 },
@@ -199,6 +205,15 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     stalledInterval: Math.min(30_000, lockDuration),
     maxStalledCount: 2,
     name,
+    settings: {
+      // Every job of every queue asks for this strategy (protocol.ts); -1 tells BullMQ to fail it.
+      backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: MinimalJob) => {
+        const failure = err === undefined ? { code: "runtime", unrecoverable: false } : classify(err);
+        const delay = retryDelay(policy, failure, attemptsMade);
+        if (delay !== null) metrics.retries.inc({ kind: job?.queueName ?? "unknown", reason: failure.code });
+        return delay ?? -1;
+      },
+    },
   };
   const workers = [
     new Worker(QUEUES.request, tracked(QUEUES.request, processRequest), common),

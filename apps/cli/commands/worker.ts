@@ -75,6 +75,7 @@ export const workerCommand = new Command("worker")
       metrics,
       logger,
       concurrency,
+      retryBudgetSeconds: config.worker.retryBudgetSeconds,
       lockDurationMs: Math.round(opts.lockDuration * 1000),
       cacheItems: opts.cacheItems,
       ...(opts.name !== undefined ? { name: opts.name } : {}),

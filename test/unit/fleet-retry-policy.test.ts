@@ -1,0 +1,34 @@
+import { describe, expect, it } from "vitest";
+import { retryDelay, retryPolicy } from "../../workers/fleet/retry-policy.ts";
+
+const transient = { code: "storage", unrecoverable: false };
+
+describe("retry policy", () => {
+  it("backs off exponentially to a cap and retries infrastructure failures for the whole budget", () => {
+    const p = retryPolicy(600);
+    const delays: number[] = [];
+    for (let attempt = 1; ; attempt++) {
+      const d = retryDelay(p, transient, attempt);
+      if (d === null) break;
+      delays.push(d);
+    }
+    expect(delays.slice(0, 7)).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]);
+    const total = delays.reduce((s, d) => s + d, 0);
+    // The whole budget is used and never exceeded: a 3-minute outage is ridden out with room to spare.
+    expect(total).toBeLessThanOrEqual(600_000);
+    expect(total).toBeGreaterThan(600_000 - 30_000);
+    for (const code of ["redis", "stalled"]) expect(retryDelay(p, { code, unrecoverable: false }, 10)).toBe(30_000);
+  });
+
+  it("gives other recoverable errors a few quick attempts, and bad input none", () => {
+    const p = retryPolicy(600);
+    const runtime = { code: "runtime", unrecoverable: false };
+    expect([1, 2, 3, 4].map((a) => retryDelay(p, runtime, a))).toEqual([1_000, 2_000, 4_000, null]);
+    expect(retryDelay(p, { code: "image-unreadable", unrecoverable: true }, 1)).toBeNull();
+    expect(retryDelay(p, { code: "storage", unrecoverable: true }, 1)).toBeNull();
+  });
+
+  it("with a zero budget, fails infrastructure errors at once", () => {
+    expect(retryDelay(retryPolicy(0), transient, 1)).toBeNull();
+  });
+});
