@@ -23,7 +23,7 @@ import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/c
 import { resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
 import { childJobId, workIdOf } from "./ids.ts";
-import { retryDelay, TRANSIENT_CODES, type RetryPolicy } from "./retry-policy.ts";
+import { retryDelay, type RetryPolicy } from "./retry-policy.ts";
 import { generateJobs, judgeJobs } from "./jobs.ts";
 import type { RunLedger } from "./ledger.ts";
 import {
