@@ -264,6 +264,7 @@ describe("request step job", () => {
     expect(err).toBeInstanceOf(FleetError);
     expect(err).toMatchObject({ code: "image-unreadable", unrecoverable: true });
     expect((err as Error).message).toMatch(/generate item-1:CAPTION:c1 failed: item "item-1": image: not a PNG/);
+    expect((d.queues.generate as unknown as FakeQueue).retried).toEqual([]);
   });
 
   it("runs a child again that failed on an S3 outage, and completes the item with its result", async () => {

@@ -23,7 +23,7 @@ import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/c
 import { resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
 import { childJobId, workIdOf } from "./ids.ts";
-import { retryDelay, type RetryPolicy } from "./retry-policy.ts";
+import { retryDelay, TRANSIENT_CODES, type RetryPolicy } from "./retry-policy.ts";
 import { generateJobs, judgeJobs } from "./jobs.ts";
 import type { RunLedger } from "./ledger.ts";
 import {
@@ -111,7 +111,10 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     let retried = 0;
     for (const r of failed) {
       const { code, message } = parseReason(children.failures.get(r.id)!);
-      const again = retryDelay(deps.retryPolicy, { code, unrecoverable: false }, trace.childRetries + 1) !== null;
+      // Only the infrastructure's failures; a child's bad input or its own spent attempts are final.
+      const again =
+        TRANSIENT_CODES.has(code) &&
+        retryDelay(deps.retryPolicy, { code, unrecoverable: false }, trace.childRetries + 1) !== null;
       if (!again || !(await retryChild(deps.queues[work.kind], run, r.id))) {
         throw new FleetError(code, `${work.kind} ${r.id} failed: ${message}`, true);
       }
