@@ -60,6 +60,11 @@ const CONTENT_TYPES: Record<string, string> = {
   tiff: "image/tiff",
 };
 
+/** The content type of an image key or file name, by its extension. */
+export function contentTypeOf(name: string): string {
+  return CONTENT_TYPES[name.slice(name.lastIndexOf(".") + 1).toLowerCase()] ?? "application/octet-stream";
+}
+
 /** Build an S3 client from a validated config section. */
 export function createS3Client(cfg: S3Config, extra: Partial<S3ClientConfig> = {}): S3Client {
   // The SDK versions we pin (published before 2027) support Node 20; newer ones will not,
@@ -246,7 +251,7 @@ export class S3Store {
     const key = imageKey(sha256, e);
     const staged = { key, uri: this.uri(key), sha256, size: bytes.byteLength };
     if (await this.exists(key)) return { ...staged, uploaded: false };
-    await this.putBytesAt(key, bytes, CONTENT_TYPES[e] ?? "application/octet-stream");
+    await this.putBytesAt(key, bytes, contentTypeOf(key));
     return { ...staged, uploaded: true };
   }
 
