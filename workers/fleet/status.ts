@@ -65,7 +65,9 @@ export async function runStatus(
 }
 
 /** Job counts of each queue by state. */
-export async function queueCounts(queues: readonly { name: string; getJobCounts(...t: string[]): Promise<Record<string, number>> }[]) {
+export async function queueCounts(
+  queues: readonly { name: string; getJobCounts(...t: string[]): Promise<Record<string, number>> }[],
+) {
   const out: Record<string, Record<string, number>> = {};
   for (const q of queues) out[q.name] = await q.getJobCounts(...QUEUE_STATES);
   return out;
