@@ -21,7 +21,7 @@ import {
 } from "@aws-sdk/client-s3";
 import type { S3Config } from "../config.ts";
 import type { StagebeamMetrics } from "../metrics.ts";
-import { imageKey, normalizeExt, s3Uri } from "./keys.ts";
+import { contentTypeOf, imageKey, normalizeExt, s3Uri } from "./keys.ts";
 
 export * from "./keys.ts";
 
@@ -47,22 +47,6 @@ export interface StagedImage {
 /** A minimal schema interface (zod schemas fit) for typed getJson. */
 export interface Parser<T> {
   parse(value: unknown): T;
-}
-
-const CONTENT_TYPES: Record<string, string> = {
-  png: "image/png",
-  jpg: "image/jpeg",
-  jpeg: "image/jpeg",
-  webp: "image/webp",
-  gif: "image/gif",
-  avif: "image/avif",
-  tif: "image/tiff",
-  tiff: "image/tiff",
-};
-
-/** The content type of an image key or file name, by its extension. */
-export function contentTypeOf(name: string): string {
-  return CONTENT_TYPES[name.slice(name.lastIndexOf(".") + 1).toLowerCase()] ?? "application/octet-stream";
 }
 
 /** Build an S3 client from a validated config section. */
