@@ -18,6 +18,7 @@ const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
   ["results", async () => (await import("./commands/results.ts")).resultsCommand],
   ["demo", async () => (await import("./commands/demo.ts")).demoCommand],
   ["model", async () => (await import("./commands/model.ts")).modelCommand],
+  ["dashboard", async () => (await import("./commands/dashboard.ts")).dashboardCommand],
 ]);
 
 const VERSION_FLAGS = ["-V", "--version"];

@@ -307,6 +307,24 @@ const SPECS = [
     schema: uint(0, 65535),
   },
   {
+    name: "DASHBOARD_PORT",
+    parts: ["dashboard"],
+    meaning: "Port of `stagebeam dashboard` (runs, result viewer, bull-board, `/healthz`); `0` picks a free port.",
+    default: "8080",
+    expected: "an integer from 0 to 65535",
+    schema: uint(0, 65535),
+  },
+  {
+    name: "DASHBOARD_TOKEN",
+    parts: ["dashboard"],
+    meaning:
+      "Bearer token for the dashboard's actions (retry a failed job, clean finished jobs). Unset: the dashboard is read-only and refuses every action.",
+    whenUnset: "read-only",
+    expected: "a token of 16 to 512 characters without spaces",
+    secret: true,
+    schema: z.string().regex(/^\S{16,512}$/),
+  },
+  {
     name: "LOG_LEVEL",
     parts: ["logging"],
     meaning: "pino log level (logs are JSON lines on stderr).",

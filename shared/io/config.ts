@@ -94,6 +94,12 @@ export interface LoggingConfig {
   requested: boolean;
 }
 
+export interface DashboardConfig {
+  port: number;
+  /** Bearer token that unlocks the actions; undefined: read-only. */
+  token?: string;
+}
+
 export interface Config {
   redis: RedisConfig;
   s3: S3Config;
@@ -102,10 +108,20 @@ export interface Config {
   engine: EngineConfig;
   metrics: MetricsConfig;
   logging: LoggingConfig;
+  dashboard: DashboardConfig;
 }
 
 export type ConfigPart = keyof Config;
-export const CONFIG_PARTS: readonly ConfigPart[] = ["redis", "s3", "model", "worker", "engine", "metrics", "logging"];
+export const CONFIG_PARTS: readonly ConfigPart[] = [
+  "redis",
+  "s3",
+  "model",
+  "worker",
+  "engine",
+  "metrics",
+  "logging",
+  "dashboard",
+];
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -270,6 +286,10 @@ const READERS: { [K in ConfigPart]: (r: Reader) => Config[K] } = {
   engine: readEngine,
   metrics: (r) => ({ port: r.orDefault<number>("METRICS_PORT"), requested: r.raw("METRICS_PORT") !== undefined }),
   logging: (r) => ({ level: r.orDefault<LogLevel>("LOG_LEVEL"), requested: r.raw("LOG_LEVEL") !== undefined }),
+  dashboard: (r) => {
+    const token = r.opt<string>("DASHBOARD_TOKEN");
+    return { port: r.orDefault<number>("DASHBOARD_PORT"), ...(token !== undefined ? { token } : {}) };
+  },
 };
 
 /**

@@ -30,6 +30,7 @@ describe("loadConfig", () => {
     expect(cfg.engine).toEqual({ executionProviders: ["cpu"] });
     expect(cfg.metrics).toEqual({ port: 9464, requested: false });
     expect(cfg.logging).toEqual({ level: "info", requested: false });
+    expect(cfg.dashboard).toEqual({ port: 8080 });
   });
 
   it("validates only the parts asked for", () => {
@@ -88,6 +89,14 @@ describe("loadConfig", () => {
     expect(err.message).not.toContain("topsecret");
     expect(err.message).toContain('REDIS_URL: got "http://user:***@host:6379"');
     expect(err.message).toContain("S3_ACCESS_KEY_ID: missing while S3_SECRET_ACCESS_KEY is set");
+  });
+
+  it("reads the dashboard's port and token, and never echoes a bad token", () => {
+    const token = "0123456789abcdef-token";
+    expect(loadConfig({ DASHBOARD_PORT: "0", DASHBOARD_TOKEN: token }, ["dashboard"]).dashboard).toEqual({ port: 0, token });
+    const err = errorOf(() => loadConfig({ DASHBOARD_TOKEN: "short secret" }, ["dashboard"]));
+    expect(err.message).toContain("DASHBOARD_TOKEN: got (a value, hidden); expected a token of 16 to 512 characters");
+    expect(err.message).not.toContain("short secret");
   });
 
   it("reads S3 settings, credentials and path style", () => {

@@ -19,7 +19,7 @@ import {
   RequestJobDataSchema,
   type RequestJobData,
 } from "../../workers/fleet/protocol.ts";
-import type { ResultRecord } from "../../workers/fleet/records.ts";
+import { ResultRecordSchema, type ResultRecord } from "../../workers/fleet/records.ts";
 import { runRequestStep, stageLabel, type StepDeps } from "../../workers/fleet/request-step.ts";
 import { createScriptedHost, generateOne, judgeOne } from "../support/scripted-host.ts";
 
@@ -192,6 +192,8 @@ describe("request step job", () => {
       worker: "w-parent",
     });
     expect(record.correct).toBe(record.answer === "2");
+    // What the worker writes is what the readers' schema (the dashboard's) accepts.
+    expect(ResultRecordSchema.parse(record)).toEqual(record);
     expect(record.timings.steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
     // SUMMARY: 4 candidates and 3 comparisons, each timed by the worker that ran it.
     expect(record.timings.steps[0]!.work).toHaveLength(7);

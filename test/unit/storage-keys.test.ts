@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { assertRunId, toItemId } from "../../shared/core/ids.ts";
-import { failureKey, imageKey, itemKeyOf, manifestKey, parseS3Uri, resultKey } from "../../shared/io/storage/keys.ts";
+import {
+  contentTypeOf,
+  failureKey,
+  imageKey,
+  itemKeyOf,
+  manifestKey,
+  parseS3Uri,
+  resultKey,
+} from "../../shared/io/storage/keys.ts";
 
 describe("key layout", () => {
   it("builds the run and image keys", () => {
@@ -23,5 +31,11 @@ describe("key layout", () => {
     expect(parseS3Uri("s3://bucket-1/a/b.png")).toEqual({ bucket: "bucket-1", key: "a/b.png" });
     expect(parseS3Uri("s3://bucket-1/")).toBeUndefined();
     expect(parseS3Uri("/local/a.png")).toBeUndefined();
+  });
+
+  it("names an image's content type by its extension", () => {
+    expect(contentTypeOf(imageKey("ab".repeat(32), "JPG"))).toBe("image/jpeg");
+    expect(contentTypeOf("a.webp")).toBe("image/webp");
+    expect(contentTypeOf("a.bin")).toBe("application/octet-stream");
   });
 });

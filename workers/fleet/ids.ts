@@ -34,6 +34,9 @@ export function workIdOf(run: string, jobId: string): string | undefined {
   return jobId.startsWith(head) ? jobId.slice(head.length).replaceAll("/", ":") : undefined;
 }
 
+/** Every run ever created under the prefix: a sorted set of run ids scored by creation time (ms). */
+export const runIndexKey = (prefix: string): string => `${prefix}:stagebeam:runs`;
+
 /**
  * Keys of a run's ledger. They live under the queues' hash-tagged prefix, so on Redis Cluster
  * they share the queues' slot (scripts may touch them together).

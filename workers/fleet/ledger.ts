@@ -9,12 +9,15 @@
  *   outcomes  item → c (correct) | w (wrong) | d (done, no gold answer) | f:<reason>
  *   counts    completed, correct, wrong, failed, failed:<reason>, tokens, createdAt, firstAt, lastAt
  *
+ * and, for the prefix as a whole, the run index: run → creation time, so the dashboard can list
+ * runs without scanning keys.
+ *
  * An outcome is recorded by one Lua script that updates `outcomes` and `counts` together and
  * only when the outcome changes, so a step that re-runs after a crash cannot count an item
  * twice. `status` reads the counters in O(1), however large the run.
  */
 import type { Redis } from "ioredis";
-import { runKeys } from "./ids.ts";
+import { runIndexKey, runKeys } from "./ids.ts";
 
 export type Outcome = "c" | "w" | "d" | `f:${string}`;
 
@@ -80,7 +83,22 @@ export class RunLedger {
   }
 
   async markCreated(run: string, at = Date.now()): Promise<void> {
-    await this.redis.hsetnx(this.keys(run).counts, "createdAt", String(at));
+    await this.redis
+      .multi()
+      .hsetnx(this.keys(run).counts, "createdAt", String(at))
+      .zadd(runIndexKey(this.prefix), "NX", at, run)
+      .exec();
+  }
+
+  /** The newest runs first, at most `limit` of them. */
+  async runs(limit: number): Promise<string[]> {
+    return this.redis.zrevrange(runIndexKey(this.prefix), 0, limit - 1);
+  }
+
+  /** Each item's outcome, null for one without an outcome yet. */
+  async outcomesOf(run: string, items: readonly string[]): Promise<(Outcome | null)[]> {
+    if (items.length === 0) return [];
+    return (await this.redis.hmget(this.keys(run).outcomes, ...items)) as (Outcome | null)[];
   }
 
   /** Records an item's outcome; true when it changed anything. */

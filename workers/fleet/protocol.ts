@@ -24,6 +24,9 @@ import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/core/sea
 import { ITEM_ID_PATTERN, RUN_ID_PATTERN } from "../../shared/core/ids.ts";
 import { badInput } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
+import { StepTimingSchema, WorkTimingSchema } from "./timings.ts";
+
+export { StepTimingSchema, WorkTimingSchema, type StepTiming, type WorkTiming } from "./timings.ts";
 import { JUDGE_MODES } from "../../shared/core/search/settings.ts";
 
 export const PROTOCOL_VERSION = 1;
@@ -53,24 +56,6 @@ export const RequestItemSchema = ChildItemSchema.extend({
   line: z.number().int().nonnegative(),
 });
 export type RequestItem = z.infer<typeof RequestItemSchema>;
-
-export const WorkTimingSchema = z.object({
-  id: z.string(),
-  kind: z.enum(["generate", "judge"]),
-  worker: z.string(),
-  startedAt: z.number(),
-  ms: z.number().nonnegative(),
-});
-export type WorkTiming = z.infer<typeof WorkTimingSchema>;
-
-export const StepTimingSchema = z.object({
-  label: z.string(),
-  startedAt: z.number(),
-  finishedAt: z.number(),
-  seconds: z.number().nonnegative(),
-  work: z.array(WorkTimingSchema),
-});
-export type StepTiming = z.infer<typeof StepTimingSchema>;
 
 export const RequestTraceSchema = z.object({
   submittedAt: z.number(),

@@ -4,75 +4,84 @@
  * `runs/<run>/manifest.json` (what was submitted, with which settings).
  */
 import { z } from "zod";
-import { SearchSettingsSchema, type JudgeMode, type SearchSettings } from "../../shared/core/search/settings.ts";
+import { SearchSettingsSchema, type SearchSettings } from "../../shared/core/search/settings.ts";
 import { normalizeAnswer } from "../../shared/core/eval/stats.ts";
-import type { SearchParams, SearchResult } from "../../shared/core/search/index.ts";
+import { SearchParamsSchema } from "../../shared/core/search/params.ts";
+import { SearchResultSchema } from "../../shared/core/search/types.ts";
+import { StepTimingSchema } from "./timings.ts";
 import { redactSecrets } from "../../shared/io/secrets.ts";
 import { failureKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
-import type { StepTiming } from "./protocol.ts";
 
 export const RECORD_VERSION = 1;
 
-export interface ResultRecord {
-  kind: "result";
-  version: typeof RECORD_VERSION;
-  run: string;
-  /** The id as given in the manifest. */
-  id: string;
-  /** The fleet's item id (key of the S3 object and of the jobs). */
-  item: string;
-  line: number;
-  question: string;
-  image: string;
-  /** The gold answer from the manifest, when given. */
-  gold: string | null;
-  answer: string | null;
-  /** Whether answer and gold agree (normalised); null without a gold answer. */
-  correct: boolean | null;
-  wellFormed: boolean;
-  strategy: SearchParams["strategy"];
-  beam: number;
-  seed: number;
-  params: SearchParams;
-  judgeMode: JudgeMode;
-  model: { id: string; digest: string };
-  /** Digests of every model that served the item's work (more than one only during a rollout). */
-  models: string[];
-  /** Every step: each candidate with its text and token count, each check and comparison verdict. */
-  search: SearchResult;
-  tokens: { generated: number };
-  timings: {
-    submittedAt: string;
-    startedAt: string;
-    finishedAt: string;
-    /** From the first step run to the result. */
-    seconds: number;
-    steps: StepTiming[];
-  };
-  /** Worker that wrote the result. */
-  worker: string;
-}
+const nullableString = z.string().nullable();
 
-export interface FailureRecord {
-  kind: "failure";
-  version: typeof RECORD_VERSION;
-  run: string;
-  id: string | null;
-  item: string;
-  line: number | null;
+/**
+ * The schemas are for readers (the dashboard); writers build the records from their own typed
+ * values. Read with them, a record keeps any field a newer writer added.
+ */
+export const ResultRecordSchema = z.looseObject({
+  kind: z.literal("result"),
+  version: z.literal(RECORD_VERSION),
+  run: z.string(),
+  /** The id as given in the manifest. */
+  id: z.string(),
+  /** The fleet's item id (key of the S3 object and of the jobs). */
+  item: z.string(),
+  line: z.number().int(),
+  question: z.string(),
+  image: z.string(),
+  /** The gold answer from the manifest, when given. */
+  gold: nullableString,
+  answer: nullableString,
+  /** Whether answer and gold agree (normalised); null without a gold answer. */
+  correct: z.boolean().nullable(),
+  wellFormed: z.boolean(),
+  strategy: SearchParamsSchema.shape.strategy,
+  beam: z.number().int(),
+  seed: z.number().int(),
+  params: SearchParamsSchema,
+  judgeMode: SearchSettingsSchema.shape.judgeMode,
+  model: z.object({ id: z.string(), digest: z.string() }),
+  /** Digests of every model that served the item's work (more than one only during a rollout). */
+  models: z.array(z.string()),
+  /** Every step: each candidate with its text and token count, each check and comparison verdict. */
+  search: SearchResultSchema,
+  tokens: z.object({ generated: z.number().int() }),
+  timings: z.object({
+    submittedAt: z.string(),
+    startedAt: z.string(),
+    finishedAt: z.string(),
+    /** From the first step run to the result. */
+    seconds: z.number(),
+    steps: z.array(StepTimingSchema),
+  }),
+  /** Worker that wrote the result. */
+  worker: z.string(),
+});
+export type ResultRecord = z.infer<typeof ResultRecordSchema>;
+
+export const FailureRecordSchema = z.looseObject({
+  kind: z.literal("failure"),
+  version: z.literal(RECORD_VERSION),
+  run: z.string(),
+  id: nullableString,
+  item: z.string(),
+  line: z.number().int().nullable(),
   /** Where it failed: at submit (bad manifest line, unreadable image) or in the fleet. */
-  stage: "submit" | "fleet";
+  stage: z.enum(["submit", "fleet"]),
   /** Short reason code, e.g. manifest-image, image-unreadable, bad-input, search-error, runtime. */
-  reason: string;
-  message: string;
-  field: string | null;
-  input: { image: string | null; question: string | null; answer: string | null };
-  at: string;
+  reason: z.string(),
+  message: z.string(),
+  field: nullableString,
+  input: z.object({ image: nullableString, question: nullableString, answer: nullableString }),
+  at: z.string(),
   /** Steps the search had finished when it failed (fleet failures). */
-  stepsDone?: number;
-  attempts?: number;
-  worker?: string;
-}
+  stepsDone: z.number().int().optional(),
+  attempts: z.number().int().optional(),
+  worker: z.string().optional(),
+});
+export type FailureRecord = z.infer<typeof FailureRecordSchema>;
 
 export type ItemRecord = ResultRecord | FailureRecord;
 

@@ -64,7 +64,10 @@ export async function runStatus(
   };
 }
 
-async function queueCounts(queues: readonly { name: string; getJobCounts(...t: string[]): Promise<Record<string, number>> }[]) {
+/** Job counts of each queue by state. */
+export async function queueCounts(
+  queues: readonly { name: string; getJobCounts(...t: string[]): Promise<Record<string, number>> }[],
+) {
   const out: Record<string, Record<string, number>> = {};
   for (const q of queues) out[q.name] = await q.getJobCounts(...QUEUE_STATES);
   return out;

@@ -26,6 +26,22 @@ export function normalizeExt(ext: string): string {
   return e;
 }
 
+const CONTENT_TYPES: Record<string, string> = {
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  webp: "image/webp",
+  gif: "image/gif",
+  avif: "image/avif",
+  tif: "image/tiff",
+  tiff: "image/tiff",
+};
+
+/** The content type of an image key or file name, by its extension. */
+export function contentTypeOf(name: string): string {
+  return CONTENT_TYPES[name.slice(name.lastIndexOf(".") + 1).toLowerCase()] ?? "application/octet-stream";
+}
+
 export function imageKey(sha256Hex: string, ext: string): string {
   if (!/^[0-9a-f]{64}$/.test(sha256Hex)) {
     throw new Error(`invalid sha256 ${JSON.stringify(sha256Hex)}; expected 64 lower-case hex digits`);

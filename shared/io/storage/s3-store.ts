@@ -21,7 +21,7 @@ import {
 } from "@aws-sdk/client-s3";
 import type { S3Config } from "../config.ts";
 import type { StagebeamMetrics } from "../metrics.ts";
-import { imageKey, normalizeExt, s3Uri } from "./keys.ts";
+import { contentTypeOf, imageKey, normalizeExt, s3Uri } from "./keys.ts";
 
 export * from "./keys.ts";
 
@@ -48,17 +48,6 @@ export interface StagedImage {
 export interface Parser<T> {
   parse(value: unknown): T;
 }
-
-const CONTENT_TYPES: Record<string, string> = {
-  png: "image/png",
-  jpg: "image/jpeg",
-  jpeg: "image/jpeg",
-  webp: "image/webp",
-  gif: "image/gif",
-  avif: "image/avif",
-  tif: "image/tiff",
-  tiff: "image/tiff",
-};
 
 /** Build an S3 client from a validated config section. */
 export function createS3Client(cfg: S3Config, extra: Partial<S3ClientConfig> = {}): S3Client {
@@ -246,7 +235,7 @@ export class S3Store {
     const key = imageKey(sha256, e);
     const staged = { key, uri: this.uri(key), sha256, size: bytes.byteLength };
     if (await this.exists(key)) return { ...staged, uploaded: false };
-    await this.putBytesAt(key, bytes, CONTENT_TYPES[e] ?? "application/octet-stream");
+    await this.putBytesAt(key, bytes, contentTypeOf(key));
     return { ...staged, uploaded: true };
   }
 

@@ -1,0 +1,123 @@
+/**
+ * What the result viewer shows of a search, derived from its trace alone: the chosen text of
+ * each stage, and per step every candidate with its check verdict, and the knock-out as a tree
+ * (the final at the root, the candidates at the leaves) with every verdict and the path the
+ * winner took.
+ */
+import { STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
+import type { ComparisonTrace, Defect, Detail, SearchResult, StepTrace } from "../../shared/core/search/types.ts";
+
+export interface CandidateView {
+  index: number;
+  text: string;
+  tokens: number;
+  truncated: boolean;
+  defect: Defect | null;
+  /** The REASONING check's verdict, when the step ran one. */
+  check: { verdict: "correct" | "incorrect"; detail: string | null } | null;
+  /** Entered the knock-out (a failed REASONING check keeps a candidate out). */
+  entered: boolean;
+  winner: boolean;
+}
+
+export type BracketNode =
+  | { kind: "candidate"; candidate: number; onWinnerPath: boolean }
+  | {
+      kind: "match";
+      round: number;
+      first: number;
+      second: number;
+      verdict: 1 | 2;
+      winner: number;
+      /** `judge`, or the defect that decided it without one. */
+      reason: ComparisonTrace["reason"];
+      detail: string | null;
+      onWinnerPath: boolean;
+      children: [BracketNode, BracketNode];
+    };
+
+export interface StepView {
+  label: string;
+  candidates: CandidateView[];
+  bracket: BracketNode;
+  winner: number;
+  /** The matches the winner won, round by round. */
+  winnerPath: ComparisonTrace[];
+}
+
+export interface SearchView {
+  stages: { stage: Stage; text: string | null }[];
+  steps: StepView[];
+}
+
+/** A judge's detail in one line: `score 0.81 · forward 0.79 · swapped 0.83`, JSON for nested values. */
+export function detailText(detail: Detail | null | undefined): string | null {
+  if (detail === null || detail === undefined) return null;
+  if (typeof detail !== "object" || Array.isArray(detail)) return JSON.stringify(detail);
+  const parts = Object.entries(detail).map(([k, v]) => `${k} ${typeof v === "string" ? v : JSON.stringify(v)}`);
+  return parts.length > 0 ? parts.join(" · ") : null;
+}
+
+/** The knock-out of a step as a tree; throws when the comparisons do not end in the step's winner. */
+export function bracketOf(step: StepTrace): BracketNode {
+  const current = new Map<number, BracketNode>();
+  for (const e of step.entrants) current.set(e, { kind: "candidate", candidate: e, onWinnerPath: e === step.winner });
+  for (const m of [...step.comparisons].sort((a, b) => a.round - b.round)) {
+    const first = current.get(m.first);
+    const second = current.get(m.second);
+    if (first === undefined || second === undefined) {
+      throw new Error(`step ${step.label}: match c${m.first} v c${m.second} of round ${m.round} has a candidate already out`);
+    }
+    current.delete(m.first);
+    current.delete(m.second);
+    current.set(m.winner, {
+      kind: "match",
+      round: m.round,
+      first: m.first,
+      second: m.second,
+      verdict: m.verdict,
+      winner: m.winner,
+      reason: m.reason,
+      detail: detailText(m.detail),
+      onWinnerPath: m.winner === step.winner,
+      children: [first, second],
+    });
+  }
+  const root = current.get(step.winner);
+  if (current.size !== 1 || root === undefined) {
+    throw new Error(
+      `step ${step.label}: the comparisons leave ${[...current.keys()].map((c) => `c${c}`).join(", ")} standing, not the winner c${step.winner} alone`,
+    );
+  }
+  return root;
+}
+
+export function stepView(step: StepTrace): StepView {
+  const entered = new Set(step.entrants);
+  return {
+    label: step.label,
+    candidates: step.candidates.map((c, index) => {
+      const check = step.checks.find((k) => k.candidate === index);
+      return {
+        index,
+        text: c.text,
+        tokens: c.tokens,
+        truncated: c.truncated,
+        defect: c.defect,
+        check: check ? { verdict: check.verdict, detail: detailText(check.detail) } : null,
+        entered: entered.has(index),
+        winner: index === step.winner,
+      };
+    }),
+    bracket: bracketOf(step),
+    winner: step.winner,
+    winnerPath: step.comparisons.filter((m) => m.winner === step.winner).sort((a, b) => a.round - b.round),
+  };
+}
+
+export function searchView(search: SearchResult): SearchView {
+  return {
+    stages: STAGES.map((stage) => ({ stage, text: search.stages[stage] ?? null })),
+    steps: search.steps.map(stepView),
+  };
+}

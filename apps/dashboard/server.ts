@@ -1,0 +1,104 @@
+/**
+ * `stagebeam dashboard`: one HTTP server with the runs page, the result viewer, bull-board at
+ * /queues, the JSON API under /api, token-guarded actions and /healthz. Everything it serves
+ * comes from this process (the Content-Security-Policy forbids any other origin), so it works
+ * where nothing can be downloaded.
+ */
+import type { Server } from "node:http";
+import { fileURLToPath } from "node:url";
+import express, { type ErrorRequestHandler } from "express";
+import type { Logger } from "../../shared/io/logging.ts";
+import { actionsRouter } from "./actions.ts";
+import { BULL_BOARD_PATH, bullBoardRouter } from "./bull-board.ts";
+import { RequestError, type FleetSources } from "./fleet-data.ts";
+import { html } from "./html.ts";
+import { page } from "./layout.ts";
+import { apiRouter, pagesRouter } from "./routes.ts";
+
+const ASSETS = fileURLToPath(new URL("./assets/", import.meta.url));
+
+/** bull-board's page asks for web fonts from Google; this policy keeps it (and us) to our own origin. */
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "img-src 'self' data:",
+  "style-src 'self' 'unsafe-inline'",
+  "font-src 'self'",
+  "script-src 'self'",
+  "connect-src 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'self'",
+  "form-action 'self'",
+].join("; ");
+
+export interface DashboardOptions {
+  sources: FleetSources;
+  port: number;
+  host?: string;
+  /** DASHBOARD_TOKEN; without it the dashboard is read-only. */
+  token?: string;
+  logger: Logger;
+}
+
+export interface Dashboard {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export function dashboardApp(o: Omit<DashboardOptions, "port" | "host">): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.use((_req, res, next) => {
+    res.set({
+      "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+      "X-Content-Type-Options": "nosniff",
+      "Referrer-Policy": "no-referrer",
+    });
+    next();
+  });
+  app.get("/healthz", (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.use("/assets", express.static(ASSETS, { fallthrough: false, maxAge: "1h" }));
+  app.use("/api", actionsRouter(o.sources.queues, o.token));
+  app.use("/api", apiRouter(o.sources));
+  app.use(BULL_BOARD_PATH, bullBoardRouter(o.sources.queues));
+  app.use(pagesRouter(o.sources));
+  app.use((req, _res, next) => next(new RequestError(`nothing at ${req.path}`)));
+  const onError: ErrorRequestHandler = (err, req, res, _next) => {
+    const known = err instanceof RequestError;
+    const status = known ? err.status : typeof err?.status === "number" && err.status < 500 ? err.status : 500;
+    const message = known || status < 500 ? String(err.message) : "internal error; see the dashboard's log";
+    if (status >= 500)
+      o.logger.error({ err: err instanceof Error ? err.message : String(err), path: req.path }, "request failed");
+    if (req.path.startsWith("/api/") || !req.accepts("html")) {
+      res.status(status).json({ error: message });
+    } else {
+      res
+        .status(status)
+        .type("html")
+        .send(page(status === 404 ? "Not found" : "Error", html`<p class="error">${message}</p>`));
+    }
+  };
+  app.use(onError);
+  return app;
+}
+
+export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
+  const app = dashboardApp(o);
+  const host = o.host ?? "0.0.0.0";
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(o.port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : o.port;
+  return {
+    port,
+    url: `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,198 @@
+/** The dashboard's pure parts: the search trace as a view (knock-out trees), HTML escaping, the token check, run states. */
+import type { Request, Response } from "express";
+import { describe, expect, it } from "vitest";
+import { requireToken } from "../../apps/dashboard/actions.ts";
+import { escapeHtml, href, html } from "../../apps/dashboard/html.ts";
+import { runState } from "../../apps/dashboard/run-summary.ts";
+import { bracketOf, detailText, searchView, type BracketNode } from "../../apps/dashboard/search-view.ts";
+import { runSearch } from "../../shared/core/search/index.ts";
+import type { ComparisonTrace, StepTrace } from "../../shared/core/search/types.ts";
+import type { RunStatus } from "../../workers/fleet/status.ts";
+import { createScriptedHost } from "../support/scripted-host.ts";
+
+const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0]);
+
+const candidate = (text: string) => ({
+  id: text,
+  sampleKey: text,
+  text,
+  tokens: 3,
+  truncated: false,
+  finished: false,
+  defect: null,
+  detail: null,
+});
+
+const match = (round: number, first: number, second: number, winner: number, reason: ComparisonTrace["reason"] = "judge") => ({
+  id: reason === "judge" ? `m${round}-${first}` : null,
+  round,
+  first,
+  second,
+  verdict: (winner === first ? 1 : 2) as 1 | 2,
+  winner,
+  reason,
+  detail: reason === "judge" ? { mode: "score", score: 0.4 } : null,
+});
+
+/** Five candidates, c1 kept out by the check: 0 v 2 and 3 v 4 in round 0, then 2 v 3 in round 1. */
+const STEP: StepTrace = {
+  label: "REASONING",
+  candidates: ["a", "b", "c", "d", "e"].map(candidate),
+  checks: [0, 1, 2, 3, 4].map((i) => ({ id: `k${i}`, candidate: i, verdict: i === 1 ? "incorrect" : "correct", detail: null })),
+  entrants: [0, 2, 3, 4],
+  comparisons: [match(0, 0, 2, 2), match(0, 3, 4, 3, "truncated"), match(1, 2, 3, 3)],
+  winner: 3,
+};
+
+const shape = (n: BracketNode): unknown =>
+  n.kind === "candidate"
+    ? `c${n.candidate}${n.onWinnerPath ? "*" : ""}`
+    : [`c${n.first} v c${n.second} → c${n.winner}${n.onWinnerPath ? "*" : ""}`, ...n.children.map(shape)];
+
+function leaves(n: BracketNode): number[] {
+  return n.kind === "candidate" ? [n.candidate] : n.children.flatMap(leaves);
+}
+
+function matchCount(n: BracketNode): number {
+  return n.kind === "candidate" ? 0 : 1 + n.children.map(matchCount).reduce((a, b) => a + b, 0);
+}
+
+describe("the search view", () => {
+  it("turns a step's knock-out into a tree with the final at the root and marks the winner's path", () => {
+    expect(shape(bracketOf(STEP))).toEqual(["c2 v c3 → c3*", ["c0 v c2 → c2", "c0", "c2"], ["c3 v c4 → c3*", "c3*", "c4"]]);
+    const root = bracketOf(STEP);
+    expect(root).toMatchObject({ kind: "match", verdict: 2, reason: "judge", detail: "mode score · score 0.4" });
+  });
+
+  it("lists every candidate with its check, whether it entered, and the matches its winner won", () => {
+    const { candidates, winnerPath } = searchView({
+      text: "",
+      stages: { SUMMARY: "s" },
+      answer: null,
+      wellFormed: false,
+      steps: [STEP],
+      counts: { candidates: 5, comparisons: 2, checks: 5, generatedTokens: 15 },
+    }).steps[0]!;
+    expect(candidates.map((c) => [c.index, c.entered, c.winner, c.check?.verdict])).toEqual([
+      [0, true, false, "correct"],
+      [1, false, false, "incorrect"],
+      [2, true, false, "correct"],
+      [3, true, true, "correct"],
+      [4, true, false, "correct"],
+    ]);
+    expect(winnerPath.map((m) => [m.round, m.first, m.second])).toEqual([
+      [0, 3, 4],
+      [1, 2, 3],
+    ]);
+  });
+
+  it("gives each of the four stages its chosen text, null where the search chose none", () => {
+    const view = searchView({
+      text: "",
+      stages: { SUMMARY: "s", CAPTION: "c" },
+      answer: null,
+      wellFormed: false,
+      steps: [],
+      counts: { candidates: 0, comparisons: 0, checks: 0, generatedTokens: 0 },
+    });
+    expect(view.stages).toEqual([
+      { stage: "SUMMARY", text: "s" },
+      { stage: "CAPTION", text: "c" },
+      { stage: "REASONING", text: null },
+      { stage: "CONCLUSION", text: null },
+    ]);
+  });
+
+  it("a lone entrant is its own tree", () => {
+    expect(bracketOf({ ...STEP, entrants: [4], comparisons: [], winner: 4 })).toEqual({
+      kind: "candidate",
+      candidate: 4,
+      onWinnerPath: true,
+    });
+  });
+
+  it("refuses comparisons that do not form a knock-out ending in the winner", () => {
+    expect(() => bracketOf({ ...STEP, winner: 2 })).toThrow(
+      "step REASONING: the comparisons leave c3 standing, not the winner c2 alone",
+    );
+    expect(() => bracketOf({ ...STEP, comparisons: [...STEP.comparisons, match(2, 0, 3, 3)] })).toThrow(
+      "step REASONING: match c0 v c3 of round 2 has a candidate already out",
+    );
+  });
+
+  it.each([2, 3, 5, 8])("holds every entrant and every comparison of a real search with beam %i", async (beam) => {
+    const open = await createScriptedHost().open({ id: "i", image: PNG, question: "How many?" }, { judgeMode: "score" });
+    const result = await runSearch({ itemId: "i", strategy: "stage", beam, seed: 4 }, open);
+    for (const step of searchView(result).steps) {
+      const trace = result.steps.find((s) => s.label === step.label)!;
+      expect(leaves(step.bracket).sort()).toEqual([...trace.entrants].sort());
+      expect(matchCount(step.bracket)).toBe(trace.comparisons.length);
+      expect(step.bracket.kind === "match" ? step.bracket.winner : step.bracket.candidate).toBe(trace.winner);
+    }
+  });
+
+  it("writes a judge's detail on one line", () => {
+    expect(detailText({ mode: "score", score: 0.81, forward: 0.79 })).toBe("mode score · score 0.81 · forward 0.79");
+    expect(detailText({ parsed: false, fallback: { a: 1 } })).toBe('parsed false · fallback {"a":1}');
+    expect(detailText(null)).toBeNull();
+    expect(detailText("raw")).toBe('"raw"');
+  });
+});
+
+describe("html", () => {
+  it("escapes every interpolated value, keeps nested html, drops null, undefined and false", () => {
+    const id = `<img src=x onerror="alert('x')">&`;
+    expect(escapeHtml(id)).toBe("&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;");
+    expect(html`<td title="${id}">${id}</td>`.text).toBe(`<td title="${escapeHtml(id)}">${escapeHtml(id)}</td>`);
+    expect(html`<ul>${["<a>", html`<li>ok</li>`]}${null}${undefined}${false}${0}</ul>`.text).toBe(
+      "<ul>&lt;a&gt;<li>ok</li>0</ul>",
+    );
+    expect(href("runs", "a b", "items", "x/y")).toBe("/runs/a%20b/items/x%2Fy");
+  });
+});
+
+describe("the action token", () => {
+  function call(token: string | undefined, authorization?: string) {
+    const out = { status: 200, body: undefined as unknown, next: false };
+    const res = {
+      status(s: number) {
+        out.status = s;
+        return res;
+      },
+      set: () => res,
+      json(b: unknown) {
+        out.body = b;
+        return res;
+      },
+    };
+    const req = { get: (h: string) => (h === "authorization" ? authorization : undefined) };
+    requireToken(token)(req as unknown as Request, res as unknown as Response, () => {
+      out.next = true;
+    });
+    return out;
+  }
+  const TOKEN = "a-token-of-enough-length";
+
+  it("passes only the right bearer token, refuses all without a configured one", () => {
+    expect(call(TOKEN, `Bearer ${TOKEN}`)).toMatchObject({ status: 200, next: true });
+    expect(call(TOKEN, `Bearer ${TOKEN}x`)).toMatchObject({ status: 401, next: false });
+    expect(call(TOKEN, "Bearer short")).toMatchObject({ status: 401, next: false });
+    expect(call(TOKEN, TOKEN)).toMatchObject({ status: 401, next: false });
+    expect(call(TOKEN)).toMatchObject({ status: 401, next: false });
+    expect(call(undefined, `Bearer ${TOKEN}`)).toMatchObject({ status: 403, next: false });
+    expect(JSON.stringify(call(TOKEN, "Bearer wrong").body)).not.toContain(TOKEN);
+  });
+});
+
+describe("run states", () => {
+  const status = (items: number, finished: number, done: boolean) =>
+    ({ counts: { items }, finished, done }) as unknown as RunStatus;
+  it("names a run done, running, queued or empty", () => {
+    expect([status(3, 3, true), status(3, 1, false), status(3, 0, false), status(0, 0, false)].map(runState)).toEqual([
+      "done",
+      "running",
+      "queued",
+      "empty",
+    ]);
+  });
+});

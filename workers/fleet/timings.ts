@@ -1,0 +1,23 @@
+/**
+ * How long an item's steps and their jobs took, kept in the request job's trace and in the
+ * result record. Apart from protocol.ts so that reading a record loads no BullMQ.
+ */
+import { z } from "zod";
+
+export const WorkTimingSchema = z.object({
+  id: z.string(),
+  kind: z.enum(["generate", "judge"]),
+  worker: z.string(),
+  startedAt: z.number(),
+  ms: z.number().nonnegative(),
+});
+export type WorkTiming = z.infer<typeof WorkTimingSchema>;
+
+export const StepTimingSchema = z.object({
+  label: z.string(),
+  startedAt: z.number(),
+  finishedAt: z.number(),
+  seconds: z.number().nonnegative(),
+  work: z.array(WorkTimingSchema),
+});
+export type StepTiming = z.infer<typeof StepTimingSchema>;
