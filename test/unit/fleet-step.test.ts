@@ -136,6 +136,8 @@ function deps(job: FakeJob, store = new Map<string, unknown>()) {
     store: {
       exists: async (k: string) => store.has(k),
       putJson: async (k: string, v: unknown) => void store.set(k, v),
+      putJsonIfAbsent: async (k: string, v: unknown) => !store.has(k) && Boolean(store.set(k, v)),
+      getJson: async (k: string) => store.get(k),
     } as unknown as S3Store,
     ledger: {
       recordOutcome: async (_run: string, item: string, outcome: string, tokens = 0) => {
@@ -298,9 +300,29 @@ describe("request step job", () => {
   it("does not redo an item whose result is already in S3", async () => {
     const job = new FakeJob(requestData());
     const { d, store } = deps(job);
-    store.set("runs/r1/results/item-1.json", { kind: "result" });
+    store.set("runs/r1/results/item-1.json", { kind: "result", correct: true, tokens: { generated: 7 } });
+    const { outcomes } = { outcomes: [] as unknown[] };
+    d.ledger.recordOutcome = async (...args: unknown[]) => Boolean(outcomes.push(args));
     expect(await runRequestStep(job as unknown as Job, "t", d)).toEqual({ status: "already-done" });
     expect((d.queues.generate as unknown as FakeQueue).added).toHaveLength(0);
+    // Counted from the stored result: the ledger's record of it may be what was lost.
+    expect(outcomes).toEqual([["r1", "item-1", "c", 7]]);
+  });
+
+  it("never overwrites a result another job for the item wrote first (Redis lost that job's completion)", async () => {
+    const first = new FakeJob(requestData());
+    const { d, store, outcomes } = deps(first);
+    await drive(first, d);
+    expect(outcomes).toHaveLength(1);
+    const written = store.get("runs/r1/results/item-1.json") as ResultRecord;
+    // A second job for the item, already under way when the first one finished.
+    const second = new FakeJob({ ...requestData(), trace: { ...requestData().trace, startedAt: 5 } });
+    const late = deps(second, store);
+    const again = await drive(second, { ...late.d, worker: "w-late" });
+    expect(again.value).toEqual({ status: "already-done" });
+    expect(store.get("runs/r1/results/item-1.json")).toBe(written);
+    // The late job counts the item from the first result, not from its own.
+    expect(late.outcomes).toEqual([["item-1", outcomes[0]![1], written.tokens.generated]]);
   });
 
   it("rejects malformed job data and bad search parameters as bad input", async () => {

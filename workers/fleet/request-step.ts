@@ -35,7 +35,14 @@ import {
   type RequestTrace,
   type WorkTiming,
 } from "./protocol.ts";
-import { isCorrect, putFailureRecord, RECORD_VERSION, type FailureRecord, type ResultRecord } from "./records.ts";
+import {
+  isCorrect,
+  putFailureRecord,
+  ResultRecordSchema,
+  RECORD_VERSION,
+  type FailureRecord,
+  type ResultRecord,
+} from "./records.ts";
 
 export interface StepDeps {
   queues: Pick<FleetQueues, "generate" | "judge">;
@@ -95,7 +102,7 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     // (the producer's record of it was lost in a crash, say), nothing is done twice.
     if (await deps.store.exists(resultKey(run, item.key))) {
       deps.logger.info({ run, item: item.key }, "result already in S3; not processing the item again");
-      return { status: "already-done" };
+      return countExistingResult(run, item.key, deps);
     }
     trace = { ...trace, startedAt: now() };
   }
@@ -179,6 +186,20 @@ async function retryChild(queue: Queue, run: string, workId: string): Promise<bo
   return true;
 }
 
+const outcomeOf = (correct: boolean | null) => (correct === null ? "d" : correct ? "c" : "w");
+
+/**
+ * Counts an item whose result is already in S3: the ledger's record of it may be what Redis
+ * lost, and recordOutcome counts an item once however often it is told.
+ */
+async function countExistingResult(run: string, itemKey: string, deps: StepDeps): Promise<RequestReturn> {
+  const existing = await deps.store.getJson(resultKey(run, itemKey), ResultRecordSchema);
+  if (existing && (await deps.ledger.recordOutcome(run, itemKey, outcomeOf(existing.correct), existing.tokens.generated))) {
+    deps.metrics.itemsCompleted.inc();
+  }
+  return { status: "already-done" };
+}
+
 async function finish(
   job: Job,
   data: RequestJobData,
@@ -224,9 +245,13 @@ async function finish(
     },
     worker: deps.worker,
   };
-  await deps.store.putJson(resultKey(run, item.key), record);
-  const outcome = correct === null ? "d" : correct ? "c" : "w";
-  if (await deps.ledger.recordOutcome(run, item.key, outcome, result.counts.generatedTokens)) {
+  if (!(await deps.store.putJsonIfAbsent(resultKey(run, item.key), record))) {
+    // Another job for the item finished first (Redis lost this one's completion and ran it again):
+    // the first result stands, and is the one counted.
+    deps.logger.info({ run, item: item.key, job: job.id }, "result already in S3; kept the first one");
+    return countExistingResult(run, item.key, deps);
+  }
+  if (await deps.ledger.recordOutcome(run, item.key, outcomeOf(correct), result.counts.generatedTokens)) {
     deps.metrics.itemsCompleted.inc();
   }
   deps.logger.debug({ run, item: item.key, job: job.id, answer: result.answer, correct }, "item done");

@@ -71,6 +71,11 @@ function isNotFound(err: unknown): boolean {
   return e?.$metadata?.httpStatusCode === 404 || e?.name === "NoSuchKey" || e?.name === "NotFound";
 }
 
+/** The conditional write lost: an object was already at the key. */
+function isPreconditionFailed(err: unknown): boolean {
+  return err instanceof S3StoreError && (err.httpStatus === 412 || err.code === "PreconditionFailed");
+}
+
 /**
  * A failed S3 request, after the SDK's retries. Carries the S3 error code and HTTP status
  * but not the SDK's error object, whose raw HTTP response would flood logs.
@@ -149,6 +154,35 @@ export class S3Store {
     const body = JSON.stringify(value);
     if (body === undefined) throw new Error(`putJson ${key}: value is not JSON-serialisable`);
     await this.putBytesAt(key, Buffer.from(body, "utf8"), "application/json");
+  }
+
+  /**
+   * Writes value at key unless an object is already there; false when one was. The check is
+   * made twice: a HEAD first (an S3 server that ignores If-None-Match still never overwrites a
+   * result written long before), then the write itself is conditional, so of two writers
+   * racing on AWS S3 or MinIO only the first lands.
+   */
+  async putJsonIfAbsent(key: string, value: unknown): Promise<boolean> {
+    if (await this.exists(key)) return false;
+    const body = Buffer.from(JSON.stringify(value), "utf8");
+    try {
+      await this.timed("PutObject", key, () =>
+        this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            Body: body,
+            ContentType: "application/json",
+            ContentLength: body.byteLength,
+            IfNoneMatch: "*",
+          }),
+        ),
+      );
+      return true;
+    } catch (err) {
+      if (isPreconditionFailed(err)) return false;
+      throw err;
+    }
   }
 
   /** The parsed JSON at key, or undefined when there is no such object. */
