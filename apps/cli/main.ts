@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { VERSION } from "../../shared/io/version.ts";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor } from "./commands/common.ts";
 
 /**
@@ -17,14 +17,14 @@ const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
   ["results", async () => (await import("./commands/results.ts")).resultsCommand],
   ["demo", async () => (await import("./commands/demo.ts")).demoCommand],
   ["model", async () => (await import("./commands/model.ts")).modelCommand],
+  ["exporter", async () => (await import("./commands/exporter.ts")).exporterCommand],
 ]);
 
 const VERSION_FLAGS = ["-V", "--version"];
-const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
 const program = new Command("stagebeam")
   .description("structured visual reasoning with stage-level beam search, from one machine to a fleet")
-  .version(version)
+  .version(VERSION)
   .addHelpText(
     "after",
     `\nExit codes: ${EXIT_OK} success, ${EXIT_FAILURE} runtime failure, ${EXIT_USAGE} bad usage or configuration, ${EXIT_INTERRUPTED} interrupted.`,
