@@ -1,10 +1,13 @@
+import { readFile } from "node:fs/promises";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { METRIC_NAMES, createMetrics, createRegistry } from "../../shared/io/metrics.ts";
 import { Readiness } from "../../shared/io/readiness.ts";
 import { VERSION } from "../../shared/io/version.ts";
-import { createQueueExporter, infoNumber, mergeFamilies } from "../../workers/fleet/queue-exporter.ts";
+import { createQueueExporter, infoNumber, mergeFamilies, REDIS_SERIES } from "../../workers/fleet/queue-exporter.ts";
+import { spliceBetween } from "../../scripts/config-table.ts";
+import { END, START, metricRows, metricsTableMarkdown } from "../../scripts/metrics-table.ts";
 
 describe("createMetrics", () => {
   it("registers every stagebeam series and the default process metrics", async () => {
@@ -167,5 +170,23 @@ describe("queue exporter text", () => {
     expect(down).not.toContain("bullmq_job_count{");
     expect(down).not.toMatch(/^redis_memory_used_bytes /m);
     expect(String(errors[0])).toContain("ECONNREFUSED");
+  });
+});
+
+describe("the README's metrics table", () => {
+  it("is the one generated from the registries (npx tsx scripts/metrics-table.ts --write README.md)", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    expect(spliceBetween(readme, START, END, metricsTableMarkdown())).toBe(readme);
+  });
+
+  it("lists every series a worker, the producer and the exporter register, once, with its type", async () => {
+    const table = metricsTableMarkdown();
+    const names = metricRows().map((r) => r.name);
+    expect(new Set(names).size).toBe(names.length);
+    for (const name of Object.values(METRIC_NAMES)) expect(names).toContain(name);
+    for (const s of REDIS_SERIES) expect(table).toContain(`| \`${s.name}\` | ${s.type} |`);
+    expect(table).toContain("| `stagebeam_redis_up` | gauge | — | exporter |");
+    expect(table).toContain("| `stagebeam_items_submitted_total` | counter | `outcome` | producer |");
+    expect(table).toContain("| `stagebeam_stage_latency_seconds` | histogram | `stage` | worker |");
   });
 });

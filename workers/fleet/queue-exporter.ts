@@ -55,13 +55,18 @@ export interface QueueExporterOptions {
   onError?: (err: unknown) => void;
 }
 
-export function createQueueExporter(opts: QueueExporterOptions): MetricsSource {
-  const timeoutMs = opts.timeoutMs ?? 3_000;
-  const redisUp = new Gauge({
+/** The exporter's own prom-client series (the rest is text read from Redis: REDIS_SERIES). */
+export function registerExporterSeries(registry: Registry): Gauge {
+  return new Gauge({
     name: REDIS_UP,
     help: "1 when the exporter's last scrape read the queues and INFO from Redis, else 0.",
-    registers: [opts.registry],
+    registers: [registry],
   });
+}
+
+export function createQueueExporter(opts: QueueExporterOptions): MetricsSource {
+  const timeoutMs = opts.timeoutMs ?? 3_000;
+  const redisUp = registerExporterSeries(opts.registry);
 
   return {
     contentType: opts.registry.contentType,
