@@ -15,6 +15,7 @@ import { REPO_ROOT, startWorkerProcesses, type WorkerProcess } from "../../apps/
 import { createLogger } from "../../shared/io/logging.ts";
 import { submitRun } from "../../workers/fleet/producer.ts";
 import { waitForRun } from "../../workers/fleet/status.ts";
+import { runCli } from "../support/cli.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";
 import { startPrometheus, type PrometheusServer, type PromSample } from "../support/prometheus.ts";
 
@@ -117,6 +118,15 @@ describe("Prometheus over a real fleet", () => {
       "up",
       "y",
     ]);
+  });
+
+  it("stagebeam exporter --help names its series; a missing REDIS_URL is a usage error (exit 2)", async () => {
+    const [help, noRedis] = await Promise.all([runCli(["exporter", "--help"]), runCli(["exporter"], { REDIS_URL: "" })]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: stagebeam exporter/);
+    expect(help.stdout).toContain("bullmq_job_count{queue,state}");
+    expect(noRedis.code).toBe(2);
+    expect(noRedis.stderr).toMatch(/REDIS_URL: missing/);
   });
 
   it("with no worker running, the exporter exports the backlog, and stagebeam:backlog_jobs equals what Redis holds", async () => {
