@@ -207,7 +207,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     metrics.jobsStalled.inc({ queue: w.name }, 0);
     w.on("stalled", (jobId) => {
       metrics.jobsStalled.inc({ queue: w.name });
-      logger.warn({ queue: w.name, job: jobId }, "job stalled (its lock expired); moved back to wait");
+      logger.warn({ queue: w.name, job: jobId }, "job stalled: its lock expired while it ran");
     });
   }
   // A request that kept stalling is failed by BullMQ without running the processor: record it here.

@@ -1,9 +1,10 @@
 /**
  * `stagebeam worker`: one process per GPU. Loads the model once, serves the request, generate
  * and judge queues, serves /metrics, /healthz (liveness) and /readyz (ready once the model is
- * loaded and Redis and S3 answer; checked at most every few seconds), and on SIGTERM (or Ctrl-C) stops taking work, finishes or
- * hands back what it holds within the grace period, and exits 0. A second signal ends the grace
- * period at once (jobs still running are handed back); a third exits immediately.
+ * loaded and Redis and S3 answer; checked at most every few seconds), and on SIGTERM (or
+ * Ctrl-C) stops taking work, finishes or hands back what it holds within the grace period, and
+ * exits 0. A second signal ends the grace period at once (jobs still running are handed back);
+ * a third exits immediately.
  */
 import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
