@@ -13,12 +13,17 @@ import { configTableMarkdown } from "../shared/io/config.ts";
 export const START = "<!-- config-table:start -->";
 export const END = "<!-- config-table:end -->";
 
+/** Replace what stands between two marker lines; throws when the markers are missing. */
+export function spliceBetween(doc: string, start: string, end: string, content: string): string {
+  const a = doc.indexOf(start);
+  const b = doc.indexOf(end);
+  if (a < 0 || b < a) throw new Error(`markers ${start} ... ${end} not found`);
+  return `${doc.slice(0, a + start.length)}\n${content}${doc.slice(b)}`;
+}
+
 /** Replace the table between the markers; throws when the markers are missing. */
 export function spliceConfigTable(doc: string, table = configTableMarkdown()): string {
-  const a = doc.indexOf(START);
-  const b = doc.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`markers ${START} ... ${END} not found`);
-  return `${doc.slice(0, a + START.length)}\n${table}${doc.slice(b)}`;
+  return spliceBetween(doc, START, END, table);
 }
 
 async function main(argv: string[]): Promise<number> {

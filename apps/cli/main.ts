@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { redactSecrets } from "../../shared/io/secrets.ts";
+import { VERSION } from "../../shared/io/version.ts";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor } from "./commands/common.ts";
 
 /**
@@ -19,14 +19,14 @@ const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
   ["demo", async () => (await import("./commands/demo.ts")).demoCommand],
   ["model", async () => (await import("./commands/model.ts")).modelCommand],
   ["dashboard", async () => (await import("./commands/dashboard.ts")).dashboardCommand],
+  ["exporter", async () => (await import("./commands/exporter.ts")).exporterCommand],
 ]);
 
 const VERSION_FLAGS = ["-V", "--version"];
-const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
 
 const program = new Command("stagebeam")
   .description("structured visual reasoning with stage-level beam search, from one machine to a fleet")
-  .version(version)
+  .version(VERSION)
   .addHelpText(
     "after",
     `\nExit codes: ${EXIT_OK} success, ${EXIT_FAILURE} runtime failure, ${EXIT_USAGE} bad usage or configuration, ${EXIT_INTERRUPTED} interrupted.`,

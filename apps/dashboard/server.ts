@@ -1,6 +1,6 @@
 /**
  * `stagebeam dashboard`: one HTTP server with the runs page, the result viewer, bull-board at
- * /queues, the JSON API under /api, token-guarded actions and /healthz. Everything it serves
+ * /queues, the JSON API under /api, token-guarded actions, /healthz and /metrics. Everything it serves
  * comes from this process (the Content-Security-Policy forbids any other origin), so it works
  * where nothing can be downloaded.
  */
@@ -8,6 +8,7 @@ import type { Server } from "node:http";
 import { fileURLToPath } from "node:url";
 import express, { type ErrorRequestHandler } from "express";
 import type { Logger } from "../../shared/io/logging.ts";
+import { createRegistry } from "../../shared/io/metrics.ts";
 import { actionsRouter } from "./actions.ts";
 import { BULL_BOARD_PATH, bullBoardRouter } from "./bull-board.ts";
 import { RequestError, type FleetSources } from "./fleet-data.ts";
@@ -58,6 +59,11 @@ export function dashboardApp(o: Omit<DashboardOptions, "port" | "host">): expres
   });
   app.get("/healthz", (_req, res) => {
     res.json({ ok: true });
+  });
+  // The process series and stagebeam_build_info, scraped by the stagebeam-dashboard job.
+  const registry = createRegistry();
+  app.get("/metrics", async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
   });
   app.use("/assets", express.static(ASSETS, { fallthrough: false, maxAge: "1h" }));
   app.use("/api", actionsRouter(o.sources.queues, o.token));

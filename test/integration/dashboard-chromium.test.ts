@@ -226,6 +226,7 @@ describe("the JSON API and the actions", () => {
 
   it("serves health, the run, an item's record and its image bytes from S3", async () => {
     expect(await (await fetch(`${guarded}/healthz`)).json()).toEqual({ ok: true });
+    expect(await (await fetch(`${guarded}/metrics`)).text()).toMatch(/^stagebeam_build_info\{version="[^"]+"\} 1$/m);
     const runs = (await (await fetch(`${guarded}/api/runs`)).json()) as { runs: { run: string; finished: number }[] };
     expect(runs.runs.find((s) => s.run === RUN)).toMatchObject({ finished: 5 });
     const r = results[0]!;

@@ -9,6 +9,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../shared/io/config.ts";
 import { createMetrics, serveMetrics } from "../../shared/io/metrics.ts";
+import { Readiness } from "../../shared/io/readiness.ts";
 import { startRedisServer, type RedisServer } from "../../apps/demo/services/redis-server.ts";
 import { startS3Server, type S3Server } from "../../apps/demo/services/s3-server.ts";
 import { S3Store, manifestKey, resultKey, resultsPrefix } from "../../shared/io/storage/s3-store.ts";
@@ -113,6 +114,16 @@ describe("S3 store over s3rver", () => {
     expect(await store.getJson(key)).toMatchObject({ tokens: 13 });
   });
 
+  it("answers a ping (HeadBucket) for its bucket, and fails one for a bucket that is not there", async () => {
+    await store.ping();
+    const missing = S3Store.fromConfig({ ...s3.config, bucket: "no-such-bucket" });
+    try {
+      await expect(missing.ping()).rejects.toThrow();
+    } finally {
+      missing.destroy();
+    }
+  });
+
   it("lists a prefix across pages, in key order", async () => {
     const ids = Array.from({ length: 7 }, (_, i) => `p${i}`);
     await Promise.all(ids.map((id) => store.putJson(resultKey("run-list", id), { id })));
@@ -150,7 +161,7 @@ describe("S3 store over s3rver", () => {
     expect(text).toMatch(/stagebeam_s3_request_seconds_count\{op="PutObject"\} \d+/);
     expect(text).toMatch(/stagebeam_s3_request_seconds_count\{op="HeadObject"\} \d+/);
     expect(text).toMatch(/stagebeam_s3_request_seconds_count\{op="ListObjectsV2"\} \d+/);
-    expect(text).not.toMatch(/stagebeam_s3_errors_total\{/);
+    expect(text).toContain('stagebeam_s3_errors_total{op="PutObject"} 0');
   });
 
   it("survives an outage: errors are counted and reported, and it works again after a restart", async () => {
@@ -177,8 +188,8 @@ describe("S3 store over s3rver", () => {
 });
 
 describe("/metrics over HTTP", () => {
-  it("serves the registry, health, and 404 elsewhere", async () => {
-    const m = createMetrics({ queueCollector: () => [{ queue: "request", state: "waiting", count: 3 }] });
+  it("serves the registry, liveness, readiness, and 404 elsewhere", async () => {
+    const m = createMetrics();
     m.itemsCompleted.inc(2);
     const srv = await serveMetrics(m.registry, 0, "127.0.0.1");
     try {
@@ -188,11 +199,38 @@ describe("/metrics over HTTP", () => {
       expect(res.headers.get("content-type")).toContain("text/plain");
       const body = await res.text();
       expect(body).toContain("stagebeam_items_completed_total 2");
-      expect(body).toContain('stagebeam_queue_jobs{queue="request",state="waiting"} 3');
       expect(body).toContain("process_resident_memory_bytes");
       expect((await fetch(`http://127.0.0.1:${srv.port}/healthz`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${srv.port}/readyz`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${srv.port}/nope`)).status).toBe(404);
       expect((await fetch(`http://127.0.0.1:${srv.port}/metrics`, { method: "POST" })).status).toBe(405);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it("answers /readyz 503 naming the failing check while /healthz stays 200", async () => {
+    let redisUp = false;
+    const readiness = new Readiness(
+      {
+        model: () => {},
+        redis: () => {
+          if (!redisUp) throw new Error("connect ECONNREFUSED");
+        },
+      },
+      { ttlMs: 0 },
+    );
+    const m = createMetrics({ defaultMetrics: false });
+    const srv = await serveMetrics(m.registry, 0, "127.0.0.1", { readiness });
+    try {
+      const notReady = await fetch(`http://127.0.0.1:${srv.port}/readyz`);
+      expect(notReady.status).toBe(503);
+      expect(await notReady.text()).toBe("not ready\nmodel ok\nredis failed: connect ECONNREFUSED\n");
+      expect((await fetch(`http://127.0.0.1:${srv.port}/healthz`)).status).toBe(200);
+      redisUp = true;
+      const ready = await fetch(`http://127.0.0.1:${srv.port}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.text()).toBe("ready\nmodel ok\nredis ok\n");
     } finally {
       await srv.close();
     }

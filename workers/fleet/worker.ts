@@ -14,13 +14,12 @@
  * than after the lock expires. A request step handed back re-runs from its saved state.
  */
 import { hostname } from "node:os";
-import { DelayedError, WaitingChildrenError, WaitingError, Worker, type Job, type MinimalJob } from "bullmq";
+import { DelayedError, MetricsTime, WaitingChildrenError, WaitingError, Worker, type Job, type MinimalJob } from "bullmq";
 import { Redis } from "ioredis";
 import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { classify, FleetError, toJobError } from "./errors.ts";
-import { queueCollector, TokenRate } from "./fleet-metrics.ts";
 import { QUEUES } from "./ids.ts";
 import { s3ImageFetcher } from "./images.ts";
 import { ItemCache } from "./item-cache.ts";
@@ -62,8 +61,6 @@ export interface FleetWorkerOptions {
   name?: string;
   /** Total backoff for transient failures (WORKER_RETRY_BUDGET_SECONDS; default: that variable's default). */
   retryBudgetSeconds?: number;
-  /** Report stagebeam_queue_jobs from this process (default true). */
-  collectQueues?: boolean;
 }
 
 export interface FleetWorker {
@@ -73,6 +70,8 @@ export interface FleetWorker {
   queues: FleetQueues;
   /** Jobs running now. */
   active(): number;
+  /** Resolves when Redis answers a PING on this worker's connection (a readiness check). */
+  pingRedis(): Promise<void>;
   /** Stop taking work; finish within graceMs or hand the rest back. Idempotent. */
   stop(opts?: { graceMs?: number }): Promise<{ handedBack: number }>;
   /** While stopping: end the grace period now (hand back what still runs). */
@@ -99,12 +98,6 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     fetchImage: s3ImageFetcher(store, { s3RequestSeconds: metrics.s3RequestSeconds, s3Errors: metrics.s3Errors }),
     capacity: opts.cacheItems ?? 64,
   });
-  if (opts.collectQueues ?? true) metrics.setQueueCollector(queueCollector(queues.all));
-
-  const rate = new TokenRate();
-  const rateTimer = setInterval(() => metrics.tokensPerSecond.set(rate.perSecond()), 5_000);
-  rateTimer.unref();
-
   const deps: StepDeps = {
     queues,
     store,
@@ -173,7 +166,6 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       const result = await cache.generate(data.item, data.judgeMode, data.request);
       const tokens = typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0;
       metrics.tokensGenerated.inc(tokens);
-      rate.add(tokens);
       return { result, meta: { worker: name, model: host.digest, startedAt, ms: Date.now() - startedAt } };
     } catch (err) {
       throw toJobError(err);
@@ -204,6 +196,9 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     lockDuration,
     stalledInterval: Math.min(30_000, lockDuration),
     maxStalledCount: 2,
+    // Counts of completed and failed jobs per queue, which `stagebeam exporter` exports as
+    // bullmq_job_completed_total / bullmq_job_failed_total (the data points kept are per minute).
+    metrics: { maxDataPoints: MetricsTime.ONE_HOUR },
     name,
     settings: {
       // Every job of every queue asks for this strategy (protocol.ts); -1 tells BullMQ to fail it.
@@ -223,6 +218,12 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const [requestWorker] = workers;
   for (const w of workers) {
     w.on("error", (err) => logger.error({ queue: w.name, err: err.message }, "worker error"));
+    // Zero from the start, so that the first stall is an increase that rate() sees.
+    metrics.jobsStalled.inc({ queue: w.name }, 0);
+    w.on("stalled", (jobId) => {
+      metrics.jobsStalled.inc({ queue: w.name });
+      logger.warn({ queue: w.name, job: jobId }, "job stalled: its lock expired while it ran");
+    });
   }
   // A request that kept stalling is failed by BullMQ without running the processor: record it here.
   requestWorker!.on("failed", (job, err) => {
@@ -272,13 +273,14 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
         logger.info({ worker: name, handedBack }, "grace period over; handed running jobs back");
         await Promise.race([closing, new Promise((r) => setTimeout(r, 10_000).unref())]);
       }
-      clearInterval(rateTimer);
       cache.closeAll();
-      metrics.setQueueCollector(undefined);
       await queues.close().catch(() => {});
       redis.disconnect();
       return { handedBack };
     })());
 
-  return { name, cache, ledger, queues, active: () => active.size, stop, hurry };
+  const pingRedis = async () => {
+    await redis.ping();
+  };
+  return { name, cache, ledger, queues, active: () => active.size, pingRedis, stop, hurry };
 }

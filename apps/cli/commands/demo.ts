@@ -14,7 +14,8 @@ import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared
 import { freePort } from "../../demo/services/free-port.ts";
 import { startRedisServer } from "../../demo/services/redis-server.ts";
 import { startS3Server } from "../../demo/services/s3-server.ts";
-import { producerMetrics, queueCollector } from "../../../workers/fleet/fleet-metrics.ts";
+import { producerMetrics } from "../../../workers/fleet/fleet-metrics.ts";
+import { createQueueExporter } from "../../../workers/fleet/queue-exporter.ts";
 import { startWorkerProcesses, type WorkerProcess } from "../../demo/services/worker-processes.ts";
 import { submitRun } from "../../../workers/fleet/producer.ts";
 import type { FailureRecord, ResultRecord } from "../../../workers/fleet/records.ts";
@@ -129,8 +130,10 @@ export const demoCommand = addSearchOptions(
       const metrics = createMetrics();
       const fleet: Fleet = openFleet(config, metrics);
       cleanups.push({ what: "producer connections", fn: () => fleet.close() });
-      metrics.setQueueCollector(queueCollector(fleet.queues.all));
-      const producerServer: MetricsServer = await serveMetrics(metrics.registry, await freePort(), "127.0.0.1");
+      // The demo is its fleet's one exporter too: its page carries the producer's series and
+      // what `stagebeam exporter` exports (queue depth, job totals, Redis memory).
+      const producerPage = createQueueExporter({ queues: fleet.queues.all, redis: fleet.redis, registry: metrics.registry });
+      const producerServer: MetricsServer = await serveMetrics(producerPage, await freePort(), "127.0.0.1");
       cleanups.push({ what: "producer /metrics", fn: () => producerServer.close() });
       const producerMetricsUrl = `http://127.0.0.1:${producerServer.port}/metrics`;
       say("while it runs, Prometheus metrics are at:");

@@ -8,7 +8,7 @@ import { Command, Option } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared/io/metrics.ts";
-import { producerMetrics, queueCollector } from "../../../workers/fleet/fleet-metrics.ts";
+import { producerMetrics } from "../../../workers/fleet/fleet-metrics.ts";
 import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, submitRun, type SubmitSummary } from "../../../workers/fleet/producer.ts";
 import { formatDuration } from "../../../shared/core/duration.ts";
 import { formatStatus, runStatus, waitForRun } from "../../../workers/fleet/status.ts";
@@ -72,7 +72,6 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     const metrics = createMetrics();
     const pm = producerMetrics(metrics.registry);
     const fleet = openFleet(config, metrics);
-    metrics.setQueueCollector(queueCollector(fleet.queues.all));
     let server: MetricsServer | undefined;
     if (config.metrics.requested) {
       server = await serveMetrics(metrics.registry, config.metrics.port);

@@ -1,18 +1,21 @@
 /**
  * `stagebeam worker`: one process per GPU. Loads the model once, serves the request, generate
- * and judge queues, serves /metrics, and on SIGTERM (or Ctrl-C) stops taking work, finishes or
- * hands back what it holds within the grace period, and exits 0. A second signal ends the grace
- * period at once (jobs still running are handed back); a third exits immediately.
+ * and judge queues, serves /metrics, /healthz (liveness) and /readyz (ready once the model is
+ * loaded and Redis and S3 answer; checked at most every few seconds), and on SIGTERM (or
+ * Ctrl-C) stops taking work, finishes or hands back what it holds within the grace period, and
+ * exits 0. A second signal ends the grace period at once (jobs still running are handed back);
+ * a third exits immediately.
  */
 import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { createMetrics, serveMetrics } from "../../../shared/io/metrics.ts";
+import { Readiness } from "../../../shared/io/readiness.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { createModelHost } from "../../../workers/fleet/engine-host.ts";
 import type { ModelHost } from "../../../workers/fleet/model-host.ts";
 import type { WorkerReady } from "../../demo/services/worker-processes.ts";
-import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker } from "../../../workers/fleet/worker.ts";
+import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker, type FleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
 
 interface WorkerOptions {
@@ -48,9 +51,20 @@ export const workerCommand = new Command("worker")
     const config = loadConfig(process.env, ["redis", "s3", "model", "worker", "engine", "metrics", "logging"]);
     const logger = createLogger({ name: "worker", level: config.logging.level });
     const metrics = createMetrics();
-    const metricsServer = await serveMetrics(metrics.registry, config.metrics.port);
     const concurrency = opts.concurrency ?? config.worker.concurrency;
     const store = S3Store.fromConfig(config.s3, { metrics });
+    let running: FleetWorker | undefined;
+    let stopping = false;
+    const readiness = new Readiness({
+      model: () => {
+        if (stopping) throw new Error("stopping");
+        if (!running) throw new Error("loading the model");
+      },
+      redis: () => (running ? running.pingRedis() : Promise.reject(new Error("not connected yet"))),
+      s3: () => store.ping(),
+    });
+    metrics.reportReadiness(readiness);
+    const metricsServer = await serveMetrics(metrics.registry, config.metrics.port, undefined, { readiness });
 
     const t0 = performance.now();
     let host: ModelHost;
@@ -66,6 +80,7 @@ export const workerCommand = new Command("worker")
       throw err;
     }
     metrics.modelLoadSeconds.set((performance.now() - t0) / 1000);
+    metrics.modelInfo.set({ model: host.modelId, digest: host.digest }, 1);
 
     const fleet = await startFleetWorker({
       redisUrl: config.redis.url,
@@ -80,6 +95,7 @@ export const workerCommand = new Command("worker")
       cacheItems: opts.cacheItems,
       ...(opts.name !== undefined ? { name: opts.name } : {}),
     });
+    running = fleet;
     const ready: WorkerReady = {
       event: "ready",
       name: fleet.name,
@@ -105,6 +121,7 @@ export const workerCommand = new Command("worker")
           process.exit(EXIT_FAILURE);
         }
         logger.info({ why, graceSeconds: opts.grace }, "shutting down");
+        stopping = true;
         void (async () => {
           try {
             const { handedBack } = await fleet.stop({ graceMs: opts.grace * 1000 });

@@ -63,3 +63,57 @@ export class OutputTail {
     return all.join("\n").trim() || "(no output)";
   }
 }
+
+/**
+ * The first line on the child's stdout that is a JSON object with `"event": "ready"` (how
+ * `stagebeam worker` and `stagebeam exporter` say they take work). Rejects, with the tail of
+ * the child's stderr, when it exits first or `timeoutMs` passes; the child is then killed.
+ */
+export async function waitForReadyLine<T extends { event: "ready" }>(
+  child: ChildProcess,
+  what: string,
+  tail: OutputTail,
+  timeoutMs: number,
+): Promise<T> {
+  try {
+    return await new Promise<T>((resolve, reject) => {
+      let out = "";
+      const timer = setTimeout(() => {
+        reject(new Error(`${what} did not become ready within ${timeoutMs} ms:\n${tail.text()}`));
+      }, timeoutMs);
+      const onData = (d: Buffer) => {
+        out += d.toString();
+        for (let nl = out.indexOf("\n"); nl >= 0; nl = out.indexOf("\n")) {
+          const line = out.slice(0, nl).trim();
+          out = out.slice(nl + 1);
+          let msg: T | undefined;
+          try {
+            msg = JSON.parse(line) as T;
+          } catch {
+            continue; // not our line
+          }
+          if (msg?.event === "ready") {
+            clearTimeout(timer);
+            child.stdout!.off("data", onData);
+            child.stdout!.resume();
+            resolve(msg);
+            return;
+          }
+        }
+      };
+      child.stdout!.on("data", onData);
+      child.once("error", (e) => {
+        clearTimeout(timer);
+        reject(new Error(`could not start ${what}: ${e.message}`));
+      });
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        // Let stderr drain before reporting it.
+        setTimeout(() => reject(new Error(`${what} exited during start (${code ?? signal}):\n${tail.text()}`)), 50);
+      });
+    });
+  } catch (err) {
+    if (!hasExited(child)) await endChild(child, "SIGKILL");
+    throw err;
+  }
+}

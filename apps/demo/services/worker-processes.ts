@@ -8,7 +8,7 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { endChild, hasExited, OutputTail, trackChild } from "./child-process.ts";
+import { endChild, hasExited, OutputTail, trackChild, waitForReadyLine } from "./child-process.ts";
 import type { ConfigEnv } from "../../../shared/io/config.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../..", import.meta.url));
@@ -105,45 +105,7 @@ async function startOne(index: number, opts: StartWorkersOptions): Promise<Worke
   });
   child.once("exit", () => log?.end());
 
-  const timeoutMs = opts.readyTimeoutMs ?? 180_000;
-  const ready = await new Promise<WorkerReady>((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => {
-      reject(new Error(`worker ${index} did not become ready within ${timeoutMs} ms:\n${tail.text()}`));
-    }, timeoutMs);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      for (let nl = out.indexOf("\n"); nl >= 0; nl = out.indexOf("\n")) {
-        const line = out.slice(0, nl).trim();
-        out = out.slice(nl + 1);
-        try {
-          const msg = JSON.parse(line) as WorkerReady;
-          if (msg.event === "ready") {
-            clearTimeout(timer);
-            child.stdout!.off("data", onData);
-            child.stdout!.resume();
-            resolve(msg);
-            return;
-          }
-        } catch {
-          // not our line
-        }
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.once("error", (e) => {
-      clearTimeout(timer);
-      reject(new Error(`could not start worker ${index}: ${e.message}`));
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      // Let stderr drain before reporting it.
-      setTimeout(() => reject(new Error(`worker ${index} exited during start (${code ?? signal}):\n${tail.text()}`)), 50);
-    });
-  }).catch(async (err) => {
-    if (!hasExited(child)) await endChild(child, "SIGKILL");
-    throw err;
-  });
+  const ready = await waitForReadyLine<WorkerReady>(child, `worker ${index}`, tail, opts.readyTimeoutMs ?? 180_000);
 
   return {
     index,

@@ -12,6 +12,7 @@ import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import {
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -25,7 +26,8 @@ import { contentTypeOf, imageKey, normalizeExt, s3Uri } from "./keys.ts";
 
 export * from "./keys.ts";
 
-export type S3Op = "PutObject" | "GetObject" | "HeadObject" | "ListObjectsV2";
+export const S3_OPS = ["PutObject", "GetObject", "HeadObject", "ListObjectsV2", "HeadBucket"] as const;
+export type S3Op = (typeof S3_OPS)[number];
 
 export type S3Metrics = Pick<StagebeamMetrics, "s3RequestSeconds" | "s3Errors">;
 
@@ -122,6 +124,8 @@ export class S3Store {
     this.client = opts.client;
     this.bucket = opts.bucket;
     this.metrics = opts.metrics;
+    // Every op's error count exists from the start (at 0), so alerts and panels see the first error as an increase.
+    for (const op of S3_OPS) this.metrics?.s3Errors.inc({ op }, 0);
   }
 
   static fromConfig(cfg: S3Config, opts: { metrics?: S3Metrics; client?: Partial<S3ClientConfig> } = {}): S3Store {
@@ -196,6 +200,11 @@ export class S3Store {
       throw new Error(`s3://${this.bucket}/${key} is not valid JSON: ${(err as Error).message}`, { cause: err });
     }
     return schema ? schema.parse(value) : (value as T);
+  }
+
+  /** Resolves when the bucket answers (HeadBucket): the worker's readiness check. */
+  async ping(): Promise<void> {
+    await this.timed("HeadBucket", this.bucket, () => this.client.send(new HeadBucketCommand({ Bucket: this.bucket })));
   }
 
   async exists(key: string): Promise<boolean> {
