@@ -274,6 +274,15 @@ const SPECS = [
     schema: uint(0, 86_400),
   },
   {
+    name: "WORKER_REDIS_GIVE_UP_SECONDS",
+    parts: ["worker"],
+    meaning:
+      "A worker exits with status 1 when Redis has not answered for this long (a wrong URL, a deleted instance); `0` waits forever.",
+    default: "300",
+    expected: "an integer from 0 to 86400",
+    schema: uint(0, 86_400),
+  },
+  {
     name: "STAGEBEAM_STOP_ON_STDIN_EOF",
     parts: ["worker"],
     meaning:

@@ -72,6 +72,8 @@ export interface WorkerConfig {
   concurrency: number;
   /** Total backoff time for transient failures (workers/fleet/retry-policy.ts). */
   retryBudgetSeconds: number;
+  /** Exit when Redis has been silent this long (0: never). */
+  redisGiveUpSeconds: number;
   /** Stop gracefully when stdin closes: a supervisor holding the worker's stdin ends it by closing it, or by dying. */
   stopOnStdinEof: boolean;
 }
@@ -281,6 +283,7 @@ const READERS: { [K in ConfigPart]: (r: Reader) => Config[K] } = {
   worker: (r) => ({
     concurrency: r.orDefault<number>("WORKER_CONCURRENCY"),
     retryBudgetSeconds: r.orDefault<number>("WORKER_RETRY_BUDGET_SECONDS"),
+    redisGiveUpSeconds: r.orDefault<number>("WORKER_REDIS_GIVE_UP_SECONDS"),
     stopOnStdinEof: r.orDefault<boolean>("STAGEBEAM_STOP_ON_STDIN_EOF"),
   }),
   engine: readEngine,

@@ -26,7 +26,7 @@ describe("loadConfig", () => {
     expect(cfg.redis).toEqual({ url: "redis://127.0.0.1:6379", queuePrefix: "{sb}" });
     expect(cfg.s3).toEqual({ bucket: "results", region: "us-east-1", forcePathStyle: false });
     expect(cfg.model).toEqual({ source: "dir", dir: BUNDLED_MODEL_DIR });
-    expect(cfg.worker).toEqual({ concurrency: 4, retryBudgetSeconds: 600, stopOnStdinEof: false });
+    expect(cfg.worker).toEqual({ concurrency: 4, retryBudgetSeconds: 600, redisGiveUpSeconds: 300, stopOnStdinEof: false });
     expect(cfg.engine).toEqual({ executionProviders: ["cpu"] });
     expect(cfg.metrics).toEqual({ port: 9464, requested: false });
     expect(cfg.logging).toEqual({ level: "info", requested: false });

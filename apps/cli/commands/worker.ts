@@ -15,6 +15,7 @@ import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { createModelHost } from "../../../workers/fleet/engine-host.ts";
 import type { ModelHost } from "../../../workers/fleet/model-host.ts";
 import type { WorkerReady } from "../../demo/services/worker-processes.ts";
+import { watchRedis } from "../../../workers/fleet/redis-watchdog.ts";
 import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker, type FleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
 
@@ -53,6 +54,20 @@ export const workerCommand = new Command("worker")
     const metrics = createMetrics();
     const concurrency = opts.concurrency ?? config.worker.concurrency;
     const store = S3Store.fromConfig(config.s3, { metrics });
+    const watchdog =
+      config.worker.redisGiveUpSeconds > 0
+        ? watchRedis(config.redis.url, {
+            giveUpMs: config.worker.redisGiveUpSeconds * 1000,
+            onGiveUp: (silentMs) => {
+              // Nothing can be handed back without Redis; the jobs' locks expire and other workers take them.
+              logger.fatal(
+                { silentSeconds: Math.round(silentMs / 1000) },
+                `Redis has not answered for ${Math.round(silentMs / 1000)} s (WORKER_REDIS_GIVE_UP_SECONDS); exiting`,
+              );
+              process.exit(EXIT_FAILURE);
+            },
+          })
+        : undefined;
     let running: FleetWorker | undefined;
     let stopping = false;
     const readiness = new Readiness({
@@ -77,6 +92,7 @@ export const workerCommand = new Command("worker")
       logger.error({ err: (err as Error).message }, "could not load the model");
       await metricsServer.close();
       store.destroy();
+      watchdog?.close();
       throw err;
     }
     metrics.modelLoadSeconds.set((performance.now() - t0) / 1000);
@@ -128,6 +144,7 @@ export const workerCommand = new Command("worker")
             await host.close?.();
             await metricsServer.close();
             store.destroy();
+            watchdog?.close();
             logger.info({ handedBack }, "worker stopped");
             done();
           } catch (err) {
