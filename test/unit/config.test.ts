@@ -140,7 +140,7 @@ describe("loadConfig", () => {
 
   it("takes a credential pair both or neither, for the S3_* and the AWS_* pair alike", () => {
     const half = (env: Record<string, string>) => errorOf(() => loadConfig({ S3_BUCKET: "b-1", ...env }, ["s3"])).issues;
-    for (const endpoint of [{}, { S3_ENDPOINT: "http://m:9000" }]) {
+    for (const endpoint of [{}, { S3_ENDPOINT: "http://m:9000" }] as Record<string, string>[]) {
       expect(half({ ...endpoint, S3_ACCESS_KEY_ID: "A" })).toEqual([
         {
           variable: "S3_SECRET_ACCESS_KEY",
