@@ -29,17 +29,18 @@ const ARRIVING_ELSEWHERE = new Set(["prometheus-rule.yaml"]);
 // biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML until a model class checks them
 type Doc = Record<string, any>;
 
+/** Model classes by `<kind>.<apiVersion>`. */
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
-  "v1/ConfigMap": core.ConfigMap,
-  "v1/Secret": core.Secret,
-  "v1/Service": core.Service,
-  "v1/ServiceAccount": core.ServiceAccount,
-  "apps/v1/Deployment": apps.Deployment,
-  "policy/v1/PodDisruptionBudget": policy.PodDisruptionBudget,
-  "keda.sh/v1alpha1/ScaledObject": keda.ScaledObject,
-  "monitoring.coreos.com/v1/PodMonitor": monitoring.PodMonitor,
-  "monitoring.coreos.com/v1/ServiceMonitor": monitoring.ServiceMonitor,
-  "monitoring.coreos.com/v1/PrometheusRule": monitoring.PrometheusRule,
+  "ConfigMap.v1": core.ConfigMap,
+  "Secret.v1": core.Secret,
+  "Service.v1": core.Service,
+  "ServiceAccount.v1": core.ServiceAccount,
+  "Deployment.apps/v1": apps.Deployment,
+  "PodDisruptionBudget.policy/v1": policy.PodDisruptionBudget,
+  "ScaledObject.keda.sh/v1alpha1": keda.ScaledObject,
+  "PodMonitor.monitoring.coreos.com/v1": monitoring.PodMonitor,
+  "ServiceMonitor.monitoring.coreos.com/v1": monitoring.ServiceMonitor,
+  "PrometheusRule.monitoring.coreos.com/v1": monitoring.PrometheusRule,
 };
 
 function readDocs(file: string): Doc[] {
@@ -50,7 +51,7 @@ function readDocs(file: string): Doc[] {
 }
 
 function validate(doc: Doc, where: string): void {
-  const key = `${doc.apiVersion}/${doc.kind}`;
+  const key = `${doc.kind}.${doc.apiVersion}`;
   const Model = MODELS[key];
   if (!Model)
     throw new Error(
@@ -174,11 +175,12 @@ describe("infra/k8s", () => {
 
   it("refuses a kind it has no schema for, naming it", () => {
     expect(() => validate({ apiVersion: "v1", kind: "Pod", metadata: { name: "p" } }, "x.yaml")).toThrow(
-      "x.yaml: Pod p: unknown kind v1/Pod",
+      "x.yaml: Pod p: unknown kind Pod.v1",
     );
-    expect(() =>
-      validate({ apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "d" }, spec: { replicas: "2" } }, "y.yaml"),
-    ).toThrow(/y\.yaml: Deployment d: .*replicas must be integer/);
+    const worker = readDocs(path.join(K8S, "base", "worker.yaml"))[0]!;
+    expect(() => validate({ ...worker, spec: { ...worker.spec, replicas: "2" } }, "y.yaml")).toThrow(
+      /y\.yaml: Deployment stagebeam-worker: .*replicas must be integer/,
+    );
   });
 
   for (const overlay of OVERLAYS) {
