@@ -125,6 +125,16 @@ describe("MODEL_URI downloads into MODEL_CACHE_DIR", () => {
     expect(await start({ MODEL_DIGEST: digest })).toEqual({ digest, gets: files.length });
   });
 
+  it("fetches again when an object under the prefix changed since the download", async () => {
+    expect(await start()).toEqual({ digest, gets: 0 });
+    const card = `${PREFIX}README.md`;
+    await store.putBytesAt(card, Buffer.from("a new model card\n"));
+    // README.md is not a file the engine loads: the digest stays, the copy is still refreshed.
+    expect(await start({ MODEL_DIGEST: digest })).toEqual({ digest, gets: files.length });
+    expect(await readFile(join(cached(), "README.md"), "utf8")).toBe("a new model card\n");
+    expect(await start()).toEqual({ digest, gets: 0 });
+  });
+
   it("names an empty prefix", async () => {
     await expect(start({ MODEL_URI: `s3://${s3.bucket}/nothing/here/` })).rejects.toThrow(
       `MODEL_URI s3://${s3.bucket}/nothing/here/: no objects under that prefix; expected a model folder`,
