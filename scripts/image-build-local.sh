@@ -63,6 +63,7 @@ printf 'FROM scratch\nCOPY app/node_modules /app/node_modules\n' >"$ctx/deps/Con
 
 # 3. The images.
 say "podman build: system, deps, then the Dockerfile's runtime stage"
+previous=$("${podman[@]}" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 "${podman[@]}" "${build[@]}" -t localhost/stagebeam-local-system "$ctx/system"
 "${podman[@]}" "${build[@]}" -t localhost/stagebeam-local-deps "$ctx/deps"
 "${podman[@]}" "${build[@]}" -f infra/docker/Dockerfile --target runtime \
@@ -70,6 +71,10 @@ say "podman build: system, deps, then the Dockerfile's runtime stage"
 rm -rf "$ctx"
 # Only the final image keeps its name (its layers hold what the other two held).
 "${podman[@]}" rmi --ignore localhost/stagebeam-local-system localhost/stagebeam-local-deps >/dev/null
+# A rebuild leaves the previous image nameless; every image is a full copy with vfs.
+if [ -n "$previous" ] && [ "$previous" != "$("${podman[@]}" image inspect --format '{{.Id}}' "$tag")" ]; then
+  "${podman[@]}" rmi "$previous" >/dev/null
+fi
 
 # 4. Look inside: a container's filesystem (a copy; the image stays as built), chrooted.
 say "checking the image's filesystem"
