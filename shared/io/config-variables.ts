@@ -183,7 +183,7 @@ const SPECS = [
     name: "S3_ACCESS_KEY_ID",
     parts: ["s3"],
     meaning:
-      "Access key. Unset: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or the rest of the AWS SDK's default chain (profiles, IAM roles).",
+      "Access key. Unset: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or the rest of the AWS SDK's default chain (web identity/IRSA, profiles, instance and task roles), with AWS S3 or a custom `S3_ENDPOINT` alike.",
     whenUnset: "AWS default chain",
     expected: "an access key id (set together with S3_SECRET_ACCESS_KEY)",
     schema: z.string().min(1),
@@ -238,6 +238,15 @@ const SPECS = [
     whenUnset: "—",
     expected: "an s3://bucket/prefix URI",
     schema: s3Uri,
+  },
+  {
+    name: "MODEL_CACHE_DIR",
+    parts: ["model"],
+    meaning:
+      "Where a worker keeps the folders it downloads from `MODEL_URI`; a complete, matching folder found there is used without downloading.",
+    whenUnset: "`~/.cache/stagebeam/models`",
+    expected: "a path to a writable folder",
+    schema: z.string().min(1),
   },
   {
     name: "MODEL_DIGEST",

@@ -8,6 +8,8 @@
  * The variables themselves, and the README table made from them, are in config-variables.ts.
  */
 import { redactUrlValue, rememberSecret } from "./secrets.ts";
+import { homedir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   BUNDLED_MODEL,
@@ -66,7 +68,7 @@ interface ModelSource {
 }
 export type ModelConfig =
   | ({ source: "dir"; dir: string } & ModelSource)
-  | ({ source: "s3"; uri: string; bucket: string; prefix: string } & ModelSource);
+  | ({ source: "s3"; uri: string; bucket: string; prefix: string; cacheDir: string } & ModelSource);
 
 export interface WorkerConfig {
   concurrency: number;
@@ -126,6 +128,9 @@ export const CONFIG_PARTS: readonly ConfigPart[] = [
 ];
 
 export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Where MODEL_URI downloads are kept when MODEL_CACHE_DIR is unset (the spec's `whenUnset` says the same). */
+export const DEFAULT_MODEL_CACHE_DIR = path.join(homedir(), ".cache", "stagebeam", "models");
 
 /** The bundled model folder, used when neither MODEL_DIR nor MODEL_URI is set. */
 export const BUNDLED_MODEL_DIR = fileURLToPath(new URL(`../../${BUNDLED_MODEL}`, import.meta.url));
@@ -234,14 +239,6 @@ function readS3(r: Reader): S3Config {
   const credentials = anyS3
     ? credentialPair(r, "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY")
     : credentialPair(r, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY");
-  const anyAws = r.raw("AWS_ACCESS_KEY_ID") !== undefined || r.raw("AWS_SECRET_ACCESS_KEY") !== undefined;
-  if (r.raw("S3_ENDPOINT") !== undefined && !anyS3 && !anyAws) {
-    r.issue(
-      "S3_ACCESS_KEY_ID",
-      "missing while S3_ENDPOINT is set",
-      "credentials for the custom endpoint in S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY",
-    );
-  }
   const cfg: S3Config = {
     bucket,
     region,
@@ -265,7 +262,8 @@ function readModel(r: Reader): ModelConfig {
     ...(dig === undefined ? {} : { digest: dig }),
     ...(dtype === undefined ? {} : { dtype }),
   });
-  if (uri !== undefined) return withSource({ source: "s3" as const, ...uri });
+  const cacheDir = r.opt<string>("MODEL_CACHE_DIR") ?? DEFAULT_MODEL_CACHE_DIR;
+  if (uri !== undefined) return withSource({ source: "s3" as const, ...uri, cacheDir: path.resolve(cacheDir) });
   return withSource({ source: "dir" as const, dir: dir ?? BUNDLED_MODEL_DIR });
 }
 

@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { runCli, startCli } from "../support/cli.ts";
 
 let dir: string;
@@ -61,6 +62,43 @@ describe("stagebeam demo", () => {
     expect(r.stderr).toMatch(/shutting down: workers/);
     const urls = r.stderr.match(/http:\/\/127\.0\.0\.1:\d+\/metrics/g) ?? [];
     expect(urls.length).toBe(3);
+    for (const url of urls) expect(await reachable(url)).toBe(false);
+  });
+
+  it("with --keep, keeps the fleet serving other commands until Ctrl-C, then exits 0", async () => {
+    const sample = join(dir, "c-sample");
+    await writeSceneSet(sample, { count: 2, seed: 5 });
+    const demo = startCli(["demo", "--keep", "--workers", "1", "--sample", sample, "--data-dir", join(dir, "c")]);
+    await demo.waitFor(/the fleet keeps running[\s\S]*producer: http\S+\n/, 120_000);
+    const printed = demo.output().stdout;
+    expect(printed).toMatch(/2 answered, 0 failed/);
+    const env = Object.fromEntries([...printed.matchAll(/^ {2}export ([A-Z0-9_]+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
+    expect(Object.keys(env).sort()).toEqual(
+      [
+        "QUEUE_PREFIX",
+        "REDIS_URL",
+        "S3_ACCESS_KEY_ID",
+        "S3_BUCKET",
+        "S3_ENDPOINT",
+        "S3_FORCE_PATH_STYLE",
+        "S3_REGION",
+        "S3_SECRET_ACCESS_KEY",
+      ].sort(),
+    );
+    const more = await runCli(
+      ["submit", "--run", "after-demo", "--manifest", join(sample, "items.jsonl"), "--wait", "--no-progress"],
+      env,
+    );
+    expect(more.code, more.stderr).toBe(0);
+    expect(more.stdout).toContain("items      2 submitted · 2 completed · 0 failed · 0 pending  — done");
+    const urls = printed.match(/http:\/\/127\.0\.0\.1:\d+\/metrics/g) ?? [];
+    expect(urls.length).toBeGreaterThanOrEqual(2);
+    for (const url of urls) expect(await reachable(url)).toBe(true);
+
+    demo.child.kill("SIGINT");
+    const r = await demo.done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/stopping: shutting everything down/);
     for (const url of urls) expect(await reachable(url)).toBe(false);
   });
 });

@@ -12,6 +12,8 @@ export interface CliResult {
 export interface CliRun {
   child: ChildProcess;
   done: Promise<CliResult>;
+  /** What it has printed so far. */
+  output(): { stdout: string; stderr: string };
   /** Resolves once stdout+stderr contain the pattern. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
 }
@@ -47,6 +49,7 @@ export function startCli(args: readonly string[], env: Record<string, string | u
   return {
     child,
     done,
+    output: () => ({ stdout, stderr }),
     waitFor: (re, timeoutMs = 30_000) =>
       new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`timed out waiting for ${re}:\n${stdout}\n${stderr}`)), timeoutMs);

@@ -1,4 +1,6 @@
 import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   BUNDLED_MODEL_DIR,
@@ -6,6 +8,7 @@ import {
   CONFIG_VARIABLES,
   ConfigError,
   configTableMarkdown,
+  DEFAULT_MODEL_CACHE_DIR,
   loadConfig,
 } from "../../shared/io/config.ts";
 import { END, START, spliceConfigTable } from "../../scripts/config-table.ts";
@@ -131,14 +134,58 @@ describe("loadConfig", () => {
     expect(aws.s3.endpoint).toBeUndefined();
     // Real AWS with no explicit credentials: the SDK default chain (IAM role) is used.
     expect(loadConfig({ S3_BUCKET: "b-1" }, ["s3"]).s3.credentials).toBeUndefined();
-    // A custom endpoint needs credentials.
-    expect(errorOf(() => loadConfig({ S3_BUCKET: "b-1", S3_ENDPOINT: "http://m:9000" }, ["s3"])).issues[0]).toMatchObject({
-      variable: "S3_ACCESS_KEY_ID",
-      problem: "missing while S3_ENDPOINT is set",
+    // A custom endpoint (MinIO, a VPC endpoint) without keys also takes the default chain (IRSA, profiles, instance roles).
+    expect(loadConfig({ S3_BUCKET: "b-1", S3_ENDPOINT: "http://m:9000" }, ["s3"]).s3).toEqual({
+      endpoint: "http://m:9000",
+      bucket: "b-1",
+      region: "us-east-1",
+      forcePathStyle: true,
     });
     expect(errorOf(() => loadConfig({ S3_BUCKET: "b-1", S3_FORCE_PATH_STYLE: "maybe" }, ["s3"])).issues[0]?.variable).toBe(
       "S3_FORCE_PATH_STYLE",
     );
+  });
+
+  it("takes a credential pair both or neither, for the S3_* and the AWS_* pair alike", () => {
+    const half = (env: Record<string, string>) => errorOf(() => loadConfig({ S3_BUCKET: "b-1", ...env }, ["s3"])).issues;
+    for (const endpoint of [{}, { S3_ENDPOINT: "http://m:9000" }] as Record<string, string>[]) {
+      expect(half({ ...endpoint, S3_ACCESS_KEY_ID: "A" })).toEqual([
+        {
+          variable: "S3_SECRET_ACCESS_KEY",
+          problem: "missing while S3_ACCESS_KEY_ID is set",
+          expected: "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY set together",
+        },
+      ]);
+      expect(half({ ...endpoint, AWS_SECRET_ACCESS_KEY: "S" })).toEqual([
+        {
+          variable: "AWS_ACCESS_KEY_ID",
+          problem: "missing while AWS_SECRET_ACCESS_KEY is set",
+          expected: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set together",
+        },
+      ]);
+    }
+    // The S3_* pair wins over the AWS_* pair; a half S3_* pair is not completed from AWS_*.
+    const both = {
+      S3_BUCKET: "b-1",
+      S3_ACCESS_KEY_ID: "A",
+      S3_SECRET_ACCESS_KEY: "S",
+      AWS_ACCESS_KEY_ID: "X",
+      AWS_SECRET_ACCESS_KEY: "Y",
+    };
+    expect(loadConfig(both, ["s3"]).s3.credentials).toEqual({ accessKeyId: "A", secretAccessKey: "S" });
+    expect(half({ S3_ACCESS_KEY_ID: "A", AWS_ACCESS_KEY_ID: "X", AWS_SECRET_ACCESS_KEY: "Y" })[0]?.variable).toBe(
+      "S3_SECRET_ACCESS_KEY",
+    );
+  });
+
+  it("keeps MODEL_URI downloads in MODEL_CACHE_DIR, by default under the home folder's cache", () => {
+    const byDefault = loadConfig({ MODEL_URI: "s3://models/tiny" }, ["model"]).model;
+    expect(byDefault).toMatchObject({ source: "s3", cacheDir: DEFAULT_MODEL_CACHE_DIR });
+    expect(DEFAULT_MODEL_CACHE_DIR).toBe(join(homedir(), ".cache", "stagebeam", "models"));
+    const chosen = loadConfig({ MODEL_URI: "s3://models/tiny", MODEL_CACHE_DIR: "/var/cache/sb" }, ["model"]).model;
+    expect(chosen).toMatchObject({ source: "s3", cacheDir: "/var/cache/sb" });
+    // A local folder needs no cache.
+    expect(loadConfig({ MODEL_CACHE_DIR: "/var/cache/sb" }, ["model"]).model).toEqual({ source: "dir", dir: BUNDLED_MODEL_DIR });
   });
 
   it("reads the model source", () => {
@@ -148,6 +195,7 @@ describe("loadConfig", () => {
       uri: "s3://models/tiny/v1",
       bucket: "models",
       prefix: "tiny/v1/",
+      cacheDir: DEFAULT_MODEL_CACHE_DIR,
       digest: `sha256:${"ab".repeat(32)}`,
     });
     const err = errorOf(() => loadConfig({ MODEL_DIR: "/m", MODEL_URI: "s3://models/x", MODEL_DIGEST: "md5:1" }, ["model"]));

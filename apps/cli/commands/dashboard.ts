@@ -4,11 +4,14 @@
  * listens; SIGTERM or Ctrl-C stops it.
  */
 import { Command } from "commander";
-import { loadConfig } from "../../../shared/io/config.ts";
+import { type ConfigPart, loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { startDashboard } from "../../dashboard/server.ts";
 import { intOption } from "./common.ts";
 import { openFleet } from "./fleet-connection.ts";
+
+/** What this command reads from the environment (also what a deployment must set for it). */
+export const DASHBOARD_CONFIG_PARTS = ["redis", "s3", "dashboard", "logging"] as const satisfies readonly ConfigPart[];
 
 export interface DashboardReady {
   event: "ready";
@@ -26,7 +29,7 @@ export const dashboardCommand = new Command("dashboard")
     "\nEnvironment: REDIS_URL, QUEUE_PREFIX, S3_*, DASHBOARD_PORT, DASHBOARD_TOKEN, LOG_LEVEL (see the README).\nWithout DASHBOARD_TOKEN the dashboard is read-only; with it, POST /api/queues/<queue>/retry and /clean\naccept `Authorization: Bearer <token>`.",
   )
   .action(async (o: { port?: number; host: string }) => {
-    const config = loadConfig(process.env, ["redis", "s3", "dashboard", "logging"]);
+    const config = loadConfig(process.env, DASHBOARD_CONFIG_PARTS);
     const logger = createLogger({ name: "dashboard", level: config.logging.level });
     const fleet = openFleet(config);
     const dashboard = await startDashboard({

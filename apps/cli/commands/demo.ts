@@ -3,6 +3,8 @@
  * (AOF, noeviction), an embedded S3 server, two `stagebeam worker` processes, submits the
  * bundled sample scenes, shows progress, prints a table of answers against the gold answers,
  * where the results are, and the /metrics URLs; then shuts everything down (also on Ctrl-C).
+ * `--keep` leaves the fleet running after the sample run, printing the settings that reach it,
+ * until Ctrl-C; `--workers N` sets its size.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
@@ -33,6 +35,7 @@ interface DemoOptions extends SearchCliOptions {
   concurrency: number;
   sample: string;
   dataDir: string;
+  keep: boolean;
 }
 
 const say = (s: string) => process.stderr.write(`${s}\n`);
@@ -74,15 +77,42 @@ function metricTotal(page: string, name: string): number {
   return total;
 }
 
+/** What --keep prints: the settings that reach the kept fleet from another shell, and what to run with them. */
+export function keptFleetHelp(
+  env: Readonly<Record<string, string>>,
+  workers: readonly WorkerProcess[],
+  producerMetricsUrl: string,
+): string {
+  const quoted = (v: string) => `'${v.replace(/'/g, "'\\''")}'`;
+  const settings = Object.entries(env)
+    .filter(([name]) => name !== "WORKER_CONCURRENCY")
+    .map(([name, value]) => `export ${name}=${quoted(value)}`);
+  return [
+    "",
+    "the fleet keeps running (--keep): Redis, S3 and the workers take more work until Ctrl-C. From another shell:",
+    // s3rver checks no signatures: its key pair is a placeholder, not a secret.
+    ...settings.map((l) => `  ${l}`),
+    "  stagebeam submit --run mine --manifest apps/demo/sample/items.jsonl --wait",
+    "  stagebeam status --run mine",
+    "  stagebeam worker                 # one more worker (METRICS_PORT=0 for a free /metrics port)",
+    "  stagebeam exporter               # queue depth for Prometheus (METRICS_PORT)",
+    "  stagebeam dashboard              # the web dashboard (DASHBOARD_PORT, DASHBOARD_TOKEN)",
+    "metrics:",
+    ...workers.map((w) => `  worker ${w.index}: ${w.metricsUrl}`),
+    `  producer: ${producerMetricsUrl}`,
+  ].join("\n");
+}
+
 export const demoCommand = addSearchOptions(
   new Command("demo").description(
-    "run the whole fleet locally: private Redis, embedded S3, two workers, the bundled sample scenes",
+    "run the whole fleet locally: private Redis, embedded S3, N workers (default two), the bundled sample scenes; --keep leaves it running",
   ),
 )
   .option("--workers <n>", "worker processes", intOption("--workers", 1, 16), 2)
   .option("--concurrency <n>", "WORKER_CONCURRENCY of each worker", intOption("--concurrency", 1, 256), 8)
   .option("--sample <dir>", "scene set to submit (PNG files + items.jsonl)", DEMO_SAMPLE)
   .option("--data-dir <dir>", "where the demo keeps its S3 data, logs and a copy of the results", ".work/demo")
+  .option("--keep", "after the sample run, keep Redis, S3 and the workers running for other commands, until Ctrl-C", false)
   .addHelpText("after", "\nNeeds redis-server on PATH (npm run demo installs it). Model: MODEL_DIR, default the bundled one.")
   .action(async (o: DemoOptions) => {
     // Settings first: a bad strategy or beam is an error before any server starts.
@@ -90,7 +120,7 @@ export const demoCommand = addSearchOptions(
     const abort = new AbortController();
     const onSignal = () => {
       if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED);
-      say("\ninterrupted: shutting everything down (Ctrl-C again to quit at once)");
+      say(`\n${kept ? "stopping" : "interrupted"}: shutting everything down (Ctrl-C again to quit at once)`);
       abort.abort();
     };
     process.on("SIGINT", onSignal);
@@ -98,6 +128,8 @@ export const demoCommand = addSearchOptions(
     const interrupted = () => {
       if (abort.signal.aborted) throw new CliExit(EXIT_INTERRUPTED);
     };
+    // With --keep, Ctrl-C after the sample run is the way to end the demo, not an interruption.
+    let kept = false;
 
     const dataDir = resolve(o.dataDir);
     const logDir = join(dataDir, "logs");
@@ -212,6 +244,11 @@ export const demoCommand = addSearchOptions(
       out.push(`  producer ${producerMetricsUrl}`);
       process.stdout.write(`${out.join("\n")}\n`);
       if (counts.failed > 0) exitCode = EXIT_FAILURE;
+      if (o.keep) {
+        kept = true;
+        process.stdout.write(`${keptFleetHelp(env, workers, producerMetricsUrl)}\n`);
+        await new Promise((stop) => abort.signal.addEventListener("abort", stop, { once: true }));
+      }
     } finally {
       say("shutting down: workers (SIGTERM), S3 server, redis-server …");
       for (const c of cleanups.reverse()) {

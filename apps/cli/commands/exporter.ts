@@ -7,12 +7,15 @@
  */
 import { Command } from "commander";
 import { Redis } from "ioredis";
-import { loadConfig } from "../../../shared/io/config.ts";
+import { type ConfigPart, loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { createRegistry, serveMetrics } from "../../../shared/io/metrics.ts";
 import { openQueues } from "../../../workers/fleet/protocol.ts";
 import { createQueueExporter } from "../../../workers/fleet/queue-exporter.ts";
 import type { ExporterReady } from "../../demo/services/exporter-process.ts";
+
+/** What this command reads from the environment (also what a deployment must set for it). */
+export const EXPORTER_CONFIG_PARTS = ["redis", "metrics", "logging"] as const satisfies readonly ConfigPart[];
 
 /** Log Redis trouble at most this often: Prometheus scrapes every few seconds. */
 const ERROR_LOG_INTERVAL_MS = 60_000;
@@ -28,7 +31,7 @@ export const exporterCommand = new Command("exporter")
       "Configuration comes from the environment: REDIS_URL, QUEUE_PREFIX, METRICS_PORT, LOG_LEVEL (see the README).",
   )
   .action(async () => {
-    const config = loadConfig(process.env, ["redis", "metrics", "logging"]);
+    const config = loadConfig(process.env, EXPORTER_CONFIG_PARTS);
     const logger = createLogger({ name: "exporter", level: config.logging.level });
     const registry = createRegistry();
     const queues = openQueues(config.redis.url, config.redis.queuePrefix);

@@ -44,6 +44,9 @@ export function formatSummary(s: SubmitSummary): string {
   return lines.join("\n");
 }
 
+/** The configuration `submit` reads (deployment manifests are checked against it). */
+export const SUBMIT_CONFIG_PARTS = ["redis", "s3", "metrics", "logging"] as const;
+
 export const submitCommand = addSearchOptions(new Command("submit"))
   .description("submit a manifest (JSONL/CSV with id,image,question[,answer], or a folder of images) as a run")
   .requiredOption("--run <name>", "run name: results go to runs/<name>/ in S3")
@@ -67,7 +70,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
   .action(async (o: SubmitCliOptions) => {
     // Settings first: a bad strategy or beam is an error before anything is touched.
     const settings = searchSettings(o);
-    const config = loadConfig(process.env, ["redis", "s3", "metrics", "logging"]);
+    const config = loadConfig(process.env, SUBMIT_CONFIG_PARTS);
     const logger = createLogger({ name: "producer", level: config.logging.level });
     const metrics = createMetrics();
     const pm = producerMetrics(metrics.registry);

@@ -19,6 +19,9 @@ import { watchRedis } from "../../../workers/fleet/redis-watchdog.ts";
 import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker, type FleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
 
+/** The configuration a worker reads (deployment manifests are checked against it). */
+export const WORKER_CONFIG_PARTS = ["redis", "s3", "model", "worker", "engine", "metrics", "logging"] as const;
+
 interface WorkerOptions {
   concurrency?: number;
   lockDuration: number;
@@ -49,7 +52,7 @@ export const workerCommand = new Command("worker")
     "\nConfiguration comes from the environment: REDIS_URL, QUEUE_PREFIX, S3_*, MODEL_DIR or MODEL_URI,\nMODEL_DIGEST, WORKER_CONCURRENCY, EXECUTION_PROVIDERS, METRICS_PORT, LOG_LEVEL (see the README).",
   )
   .action(async (opts: WorkerOptions) => {
-    const config = loadConfig(process.env, ["redis", "s3", "model", "worker", "engine", "metrics", "logging"]);
+    const config = loadConfig(process.env, WORKER_CONFIG_PARTS);
     const logger = createLogger({ name: "worker", level: config.logging.level });
     const metrics = createMetrics();
     const concurrency = opts.concurrency ?? config.worker.concurrency;

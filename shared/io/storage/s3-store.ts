@@ -8,7 +8,10 @@
  * embedded endpoint, lacks abort-multipart.
  */
 import { createHash } from "node:crypto";
+import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { extname } from "node:path";
 import {
   GetObjectCommand,
@@ -35,6 +38,8 @@ export interface ListedObject {
   key: string;
   size: number;
   lastModified?: Date;
+  /** The object's entity tag as listed (quotes kept): changes whenever its content does. */
+  etag?: string;
 }
 
 export interface StagedImage {
@@ -233,7 +238,12 @@ export class S3Store {
       );
       for (const o of page.Contents ?? []) {
         if (o.Key === undefined) continue;
-        yield { key: o.Key, size: o.Size ?? 0, ...(o.LastModified ? { lastModified: o.LastModified } : {}) };
+        yield {
+          key: o.Key,
+          size: o.Size ?? 0,
+          ...(o.LastModified ? { lastModified: o.LastModified } : {}),
+          ...(o.ETag !== undefined ? { etag: o.ETag } : {}),
+        };
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token !== undefined);
@@ -251,6 +261,23 @@ export class S3Store {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * Streams the object into `file` (created or truncated) without holding it in memory, for
+   * files of any size (model weights). Returns the bytes written; throws when there is no such object.
+   */
+  async downloadTo(key: string, file: string): Promise<number> {
+    return await this.timed("GetObject", key, async () => {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const out = createWriteStream(file);
+      if (!res.Body) {
+        await new Promise<void>((done, fail) => out.end((err?: Error | null) => (err ? fail(err) : done())));
+        return 0;
+      }
+      await pipeline(res.Body as Readable, out);
+      return out.bytesWritten;
+    });
   }
 
   /** Single PutObject of bytes at an exact key. */
