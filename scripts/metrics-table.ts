@@ -8,12 +8,11 @@
  *   tsx scripts/metrics-table.ts --write README.md
  *   tsx scripts/metrics-table.ts --check README.md   # exit 1 when stale
  */
-import { readFile, writeFile } from "node:fs/promises";
 import type { Registry } from "prom-client";
 import { METRIC_NAMES, createMetrics, createRegistry } from "../shared/io/metrics.ts";
 import { producerMetrics } from "../workers/fleet/fleet-metrics.ts";
 import { REDIS_SERIES, registerExporterSeries } from "../workers/fleet/queue-exporter.ts";
-import { spliceBetween } from "./config-table.ts";
+import { docTableMain } from "./doc-table.ts";
 
 export const START = "<!-- metrics-table:start -->";
 export const END = "<!-- metrics-table:end -->";
@@ -65,29 +64,9 @@ export function metricsTableMarkdown(): string {
   return `${["| Series | Type | Labels | Exported by | Meaning |", "|---|---|---|---|---|", ...lines].join("\n")}\n`;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [mode, file] = argv;
-  if (mode === undefined) {
-    process.stdout.write(metricsTableMarkdown());
-    return 0;
-  }
-  if ((mode !== "--write" && mode !== "--check") || file === undefined) {
-    process.stderr.write("usage: metrics-table.ts [--write FILE | --check FILE]\n");
-    return 2;
-  }
-  const doc = await readFile(file, "utf8");
-  const updated = spliceBetween(doc, START, END, metricsTableMarkdown());
-  if (mode === "--check") {
-    if (updated !== doc) {
-      process.stderr.write(`${file}: the metrics table is stale; run tsx scripts/metrics-table.ts --write ${file}\n`);
-      return 1;
-    }
-    return 0;
-  }
-  if (updated !== doc) await writeFile(file, updated);
-  return 0;
-}
-
 if (import.meta.url === `file://${process.argv[1]}`) {
-  process.exitCode = await main(process.argv.slice(2));
+  process.exitCode = await docTableMain(
+    { script: "metrics-table.ts", what: "metrics table", start: START, end: END, markdown: metricsTableMarkdown },
+    process.argv.slice(2),
+  );
 }

@@ -6,7 +6,7 @@ import { METRIC_NAMES, createMetrics, createRegistry } from "../../shared/io/met
 import { Readiness } from "../../shared/io/readiness.ts";
 import { VERSION } from "../../shared/io/version.ts";
 import { createQueueExporter, infoNumber, mergeFamilies, REDIS_SERIES } from "../../workers/fleet/queue-exporter.ts";
-import { spliceBetween } from "../../scripts/config-table.ts";
+import { spliceBetween } from "../../scripts/doc-table.ts";
 import { END, START, metricRows, metricsTableMarkdown } from "../../scripts/metrics-table.ts";
 
 describe("createMetrics", () => {

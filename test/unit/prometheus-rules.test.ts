@@ -8,6 +8,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { END as ALERTS_END, START as ALERTS_START, alertRules, alertsTableMarkdown } from "../../scripts/alerts-table.ts";
+import { spliceBetween } from "../../scripts/doc-table.ts";
 import { PROMETHEUS_RULE_FILE, RULE_FILES, prometheusRuleYaml } from "../../scripts/prometheus-rule.ts";
 
 const ROOT = join(import.meta.dirname, "../..");
@@ -46,6 +48,16 @@ describe("infra/prometheus", () => {
     const alerts = ruleGroups().flatMap((g) => g.rules.filter((r) => r.alert !== undefined));
     expect(alerts.length).toBeGreaterThan(5);
     for (const a of alerts) expect(a.annotations?.runbook, a.alert).toMatch(/^\S.{20,}/);
+  });
+
+  it("the README's alerts table is the one made from alerts.yml (npx tsx scripts/alerts-table.ts --write README.md)", () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    expect(spliceBetween(readme, ALERTS_START, ALERTS_END, alertsTableMarkdown())).toBe(readme);
+    expect(
+      alertsTableMarkdown()
+        .split("\n")
+        .filter((l) => l.startsWith("| `")),
+    ).toHaveLength(alertRules().length);
   });
 });
 
