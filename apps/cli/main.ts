@@ -15,6 +15,10 @@ const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
   ["submit", async () => (await import("./commands/submit.ts")).submitCommand],
   ["status", async () => (await import("./commands/status.ts")).statusCommand],
   ["results", async () => (await import("./commands/results.ts")).resultsCommand],
+  ["runs", async () => (await import("./commands/runs.ts")).runsCommand],
+  ["cancel", async () => (await import("./commands/cancel.ts")).cancelCommand],
+  ["retry", async () => (await import("./commands/retry.ts")).retryCommand],
+  ["export", async () => (await import("./commands/export.ts")).exportCommand],
   ["demo", async () => (await import("./commands/demo.ts")).demoCommand],
   ["model", async () => (await import("./commands/model.ts")).modelCommand],
 ]);

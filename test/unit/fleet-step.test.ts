@@ -10,6 +10,7 @@ import { createSearch, runSearch } from "../../shared/core/search/index.ts";
 import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { FleetError } from "../../workers/fleet/errors.ts";
+import type { RunRegistry } from "../../workers/fleet/run-state.ts";
 import type { RunLedger } from "../../workers/fleet/ledger.ts";
 import {
   GenerateJobDataSchema,
@@ -123,11 +124,13 @@ function deps(job: FakeJob, store = new Map<string, unknown>()) {
       putJson: async (k: string, v: unknown) => void store.set(k, v),
     } as unknown as S3Store,
     ledger: {
-      recordOutcome: async (_run: string, item: string, outcome: string, tokens = 0) => {
-        outcomes.push([item, outcome, tokens]);
-        return true;
+      recordOutcome: async (_run: string, item: string, outcome: string, opts: { tokens?: number } = {}) => {
+        outcomes.push([item, outcome, opts.tokens ?? 0]);
+        return "changed";
       },
+      markWorkStarted: async () => {},
     } as unknown as RunLedger,
+    runs: { state: async () => "in_progress" } as unknown as RunRegistry,
     metrics,
     model: { id: "m", digest: "sha256:abc" },
     worker: "w-parent",
@@ -221,7 +224,7 @@ describe("request step job", () => {
     const judge = (d.queues.judge as unknown as FakeQueue).added;
     expect(judge.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0-vs-c1"]);
     expect(JudgeJobDataSchema.parse(judge[0]!.data).request).toMatchObject({ kind: "compare", template: "SUMMARY" });
-    expect(RequestJobDataSchema.parse(job.data).trace.stepStartedAt).not.toBeNull();
+    expect(RequestJobDataSchema.parse(job.data).trace?.stepStartedAt).not.toBeNull();
   });
 
   it("a step that re-runs after its children finished only applies their results (nothing added twice)", async () => {

@@ -14,9 +14,9 @@
  */
 import { assertRunId } from "../../shared/core/ids.ts";
 
-export const QUEUES = { request: "request", generate: "generate", judge: "judge" } as const;
+export const QUEUES = { request: "request", generate: "generate", judge: "judge", feed: "feed" } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
-export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge];
+export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge, QUEUES.feed];
 
 export function requestJobId(run: string, item: string): string {
   return `${assertRunId(run)}/${item}`;
@@ -47,5 +47,19 @@ export function runKeys(prefix: string, run: string) {
     outcomes: `${base}:outcomes`,
     /** counters: completed, correct, wrong, failed, failed:<reason>, tokens, firstAt, lastAt, createdAt. */
     counts: `${base}:counts`,
+    /** The run itself: state, reason, settings, source, the feeder's cursor (run-state.ts). */
+    meta: `${base}:meta`,
+    /** item → time of its completion by a worker, over the last minutes (status's sliding window). */
+    recent: `${base}:recent`,
   };
+}
+
+/** Every run by creation time (`stagebeam runs`). */
+export function runsIndexKey(prefix: string): string {
+  return `${prefix}:stagebeam:runs`;
+}
+
+/** The feeder job of a run: one per run, so two feeders never stream the same manifest at once. */
+export function feedJobId(run: string): string {
+  return `feed/${assertRunId(run)}`;
 }

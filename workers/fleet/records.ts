@@ -51,26 +51,27 @@ export interface ResultRecord {
   worker: string;
 }
 
-export interface FailureRecord {
-  kind: "failure";
-  version: typeof RECORD_VERSION;
-  run: string;
-  id: string | null;
-  item: string;
-  line: number | null;
+export const FailureRecordSchema = z.object({
+  kind: z.literal("failure"),
+  version: z.literal(RECORD_VERSION),
+  run: z.string(),
+  id: z.string().nullable(),
+  item: z.string(),
+  line: z.number().int().nullable(),
   /** Where it failed: at submit (bad manifest line, unreadable image) or in the fleet. */
-  stage: "submit" | "fleet";
-  /** Short reason code, e.g. manifest-image, image-unreadable, bad-input, search-error, runtime. */
-  reason: string;
-  message: string;
-  field: string | null;
-  input: { image: string | null; question: string | null; answer: string | null };
-  at: string;
+  stage: z.enum(["submit", "fleet"]),
+  /** Short reason code, e.g. manifest-image, image-unreadable, bad-input, search-error, runtime, cancelled. */
+  reason: z.string(),
+  message: z.string(),
+  field: z.string().nullable(),
+  input: z.object({ image: z.string().nullable(), question: z.string().nullable(), answer: z.string().nullable() }),
+  at: z.string(),
   /** Steps the search had finished when it failed (fleet failures). */
-  stepsDone?: number;
-  attempts?: number;
-  worker?: string;
-}
+  stepsDone: z.number().int().optional(),
+  attempts: z.number().int().optional(),
+  worker: z.string().optional(),
+});
+export type FailureRecord = z.infer<typeof FailureRecordSchema>;
 
 export type ItemRecord = ResultRecord | FailureRecord;
 
@@ -93,7 +94,13 @@ export const RunManifestSchema = z.object({
     format: z.string(),
     imageRoot: z.string().nullable(),
     question: z.string().nullable(),
+    gzip: z.boolean().optional(),
+    detached: z.boolean().optional(),
   }),
+  /** The run's state as last mirrored from Redis (run-state.ts), with the reason of a failed run. */
+  state: z.string().optional(),
+  reason: z.string().optional(),
+  stateAt: z.string().optional(),
   /** One entry per `submit` of this run (a resumed submit appends one). */
   submits: z.array(
     z.object({
