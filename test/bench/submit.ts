@@ -78,6 +78,7 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
     const memBefore = Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
     await redis.config("RESETSTAT");
     const args = [
+      ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
       "--import",
       "tsx",
       join(root, "apps/cli/main.ts"),
