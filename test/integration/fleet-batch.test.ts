@@ -173,6 +173,15 @@ describe("runs as a batch service", () => {
       ["req-web", "manifest-body"],
       ["req-seed", "manifest-settings"],
     ]);
+    // The same files as S3 multipart uploads.
+    const s3 = await exportRun(run, { format: "openai", out: "s3://stagebeam/runs/openai-1/export/output.jsonl" }, exportDeps());
+    expect(s3.files).toEqual({
+      output: "s3://stagebeam/runs/openai-1/export/output.jsonl",
+      errors: "s3://stagebeam/runs/openai-1/export/output.errors.jsonl",
+    });
+    expect(Buffer.from((await env.store.getBytes("runs/openai-1/export/output.jsonl"))!).toString()).toBe(
+      await readFile(out, "utf8"),
+    );
   });
 
   it("cancels one run mid-way while another run on the same queues completes", async () => {
@@ -250,10 +259,22 @@ describe("runs as a batch service", () => {
     });
     expect(first).toMatchObject({ interrupted: true, enqueued: 4 });
     expect((await env.runs.get(run))?.cursor).toBe(4);
+    // An exporter following the run writes each item once, in manifest order, as it finishes.
+    const following = exportRun(
+      run,
+      { format: "jsonl", out: "s3://stagebeam/exports/resume-1.jsonl", follow: true, pollMs: 200 },
+      exportDeps(),
+    );
     const second = await feedRun(run, deps(), { localImages: true });
     expect(second).toMatchObject({ resumedAt: 4, lines: 8, enqueued: 8, skipped: 0, interrupted: false });
     await waitForRun(run, env.ledger, { runs: env.runs, timeoutMs: 60_000 });
     expect(await env.ledger.counts(run)).toMatchObject({ items: 12, completed: 12, failed: 0 });
+    expect(await following).toMatchObject({ complete: true, lines: { output: 12, errors: 0 } });
+    const exported = Buffer.from((await env.store.getBytes("exports/resume-1.jsonl"))!)
+      .toString()
+      .trim()
+      .split("\n");
+    expect(exported.map((l) => (JSON.parse(l) as { id: string }).id)).toEqual(sceneLines.slice(20, 32).map((l) => l.id));
   });
 
   it("a detached submit from an S3 manifest is fed by a worker's feed job and completes", async () => {

@@ -280,46 +280,44 @@ async function exportPass(run: string, kind: FileKind, sink: Sink, opts: ExportO
     for (const l of lines) if (l !== null) sink.append(`${JSON.stringify(l)}\n`);
   };
 
+  // Where this pass has got to; the sink's cursor is where its last checkpoint made it durable.
+  let position = sink.cursor;
   for (;;) {
-    let stoppedAt: Cursor | null = null;
+    let stopped = false;
     const state = await deps.runs.state(run, 0);
     const runOver = state === "completed" || state === "cancelled" || state === "failed";
-    const fed = runOver || (await deps.runs.get(run))?.fed === "1";
-    let next = sink.cursor;
-    for await (const chunk of readIndex(deps.store, run, sink.cursor.chunk)) {
-      const from = chunk.chunk === sink.cursor.chunk ? sink.cursor.entry : 0;
+    for await (const chunk of readIndex(deps.store, run, position.chunk)) {
+      const from = chunk.chunk === position.chunk ? position.entry : 0;
       const all = chunk.entries.slice(from);
       const outcomes = await deps.ledger.outcomesOf(
         run,
         all.map((e) => e[1]),
       );
       // Only up to the first item not finished yet, unless the run is over.
-      let upTo = all.length;
-      if (!runOver) {
-        const firstOpen = all.findIndex((e, i) => e[3] === "item" && outcomes[i] === null);
-        if (firstOpen >= 0) upTo = firstOpen;
-      }
-      const take = all.slice(0, upTo);
-      const takeOutcomes = outcomes.slice(0, upTo);
-      const items = take.map((e, i) => [e, takeOutcomes[i] ?? null] as const).filter(([e]) => e[3] === "item");
+      const firstOpen = runOver ? -1 : all.findIndex((e, i) => e[3] === "item" && outcomes[i] === null);
+      const upTo = firstOpen >= 0 ? firstOpen : all.length;
+      const items = all
+        .slice(0, upTo)
+        .map((e, i) => [e, outcomes[i] ?? null] as const)
+        .filter(([e]) => e[3] === "item");
       await write(
         items.map(([e]) => e),
         items.map(([, o]) => o),
         runOver,
       );
-      next = upTo < all.length ? { chunk: chunk.chunk, entry: from + upTo } : { chunk: chunk.chunk + 1, entry: 0 };
-      await sink.checkpoint(next, false);
+      position = upTo < all.length ? { chunk: chunk.chunk, entry: from + upTo } : { chunk: chunk.chunk + 1, entry: 0 };
+      await sink.checkpoint(position, false);
       if (upTo < all.length) {
-        stoppedAt = next;
+        stopped = true;
         break;
       }
     }
-    if (stoppedAt === null && fed && runOver) {
-      await sink.checkpoint(next, true);
+    if (!stopped && runOver) {
+      await sink.checkpoint(position, true);
       return true;
     }
     if (!opts.follow || opts.signal?.aborted) {
-      await sink.checkpoint(next, true);
+      await sink.checkpoint(position, true);
       return false;
     }
     await sleep(opts.pollMs ?? 2_000, undefined, opts.signal ? { signal: opts.signal } : {}).catch(() => {});

@@ -6,7 +6,6 @@
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import pLimit from "p-limit";
-import sharp from "sharp";
 import { decodeDataUrl } from "../../shared/io/image-refs.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
@@ -18,6 +17,8 @@ const MAX_REMEMBERED = 10_000;
 
 /** Content check of a local image: null when it decodes, else why not. */
 async function checkImage(bytes: Buffer): Promise<string | null> {
+  // Loaded on first use: a manifest of s3:// images never needs it (libvips holds ~30 MB).
+  const { default: sharp } = await import("sharp");
   try {
     const meta = await sharp(bytes, { failOn: "error" }).metadata();
     if (!meta.width || !meta.height) return "it has no width or height";
