@@ -56,6 +56,7 @@ class FakeJob {
   id: string;
   queueQualifiedName = "{sb}:request";
   attemptsMade = 0;
+  timestamp = 1_234_000;
   opts = { attempts: 5 };
   processed = new Map<string, unknown>();
   failed = new Map<string, string>();
@@ -270,6 +271,44 @@ describe("request step job", () => {
       code: "bad-params",
       unrecoverable: true,
     });
+  });
+
+  it("creates a fresh request's search from the run's settings, and drops the work of a cancelled or failed run", async () => {
+    const { trace: _trace, ...untraced } = requestData();
+    const fresh = new FakeJob({ ...untraced, state: null });
+    const { d, store } = deps(fresh);
+    d.runs = {
+      state: async () => "in_progress",
+      settings: async () => ({
+        strategy: "stage",
+        beam: 4,
+        seed: 5,
+        judgeMode: "score",
+        maxStageTokens: 512,
+        maxSentenceSteps: 40,
+      }),
+    } as unknown as RunRegistry;
+    await drive(fresh, d);
+    const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
+    expect(record.params).toEqual({
+      itemId: "item-1",
+      strategy: "stage",
+      beam: 4,
+      seed: 5,
+      maxStageTokens: 512,
+      maxSentenceSteps: 40,
+    });
+    expect(record.timings.submittedAt).toBe(new Date(fresh.timestamp).toISOString());
+    for (const [state, code] of [
+      ["cancelled", "cancelled"],
+      ["failed", "run-failed"],
+    ] as const) {
+      const job = new FakeJob(requestData());
+      const stopped = deps(job).d;
+      stopped.runs = { state: async () => state } as unknown as RunRegistry;
+      await expect(runRequestStep(job as unknown as Job, "t", stopped)).rejects.toMatchObject({ code, unrecoverable: true });
+      expect((stopped.queues.generate as unknown as FakeQueue).added).toHaveLength(0);
+    }
   });
 
   it("also drives the other strategies", async () => {

@@ -319,19 +319,18 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
   let position = 0;
   let chunk: ManifestEntry[] = [];
   let stopped = false;
-  const flush = async (atEnd: boolean) => {
-    const entries = chunk;
-    chunk = [];
+  /** Feeds the entries up to manifest position `end`; false when the feeder has to stop. */
+  const flush = async (entries: ManifestEntry[], end: number, atEnd: boolean) => {
     const current = await runs.state(run, 0);
     if (current === "cancelled" || current === "failed") {
       state = current;
       return false;
     }
-    const ok = await processChunk(entries, Math.floor((position - entries.length) / chunkSize));
+    const ok = await processChunk(entries, Math.floor((end - entries.length) / chunkSize));
     if (!ok) return false;
     progress.lines += entries.length;
     await runs.advanceFeed(run, {
-      cursor: position,
+      cursor: end,
       enqueued: progress.enqueued - counted.enqueued,
       bad: progress.bad - counted.bad,
       skipped: progress.skipped - counted.skipped,
@@ -340,33 +339,47 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
     counted = { ...progress };
     report();
     const bad = meta.bad + progress.bad;
-    if (meta.badLineLimit && overBadLineLimit(meta.badLineLimit, bad, position, atEnd)) {
-      await move(
-        "failed",
-        `too many bad lines: ${bad} of ${position} read, over the limit of ${describeLimit(meta.badLineLimit)}`,
-      );
+    if (meta.badLineLimit && overBadLineLimit(meta.badLineLimit, bad, end, atEnd)) {
+      await move("failed", `too many bad lines: ${bad} of ${end} read, over the limit of ${describeLimit(meta.badLineLimit)}`);
       return false;
     }
     return true;
   };
 
+  // One chunk is fed while the next one is read and checked; chunks are fed one after the
+  // other, so each sees the ledger as the one before left it.
+  let inFlight: Promise<boolean> | null = null;
+  let feedError: unknown;
+  const settle = async () => {
+    const p = inFlight;
+    inFlight = null;
+    return p === null ? true : await p;
+  };
   try {
     for await (const entry of entries) {
       position++;
       if (position <= resumedAt) continue;
       chunk.push(entry);
       if (position % chunkSize === 0) {
-        if (!(await flush(false)) || opts.signal?.aborted) {
+        if (!(await settle()) || opts.signal?.aborted) {
           stopped = true;
           break;
         }
+        inFlight = flush(chunk.splice(0), position, false).catch((err: unknown) => {
+          feedError = err;
+          return false;
+        });
       }
     }
-    if (!stopped && chunk.length > 0) stopped = !(await flush(true));
   } catch (err) {
+    await settle();
+    if (feedError !== undefined) throw feedError;
     await move("failed", `the manifest cannot be read: ${(err as Error).message}`);
     return summary();
   }
+  if (!(await settle())) stopped = true;
+  if (feedError !== undefined) throw feedError;
+  if (!stopped && chunk.length > 0) stopped = !(await flush(chunk.splice(0), position, true));
   interrupted = stopped && state !== "failed" && state !== "cancelled";
   if (!stopped) {
     const enqueuedEver = meta.enqueued + progress.enqueued;
