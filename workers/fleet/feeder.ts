@@ -317,7 +317,7 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
 
   const chunkSize = meta.chunkSize;
   let position = 0;
-  let chunk: ManifestEntry[] = [];
+  const chunk: ManifestEntry[] = [];
   let stopped = false;
   /** Feeds the entries up to manifest position `end`; false when the feeder has to stop. */
   const flush = async (entries: ManifestEntry[], end: number, atEnd: boolean) => {
