@@ -136,7 +136,7 @@ async function checkUsage(opts: SubmitOptions) {
   return { settings, maxBacklog, chunkSize, source, format };
 }
 
-/** Puts a local or stdin manifest in S3 for a detached run; its s3:// URI and format. */
+/** Puts a local or stdin manifest in S3 for a detached run, as it is; its s3:// URI, and the format and gzip found in it. */
 async function uploadManifest(
   run: string,
   source: string,
@@ -144,12 +144,14 @@ async function uploadManifest(
   deps: SubmitDeps,
   stdin?: Readable,
 ): Promise<{ uri: string; format: ManifestFileFormat; gzip: boolean }> {
-  const opened = await openManifest(source, { ...(format ? { format } : {}), ...(stdin ? { stdin } : {}) });
-  opened.stream.destroy();
-  const key = inputKey(run, `manifest.${opened.format}${opened.gzip ? ".gz" : ""}`);
+  const key = inputKey(run, "manifest");
   const bytes = source === "-" ? (stdin ?? process.stdin) : createReadStream(source);
-  await deps.store.putStream(key, bytes as AsyncIterable<Uint8Array>, opened.gzip ? "application/gzip" : "text/plain");
-  return { uri: deps.store.uri(key), format: opened.format, gzip: opened.gzip };
+  await deps.store.putStream(key, bytes as AsyncIterable<Uint8Array>);
+  // Read back what was stored: stdin can be read only once.
+  const uri = deps.store.uri(key);
+  const opened = await openManifest(uri, { ...(format ? { format } : {}), store: deps.store });
+  opened.stream.destroy();
+  return { uri, format: opened.format, gzip: opened.gzip };
 }
 
 export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<SubmitSummary> {
