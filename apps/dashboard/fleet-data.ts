@@ -14,6 +14,7 @@ import {
   type S3Store,
 } from "../../shared/io/storage/s3-store.ts";
 import type { Outcome, RunLedger } from "../../workers/fleet/ledger.ts";
+import type { RunRegistry } from "../../workers/fleet/run-state.ts";
 import type { FleetQueues } from "../../workers/fleet/protocol.ts";
 import { FailureRecordSchema, ResultRecordSchema, type FailureRecord, type ResultRecord } from "../../workers/fleet/records.ts";
 import { queueCounts, runStatus, streamRecords, type RunStatus } from "../../workers/fleet/status.ts";
@@ -21,6 +22,7 @@ import { queueCounts, runStatus, streamRecords, type RunStatus } from "../../wor
 export interface FleetSources {
   store: S3Store;
   ledger: RunLedger;
+  runs: RunRegistry;
   queues: FleetQueues;
 }
 
@@ -40,8 +42,8 @@ export const ITEMS_SHOWN = 500;
 export const FAILURES_SHOWN = 200;
 
 /** The runs the dashboard lists, newest first: the one place that decides which runs those are. */
-export function listRuns(src: Pick<FleetSources, "ledger">, limit = RUNS_SHOWN): Promise<string[]> {
-  return src.ledger.runs(limit);
+export function listRuns(src: Pick<FleetSources, "runs">, limit = RUNS_SHOWN): Promise<string[]> {
+  return src.runs.names(limit);
 }
 
 export function checkedRun(run: string): string {

@@ -1,24 +1,26 @@
 /**
- * Streaming manifest readers: JSONL, CSV, or a folder of images with one question for all.
+ * Streaming manifest readers: JSONL (stagebeam's own lines or the OpenAI batch format, see
+ * openai-batch.ts), CSV (csv-parse), or a folder of images with one question for all.
  *
  * Each reader is an async generator in (near) constant memory. It yields one entry per
  * item: `{ ok: true, line, item }` for a valid item, or `{ ok: false, line, id?, field,
  * reason, message }` for a bad one. A bad line never stops the stream; only a
  * usage error (no such file, a folder without a question) throws.
  *
- * Image references are either `s3://bucket/key` or local paths, which must resolve inside
- * the image root (default: the manifest's folder), through symlinks too.
+ * Image references are `s3://bucket/key`, `data:` URLs, or local paths (or file:// URLs),
+ * which must resolve inside the image root (default: the manifest's folder), through symlinks
+ * too (image-refs.ts).
  */
 import { createReadStream } from "node:fs";
 import { opendir, stat } from "node:fs/promises";
 import { dirname, extname, resolve } from "node:path";
 import type { Readable } from "node:stream";
+import { parse as parseCsvSync } from "csv-parse/sync";
 import { z } from "zod";
-import { csvRecords } from "./csv-records.ts";
 import { ImageResolver } from "./image-refs.ts";
 import { linesOf, numbered } from "./lines.ts";
+import { isOpenAIBatchLine, parseOpenAIBatchLine, type LineSettings } from "./openai-batch.ts";
 
-export { csvRecords, type CsvRecord } from "./csv-records.ts";
 export { ImageResolver, type ImageRefResult } from "./image-refs.ts";
 
 // ---------------------------------------------------------------------------
@@ -32,9 +34,12 @@ export interface ManifestItem {
   answer?: string;
   /** A label that groups items in `eval`'s per-family table; the fleet carries it along unused. */
   family?: string;
+  /** Settings the line asks for (OpenAI batch lines); the run checks them against its own. */
+  settings?: LineSettings;
 }
 
-export type ManifestField = "id" | "image" | "question" | "answer" | "family" | "header" | "record";
+/** id, image, question, answer, family, header, record, or a path in an OpenAI batch line (body.seed). */
+export type ManifestField = string;
 
 export type ManifestEntry =
   | { ok: true; line: number; item: ManifestItem }
@@ -125,7 +130,7 @@ function describeValue(v: unknown): string {
 }
 
 function bad(line: number, field: ManifestField, reason: string, id?: string): ManifestEntry {
-  const who = id !== undefined ? `item ${JSON.stringify(id)}` : "item";
+  const who = id !== undefined ? `item ${JSON.stringify(id)}, ` : "";
   const where = field === "header" || field === "record" ? field : `field "${field}"`;
   return {
     ok: false,
@@ -133,12 +138,17 @@ function bad(line: number, field: ManifestField, reason: string, id?: string): M
     ...(id !== undefined ? { id } : {}),
     field,
     reason,
-    message: `line ${line}, ${who}, ${where}: ${reason}`,
+    message: `line ${line}, ${who}${where}: ${reason}`,
   };
 }
 
 /** Validate raw fields; image references resolved afterwards. */
-async function validate(line: number, raw: Record<string, unknown>, images: ImageResolver): Promise<ManifestEntry> {
+async function validate(
+  line: number,
+  raw: Record<string, unknown>,
+  images: ImageResolver,
+  { settings, imageField = "image" }: { settings?: LineSettings; imageField?: string } = {},
+): Promise<ManifestEntry> {
   const idR = FIELD_RULES.id.schema.safeParse(raw.id);
   const id = idR.success ? idR.data : undefined;
   if (!idR.success) return bad(line, "id", `${describeValue(raw.id)}; expected ${FIELD_RULES.id.expected}`);
@@ -148,13 +158,36 @@ async function validate(line: number, raw: Record<string, unknown>, images: Imag
     const optional = field === "answer" || field === "family";
     if (optional && (v === undefined || v === null || v === "")) continue;
     const r = FIELD_RULES[field].schema.safeParse(v);
-    if (!r.success) return bad(line, field, `${describeValue(v)}; expected ${FIELD_RULES[field].expected}`, id);
+    if (!r.success)
+      return bad(
+        line,
+        field === "image" ? imageField : field,
+        `${describeValue(v)}; expected ${FIELD_RULES[field].expected}`,
+        id,
+      );
     out[field] = r.data;
   }
   const img = await images.resolve(out.image!);
-  if (!img.ok) return bad(line, "image", img.reason, id);
+  if (!img.ok) return bad(line, imageField, img.reason, id);
   out.image = img.image;
-  return { ok: true, line, item: ManifestItemSchema.parse(out) as ManifestItem };
+  const item = ManifestItemSchema.parse(out) as ManifestItem;
+  return { ok: true, line, item: settings && Object.keys(settings).length > 0 ? { ...item, settings } : item };
+}
+
+const OPENAI_IMAGE_FIELD = "body.messages[0].content.image_url.url";
+
+/** An OpenAI batch line, checked field by field, then validated as an item. */
+function validateOpenAI(
+  line: number,
+  value: Record<string, unknown>,
+  images: ImageResolver,
+): Promise<ManifestEntry> | ManifestEntry {
+  const r = parseOpenAIBatchLine(value);
+  if (!r.ok) return bad(line, r.field, `${describeValue(r.got)}; expected ${r.expected}`, r.id);
+  return validate(line, { id: r.id, image: r.image, question: r.question }, images, {
+    settings: r.settings,
+    imageField: OPENAI_IMAGE_FIELD,
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -174,7 +207,78 @@ export async function* readJsonlLines(lines: AsyncIterable<string>, images: Imag
       yield bad(no, "record", `${describeValue(value)}; expected a JSON object with id, image, question`);
       continue;
     }
-    yield await validate(no, value as Record<string, unknown>, images);
+    const fields = value as Record<string, unknown>;
+    yield await (isOpenAIBatchLine(fields) ? validateOpenAI(no, fields, images) : validate(no, fields, images));
+  }
+}
+
+const CSV_HEADER = "a header row id,image,question[,answer,family]";
+
+export type CsvRecord = { ok: true; line: number; fields: string[] } | { ok: false; line: number; reason: string };
+
+/** Whether a quoted field is still open at the end of `text` (open at its start: `open`). */
+function quoteOpenAfter(text: string, open: boolean): boolean {
+  let atFieldStart = !open;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (open) {
+      if (ch === '"') {
+        if (text[i + 1] === '"') i++;
+        else open = false;
+      }
+    } else if (ch === '"' && atFieldStart) {
+      open = true;
+    }
+    atFieldStart = !open && ch === ",";
+  }
+  return open;
+}
+
+/**
+ * CSV records from lines (RFC 4180, parsed by csv-parse: quoted fields may hold commas,
+ * doubled quotes and newlines). A record goes on to the next line while a quote is open; one
+ * left open for more than `maxRecordLines` lines (or to the end) is reported at the line it
+ * opened on and reading resumes on the next line, so one stray quote cannot swallow the file.
+ */
+export async function* csvRecords(lines: AsyncIterable<string>, maxRecordLines = 200): AsyncGenerator<CsvRecord> {
+  const it = numbered(lines)[Symbol.asyncIterator]();
+  const replay: { text: string; no: number }[] = [];
+  const next = async () => replay.shift() ?? ((r) => (r.done ? undefined : r.value))(await it.next());
+  for (;;) {
+    const first = await next();
+    if (first === undefined) return;
+    if (first.text.trim() === "") continue;
+    const consumed = [first];
+    let open = quoteOpenAfter(first.text, false);
+    let error: string | undefined;
+    while (open) {
+      if (consumed.length >= maxRecordLines) {
+        error = `a quoted field opened on line ${first.no} is still open after ${maxRecordLines} lines; expected a closing "`;
+        break;
+      }
+      const more = await next();
+      if (more === undefined) {
+        error = `a quoted field opened on line ${first.no} is never closed; expected a closing "`;
+        break;
+      }
+      consumed.push(more);
+      open = quoteOpenAfter(more.text, true);
+    }
+    if (error !== undefined) {
+      yield { ok: false, line: first.no, reason: error };
+      replay.unshift(...consumed.slice(1));
+      continue;
+    }
+    try {
+      const [fields] = parseCsvSync(consumed.map((c) => c.text).join("\n"), { relax_column_count: true }) as string[][];
+      yield { ok: true, line: first.no, fields: fields ?? [] };
+    } catch (err) {
+      yield {
+        ok: false,
+        line: first.no,
+        reason: `${(err as Error).message.replace(/ at line \d+/, "")}; expected RFC 4180 CSV (write a quote inside a quoted field as "")`,
+      };
+    }
   }
 }
 
@@ -187,7 +291,7 @@ export async function* readCsvLines(
   for await (const rec of csvRecords(lines, maxRecordLines)) {
     if (!columns) {
       if (!rec.ok) {
-        yield bad(rec.line, "header", `${rec.reason}; expected a header row id,image,question[,answer,family]`);
+        yield bad(rec.line, "header", `${rec.reason}; expected ${CSV_HEADER}`);
         return;
       }
       const names = rec.fields.map((f) => f.trim().toLowerCase());
@@ -198,11 +302,7 @@ export async function* readCsvLines(
           missing.length > 0
             ? `missing column${missing.length > 1 ? "s" : ""} ${missing.join(", ")}`
             : `column "${dup}" appears twice`;
-        yield bad(
-          rec.line,
-          "header",
-          `${problem} in header ${JSON.stringify(rec.fields.join(","))}; expected a header row id,image,question[,answer,family]`,
-        );
+        yield bad(rec.line, "header", `${problem} in header ${JSON.stringify(rec.fields.join(","))}; expected ${CSV_HEADER}`);
         return;
       }
       columns = names;
@@ -213,8 +313,7 @@ export async function* readCsvLines(
       continue;
     }
     if (rec.fields.length !== columns.length) {
-      const idAt = columns.indexOf("id");
-      const idGuess = rec.fields[idAt]?.trim();
+      const idGuess = rec.fields[columns.indexOf("id")]?.trim();
       yield bad(
         rec.line,
         "record",
@@ -229,7 +328,7 @@ export async function* readCsvLines(
     });
     yield await validate(rec.line, raw, images);
   }
-  if (!columns) yield bad(1, "header", "the file is empty; expected a header row id,image,question[,answer,family]");
+  if (!columns) yield bad(1, "header", `the file is empty; expected ${CSV_HEADER}`);
 }
 
 // ---------------------------------------------------------------------------

@@ -95,7 +95,7 @@ beforeAll(async () => {
   await writeFile(manifest, `${await readFile(manifest, "utf8")}${extra.map((l) => JSON.stringify(l)).join("\n")}\n`);
   await submitRun(
     { run: RUN, manifest, settings: { strategy: "stage", beam: 3, seed: 3, judgeMode: "score" } },
-    { queues: env.queues, store: env.store, ledger: env.ledger, logger },
+    { queues: env.queues, store: env.store, ledger: env.ledger, runs: env.runs, logger },
   );
   await waitForRun(RUN, env.ledger, { timeoutMs: 60_000 });
   results = await records<ResultRecord>("results");

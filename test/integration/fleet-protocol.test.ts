@@ -50,7 +50,7 @@ afterAll(async () => {
 const submit = (opts: Partial<SubmitOptions> & Pick<SubmitOptions, "run" | "manifest">) =>
   submitRun(
     { settings: { strategy: "stage", beam: 3, seed: 7, judgeMode: "score" }, chunkSize: 4, ...opts },
-    { queues: env.queues, store: env.store, ledger: env.ledger, logger },
+    { queues: env.queues, store: env.store, ledger: env.ledger, runs: env.runs, logger },
   );
 
 async function records<T>(run: string, which: "results" | "failed"): Promise<T[]> {

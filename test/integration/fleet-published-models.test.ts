@@ -57,7 +57,7 @@ describe("published-layout models through the fleet", () => {
         const run = `published-${family.replaceAll("_", "-")}`;
         const summary = await submitRun(
           { run, manifest, settings: { strategy: "stage", beam: 2, seed: 3, judgeMode: "score", maxStageTokens: 8 } },
-          { queues: env.queues, store: env.store, ledger: env.ledger, logger },
+          { queues: env.queues, store: env.store, ledger: env.ledger, runs: env.runs, logger },
         );
         expect(summary.enqueued).toBe(IMAGES.length);
         const counts = await waitForRun(run, env.ledger, { timeoutMs: 120_000 });

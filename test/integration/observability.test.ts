@@ -143,7 +143,7 @@ describe("Prometheus over a real fleet", () => {
     );
     const summary = await submitRun(
       { run: RUN, manifest, imageRoot: SAMPLE, settings: { strategy: "stage", beam: 2, seed: 3, judgeMode: "score" } },
-      { queues: env.queues, store: env.store, ledger: env.ledger, logger: createLogger({ level: "silent" }) },
+      { queues: env.queues, store: env.store, ledger: env.ledger, runs: env.runs, logger: createLogger({ level: "silent" }) },
     );
     expect(summary.enqueued).toBe(GOOD_ITEMS + 1);
 

@@ -14,6 +14,7 @@ import { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { RunLedger } from "../../workers/fleet/ledger.ts";
 import type { ModelHost } from "../../workers/fleet/model-host.ts";
 import { openQueues, type FleetQueues } from "../../workers/fleet/protocol.ts";
+import { RunRegistry } from "../../workers/fleet/run-state.ts";
 import { startFleetWorker, type FleetWorker } from "../../workers/fleet/worker.ts";
 
 export const PREFIX = "{sb}";
@@ -25,6 +26,9 @@ export interface FleetEnv {
   queues: FleetQueues;
   client: Redis;
   ledger: RunLedger;
+  runs: RunRegistry;
+  /** The queue prefix (for the export's checkpoints). */
+  prefix: string;
   tmp: string;
   /** REDIS_URL, QUEUE_PREFIX and S3_* for child processes. */
   env: Record<string, string>;
@@ -52,6 +56,8 @@ export async function startFleetEnv(): Promise<FleetEnv> {
     queues,
     client,
     ledger,
+    runs: new RunRegistry(client, PREFIX),
+    prefix: PREFIX,
     tmp,
     env: { REDIS_URL: redis.url, QUEUE_PREFIX: PREFIX, ...s3.env },
     async startWorker(host, opts = {}) {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { candidateId, checkId, compareId } from "../../shared/core/search/ids.ts";
 import { BadInputError } from "../../workers/fleet/model-host.ts";
 import { badInput, classify, FleetError, formatReason, parseReason, toJobError, transient } from "../../workers/fleet/errors.ts";
-import { childJobId, requestJobId, runKeys, workIdOf } from "../../workers/fleet/ids.ts";
+import { childJobId, requestJobId, runKeys, runsIndexKey, workIdOf } from "../../workers/fleet/ids.ts";
 import { SearchError } from "../../shared/core/search/errors.ts";
 import { S3StoreError } from "../../shared/io/storage/s3-store.ts";
 import { UnrecoverableError } from "bullmq";
@@ -25,7 +25,8 @@ describe("fleet ids", () => {
   it("keeps the run ledger under the queues' hash tag", () => {
     const k = runKeys("{sb}", "demo-1");
     for (const key of Object.values(k)) expect(key.startsWith("{sb}:")).toBe(true);
-    expect(new Set(Object.values(k)).size).toBe(3);
+    expect(new Set(Object.values(k)).size).toBe(5);
+    expect(runsIndexKey("{sb}").startsWith("{sb}:")).toBe(true);
   });
 });
 

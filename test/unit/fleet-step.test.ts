@@ -11,6 +11,7 @@ import { createSearch, runSearch } from "../../shared/core/search/index.ts";
 import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { FleetError } from "../../workers/fleet/errors.ts";
+import type { RunRegistry } from "../../workers/fleet/run-state.ts";
 import type { RunLedger } from "../../workers/fleet/ledger.ts";
 import {
   GenerateJobDataSchema,
@@ -70,6 +71,7 @@ class FakeJob {
   id: string;
   queueQualifiedName = "{sb}:request";
   attemptsMade = 0;
+  timestamp = 1_234_000;
   opts = { attempts: 5 };
   processed = new Map<string, unknown>();
   failed = new Map<string, string>();
@@ -140,11 +142,13 @@ function deps(job: FakeJob, store = new Map<string, unknown>()) {
       getJson: async (k: string) => store.get(k),
     } as unknown as S3Store,
     ledger: {
-      recordOutcome: async (_run: string, item: string, outcome: string, tokens = 0) => {
-        outcomes.push([item, outcome, tokens]);
-        return true;
+      recordOutcome: async (_run: string, item: string, outcome: string, opts: { tokens?: number } = {}) => {
+        outcomes.push([item, outcome, opts.tokens ?? 0]);
+        return "changed";
       },
+      markWorkStarted: async () => {},
     } as unknown as RunLedger,
+    runs: { state: async () => "in_progress" } as unknown as RunRegistry,
     metrics,
     model: { id: "m", digest: "sha256:abc" },
     worker: "w-parent",
@@ -242,7 +246,7 @@ describe("request step job", () => {
     const judge = (d.queues.judge as unknown as FakeQueue).added;
     expect(judge.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0-vs-c1"]);
     expect(JudgeJobDataSchema.parse(judge[0]!.data).request).toMatchObject({ kind: "compare", template: "SUMMARY" });
-    expect(RequestJobDataSchema.parse(job.data).trace.stepStartedAt).not.toBeNull();
+    expect(RequestJobDataSchema.parse(job.data).trace?.stepStartedAt).not.toBeNull();
   });
 
   it("a step that re-runs after its children finished only applies their results (nothing added twice)", async () => {
@@ -280,7 +284,7 @@ describe("request step job", () => {
     );
     expect(result.value).toMatchObject({ status: "done" });
     expect((d.queues.generate as unknown as FakeQueue).retried).toEqual(Array(3).fill("r1/item-1/CAPTION/c1"));
-    expect((job.data as RequestJobData).trace.childRetries).toBe(3);
+    expect((job.data as RequestJobData).trace?.childRetries).toBe(3);
     expect(await metrics.registry.getSingleMetricAsString("stagebeam_retries_total")).toMatch(
       /stagebeam_retries_total\{kind="generate",reason="storage"\} 3/,
     );
@@ -302,11 +306,14 @@ describe("request step job", () => {
     const { d, store } = deps(job);
     store.set("runs/r1/results/item-1.json", { kind: "result", correct: true, tokens: { generated: 7 } });
     const { outcomes } = { outcomes: [] as unknown[] };
-    d.ledger.recordOutcome = async (...args: unknown[]) => Boolean(outcomes.push(args));
+    d.ledger.recordOutcome = async (...args: unknown[]) => {
+      outcomes.push(args);
+      return "changed";
+    };
     expect(await runRequestStep(job as unknown as Job, "t", d)).toEqual({ status: "already-done" });
     expect((d.queues.generate as unknown as FakeQueue).added).toHaveLength(0);
     // Counted from the stored result: the ledger's record of it may be what was lost.
-    expect(outcomes).toEqual([["r1", "item-1", "c", 7]]);
+    expect(outcomes).toEqual([["r1", "item-1", "c", { tokens: 7 }]]);
   });
 
   it("never overwrites a result another job for the item wrote first (Redis lost that job's completion)", async () => {
@@ -316,7 +323,7 @@ describe("request step job", () => {
     expect(outcomes).toHaveLength(1);
     const written = store.get("runs/r1/results/item-1.json") as ResultRecord;
     // A second job for the item, already under way when the first one finished.
-    const second = new FakeJob({ ...requestData(), trace: { ...requestData().trace, startedAt: 5 } });
+    const second = new FakeJob({ ...requestData(), trace: { ...requestData().trace!, startedAt: 5 } });
     const late = deps(second, store);
     const again = await drive(second, { ...late.d, worker: "w-late" });
     expect(again.value).toEqual({ status: "already-done" });
@@ -335,6 +342,44 @@ describe("request step job", () => {
       code: "bad-params",
       unrecoverable: true,
     });
+  });
+
+  it("creates a fresh request's search from the run's settings, and drops the work of a cancelled or failed run", async () => {
+    const { trace: _trace, ...untraced } = requestData();
+    const fresh = new FakeJob({ ...untraced, state: null });
+    const { d, store } = deps(fresh);
+    d.runs = {
+      state: async () => "in_progress",
+      settings: async () => ({
+        strategy: "stage",
+        beam: 4,
+        seed: 5,
+        judgeMode: "score",
+        maxStageTokens: 512,
+        maxSentenceSteps: 40,
+      }),
+    } as unknown as RunRegistry;
+    await drive(fresh, d);
+    const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
+    expect(record.params).toEqual({
+      itemId: "item-1",
+      strategy: "stage",
+      beam: 4,
+      seed: 5,
+      maxStageTokens: 512,
+      maxSentenceSteps: 40,
+    });
+    expect(record.timings.submittedAt).toBe(new Date(fresh.timestamp).toISOString());
+    for (const [state, code] of [
+      ["cancelled", "cancelled"],
+      ["failed", "run-failed"],
+    ] as const) {
+      const job = new FakeJob(requestData());
+      const stopped = deps(job).d;
+      stopped.runs = { state: async () => state } as unknown as RunRegistry;
+      await expect(runRequestStep(job as unknown as Job, "t", stopped)).rejects.toMatchObject({ code, unrecoverable: true });
+      expect((stopped.queues.generate as unknown as FakeQueue).added).toHaveLength(0);
+    }
   });
 
   it("also drives the other strategies", async () => {

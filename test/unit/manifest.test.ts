@@ -134,13 +134,31 @@ describe("image path confinement", () => {
     });
     expect(await r().resolve("https://example.com/a.png")).toMatchObject({
       ok: false,
+      reason: expect.stringContaining("http(s) images are not fetched: stage the image in S3 (s3://bucket/key) or inline it"),
+    });
+    expect(await r().resolve("ftp://example.com/a.png")).toMatchObject({
+      ok: false,
       reason: expect.stringContaining("other URL schemes"),
+    });
+    expect(await r().resolve("file:///etc/passwd")).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("escapes the image root"),
+    });
+    expect(await r().resolve("data:text/plain;base64,aGk=")).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("expected data:image/<png|jpeg|webp|gif|tiff|avif>;base64,<base64>"),
     });
     expect(await r().resolve("s3://Bad_Bucket/x.png")).toMatchObject({
       ok: false,
       reason: expect.stringContaining("expected s3://bucket/key"),
     });
     expect(await r().resolve("s3://bucket-1/")).toMatchObject({ ok: false });
+  });
+
+  it("accepts file:// URLs inside the root and data: image URLs", async () => {
+    expect(await r().resolve(`file://${join(root, "imgs/a.png")}`)).toEqual({ ok: true, image: join(root, "imgs/a.png") });
+    const data = "data:image/png;base64,iVBORw0KGgo=";
+    expect(await r().resolve(data)).toEqual({ ok: true, image: data });
   });
 
   it("without file checks, still confines lexically", async () => {
@@ -150,24 +168,89 @@ describe("image path confinement", () => {
   });
 });
 
+describe("OpenAI batch lines", () => {
+  const line = (body: Record<string, unknown> = {}, top: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      custom_id: "req-1",
+      method: "POST",
+      url: "/v1/chat/completions",
+      body: {
+        model: "m",
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "How many" },
+              { type: "image_url", image_url: { url: "imgs/a.png" } },
+              { type: "text", text: "red objects?" },
+            ],
+          },
+        ],
+        ...body,
+      },
+      ...top,
+    });
+
+  it("reads the question, the image and the settings a line asks for", async () => {
+    const [e] = await collect(
+      readManifestStream(
+        Readable.from([line({ seed: 4, max_tokens: 64, stagebeam: { strategy: "stage", beam: 2, judge: "score" } })]),
+        "jsonl",
+        new ImageResolver(root),
+      ),
+    );
+    expect(e).toEqual({
+      ok: true,
+      line: 1,
+      item: {
+        id: "req-1",
+        image: join(root, "imgs/a.png"),
+        question: "How many\nred objects?",
+        settings: { seed: 4, maxStageTokens: 64, strategy: "stage", beam: 2, judgeMode: "score" },
+      },
+    });
+  });
+
+  it("names the field, what was expected and what it got, once per bad line", async () => {
+    const lines = [
+      line({}, { method: "GET" }),
+      line({ temperature: 0.2 }),
+      line({ messages: [{ role: "system", content: "x" }] }),
+      line({ stagebeam: { beam: 0 } }),
+      line({ stagebeam: { width: 3 } }),
+    ].join("\n");
+    const es = await collect(readManifestStream(Readable.from([lines]), "jsonl", new ImageResolver(root)));
+    expect(es.map((e) => (e.ok ? "ok" : e.message))).toEqual([
+      'line 1, item "req-1", field "method": got "GET"; expected "POST"',
+      'line 2, item "req-1", field "body.temperature": got number 0.2; expected no value: stagebeam samples with the model\'s own temperature and top_p',
+      'line 3, item "req-1", field "body.messages[0].role": got "system"; expected "user"',
+      'line 4, item "req-1", field "body.stagebeam.beam": got number 0; expected an integer >= 1',
+      'line 5, item "req-1", field "body.stagebeam.width": got number 3; expected no such field (strategy, beam, judge)',
+    ]);
+  });
+});
+
 describe("CSV records", () => {
   it("parses quoted fields with commas, doubled quotes and newlines", async () => {
-    const text = ['a,"b,c","say ""hi""",', '"multi', 'line",x', "", 'plain"quote,y'].join("\n");
+    const text = ['a,"b,c","say ""hi""",', '"multi', 'line, with ""quotes""",x', "", "plain,y"].join("\n");
     const recs = await collect(csvRecords(fromLines(text)));
     expect(recs).toEqual([
       { ok: true, line: 1, fields: ["a", "b,c", 'say "hi"', ""] },
-      { ok: true, line: 2, fields: ["multi\nline", "x"] },
-      { ok: true, line: 5, fields: ['plain"quote', "y"] },
+      { ok: true, line: 2, fields: ['multi\nline, with "quotes"', "x"] },
+      { ok: true, line: 5, fields: ["plain", "y"] },
     ]);
   });
 
-  it("reports a character after a closing quote and resumes on the next line", async () => {
-    const recs = await collect(csvRecords(fromLines('"ab"c,d\ne,f')));
-    expect(recs[0]).toMatchObject({
-      ok: false,
-      line: 1,
-      reason: expect.stringContaining('unexpected "c" after the closing quote of field 1'),
-    });
+  it("reports a character after a closing quote, or a quote inside a bare field, and resumes on the next line", async () => {
+    const recs = await collect(csvRecords(fromLines('"ab"c,d\ne,f\nplain"quote,y\ng,h')));
+    expect(recs.map((r) => [r.line, r.ok])).toEqual([
+      [1, false],
+      [2, true],
+      [3, false],
+      [4, true],
+    ]);
+    expect(recs[0]).toMatchObject({ reason: expect.stringMatching(/^Invalid Closing Quote: got "c" instead of delimiter/) });
+    expect(recs[2]).toMatchObject({ reason: expect.stringMatching(/^Invalid Opening Quote: a quote is found on field 0/) });
     expect(recs[1]).toEqual({ ok: true, line: 2, fields: ["e", "f"] });
   });
 

@@ -1,8 +1,10 @@
 /**
  * A manifest line the producer cannot enqueue (a missing field, an unreadable image, a path
  * outside the image root, …) is recorded like a failed item: runs/<run>/failed/<item>.json
- * with the reason, its outcome in the ledger, and the line marked as submitted, so the run
- * counts it as finished and a resumed submit skips it.
+ * with the reason, its outcome in the ledger (`b:<reason>`), and the line marked as
+ * submitted, so the run counts it as finished. A later submit of the run looks at the line
+ * again (it may have been fixed); `retry` re-enqueues it when its input was fine but its
+ * image was not.
  */
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import type { RunLedger } from "./ledger.ts";
@@ -39,6 +41,6 @@ export async function recordBadLine(
     at: new Date(at).toISOString(),
   };
   await putFailureRecord(deps.store, record);
-  await deps.ledger.recordOutcome(run, b.item, `f:${b.reason}`);
+  await deps.ledger.recordOutcome(run, b.item, `b:${b.reason}`, { at, byWorker: false });
   await deps.ledger.markSubmitted(run, [[b.item, b.line]]);
 }

@@ -14,9 +14,9 @@
  */
 import { assertRunId } from "../../shared/core/ids.ts";
 
-export const QUEUES = { request: "request", generate: "generate", judge: "judge" } as const;
+export const QUEUES = { request: "request", generate: "generate", judge: "judge", feed: "feed" } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
-export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge];
+export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge, QUEUES.feed];
 
 export function requestJobId(run: string, item: string): string {
   return `${assertRunId(run)}/${item}`;
@@ -34,9 +34,6 @@ export function workIdOf(run: string, jobId: string): string | undefined {
   return jobId.startsWith(head) ? jobId.slice(head.length).replaceAll("/", ":") : undefined;
 }
 
-/** Every run ever created under the prefix: a sorted set of run ids scored by creation time (ms). */
-export const runIndexKey = (prefix: string): string => `${prefix}:stagebeam:runs`;
-
 /**
  * Keys of a run's ledger. They live under the queues' hash-tagged prefix, so on Redis Cluster
  * they share the queues' slot (scripts may touch them together).
@@ -50,5 +47,19 @@ export function runKeys(prefix: string, run: string) {
     outcomes: `${base}:outcomes`,
     /** counters: completed, correct, wrong, failed, failed:<reason>, tokens, firstAt, lastAt, createdAt. */
     counts: `${base}:counts`,
+    /** The run itself: state, reason, settings, source, the feeder's cursor (run-state.ts). */
+    meta: `${base}:meta`,
+    /** item → time of its completion by a worker, over the last minutes (status's sliding window). */
+    recent: `${base}:recent`,
   };
+}
+
+/** Every run by creation time (`stagebeam runs`). */
+export function runsIndexKey(prefix: string): string {
+  return `${prefix}:stagebeam:runs`;
+}
+
+/** The feeder job of a run: one per run, so two feeders never stream the same manifest at once. */
+export function feedJobId(run: string): string {
+  return `feed/${assertRunId(run)}`;
 }

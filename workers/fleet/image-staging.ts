@@ -1,11 +1,12 @@
 /**
- * The producer's image staging: a local image is checked (it must decode) and put in S3 under
- * its content hash, so the same file is uploaded once however many items or submits use it;
- * an s3:// image is used where it is.
+ * The producer's image staging: a local image or a data: URL is checked (it must decode) and
+ * put in S3 under its content hash, so the same image is uploaded once however many items or
+ * submits use it; an s3:// image is used where it is.
  */
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
-import sharp from "sharp";
+import pLimit from "p-limit";
+import { decodeDataUrl } from "../../shared/io/image-refs.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
 
@@ -16,6 +17,8 @@ const MAX_REMEMBERED = 10_000;
 
 /** Content check of a local image: null when it decodes, else why not. */
 async function checkImage(bytes: Buffer): Promise<string | null> {
+  // Loaded on first use: a manifest of s3:// images never needs it (libvips holds ~30 MB).
+  const { default: sharp } = await import("sharp");
   try {
     const meta = await sharp(bytes, { failOn: "error" }).metadata();
     if (!meta.width || !meta.height) return "it has no width or height";
@@ -24,20 +27,6 @@ async function checkImage(bytes: Buffer): Promise<string | null> {
   } catch (err) {
     return (err as Error).message;
   }
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!);
-      }
-    }),
-  );
-  return out;
 }
 
 export class ImageStager {
@@ -53,28 +42,33 @@ export class ImageStager {
 
   /** Stages the images, `concurrency` at a time; results in the order of `images`. */
   stageAll(images: readonly string[], concurrency: number): Promise<StagedImage[]> {
-    return mapLimit(images, concurrency, (image) => this.stage(image));
+    if (images.every((i) => i.startsWith("s3://"))) return Promise.resolve(images.map((uri) => ({ uri })));
+    const limit = pLimit(concurrency);
+    return Promise.all(images.map((image) => limit(() => this.stage(image))));
   }
 
   async stage(image: string): Promise<StagedImage> {
     if (image.startsWith("s3://")) return { uri: image };
     const known = this.staged.get(image);
     if (known) return { uri: known };
+    const inline = image.startsWith("data:");
+    const name = inline ? "the data: URL" : image;
     let bytes: Buffer;
+    let ext: string;
     try {
-      bytes = await readFile(image);
+      ({ bytes, ext } = inline ? decodeDataUrl(image) : { bytes: await readFile(image), ext: extname(image) || ".png" });
     } catch (err) {
-      return { error: `cannot read ${image}: ${(err as Error).message}` };
+      return { error: `cannot read ${name}: ${(err as Error).message}` };
     }
     const problem = await checkImage(bytes);
     if (problem !== null)
-      return { error: `${image} is not a readable image (${problem}); expected a PNG, JPEG, WebP, GIF, TIFF or AVIF file` };
-    const s = await this.store.putBytes(bytes, extname(image) || ".png");
+      return { error: `${name} is not a readable image (${problem}); expected a PNG, JPEG, WebP, GIF, TIFF or AVIF image` };
+    const s = await this.store.putBytes(bytes, ext);
     if (s.uploaded) this.uploaded++;
     else this.reused++;
     this.metrics?.imagesStaged.inc({ uploaded: String(s.uploaded) });
     if (this.staged.size >= MAX_REMEMBERED) this.staged.clear();
-    this.staged.set(image, s.uri);
+    if (!inline) this.staged.set(image, s.uri);
     return { uri: s.uri };
   }
 }

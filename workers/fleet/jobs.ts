@@ -3,8 +3,7 @@
  * step (by the request job). Ids are deterministic (ids.ts), so adding a job again while it
  * exists adds nothing.
  */
-import { createSearch } from "../../shared/core/search/index.ts";
-import { paramsFor, type SearchSettings } from "../../shared/core/search/settings.ts";
+import type { SearchSettings } from "../../shared/core/search/settings.ts";
 import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
 import { childJobId, requestJobId } from "./ids.ts";
 import {
@@ -24,18 +23,14 @@ export interface ParentRef {
   queue: string;
 }
 
-/** An item's request job, its search not started yet. */
-export function requestJob(run: string, item: RequestItem, settings: SearchSettings, submittedAt: number) {
+/**
+ * An item's request job, its search not started yet: no state and no trace, which the first
+ * step creates from the run's settings, so a waiting job holds little more than its item.
+ */
+export function requestJob(run: string, item: RequestItem, settings: SearchSettings) {
   return {
     name: "request",
-    data: {
-      v: PROTOCOL_VERSION,
-      run,
-      item,
-      judgeMode: settings.judgeMode,
-      state: createSearch(paramsFor(item.key, settings)),
-      trace: { submittedAt, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [], childRetries: 0 },
-    } satisfies RequestJobData,
+    data: { v: PROTOCOL_VERSION, run, item, judgeMode: settings.judgeMode, state: null } satisfies RequestJobData,
     opts: { ...REQUEST_JOB_OPTIONS, jobId: requestJobId(run, item.key) },
   };
 }

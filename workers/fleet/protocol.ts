@@ -1,10 +1,11 @@
 /**
- * The fleet protocol over BullMQ: three queues under one hash-tagged prefix, the job data
+ * The fleet protocol over BullMQ: four queues under one hash-tagged prefix, the job data
  * each carries (zod schemas, validated on read), and the options every job is added with.
  *
  *   request   one job per item: a step job that drives the item's search state machine
  *   generate  one child job per candidate of a step
  *   judge     one child job per comparison (or REASONING check) of a tournament round
+ *   feed      one job per detached run: streams the run's manifest into the request queue (feeder.ts)
  *
  * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
  * (accepted text, candidate texts, bracket) and timings. Never image bytes.
@@ -78,9 +79,13 @@ export const RequestJobDataSchema = z.object({
   run: RunIdSchema,
   item: RequestItemSchema,
   judgeMode: JudgeModeSchema,
-  /** The search state (shared/core/search), read back with parseSearchState. */
+  /**
+   * The search state (shared/core/search), read back with parseSearchState; null until the
+   * first step, which creates it from the run's settings (kept once per run, not per job).
+   */
   state: z.unknown(),
-  trace: RequestTraceSchema,
+  /** Absent until the first step; `submittedAt` is then taken from the job's timestamp. */
+  trace: RequestTraceSchema.optional(),
 });
 export type RequestJobData = z.infer<typeof RequestJobDataSchema>;
 
@@ -101,6 +106,9 @@ export const JudgeJobDataSchema = z.object({
   request: JudgeRequestSchema,
 });
 export type JudgeJobData = z.infer<typeof JudgeJobDataSchema>;
+
+export const FeedJobDataSchema = z.object({ v: z.literal(PROTOCOL_VERSION), run: RunIdSchema });
+export type FeedJobData = z.infer<typeof FeedJobDataSchema>;
 
 /** What a child job returns (kept by BullMQ in the parent's processed hash). */
 export const ChildReturnSchema = z.object({
@@ -149,6 +157,16 @@ export const CHILD_JOB_OPTIONS: JobsOptions = {
   removeOnFail: { age: 24 * 3_600, count: 10_000 },
 };
 
+/**
+ * The feed job: one per run (feedJobId). Its progress is the cursor in Redis, so a feeder that
+ * died is resumed by whichever process BullMQ hands the stalled job to.
+ */
+export const FEED_JOB_OPTIONS: JobsOptions = {
+  ...retries,
+  removeOnComplete: { age: 24 * 3_600 },
+  removeOnFail: { age: 7 * 24 * 3_600 },
+};
+
 // ---------------------------------------------------------------------------
 // Queues
 
@@ -161,11 +179,12 @@ export interface FleetQueues {
   request: Queue;
   generate: Queue;
   judge: Queue;
+  feed: Queue;
   all: readonly Queue[];
   close(): Promise<void>;
 }
 
-/** The three queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
+/** The queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
 export function openQueues(url: string, prefix: string): FleetQueues {
   const connection = redisConnection(url);
   const open = (name: string, defaultJobOptions: JobsOptions) =>
@@ -173,12 +192,14 @@ export function openQueues(url: string, prefix: string): FleetQueues {
   const request = open(QUEUES.request, REQUEST_JOB_OPTIONS);
   const generate = open(QUEUES.generate, CHILD_JOB_OPTIONS);
   const judge = open(QUEUES.judge, CHILD_JOB_OPTIONS);
-  const all = [request, generate, judge];
+  const feed = open(QUEUES.feed, FEED_JOB_OPTIONS);
+  const all = [request, generate, judge, feed];
   for (const q of all) q.on("error", () => {}); // connection errors surface on use; avoid unhandled 'error'
   return {
     request,
     generate,
     judge,
+    feed,
     all,
     close: async () => {
       await Promise.all(all.map((q) => q.close()));

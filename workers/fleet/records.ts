@@ -70,7 +70,7 @@ export const FailureRecordSchema = z.looseObject({
   line: z.number().int().nullable(),
   /** Where it failed: at submit (bad manifest line, unreadable image) or in the fleet. */
   stage: z.enum(["submit", "fleet"]),
-  /** Short reason code, e.g. manifest-image, image-unreadable, bad-input, search-error, runtime. */
+  /** Short reason code, e.g. manifest-image, image-unreadable, bad-input, search-error, runtime, cancelled. */
   reason: z.string(),
   message: z.string(),
   field: nullableString,
@@ -115,7 +115,13 @@ export const RunManifestSchema = z.object({
     format: z.string(),
     imageRoot: z.string().nullable(),
     question: z.string().nullable(),
+    gzip: z.boolean().optional(),
+    detached: z.boolean().optional(),
   }),
+  /** The run's state as last mirrored from Redis (run-state.ts), with the reason of a failed run. */
+  state: z.string().optional(),
+  reason: z.string().optional(),
+  stateAt: z.string().optional(),
   /** One entry per `submit` of this run (a resumed submit appends one). */
   submits: z.array(
     z.object({

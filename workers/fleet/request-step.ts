@@ -18,14 +18,15 @@
 import { WaitingChildrenError, type Job, type Queue } from "bullmq";
 import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
-import { apply, next, parseSearchState, type SearchState } from "../../shared/core/search/index.ts";
+import { apply, createSearch, next, parseSearchState, type SearchState } from "../../shared/core/search/index.ts";
+import { paramsFor } from "../../shared/core/search/settings.ts";
 import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/core/search/types.ts";
 import { resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
 import { childJobId, workIdOf } from "./ids.ts";
 import { retryDelay, TRANSIENT_CODES, type RetryPolicy } from "./retry-policy.ts";
 import { generateJobs, judgeJobs } from "./jobs.ts";
-import type { RunLedger } from "./ledger.ts";
+import type { Recorded, RunLedger } from "./ledger.ts";
 import {
   ChildReturnSchema,
   parseJobData,
@@ -43,11 +44,13 @@ import {
   type FailureRecord,
   type ResultRecord,
 } from "./records.ts";
+import { mirrorRunState, type RunRegistry } from "./run-state.ts";
 
 export interface StepDeps {
   queues: Pick<FleetQueues, "generate" | "judge">;
   store: S3Store;
   ledger: RunLedger;
+  runs: RunRegistry;
   metrics: StagebeamMetrics;
   model: { id: string; digest: string };
   /** This worker's name, recorded in results and timings. */
@@ -85,17 +88,49 @@ async function readChildren(job: Job, run: string): Promise<Children> {
   return out;
 }
 
+/** Work of a cancelled or failed run is dropped, at the latest one step after the run stopped. */
+export async function assertRunGoesOn(runs: RunRegistry, run: string): Promise<void> {
+  const state = await runs.state(run);
+  if (state === "cancelled") throw badInput("cancelled", `run ${run} was cancelled`);
+  if (state === "failed") throw badInput("run-failed", `run ${run} has failed; its remaining work is dropped`);
+}
+
+/** The item's search state: saved in the job, or (first step) created from the run's settings. */
+async function searchStateOf(data: RequestJobData, runs: RunRegistry): Promise<SearchState> {
+  try {
+    if (data.state !== null) return parseSearchState(data.state);
+    const settings = await runs.settings(data.run);
+    if (settings === null) throw badInput("bad-job", `run ${data.run} has no settings in Redis (its bookkeeping is gone)`);
+    return createSearch(paramsFor(data.item.key, settings));
+  } catch (err) {
+    if (err instanceof FleetError) throw err;
+    throw badInput("bad-params", (err as Error).message);
+  }
+}
+
+/** Mirrors a run that this outcome completed into its manifest in S3. */
+async function mirrorIfCompleted(recorded: Recorded, run: string, deps: Pick<StepDeps, "store" | "logger">) {
+  if (recorded !== "completed-run") return;
+  await mirrorRunState(deps.store, run, { state: "completed", reason: "", updatedAt: Date.now() }).catch((err: Error) =>
+    deps.logger.warn({ run, err: err.message }, "could not mirror the run's state to S3"),
+  );
+}
+
 export async function runRequestStep(job: Job, token: string, deps: StepDeps): Promise<RequestReturn> {
   const now = deps.now ?? Date.now;
   const data = parseJobData(RequestJobDataSchema, job.data, "request");
   const { run, item } = data;
-  let state: SearchState;
-  try {
-    state = parseSearchState(data.state);
-  } catch (err) {
-    throw badInput("bad-params", (err as Error).message);
-  }
-  let trace: RequestTrace = data.trace;
+  await assertRunGoesOn(deps.runs, run);
+  let state = await searchStateOf(data, deps.runs);
+  let trace: RequestTrace = data.trace ?? {
+    submittedAt: job.timestamp,
+    startedAt: null,
+    stepStartedAt: null,
+    work: [],
+    steps: [],
+    models: [],
+    childRetries: 0,
+  };
 
   if (trace.startedAt === null) {
     // The first run of this request. If an earlier job for the item already wrote its result
@@ -105,6 +140,7 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
       return countExistingResult(run, item.key, deps);
     }
     trace = { ...trace, startedAt: now() };
+    await deps.ledger.markWorkStarted(run, trace.startedAt!);
   }
 
   const save = () => job.updateData({ ...data, state, trace } satisfies RequestJobData);
@@ -194,8 +230,12 @@ const outcomeOf = (correct: boolean | null) => (correct === null ? "d" : correct
  */
 async function countExistingResult(run: string, itemKey: string, deps: StepDeps): Promise<RequestReturn> {
   const existing = await deps.store.getJson(resultKey(run, itemKey), ResultRecordSchema);
-  if (existing && (await deps.ledger.recordOutcome(run, itemKey, outcomeOf(existing.correct), existing.tokens.generated))) {
-    deps.metrics.itemsCompleted.inc();
+  if (existing) {
+    const recorded = await deps.ledger.recordOutcome(run, itemKey, outcomeOf(existing.correct), {
+      tokens: existing.tokens.generated,
+    });
+    if (recorded !== "unchanged") deps.metrics.itemsCompleted.inc();
+    await mirrorIfCompleted(recorded, run, deps);
   }
   return { status: "already-done" };
 }
@@ -251,9 +291,9 @@ async function finish(
     deps.logger.info({ run, item: item.key, job: job.id }, "result already in S3; kept the first one");
     return countExistingResult(run, item.key, deps);
   }
-  if (await deps.ledger.recordOutcome(run, item.key, outcomeOf(correct), result.counts.generatedTokens)) {
-    deps.metrics.itemsCompleted.inc();
-  }
+  const recorded = await deps.ledger.recordOutcome(run, item.key, outcomeOf(correct), { tokens: result.counts.generatedTokens });
+  if (recorded !== "unchanged") deps.metrics.itemsCompleted.inc();
+  await mirrorIfCompleted(recorded, run, deps);
   deps.logger.debug({ run, item: item.key, job: job.id, answer: result.answer, correct }, "item done");
   return { status: "done", answer: result.answer, correct };
 }
@@ -276,7 +316,7 @@ export async function recordRequestFailure(
   const { run, item } = parsed.data;
   let stepsDone: number | undefined;
   try {
-    stepsDone = parseSearchState(parsed.data.state).steps.length;
+    stepsDone = parsed.data.state === null ? 0 : parseSearchState(parsed.data.state).steps.length;
   } catch {
     stepsDone = undefined;
   }
@@ -298,6 +338,8 @@ export async function recordRequestFailure(
     worker: deps.worker,
   };
   await putFailureRecord(deps.store, record);
-  if (await deps.ledger.recordOutcome(run, item.key, `f:${c.code}`)) deps.metrics.itemsFailed.inc({ reason: c.code });
+  const recorded = await deps.ledger.recordOutcome(run, item.key, `f:${c.code}`);
+  if (recorded !== "unchanged") deps.metrics.itemsFailed.inc({ reason: c.code });
+  await mirrorIfCompleted(recorded, run, deps);
   deps.logger.warn({ run, item: item.key, reason: c.code, err: c.message }, "item failed");
 }

@@ -64,12 +64,16 @@ export async function openRunManifest(
     interrupted: null,
   };
   manifest.submits.push(entry);
+  const at = manifest.submits.length - 1;
   await store.putJson(key, manifest);
   return {
     created: previous === undefined,
     async finish(counts, finishedAt) {
       Object.assign(entry, { finishedAt: new Date(finishedAt).toISOString(), ...counts });
-      await store.putJson(key, manifest);
+      // Read again: the run's state may have been mirrored into it meanwhile (run-state.ts).
+      const current = (await store.getJson(key, RunManifestSchema)) ?? manifest;
+      current.submits[at] = entry;
+      await store.putJson(key, current);
     },
   };
 }

@@ -1,6 +1,10 @@
 /**
  * A run's progress (`stagebeam status`), its records streamed from S3 (`stagebeam results`),
  * and waiting for a run to finish (`stagebeam demo`, `submit --wait`).
+ *
+ * Throughput counts only items that workers finished (not lines refused at submit), over a
+ * sliding window of the last minute; with nothing finished in it there is no throughput and no
+ * ETA, and the status says whether any worker is connected at all.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { formatDuration } from "../../shared/core/duration.ts";
@@ -10,55 +14,108 @@ import { QUEUE_STATES } from "./fleet-metrics.ts";
 import type { RunCounts, RunLedger } from "./ledger.ts";
 import type { FleetQueues } from "./protocol.ts";
 import { RunManifestSchema, type RunManifest } from "./records.ts";
+import type { RunMeta, RunRegistry } from "./run-state.ts";
+
+/** The sliding window of throughput and ETA. */
+export const THROUGHPUT_WINDOW_MS = 60_000;
+
+/** The run's request jobs in the queue, by state (found by their ids, which start with the run). */
+export interface RunBacklog {
+  waiting: number;
+  active: number;
+  waitingChildren: number;
+  delayed: number;
+}
 
 export interface RunStatus {
   run: string;
   manifest: RunManifest | null;
+  meta: RunMeta | null;
   counts: RunCounts;
   /** Items finished either way (results + failures, bad manifest lines included). */
   finished: number;
   pending: number;
   done: boolean;
-  /** Finished items per second since the run was created. */
+  /** Items finished by workers per second over the last minute; null when none finished in it. */
   throughput: number | null;
   etaSeconds: number | null;
+  /** Workers connected to the request queue (null when the queues were not asked). */
+  workers: number | null;
+  /** Why there is no throughput, when work is pending. */
+  stalled: string | null;
   accuracy: { correct: number; graded: number; rate: number; ci95: [number, number] } | null;
+  backlog: RunBacklog | null;
   /** Job counts of the queues by state (the queues are shared by every run). */
   queues: Record<string, Record<string, number>>;
   at: string;
 }
 
+type StatusQueues = Pick<FleetQueues, "all" | "request">;
+
+/** The run's own request jobs by state; O(jobs in the queue), which backpressure keeps small. */
+export async function runBacklog(queue: FleetQueues["request"], run: string): Promise<RunBacklog> {
+  const head = `${run}/`;
+  const count = async (state: "wait" | "active" | "waiting-children" | "delayed" | "prioritized") =>
+    (await queue.getRanges([state], 0, -1)).filter((id) => id.startsWith(head)).length;
+  const [wait, prioritized, active, waitingChildren, delayed] = await Promise.all([
+    count("wait"),
+    count("prioritized"),
+    count("active"),
+    count("waiting-children"),
+    count("delayed"),
+  ]);
+  return { waiting: wait + prioritized, active, waitingChildren, delayed };
+}
+
 export async function runStatus(
   run: string,
-  deps: { store: S3Store; ledger: RunLedger; queues?: Pick<FleetQueues, "all"> },
+  deps: { store: S3Store; ledger: RunLedger; runs?: RunRegistry; queues?: StatusQueues },
   now = Date.now(),
 ): Promise<RunStatus> {
-  const [manifest, counts, queues] = await Promise.all([
+  const windowStart = now - THROUGHPUT_WINDOW_MS;
+  const [manifest, meta, counts, recent, queues, backlog, workers] = await Promise.all([
     deps.store.getJson(manifestKey(run), RunManifestSchema),
+    deps.runs ? deps.runs.get(run) : Promise.resolve(null),
     deps.ledger.counts(run),
+    deps.ledger.completedSince(run, windowStart),
     deps.queues ? queueCounts(deps.queues.all) : Promise.resolve({}),
+    deps.queues ? runBacklog(deps.queues.request, run) : Promise.resolve(null),
+    deps.queues ? deps.queues.request.getWorkersCount() : Promise.resolve(null),
   ]);
   const finished = counts.completed + counts.failed;
   const pending = Math.max(0, counts.items - finished);
-  const done = counts.items > 0 && pending === 0;
-  const start = counts.createdAt ?? (manifest ? Date.parse(manifest.createdAt) : null);
-  const end = done && counts.lastAt !== null ? counts.lastAt : now;
-  const elapsed = start !== null ? (end - start) / 1000 : null;
-  const throughput = elapsed !== null && elapsed > 0 && finished > 0 ? finished / elapsed : null;
+  const done = meta
+    ? meta.state === "completed" || meta.state === "cancelled" || meta.state === "failed"
+    : counts.items > 0 && pending === 0;
+  // The window starts no earlier than the first step a worker ran.
+  const from = Math.max(windowStart, counts.workStartedAt ?? now);
+  const span = (now - from) / 1000;
+  const throughput = !done && recent > 0 && span > 0 ? recent / span : null;
+  let stalled: string | null = null;
+  if (!done && pending > 0 && throughput === null) {
+    stalled =
+      workers === 0
+        ? "no workers are taking jobs"
+        : `no item finished in the last ${THROUGHPUT_WINDOW_MS / 1000} s${workers !== null ? ` (${workers} worker connection${workers === 1 ? "" : "s"})` : ""}`;
+  }
   const graded = counts.correct + counts.wrong;
   return {
     run,
     manifest: manifest ?? null,
+    meta,
     counts,
     finished,
     pending,
     done,
     throughput,
     etaSeconds: done ? 0 : throughput !== null ? pending / throughput : null,
+    workers,
+    stalled,
     accuracy:
       graded > 0
         ? { correct: counts.correct, graded, rate: counts.correct / graded, ci95: wilson95(counts.correct, graded) }
         : null,
+    backlog,
     queues,
     at: new Date(now).toISOString(),
   };
@@ -77,8 +134,13 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 export function formatStatus(s: RunStatus): string {
   const lines: string[] = [];
-  const set = s.manifest?.settings;
+  const set = s.manifest?.settings ?? s.meta?.settings;
   lines.push(`run        ${s.run}${s.manifest ? `  (created ${s.manifest.createdAt})` : "  (no run manifest in S3)"}`);
+  if (s.meta) {
+    const m = s.meta;
+    const feed = m.fed === "1" ? "manifest fed to the end" : `feeding: ${m.cursor} lines read`;
+    lines.push(`state      ${m.state}${m.reason ? ` — ${m.reason}` : ""} · ${feed}${m.source.detached ? " (detached)" : ""}`);
+  }
   if (set) {
     lines.push(
       `settings   strategy ${set.strategy} · beam ${set.beam} · judge ${set.judgeMode} · seed ${set.seed} · max stage tokens ${set.maxStageTokens}`,
@@ -88,9 +150,16 @@ export function formatStatus(s: RunStatus): string {
   lines.push(
     `items      ${c.items} submitted · ${c.completed} completed · ${c.failed} failed · ${s.pending} pending${s.done ? "  — done" : ""}`,
   );
+  const eta = s.done ? "done" : s.etaSeconds !== null ? formatDuration(s.etaSeconds) : "—";
   lines.push(
-    `throughput ${s.throughput !== null ? `${s.throughput.toFixed(2)} items/s` : "—"} · ETA ${s.done ? "done" : s.etaSeconds !== null ? formatDuration(s.etaSeconds) : "—"} · ${c.tokens} tokens generated`,
+    `throughput ${s.throughput !== null ? `${s.throughput.toFixed(2)} items/s (last minute)` : "—"} · ETA ${eta} · ${c.tokens} tokens generated${s.stalled ? `  — ${s.stalled}` : ""}`,
   );
+  if (s.backlog) {
+    const b = s.backlog;
+    lines.push(
+      `backlog    ${b.waiting} waiting · ${b.active} active · ${b.waitingChildren} waiting for children · ${b.delayed} delayed (this run's request jobs)`,
+    );
+  }
   if (s.accuracy) {
     const a = s.accuracy;
     lines.push(`accuracy   ${a.correct}/${a.graded} = ${pct(a.rate)}  [95% CI ${pct(a.ci95[0])}, ${pct(a.ci95[1])}]`);
@@ -142,17 +211,23 @@ export async function* streamRecords(
   }
 }
 
-/** Resolves once every item the producer took in has finished (or on abort / timeout). */
+/**
+ * Resolves once the run is over (with `runs`: completed, cancelled or failed; without: every
+ * item the producer took in has finished), or on abort / timeout.
+ */
 export async function waitForRun(
   run: string,
   ledger: RunLedger,
-  opts: { pollMs?: number; timeoutMs?: number; signal?: AbortSignal; onProgress?(c: RunCounts): void } = {},
+  opts: { runs?: RunRegistry; pollMs?: number; timeoutMs?: number; signal?: AbortSignal; onProgress?(c: RunCounts): void } = {},
 ): Promise<RunCounts> {
   const deadline = opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : Infinity;
   for (;;) {
     const c = await ledger.counts(run);
     opts.onProgress?.(c);
-    if (c.items > 0 && c.completed + c.failed >= c.items) return c;
+    if (opts.runs) {
+      const state = await opts.runs.state(run, 0);
+      if (state === "completed" || state === "cancelled" || state === "failed") return c;
+    } else if (c.items > 0 && c.completed + c.failed >= c.items) return c;
     if (opts.signal?.aborted) return c;
     if (Date.now() > deadline)
       throw new Error(`run ${run} did not finish within ${opts.timeoutMs} ms (${c.completed + c.failed}/${c.items} finished)`);

@@ -1,9 +1,12 @@
 /**
- * The fleet worker: one process per GPU, one model host, three BullMQ workers.
+ * The fleet worker: one process per GPU, one model host, four BullMQ workers.
  *
  *   request   steps items' searches (cheap: Redis, S3 and the state machine)
  *   generate  runs candidate generations on the model
  *   judge     runs comparisons and REASONING checks on the model
+ *   feed      streams a detached run's manifest into the request queue (feeder.ts), one at a time
+ *
+ * Work of a cancelled or failed run is dropped before it starts (request-step.ts).
  *
  * Each BullMQ worker runs up to `concurrency` jobs at once; concurrent generate and judge jobs
  * are what lets the host batch many sequences into one decoder call. Open items are cached
@@ -23,9 +26,11 @@ import { classify, FleetError, toJobError } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
 import { s3ImageFetcher } from "./images.ts";
 import { ItemCache } from "./item-cache.ts";
+import { feedRun } from "./feeder.ts";
 import { RunLedger } from "./ledger.ts";
 import type { ModelHost } from "./model-host.ts";
 import {
+  FeedJobDataSchema,
   GenerateJobDataSchema,
   JudgeJobDataSchema,
   openQueues,
@@ -36,7 +41,8 @@ import {
 } from "./protocol.ts";
 import { loadConfig } from "../../shared/io/config.ts";
 import { retryDelay, retryPolicy } from "./retry-policy.ts";
-import { recordRequestFailure, runRequestStep, type StepDeps } from "./request-step.ts";
+import { assertRunGoesOn, recordRequestFailure, runRequestStep, type StepDeps } from "./request-step.ts";
+import { RunRegistry } from "./run-state.ts";
 
 export const DEFAULT_LOCK_DURATION_MS = 120_000;
 export const DEFAULT_GRACE_MS = 30_000;
@@ -93,6 +99,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 5 });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
   const ledger = new RunLedger(redis, opts.prefix);
+  const runs = new RunRegistry(redis, opts.prefix);
   const cache = new ItemCache({
     host,
     fetchImage: s3ImageFetcher(store, { s3RequestSeconds: metrics.s3RequestSeconds, s3Errors: metrics.s3Errors }),
@@ -102,6 +109,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     queues,
     store,
     ledger,
+    runs,
     metrics,
     model: { id: host.modelId, digest: host.digest },
     worker: name,
@@ -162,6 +170,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const processGenerate = async (job: Job): Promise<ChildReturn> => {
     try {
       const data = parseJobData(GenerateJobDataSchema, job.data, "generate");
+      await assertRunGoesOn(runs, data.run);
       const startedAt = Date.now();
       const result = await cache.generate(data.item, data.judgeMode, data.request);
       const tokens = typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0;
@@ -175,6 +184,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const processJudge = async (job: Job): Promise<ChildReturn> => {
     try {
       const data = parseJobData(JudgeJobDataSchema, job.data, "judge");
+      await assertRunGoesOn(runs, data.run);
       const startedAt = Date.now();
       const result = await cache.judge(data.item, data.judgeMode, data.request);
       if (
@@ -187,6 +197,19 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     } catch (err) {
       throw toJobError(err);
     }
+  };
+
+  const feeding = new AbortController();
+  const processFeed = async (job: Job, token: string) => {
+    const { run } = parseJobData(FeedJobDataSchema, job.data, "feed");
+    const summary = await feedRun(run, { queues, store, ledger, runs, logger }, { localImages: false, signal: feeding.signal });
+    logger.info({ run, ...summary }, summary.interrupted ? "feeder stopped; handing the run back" : "feeder done");
+    if (summary.interrupted) {
+      // Another worker resumes from the cursor.
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
+    return { state: summary.state, lines: summary.resumedAt + summary.lines };
   };
 
   const common = {
@@ -214,6 +237,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     new Worker(QUEUES.request, tracked(QUEUES.request, processRequest), common),
     new Worker(QUEUES.generate, tracked(QUEUES.generate, processGenerate), common),
     new Worker(QUEUES.judge, tracked(QUEUES.judge, processJudge), common),
+    new Worker(QUEUES.feed, tracked(QUEUES.feed, processFeed), { ...common, concurrency: 1 }),
   ];
   const [requestWorker] = workers;
   for (const w of workers) {
@@ -248,6 +272,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const stop = ({ graceMs = DEFAULT_GRACE_MS }: { graceMs?: number } = {}) =>
     (stopped ??= (async () => {
       stopping = true;
+      feeding.abort();
       logger.info({ worker: name, active: active.size, graceMs }, "stopping: no new work; finishing running jobs");
       const closing = Promise.all(workers.map((w) => w.close()));
       let timer: NodeJS.Timeout | undefined;

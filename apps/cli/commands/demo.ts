@@ -182,9 +182,9 @@ export const demoCommand = addSearchOptions(
           settings,
           signal: abort.signal,
           onProgress: (p) => submitBar.update(p.lines, p.total),
-          onBadLine: (b) => submitBar.log(`bad line ${b.line}: ${b.message}`),
+          onBadLine: (b) => submitBar.log(b.message),
         },
-        { queues: fleet.queues, store: fleet.store, ledger: fleet.ledger, logger, metrics: producerMetrics(metrics.registry) },
+        { ...fleet, logger, metrics: producerMetrics(metrics.registry) },
       );
       submitBar.stop();
       interrupted();

@@ -1,15 +1,17 @@
-/** Opening the fleet for the commands that talk to it: the queues, the run ledger in Redis, the S3 store. */
+/** Opening the fleet for the commands that talk to it: the queues, the run ledger and run states in Redis, the S3 store. */
 import { Redis } from "ioredis";
 import type { Config } from "../../../shared/io/config.ts";
 import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { RunLedger } from "../../../workers/fleet/ledger.ts";
 import { openQueues, type FleetQueues } from "../../../workers/fleet/protocol.ts";
+import { RunRegistry } from "../../../workers/fleet/run-state.ts";
 
 export interface Fleet {
   queues: FleetQueues;
   redis: Redis;
   ledger: RunLedger;
+  runs: RunRegistry;
   store: S3Store;
   close(): Promise<void>;
 }
@@ -25,6 +27,7 @@ export function openFleet(config: Pick<Config, "redis" | "s3">, metrics?: Stageb
     queues,
     redis,
     ledger,
+    runs: new RunRegistry(redis, config.redis.queuePrefix),
     store,
     close: async () => {
       await queues.close().catch(() => {});

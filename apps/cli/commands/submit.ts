@@ -1,10 +1,12 @@
 /**
- * `stagebeam submit`: enqueue a manifest as a run. Idempotent (re-running adds nothing twice)
- * and resumable (Ctrl-C, then the same command again). Exit codes: 0 submitted (bad lines are
- * reported and recorded, not fatal), 1 runtime failure, 2 bad usage or configuration (checked
- * before anything is enqueued), 130 interrupted.
+ * `stagebeam submit`: enqueue a manifest as a run, or with --detach create the run and leave
+ * the feeding to the fleet. Idempotent (re-running adds nothing twice) and resumable (Ctrl-C,
+ * then the same command again). Exit codes: 0 submitted (bad lines are reported and recorded,
+ * not fatal), 1 runtime failure or a run that could not proceed (nothing enqueueable, a wrong
+ * header, over --max-bad-lines), 2 bad usage or configuration (checked before anything is
+ * enqueued), 130 interrupted.
  */
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared/io/metrics.ts";
@@ -12,7 +14,8 @@ import { producerMetrics } from "../../../workers/fleet/fleet-metrics.ts";
 import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, submitRun, type SubmitSummary } from "../../../workers/fleet/producer.ts";
 import { formatDuration } from "../../../shared/core/duration.ts";
 import { formatStatus, runStatus, waitForRun } from "../../../workers/fleet/status.ts";
-import { CliExit, EXIT_INTERRUPTED, intOption } from "./common.ts";
+import type { BadLineLimit } from "../../../workers/fleet/run-state.ts";
+import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption } from "./common.ts";
 import { openFleet } from "./fleet-connection.ts";
 import { createProgress } from "./progress.ts";
 import { addSearchOptions, searchSettings, type SearchCliOptions } from "./search-options.ts";
@@ -25,13 +28,33 @@ interface SubmitCliOptions extends SearchCliOptions {
   format?: "jsonl" | "csv";
   maxBacklog: number;
   chunk: number;
+  maxBadLines?: BadLineLimit;
+  detach: boolean;
   wait: boolean;
   progress: boolean;
 }
 
+/** `--max-bad-lines 10` or `--max-bad-lines 0.5%`. */
+export function badLineLimitOption(value: string): BadLineLimit {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$/.exec(value);
+  const n = m ? Number(m[1]) : Number.NaN;
+  if (!m || (m[2] === "" && !Number.isInteger(n)) || (m[2] === "%" && n > 100))
+    throw new InvalidArgumentError(
+      `--max-bad-lines must be a whole number of lines (10) or a percentage up to 100 (0.5%), got '${value}'`,
+    );
+  return m[2] === "%" ? { percent: n } : { lines: n };
+}
+
 export function formatSummary(s: SubmitSummary): string {
+  if (s.detached) {
+    return [
+      `run ${s.run}: created, state ${s.state}; the fleet feeds its manifest (a worker runs the feed job)`,
+      `  follow it with: stagebeam status --run ${s.run}`,
+    ].join("\n");
+  }
   const lines = [
-    `run ${s.run}: ${s.lines} manifest lines in ${formatDuration(s.seconds)}${s.interrupted ? " (interrupted: run the same command again to resume)" : ""}`,
+    `run ${s.run}: ${s.lines} manifest lines in ${formatDuration(s.seconds)}${s.resumedAt > 0 ? ` (resumed after line ${s.resumedAt})` : ""}${s.interrupted ? " (interrupted: run the same command again to resume)" : ""}`,
+    `  state      ${s.state}${s.reason ? ` — ${s.reason}` : ""}`,
     `  enqueued   ${s.enqueued}`,
     `  skipped    ${s.skipped} (already submitted)`,
     `  bad lines  ${s.bad} (recorded under runs/${s.run}/failed/)`,
@@ -48,9 +71,14 @@ export function formatSummary(s: SubmitSummary): string {
 export const SUBMIT_CONFIG_PARTS = ["redis", "s3", "metrics", "logging"] as const;
 
 export const submitCommand = addSearchOptions(new Command("submit"))
-  .description("submit a manifest (JSONL/CSV with id,image,question[,answer], or a folder of images) as a run")
+  .description(
+    "submit a manifest (JSONL/CSV with id,image,question[,answer], the OpenAI batch format, or a folder of images) as a run",
+  )
   .requiredOption("--run <name>", "run name: results go to runs/<name>/ in S3")
-  .requiredOption("--manifest <file|dir>", "manifest.jsonl, manifest.csv, or a folder of images")
+  .requiredOption(
+    "--manifest <file|dir|-|s3://bucket/key>",
+    "manifest.jsonl or .csv (gzip accepted), a folder of images, - for stdin, or an S3 object",
+  )
   .option("--question <text>", "the question for every image (folder manifests)")
   .option("--image-root <dir>", "local image paths must resolve inside this folder (default: the manifest's folder)")
   .addOption(new Option("--format <format>", "manifest format (default: from the extension)").choices(["jsonl", "csv"]))
@@ -61,6 +89,8 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     DEFAULT_MAX_BACKLOG,
   )
   .option("--chunk <n>", "items per addBulk", intOption("--chunk", 1, 10_000), DEFAULT_CHUNK_SIZE)
+  .option("--max-bad-lines <n|p%>", "stop the run in state failed once it has more bad lines than this", badLineLimitOption)
+  .option("--detach", "create the run, put the manifest in S3 and return; a fleet worker feeds it", false)
   .option("--wait", "wait until every item has finished, then print the run's status", false)
   .option("--no-progress", "no progress bar or progress lines")
   .addHelpText(
@@ -102,6 +132,8 @@ export const submitCommand = addSearchOptions(new Command("submit"))
           settings,
           maxBacklog: o.maxBacklog,
           chunkSize: o.chunk,
+          detach: o.detach,
+          ...(o.maxBadLines !== undefined ? { maxBadLines: o.maxBadLines } : {}),
           signal: abort.signal,
           onProgress: (p) =>
             bar?.update(
@@ -110,7 +142,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
               `| enqueued ${p.enqueued} skipped ${p.skipped} bad ${p.bad}${p.throttled ? ` | backlog full (${p.backlog}), waiting` : ""}`,
             ),
           onBadLine: (b) => {
-            const msg = `bad line ${b.line}: ${b.message} → recorded as failed (${b.reason})`;
+            const msg = `${b.message} → recorded as failed (${b.reason})`;
             if (bar) bar.log(msg);
             else process.stderr.write(`${msg}\n`);
           },
@@ -120,13 +152,17 @@ export const submitCommand = addSearchOptions(new Command("submit"))
             else process.stderr.write(`${msg}\n`);
           },
         },
-        { queues: fleet.queues, store: fleet.store, ledger: fleet.ledger, logger, metrics: pm },
+        { ...fleet, logger, metrics: pm },
       );
       bar?.stop();
       process.stdout.write(`${formatSummary(summary)}\n`);
       if (summary.interrupted) throw new CliExit(EXIT_INTERRUPTED);
+      if (summary.state === "failed") {
+        process.stderr.write(`stagebeam: run ${o.run} failed: ${summary.reason}\n`);
+        throw new CliExit(EXIT_FAILURE);
+      }
 
-      if (o.wait && (await fleet.ledger.counts(o.run)).items > 0) {
+      if (o.wait) {
         const items = createProgress({
           label: "items",
           unit: "items",
@@ -134,6 +170,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
           everySeconds: o.progress ? 5 : 30,
         });
         await waitForRun(o.run, fleet.ledger, {
+          runs: fleet.runs,
           signal: abort.signal,
           onProgress: (c) => items.update(c.completed + c.failed, c.items, `| completed ${c.completed} failed ${c.failed}`),
         });

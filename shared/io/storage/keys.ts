@@ -4,6 +4,9 @@
  *   runs/<run>/manifest.json            what was submitted, settings
  *   runs/<run>/results/<item>.json      one result per item
  *   runs/<run>/failed/<item>.json       one failure record per failed item
+ *   runs/<run>/input/manifest.<ext>     a detached run's manifest, uploaded by submit
+ *   runs/<run>/index/<chunk>.json       the feeder's record of manifest order: line, item, id
+ *   runs/<run>/export/<file>            the exported output and error files
  *   images/sha256/<hex>.<ext>           staged images, content addressed
  */
 import { assertRunId, toItemId } from "../../core/ids.ts";
@@ -14,6 +17,11 @@ export const resultsPrefix = (run: string): string => `${runPrefix(run)}results/
 export const failuresPrefix = (run: string): string => `${runPrefix(run)}failed/`;
 export const resultKey = (run: string, itemId: string): string => `${resultsPrefix(run)}${toItemId(itemId)}.json`;
 export const failureKey = (run: string, itemId: string): string => `${failuresPrefix(run)}${toItemId(itemId)}.json`;
+export const inputKey = (run: string, fileName: string): string => `${runPrefix(run)}input/${fileName}`;
+export const indexPrefix = (run: string): string => `${runPrefix(run)}index/`;
+/** Chunk numbers are zero-padded so that the listing is in manifest order. */
+export const indexKey = (run: string, chunk: number): string => `${indexPrefix(run)}${String(chunk).padStart(9, "0")}.json`;
+export const exportKey = (run: string, fileName: string): string => `${runPrefix(run)}export/${fileName}`;
 
 export const IMAGES_PREFIX = "images/sha256/";
 

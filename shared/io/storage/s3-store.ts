@@ -10,10 +10,13 @@
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
-import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { extname } from "node:path";
+import { Readable } from "node:stream";
 import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -21,6 +24,7 @@ import {
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import type { S3Config } from "../config.ts";
@@ -29,8 +33,28 @@ import { contentTypeOf, imageKey, normalizeExt, s3Uri } from "./keys.ts";
 
 export * from "./keys.ts";
 
-export const S3_OPS = ["PutObject", "GetObject", "HeadObject", "ListObjectsV2", "HeadBucket"] as const;
+export const S3_OPS = [
+  "PutObject",
+  "GetObject",
+  "HeadObject",
+  "ListObjectsV2",
+  "HeadBucket",
+  "DeleteObject",
+  "CreateMultipartUpload",
+  "UploadPart",
+  "CompleteMultipartUpload",
+] as const;
 export type S3Op = (typeof S3_OPS)[number];
+
+/** Parts of a multipart upload: S3 wants at least 5 MiB in every part but the last. */
+export const MULTIPART_PART_BYTES = 8 * 2 ** 20;
+
+/** A multipart upload written part by part, which can be resumed from its id and parts. */
+export interface MultipartState {
+  key: string;
+  uploadId: string;
+  parts: { PartNumber: number; ETag: string }[];
+}
 
 export type S3Metrics = Pick<StagebeamMetrics, "s3RequestSeconds" | "s3Errors">;
 
@@ -278,6 +302,85 @@ export class S3Store {
       await pipeline(res.Body as Readable, out);
       return out.bytesWritten;
     });
+  }
+
+  /** The object's body as a stream (any bucket: a manifest may live elsewhere); undefined when absent. */
+  async getStream(key: string, bucket = this.bucket): Promise<Readable | undefined> {
+    try {
+      return await this.timed("GetObject", key, async () => {
+        const res = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        return res.Body instanceof Readable ? res.Body : Readable.from([]);
+      });
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.timed("DeleteObject", key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })));
+  }
+
+  async startMultipart(key: string, contentType: string): Promise<MultipartState> {
+    const res = await this.timed("CreateMultipartUpload", key, () =>
+      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: contentType })),
+    );
+    if (!res.UploadId) throw new S3StoreError("CreateMultipartUpload", key, new Error("no UploadId in the answer"));
+    return { key, uploadId: res.UploadId, parts: [] };
+  }
+
+  /** Uploads the next part of `m` (updated in place). */
+  async uploadPart(m: MultipartState, bytes: Uint8Array): Promise<void> {
+    const PartNumber = m.parts.length + 1;
+    const res = await this.timed("UploadPart", m.key, () =>
+      this.client.send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: m.key,
+          UploadId: m.uploadId,
+          PartNumber,
+          Body: bytes,
+          ContentLength: bytes.byteLength,
+        }),
+      ),
+    );
+    m.parts.push({ PartNumber, ETag: res.ETag ?? "" });
+  }
+
+  /** Completes `m`; an upload without parts becomes an empty object. */
+  async completeMultipart(m: MultipartState): Promise<void> {
+    if (m.parts.length === 0) await this.uploadPart(m, new Uint8Array(0));
+    await this.timed("CompleteMultipartUpload", m.key, () =>
+      this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: m.key,
+          UploadId: m.uploadId,
+          MultipartUpload: { Parts: m.parts },
+        }),
+      ),
+    );
+  }
+
+  /** Streams `input` to `key` in parts, in constant memory (a manifest from stdin, say). */
+  async putStream(key: string, input: AsyncIterable<Uint8Array>, contentType = "application/octet-stream"): Promise<number> {
+    const m = await this.startMultipart(key, contentType);
+    let pending: Buffer[] = [];
+    let size = 0;
+    let total = 0;
+    for await (const chunk of input) {
+      pending.push(Buffer.from(chunk));
+      size += chunk.byteLength;
+      total += chunk.byteLength;
+      if (size >= MULTIPART_PART_BYTES) {
+        await this.uploadPart(m, Buffer.concat(pending));
+        pending = [];
+        size = 0;
+      }
+    }
+    if (size > 0) await this.uploadPart(m, Buffer.concat(pending));
+    await this.completeMultipart(m);
+    return total;
   }
 
   /** Single PutObject of bytes at an exact key. */
