@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     if (value === undefined) throw new Error(`token '${token}' missing from the vocabulary`);
     return value;
   };
-  const encode = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).ids;
+  const encode = (text: string): number[] => tokenizer.encode(text, { add_special_tokens: false }).ids;
   const imageTokenId = id("<image>");
   const markerId = added[VERIFIER_TEMPLATE.marker]!;
   const chatTokens = { bos_token: "<bos>", eos_token: "<eos>", image_token: "<image>" };

@@ -1,15 +1,17 @@
 """Train the process verifier stagebeam-tiny-prm on models/.work/verifier-data (see DATA_FORMAT.md).
 
-    python3 models/training/train_verifier.py [--steps 2000] [--minutes 40] [--device cpu]
+    python3 models/training/train_verifier.py [--steps 3000] [--minutes 42] [--device cpu]
 
-The model is stagebeam-tiny's architecture (model.py) with the verifier's tokenizer. At each step
-marker the logits of the good and bad tokens are trained with a 2-way cross entropy against the
-step's label (the engine reads exactly these two logits there). Two auxiliaries: the cell loss of
-the vision encoder (as for the policy: without it the image is not read), and a light next-token
-loss on text known to be right (the accepted stages of a scene's own answer and right candidates),
-which teaches what the next object or number should be. AdamW with warmup and cosine decay, as
-train.py; --minutes also finishes the schedule within that time. Writes
-models/.work/verifier-checkpoint.pt and models/.work/verifier-train_log.json.
+The model is stagebeam-tiny's architecture (model.py) with the verifier's tokenizer, started from
+the bundled policy's weights (read from its ONNX files; the three added tokens start fresh). At
+each step marker the logits of the good and bad tokens are trained with a 2-way cross entropy
+against the step's label (the engine reads exactly these two logits there). Two auxiliaries: the
+cell loss of the vision encoder (as for the policy), and a light next-token loss on text known to
+be right (a scene's own accepted stages and right candidates), which keeps what the next object or
+number should be. A batch holds pairs: the text the two candidates share is run once and each
+candidate continues it through the KV cache. AdamW with warmup and cosine decay, as train.py;
+--minutes also finishes the schedule within that time. Writes models/.work/verifier-checkpoint.pt
+and models/.work/verifier-train_log.json.
 """
 
 from __future__ import annotations
@@ -188,13 +190,13 @@ def step_scores(model: StagebeamTiny, lines, images, meta, device, bs: int = 32)
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=DEFAULT_VERIFIER_DATA)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--minutes", type=float, default=0.0,
                     help="time budget (0 = none): the LR schedule runs on max(step/steps, elapsed/budget)")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=8e-4)
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--min-lr-frac", type=float, default=0.05)
-    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--cell-weight", type=float, default=1.0, help="weight of the vision cell loss (0 = off)")
     ap.add_argument("--lm-weight", type=float, default=0.3, help="weight of the next-token loss on right text (0 = off)")
@@ -205,8 +207,8 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--eval-every", type=int, default=250, help="held-out step loss every N steps (0 = off)")
-    ap.add_argument("--eval-lines", type=int, default=256)
+    ap.add_argument("--eval-every", type=int, default=200, help="held-out step loss every N steps (0 = off)")
+    ap.add_argument("--eval-lines", type=int, default=192)
     ap.add_argument("--save-every-min", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")

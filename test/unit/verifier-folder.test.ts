@@ -22,7 +22,7 @@ const CAPTION =
 describe("models/stagebeam-tiny-prm", () => {
   const template = VerifierTemplateSchema.parse(readJson(VERIFIER, VERIFIER_FILE));
   const tokenizer = tokenizerOf(VERIFIER);
-  const encode = (text: string) => tokenizer.encode(text, { add_special_tokens: false }).ids;
+  const encode = (text: string): number[] => tokenizer.encode(text, { add_special_tokens: false }).ids;
 
   it("has single-token, distinct marker, good and bad tokens inside the decoder's vocabulary", () => {
     const { vocab_size } = readJson(VERIFIER, "config.json");
