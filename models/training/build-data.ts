@@ -8,6 +8,7 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Tokenizer } from "@huggingface/tokenizers";
 import cliProgress from "cli-progress";
@@ -23,12 +24,17 @@ import { COLORS, IMAGE_SIZE, SHAPES, SIZES, type Scene } from "../../shared/core
 import { JUDGE_TEMPLATES, TOKENIZER_CONFIG, buildTokenizerJson } from "./text-files.ts";
 
 export const MODEL_DIR = path.resolve(import.meta.dirname, "../stagebeam-tiny");
-const IMAGE_SEQ_LENGTH = 64;
+export const IMAGE_SEQ_LENGTH = 64;
 /** The vision encoder's output grid (IMAGE_SEQ_LENGTH = GRID × GRID). */
-const GRID = 8;
-const CELL_CLASSES = 1 + SIZES.length * COLORS.length * SHAPES.length;
-const TRAIN_SEED = 1000;
-const HELDOUT_SEED = 2000;
+export const GRID = 8;
+export const CELL_CLASSES = 1 + SIZES.length * COLORS.length * SHAPES.length;
+export const TRAIN_SEED = 1000;
+export const HELDOUT_SEED = 2000;
+/** The example kind of held-out image i is HELDOUT_KINDS[i % HELDOUT_KINDS.length]. */
+export const HELDOUT_KINDS = [...JUDGE_KINDS, "check"] as const;
+
+/** The stream an image's extra examples (second question, judge or check example) are drawn from. */
+export const extraRng = (split: string, seed: number, image: number): Rng => createRng(`${split}-extra:${seed}:${image}`);
 
 /** How often each kind of judge example is drawn for training; CAPTION and REASONING matter most. */
 const JUDGE_WEIGHTS: [JudgeKind | "check", number][] = [
@@ -97,17 +103,26 @@ function checkLine(image: number, question: string, hint: string, candidate: str
   return { image, prompt: prompt(text), target: JUDGE_TEMPLATES.check_answers[label], kind: "check", family, label };
 }
 
-function exampleLines(rng: Rng, image: number, scene: Scene, kind: JudgeKind | "check"): TextLine[] {
+/** A judge example as the data draws it: a fresh question about the scene and a pair for it (null when none). */
+export function judgeExample(rng: Rng, scene: Scene, kind: JudgeKind) {
   const item = sampleItemFor(rng, scene);
+  const pair = makeJudgePair(rng, kind, item.spec, scene);
+  return pair && { item, pair };
+}
+
+function exampleLines(rng: Rng, image: number, scene: Scene, kind: JudgeKind | "check"): TextLine[] {
   if (kind === "check") {
+    const item = sampleItemFor(rng, scene);
     const example = makeCheckExample(rng, item.spec, scene);
     return example ? [checkLine(image, item.question, example.hint, example.candidate, example.correct, item.family)] : [];
   }
-  const pair = makeJudgePair(rng, kind, item.spec, scene);
-  return pair ? judgeLines(image, item.question, kind, pair.hint, pair.good, pair.bad, item.family) : [];
+  const example = judgeExample(rng, scene, kind);
+  return example
+    ? judgeLines(image, example.item.question, kind, example.pair.hint, example.pair.good, example.pair.bad, example.item.family)
+    : [];
 }
 
-async function rawPixels(scene: Scene): Promise<Buffer> {
+export async function rawPixels(scene: Scene): Promise<Buffer> {
   // Through PNG and back, exactly as an image reaches the engine.
   return sharp(await renderScenePng(scene))
     .removeAlpha()
@@ -120,7 +135,7 @@ async function rawPixels(scene: Scene): Promise<Buffer> {
  * (size, colour, shape) index. Training uses it as a dense auxiliary target for the vision
  * encoder; where two small objects' centres share a cell, the first one wins.
  */
-function cellLabels(scene: Scene): Uint8Array {
+export function cellLabels(scene: Scene): Uint8Array {
   const cells = new Uint8Array(GRID * GRID);
   const cellSize = IMAGE_SIZE / GRID;
   for (const o of scene.objects) {
@@ -188,7 +203,7 @@ async function buildSplit(out: string, plan: SplitPlan): Promise<TextLine[]> {
   bar.start(plan.images, 0);
   for (let i = 0; i < plan.images; i++) {
     const item = generateItem(plan.seed, i);
-    const rng = createRng(`${plan.name}-extra:${plan.seed}:${i}`);
+    const rng = extraRng(plan.name, plan.seed, i);
     lines.push(...plan.lines(rng, i, item.scene, item));
     cells.push(cellLabels(item.scene));
     if (!pixels.write(await rawPixels(item.scene))) await new Promise<void>((resolve) => pixels.once("drain", () => resolve()));
@@ -232,14 +247,13 @@ async function main(): Promise<void> {
       ...exampleLines(rng, image, scene, weightedKind(rng)),
     ],
   });
-  const heldoutKinds = [...JUDGE_KINDS, "check"] as const;
   const heldout = await buildSplit(out, {
     name: "heldout",
     seed: HELDOUT_SEED,
     images: Number(values.heldout),
     lines: (rng, image, scene, item) => [
       answerLine(image, item),
-      ...exampleLines(rng, image, scene, heldoutKinds[image % heldoutKinds.length]!),
+      ...exampleLines(rng, image, scene, HELDOUT_KINDS[image % HELDOUT_KINDS.length]!),
     ],
   });
 
@@ -324,4 +338,5 @@ async function main(): Promise<void> {
   );
 }
 
-await main();
+// Imported by the verifier's data builder for its scenes, pairs and cells; run as a script, it builds.
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();
