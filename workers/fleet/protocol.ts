@@ -55,7 +55,7 @@ export type RequestItem = z.infer<typeof RequestItemSchema>;
 
 export const WorkTimingSchema = z.object({
   id: z.string(),
-  kind: z.enum(["generate", "judge"]),
+  kind: z.enum(["generate", "judge", "verify"]),
   worker: z.string(),
   startedAt: z.number(),
   ms: z.number().nonnegative(),
