@@ -12,6 +12,7 @@ import type { Config } from "../../shared/io/config.ts";
 import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
 import { S3Store } from "../../shared/io/storage/s3-store.ts";
+import { isPairwise } from "../../shared/core/search/settings.ts";
 import { Engine } from "../engine/index.ts";
 import type { ModelHost } from "./model-host.ts";
 
@@ -64,7 +65,7 @@ export async function createModelHost(config: ModelHostConfig, deps: ModelHostDe
       const ctx = await engine.openItem({ id: item.id, image: item.image, question: item.question });
       return {
         generate: (requests) => engine.generate(ctx, requests),
-        judge: (requests) => engine.judge(ctx, requests, judgeMode),
+        judge: (requests) => engine.judge(ctx, requests, isPairwise(judgeMode) ? judgeMode : undefined),
         close: () => engine.closeItem(ctx),
       };
     },

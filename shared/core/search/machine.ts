@@ -92,6 +92,7 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
   const { itemId, seed } = state.params;
   const { plan } = step;
   const greedy = state.params.strategy === "greedy" ? { greedy: true as const } : {};
+  const logProb = plan.select === "vote" || plan.select === "vote-weighted" ? { logProb: true as const } : {};
   return Array.from({ length: plan.candidates * step.bases.length }, (_, i) => ({
     id: candidateId(itemId, plan.key, i),
     prefix: baseOf(step, i),
@@ -99,6 +100,7 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
     maxTokens: plan.maxTokens,
     sampleKey: sampleKey(seed, itemId, plan.key, i),
     ...greedy,
+    ...logProb,
   }));
 }
 

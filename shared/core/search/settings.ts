@@ -13,8 +13,12 @@ import type { Strategy } from "./types.ts";
  * verdict (both pairwise, the paper's self-judge); `verifier`: a process verifier scores each
  * candidate on its own, and a step keeps the best.
  */
-export const JUDGE_MODES = ["score", "generate", "verifier"] as const;
+export const PAIRWISE_JUDGE_MODES = ["score", "generate"] as const;
+export type PairwiseJudgeMode = (typeof PAIRWISE_JUDGE_MODES)[number];
+export const JUDGE_MODES = [...PAIRWISE_JUDGE_MODES, "verifier"] as const;
 export type JudgeMode = (typeof JUDGE_MODES)[number];
+
+export const isPairwise = (mode: JudgeMode): mode is PairwiseJudgeMode => mode !== "verifier";
 
 /** The seed every command uses unless told otherwise. */
 export const DEFAULT_SEED = 1;

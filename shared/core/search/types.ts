@@ -35,6 +35,8 @@ export const GenerateRequestSchema = z.object({
   sampleKey: z.string(),
   /** Take the most likely token at every step instead of sampling (the `greedy` strategy). */
   greedy: z.literal(true).optional(),
+  /** Report the continuation's log-probability (`logProb`), which votes weigh and break ties by. */
+  logProb: z.literal(true).optional(),
 });
 export type GenerateRequest = z.infer<typeof GenerateRequestSchema>;
 
@@ -71,7 +73,7 @@ export const GenerateResultSchema = z.object({
   truncated: z.boolean(),
   /** The engine produced its end-of-sequence token. */
   finished: z.boolean().optional(),
-  /** Sum of the model's log-probabilities of the kept tokens (softmax at temperature 1); votes break ties by its mean. */
+  /** Sum of the model's log-probabilities of the kept tokens (softmax at temperature 1), when the request asked for it. */
   logProb: z.number().optional(),
   detail: DetailSchema.optional(),
 });
