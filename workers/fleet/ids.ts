@@ -14,9 +14,9 @@
  */
 import { assertRunId } from "../../shared/core/ids.ts";
 
-export const QUEUES = { request: "request", generate: "generate", judge: "judge" } as const;
+export const QUEUES = { request: "request", generate: "generate", judge: "judge", verify: "verify" } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
-export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge];
+export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge, QUEUES.verify];
 
 export function requestJobId(run: string, item: string): string {
   return `${assertRunId(run)}/${item}`;

@@ -1,10 +1,12 @@
 /**
- * The fleet protocol over BullMQ: three queues under one hash-tagged prefix, the job data
+ * The fleet protocol over BullMQ: four queues under one hash-tagged prefix, the job data
  * each carries (zod schemas, validated on read), and the options every job is added with.
  *
  *   request   one job per item: a step job that drives the item's search state machine
  *   generate  one child job per candidate of a step
  *   judge     one child job per comparison (or REASONING check) of a tournament round
+ *   verify    one child job per candidate a verifier scores (judge mode verifier, swires), served
+ *             by the workers that hold the verifier, which may hold nothing else
  *
  * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
  * (accepted text, candidate texts, bracket) and timings. Never image bytes.
@@ -19,7 +21,7 @@
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from "bullmq";
 import { z } from "zod";
-import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/core/search/types.ts";
+import { GenerateRequestSchema, JudgeRequestSchema, VerifyRequestSchema } from "../../shared/core/search/types.ts";
 import { ITEM_ID_PATTERN, RUN_ID_PATTERN } from "../../shared/core/ids.ts";
 import { badInput } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
@@ -114,6 +116,15 @@ export const JudgeJobDataSchema = z.object({
 });
 export type JudgeJobData = z.infer<typeof JudgeJobDataSchema>;
 
+/** A verification: the verifier opens the item under its own prompt, so no judge mode travels. */
+export const VerifyJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: ChildItemSchema,
+  request: VerifyRequestSchema,
+});
+export type VerifyJobData = z.infer<typeof VerifyJobDataSchema>;
+
 /** What a child job returns (kept by BullMQ in the parent's processed hash). */
 export const ChildReturnSchema = z.object({
   result: z.unknown(),
@@ -150,7 +161,7 @@ export const REQUEST_JOB_OPTIONS: JobsOptions = {
   removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
 };
 
-/** Child jobs (generate, judge). */
+/** Child jobs (generate, judge, verify). */
 export const CHILD_JOB_OPTIONS: JobsOptions = {
   attempts: 4,
   backoff: backoff(1_000),
@@ -173,11 +184,12 @@ export interface FleetQueues {
   request: Queue;
   generate: Queue;
   judge: Queue;
+  verify: Queue;
   all: readonly Queue[];
   close(): Promise<void>;
 }
 
-/** The three queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
+/** The four queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
 export function openQueues(url: string, prefix: string): FleetQueues {
   const connection = redisConnection(url);
   const open = (name: string, defaultJobOptions: JobsOptions) =>
@@ -185,12 +197,14 @@ export function openQueues(url: string, prefix: string): FleetQueues {
   const request = open(QUEUES.request, REQUEST_JOB_OPTIONS);
   const generate = open(QUEUES.generate, CHILD_JOB_OPTIONS);
   const judge = open(QUEUES.judge, CHILD_JOB_OPTIONS);
-  const all = [request, generate, judge];
+  const verify = open(QUEUES.verify, CHILD_JOB_OPTIONS);
+  const all = [request, generate, judge, verify];
   for (const q of all) q.on("error", () => {}); // connection errors surface on use; avoid unhandled 'error'
   return {
     request,
     generate,
     judge,
+    verify,
     all,
     close: async () => {
       await Promise.all(all.map((q) => q.close()));

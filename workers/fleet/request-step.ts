@@ -5,6 +5,7 @@
  *
  *   work = next(state)
  *   done        → write runs/<run>/results/<item>.json, record the outcome, complete
+ *   (a retrace of swires is one more step like any other: new children under the same job)
  *   otherwise   → read the children's results kept by the parent; if every request of this
  *                 work has one, state = apply(state, results), save it, loop; if some are
  *                 missing, add them as child jobs (deterministic ids) and wait for them
@@ -19,11 +20,11 @@ import { WaitingChildrenError, type Job } from "bullmq";
 import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
 import { apply, next, parseSearchState, type SearchState } from "../../shared/core/search/index.ts";
-import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/core/search/types.ts";
+import type { GenerateRequest, JudgeRequest, SearchResult, VerifyRequest } from "../../shared/core/search/types.ts";
 import { failureKey, resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
 import { workIdOf } from "./ids.ts";
-import { generateJobs, judgeJobs } from "./jobs.ts";
+import { generateJobs, judgeJobs, verifyJobs } from "./jobs.ts";
 import type { RunLedger } from "./ledger.ts";
 import {
   ChildReturnSchema,
@@ -37,7 +38,7 @@ import {
 import { isCorrect, RECORD_VERSION, type FailureRecord, type ResultRecord } from "./records.ts";
 
 export interface StepDeps {
-  queues: Pick<FleetQueues, "generate" | "judge">;
+  queues: Pick<FleetQueues, "generate" | "judge" | "verify">;
   store: S3Store;
   ledger: RunLedger;
   metrics: StagebeamMetrics;
@@ -50,9 +51,9 @@ export interface StepDeps {
 
 export type RequestReturn = { status: "done"; answer: string | null; correct: boolean | null } | { status: "already-done" };
 
-/** The stage label of a step for metrics: a stage name, `answer`, or `sentence`. */
+/** The stage label of a step for metrics: a stage name (a retraced one too), `answer`, or `sentence`. */
 export function stageLabel(stepLabel: string): string {
-  return stepLabel.startsWith("sentence") ? "sentence" : stepLabel;
+  return stepLabel.startsWith("sentence") ? "sentence" : stepLabel.replace(/ \(retrace \d+\)$/, "");
 }
 
 interface Children {
@@ -146,7 +147,8 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     await save();
     const parent = { id: job.id!, queue: job.queueQualifiedName };
     if (work.kind === "generate") await deps.queues.generate.addBulk(generateJobs(data, missing as GenerateRequest[], parent));
-    else await deps.queues.judge.addBulk(judgeJobs(data, missing as JudgeRequest[], parent));
+    else if (work.kind === "judge") await deps.queues.judge.addBulk(judgeJobs(data, missing as JudgeRequest[], parent));
+    else await deps.queues.verify.addBulk(verifyJobs(data, missing as VerifyRequest[], parent));
     if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
     // Every child finished before we could wait: read their results and go on.
   }

@@ -1,9 +1,14 @@
 /**
- * The fleet worker: one process per GPU, one model host, three BullMQ workers.
+ * The fleet worker: one process per GPU, a model host and/or a verifier host, and a BullMQ
+ * worker per queue it serves.
  *
- *   request   steps items' searches (cheap: Redis, S3 and the state machine)
- *   generate  runs candidate generations on the model
- *   judge     runs comparisons and REASONING checks on the model
+ *   request   steps items' searches (cheap: Redis, S3 and the state machine); every worker
+ *   generate  runs candidate generations on the model                      (policy workers)
+ *   judge     runs comparisons and REASONING checks on the model           (policy workers)
+ *   verify    scores candidates on the process verifier                    (verifier workers)
+ *
+ * A worker may hold both models; one that holds only the verifier scales apart from the
+ * policy workers on the verify queue's depth.
  *
  * Each BullMQ worker runs up to `concurrency` jobs at once; concurrent generate and judge jobs
  * are what lets the host batch many sequences into one decoder call. Open items are cached
@@ -25,10 +30,11 @@ import { QUEUES } from "./ids.ts";
 import { s3ImageFetcher } from "./images.ts";
 import { ItemCache } from "./item-cache.ts";
 import { RunLedger } from "./ledger.ts";
-import type { ModelHost } from "./model-host.ts";
+import type { ModelHost, VerifierHost } from "./model-host.ts";
 import {
   GenerateJobDataSchema,
   JudgeJobDataSchema,
+  VerifyJobDataSchema,
   openQueues,
   parseJobData,
   redisConnection,
@@ -47,7 +53,10 @@ export interface FleetWorkerOptions {
   /** Hash-tagged BullMQ prefix shared by every queue ({sb}). */
   prefix: string;
   store: S3Store;
-  host: ModelHost;
+  /** The policy, for generate and judge jobs; absent on a worker that holds only the verifier. */
+  host?: ModelHost | null;
+  /** The process verifier, for verify jobs. */
+  verifier?: VerifierHost | null;
   metrics: StagebeamMetrics;
   logger: Logger;
   /** Jobs of each queue this process runs at once (WORKER_CONCURRENCY). */
@@ -82,7 +91,11 @@ interface Tracked {
 }
 
 export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetWorker> {
-  const { host, metrics, logger, store } = opts;
+  const { metrics, logger, store } = opts;
+  const host = opts.host ?? null;
+  const verifier = opts.verifier ?? null;
+  const served = host ?? verifier;
+  if (served === null) throw new Error("a fleet worker needs a model host, a verifier host, or both");
   const name = opts.name ?? `${hostname()}-${process.pid}`;
   const lockDuration = opts.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const queues = openQueues(opts.redisUrl, opts.prefix);
@@ -91,6 +104,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const ledger = new RunLedger(redis, opts.prefix);
   const cache = new ItemCache({
     host,
+    verifier,
     fetchImage: s3ImageFetcher(store, { s3RequestSeconds: metrics.s3RequestSeconds, s3Errors: metrics.s3Errors }),
     capacity: opts.cacheItems ?? 64,
   });
@@ -105,7 +119,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     store,
     ledger,
     metrics,
-    model: { id: host.modelId, digest: host.digest },
+    model: { id: served.modelId, digest: served.digest },
     worker: name,
     logger,
   };
@@ -168,7 +182,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       const tokens = typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0;
       metrics.tokensGenerated.inc(tokens);
       rate.add(tokens);
-      return { result, meta: { worker: name, model: host.digest, startedAt, ms: Date.now() - startedAt } };
+      return { result, meta: { worker: name, model: host!.digest, startedAt, ms: Date.now() - startedAt } };
     } catch (err) {
       throw toJobError(err);
     }
@@ -185,7 +199,18 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       ) {
         metrics.judgeDecisions.inc({ stage: data.request.template, verdict: String(result.verdict) });
       }
-      return { result, meta: { worker: name, model: host.digest, startedAt, ms: Date.now() - startedAt } };
+      return { result, meta: { worker: name, model: host!.digest, startedAt, ms: Date.now() - startedAt } };
+    } catch (err) {
+      throw toJobError(err);
+    }
+  };
+
+  const processVerify = async (job: Job): Promise<ChildReturn> => {
+    try {
+      const data = parseJobData(VerifyJobDataSchema, job.data, "verify");
+      const startedAt = Date.now();
+      const result = await cache.verify(data.item, data.request);
+      return { result, meta: { worker: name, model: verifier!.digest, startedAt, ms: Date.now() - startedAt } };
     } catch (err) {
       throw toJobError(err);
     }
@@ -202,8 +227,13 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   };
   const workers = [
     new Worker(QUEUES.request, tracked(QUEUES.request, processRequest), common),
-    new Worker(QUEUES.generate, tracked(QUEUES.generate, processGenerate), common),
-    new Worker(QUEUES.judge, tracked(QUEUES.judge, processJudge), common),
+    ...(host === null
+      ? []
+      : [
+          new Worker(QUEUES.generate, tracked(QUEUES.generate, processGenerate), common),
+          new Worker(QUEUES.judge, tracked(QUEUES.judge, processJudge), common),
+        ]),
+    ...(verifier === null ? [] : [new Worker(QUEUES.verify, tracked(QUEUES.verify, processVerify), common)]),
   ];
   const [requestWorker] = workers;
   for (const w of workers) {
@@ -218,7 +248,14 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   logger.info(
-    { worker: name, concurrency: opts.concurrency, lockDuration, model: host.modelId, digest: host.digest },
+    {
+      worker: name,
+      concurrency: opts.concurrency,
+      lockDuration,
+      queues: workers.map((w) => w.name),
+      ...(host ? { model: host.modelId, digest: host.digest } : {}),
+      ...(verifier ? { verifier: verifier.modelId, verifierDigest: verifier.digest } : {}),
+    },
     "fleet worker started",
   );
 
