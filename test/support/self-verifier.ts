@@ -18,11 +18,18 @@ export const SELF_VERIFIER_TEMPLATE = {
   steps: { default: "sentences", stages: { CAPTION: "caption-objects" } },
 };
 
-/** Writes the folder under `parent` and returns its path; `template` replaces verifier.json's content (null: none). */
-export async function selfVerifierFolder(parent: string, template: object | null = SELF_VERIFIER_TEMPLATE): Promise<string> {
+/**
+ * Writes the folder under `parent` and returns its path; `template` replaces verifier.json's
+ * content (null: none). `model` is the folder linked (the bundled model, or another with its tokenizer).
+ */
+export async function selfVerifierFolder(
+  parent: string,
+  template: object | null = SELF_VERIFIER_TEMPLATE,
+  model: string = BUNDLED_MODEL,
+): Promise<string> {
   const dir = path.join(parent, `self-verifier-${Math.random().toString(36).slice(2, 8)}`);
   await mkdir(dir, { recursive: true });
-  for (const name of await readdir(BUNDLED_MODEL)) await symlink(path.join(BUNDLED_MODEL, name), path.join(dir, name));
+  for (const name of await readdir(model)) await symlink(path.join(model, name), path.join(dir, name));
   if (template !== null) await writeFile(path.join(dir, VERIFIER_FILE), JSON.stringify(template, null, 2));
   return dir;
 }

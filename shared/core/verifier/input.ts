@@ -9,7 +9,7 @@ import { markSteps, splitSteps } from "./steps.ts";
 import { stepRuleFor, type VerifierTemplate } from "./template.ts";
 
 export function verifierPrompt(template: VerifierTemplate, question: string): string {
-  return renderTemplate(template.prompt, { question }).trim();
+  return renderTemplate(template.prompt, { question });
 }
 
 export function verifierText(
