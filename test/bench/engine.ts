@@ -72,13 +72,15 @@ console.log(
 );
 console.log(`load average at start: ${load()}\n`);
 
+const bundledVerifier = existsSync(BUNDLED_VERIFIER_DIR) && model === path.resolve(BUNDLED_MODEL);
 const verifierDir =
   values.verifier !== undefined
     ? path.resolve(values.verifier)
-    : existsSync(BUNDLED_VERIFIER_DIR) && model === path.resolve(BUNDLED_MODEL)
+    : bundledVerifier
       ? BUNDLED_VERIFIER_DIR
       : await selfVerifierFolder(setDir, undefined, model);
-console.log(`verifier: ${verifierDir}${values.verifier === undefined && !existsSync(BUNDLED_VERIFIER_DIR) ? " (the policy as its own verifier)" : ""}`);
+const ownVerifier = values.verifier === undefined && !bundledVerifier;
+console.log(`verifier: ${verifierDir}${ownVerifier ? " (the policy as its own verifier)" : ""}`);
 
 const search = (label: string, reference: boolean, judge: "score" | "generate" | "verifier", concurrency: number) =>
   measureInChild({
