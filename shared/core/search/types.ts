@@ -195,7 +195,7 @@ export const StepTraceSchema = z.object({
   scores: z.array(ScoreTraceSchema).default([]),
   /** The answers voted for, the winning one first (vote steps). */
   votes: z.array(VoteTraceSchema).default([]),
-  /** Every candidate, best first, where the step ranks them all (verifier steps); empty after a tournament. */
+  /** Every candidate, best first, where a verifier ranked them all; a vote's winner alone; empty after a tournament. */
   ranking: z.array(z.number().int().nonnegative()).default([]),
   /** What the strategy decided after the step and why (swires: the retrace test). */
   decision: DetailSchema.nullable().default(null),
