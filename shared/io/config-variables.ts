@@ -30,6 +30,13 @@ export interface DtypeSetting {
 /** The bundled model folder, relative to the repository. */
 export const BUNDLED_MODEL = "models/stagebeam-tiny";
 
+/** The bundled process verifier, trained for the bundled model, relative to the repository: the default verifier folder. */
+export const BUNDLED_VERIFIER = "models/stagebeam-tiny-prm";
+
+/** What a fleet worker holds: the policy (generate and judge jobs), the verifier (verify jobs), or both. */
+export const WORKER_MODELS = ["policy", "verifier"] as const;
+export type WorkerModel = (typeof WORKER_MODELS)[number];
+
 // ---------------------------------------------------------------------------
 // Variable specs (the single source of truth for validation and documentation)
 
@@ -93,6 +100,19 @@ const digest = z
   .transform((s) => s.toLowerCase())
   .pipe(z.string().regex(/^(sha256:)?[0-9a-f]{64}$/))
   .transform((s) => (s.startsWith("sha256:") ? s : `sha256:${s}`));
+
+const workerModels = z.string().transform((s, ctx) => {
+  const out: WorkerModel[] = [];
+  for (const raw of s.split(",")) {
+    const m = raw.trim().toLowerCase();
+    if (!(WORKER_MODELS as readonly string[]).includes(m)) {
+      ctx.addIssue({ code: "custom", message: `unknown model "${m}"` });
+      return z.NEVER;
+    }
+    if (!out.includes(m as WorkerModel)) out.push(m as WorkerModel);
+  }
+  return out;
+});
 
 const providers = z.string().transform((s, ctx) => {
   const out: ExecutionProvider[] = [];
@@ -264,6 +284,41 @@ const SPECS = [
     whenUnset: "config.json `transformers.js_config.dtype`, else `fp32`",
     expected: `one of ${MODEL_DTYPES.join(", ")}, or session=dtype pairs separated by commas`,
     schema: dtypeSetting,
+  },
+  {
+    name: "VERIFIER_MODEL_DIR",
+    parts: ["verifier"],
+    meaning:
+      "Local process-verifier folder (a model folder with `verifier.json`), for judge mode `verifier` and swires. Exclusive with `VERIFIER_MODEL_URI`.",
+    whenUnset: "the bundled verifier `models/stagebeam-tiny-prm` when present",
+    expected: "a path to a verifier folder",
+    schema: z.string().min(1),
+  },
+  {
+    name: "VERIFIER_MODEL_URI",
+    parts: ["verifier"],
+    meaning:
+      "S3 prefix of a verifier folder that a worker holding the verifier downloads and checks on start. Exclusive with `VERIFIER_MODEL_DIR`.",
+    whenUnset: "—",
+    expected: "an s3://bucket/prefix URI",
+    schema: s3Uri,
+  },
+  {
+    name: "VERIFIER_MODEL_DIGEST",
+    parts: ["verifier"],
+    meaning: "Expected digest of the verifier (its model files and `verifier.json`); a worker refuses one that does not match.",
+    whenUnset: "not checked",
+    expected: "sha256:<64 hex digits> (or the 64 hex digits alone)",
+    schema: digest,
+  },
+  {
+    name: "WORKER_MODELS",
+    parts: ["verifier"],
+    meaning:
+      "What a worker holds and serves: `policy` (generate and judge jobs), `verifier` (verify jobs), or both, so verifier workers scale apart from policy workers.",
+    default: "policy",
+    expected: `a comma-separated list of ${WORKER_MODELS.join(", ")}`,
+    schema: workerModels,
   },
   {
     name: "WORKER_CONCURRENCY",

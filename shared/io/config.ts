@@ -13,6 +13,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   BUNDLED_MODEL,
+  BUNDLED_VERIFIER,
   CONFIG_VARIABLES,
   specOf,
   type ConfigVariable,
@@ -20,9 +21,11 @@ import {
   type ExecutionProvider,
   type LogLevel,
   type VarSpec,
+  type WorkerModel,
 } from "./config-variables.ts";
 
 export {
+  BUNDLED_VERIFIER,
   CONFIG_VARIABLES,
   configTableMarkdown,
   EXECUTION_PROVIDERS,
@@ -35,6 +38,8 @@ export {
   type ExecutionProvider,
   type LogLevel,
   type ModelDtype,
+  type WorkerModel,
+  WORKER_MODELS,
 } from "./config-variables.ts";
 
 // ---------------------------------------------------------------------------
@@ -69,6 +74,15 @@ interface ModelSource {
 export type ModelConfig =
   | ({ source: "dir"; dir: string } & ModelSource)
   | ({ source: "s3"; uri: string; bucket: string; prefix: string; cacheDir: string } & ModelSource);
+
+export interface VerifierConfig {
+  /** Where the verifier is; the bundled verifier's folder unless VERIFIER_MODEL_DIR or VERIFIER_MODEL_URI says otherwise. */
+  model: ModelConfig;
+  /** VERIFIER_MODEL_DIR or VERIFIER_MODEL_URI was set (else the bundled folder is used only when it exists). */
+  configured: boolean;
+  /** What a fleet worker holds (WORKER_MODELS). */
+  workerModels: WorkerModel[];
+}
 
 export interface WorkerConfig {
   concurrency: number;
@@ -108,6 +122,7 @@ export interface Config {
   redis: RedisConfig;
   s3: S3Config;
   model: ModelConfig;
+  verifier: VerifierConfig;
   worker: WorkerConfig;
   engine: EngineConfig;
   metrics: MetricsConfig;
@@ -120,6 +135,7 @@ export const CONFIG_PARTS: readonly ConfigPart[] = [
   "redis",
   "s3",
   "model",
+  "verifier",
   "worker",
   "engine",
   "metrics",
@@ -134,6 +150,9 @@ export const DEFAULT_MODEL_CACHE_DIR = path.join(homedir(), ".cache", "stagebeam
 
 /** The bundled model folder, used when neither MODEL_DIR nor MODEL_URI is set. */
 export const BUNDLED_MODEL_DIR = fileURLToPath(new URL(`../../${BUNDLED_MODEL}`, import.meta.url));
+
+/** The bundled verifier's folder, used when neither VERIFIER_MODEL_DIR nor VERIFIER_MODEL_URI is set. */
+export const BUNDLED_VERIFIER_DIR = fileURLToPath(new URL(`../../${BUNDLED_VERIFIER}`, import.meta.url));
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -249,13 +268,37 @@ function readS3(r: Reader): S3Config {
   return cfg;
 }
 
+interface ModelVariables {
+  dir: ConfigVariable;
+  uri: ConfigVariable;
+  digest: ConfigVariable;
+  dtype?: ConfigVariable;
+}
+
 function readModel(r: Reader): ModelConfig {
-  const dir = r.opt<string>("MODEL_DIR");
-  const uri = r.opt<{ uri: string; bucket: string; prefix: string }>("MODEL_URI");
-  const dig = r.opt<string>("MODEL_DIGEST");
-  const dtype = r.opt<DtypeSetting>("MODEL_DTYPE");
-  if (r.raw("MODEL_DIR") !== undefined && r.raw("MODEL_URI") !== undefined) {
-    r.issue("MODEL_DIR", "set together with MODEL_URI", "only one of MODEL_DIR and MODEL_URI");
+  return readModelFrom(
+    r,
+    { dir: "MODEL_DIR", uri: "MODEL_URI", digest: "MODEL_DIGEST", dtype: "MODEL_DTYPE" },
+    BUNDLED_MODEL_DIR,
+  );
+}
+
+function readVerifier(r: Reader): VerifierConfig {
+  const vars = { dir: "VERIFIER_MODEL_DIR", uri: "VERIFIER_MODEL_URI", digest: "VERIFIER_MODEL_DIGEST" } as const;
+  return {
+    model: readModelFrom(r, vars, BUNDLED_VERIFIER_DIR),
+    configured: r.raw(vars.dir) !== undefined || r.raw(vars.uri) !== undefined,
+    workerModels: r.orDefault<WorkerModel[]>("WORKER_MODELS"),
+  };
+}
+
+function readModelFrom(r: Reader, v: ModelVariables, bundled: string): ModelConfig {
+  const dir = r.opt<string>(v.dir);
+  const uri = r.opt<{ uri: string; bucket: string; prefix: string }>(v.uri);
+  const dig = r.opt<string>(v.digest);
+  const dtype = v.dtype === undefined ? undefined : r.opt<DtypeSetting>(v.dtype);
+  if (r.raw(v.dir) !== undefined && r.raw(v.uri) !== undefined) {
+    r.issue(v.dir, `set together with ${v.uri}`, `only one of ${v.dir} and ${v.uri}`);
   }
   const withSource = <T extends object>(m: T): T & ModelSource => ({
     ...m,
@@ -264,7 +307,7 @@ function readModel(r: Reader): ModelConfig {
   });
   const cacheDir = r.opt<string>("MODEL_CACHE_DIR") ?? DEFAULT_MODEL_CACHE_DIR;
   if (uri !== undefined) return withSource({ source: "s3" as const, ...uri, cacheDir: path.resolve(cacheDir) });
-  return withSource({ source: "dir" as const, dir: dir ?? BUNDLED_MODEL_DIR });
+  return withSource({ source: "dir" as const, dir: dir ?? bundled });
 }
 
 function readEngine(r: Reader): EngineConfig {
@@ -278,6 +321,7 @@ const READERS: { [K in ConfigPart]: (r: Reader) => Config[K] } = {
   redis: readRedis,
   s3: readS3,
   model: readModel,
+  verifier: readVerifier,
   worker: (r) => ({
     concurrency: r.orDefault<number>("WORKER_CONCURRENCY"),
     retryBudgetSeconds: r.orDefault<number>("WORKER_RETRY_BUDGET_SECONDS"),

@@ -6,8 +6,9 @@
  */
 import { fork } from "node:child_process";
 import { readEvalSet } from "../../shared/io/eval-set.ts";
-import { Engine, type EngineCounters } from "../../workers/engine/index.ts";
+import { Engine, Verifier, type EngineCounters } from "../../workers/engine/index.ts";
 import { evaluate, type EvalOutcome } from "../../apps/cli/commands/eval.ts";
+import { sumCounters } from "../../apps/cli/commands/local-engine.ts";
 import { searchSettings } from "../../apps/cli/commands/search-options.ts";
 import { measureDecode, type DecodeRun } from "./decode.ts";
 import { timePhases, type PhaseSeconds } from "./phases.ts";
@@ -18,7 +19,9 @@ export interface SearchRow {
   model: string;
   setDir: string;
   reference: boolean;
-  judge: "score" | "generate";
+  judge: "score" | "generate" | "verifier";
+  /** The verifier folder of a `verifier` row. */
+  verifier?: string;
   concurrency: number;
   beam: number;
   seed: number;
@@ -94,7 +97,12 @@ async function measureSearch(row: SearchRow): Promise<SearchMeasurement> {
     reference: row.reference,
     ...(row.judgeMaxTokens !== undefined ? { judgeMaxTokens: row.judgeMaxTokens } : {}),
   });
+  let verifier: Verifier | null = null;
   try {
+    if (row.judge === "verifier") {
+      if (row.verifier === undefined) throw new Error(`bench row "${row.label}": judge verifier needs a verifier folder`);
+      verifier = await Verifier.load(row.verifier);
+    }
     const phases = timePhases(engine.internals.runner);
     const settings = searchSettings({
       strategy: "stage",
@@ -103,18 +111,20 @@ async function measureSearch(row: SearchRow): Promise<SearchMeasurement> {
       seed: row.seed,
       ...(row.maxStageTokens !== undefined ? { maxStageTokens: row.maxStageTokens } : {}),
     });
-    const outcome = await evaluate(engine, items, settings, row.concurrency);
+    const outcome = await evaluate(engine, items, settings, row.concurrency, () => {}, verifier);
     return {
       kind: "search",
       label: row.label,
       items: items.length,
       outcome: { ...outcome, label: row.label },
-      counters: engine.counters(),
+      // The verifier's decoder work counts with the policy's; its session time shows as "other".
+      counters: sumCounters(engine, verifier),
       phases,
       shape: shapeOf(engine),
       peakRssMB: peakRssMB(),
     };
   } finally {
+    await verifier?.close();
     await engine.close();
   }
 }

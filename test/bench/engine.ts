@@ -3,10 +3,12 @@
  * same items: stage-level beam search N=4 as stagebeam runs it (prefix cache, batched
  * candidates across items, token-level stops, score judge) and as the reference code does
  * (candidates one at a time, image and prompt re-encoded per candidate, whole-text stop check,
- * generative judge). Same model, same sampling streams. Each row runs in a process of its own
- * (engine-row.ts), so each gets its own peak RSS.
+ * generative judge). Same model, same sampling streams. A fourth row picks the candidates with
+ * the process verifier instead (judge mode verifier: one batched scoring pass per stage; the
+ * bundled verifier, --verifier DIR, else the policy as its own verifier). Each row runs in a
+ * process of its own (engine-row.ts), so each gets its own peak RSS.
  *
- *   npm run bench:engine -- [--items 30] [--beam 4] [--seed 1] [--concurrency 8] [--model DIR]
+ *   npm run bench:engine -- [--items 30] [--beam 4] [--seed 1] [--concurrency 8] [--model DIR] [--verifier DIR]
  *                           [--max-stage-tokens L] [--judge-max-tokens J] [--decode-tokens 128] [--decode-repeats 3]
  *
  * With the benchmark model (`npm run bench:model`, which never samples end of sequence or a
@@ -15,6 +17,7 @@
  * judge answers run to --judge-max-tokens (the engine's judgeMaxTokens, default 32), where a
  * real judge's "I choose response 1" ends after a handful.
  */
+import { existsSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -22,6 +25,8 @@ import { parseArgs } from "node:util";
 import { STAGES } from "../../shared/core/protocol/stages.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { formatOutcomes } from "../../apps/cli/commands/eval.ts";
+import { BUNDLED_VERIFIER_DIR } from "../../shared/io/config.ts";
+import { selfVerifierFolder } from "../support/self-verifier.ts";
 import { BUNDLED_MODEL } from "./decode.ts";
 import { measureInChild, type ModelShape, type SearchMeasurement } from "./engine-row.ts";
 import { PHASES } from "./phases.ts";
@@ -32,6 +37,7 @@ const TARGET_BATCH_RATIO = 4;
 const { values } = parseArgs({
   options: {
     model: { type: "string", default: BUNDLED_MODEL },
+    verifier: { type: "string" },
     items: { type: "string", default: "30" },
     beam: { type: "string", default: "4" },
     seed: { type: "string", default: "1" },
@@ -66,7 +72,17 @@ console.log(
 );
 console.log(`load average at start: ${load()}\n`);
 
-const search = (label: string, reference: boolean, judge: "score" | "generate", concurrency: number) =>
+const bundledVerifier = existsSync(BUNDLED_VERIFIER_DIR) && model === path.resolve(BUNDLED_MODEL);
+const verifierDir =
+  values.verifier !== undefined
+    ? path.resolve(values.verifier)
+    : bundledVerifier
+      ? BUNDLED_VERIFIER_DIR
+      : await selfVerifierFolder(setDir, undefined, model);
+const ownVerifier = values.verifier === undefined && !bundledVerifier;
+console.log(`verifier: ${verifierDir}${ownVerifier ? " (the policy as its own verifier)" : ""}`);
+
+const search = (label: string, reference: boolean, judge: "score" | "generate" | "verifier", concurrency: number) =>
   measureInChild({
     kind: "search",
     label,
@@ -79,11 +95,13 @@ const search = (label: string, reference: boolean, judge: "score" | "generate", 
     seed,
     ...(maxStageTokens !== undefined ? { maxStageTokens } : {}),
     ...(judgeMaxTokens !== undefined ? { judgeMaxTokens } : {}),
+    ...(judge === "verifier" ? { verifier: verifierDir } : {}),
   });
 const ours = await search("stagebeam (score judge)", false, "score", Number(values.concurrency));
 const oursGenerate = await search("stagebeam (generate judge)", false, "generate", Number(values.concurrency));
 const reference = await search("reference pattern", true, "generate", 1);
-const rows = [ours, oursGenerate, reference];
+const oursVerifier = await search("stagebeam (verifier)", false, "verifier", Number(values.concurrency));
+const rows = [ours, oursGenerate, reference, oursVerifier];
 
 function describe(s: ModelShape): string {
   const embeddings = s.embeddingTable ? "a table in memory" : "embed_tokens.onnx per call (table over the size limit)";

@@ -76,7 +76,9 @@ describe("stagebeam ask", () => {
   it("rejects an unknown strategy and a beam below 1 with exit code 2", async () => {
     const strategy = await ask(IMAGE, ["--strategy", "beamsearch"]);
     expect(strategy.code).toBe(2);
-    expect(strategy.stderr).toMatch(/strategy must be one of none, best-of-n, sentence, stage, got "beamsearch"/);
+    expect(strategy.stderr).toMatch(
+      /strategy must be one of none, best-of-n, sentence, stage, greedy, vote, vote-weighted, swires, got "beamsearch"/,
+    );
     const beam = await ask(IMAGE, ["--beam", "0"]);
     expect(beam.code).toBe(2);
     expect(beam.stderr).toMatch(/beam must be an integer >= 1, got 0/);

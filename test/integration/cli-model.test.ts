@@ -8,6 +8,7 @@ import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../apps/demo/services/worker-processes.ts";
 import { runCli } from "../support/cli.ts";
+import { SELF_VERIFIER_TEMPLATE, selfVerifierFolder } from "../support/self-verifier.ts";
 
 const MODEL = path.join(REPO_ROOT, "models/stagebeam-tiny");
 const RECORDER = path.join(REPO_ROOT, "test/support/record-modules.mjs");
@@ -59,5 +60,18 @@ describe("stagebeam model check", () => {
     const bad = await runCli(["model", "check", MODEL], { MODEL_DTYPE: "int3" });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/MODEL_DTYPE: got "int3"; expected one of fp32/);
+  });
+
+  it("checks a verifier folder's verifier.json: prints its contract, or exits 2 naming the file and the field", async () => {
+    const good = await runCli(["model", "check", await selfVerifierFolder(dir)]);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout).toMatch(
+      /^verifier\s+marker <pad>, good correct, bad incorrect, pooled by min; steps: default sentences/m,
+    );
+    const bad = await runCli(["model", "check", await selfVerifierFolder(dir, { ...SELF_VERIFIER_TEMPLATE, marker: "<step>" })]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(
+      /^stagebeam: verifier\.json: marker "<step>" is 3 tokens .* expected a text that is exactly one token/m,
+    );
   });
 });

@@ -51,7 +51,9 @@ describe("stagebeam CLI and worker processes on the bundled model", () => {
     const manifest = join(sample, "items.jsonl");
     const bad = await runCli(["submit", "--run", "cli-bad", "--manifest", manifest, "--strategy", "beamsearch"], env.env);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/strategy must be one of none, best-of-n, sentence, stage, got "beamsearch"/);
+    expect(bad.stderr).toMatch(
+      /strategy must be one of none, best-of-n, sentence, stage, greedy, vote, vote-weighted, swires, got "beamsearch"/,
+    );
     const beam = await runCli(["submit", "--run", "cli-bad", "--manifest", manifest, "--beam", "0"], env.env);
     expect(beam.code).toBe(2);
     expect(beam.stderr).toMatch(/beam must be an integer >= 1, got 0/);

@@ -12,7 +12,7 @@ import { startRedisServer, type RedisServer } from "../../apps/demo/services/red
 import { startS3Server, type S3Server } from "../../apps/demo/services/s3-server.ts";
 import { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { RunLedger } from "../../workers/fleet/ledger.ts";
-import type { ModelHost } from "../../workers/fleet/model-host.ts";
+import type { ModelHost, VerifierHost } from "../../workers/fleet/model-host.ts";
 import { openQueues, type FleetQueues } from "../../workers/fleet/protocol.ts";
 import { RunRegistry } from "../../workers/fleet/run-state.ts";
 import { startFleetWorker, type FleetWorker } from "../../workers/fleet/worker.ts";
@@ -32,9 +32,10 @@ export interface FleetEnv {
   tmp: string;
   /** REDIS_URL, QUEUE_PREFIX and S3_* for child processes. */
   env: Record<string, string>;
+  /** A worker over the policy `host` (null: none) and, when given, a verifier. */
   startWorker(
-    host: ModelHost,
-    opts?: { concurrency?: number; name?: string; metrics?: StagebeamMetrics; lockDurationMs?: number },
+    host: ModelHost | null,
+    opts?: { concurrency?: number; name?: string; metrics?: StagebeamMetrics; lockDurationMs?: number; verifier?: VerifierHost },
   ): Promise<{ worker: FleetWorker; metrics: StagebeamMetrics }>;
   close(): Promise<void>;
 }
@@ -67,6 +68,7 @@ export async function startFleetEnv(): Promise<FleetEnv> {
         prefix: PREFIX,
         store,
         host,
+        ...(opts.verifier !== undefined ? { verifier: opts.verifier } : {}),
         metrics,
         logger,
         concurrency: opts.concurrency ?? 4,

@@ -20,6 +20,7 @@ const candidate = (text: string) => ({
   truncated: false,
   finished: false,
   defect: null,
+  logProb: null,
   detail: null,
 });
 
@@ -41,6 +42,10 @@ const STEP: StepTrace = {
   checks: [0, 1, 2, 3, 4].map((i) => ({ id: `k${i}`, candidate: i, verdict: i === 1 ? "incorrect" : "correct", detail: null })),
   entrants: [0, 2, 3, 4],
   comparisons: [match(0, 0, 2, 2), match(0, 3, 4, 3, "truncated"), match(1, 2, 3, 3)],
+  scores: [],
+  votes: [],
+  ranking: [],
+  decision: null,
   winner: 3,
 };
 

@@ -16,12 +16,14 @@ describe("search settings", () => {
       maxSentenceSteps: 40,
     });
     expect(() => parseSearchSettings({ ...settings, strategy: "beam" })).toThrow(
-      new SettingsError('invalid search settings: strategy must be one of none, best-of-n, sentence, stage, got "beam"'),
+      new SettingsError(
+        'invalid search settings: strategy must be one of none, best-of-n, sentence, stage, greedy, vote, vote-weighted, swires, got "beam"',
+      ),
     );
     expect(() => parseSearchSettings({ ...settings, beam: 0 })).toThrow(/beam must be an integer >= 1, got 0/);
     expect(() => parseSearchSettings({ ...settings, seed: -1 })).toThrow(/seed must be a non-negative safe integer, got -1/);
     expect(() => parseSearchSettings({ ...settings, judgeMode: "vote" })).toThrow(
-      /judge mode must be one of score, generate, got "vote"/,
+      /judge mode must be one of score, generate, verifier, got "vote"/,
     );
     expect(() => parseSearchSettings({ ...settings, maxStageTokens: 0 })).toThrow(/maxStageTokens must be an integer >= 1/);
   });

@@ -5,6 +5,7 @@ import {
   createSearch,
   next,
   parseSearchState,
+  runSearch,
   sentenceEnd,
   type CheckRequest,
   type CompareRequest,
@@ -15,8 +16,11 @@ import {
   type SearchParamsInput,
   type SearchResult,
   type SearchState,
+  type VerifyRequest,
+  type VerifyResult,
   type Work,
 } from "../../shared/core/search/index.ts";
+import { tallyVotes, type Ballot } from "../../shared/core/search/vote.ts";
 
 // ---------------------------------------------------------------------------------------------
 // A fake driver: generations scripted by request id, verdicts by a quality score `q=<n>` that
@@ -28,6 +32,7 @@ interface Script {
   generate(req: GenerateRequest): Generated;
   compare?(req: CompareRequest): 1 | 2;
   check?(req: CheckRequest): "correct" | "incorrect";
+  verify?(req: VerifyRequest): number;
 }
 
 interface Run {
@@ -60,18 +65,23 @@ function drive(params: SearchParamsInput, script: Script, maxIterations = 500): 
     works.push(work);
     if (work.kind === "done") return { result: work.result, works, states };
     expect(work.requests.length).toBeGreaterThan(0);
-    const results: (GenerateResult | JudgeResult)[] =
+    const results: (GenerateResult | JudgeResult | VerifyResult)[] =
       work.kind === "generate"
         ? work.requests.map((r) => ({ id: r.id, ...script.generate(r) }))
-        : work.requests.map((r) =>
-            r.kind === "compare"
-              ? {
-                  id: r.id,
-                  verdict: (script.compare ?? byQuality)(r),
-                  detail: `I choose response ${(script.compare ?? byQuality)(r)}`,
-                }
-              : { id: r.id, verdict: (script.check ?? (() => "correct" as const))(r) },
-          );
+        : work.kind === "verify"
+          ? work.requests.map((r) => {
+              const score = (script.verify ?? ((v: VerifyRequest) => quality(v.candidate) / 10))(r);
+              return { id: r.id, score, steps: [score] };
+            })
+          : work.requests.map((r) =>
+              r.kind === "compare"
+                ? {
+                    id: r.id,
+                    verdict: (script.compare ?? byQuality)(r),
+                    detail: `I choose response ${(script.compare ?? byQuality)(r)}`,
+                  }
+                : { id: r.id, verdict: (script.check ?? (() => "correct" as const))(r) },
+            );
     const snapshot = structuredClone(state);
     // apply must not touch its input; frozen objects make any write throw.
     state = apply(deepFreeze(state), deepFreeze(results));
@@ -490,7 +500,7 @@ describe("defective candidates", () => {
 
 describe("determinism and ids", () => {
   const everyRequest = (run: Run) =>
-    run.works.flatMap((w): (GenerateRequest | JudgeRequest)[] => (w.kind === "done" ? [] : w.requests));
+    run.works.flatMap((w): (GenerateRequest | JudgeRequest | VerifyRequest)[] => (w.kind === "done" ? [] : w.requests));
 
   it("two runs ask for the same ids and sample keys", () => {
     for (const strategy of ["none", "best-of-n", "sentence", "stage"] as const) {
@@ -546,7 +556,7 @@ describe("bad input", () => {
 
   it("rejects an unknown strategy, naming it and the allowed ones", () => {
     expect(() => createSearch({ ...ok, strategy: "foo" as "stage" })).toThrow(
-      'strategy must be one of none, best-of-n, sentence, stage, got "foo"',
+      'strategy must be one of none, best-of-n, sentence, stage, greedy, vote, vote-weighted, swires, got "foo"',
     );
   });
 
@@ -589,5 +599,259 @@ describe("bad input", () => {
     const s = JSON.parse(JSON.stringify(createSearch(ok)));
     s.prefix = 3;
     expect(() => parseSearchState(s)).toThrow(/item "bad".*invalid search state.*prefix/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe("verifier mode", () => {
+  const verifies = (run: Run) => run.works.flatMap((w) => (w.kind === "verify" ? w.requests : []));
+
+  it("stage: one batched scoring pass per stage keeps the top-scoring candidate; no comparisons, no check", () => {
+    const run = drive(
+      { itemId: "vs", strategy: "stage", beam: 4, seed: 7, verifier: true },
+      stageScript({ SUMMARY: [0, 3, 1, 2], CAPTION: [5, 1, 2, 0], REASONING: [1, 1, 9, 1], CONCLUSION: [0, 0, 0, 4] }),
+    );
+    expect(run.works.map((w) => w.kind)).toEqual([...STAGES.flatMap(() => ["generate", "verify"]), "done"]);
+    expect(run.result.steps.map((s) => s.winner)).toEqual([1, 0, 2, 3]);
+    expect(run.result.counts).toMatchObject({ candidates: 16, comparisons: 0, checks: 0 });
+    expect(judgeRequests(run)).toHaveLength(0);
+    const caption = run.result.steps[1]!;
+    // Every score is in the trace, and the ranking puts them all in order.
+    expect(caption.scores.map((s) => [s.id, s.score])).toEqual([
+      ["vs:CAPTION:c0-verify", 0.5],
+      ["vs:CAPTION:c1-verify", 0.1],
+      ["vs:CAPTION:c2-verify", 0.2],
+      ["vs:CAPTION:c3-verify", 0],
+    ]);
+    expect(caption.ranking).toEqual([0, 2, 1, 3]);
+    expect(caption.comparisons).toEqual([]);
+    const v = verifies(run).find((r) => r.id === "vs:CAPTION:c2-verify")!;
+    expect(v).toEqual({
+      id: "vs:CAPTION:c2-verify",
+      prefix: "<SUMMARY>SUMMARY of c1 q=3</SUMMARY>",
+      candidate: "<CAPTION>CAPTION of c2 q=2</CAPTION>",
+      stage: "CAPTION",
+    });
+  });
+
+  it("a defective candidate ranks below every flawless one, whatever its score", () => {
+    const run = drive(
+      { itemId: "vd", strategy: "stage", beam: 3, seed: 0, verifier: true },
+      stageScript({ SUMMARY: [9, 1, 2] }, (req, i) => (req.id === "vd:SUMMARY:c0" && i === 0 ? { truncated: true } : {})),
+    );
+    expect(run.result.steps[0]!.ranking).toEqual([2, 1, 0]);
+    expect(run.result.steps[0]!.winner).toBe(2);
+  });
+
+  it("best-of-n and sentence take the verifier too, with stage null (the rule's default)", () => {
+    const answer = (i: number) =>
+      `<SUMMARY>s</SUMMARY><CAPTION>c</CAPTION><REASONING>r q=${i}</REASONING><CONCLUSION>${i}</CONCLUSION>`;
+    const bon = drive(
+      { itemId: "vb", strategy: "best-of-n", beam: 3, seed: 0, verifier: true },
+      { generate: (req) => generated(answer([2, 7, 4][candidateOf(req.id)]!), { finished: true }) },
+    );
+    expect(bon.result.answer).toBe("7");
+    expect(verifies(bon).every((r) => r.stage === null && r.prefix === "")).toBe(true);
+    const sent = drive(
+      { itemId: "vn", strategy: "sentence", beam: 2, seed: 0, verifier: true },
+      { generate: (req) => generated(`<CONCLUSION>q=${candidateOf(req.id)} ${candidateOf(req.id)}</CONCLUSION>`) },
+    );
+    expect(sent.result.answer).toBe("q=1 1");
+    expect(sent.works.map((w) => w.kind)).toEqual(["generate", "verify", "done"]);
+  });
+
+  it("one candidate needs no score", () => {
+    const run = drive({ itemId: "v1", strategy: "stage", beam: 1, seed: 0, verifier: true }, stageScript());
+    expect(verifies(run)).toHaveLength(0);
+    expect(run.result.wellFormed).toBe(true);
+  });
+
+  it("the in-process driver refuses a verifier search on an executor without a verifier, naming the item", async () => {
+    const executor = {
+      generate: async (requests: GenerateRequest[]) => requests.map((r) => ({ id: r.id, ...stageScript().generate(r) })),
+      judge: async () => [],
+    };
+    await expect(runSearch({ itemId: "nv", strategy: "stage", beam: 2, seed: 0, verifier: true }, executor)).rejects.toThrow(
+      'search for item "nv": the search asks a verifier for scores, and this executor has none',
+    );
+  });
+});
+
+describe("votes", () => {
+  const whole = (answer: string) =>
+    `<SUMMARY>s</SUMMARY><CAPTION>c</CAPTION><REASONING>r</REASONING><CONCLUSION>${answer}</CONCLUSION>`;
+  const ballot = (answer: string, meanLogProb: number | null, extra: Partial<Ballot> = {}): Ballot => ({
+    text: whole(answer),
+    tokens: 10,
+    logProb: meanLogProb === null ? null : meanLogProb * 10,
+    defect: null,
+    ...extra,
+  });
+
+  it("normalises answers (case, spaces, a final full stop) before counting", () => {
+    const { votes, winner } = tallyVotes([ballot(" Yes.", -1), ballot("no", -0.1), ballot("yes", -2)], false);
+    expect(votes.map((v) => [v.answer, v.candidates, v.weight])).toEqual([
+      ["yes", [0, 2], 2],
+      ["no", [1], 1],
+    ]);
+    // The answer's most confident voter represents it.
+    expect(winner).toBe(0);
+  });
+
+  it("breaks a tie by the mean token log-probability of each answer's voters, then by the first voter", () => {
+    const tie = tallyVotes([ballot("yes", -1), ballot("No", -0.1), ballot("yes.", -2), ballot("no", -0.5)], false);
+    expect(tie.votes.map((v) => v.answer)).toEqual(["no", "yes"]);
+    expect(tie.votes[0]!.meanLogProb).toBeCloseTo(-0.3);
+    expect(tie.winner).toBe(1);
+    const unknown = tallyVotes([ballot("3", null), ballot("4", null)], false);
+    expect(unknown.winner).toBe(0);
+  });
+
+  it("vote-weighted: one confident answer outweighs two unsure ones", () => {
+    const ballots = [ballot("yes", -3), ballot("yes", -3), ballot("no", -0.1)];
+    expect(tallyVotes(ballots, false).votes[0]!.answer).toBe("yes");
+    const weighted = tallyVotes(ballots, true);
+    expect(weighted.votes[0]).toMatchObject({ answer: "no", candidates: [2] });
+    expect(weighted.votes[0]!.weight).toBeCloseTo(Math.exp(-0.1));
+    expect(weighted.winner).toBe(2);
+  });
+
+  it("only flawless answers vote while there are any; without any answer the most confident candidate wins", () => {
+    const spoilt = tallyVotes(
+      [ballot("7", -0.1, { defect: "malformed" }), ballot("7", -0.1, { defect: "truncated" }), ballot("2", -3)],
+      false,
+    );
+    expect(spoilt.votes.map((v) => v.answer)).toEqual(["2"]);
+    expect(spoilt.winner).toBe(2);
+    const none = tallyVotes(
+      [
+        { text: "<SUMMARY>x", tokens: 2, logProb: -4, defect: "malformed" },
+        { text: "<SUMMARY>y", tokens: 2, logProb: -1, defect: "malformed" },
+      ],
+      false,
+    );
+    expect(none).toEqual({ votes: [], winner: 1 });
+  });
+
+  it("vote and vote-weighted walk to done with no judge: one generate work, votes in the trace", () => {
+    const answers = ["2", "3", " 3.", "2", "3"];
+    const lp = [-0.1, -2, -2, -0.1, -2];
+    for (const strategy of ["vote", "vote-weighted"] as const) {
+      const run = drive(
+        { itemId: "vt", strategy, beam: 5, seed: 0 },
+        {
+          generate: (req) =>
+            generated(whole(answers[candidateOf(req.id)]!), { logProb: lp[candidateOf(req.id)]! * 4, tokens: 4 }),
+          compare: () => {
+            throw new Error("no judge");
+          },
+        },
+      );
+      expect(run.works.map((w) => w.kind)).toEqual(["generate", "done"]);
+      const step = run.result.steps[0]!;
+      expect(step.candidates.map((c) => c.logProb)).toEqual(lp.map((x) => x * 4));
+      expect(step.votes.map((v) => v.answer)).toEqual(strategy === "vote" ? ["3", "2"] : ["2", "3"]);
+      expect(run.result.answer).toBe(strategy === "vote" ? "3" : "2");
+    }
+  });
+
+  it("greedy: one pass that asks the engine for the most likely tokens", () => {
+    const run = drive({ itemId: "gr", strategy: "greedy", beam: 4, seed: 0 }, { generate: () => generated(whole("1")) });
+    expect(generateRequests(run)).toEqual([expect.objectContaining({ id: "gr:answer:c0", greedy: true })]);
+    expect(run.result.answer).toBe("1");
+  });
+});
+
+describe("swires", () => {
+  /** `<S>S k=<step key> c<i> q=<q></S>`, q from a table per step key (default 5). */
+  const swiresScript = (qualities: Record<string, number[]>, verify?: Script["verify"]): Script => ({
+    generate(req) {
+      const stage = (req.stop as { stage: Stage }).stage;
+      const key = req.id.split(":")[1]!;
+      const i = candidateOf(req.id);
+      return generated(`${openTag(stage)}${stage} k=${key} c${i} q=${qualities[key]?.[i] ?? 5}${closeTag(stage)}`);
+    },
+    ...(verify ? { verify } : {}),
+  });
+
+  it("keeps the best two captions, two reasonings from each, retraces once when no two stand out, then three conclusions", () => {
+    const run = drive(
+      { itemId: "sw", strategy: "swires", beam: 1, seed: 0 },
+      swiresScript({ CAPTION: [3, 9, 1, 7], "REASONING-r1": [9, 8, 1, 1], CONCLUSION: [2, 6, 4] }),
+    );
+    expect(run.result.steps.map((s) => s.label)).toEqual([
+      "SUMMARY",
+      "CAPTION",
+      "REASONING",
+      "CAPTION (retrace 1)",
+      "REASONING (retrace 1)",
+      "CONCLUSION",
+    ]);
+    const gens = generateRequests(run);
+    const prefixes = (key: string) => gens.filter((g) => g.id.split(":")[1] === key).map((g) => g.prefix);
+    const summary = "<SUMMARY>SUMMARY k=SUMMARY c0 q=5</SUMMARY>";
+    expect(prefixes("SUMMARY")).toEqual([""]);
+    expect(prefixes("CAPTION")).toEqual(Array(4).fill(summary));
+    // The best two captions (q 9 and 7), two reasonings each.
+    const c1 = `${summary}<CAPTION>CAPTION k=CAPTION c1 q=9</CAPTION>`;
+    const c3 = `${summary}<CAPTION>CAPTION k=CAPTION c3 q=7</CAPTION>`;
+    expect(prefixes("REASONING")).toEqual([c1, c1, c3, c3]);
+    // Four equal reasonings: the second best is not above mean + z·sd, so back to CAPTION, from the summary.
+    expect(run.result.steps[2]!.decision).toMatchObject({ reasonings: 4, tested: 0.5, cutoff: 0.5, retrace: true });
+    expect(prefixes("CAPTION-r1")).toEqual(Array(4).fill(summary));
+    expect(run.result.steps[4]!.decision).toMatchObject({ reasonings: 8, tested: 0.8, retrace: false });
+    // Conclusions from the best three reasonings of all eight (0.9, 0.8, then the first 0.5).
+    const conclusionBases = prefixes("CONCLUSION");
+    expect(conclusionBases).toHaveLength(3);
+    expect(conclusionBases[0]).toMatch(/REASONING k=REASONING-r1 c0 q=9<\/REASONING>$/);
+    expect(conclusionBases[1]).toMatch(/REASONING k=REASONING-r1 c1 q=8<\/REASONING>$/);
+    expect(conclusionBases[2]).toMatch(/REASONING k=REASONING c0 q=5<\/REASONING>$/);
+    // The best conclusion (q=6, from the second base) and its whole chain are the answer.
+    expect(run.result.text).toBe(`${conclusionBases[1]}<CONCLUSION>CONCLUSION k=CONCLUSION c1 q=6</CONCLUSION>`);
+    expect(run.result.wellFormed).toBe(true);
+    // Every candidate but the lone summary was scored, once.
+    const scored = run.result.steps.flatMap((s) => s.scores.map((x) => x.id));
+    expect(scored).toHaveLength(4 + 4 + 4 + 4 + 3);
+    expect(new Set(scored).size).toBe(scored.length);
+  });
+
+  it("retraces at most maxRetraces times, then writes the conclusions anyway", () => {
+    const run = drive({ itemId: "sx", strategy: "swires", beam: 1, seed: 0, swires: { maxRetraces: 2 } }, swiresScript({}));
+    expect(run.result.steps.map((s) => s.label)).toEqual([
+      "SUMMARY",
+      "CAPTION",
+      "REASONING",
+      "CAPTION (retrace 1)",
+      "REASONING (retrace 1)",
+      "CAPTION (retrace 2)",
+      "REASONING (retrace 2)",
+      "CONCLUSION",
+    ]);
+    expect(run.result.steps.at(-2)!.decision).toMatchObject({ reasonings: 12, retrace: false });
+    expect(run.result.steps.at(-1)!.candidates).toHaveLength(3);
+  });
+
+  it("takes its widths and keep counts from the parameters", () => {
+    const run = drive(
+      {
+        itemId: "sp",
+        strategy: "swires",
+        beam: 1,
+        seed: 0,
+        swires: { summaryWidth: 2, captionWidth: 3, captionKeep: 1, reasoningPerCaption: 3, conclusionFrom: 2, maxRetraces: 0 },
+      },
+      swiresScript({ REASONING: [1, 2, 3] }),
+    );
+    expect(run.result.steps.map((s) => s.candidates.length)).toEqual([2, 3, 3, 2]);
+  });
+
+  it("rejects misspelt swires parameters", () => {
+    expect(() =>
+      createSearch({ itemId: "sb", strategy: "swires", beam: 1, seed: 0, swires: { captionWidht: 3 } as never }),
+    ).toThrow(/invalid search parameters/);
+    expect(() => createSearch({ itemId: "sb", strategy: "swires", beam: 1, seed: 0, swires: { captionKeep: 0 } })).toThrow(
+      /swires.captionKeep must be an integer >= 1, got 0/,
+    );
   });
 });

@@ -11,7 +11,7 @@ import { CachedBackend, ReferenceBackend, type Backend } from "./backend.ts";
 import { BatchExecutor, type EngineObserver } from "./batch-executor.ts";
 import { EngineRequestError, ModelFolderError } from "./errors.ts";
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "./image.ts";
-import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
+import { PAIRWISE_JUDGE_MODES, type PairwiseJudgeMode } from "../../shared/core/search/settings.ts";
 import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
 import { atSessionFile, SESSION_NAMES, type SessionName } from "./model-files.ts";
@@ -41,7 +41,7 @@ export interface EngineOptions extends SessionOptions {
    */
   reference?: boolean;
   /** Judge mode when a call does not say (default "score"; "generate" in reference mode). */
-  judgeMode?: JudgeMode;
+  judgeMode?: PairwiseJudgeMode;
   /** Token cap of a generated judge answer (default 32). */
   judgeMaxTokens?: number;
   /** Overrides of the model's generation_config.json sampling. */
@@ -109,7 +109,7 @@ export interface EngineParts {
   judge: Judge;
   counters: EngineCounters;
   prefixCacheEntries: number;
-  judgeMode: JudgeMode;
+  judgeMode: PairwiseJudgeMode;
 }
 
 /**
@@ -146,9 +146,9 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
   const prefixCacheEntries = positiveInt("prefixCacheEntries", options.prefixCacheEntries, DEFAULTS.prefixCacheEntries);
   const reference = options.reference ?? false;
   const judgeMode = options.judgeMode ?? (reference ? "generate" : "score");
-  if (!JUDGE_MODES.includes(judgeMode))
+  if (!PAIRWISE_JUDGE_MODES.includes(judgeMode))
     throw new EngineRequestError(
-      `engine option judgeMode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(judgeMode)}`,
+      `engine option judgeMode must be one of ${PAIRWISE_JUDGE_MODES.join(", ")}, got ${JSON.stringify(judgeMode)}`,
     );
 
   const folder = await loadModelFolder(dir, {

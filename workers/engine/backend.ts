@@ -30,6 +30,8 @@ export interface Continuation {
   purpose: TokenPurpose;
   /** Keep the KV of `ids` in the item's prefix cache (accepted prefixes are asked for again). */
   cache: boolean;
+  /** This sequence's own sampling (a greedy request), else the call's. */
+  sampling?: SamplingParams;
 }
 
 export interface ContinuationResult {
@@ -40,6 +42,8 @@ export interface ContinuationResult {
   reason: FinishReason;
   /** Tokens sampled, kept or not. */
   sampled: number;
+  /** Sum of the kept tokens' log-probabilities under the model (temperature 1). */
+  logProb: number;
 }
 
 /** A judge prompt and the answers whose likelihood is read after it. */
@@ -52,6 +56,12 @@ export interface ScoredPrompt {
 /** Per answer, the logits each of its tokens is read from: [k] follows the prompt + the answer's first k tokens. */
 export type AnswerLogits = Float32Array[][];
 
+/** A sequence read teacher-forced, and the positions whose logits are wanted (ascending, past the prompt). */
+export interface ReadSequence {
+  ids: readonly number[];
+  at: readonly number[];
+}
+
 export interface Backend {
   /** Samples continuations of the item's context. */
   continue(ctx: ItemContext, conts: readonly Continuation[], sampling: SamplingParams): Promise<ContinuationResult[]>;
@@ -60,6 +70,8 @@ export interface Backend {
    * logits are all that one-token answers need), then the answers' leading tokens on top of it.
    */
   answerLogits(ctx: ItemContext, prompts: readonly ScoredPrompt[]): Promise<AnswerLogits[]>;
+  /** The logits at each sequence's `at` positions, one forward pass over each sequence (batched). */
+  positionLogits(ctx: ItemContext, sequences: readonly ReadSequence[]): Promise<Float32Array[][]>;
   /** Prepares a newly opened item (encodes its image and prompt when the backend caches them). */
   open(ctx: ItemContext): Promise<void>;
 }
@@ -128,15 +140,19 @@ export class CachedBackend implements Backend {
     });
   }
 
-  /** KV + last logits of `ids`, continuing the cached entry with the longest common prefix. */
+  /**
+   * KV + last logits of `ids` (and the logits at the positions `at`), continuing the cached entry
+   * with the longest common prefix.
+   */
   private async extend(
     ctx: ItemContext,
     ids: readonly number[],
     keepKv: boolean,
-  ): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
+    at: readonly number[] = [],
+  ): Promise<{ kv: SeqKV | null; logits: Float32Array; at: Float32Array[] }> {
     const best = ctx.cache.best(ids);
-    // At least the last token is run again: its logits are what the caller needs.
-    const reuse = best === null ? 0 : Math.min(best.common, ids.length - 1);
+    // At least the last token (and every position read) is run again: their logits are what the caller needs.
+    const reuse = best === null ? 0 : Math.min(best.common, ids.length - 1, ...at);
     const base: KvView | null = best === null || reuse === 0 ? null : truncateView(best.entry.kv, reuse);
     const imageId = this.p.tokenizer.imageTokenId;
     const fresh = ids.slice(reuse);
@@ -150,6 +166,7 @@ export class CachedBackend implements Backend {
         image: needsImage ? { features: ctx.features!, first: countImageTokens(ids, reuse, imageId) } : undefined,
         positions: ctx.positions.span(ids, reuse),
         keepKv,
+        logitsAt: at.map((p) => p - reuse),
       },
     ]);
     return r!;
@@ -208,6 +225,17 @@ export class CachedBackend implements Backend {
     return out;
   }
 
+  async positionLogits(ctx: ItemContext, sequences: readonly ReadSequence[]): Promise<Float32Array[][]> {
+    // The candidates of a step share the item's prompt and the accepted text, up to their first read position.
+    await this.shareCommonPrefix(
+      ctx,
+      sequences.map((s) => s.ids.slice(0, (s.at[0] ?? s.ids.length - 1) + 1)),
+    );
+    const out = await Promise.all(sequences.map(async (s) => (await this.extend(ctx, s.ids, false, s.at)).at));
+    this.p.runner.counters.verifyPasses += sequences.length;
+    return out;
+  }
+
   async continue(ctx: ItemContext, conts: readonly Continuation[], sampling: SamplingParams): Promise<ContinuationResult[]> {
     const { sampler, stops, tokenizer, runner, contextLength } = this.p;
     // One context per distinct ids: the candidates of a step share their prefix.
@@ -243,16 +271,18 @@ export class CachedBackend implements Backend {
         const { kv, logits } = await contexts.get(c.ids.join(","))!;
         const rng = rngForKey(c.sampleKey);
         const stop = stops.state(c.stop, c.maxTokens);
-        const token = sampler.sample(logits, 0, sampling, rng);
+        const token = sampler.sample(logits, 0, c.sampling ?? sampling, rng);
         countSampledToken(runner.counters, c.purpose);
+        const logProb = sampler.logProb(logits, 0, token);
         const outcome = stop.advance(token);
         if (outcome === "continue") {
           specs.push({
             kv,
             pending: token,
             tokens: [token],
+            logProb,
             stop,
-            sampling,
+            sampling: c.sampling ?? sampling,
             rng,
             maxLength: contextLength,
             purpose: c.purpose,
@@ -267,6 +297,7 @@ export class CachedBackend implements Backend {
           text: keptText(tokenizer.decodeContinuation(c.ids.at(-1) ?? null, tokens), stop),
           reason: finishReason(outcome),
           sampled: 1,
+          logProb: tokens.length > 0 ? logProb : 0,
         };
       }),
     );
@@ -279,6 +310,7 @@ export class CachedBackend implements Backend {
         text: keptText(tokenizer.decodeContinuation(c.ids.at(-1) ?? null, o.tokens), specs[j]!.stop),
         reason: o.reason,
         sampled: o.sampled + 1,
+        logProb: o.logProb,
       };
     });
     return results as ContinuationResult[];
@@ -300,12 +332,22 @@ export class ReferenceBackend implements Backend {
     ctx: ItemContext,
     ids: readonly number[],
     keepKv: boolean,
-  ): Promise<{ kv: SeqKV | null; logits: Float32Array }> {
+    at: readonly number[] = [],
+  ): Promise<{ kv: SeqKV | null; logits: Float32Array; at: Float32Array[] }> {
     const features: FloatArray = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
     const [r] = await this.p.scheduler.prefill([
-      { base: null, ids, image: { features, first: 0 }, positions: ctx.positions.span(ids, 0), keepKv },
+      { base: null, ids, image: { features, first: 0 }, positions: ctx.positions.span(ids, 0), keepKv, logitsAt: at },
     ]);
     return r!;
+  }
+
+  async positionLogits(ctx: ItemContext, sequences: readonly ReadSequence[]): Promise<Float32Array[][]> {
+    const out: Float32Array[][] = [];
+    for (const s of sequences) {
+      out.push((await this.fullPass(ctx, s.ids, false, s.at)).at);
+      this.p.runner.counters.verifyPasses++;
+    }
+    return out;
   }
 
   async answerLogits(ctx: ItemContext, prompts: readonly ScoredPrompt[]): Promise<AnswerLogits[]> {
@@ -346,8 +388,10 @@ export class ReferenceBackend implements Backend {
     );
     let sampled = 0;
     let reason: FinishReason;
+    const logProbs: number[] = [];
     for (;;) {
-      const token = sampler.sample(logits, 0, sampling, rng);
+      const token = sampler.sample(logits, 0, c.sampling ?? sampling, rng);
+      logProbs.push(sampler.logProb(logits, 0, token));
       sampled++;
       countSampledToken(runner.counters, c.purpose);
       const outcome = stop.advance(token);
@@ -369,6 +413,8 @@ export class ReferenceBackend implements Backend {
       length++;
     }
     const tokens = stop.tokens;
-    return { tokens, text: keptText(tokenizer.decodeContinuation(anchor, tokens), stop), reason, sampled };
+    // Kept tokens are the sampled ones less a dropped last one (eos, a sentence's lookahead).
+    const logProb = logProbs.slice(0, tokens.length).reduce((sum, x) => sum + x, 0);
+    return { tokens, text: keptText(tokenizer.decodeContinuation(anchor, tokens), stop), reason, sampled, logProb };
   }
 }

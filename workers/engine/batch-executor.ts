@@ -31,12 +31,16 @@ export interface PrefillRow {
   positions?: readonly (readonly number[])[] | undefined;
   /** Return the row's KV (base + new tokens) as its own cache. */
   keepKv: boolean;
+  /** Indices into `ids` whose logits are wanted besides the last (a verifier's step markers). */
+  logitsAt?: readonly number[] | undefined;
 }
 
 export interface PrefillResult {
   kv: SeqKV | null;
   /** Logits at the row's last new token. */
   logits: Float32Array;
+  /** Logits at each of the row's `logitsAt` indices. */
+  at: Float32Array[];
 }
 
 /** Hooks for metrics (e.g. stagebeam_decode_batch_size); exceptions thrown by them are ignored. */
@@ -74,8 +78,8 @@ export interface StepCache {
   length: number;
 }
 
-/** The token sampled for a row, or why sampling failed (which fails that row only). */
-export type RowSample = { token: number } | { error: unknown };
+/** The token sampled for a row with the model's log-probability of it, or why sampling failed (which fails that row only). */
+export type RowSample = { token: number; logProb: number } | { error: unknown };
 
 export interface BatchExecutorOptions {
   imageTokenId: number;
@@ -92,6 +96,11 @@ export class BatchExecutor {
   /** Throws when a row cannot run: no new tokens, position ids that do not fit, or more image tokens than image features. */
   checkPrefillRow(row: PrefillRow): void {
     if (row.ids.length === 0) throw new Error("prefill row without new tokens");
+    if (row.logitsAt?.some((t) => !Number.isInteger(t) || t < 0 || t >= row.ids.length)) {
+      throw new Error(
+        `prefill row of ${row.ids.length} tokens asks for logits at [${row.logitsAt}]; expected indices of its tokens`,
+      );
+    }
     const axes = this.runner.contract.positionAxes;
     if (
       row.positions !== undefined &&
@@ -159,8 +168,9 @@ export class BatchExecutor {
     });
     const bases: KvView[] = rows.map((r) => r.base ?? { data: [], total: 0, row: 0, start: 0, length: 0 });
     const cache = P > 0 ? gatherRows(layout, bases, P) : null;
-    // New tokens are right-padded: the shortest row's last token is the earliest step whose logits are read.
-    const keepLogits = T - Math.min(...rows.map((r) => r.ids.length)) + 1;
+    // New tokens are right-padded: the earliest step whose logits are read is the shortest row's
+    // last token, or a row's first `logitsAt`.
+    const keepLogits = T - Math.min(...rows.map((r) => Math.min(r.ids.length - 1, ...(r.logitsAt ?? []))));
     const started = performance.now();
     const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache, keepLogits });
     this.observe((o) => o.prefill?.(B, flat.length, (performance.now() - started) / 1000));
@@ -168,12 +178,15 @@ export class BatchExecutor {
     return rows.map((r, b) => {
       const pb = r.base?.length ?? 0;
       const tb = r.ids.length;
-      const off = (b * K + tb - 1 - (T - K)) * vocab;
-      const logits = out.logits.slice(off, off + vocab);
+      const rowAt = (t: number) => {
+        const off = (b * K + t - (T - K)) * vocab;
+        return out.logits.slice(off, off + vocab);
+      };
+      const logits = rowAt(tb - 1);
       const kv = r.keepKv
         ? extractSeq(layout, { data: out.presentData, total: P + T, row: b, start: P - pb, length: pb + tb })
         : null;
-      return { kv, logits };
+      return { kv, logits, at: (r.logitsAt ?? []).map(rowAt) };
     });
   }
 
@@ -224,7 +237,7 @@ export class BatchExecutor {
       try {
         const token = this.sampler.sample(out.logits, b * vocab, r.spec.sampling, r.spec.rng);
         countSampledToken(runner.counters, r.spec.purpose);
-        return { token };
+        return { token, logProb: this.sampler.logProb(out.logits, b * vocab, token) };
       } catch (error) {
         return { error };
       }

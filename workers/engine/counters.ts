@@ -31,6 +31,8 @@ export interface EngineCounters {
   judgeTokens: number;
   /** Judge verdicts read from one forward pass (score mode, both orders count once each). */
   judgeScorePasses: number;
+  /** Candidates a verifier scored, one forward pass each. */
+  verifyPasses: number;
   itemsOpened: number;
 }
 
@@ -50,6 +52,7 @@ export function zeroCounters(): EngineCounters {
     generatedTokens: 0,
     judgeTokens: 0,
     judgeScorePasses: 0,
+    verifyPasses: 0,
     itemsOpened: 0,
   };
 }

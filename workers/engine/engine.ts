@@ -23,7 +23,7 @@ import {
 import type { Backend, ContinuationResult } from "./backend.ts";
 import { EngineRequestError, ItemInputError } from "./errors.ts";
 import { ItemContext } from "./item.ts";
-import { JUDGE_MODES, type JudgeMode } from "../../shared/core/search/settings.ts";
+import { PAIRWISE_JUDGE_MODES, type PairwiseJudgeMode } from "../../shared/core/search/settings.ts";
 import type { Judge } from "./judge.ts";
 import type { ModelFolder } from "./model-folder.ts";
 import type { Processor } from "./processors/processor.ts";
@@ -38,7 +38,7 @@ import { assembleEngine, type EngineInfo, type EngineOptions, type EngineParts }
 export type { EngineCounters } from "./counters.ts";
 export type { EngineInfo, EngineLogger, EngineOptions } from "./assemble.ts";
 export type { SamplingParams } from "./sampler.ts";
-export type { JudgeMode } from "../../shared/core/search/settings.ts";
+export type { JudgeMode, PairwiseJudgeMode } from "../../shared/core/search/settings.ts";
 export type { EngineObserver } from "./batch-executor.ts";
 export type { ItemContext } from "./item.ts";
 
@@ -63,7 +63,7 @@ export class Engine {
   private readonly counterState: EngineCounters;
   private readonly contextLength: number;
   private readonly prefixCacheEntries: number;
-  private readonly defaultJudgeMode: JudgeMode;
+  private readonly defaultJudgeMode: PairwiseJudgeMode;
   private readonly openItems = new Set<ItemContext>();
 
   private constructor(parts: EngineParts) {
@@ -179,6 +179,7 @@ export class Engine {
           sampleKey: r.sampleKey,
           purpose: "generate" as const,
           cache: true,
+          ...(r.greedy ? { sampling: { ...params, greedy: true } } : {}),
         };
       }),
       params,
@@ -190,13 +191,35 @@ export class Engine {
   }
 
   /** Judges comparisons and reasoning checks of one item; all prompts of the call are batched. */
-  async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode?: JudgeMode): Promise<JudgeResult[]> {
+  async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode?: PairwiseJudgeMode): Promise<JudgeResult[]> {
     this.checkOpen(ctx, "judge");
     const m = mode ?? this.defaultJudgeMode;
-    if (!JUDGE_MODES.includes(m))
-      throw new EngineRequestError(`judge: mode must be one of ${JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
+    if (!PAIRWISE_JUDGE_MODES.includes(m))
+      throw new EngineRequestError(`judge: mode must be one of ${PAIRWISE_JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
     const parsed = parseRequests(JudgeRequestSchema, requests, "judge");
     return this.judgeWith.judge(ctx, parsed, m);
+  }
+
+  /**
+   * Teacher-forced logits of assistant texts: for each sequence, the item's prompt followed by
+   * `ids`, run in one forward pass (the prompt's KV and any prefix the sequences share reused),
+   * and the logits at each index of `at` (into `ids`) read out. What a verifier scores from.
+   */
+  async readLogits(
+    ctx: ItemContext,
+    sequences: readonly { ids: readonly number[]; at: readonly number[] }[],
+  ): Promise<Float32Array[][]> {
+    this.checkOpen(ctx, "readLogits");
+    const prompt = ctx.promptIds.length;
+    return this.backend.positionLogits(
+      ctx,
+      sequences.map((s) => ({ ids: [...ctx.promptIds, ...s.ids], at: s.at.map((t) => prompt + t) })),
+    );
+  }
+
+  /** Tokens of the item's prompt plus `assistantTokens` that still fit the context window. */
+  fits(ctx: ItemContext, assistantTokens: number): boolean {
+    return ctx.promptIds.length + assistantTokens <= this.contextLength;
   }
 
   /**
@@ -232,8 +255,8 @@ export class Engine {
   }
 }
 
-/** Validates requests at the engine's boundary, naming the request and the field. */
-function parseRequests<T>(schema: z.ZodType<T>, requests: readonly unknown[], what: string): T[] {
+/** Validates requests at the engine's boundary, naming the request and the field (the verifier's too). */
+export function parseRequests<T>(schema: z.ZodType<T>, requests: readonly unknown[], what: string): T[] {
   return requests.map((r, i) => {
     const v = schema.safeParse(r);
     if (!v.success) {
@@ -253,6 +276,7 @@ function toGenerateResult(req: GenerateRequest, out: ContinuationResult): Genera
     tokens: out.tokens.length,
     truncated: out.reason === "max_tokens" || out.reason === "context",
     finished: out.reason === "eos",
+    ...(req.logProb ? { logProb: out.logProb } : {}),
     detail: { finish: out.reason, sampled: out.sampled },
   };
 }

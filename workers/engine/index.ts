@@ -12,10 +12,11 @@ export {
   type OpenItemInput,
 } from "./engine.ts";
 export type { ItemContext } from "./item.ts";
-export type { JudgeMode } from "../../shared/core/search/settings.ts";
+export type { JudgeMode, PairwiseJudgeMode } from "../../shared/core/search/settings.ts";
 export type { EngineObserver } from "./batch-executor.ts";
 export type { SamplingParams } from "./sampler.ts";
 export { REFERENCE_SAMPLING } from "./sampler.ts";
+export { Verifier, readVerifierTemplate } from "./verifier.ts";
 export { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
 export { loadModelFolder, type ModelFolder } from "./model-folder.ts";
 export { modelDigest } from "./model-digest.ts";

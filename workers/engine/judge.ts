@@ -16,7 +16,7 @@
  * and the image block of the item's prompt reused).
  */
 import { renderJudgeText, type JudgeTemplates } from "../../shared/core/prompts/templates.ts";
-import type { JudgeMode } from "../../shared/core/search/settings.ts";
+import type { PairwiseJudgeMode } from "../../shared/core/search/settings.ts";
 import type { CheckRequest, CompareRequest, Detail, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
 import type { AnswerLogits, Backend, ScoredPrompt } from "./backend.ts";
 import { EngineRequestError } from "./errors.ts";
@@ -166,7 +166,7 @@ export class Judge {
     return withPrefix && request.kind === "compare" ? [...ids, ...tokenizer.encode(templates.verdict_prefix)] : ids;
   }
 
-  private plan(ctx: ItemContext, request: JudgeRequest, mode: JudgeMode): PromptPlan {
+  private plan(ctx: ItemContext, request: JudgeRequest, mode: PairwiseJudgeMode): PromptPlan {
     const scoreIds =
       request.kind === "compare"
         ? [
@@ -185,7 +185,7 @@ export class Judge {
     return { request, scoreIds, generateIds, skip };
   }
 
-  async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode: JudgeMode): Promise<JudgeResult[]> {
+  async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode: PairwiseJudgeMode): Promise<JudgeResult[]> {
     const plans = requests.map((r) => this.plan(ctx, r, mode));
     const results: (JudgeResult | null)[] = plans.map((pl) =>
       pl.skip === null ? null : defaultVerdict(pl.request, { mode, skipped: pl.skip }),

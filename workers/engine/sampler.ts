@@ -68,6 +68,21 @@ export class Sampler {
     if (this.limit > vocab) this.limit = vocab;
   }
 
+  /**
+   * The model's log-probability of `token` in `logits[offset … offset + vocab)`: a softmax at
+   * temperature 1 over the whole row, whatever the sampling settings (what votes compare).
+   */
+  logProb(logits: ArrayLike<number>, offset: number, token: number): number {
+    let max = -Infinity;
+    for (let i = 0; i < this.vocab; i++) {
+      const v = logits[offset + i]!;
+      if (v > max) max = v;
+    }
+    let sum = 0;
+    for (let i = 0; i < this.vocab; i++) sum += Math.exp(logits[offset + i]! - max);
+    return logits[offset + token]! - max - Math.log(sum);
+  }
+
   /** Samples one id from `logits[offset … offset + vocab)`. */
   sample(logits: ArrayLike<number>, offset: number, params: SamplingParams, rng: Rng): number {
     const n = this.limit;

@@ -18,6 +18,8 @@ export interface SequenceSpec extends DecodeRowSpec {
   kv: KvView;
   /** Tokens kept so far (pending included). */
   tokens: number[];
+  /** Sum of the kept tokens' log-probabilities so far (pending included). */
+  logProb: number;
   stop: StopState;
   /** Largest cache length the model allows (its context window). */
   maxLength: number;
@@ -28,6 +30,8 @@ export interface SequenceOutcome {
   tokens: number[];
   /** Every sampled token, kept or not. */
   sampled: number;
+  /** Sum of the kept tokens' log-probabilities. */
+  logProb: number;
   reason: FinishReason;
 }
 
@@ -172,7 +176,7 @@ export class Scheduler {
   // Decode
 
   private finish(row: ActiveRow, reason: FinishReason): void {
-    row.resolve({ tokens: row.spec.tokens, sampled: row.sampled, reason });
+    row.resolve({ tokens: row.spec.tokens, sampled: row.sampled, logProb: row.spec.logProb, reason });
   }
 
   private async step(): Promise<void> {
@@ -198,7 +202,10 @@ export class Scheduler {
       r.sampled++;
       const spec = r.spec;
       const outcome = spec.stop.advance(sample.token);
-      if (keepsToken(outcome)) spec.tokens.push(sample.token);
+      if (keepsToken(outcome)) {
+        spec.tokens.push(sample.token);
+        spec.logProb += sample.logProb;
+      }
       if (outcome === "continue") {
         spec.pending = sample.token;
         survivors.push(r);

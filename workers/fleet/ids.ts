@@ -14,9 +14,9 @@
  */
 import { assertRunId } from "../../shared/core/ids.ts";
 
-export const QUEUES = { request: "request", generate: "generate", judge: "judge", feed: "feed" } as const;
+export const QUEUES = { request: "request", generate: "generate", judge: "judge", verify: "verify", feed: "feed" } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
-export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge, QUEUES.feed];
+export const QUEUE_NAMES: readonly QueueName[] = [QUEUES.request, QUEUES.generate, QUEUES.judge, QUEUES.verify, QUEUES.feed];
 
 export function requestJobId(run: string, item: string): string {
   return `${assertRunId(run)}/${item}`;

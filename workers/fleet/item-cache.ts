@@ -5,32 +5,50 @@
  * host (which may encode the image and prefill the prompt once); every later candidate or
  * comparison of that item on this worker reuses it. Concurrent jobs share one open in flight.
  * An item in use by a running job is never closed; it is closed once evicted and released.
+ * The verifier opens an item apart from the policy (its own prompt, its own model), so its
+ * open items are entries of their own.
  *
  * Requests for the same open item that arrive in the same turn of the event loop (the N
  * candidates of a step usually do) are handed to the host as one call (same-tick-coalescer.ts).
  */
-import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
+import type {
+  GenerateRequest,
+  GenerateResult,
+  JudgeRequest,
+  JudgeResult,
+  VerifyRequest,
+  VerifyResult,
+} from "../../shared/core/search/types.ts";
 import type { JudgeMode } from "../../shared/core/search/settings.ts";
-import type { ModelHost, OpenItem } from "./model-host.ts";
+import type { ItemInput, ModelHost, OpenItem, OpenVerifierItem, VerifierHost } from "./model-host.ts";
 import type { ChildItem } from "./protocol.ts";
 import { SameTickCoalescer } from "./same-tick-coalescer.ts";
 
 export interface ItemCacheOptions {
-  host: ModelHost;
+  /** The policy; null on a worker that holds only the verifier. */
+  host: ModelHost | null;
+  verifier?: VerifierHost | null;
   /** Bytes of a staged image by its s3:// URI; throws BadInputError when there is no such image. */
   fetchImage(uri: string): Promise<Buffer>;
   /** Open items kept (default 64). Items in use may push the count above it for a while. */
   capacity?: number;
 }
 
+/** What an entry holds open: the policy's item (generate, judge) or the verifier's (verify). */
+type Opened = Partial<OpenItem & OpenVerifierItem> & { close(): void };
+
 interface Entry {
   key: string;
-  opening: Promise<OpenItem>;
+  opening: Promise<Opened>;
   refs: number;
   evicted: boolean;
   generate: SameTickCoalescer<GenerateRequest, GenerateResult>;
   judge: SameTickCoalescer<JudgeRequest, JudgeResult>;
+  verify: SameTickCoalescer<VerifyRequest, VerifyResult>;
 }
+
+/** Whose item an entry is: the policy's under a judge mode, or the verifier's. */
+type Holder = { judgeMode: JudgeMode } | "verifier";
 
 export interface ItemCacheStats {
   opens: number;
@@ -53,11 +71,15 @@ export class ItemCache {
   }
 
   generate(item: ChildItem, judgeMode: JudgeMode, request: GenerateRequest): Promise<GenerateResult> {
-    return this.withItem(item, judgeMode, (e) => e.generate.submit(request));
+    return this.withItem(item, { judgeMode }, (e) => e.generate.submit(request));
   }
 
   judge(item: ChildItem, judgeMode: JudgeMode, request: JudgeRequest): Promise<JudgeResult> {
-    return this.withItem(item, judgeMode, (e) => e.judge.submit(request));
+    return this.withItem(item, { judgeMode }, (e) => e.judge.submit(request));
+  }
+
+  verify(item: ChildItem, request: VerifyRequest): Promise<VerifyResult> {
+    return this.withItem(item, "verifier", (e) => e.verify.submit(request));
   }
 
   /** Closes every item not in use now; items in use close when released. */
@@ -65,8 +87,8 @@ export class ItemCache {
     for (const e of [...this.entries.values()]) this.evict(e);
   }
 
-  private async withItem<T>(item: ChildItem, judgeMode: JudgeMode, fn: (e: Entry) => Promise<T>): Promise<T> {
-    const e = this.acquire(item, judgeMode);
+  private async withItem<T>(item: ChildItem, holder: Holder, fn: (e: Entry) => Promise<T>): Promise<T> {
+    const e = this.acquire(item, holder);
     try {
       await e.opening;
       return await fn(e);
@@ -77,8 +99,8 @@ export class ItemCache {
     }
   }
 
-  private acquire(item: ChildItem, judgeMode: JudgeMode): Entry {
-    const key = JSON.stringify([judgeMode, item.key, item.image, item.question]);
+  private acquire(item: ChildItem, holder: Holder): Entry {
+    const key = JSON.stringify([holder === "verifier" ? holder : holder.judgeMode, item.key, item.image, item.question]);
     const e = this.entries.get(key);
     if (e) {
       this.stats.hits++;
@@ -87,14 +109,20 @@ export class ItemCache {
       e.refs++;
       return e;
     }
-    const opening = this.open(item, judgeMode);
+    const opening = this.open(item, holder);
+    const held = async <K extends keyof Opened>(kind: K, holds: string) => {
+      const fn = (await opening)[kind];
+      if (fn === undefined) throw new Error(`this worker holds no ${holds}`);
+      return fn;
+    };
     const entry: Entry = {
       key,
       opening,
       refs: 1,
       evicted: false,
-      generate: new SameTickCoalescer(async (reqs) => (await opening).generate(reqs)),
-      judge: new SameTickCoalescer(async (reqs) => (await opening).judge(reqs)),
+      generate: new SameTickCoalescer(async (reqs) => (await held("generate", "policy"))(reqs)),
+      judge: new SameTickCoalescer(async (reqs) => (await held("judge", "policy"))(reqs)),
+      verify: new SameTickCoalescer(async (reqs) => (await held("verify", "verifier"))(reqs)),
     };
     // A failed open is not cached: the next job (or a retry) tries again.
     opening.catch(() => {
@@ -106,11 +134,16 @@ export class ItemCache {
     return entry;
   }
 
-  private async open(item: ChildItem, judgeMode: JudgeMode): Promise<OpenItem> {
+  private async open(item: ChildItem, holder: Holder): Promise<Opened> {
+    const { host, verifier } = this.opts;
+    if (holder === "verifier" ? !verifier : host === null) {
+      throw new Error(`this worker holds no ${holder === "verifier" ? "verifier" : "policy"}`);
+    }
     this.stats.imageFetches++;
     const image = await this.opts.fetchImage(item.image);
     this.stats.opens++;
-    return this.opts.host.open({ id: item.key, image, question: item.question }, { judgeMode });
+    const input: ItemInput = { id: item.key, image, question: item.question };
+    return holder === "verifier" ? verifier!.open(input) : host!.open(input, holder);
   }
 
   private shrink(): void {

@@ -4,7 +4,7 @@
  * exists adds nothing.
  */
 import type { SearchSettings } from "../../shared/core/search/settings.ts";
-import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
+import type { GenerateRequest, JudgeRequest, VerifyRequest } from "../../shared/core/search/types.ts";
 import { childJobId, requestJobId } from "./ids.ts";
 import {
   CHILD_JOB_OPTIONS,
@@ -15,6 +15,7 @@ import {
   type JudgeJobData,
   type RequestItem,
   type RequestJobData,
+  type VerifyJobData,
 } from "./protocol.ts";
 
 /** The parent of a child job: the request job that waits for it. */
@@ -61,6 +62,15 @@ export function judgeJobs(data: RequestJobData, requests: readonly JudgeRequest[
   return requests.map((request) => ({
     name: request.kind,
     data: { ...base, request } satisfies JudgeJobData,
+    opts: childOptions(data.run, request.id, parent),
+  }));
+}
+
+export function verifyJobs(data: RequestJobData, requests: readonly VerifyRequest[], parent: ParentRef) {
+  const { judgeMode: _judgeMode, ...base } = childBase(data);
+  return requests.map((request) => ({
+    name: "verify",
+    data: { ...base, request } satisfies VerifyJobData,
     opts: childOptions(data.run, request.id, parent),
   }));
 }

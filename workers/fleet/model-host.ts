@@ -11,6 +11,7 @@
  */
 import type { SearchExecutor } from "../../shared/core/search/drive.ts";
 import type { JudgeMode } from "../../shared/core/search/settings.ts";
+import type { VerifyRequest, VerifyResult } from "../../shared/core/search/types.ts";
 
 export interface ItemInput {
   /** The fleet's item key (already a safe id: [A-Za-z0-9_-]). */
@@ -32,6 +33,21 @@ export interface ModelHost {
   digest: string;
   open(item: ItemInput, options: { judgeMode: JudgeMode }): Promise<OpenItem>;
   /** Optional: frees sessions at shutdown. */
+  close?(): Promise<void> | void;
+}
+
+/** One item opened on the verifier (under the verifier's own prompt). */
+export interface OpenVerifierItem {
+  verify(requests: VerifyRequest[]): Promise<VerifyResult[]>;
+  close(): void;
+}
+
+/** What a worker that serves verify jobs holds: a process verifier (engine-host.ts over workers/engine). */
+export interface VerifierHost {
+  modelId: string;
+  /** sha256:<hex> of the verifier's files and verifier.json. */
+  digest: string;
+  open(item: ItemInput): Promise<OpenVerifierItem>;
   close?(): Promise<void> | void;
 }
 

@@ -6,6 +6,8 @@
  *   generate  one child job per candidate of a step
  *   judge     one child job per comparison (or REASONING check) of a tournament round
  *   feed      one job per detached run: streams the run's manifest into the request queue (feeder.ts)
+ *   verify    one child job per candidate a verifier scores (judge mode verifier, swires), served
+ *             by the workers that hold the verifier, which may hold nothing else
  *
  * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
  * (accepted text, candidate texts, bracket) and timings. Never image bytes.
@@ -21,7 +23,7 @@
 import { BACKOFF_TYPE, MAX_JOB_ATTEMPTS } from "./retry-policy.ts";
 import { Queue, type ConnectionOptions, type JobsOptions } from "bullmq";
 import { z } from "zod";
-import { GenerateRequestSchema, JudgeRequestSchema } from "../../shared/core/search/types.ts";
+import { GenerateRequestSchema, JudgeRequestSchema, VerifyRequestSchema } from "../../shared/core/search/types.ts";
 import { ITEM_ID_PATTERN, RUN_ID_PATTERN } from "../../shared/core/ids.ts";
 import { badInput } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
@@ -110,6 +112,15 @@ export type JudgeJobData = z.infer<typeof JudgeJobDataSchema>;
 export const FeedJobDataSchema = z.object({ v: z.literal(PROTOCOL_VERSION), run: RunIdSchema });
 export type FeedJobData = z.infer<typeof FeedJobDataSchema>;
 
+/** A verification: the verifier opens the item under its own prompt, so no judge mode travels. */
+export const VerifyJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: ChildItemSchema,
+  request: VerifyRequestSchema,
+});
+export type VerifyJobData = z.infer<typeof VerifyJobDataSchema>;
+
 /** What a child job returns (kept by BullMQ in the parent's processed hash). */
 export const ChildReturnSchema = z.object({
   result: z.unknown(),
@@ -147,7 +158,7 @@ export const REQUEST_JOB_OPTIONS: JobsOptions = {
   removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
 };
 
-/** Child jobs (generate, judge). */
+/** Child jobs (generate, judge, verify). */
 export const CHILD_JOB_OPTIONS: JobsOptions = {
   ...retries,
   ignoreDependencyOnFailure: true,
@@ -180,6 +191,7 @@ export interface FleetQueues {
   generate: Queue;
   judge: Queue;
   feed: Queue;
+  verify: Queue;
   all: readonly Queue[];
   close(): Promise<void>;
 }
@@ -192,14 +204,16 @@ export function openQueues(url: string, prefix: string): FleetQueues {
   const request = open(QUEUES.request, REQUEST_JOB_OPTIONS);
   const generate = open(QUEUES.generate, CHILD_JOB_OPTIONS);
   const judge = open(QUEUES.judge, CHILD_JOB_OPTIONS);
+  const verify = open(QUEUES.verify, CHILD_JOB_OPTIONS);
   const feed = open(QUEUES.feed, FEED_JOB_OPTIONS);
-  const all = [request, generate, judge, feed];
+  const all = [request, generate, judge, verify, feed];
   for (const q of all) q.on("error", () => {}); // connection errors surface on use; avoid unhandled 'error'
   return {
     request,
     generate,
     judge,
     feed,
+    verify,
     all,
     close: async () => {
       await Promise.all(all.map((q) => q.close()));

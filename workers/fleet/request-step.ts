@@ -5,6 +5,7 @@
  *
  *   work = next(state)
  *   done        → write runs/<run>/results/<item>.json, record the outcome, complete
+ *   (a retrace of swires is one more step like any other: new children under the same job)
  *   otherwise   → read the children's results kept by the parent; if every request of this
  *                 work has one, state = apply(state, results), save it, loop; if some are
  *                 missing, add them as child jobs (deterministic ids) and wait for them
@@ -20,12 +21,12 @@ import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
 import { apply, createSearch, next, parseSearchState, type SearchState } from "../../shared/core/search/index.ts";
 import { paramsFor } from "../../shared/core/search/settings.ts";
-import type { GenerateRequest, JudgeRequest, SearchResult } from "../../shared/core/search/types.ts";
+import type { GenerateRequest, JudgeRequest, SearchResult, VerifyRequest } from "../../shared/core/search/types.ts";
 import { resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, FleetError, parseReason } from "./errors.ts";
 import { childJobId, workIdOf } from "./ids.ts";
 import { retryDelay, TRANSIENT_CODES, type RetryPolicy } from "./retry-policy.ts";
-import { generateJobs, judgeJobs } from "./jobs.ts";
+import { generateJobs, judgeJobs, verifyJobs } from "./jobs.ts";
 import type { Recorded, RunLedger } from "./ledger.ts";
 import {
   ChildReturnSchema,
@@ -47,7 +48,7 @@ import {
 import { mirrorRunState, type RunRegistry } from "./run-state.ts";
 
 export interface StepDeps {
-  queues: Pick<FleetQueues, "generate" | "judge">;
+  queues: Pick<FleetQueues, "generate" | "judge" | "verify">;
   store: S3Store;
   ledger: RunLedger;
   runs: RunRegistry;
@@ -62,9 +63,9 @@ export interface StepDeps {
 
 export type RequestReturn = { status: "done"; answer: string | null; correct: boolean | null } | { status: "already-done" };
 
-/** The stage label of a step for metrics: a stage name, `answer`, or `sentence`. */
+/** The stage label of a step for metrics: a stage name (a retraced one too), `answer`, or `sentence`. */
 export function stageLabel(stepLabel: string): string {
-  return stepLabel.startsWith("sentence") ? "sentence" : stepLabel;
+  return stepLabel.startsWith("sentence") ? "sentence" : stepLabel.replace(/ \(retrace \d+\)$/, "");
 }
 
 interface Children {
@@ -208,7 +209,8 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     await save();
     const parent = { id: job.id!, queue: job.queueQualifiedName };
     if (work.kind === "generate") await deps.queues.generate.addBulk(generateJobs(data, missing as GenerateRequest[], parent));
-    else await deps.queues.judge.addBulk(judgeJobs(data, missing as JudgeRequest[], parent));
+    else if (work.kind === "judge") await deps.queues.judge.addBulk(judgeJobs(data, missing as JudgeRequest[], parent));
+    else await deps.queues.verify.addBulk(verifyJobs(data, missing as VerifyRequest[], parent));
     if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
     // Every child finished before we could wait: read their results and go on.
   }

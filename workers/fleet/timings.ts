@@ -6,7 +6,7 @@ import { z } from "zod";
 
 export const WorkTimingSchema = z.object({
   id: z.string(),
-  kind: z.enum(["generate", "judge"]),
+  kind: z.enum(["generate", "judge", "verify"]),
   worker: z.string(),
   startedAt: z.number(),
   ms: z.number().nonnegative(),

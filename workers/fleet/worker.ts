@@ -1,10 +1,15 @@
 /**
- * The fleet worker: one process per GPU, one model host, four BullMQ workers.
+ * The fleet worker: one process per GPU, a model host and/or a verifier host, and a BullMQ
+ * worker per queue it serves.
  *
- *   request   steps items' searches (cheap: Redis, S3 and the state machine)
- *   generate  runs candidate generations on the model
- *   judge     runs comparisons and REASONING checks on the model
+ *   request   steps items' searches (cheap: Redis, S3 and the state machine); every worker
+ *   generate  runs candidate generations on the model                      (policy workers)
+ *   judge     runs comparisons and REASONING checks on the model           (policy workers)
+ *   verify    scores candidates on the process verifier                    (verifier workers)
  *   feed      streams a detached run's manifest into the request queue (feeder.ts), one at a time
+ *
+ * A worker may hold both models; one that holds only the verifier scales apart from the
+ * policy workers on the verify queue's depth.
  *
  * Work of a cancelled or failed run is dropped before it starts (request-step.ts).
  *
@@ -28,11 +33,12 @@ import { s3ImageFetcher } from "./images.ts";
 import { ItemCache } from "./item-cache.ts";
 import { feedRun } from "./feeder.ts";
 import { RunLedger } from "./ledger.ts";
-import type { ModelHost } from "./model-host.ts";
+import type { ModelHost, VerifierHost } from "./model-host.ts";
 import {
   FeedJobDataSchema,
   GenerateJobDataSchema,
   JudgeJobDataSchema,
+  VerifyJobDataSchema,
   openQueues,
   parseJobData,
   redisConnection,
@@ -54,7 +60,10 @@ export interface FleetWorkerOptions {
   /** Hash-tagged BullMQ prefix shared by every queue ({sb}). */
   prefix: string;
   store: S3Store;
-  host: ModelHost;
+  /** The policy, for generate and judge jobs; absent on a worker that holds only the verifier. */
+  host?: ModelHost | null;
+  /** The process verifier, for verify jobs. */
+  verifier?: VerifierHost | null;
   metrics: StagebeamMetrics;
   logger: Logger;
   /** Jobs of each queue this process runs at once (WORKER_CONCURRENCY). */
@@ -91,7 +100,11 @@ interface Tracked {
 }
 
 export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetWorker> {
-  const { host, metrics, logger, store } = opts;
+  const { metrics, logger, store } = opts;
+  const host = opts.host ?? null;
+  const verifier = opts.verifier ?? null;
+  const served = host ?? verifier;
+  if (served === null) throw new Error("a fleet worker needs a model host, a verifier host, or both");
   const name = opts.name ?? `${hostname()}-${process.pid}`;
   const lockDuration = opts.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const policy = retryPolicy(opts.retryBudgetSeconds ?? loadConfig({}, ["worker"]).worker.retryBudgetSeconds);
@@ -102,6 +115,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const runs = new RunRegistry(redis, opts.prefix);
   const cache = new ItemCache({
     host,
+    verifier,
     fetchImage: s3ImageFetcher(store, { s3RequestSeconds: metrics.s3RequestSeconds, s3Errors: metrics.s3Errors }),
     capacity: opts.cacheItems ?? 64,
   });
@@ -111,7 +125,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     ledger,
     runs,
     metrics,
-    model: { id: host.modelId, digest: host.digest },
+    model: { id: served.modelId, digest: served.digest },
     worker: name,
     logger,
     retryPolicy: policy,
@@ -175,7 +189,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       const result = await cache.generate(data.item, data.judgeMode, data.request);
       const tokens = typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0;
       metrics.tokensGenerated.inc(tokens);
-      return { result, meta: { worker: name, model: host.digest, startedAt, ms: Date.now() - startedAt } };
+      return { result, meta: { worker: name, model: host!.digest, startedAt, ms: Date.now() - startedAt } };
     } catch (err) {
       throw toJobError(err);
     }
@@ -193,7 +207,18 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       ) {
         metrics.judgeDecisions.inc({ stage: data.request.template, verdict: String(result.verdict) });
       }
-      return { result, meta: { worker: name, model: host.digest, startedAt, ms: Date.now() - startedAt } };
+      return { result, meta: { worker: name, model: host!.digest, startedAt, ms: Date.now() - startedAt } };
+    } catch (err) {
+      throw toJobError(err);
+    }
+  };
+
+  const processVerify = async (job: Job): Promise<ChildReturn> => {
+    try {
+      const data = parseJobData(VerifyJobDataSchema, job.data, "verify");
+      const startedAt = Date.now();
+      const result = await cache.verify(data.item, data.request);
+      return { result, meta: { worker: name, model: verifier!.digest, startedAt, ms: Date.now() - startedAt } };
     } catch (err) {
       throw toJobError(err);
     }
@@ -235,8 +260,13 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   };
   const workers = [
     new Worker(QUEUES.request, tracked(QUEUES.request, processRequest), common),
-    new Worker(QUEUES.generate, tracked(QUEUES.generate, processGenerate), common),
-    new Worker(QUEUES.judge, tracked(QUEUES.judge, processJudge), common),
+    ...(host === null
+      ? []
+      : [
+          new Worker(QUEUES.generate, tracked(QUEUES.generate, processGenerate), common),
+          new Worker(QUEUES.judge, tracked(QUEUES.judge, processJudge), common),
+        ]),
+    ...(verifier === null ? [] : [new Worker(QUEUES.verify, tracked(QUEUES.verify, processVerify), common)]),
     new Worker(QUEUES.feed, tracked(QUEUES.feed, processFeed), { ...common, concurrency: 1 }),
   ];
   const [requestWorker] = workers;
@@ -258,7 +288,14 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   logger.info(
-    { worker: name, concurrency: opts.concurrency, lockDuration, model: host.modelId, digest: host.digest },
+    {
+      worker: name,
+      concurrency: opts.concurrency,
+      lockDuration,
+      queues: workers.map((w) => w.name),
+      ...(host ? { model: host.modelId, digest: host.digest } : {}),
+      ...(verifier ? { verifier: verifier.modelId, verifierDigest: verifier.digest } : {}),
+    },
     "fleet worker started",
   );
 

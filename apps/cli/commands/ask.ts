@@ -5,11 +5,18 @@ import { Command } from "commander";
 import { STAGES, type Stage } from "../../../shared/core/protocol/stages.ts";
 import type { SearchResult } from "../../../shared/core/search/types.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
-import { paramsFor, settingsLabel } from "../../../shared/core/search/settings.ts";
+import { needsVerifier, paramsFor, settingsLabel } from "../../../shared/core/search/settings.ts";
 import { toItemId } from "../../../shared/core/ids.ts";
-import { ItemInputError } from "../../../workers/engine/index.ts";
+import { ItemInputError, type Verifier } from "../../../workers/engine/index.ts";
 import { CliExit, EXIT_FAILURE } from "./common.ts";
-import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
+import {
+  addLocalEngineOptions,
+  loadLocalEngine,
+  loadLocalVerifier,
+  openLocalItem,
+  sumCounters,
+  type LocalEngineCliOptions,
+} from "./local-engine.ts";
 import { searchSettings } from "./search-options.ts";
 
 interface AskOptions extends LocalEngineCliOptions {
@@ -43,18 +50,19 @@ export const askCommand = addLocalEngineOptions(
     const engine = await loadLocalEngine(o.model);
     const itemId = toItemId(path.basename(o.image).replace(/\.[^.]*$/, "") || "item");
     const started = performance.now();
+    let verifier: Verifier | null = null;
     try {
-      const ctx = await engine.openItem({ id: itemId, image, question: o.question }).catch((error: unknown) => {
-        if (error instanceof ItemInputError) throw new CliExit(EXIT_FAILURE, error.message);
-        throw error;
-      });
-      const result = await runSearch(paramsFor(itemId, settings), {
-        generate: (requests) => engine.generate(ctx, requests),
-        judge: (requests) => engine.judge(ctx, requests, settings.judgeMode),
-      });
-      engine.closeItem(ctx);
+      verifier = needsVerifier(settings) ? await loadLocalVerifier(o.verifier, engine) : null;
+      const item = await openLocalItem(engine, verifier, { id: itemId, image, question: o.question }, settings.judgeMode).catch(
+        (error: unknown) => {
+          if (error instanceof ItemInputError) throw new CliExit(EXIT_FAILURE, error.message);
+          throw error;
+        },
+      );
+      const result = await runSearch(paramsFor(itemId, settings), item.executor);
+      item.close();
       const seconds = (performance.now() - started) / 1000;
-      const counters = engine.counters();
+      const counters = sumCounters(engine, verifier);
       if (o.json) {
         console.log(
           JSON.stringify(
@@ -74,6 +82,7 @@ export const askCommand = addLocalEngineOptions(
           `${counters.decoderTokens} through the decoder, ${result.counts.comparisons} comparisons, ${seconds.toFixed(2)} s`,
       );
     } finally {
+      await verifier?.close();
       await engine.close();
     }
   });

@@ -9,17 +9,27 @@ import { Command, InvalidArgumentError } from "commander";
 import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSummary } from "../../../shared/core/eval/stats.ts";
 import { readEvalSet, type EvalItem } from "../../../shared/io/eval-set.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
-import type { Engine } from "../../../workers/engine/index.ts";
-import { paramsFor, settingsLabel, type SearchSettings } from "../../../shared/core/search/settings.ts";
+import type { Engine, Verifier } from "../../../workers/engine/index.ts";
+import { needsVerifier, paramsFor, settingsLabel, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { toItemId } from "../../../shared/core/ids.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
 import { intOption } from "./common.ts";
-import { addLocalEngineOptions, loadLocalEngine, type LocalEngineCliOptions } from "./local-engine.ts";
+import {
+  addLocalEngineOptions,
+  loadLocalEngine,
+  loadLocalVerifier,
+  localVerifierDir,
+  openLocalItem,
+  sumCounters,
+  type LocalEngineCliOptions,
+} from "./local-engine.ts";
 import { searchSettings, type SearchCliOptions } from "./search-options.ts";
 import { createProgress } from "./progress.ts";
 
-/** The paper's Table 5 in miniature, plus the generative judge for stage-level search. */
-export const TABLE5 = "none,best-of-n:4,sentence:2,stage:2,stage:4,stage:2:generate,stage:4:generate";
+/** The paper's Table 5 in miniature, plus the generative judge for stage-level search, greedy decoding and majority voting. */
+export const TABLE5 = "none,greedy,best-of-n:4,vote:4,sentence:2,stage:2,stage:4,stage:2:generate,stage:4:generate";
+/** The rows added when a verifier is there: stage-level search picked by the verifier, and swires. */
+export const TABLE5_VERIFIER = "stage:4:verifier,swires";
 
 interface EvalOptions extends LocalEngineCliOptions {
   set: string;
@@ -57,8 +67,10 @@ export async function evaluate(
   settings: SearchSettings,
   concurrency: number,
   onItem: (done: number) => void = () => {},
+  verifier: Verifier | null = null,
 ): Promise<EvalOutcome> {
   engine.resetCounters();
+  verifier?.engine.resetCounters();
   const started = performance.now();
   const records: EvalRecord[] = [];
   const failures: EvalOutcome["failures"] = [];
@@ -69,12 +81,10 @@ export async function evaluate(
       try {
         // The search and the engine take safe ids; the user's id stays in the failure list.
         const itemId = toItemId(item.id);
-        const ctx = await engine.openItem({ id: itemId, image: await readFile(item.imagePath), question: item.question });
+        const input = { id: itemId, image: await readFile(item.imagePath), question: item.question };
+        const open = await openLocalItem(engine, needsVerifier(settings) ? verifier : null, input, settings.judgeMode);
         try {
-          const result = await runSearch(paramsFor(itemId, settings), {
-            generate: (r) => engine.generate(ctx, r),
-            judge: (r) => engine.judge(ctx, r, settings.judgeMode),
-          });
+          const result = await runSearch(paramsFor(itemId, settings), open.executor);
           records.push({
             ...family(item),
             correct: normalizeAnswer(result.answer) === normalizeAnswer(item.answer),
@@ -82,7 +92,7 @@ export async function evaluate(
             generatedTokens: result.counts.generatedTokens,
           });
         } finally {
-          engine.closeItem(ctx);
+          open.close();
         }
       } catch (error) {
         // A bad item counts as wrong and is reported; the others go on.
@@ -93,7 +103,7 @@ export async function evaluate(
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  const counters = engine.counters();
+  const counters = sumCounters(engine, verifier);
   const summary = summarize(records, (performance.now() - started) / 1000, {
     decoderTokens: counters.decoderTokens,
     forwardPasses: counters.forwardPasses,
@@ -157,27 +167,38 @@ export const evalCommand = addLocalEngineOptions(
     intOption("--concurrency", 1, 256),
     8,
   )
-  .option("--compare [configs]", `compare several settings, strategy[:beam[:judge]] comma separated (default: ${TABLE5})`)
+  .option(
+    "--compare [configs]",
+    `compare several settings, strategy[:beam[:judge]] comma separated (default: ${TABLE5}, and ${TABLE5_VERIFIER} when a verifier is there)`,
+  )
   .option("--json <file>", "also write the summaries as JSON")
   .action(async (o: EvalOptions) => {
-    const configs = o.compare === undefined ? [searchSettings(o)] : parseCompare(o.compare === true ? TABLE5 : o.compare, o);
+    const defaults = localVerifierDir(o.verifier) === null ? TABLE5 : `${TABLE5},${TABLE5_VERIFIER}`;
+    const configs = o.compare === undefined ? [searchSettings(o)] : parseCompare(o.compare === true ? defaults : o.compare, o);
     const set = await readEvalSet(o.set);
     for (const message of set.badLines) process.stderr.write(`stagebeam eval: ${set.file}: ${message}; skipped\n`);
     const items = set.items.slice(0, o.limit);
     if (items.length === 0) throw new UsageError(`--set ${o.set}: no usable items in ${set.file}`);
     const engine = await loadLocalEngine(o.model);
     const outcomes: EvalOutcome[] = [];
+    let verifier: Verifier | null = null;
     try {
+      verifier = configs.some(needsVerifier) ? await loadLocalVerifier(o.verifier, engine) : null;
       for (const settings of configs) {
         const progress = createProgress({ label: settingsLabel(settings), unit: "items" });
-        outcomes.push(await evaluate(engine, items, settings, o.concurrency, (done) => progress.update(done, items.length)));
+        const onItem = (done: number) => progress.update(done, items.length);
+        outcomes.push(await evaluate(engine, items, settings, o.concurrency, onItem, verifier));
         progress.stop();
       }
     } finally {
+      await verifier?.close();
       await engine.close();
     }
     const skipped = set.badLines.length ? ` (${set.badLines.length} bad lines skipped)` : "";
-    console.log(`${items.length} items from ${o.set}${skipped}, seed ${o.seed}, model ${engine.info.digest.slice(0, 19)}…\n`);
+    const verifierNote = verifier === null ? "" : `, verifier ${verifier.digest.slice(0, 19)}… (${verifier.engine.folder.dir})`;
+    console.log(
+      `${items.length} items from ${o.set}${skipped}, seed ${o.seed}, model ${engine.info.digest.slice(0, 19)}…${verifierNote}\n`,
+    );
     console.log(formatOutcomes(outcomes));
     if (o.json) await writeFile(o.json, JSON.stringify(outcomes, null, 2));
   });

@@ -1,16 +1,19 @@
 /**
  * `stagebeam model check DIR`: validates a model folder the way the engine loads it (files per
  * session and dtype, JSON files, tokenizer and chat template, the sessions' signatures against
- * the contract, stage tags, judge prompts) and prints what will be used. Exit 0 when it loads,
+ * the contract, stage tags, judge prompts, and verifier.json when the folder is a verifier) and prints what will be used. Exit 0 when it loads,
  * 2 with the one error that stops it, naming the file, the field and what was expected.
  * It loads ONNX Runtime and the tokenizer, nothing of the fleet.
  */
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { Command } from "commander";
 import { closeTag, openTag, STAGES } from "../../../shared/core/protocol/stages.ts";
 import { renderJudgeText, type JudgeTemplates } from "../../../shared/core/prompts/templates.ts";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { ModelFolderError } from "../../../workers/engine/errors.ts";
-import { Engine } from "../../../workers/engine/index.ts";
+import { Engine, Verifier } from "../../../workers/engine/index.ts";
+import { VERIFIER_FILE } from "../../../shared/core/verifier/index.ts";
 import type { ModelFolder } from "../../../workers/engine/model-folder.ts";
 import type { SessionName } from "../../../workers/engine/model-files.ts";
 import { CliExit, EXIT_USAGE } from "./common.ts";
@@ -34,6 +37,8 @@ export interface ModelCheckReport {
   /** Tokens each stage tag takes; 1 means a single (special) token. */
   stageTags: Record<string, number>;
   digest: string;
+  /** The folder's verifier.json, when it has one: checked as a verifier loads it. */
+  verifier: { marker: string; good: string; bad: string; pool: string; steps: Record<string, string>; digest: string } | null;
 }
 
 /** Every judge template renders (a jinja error names the template). */
@@ -67,6 +72,7 @@ export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Pro
   await engine.close();
   const { folder, tokenizer } = engine;
   checkJudgeTemplates(folder);
+  const verifier = existsSync(path.join(folder.dir, VERIFIER_FILE)) ? await Verifier.over(engine) : null;
 
   const { spec } = folder;
   const templateBos = folder.tokenizer.bosToken !== "" && tokenizer.renderPrompt("q").startsWith(folder.tokenizer.bosToken);
@@ -107,6 +113,17 @@ export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Pro
     verdictTokens,
     stageTags,
     digest: folder.digest,
+    verifier:
+      verifier === null
+        ? null
+        : {
+            marker: verifier.template.marker,
+            good: verifier.template.good,
+            bad: verifier.template.bad,
+            pool: verifier.template.pool,
+            steps: { default: verifier.template.steps.default, ...verifier.template.steps.stages },
+            digest: verifier.digest,
+          },
   };
 }
 
@@ -136,6 +153,14 @@ function printReport(r: ModelCheckReport): void {
   const single = tags.every(([, n]) => n === 1);
   row("stage tags", single ? "one token each" : tags.map(([tag, n]) => `${tag} ${n}`).join(", "));
   row("digest", r.digest);
+  if (r.verifier !== null) {
+    const v = r.verifier;
+    const steps = Object.entries(v.steps)
+      .map(([k, rule]) => `${k} ${rule}`)
+      .join(", ");
+    row("verifier", `marker ${v.marker}, good ${v.good}, bad ${v.bad}, pooled by ${v.pool}; steps: ${steps}`);
+    row("", `digest ${v.digest} (with verifier.json)`);
+  }
   console.log("ok");
 }
 

@@ -21,7 +21,7 @@ export interface SearchCliOptions {
   maxStageTokens?: number;
 }
 
-const strategyHelp = STRATEGIES.map((s) => `  ${s.padEnd(10)} ${STRATEGY_USES[s]}`).join("\n");
+const strategyHelp = STRATEGIES.map((s) => `  ${s.padEnd(13)} ${STRATEGY_USES[s]}`).join("\n");
 
 export function addSearchOptions(command: Command): Command {
   return command
@@ -37,7 +37,7 @@ export function addSearchOptions(command: Command): Command {
     .option("--max-stage-tokens <n>", "token cap of one stage or sentence candidate", intOption("--max-stage-tokens", -1_000_000))
     .addHelpText(
       "after",
-      `\nStrategies:\n${strategyHelp}\nJudge modes:\n  score      one forward pass reads the logits of "1" vs "2", both orders averaged\n  generate   the reference's sampled judgement, parsed`,
+      `\nStrategies:\n${strategyHelp}\nJudge modes:\n  score      one forward pass reads the logits of "1" vs "2", both orders averaged\n  generate   the reference's sampled judgement, parsed\n  verifier   a process verifier scores each candidate on its own, one batched pass a step (ask, eval: --verifier; workers: VERIFIER_MODEL_DIR)`,
     );
 }
 

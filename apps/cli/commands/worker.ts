@@ -12,15 +12,15 @@ import { createLogger } from "../../../shared/io/logging.ts";
 import { createMetrics, serveMetrics } from "../../../shared/io/metrics.ts";
 import { Readiness } from "../../../shared/io/readiness.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { createModelHost } from "../../../workers/fleet/engine-host.ts";
-import type { ModelHost } from "../../../workers/fleet/model-host.ts";
+import { createHosts } from "../../../workers/fleet/engine-host.ts";
+import type { ModelHost, VerifierHost } from "../../../workers/fleet/model-host.ts";
 import type { WorkerReady } from "../../demo/services/worker-processes.ts";
 import { watchRedis } from "../../../workers/fleet/redis-watchdog.ts";
 import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker, type FleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
 
 /** The configuration a worker reads (deployment manifests are checked against it). */
-export const WORKER_CONFIG_PARTS = ["redis", "s3", "model", "worker", "engine", "metrics", "logging"] as const;
+export const WORKER_CONFIG_PARTS = ["redis", "s3", "model", "verifier", "worker", "engine", "metrics", "logging"] as const;
 
 interface WorkerOptions {
   concurrency?: number;
@@ -49,7 +49,7 @@ export const workerCommand = new Command("worker")
   .option("--name <name>", "worker name recorded on jobs and results (default host-pid)")
   .addHelpText(
     "after",
-    "\nConfiguration comes from the environment: REDIS_URL, QUEUE_PREFIX, S3_*, MODEL_DIR or MODEL_URI,\nMODEL_DIGEST, WORKER_CONCURRENCY, EXECUTION_PROVIDERS, METRICS_PORT, LOG_LEVEL (see the README).",
+    "\nConfiguration comes from the environment: REDIS_URL, QUEUE_PREFIX, S3_*, MODEL_DIR or MODEL_URI,\nMODEL_DIGEST, WORKER_MODELS, VERIFIER_MODEL_DIR or VERIFIER_MODEL_URI, VERIFIER_MODEL_DIGEST, WORKER_CONCURRENCY, EXECUTION_PROVIDERS, METRICS_PORT, LOG_LEVEL (see the README).",
   )
   .action(async (opts: WorkerOptions) => {
     const config = loadConfig(process.env, WORKER_CONFIG_PARTS);
@@ -85,12 +85,10 @@ export const workerCommand = new Command("worker")
     const metricsServer = await serveMetrics(metrics.registry, config.metrics.port, undefined, { readiness });
 
     const t0 = performance.now();
-    let host: ModelHost;
+    let host: ModelHost | null;
+    let verifier: VerifierHost | null;
     try {
-      host = await createModelHost(
-        { model: config.model, engine: config.engine, s3: config.s3, worker: { ...config.worker, concurrency } },
-        { logger, metrics },
-      );
+      ({ host, verifier } = await createHosts({ ...config, worker: { ...config.worker, concurrency } }, { logger, metrics }));
     } catch (err) {
       logger.error({ err: (err as Error).message }, "could not load the model");
       await metricsServer.close();
@@ -99,13 +97,14 @@ export const workerCommand = new Command("worker")
       throw err;
     }
     metrics.modelLoadSeconds.set((performance.now() - t0) / 1000);
-    metrics.modelInfo.set({ model: host.modelId, digest: host.digest }, 1);
+    for (const loaded of [host, verifier]) if (loaded) metrics.modelInfo.set({ model: loaded.modelId, digest: loaded.digest }, 1);
 
     const fleet = await startFleetWorker({
       redisUrl: config.redis.url,
       prefix: config.redis.queuePrefix,
       store,
       host,
+      verifier,
       metrics,
       logger,
       concurrency,
@@ -120,8 +119,9 @@ export const workerCommand = new Command("worker")
       name: fleet.name,
       pid: process.pid,
       metricsPort: metricsServer.port,
-      model: host.modelId,
-      digest: host.digest,
+      model: (host ?? verifier)!.modelId,
+      digest: (host ?? verifier)!.digest,
+      ...(verifier !== null ? { verifier: verifier.modelId, verifierDigest: verifier.digest } : {}),
       concurrency,
     };
     process.stdout.write(`${JSON.stringify(ready)}\n`);
@@ -144,7 +144,8 @@ export const workerCommand = new Command("worker")
         void (async () => {
           try {
             const { handedBack } = await fleet.stop({ graceMs: opts.grace * 1000 });
-            await host.close?.();
+            await host?.close?.();
+            await verifier?.close?.();
             await metricsServer.close();
             store.destroy();
             watchdog?.close();

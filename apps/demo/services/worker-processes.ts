@@ -20,8 +20,12 @@ export interface WorkerReady {
   name: string;
   pid: number;
   metricsPort: number;
+  /** The policy's id and digest (the verifier's, on a worker that holds only the verifier). */
   model: string;
   digest: string;
+  /** Set when the worker holds the verifier. */
+  verifier?: string;
+  verifierDigest?: string;
   concurrency: number;
 }
 

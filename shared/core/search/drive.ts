@@ -1,12 +1,23 @@
 import { apply, next } from "./machine.ts";
 import { createSearch } from "./state.ts";
+import { SearchError } from "./errors.ts";
 import type { SearchParamsInput } from "./params.ts";
-import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult, SearchResult } from "./types.ts";
+import type {
+  GenerateRequest,
+  GenerateResult,
+  JudgeRequest,
+  JudgeResult,
+  SearchResult,
+  VerifyRequest,
+  VerifyResult,
+} from "./types.ts";
 
 /** Whatever can carry out a search's work: the in-process engine, or a test script. */
 export interface SearchExecutor {
   generate(requests: GenerateRequest[]): Promise<GenerateResult[]>;
   judge(requests: JudgeRequest[]): Promise<JudgeResult[]>;
+  /** Pointwise scores from a verifier; only searches under judge mode `verifier` and swires ask for them. */
+  verify?(requests: VerifyRequest[]): Promise<VerifyResult[]>;
 }
 
 /**
@@ -18,7 +29,11 @@ export async function runSearch(params: SearchParamsInput, executor: SearchExecu
   for (;;) {
     const work = next(state);
     if (work.kind === "done") return work.result;
-    const results = work.kind === "generate" ? await executor.generate(work.requests) : await executor.judge(work.requests);
+    let results: (GenerateResult | JudgeResult | VerifyResult)[];
+    if (work.kind === "generate") results = await executor.generate(work.requests);
+    else if (work.kind === "judge") results = await executor.judge(work.requests);
+    else if (executor.verify !== undefined) results = await executor.verify(work.requests);
+    else throw new SearchError(state.params.itemId, "the search asks a verifier for scores, and this executor has none");
     state = apply(state, results);
   }
 }

@@ -26,6 +26,10 @@ export function checkId(itemId: string, stepKey: string, candidate: number): str
   return `${itemId}:${stepKey}:c${candidate}-check`;
 }
 
+export function verifyId(itemId: string, stepKey: string, candidate: number): string {
+  return `${itemId}:${stepKey}:c${candidate}-verify`;
+}
+
 export function sampleKey(seed: number, itemId: string, stepKey: string, candidate: number): string {
   return `${seed}/${itemId}/${stepKey}/c${candidate}`;
 }

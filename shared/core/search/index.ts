@@ -9,8 +9,10 @@ export {
   parseSearchParams,
   DEFAULT_MAX_STAGE_TOKENS,
   DEFAULT_MAX_SENTENCE_STEPS,
+  DEFAULT_SWIRES,
+  SwiresParamsSchema,
 } from "./params.ts";
-export type { SearchParams, SearchParamsInput } from "./params.ts";
+export type { SearchParams, SearchParamsInput, SwiresParams } from "./params.ts";
 export { sentenceEnd } from "../protocol/sentences.ts";
-export { candidateId, compareId, checkId, sampleKey, ITEM_ID_PATTERN } from "./ids.ts";
+export { candidateId, compareId, checkId, verifyId, sampleKey, ITEM_ID_PATTERN } from "./ids.ts";
 export * from "./types.ts";

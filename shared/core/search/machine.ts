@@ -6,7 +6,8 @@
 import { parseStructured } from "../protocol/stages.ts";
 import { defectOf } from "./candidates.ts";
 import { SearchError } from "./errors.ts";
-import { candidateId, checkId, compareId, sampleKey } from "./ids.ts";
+import { candidateId, checkId, compareId, sampleKey, verifyId } from "./ids.ts";
+import { rankByScore, type Ranked } from "./plan.ts";
 import { freshStep, type SearchState, type StepState } from "./state.ts";
 import { stepAfter } from "./strategies.ts";
 import { decide, matchWinner, openBracket, pendingMatches, type Bracket } from "./tournament.ts";
@@ -14,6 +15,7 @@ import {
   CheckResultSchema,
   CompareResultSchema,
   GenerateResultSchema,
+  VerifyResultSchema,
   type CandidateTrace,
   type CheckTrace,
   type ComparisonTrace,
@@ -21,10 +23,14 @@ import {
   type JudgeRequest,
   type GenerateResult,
   type JudgeResult,
+  type ScoreTrace,
   type SearchResult,
   type StepTrace,
+  type VerifyRequest,
+  type VerifyResult,
   type Work,
 } from "./types.ts";
+import { tallyVotes } from "./vote.ts";
 import type { z } from "zod";
 
 export function next(state: SearchState): Work {
@@ -37,11 +43,13 @@ export function next(state: SearchState): Work {
       return { kind: "judge", requests: checkRequests(state, step) };
     case "compare":
       return { kind: "judge", requests: compareRequests(state, step) };
+    case "verify":
+      return { kind: "verify", requests: verifyRequests(state, step) };
   }
 }
 
 /** Returns a new state; `state` and `results` are left untouched. */
-export function apply(state: SearchState, results: ReadonlyArray<GenerateResult | JudgeResult>): SearchState {
+export function apply(state: SearchState, results: ReadonlyArray<GenerateResult | JudgeResult | VerifyResult>): SearchState {
   const { itemId } = state.params;
   const step = state.current;
   const work = next(state);
@@ -59,6 +67,8 @@ export function apply(state: SearchState, results: ReadonlyArray<GenerateResult 
       return settle(applyChecks(state, step, work.requests as JudgeRequest[], byId));
     case "compare":
       return settle(applyVerdicts(state, step, byId));
+    case "verify":
+      return settle(applyScores(state, step, work.requests as VerifyRequest[], byId));
   }
 }
 
@@ -75,15 +85,32 @@ export function resultOf(state: SearchState): SearchResult {
   };
 }
 
+/** The text candidate `i` continues: base b holds candidates b·N … b·N + N − 1. */
+const baseOf = (step: StepState, i: number): string => step.bases[Math.floor(i / step.plan.candidates)]!;
+
 function generateRequests(state: SearchState, step: StepState): GenerateRequest[] {
   const { itemId, seed } = state.params;
   const { plan } = step;
-  return Array.from({ length: plan.candidates }, (_, i) => ({
+  const greedy = state.params.strategy === "greedy" ? { greedy: true as const } : {};
+  const logProb = plan.select === "vote" || plan.select === "vote-weighted" ? { logProb: true as const } : {};
+  return Array.from({ length: plan.candidates * step.bases.length }, (_, i) => ({
     id: candidateId(itemId, plan.key, i),
-    prefix: state.prefix,
+    prefix: baseOf(step, i),
     stop: plan.stop,
     maxTokens: plan.maxTokens,
     sampleKey: sampleKey(seed, itemId, plan.key, i),
+    ...greedy,
+    ...logProb,
+  }));
+}
+
+function verifyRequests(state: SearchState, step: StepState): VerifyRequest[] {
+  const { stop } = step.plan;
+  return step.candidates.map((c, i) => ({
+    id: verifyId(state.params.itemId, step.plan.key, i),
+    prefix: baseOf(step, i),
+    candidate: c.text,
+    stage: stop.kind === "stage" ? stop.stage : null,
   }));
 }
 
@@ -165,7 +192,8 @@ function applyCandidates(
       tokens: r.tokens,
       truncated: r.truncated,
       finished: r.finished ?? false,
-      defect: defectOf(step.plan.stop, state.prefix, r.text, r.truncated),
+      defect: defectOf(step.plan.stop, req.prefix, r.text, r.truncated),
+      logProb: r.logProb ?? null,
       detail: r.detail ?? null,
     };
   });
@@ -174,6 +202,19 @@ function applyCandidates(
     candidates: state.counts.candidates + candidates.length,
     generatedTokens: state.counts.generatedTokens + candidates.reduce((s, c) => s + c.tokens, 0),
   };
+  const select = step.plan.select;
+  if (select === "vote" || select === "vote-weighted") {
+    const { votes, winner } = tallyVotes(
+      candidates.map((c, i) => ({ text: baseOf(step, i) + c.text, tokens: c.tokens, logProb: c.logProb, defect: c.defect })),
+      select === "vote-weighted",
+    );
+    return { ...state, counts, current: { ...step, candidates, votes, ranking: [winner] } };
+  }
+  if (select === "verifier") {
+    // One candidate needs no score to be chosen.
+    if (candidates.length === 1) return { ...state, counts, current: { ...step, candidates, ranking: [0] } };
+    return { ...state, counts, current: { ...step, candidates, phase: "verify" } };
+  }
   // With one candidate the check could not change the outcome, so it is not asked.
   if (step.plan.check && candidates.length > 1) {
     return { ...state, counts, current: { ...step, candidates, phase: "check" } };
@@ -220,32 +261,62 @@ function applyVerdicts(state: SearchState, step: StepState, byId: Map<string, un
   return { ...state, counts, current: { ...step, bracket: decide(bracket, outcomes) } };
 }
 
-/** Closes the step once its tournament has a winner and plans the next one. */
+function applyScores(
+  state: SearchState,
+  step: StepState,
+  requests: readonly VerifyRequest[],
+  byId: Map<string, unknown>,
+): SearchState {
+  const { itemId } = state.params;
+  const scores: ScoreTrace[] = requests.map((req, candidate) => {
+    const r = parseResult(itemId, VerifyResultSchema, req.id, byId.get(req.id));
+    return { id: req.id, candidate, score: r.score, steps: r.steps, detail: r.detail ?? null };
+  });
+  const ranking = rankByScore(step.candidates.map((c, i) => ({ score: scores[i]!.score, defect: c.defect })));
+  return { ...state, current: { ...step, scores, ranking } };
+}
+
+/** Closes the step once a tournament, a verifier or a vote has picked its winner, and plans the next one. */
 function settle(state: SearchState): SearchState {
   const step = state.current;
-  if (step === null || step.bracket === null || step.bracket.winner === null) return state;
-  const winner = step.candidates[step.bracket.winner]!;
+  if (step === null) return state;
+  const winnerIndex = step.bracket?.winner ?? step.ranking?.[0] ?? null;
+  if (winnerIndex === null) return state;
+  const winner = step.candidates[winnerIndex]!;
   const trace: StepTrace = {
     label: step.plan.label,
     candidates: step.candidates,
     checks: step.checks,
-    entrants: step.bracket.entrants,
-    comparisons: step.bracket.matches.map((m) => comparisonTrace(state.params.itemId, step, m)),
-    winner: step.bracket.winner,
+    entrants: step.bracket?.entrants ?? step.candidates.map((_, i) => i),
+    comparisons: step.bracket?.matches.map((m) => comparisonTrace(state.params.itemId, step, m)) ?? [],
+    scores: step.scores,
+    votes: step.votes,
+    ranking: step.bracket === null ? (step.ranking ?? []) : [],
+    decision: null,
+    winner: winnerIndex,
   };
-  const prefix = state.prefix + winner.text;
-  const steps = [...state.steps, trace];
-  const plan = stepAfter(state.params, step.plan, {
+  const prefix = baseOf(step, winnerIndex) + winner.text;
+  const ranked: Ranked[] = (step.ranking ?? [winnerIndex]).map((i) => ({
+    text: baseOf(step, i) + step.candidates[i]!.text,
+    score: step.scores[i]?.score ?? null,
+    defect: step.candidates[i]!.defect,
+    finished: step.candidates[i]!.finished,
+  }));
+  const following = stepAfter(state.params, step.plan, {
     prefix,
-    stepsDone: steps.length,
+    stepsDone: state.steps.length + 1,
     lastFinished: winner.finished,
+    ranked,
+    pool: state.pool,
+    trace: [...state.steps, trace],
   });
   return {
     ...state,
     prefix,
     flawed: state.flawed || winner.defect !== null,
-    steps,
-    current: plan === null ? null : freshStep(plan),
+    steps: [...state.steps, { ...trace, decision: following?.decision ?? null }],
+    current: following === null ? null : freshStep(following.plan, following.bases),
+    pool: following?.pool ?? state.pool,
   };
 }
 

@@ -21,6 +21,31 @@ const nonNegativeInt = (field: string) => {
   return z.number({ error: err }).int({ error: err }).min(0, { error: err });
 };
 
+const nonNegativeNumber = (field: string) => {
+  const err = expected(field, "a number >= 0");
+  return z.number({ error: err }).min(0, { error: err });
+};
+
+/**
+ * Stage-wise retracing search after the reference's `swires.py`, with its defaults: one
+ * SUMMARY (the best of `summaryWidth`); four CAPTIONs of which the best two are kept; two REASONINGs from each kept caption;
+ * back to CAPTION (up to `maxRetraces` times) unless the `retraceRank`-th best reasoning so far
+ * scores above mean + `retraceZ`·sd of them all; one CONCLUSION from each of the best
+ * `conclusionFrom` reasonings; the best conclusion is the answer.
+ */
+export const SwiresParamsSchema = z.strictObject({
+  summaryWidth: positiveInt("swires.summaryWidth").default(1),
+  captionWidth: positiveInt("swires.captionWidth").default(4),
+  captionKeep: positiveInt("swires.captionKeep").default(2),
+  reasoningPerCaption: positiveInt("swires.reasoningPerCaption").default(2),
+  conclusionFrom: positiveInt("swires.conclusionFrom").default(3),
+  maxRetraces: nonNegativeInt("swires.maxRetraces").default(4),
+  retraceZ: nonNegativeNumber("swires.retraceZ").default(0.2533),
+  retraceRank: positiveInt("swires.retraceRank").default(2),
+});
+export type SwiresParams = z.output<typeof SwiresParamsSchema>;
+export const DEFAULT_SWIRES: SwiresParams = SwiresParamsSchema.parse({});
+
 const notAnObject = (iss: { code?: string; input?: unknown }) =>
   iss.code === "invalid_type" ? `search parameters must be an object, got ${show(iss.input)}` : undefined;
 
@@ -37,6 +62,10 @@ export const SearchParamsSchema = z.strictObject(
     /** Token cap of a stage or sentence candidate; a whole answer gets four times this. */
     maxStageTokens: positiveInt("maxStageTokens").default(DEFAULT_MAX_STAGE_TOKENS),
     maxSentenceSteps: positiveInt("maxSentenceSteps").default(DEFAULT_MAX_SENTENCE_STEPS),
+    /** Pick candidates by the verifier's pointwise scores instead of the pairwise judge (judge mode `verifier`). */
+    verifier: z.boolean({ error: expected("verifier", "true or false") }).optional(),
+    /** swires' widths, keep counts and retrace rule; absent, the reference's (DEFAULT_SWIRES). */
+    swires: SwiresParamsSchema.optional(),
   },
   { error: notAnObject },
 );

@@ -8,9 +8,17 @@ import { SearchParamsSchema, type SearchParams } from "./params.ts";
 import { UsageError } from "../usage-error.ts";
 import type { Strategy } from "./types.ts";
 
-/** `score`: one forward pass reads the choice's logits; `generate`: the reference's sampled, parsed verdict. */
-export const JUDGE_MODES = ["score", "generate"] as const;
+/**
+ * `score`: one forward pass reads the choice's logits; `generate`: the reference's sampled, parsed
+ * verdict (both pairwise, the paper's self-judge); `verifier`: a process verifier scores each
+ * candidate on its own, and a step keeps the best.
+ */
+export const PAIRWISE_JUDGE_MODES = ["score", "generate"] as const;
+export type PairwiseJudgeMode = (typeof PAIRWISE_JUDGE_MODES)[number];
+export const JUDGE_MODES = [...PAIRWISE_JUDGE_MODES, "verifier"] as const;
 export type JudgeMode = (typeof JUDGE_MODES)[number];
+
+export const isPairwise = (mode: JudgeMode): mode is PairwiseJudgeMode => mode !== "verifier";
 
 /** The seed every command uses unless told otherwise. */
 export const DEFAULT_SEED = 1;
@@ -42,21 +50,50 @@ export function parseSearchSettings(input: unknown): SearchSettings {
   throw new SettingsError(`invalid search settings: ${problems.join("; ")}`);
 }
 
-/** The search parameters of one item under these settings (the judge mode is the executor's business). */
+/**
+ * The search parameters of one item under these settings. Which pairwise judge answers is the
+ * executor's business; a verifier changes the work itself (verifications instead of comparisons).
+ */
 export function paramsFor(itemId: string, settings: SearchSettings): SearchParams {
-  const { judgeMode: _judgeMode, ...search } = settings;
-  return { itemId, ...search };
+  const { judgeMode, ...search } = settings;
+  return { itemId, ...search, ...(judgeMode === "verifier" && STRATEGY_JUDGES[settings.strategy] ? { verifier: true } : {}) };
 }
 
-/** Settings in a few words, naming only what the strategy uses: `none`, `stage N=4 score`. */
-export function settingsLabel(s: SearchSettings): string {
-  return s.strategy === "none" ? "none" : `${s.strategy} N=${s.beam} ${s.judgeMode}`;
+/** Whether a run under these settings asks a verifier for scores. */
+export function needsVerifier(s: Pick<SearchSettings, "strategy" | "judgeMode">): boolean {
+  return s.strategy === "swires" || (s.judgeMode === "verifier" && STRATEGY_JUDGES[s.strategy]);
 }
+
+/** Settings in a few words, naming only what the strategy uses: `none`, `vote N=4`, `stage N=4 score`. */
+export function settingsLabel(s: SearchSettings): string {
+  if (s.strategy === "swires") return "swires";
+  if (!STRATEGY_USES_BEAM[s.strategy]) return s.strategy;
+  return STRATEGY_JUDGES[s.strategy] ? `${s.strategy} N=${s.beam} ${s.judgeMode}` : `${s.strategy} N=${s.beam}`;
+}
+
+/** Strategies whose candidates a judge or verifier picks from (the others take --judge but do not use it). */
+const STRATEGY_JUDGES: Record<Strategy, boolean> = {
+  none: false,
+  greedy: false,
+  "best-of-n": true,
+  vote: false,
+  "vote-weighted": false,
+  sentence: true,
+  stage: true,
+  swires: true,
+};
+
+const STRATEGY_USES_BEAM: Record<Strategy, boolean> = { ...STRATEGY_JUDGES, vote: true, "vote-weighted": true, swires: false };
 
 /** What a strategy spends its candidates on, for help pages and tables. */
 export const STRATEGY_USES: Record<Strategy, string> = {
   none: "one sampled pass; --beam and --judge are not used",
-  "best-of-n": "N whole answers, knock-out judged (--beam N, --judge)",
+  "best-of-n": "N whole answers, knock-out judged or verifier-scored (--beam N, --judge)",
   sentence: "sentence-level beam: N candidates per sentence, judged (--beam N, --judge)",
   stage: "stage-level beam (the paper's method): N candidates per stage, judged (--beam N, --judge)",
+  greedy: "one pass, the most likely token at every step; --beam and --judge are not used",
+  vote: "N whole answers; the most frequent CONCLUSION wins, ties to the higher mean token log-prob (--beam N; no judge)",
+  "vote-weighted": "as vote, each vote weighted by its answer's geometric-mean token probability (--beam N; no judge)",
+  swires:
+    "stage-wise retracing search (the reference's swires.py) scored by the verifier: 4 captions keep 2, 2 reasonings each, retrace to CAPTION up to 4 times, 3 conclusions; --beam and --judge are not used",
 };

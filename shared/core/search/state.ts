@@ -6,19 +6,33 @@
 import { z } from "zod";
 import { SearchError } from "./errors.ts";
 import { parseSearchParams, SearchParamsSchema, type SearchParamsInput } from "./params.ts";
-import { firstStep, StepPlanSchema, type StepPlan } from "./strategies.ts";
+import { firstStep, PoolEntrySchema, StepPlanSchema, type StepPlan } from "./strategies.ts";
 import { BracketSchema } from "./tournament.ts";
-import { CandidateTraceSchema, CheckTraceSchema, CountsSchema, StepTraceSchema } from "./types.ts";
+import {
+  CandidateTraceSchema,
+  CheckTraceSchema,
+  CountsSchema,
+  ScoreTraceSchema,
+  StepTraceSchema,
+  VoteTraceSchema,
+} from "./types.ts";
 
-export const STATE_VERSION = 1;
+/** 2: steps continue several base texts, and pick by verifier scores or votes as well as by the judge. */
+export const STATE_VERSION = 2;
 
 export const StepStateSchema = z.object({
   plan: StepPlanSchema,
-  /** What the step waits for: candidates, reasoning checks, or the verdicts of a tournament round. */
-  phase: z.enum(["generate", "check", "compare"]),
+  /** What the step waits for: candidates, reasoning checks, the verdicts of a tournament round, or verifier scores. */
+  phase: z.enum(["generate", "check", "compare", "verify"]),
+  /** The texts the candidates continue, `plan.candidates` each, in order (the accepted text alone, but for swires). */
+  bases: z.array(z.string()).min(1),
   candidates: z.array(CandidateTraceSchema),
   checks: z.array(CheckTraceSchema),
+  scores: z.array(ScoreTraceSchema),
+  votes: z.array(VoteTraceSchema),
   bracket: BracketSchema.nullable(),
+  /** Every candidate best first, once a verifier or a vote has decided; null while undecided or under a tournament. */
+  ranking: z.array(z.number().int().nonnegative()).nullable(),
 });
 export type StepState = z.infer<typeof StepStateSchema>;
 
@@ -32,12 +46,14 @@ export const SearchStateSchema = z.object({
   steps: z.array(StepTraceSchema),
   /** null once the search is done. */
   current: StepStateSchema.nullable(),
+  /** Candidates a strategy keeps across steps (swires' reasonings); empty for the others. */
+  pool: z.array(PoolEntrySchema),
   counts: CountsSchema,
 });
 export type SearchState = z.infer<typeof SearchStateSchema>;
 
-export function freshStep(plan: StepPlan): StepState {
-  return { plan, phase: "generate", candidates: [], checks: [], bracket: null };
+export function freshStep(plan: StepPlan, bases: string[]): StepState {
+  return { plan, phase: "generate", bases, candidates: [], checks: [], scores: [], votes: [], bracket: null, ranking: null };
 }
 
 export function createSearch(input: SearchParamsInput): SearchState {
@@ -48,7 +64,8 @@ export function createSearch(input: SearchParamsInput): SearchState {
     prefix: "",
     flawed: false,
     steps: [],
-    current: freshStep(firstStep(params)),
+    current: freshStep(firstStep(params), [""]),
+    pool: [],
     counts: { candidates: 0, comparisons: 0, checks: 0, generatedTokens: 0 },
   };
 }

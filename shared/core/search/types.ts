@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { STAGES } from "../protocol/stages.ts";
 
-export const STRATEGIES = ["none", "best-of-n", "sentence", "stage"] as const;
+export const STRATEGIES = ["none", "best-of-n", "sentence", "stage", "greedy", "vote", "vote-weighted", "swires"] as const;
 export type Strategy = (typeof STRATEGIES)[number];
 
 export const StageSchema = z.enum(STAGES);
@@ -33,6 +33,10 @@ export const GenerateRequestSchema = z.object({
   maxTokens: z.number().int().positive(),
   /** The engine derives the candidate's random stream from this alone, so batching and worker placement do not matter. */
   sampleKey: z.string(),
+  /** Take the most likely token at every step instead of sampling (the `greedy` strategy). */
+  greedy: z.literal(true).optional(),
+  /** Report the continuation's log-probability (`logProb`), which votes weigh and break ties by. */
+  logProb: z.literal(true).optional(),
 });
 export type GenerateRequest = z.infer<typeof GenerateRequestSchema>;
 
@@ -69,6 +73,8 @@ export const GenerateResultSchema = z.object({
   truncated: z.boolean(),
   /** The engine produced its end-of-sequence token. */
   finished: z.boolean().optional(),
+  /** Sum of the model's log-probabilities of the kept tokens (softmax at temperature 1), when the request asked for it. */
+  logProb: z.number().optional(),
   detail: DetailSchema.optional(),
 });
 export type GenerateResult = z.infer<typeof GenerateResultSchema>;
@@ -88,7 +94,32 @@ export type CompareResult = z.infer<typeof CompareResultSchema>;
 export type CheckResult = z.infer<typeof CheckResultSchema>;
 export type JudgeResult = z.infer<typeof JudgeResultSchema>;
 
-export const WorkResultSchema = z.union([GenerateResultSchema, CompareResultSchema, CheckResultSchema]);
+/**
+ * A pointwise verification: the verifier reads the item's image and question, the accepted text
+ * `prefix` and the candidate, cut into steps by the verifier's rule for `stage` (null: a whole
+ * answer or a sentence, the rule's default).
+ */
+export const VerifyRequestSchema = z.object({
+  id: WorkIdSchema,
+  prefix: z.string(),
+  candidate: z.string(),
+  stage: StageSchema.nullable(),
+});
+export type VerifyRequest = z.infer<typeof VerifyRequestSchema>;
+
+const Probability = z.number().min(0).max(1);
+
+export const VerifyResultSchema = z.object({
+  id: z.string(),
+  /** The pooled score in [0, 1]; higher is better. */
+  score: Probability,
+  /** Each step's score, in order. */
+  steps: z.array(Probability),
+  detail: DetailSchema.optional(),
+});
+export type VerifyResult = z.infer<typeof VerifyResultSchema>;
+
+export const WorkResultSchema = z.union([GenerateResultSchema, CompareResultSchema, CheckResultSchema, VerifyResultSchema]);
 export type WorkResult = z.infer<typeof WorkResultSchema>;
 
 /** Why a candidate cannot be accepted as it is; it loses to a flawless one without a comparison. */
@@ -103,6 +134,8 @@ export const CandidateTraceSchema = z.object({
   truncated: z.boolean(),
   finished: z.boolean(),
   defect: DefectSchema.nullable(),
+  /** GenerateResult.logProb, when the executor reported it. */
+  logProb: z.number().nullable(),
   detail: DetailSchema.nullable(),
 });
 export type CandidateTrace = z.infer<typeof CandidateTraceSchema>;
@@ -114,6 +147,25 @@ export const CheckTraceSchema = z.object({
   detail: DetailSchema.nullable(),
 });
 export type CheckTrace = z.infer<typeof CheckTraceSchema>;
+
+export const ScoreTraceSchema = z.object({
+  id: z.string(),
+  candidate: z.number().int().nonnegative(),
+  score: Probability,
+  steps: z.array(Probability),
+  detail: DetailSchema.nullable(),
+});
+export type ScoreTrace = z.infer<typeof ScoreTraceSchema>;
+
+/** One answer of a vote: who voted for it and with what weight (1 a vote, or the candidate's certainty). */
+export const VoteTraceSchema = z.object({
+  answer: z.string(),
+  candidates: z.array(z.number().int().nonnegative()),
+  weight: z.number(),
+  /** Mean over its voters of their mean token log-probability: the tie-break. */
+  meanLogProb: z.number().nullable(),
+});
+export type VoteTrace = z.infer<typeof VoteTraceSchema>;
 
 /**
  * One match of the knock-out. `first`/`second` are candidate indices; `verdict` says which
@@ -139,6 +191,14 @@ export const StepTraceSchema = z.object({
   /** Candidate indices that entered the tournament (all, unless the REASONING check dropped some). */
   entrants: z.array(z.number().int().nonnegative()),
   comparisons: z.array(ComparisonTraceSchema),
+  /** Verifier scores of the candidates (verifier steps). */
+  scores: z.array(ScoreTraceSchema).default([]),
+  /** The answers voted for, the winning one first (vote steps). */
+  votes: z.array(VoteTraceSchema).default([]),
+  /** Every candidate, best first, where a verifier ranked them all; a vote's winner alone; empty after a tournament. */
+  ranking: z.array(z.number().int().nonnegative()).default([]),
+  /** What the strategy decided after the step and why (swires: the retrace test). */
+  decision: DetailSchema.nullable().default(null),
   winner: z.number().int().nonnegative(),
 });
 export type StepTrace = z.infer<typeof StepTraceSchema>;
@@ -164,10 +224,11 @@ export const SearchResultSchema = z.object({
 });
 export type SearchResult = z.infer<typeof SearchResultSchema>;
 
-/** What a driver must do next: run these generations, run these judgements, or store the result. */
+/** What a driver must do next: run these generations, judgements or verifications, or store the result. */
 export const WorkSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("generate"), requests: z.array(GenerateRequestSchema) }),
   z.object({ kind: z.literal("judge"), requests: z.array(JudgeRequestSchema) }),
+  z.object({ kind: z.literal("verify"), requests: z.array(VerifyRequestSchema) }),
   z.object({ kind: z.literal("done"), result: SearchResultSchema }),
 ]);
 export type Work = z.infer<typeof WorkSchema>;

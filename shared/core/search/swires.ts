@@ -1,0 +1,78 @@
+/**
+ * swires: the reference's stage-wise retracing search (LLaVA-CoT's `swires.py`), scored by the
+ * verifier. The reference scores with an external reward model and retraces unless the second
+ * best reasoning scores above that model's population mean + 0.2533·sd (−0.77 and 2.08, its
+ * published statistics); a verifier's scores in [0, 1] have no such population, so the cutoff is
+ * mean + `retraceZ`·sd of the reasonings scored so far for the item, and the `retraceRank`-th
+ * best must clear it: the search goes on once that many reasonings stand out from the rest.
+ * Like the reference, reasonings pile up over retraces and the conclusions are written from the
+ * best of them all.
+ */
+import { DEFAULT_SWIRES, type SearchParams } from "./params.ts";
+import { rankByScore, stageStep, type NextStep, type PoolEntry, type Progress, type StepPlan } from "./plan.ts";
+
+const settingsOf = (p: SearchParams) => p.swires ?? DEFAULT_SWIRES;
+
+const retraceOf = (plan: StepPlan): number => Number(/-r(\d+)$/.exec(plan.key)?.[1] ?? 0);
+
+export function swiresFirst(p: SearchParams): StepPlan {
+  return stageStep(p, "SUMMARY", settingsOf(p).summaryWidth, "verifier");
+}
+
+/** Mean and population standard deviation. */
+function spread(xs: readonly number[]): { mean: number; sd: number } {
+  const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
+  return { mean, sd: Math.sqrt(xs.reduce((s, x) => s + (x - mean) ** 2, 0) / xs.length) };
+}
+
+const round = (x: number) => Math.round(x * 1e6) / 1e6;
+
+export function swiresAfter(p: SearchParams, done: StepPlan, g: Progress): NextStep | null {
+  if (g.lastFinished || done.stop.kind !== "stage") return null;
+  const s = settingsOf(p);
+  const retrace = retraceOf(done);
+  const captions = (r: number): NextStep => ({
+    plan: stageStep(p, "CAPTION", s.captionWidth, "verifier", r),
+    // The SUMMARY step continues nothing, so its winner's text is the accepted summary.
+    bases: [g.trace[0]!.candidates[g.trace[0]!.winner]!.text],
+    pool: [...g.pool],
+  });
+  switch (done.stop.stage) {
+    case "SUMMARY":
+      return captions(0);
+    case "CAPTION":
+      return {
+        plan: stageStep(p, "REASONING", s.reasoningPerCaption, "verifier", retrace),
+        bases: g.ranked.slice(0, s.captionKeep).map((c) => c.text),
+        pool: [...g.pool],
+      };
+    case "REASONING": {
+      const pool: PoolEntry[] = [
+        ...g.pool,
+        ...g.ranked.map((c) => ({ text: c.text, score: c.score ?? 0, defect: c.defect, finished: c.finished })),
+      ];
+      const scores = pool.map((e) => e.score).sort((a, b) => b - a);
+      const { mean, sd } = spread(scores);
+      const cutoff = mean + s.retraceZ * sd;
+      const tested = scores[s.retraceRank - 1] ?? -Infinity;
+      const clear = tested > cutoff;
+      const again = !clear && retrace < s.maxRetraces;
+      const decision = {
+        reasonings: pool.length,
+        tested: Number.isFinite(tested) ? round(tested) : "none",
+        cutoff: round(cutoff),
+        retrace: again,
+      };
+      if (again) return { ...captions(retrace + 1), pool, decision };
+      const best = rankByScore(pool).slice(0, s.conclusionFrom);
+      return {
+        plan: stageStep(p, "CONCLUSION", 1, "verifier"),
+        bases: best.map((i) => pool[i]!.text),
+        pool: [],
+        decision,
+      };
+    }
+    case "CONCLUSION":
+      return null;
+  }
+}
