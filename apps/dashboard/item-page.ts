@@ -1,7 +1,8 @@
 /**
  * `/runs/<run>/items/<item>`: the result viewer. The image, the question and answer, the four
- * chosen stages, and per step every candidate and the knock-out tree with each verdict and the
- * winner's path; for a failed item its failure record.
+ * chosen stages, and per step every candidate with its check and verifier score, the knock-out
+ * tree with each verdict and the winner's path (or the verifier's ranking, or a vote's answers);
+ * for a failed item its failure record.
  */
 import type { FailureRecord, ResultRecord } from "../../workers/fleet/records.ts";
 import { href, html, type Html } from "./html.ts";
@@ -22,6 +23,7 @@ function candidateRow(c: CandidateView): Html {
 <td class="text">${c.text}</td>
 <td class="num">${c.tokens}</td>
 <td>${c.check ? html`<span class="check check-${c.check.verdict}">${c.check.verdict}</span>${c.check.detail ? html` <span class="detail">${c.check.detail}</span>` : ""}` : "—"}</td>
+<td class="num">${c.score ? html`<span class="score">${c.score.value.toFixed(3)}</span> <span class="detail">steps ${c.score.steps.map((x) => x.toFixed(2)).join(" · ")}</span>` : "—"}</td>
 <td>${marks}</td>
 </tr>`;
 }
@@ -48,12 +50,25 @@ function stepSection(s: StepView): Html {
           (m, i) =>
             html`${i > 0 ? " → " : ""}<span class="hop">beat c${m.winner === m.first ? m.second : m.first} in round ${m.round}</span>`,
         );
+  const chosen = s.bracket
+    ? html`<div class="bracket"><h4>Knock-out</h4><ul class="tree">${bracketNode(s.bracket)}</ul></div>
+<p class="winner-path">Winner's path: c${s.winner} ${path}</p>`
+    : "";
+  const ranking =
+    s.ranking.length > 0 ? html`<p class="ranking">Verifier's ranking: ${s.ranking.map((c) => `c${c}`).join(" > ")}</p>` : "";
+  const votes =
+    s.votes.length > 0
+      ? html`<div class="votes"><h4>Votes</h4><ul>${s.votes.map(
+          (v) =>
+            html`<li data-answer="${v.answer}"><b>${v.answer}</b>: weight ${v.weight.toFixed(3)} from ${v.candidates.map((c) => `c${c}`).join(", ")}</li>`,
+        )}</ul></div>`
+      : "";
+  const decision = s.decision ? html`<p class="decision">Decision: ${s.decision}</p>` : "";
   return html`<section class="step" data-step="${s.label}">
 <h3>${s.label} <span class="small">winner c${s.winner}</span></h3>
-<table class="candidates"><thead><tr><th></th><th>text</th><th>tokens</th><th>check</th><th></th></tr></thead>
+<table class="candidates"><thead><tr><th></th><th>text</th><th>tokens</th><th>check</th><th>score</th><th></th></tr></thead>
 <tbody>${s.candidates.map(candidateRow)}</tbody></table>
-<div class="bracket"><h4>Knock-out</h4><ul class="tree">${bracketNode(s.bracket)}</ul></div>
-<p class="winner-path">Winner's path: c${s.winner} ${path}</p>
+${chosen}${ranking}${votes}${decision}
 </section>`;
 }
 

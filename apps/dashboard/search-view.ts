@@ -5,7 +5,7 @@
  * winner took.
  */
 import { STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
-import type { ComparisonTrace, Defect, Detail, SearchResult, StepTrace } from "../../shared/core/search/types.ts";
+import type { ComparisonTrace, Defect, Detail, SearchResult, StepTrace, VoteTrace } from "../../shared/core/search/types.ts";
 
 export interface CandidateView {
   index: number;
@@ -15,6 +15,8 @@ export interface CandidateView {
   defect: Defect | null;
   /** The REASONING check's verdict, when the step ran one. */
   check: { verdict: "correct" | "incorrect"; detail: string | null } | null;
+  /** The verifier's pooled score and its step scores, when a verifier scored the step. */
+  score: { value: number; steps: number[] } | null;
   /** Entered the knock-out (a failed REASONING check keeps a candidate out). */
   entered: boolean;
   winner: boolean;
@@ -39,10 +41,17 @@ export type BracketNode =
 export interface StepView {
   label: string;
   candidates: CandidateView[];
-  bracket: BracketNode;
+  /** The knock-out; null where the step chose without one (a verifier's ranking, a vote). */
+  bracket: BracketNode | null;
   winner: number;
   /** The matches the winner won, round by round. */
   winnerPath: ComparisonTrace[];
+  /** A vote's answers, the winning one first. */
+  votes: VoteTrace[];
+  /** Every candidate best first, where a verifier ranked them. */
+  ranking: number[];
+  /** What the strategy decided after the step and why (swires: whether it retraced). */
+  decision: string | null;
 }
 
 export interface SearchView {
@@ -98,6 +107,7 @@ export function stepView(step: StepTrace): StepView {
     label: step.label,
     candidates: step.candidates.map((c, index) => {
       const check = step.checks.find((k) => k.candidate === index);
+      const score = step.scores.find((k) => k.candidate === index);
       return {
         index,
         text: c.text,
@@ -105,13 +115,17 @@ export function stepView(step: StepTrace): StepView {
         truncated: c.truncated,
         defect: c.defect,
         check: check ? { verdict: check.verdict, detail: detailText(check.detail) } : null,
+        score: score ? { value: score.score, steps: score.steps } : null,
         entered: entered.has(index),
         winner: index === step.winner,
       };
     }),
-    bracket: bracketOf(step),
+    bracket: step.comparisons.length > 0 || step.entrants.length === 1 ? bracketOf(step) : null,
     winner: step.winner,
     winnerPath: step.comparisons.filter((m) => m.winner === step.winner).sort((a, b) => a.round - b.round),
+    votes: step.votes,
+    ranking: step.ranking,
+    decision: detailText(step.decision),
   };
 }
 

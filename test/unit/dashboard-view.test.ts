@@ -130,9 +130,31 @@ describe("the search view", () => {
     const result = await runSearch({ itemId: "i", strategy: "stage", beam, seed: 4 }, open);
     for (const step of searchView(result).steps) {
       const trace = result.steps.find((s) => s.label === step.label)!;
-      expect(leaves(step.bracket).sort()).toEqual([...trace.entrants].sort());
-      expect(matchCount(step.bracket)).toBe(trace.comparisons.length);
-      expect(step.bracket.kind === "match" ? step.bracket.winner : step.bracket.candidate).toBe(trace.winner);
+      const bracket = step.bracket!;
+      expect(leaves(bracket).sort()).toEqual([...trace.entrants].sort());
+      expect(matchCount(bracket)).toBe(trace.comparisons.length);
+      expect(bracket.kind === "match" ? bracket.winner : bracket.candidate).toBe(trace.winner);
+    }
+  });
+
+  it("shows a verifier's scores and ranking where a step had no knock-out", async () => {
+    const open = await createScriptedHost().open({ id: "i", image: PNG, question: "How many?" }, { judgeMode: "score" });
+    const score = (id: string) => ((id.length * 7) % 10) / 10;
+    const result = await runSearch(
+      { itemId: "i", strategy: "stage", beam: 3, seed: 4, verifier: true },
+      {
+        ...open,
+        verify: async (requests) => requests.map((r) => ({ id: r.id, score: score(r.id), steps: [score(r.id)] })),
+      },
+    );
+    for (const step of searchView(result).steps) {
+      const trace = result.steps.find((s) => s.label === step.label)!;
+      expect(step.bracket).toBeNull();
+      expect(step.ranking).toEqual(trace.ranking);
+      expect(step.ranking[0]).toBe(trace.winner);
+      expect(step.candidates.map((c) => c.score?.value)).toEqual(
+        trace.candidates.map((_, i) => trace.scores.find((x) => x.candidate === i)!.score),
+      );
     }
   });
 
