@@ -99,12 +99,7 @@ describe("the feeder over a real Redis, with stand-in queues and S3", () => {
     expect(JSON.stringify(m.added[0]!.data).length).toBeLessThan(2_000); // no image bytes, only a URI
     expect(m.objects.get("runs/bp/index/000000000.json")).toEqual({
       chunk: 0,
-      entries: [1, 2, 3, 4].map((l) => [
-        l,
-        `s3-${String(l - 1).padStart(6, "0")}`,
-        `s3-${String(l - 1).padStart(6, "0")}`,
-        "item",
-      ]),
+      entries: [1, 2, 3, 4].map((l) => [l, `s3-${String(l - 1).padStart(6, "0")}`, `s3-${String(l - 1).padStart(6, "0")}`]),
     });
     const runManifest = m.objects.get("runs/bp/manifest.json") as { settings: unknown; submits: unknown[] };
     expect(runManifest.settings).toMatchObject({ strategy: "stage", beam: 4 });
@@ -172,11 +167,27 @@ describe("the feeder over a real Redis, with stand-in queues and S3", () => {
       reason: "manifest-question",
     });
     expect(await m.deps.ledger.outcomeOf("dup", "b")).toBe("b:manifest-question");
+    // The duplicate line has its own failure record, apart from the first line's item.
+    expect(m.objects.get("runs/dup/failed/_dup-line-2.json")).toMatchObject({
+      kind: "failure",
+      stage: "submit",
+      line: 2,
+      id: "a",
+      reason: "duplicate-id",
+      field: "id",
+      message: 'id "a" is already used by line 1; expected an id unique within the run',
+    });
+    expect(await m.deps.ledger.outcomeOf("dup", "_dup-line-2")).toBe("b:duplicate-id");
     bad.length = 0;
     expect(await submitRun(opts, m.deps)).toMatchObject({ enqueued: 0, skipped: 1, duplicates: 1, bad: 1 });
     // The refused line is looked at again (it may have been fixed) and counted once in the run.
     expect(bad).toEqual([expect.objectContaining({ line: 3, reason: "manifest-question" })]);
-    expect(await m.deps.ledger.counts("dup")).toMatchObject({ items: 2, failed: 1 });
+    // Each line once: the item, the bad line and the duplicate line (failed for its reason).
+    expect(await m.deps.ledger.counts("dup")).toMatchObject({
+      items: 3,
+      failed: 2,
+      failedByReason: { "manifest-question": 1, "duplicate-id": 1 },
+    });
   });
 });
 

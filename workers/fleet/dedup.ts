@@ -23,6 +23,9 @@ export function lineKey(e: ManifestEntry): string {
   return e.id !== undefined ? toItemId(e.id) : `_line-${e.line}`;
 }
 
+/** The key a duplicate line's failure record is kept under (its id's key belongs to the first line). */
+export const duplicateLineKey = (line: number): string => `_dup-line-${line}`;
+
 /** The lines of a chunk, in order, each with its item id and what it is. */
 export async function sortChunk(run: string, chunk: readonly ManifestEntry[], ledger: RunLedger): Promise<SortedLine[]> {
   const keys = chunk.map(lineKey);

@@ -294,17 +294,9 @@ async function exportPass(run: string, kind: FileKind, sink: Sink, opts: ExportO
         all.map((e) => e[1]),
       );
       // Only up to the first item not finished yet, unless the run is over.
-      const firstOpen = runOver ? -1 : all.findIndex((e, i) => e[3] === "item" && outcomes[i] === null);
+      const firstOpen = runOver ? -1 : all.findIndex((_, i) => outcomes[i] === null);
       const upTo = firstOpen >= 0 ? firstOpen : all.length;
-      const items = all
-        .slice(0, upTo)
-        .map((e, i) => [e, outcomes[i] ?? null] as const)
-        .filter(([e]) => e[3] === "item");
-      await write(
-        items.map(([e]) => e),
-        items.map(([, o]) => o),
-        runOver,
-      );
+      await write(all.slice(0, upTo), outcomes.slice(0, upTo), runOver);
       position = upTo < all.length ? { chunk: chunk.chunk, entry: from + upTo } : { chunk: chunk.chunk + 1, entry: 0 };
       await sink.checkpoint(position, false);
       if (upTo < all.length) {

@@ -24,7 +24,7 @@ import { OPENAI_SETTING_FIELDS, type LineSettings } from "../../shared/io/openai
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { waitForRoom, type BacklogOptions } from "./backpressure.ts";
 import { recordBadLine, type BadLine } from "./bad-lines.ts";
-import { sortChunk } from "./dedup.ts";
+import { duplicateLineKey, sortChunk } from "./dedup.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
 import { ImageStager } from "./image-staging.ts";
 import { requestJob } from "./jobs.ts";
@@ -207,13 +207,31 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
     for (const sorted of await sortChunk(run, chunk, ledger)) {
       const { entry: e, key } = sorted;
       const id = e.ok ? e.item.id : (e.id ?? null);
-      index.push([e.line, key, id, sorted.kind === "duplicate" ? "duplicate" : "item"]);
+      index.push([e.line, sorted.kind === "duplicate" ? duplicateLineKey(e.line) : key, id]);
       if (sorted.kind === "skipped") {
         progress.skipped++;
         metrics?.itemsSubmitted.inc({ outcome: "skipped" });
       } else if (sorted.kind === "duplicate") {
         progress.duplicates++;
         metrics?.itemsSubmitted.inc({ outcome: "duplicate" });
+        // Recorded under a key of its own (the id's key is the first line's item), so the line
+        // has a failure record and counts in the run's failures by reason.
+        await recordBadLine(
+          run,
+          {
+            line: e.line,
+            id,
+            item: duplicateLineKey(e.line),
+            reason: "duplicate-id",
+            field: "id",
+            message: `id ${JSON.stringify(id ?? key)} is already used by line ${sorted.firstLine}; expected an id unique within the run`,
+          },
+          e.ok
+            ? { image: e.item.image, question: e.item.question, answer: e.item.answer ?? null }
+            : { image: null, question: null, answer: null },
+          deps,
+          now(),
+        );
         opts.onDuplicate?.({ line: e.line, id: id ?? key, firstLine: sorted.firstLine });
       } else if (!e.ok) {
         await recordBad(

@@ -1,15 +1,14 @@
 /**
  * The run's record of manifest order, runs/<run>/index/<chunk>.json, one object per feeder
- * chunk: each line's number, item id and id as written (custom_id), and whether it became an
- * item of its own. `export` walks it to write the output files in manifest order without
+ * chunk: each line's number, the item it counts as (a duplicate line counts as its own
+ * `_dup-line-<line>`, failed for its reason) and the id as written (custom_id). `export` walks it to write the output files in manifest order without
  * reading the manifest again. Chunks are cut at fixed positions (the run's chunk size), so a
  * resumed feeder writes the same chunk again rather than a different one.
  */
 import { z } from "zod";
 import { indexKey, indexPrefix, type S3Store } from "../../shared/io/storage/s3-store.ts";
 
-/** item: the line holds an item (enqueued or refused); duplicate: its id was on an earlier line. */
-export const IndexEntrySchema = z.tuple([z.number().int(), z.string(), z.string().nullable(), z.enum(["item", "duplicate"])]);
+export const IndexEntrySchema = z.tuple([z.number().int(), z.string(), z.string().nullable()]);
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 
 export const IndexChunkSchema = z.object({ chunk: z.number().int().nonnegative(), entries: z.array(IndexEntrySchema) });
