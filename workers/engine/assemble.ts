@@ -10,7 +10,7 @@ import type { JudgeTemplates } from "../../shared/core/prompts/templates.ts";
 import { CachedBackend, ReferenceBackend, type Backend } from "./backend.ts";
 import { BatchExecutor, type EngineObserver } from "./batch-executor.ts";
 import { EngineRequestError, ModelFolderError } from "./errors.ts";
-import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "./image.ts";
+import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "../../shared/io/image-policy.ts";
 import { PAIRWISE_JUDGE_MODES, type PairwiseJudgeMode } from "../../shared/core/search/settings.ts";
 import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";

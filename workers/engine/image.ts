@@ -5,20 +5,16 @@
  * item and what was expected.
  */
 import sharp from "sharp";
-import type { KernelEnum, Metadata, OutputInfo } from "sharp";
+import type { KernelEnum, OutputInfo } from "sharp";
+import {
+  checkImageHeader,
+  corruptProblem,
+  DEFAULT_IMAGE_LIMITS,
+  decodeOptions,
+  type ImageLimits,
+} from "../../shared/io/image-policy.ts";
 import { ItemInputError } from "./errors.ts";
 import type { PreprocessorSpec } from "./model-folder.ts";
-
-export interface ImageLimits {
-  /** Largest encoded image accepted, in bytes. */
-  maxBytes: number;
-  /** Largest decoded image accepted, in pixels (width × height); also sharp's limitInputPixels. */
-  maxPixels: number;
-}
-
-export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxBytes: 20 * 1024 * 1024, maxPixels: 40_000_000 };
-
-const FORMATS = "PNG, JPEG, WebP, GIF, AVIF or TIFF image";
 
 /** PIL resample codes → sharp kernels. */
 function kernelFor(resample: number): keyof KernelEnum {
@@ -32,10 +28,6 @@ function kernelFor(resample: number): keyof KernelEnum {
     default:
       return "cubic";
   }
-}
-
-function describeBytes(n: number): string {
-  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} bytes`;
 }
 
 /** An image whose bytes passed the checks below: its encoded bytes and its decoded size, read from the header. */
@@ -54,38 +46,22 @@ export async function checkImage(
   image: unknown,
   limits: ImageLimits = DEFAULT_IMAGE_LIMITS,
 ): Promise<CheckedImage> {
-  const fail = (problem: string) => new ItemInputError(itemId, "image", problem);
   if (!(image instanceof Uint8Array)) {
-    throw fail(`expected the image file's bytes (a Buffer), got ${image === null ? "null" : typeof image}`);
+    throw new ItemInputError(
+      itemId,
+      "image",
+      `expected the image file's bytes (a Buffer), got ${image === null ? "null" : typeof image}`,
+    );
   }
   const bytes = Buffer.isBuffer(image) ? image : Buffer.from(image.buffer, image.byteOffset, image.byteLength);
-  if (bytes.length === 0) throw fail(`is empty (0 bytes); expected a ${FORMATS}`);
-  if (bytes.length > limits.maxBytes) {
-    throw fail(`is ${describeBytes(bytes.length)}; expected at most ${describeBytes(limits.maxBytes)}`);
-  }
-  let meta: Metadata;
-  try {
-    // Header only: the size is checked below, with a message that names it.
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (err) {
-    throw fail(`is not a readable image (${(err as Error).message}); expected a ${FORMATS}`);
-  }
-  const width = meta.width ?? 0;
-  const height = meta.height ?? 0;
-  if (width <= 0 || height <= 0) throw fail(`has no size (${width}x${height}); expected a ${FORMATS}`);
-  if (width * height > limits.maxPixels) {
-    throw fail(`is ${width}x${height} = ${width * height} pixels; expected at most ${limits.maxPixels} pixels`);
-  }
-  return { bytes, width, height };
+  const header = await checkImageHeader(bytes, limits);
+  if (!header.ok) throw new ItemInputError(itemId, "image", header.problem);
+  return { bytes, width: header.width, height: header.height };
 }
 
 /** The ItemInputError for an image that passed checkImage but failed to decode. */
 export function corruptImageError(itemId: string, err: unknown): ItemInputError {
-  return new ItemInputError(
-    itemId,
-    "image",
-    `is truncated or corrupt (${(err as Error).message}); expected a complete ${FORMATS}`,
-  );
+  return new ItemInputError(itemId, "image", corruptProblem(err));
 }
 
 /**
@@ -103,7 +79,7 @@ export async function preprocessImage(
   if (!spec.doResize && (width !== spec.width || height !== spec.height)) {
     throw fail(`is ${width}x${height}; expected ${spec.width}x${spec.height} (the model does not resize)`);
   }
-  const open = () => sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: "truncated", sequentialRead: true });
+  const open = () => sharp(bytes, decodeOptions(limits));
 
   let data: Buffer;
   let info: OutputInfo;

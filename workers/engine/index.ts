@@ -21,4 +21,4 @@ export { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.t
 export { loadModelFolder, type ModelFolder } from "./model-folder.ts";
 export { modelDigest } from "./model-digest.ts";
 export { REQUIRED_FILES } from "./model-files.ts";
-export { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "./image.ts";
+export { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "../../shared/io/image-policy.ts";

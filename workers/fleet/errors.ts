@@ -69,6 +69,11 @@ export function toJobError(err: unknown): Error {
   return e;
 }
 
+/** The input field a reason code is about, for failure records: every image-* code is the image's. */
+export function fieldOfReason(code: string): string | null {
+  return code.startsWith("image-") ? "image" : null;
+}
+
 export function formatReason(code: string, msg: string): string {
   return msg.startsWith(`${code}: `) ? msg : `${code}: ${msg}`;
 }

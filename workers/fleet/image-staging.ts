@@ -1,11 +1,12 @@
 /**
- * The producer's image staging: a local image or a data: URL is checked (it must decode) and
- * put in S3 under its content hash, so the same image is uploaded once however many items or
+ * The producer's image staging: a local image or a data: URL is checked under the one image
+ * policy (shared/io/image-policy.ts: size, pixels, a full decode, as the worker checks it) and put in S3 under its content hash, so the same image is uploaded once however many items or
  * submits use it; an s3:// image is used where it is.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { extname } from "node:path";
 import pLimit from "p-limit";
+import { sizeProblem } from "../../shared/io/image-limits.ts";
 import { decodeDataUrl } from "../../shared/io/image-refs.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
@@ -14,20 +15,6 @@ export type StagedImage = { uri: string } | { error: string };
 
 /** Paths remembered per submit before the memory is dropped (the hash still avoids a second upload). */
 const MAX_REMEMBERED = 10_000;
-
-/** Content check of a local image: null when it decodes, else why not. */
-async function checkImage(bytes: Buffer): Promise<string | null> {
-  // Loaded on first use: a manifest of s3:// images never needs it (libvips holds ~30 MB).
-  const { default: sharp } = await import("sharp");
-  try {
-    const meta = await sharp(bytes, { failOn: "error" }).metadata();
-    if (!meta.width || !meta.height) return "it has no width or height";
-    await sharp(bytes, { failOn: "error" }).stats();
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
 
 export class ImageStager {
   uploaded = 0;
@@ -56,13 +43,19 @@ export class ImageStager {
     let bytes: Buffer;
     let ext: string;
     try {
+      if (!inline) {
+        // A file over the limit is refused before it is read, as a worker refuses the object before downloading it.
+        const tooBig = sizeProblem((await stat(image)).size);
+        if (tooBig !== null) return { error: `${name} ${tooBig}` };
+      }
       ({ bytes, ext } = inline ? decodeDataUrl(image) : { bytes: await readFile(image), ext: extname(image) || ".png" });
     } catch (err) {
       return { error: `cannot read ${name}: ${(err as Error).message}` };
     }
-    const problem = await checkImage(bytes);
-    if (problem !== null)
-      return { error: `${name} is not a readable image (${problem}); expected a PNG, JPEG, WebP, GIF, TIFF or AVIF image` };
+    // Loaded on first use: a manifest of s3:// images never needs it (libvips holds ~30 MB).
+    const { imageProblem } = await import("../../shared/io/image-policy.ts");
+    const problem = await imageProblem(bytes);
+    if (problem !== null) return { error: `${name} ${problem}` };
     const s = await this.store.putBytes(bytes, ext);
     if (s.uploaded) this.uploaded++;
     else this.reused++;

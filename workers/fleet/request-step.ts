@@ -23,7 +23,7 @@ import { apply, createSearch, next, parseSearchState, type SearchState } from ".
 import { paramsFor } from "../../shared/core/search/settings.ts";
 import type { GenerateRequest, JudgeRequest, SearchResult, VerifyRequest } from "../../shared/core/search/types.ts";
 import { resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
-import { badInput, classify, FleetError, parseReason } from "./errors.ts";
+import { badInput, classify, fieldOfReason, FleetError, parseReason } from "./errors.ts";
 import { childJobId, workIdOf } from "./ids.ts";
 import { retryDelay, TRANSIENT_CODES, type RetryPolicy } from "./retry-policy.ts";
 import { generateJobs, judgeJobs, verifyJobs } from "./jobs.ts";
@@ -332,7 +332,7 @@ export async function recordRequestFailure(
     stage: "fleet",
     reason: c.code,
     message: c.message,
-    field: null,
+    field: fieldOfReason(c.code),
     input: { image: item.image, question: item.question, answer: item.answer },
     at: new Date().toISOString(),
     ...(stepsDone !== undefined ? { stepsDone } : {}),

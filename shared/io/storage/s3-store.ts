@@ -102,6 +102,18 @@ function isNotFound(err: unknown): boolean {
   return e?.$metadata?.httpStatusCode === 404 || e?.name === "NoSuchKey" || e?.name === "NotFound";
 }
 
+/** An object larger than the caller accepts; `bytes` is its length, or what was read before giving up. */
+export class ObjectTooLargeError extends Error {
+  override readonly name = "ObjectTooLargeError";
+  constructor(
+    readonly key: string,
+    readonly bytes: number,
+    readonly maxBytes: number,
+  ) {
+    super(`s3 object ${key} holds more than ${maxBytes} bytes (${bytes} seen)`);
+  }
+}
+
 /** The conditional write lost: an object was already at the key. */
 function isPreconditionFailed(err: unknown): boolean {
   return err instanceof S3StoreError && (err.httpStatus === 412 || err.code === "PreconditionFailed");
@@ -171,7 +183,7 @@ export class S3Store {
     try {
       return await fn();
     } catch (err) {
-      if (isNotFound(err)) throw err;
+      if (isNotFound(err) || err instanceof ObjectTooLargeError) throw err;
       this.metrics?.s3Errors.inc({ op });
       throw new S3StoreError(op, key, err);
     } finally {
@@ -274,12 +286,34 @@ export class S3Store {
   }
 
   /** The object's bytes, or undefined when there is no such object. */
-  async getBytes(key: string): Promise<Uint8Array | undefined> {
+  /**
+   * The object's bytes, or undefined when there is no such object. With `maxBytes`, an object
+   * larger than that is refused from its Content-Length, before its body is read, and a body
+   * that runs past it (no or a wrong length) is cut off: an ObjectTooLargeError either way.
+   */
+  async getBytes(key: string, opts: { maxBytes?: number } = {}): Promise<Uint8Array | undefined> {
+    const max = opts.maxBytes;
     try {
       return await this.timed("GetObject", key, async () => {
         const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
         if (!res.Body) return new Uint8Array(0);
-        return await res.Body.transformToByteArray();
+        if (max === undefined) return await res.Body.transformToByteArray();
+        const body = res.Body as Readable;
+        if (res.ContentLength !== undefined && res.ContentLength > max) {
+          body.destroy();
+          throw new ObjectTooLargeError(key, res.ContentLength, max);
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of body) {
+          size += (chunk as Buffer).length;
+          if (size > max) {
+            body.destroy();
+            throw new ObjectTooLargeError(key, size, max);
+          }
+          chunks.push(chunk as Buffer);
+        }
+        return Buffer.concat(chunks);
       });
     } catch (err) {
       if (isNotFound(err)) return undefined;

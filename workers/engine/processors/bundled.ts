@@ -2,7 +2,8 @@
  * The bundled family (model_type "stagebeam-tiny"): the engine's own image preprocessing
  * (image.ts) and tokenizer, the image token expanded to the fixed image_seq_length.
  */
-import { type ImageLimits, preprocessImage } from "../image.ts";
+import type { ImageLimits } from "../../../shared/io/image-policy.ts";
+import { preprocessImage } from "../image.ts";
 import type { ModelFolder } from "../model-folder.ts";
 import { COUNTED_POSITIONS } from "../positions.ts";
 import type { EngineTokenizer } from "../tokenizer.ts";

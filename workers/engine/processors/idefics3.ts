@@ -11,7 +11,7 @@
  * image to one square tile that Python leaves as resized.
  */
 import { Idefics3ImageProcessor, RawImage, Tensor } from "@huggingface/transformers";
-import type { ImageLimits } from "../image.ts";
+import type { ImageLimits } from "../../../shared/io/image-policy.ts";
 import { COUNTED_POSITIONS } from "../positions.ts";
 import type { ProcessedItem, Processor } from "./processor.ts";
 import { countId, requireOneImageToken } from "./prompt-checks.ts";

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { ModelFolderError } from "../errors.ts";
-import type { ImageLimits } from "../image.ts";
+import type { ImageLimits } from "../../../shared/io/image-policy.ts";
 import type { ModelFolder } from "../model-folder.ts";
 import type { Processor } from "./processor.ts";
 

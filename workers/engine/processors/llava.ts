@@ -2,7 +2,7 @@
  * LLaVA (llava-1.5 and its onnx-community exports): transformers.js's CLIP image processor and
  * tokenizer, with the image placeholder expanded by Python transformers' count.
  */
-import type { ImageLimits } from "../image.ts";
+import type { ImageLimits } from "../../../shared/io/image-policy.ts";
 import { COUNTED_POSITIONS } from "../positions.ts";
 import type { ProcessedItem, Processor } from "./processor.ts";
 import { countId, requireOneImageToken } from "./prompt-checks.ts";

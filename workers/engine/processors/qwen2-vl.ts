@@ -5,7 +5,7 @@
  */
 import { Qwen2VLImageProcessor, type RawImage } from "@huggingface/transformers";
 import { ItemInputError } from "../errors.ts";
-import type { ImageLimits } from "../image.ts";
+import type { ImageLimits } from "../../../shared/io/image-policy.ts";
 import { type Grid, mropePositions, mropePromptPositions, type MropeTokens } from "../positions.ts";
 import type { ProcessedItem, Processor } from "./processor.ts";
 import { countId, requireOneImageToken } from "./prompt-checks.ts";

@@ -6,7 +6,8 @@
 import path from "node:path";
 import { AutoProcessor, env, type Processor, RawImage, type Tensor } from "@huggingface/transformers";
 import { ModelFolderError } from "../errors.ts";
-import { checkImage, corruptImageError, DEFAULT_IMAGE_LIMITS, type ImageLimits } from "../image.ts";
+import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "../../../shared/io/image-policy.ts";
+import { checkImage, corruptImageError } from "../image.ts";
 import type { BoolTensor, FloatTensor } from "./processor.ts";
 
 // A model folder is all there is: nothing is fetched, nothing is cached outside it.
