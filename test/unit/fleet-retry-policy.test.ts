@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { retryDelay, retryPolicy } from "../../workers/fleet/retry-policy.ts";
+import { S3StoreError } from "../../shared/io/storage/s3-store.ts";
+import { toJobError } from "../../workers/fleet/errors.ts";
+import { jobFailure, retryDelay, retryPolicy } from "../../workers/fleet/retry-policy.ts";
 
 const transient = { code: "storage", unrecoverable: false };
 
@@ -30,5 +32,14 @@ describe("retry policy", () => {
 
   it("with a zero budget, fails infrastructure errors at once", () => {
     expect(retryDelay(retryPolicy(0), transient, 1)).toBeNull();
+  });
+
+  it("reads the reason back from the error a processor threw, as BullMQ's backoff strategy sees it", () => {
+    // What a request step throws when S3 is down: the S3 error, turned into a job error.
+    const thrown = toJobError(new S3StoreError("PutObject", "runs/r/results/i.json", new Error("socket hang up")));
+    expect(jobFailure(thrown)).toEqual({ code: "storage", unrecoverable: false });
+    expect(retryDelay(retryPolicy(600), jobFailure(thrown), 5)).toBe(16_000);
+    expect(jobFailure(toJobError(new Error("tensor shape mismatch")))).toEqual({ code: "runtime", unrecoverable: false });
+    expect(jobFailure(undefined).code).toBe("runtime");
   });
 });

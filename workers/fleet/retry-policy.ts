@@ -5,7 +5,7 @@
  * fails an item. Anything else that is not bad input gets a few quick attempts, and bad input
  * none: an item fails for good only on its own input or after the budget.
  */
-import type { Classified } from "./errors.ts";
+import { parseReason, type Classified } from "./errors.ts";
 
 /** Reason codes of the infrastructure, not of the item. */
 export const TRANSIENT_CODES: ReadonlySet<string> = new Set(["storage", "redis", "stalled"]);
@@ -50,4 +50,13 @@ export function retryDelay(
   for (let a = 1; a < attemptsMade; a++) waited += delayAfter(p, a);
   const delay = delayAfter(p, attemptsMade);
   return waited + delay <= p.budgetMs ? delay : null;
+}
+
+/**
+ * The failure behind the error a processor threw, as BullMQ hands it to the backoff strategy:
+ * `toJobError` has already turned the original into `<code>: <message>` (bad input became an
+ * UnrecoverableError, which never reaches a backoff), so the code is read back from the message.
+ */
+export function jobFailure(err: Error | undefined): Pick<Classified, "code" | "unrecoverable"> {
+  return { code: err === undefined ? "runtime" : parseReason(err.message).code, unrecoverable: false };
 }

@@ -46,7 +46,7 @@ import {
   type FleetQueues,
 } from "./protocol.ts";
 import { loadConfig } from "../../shared/io/config.ts";
-import { retryDelay, retryPolicy } from "./retry-policy.ts";
+import { jobFailure, retryDelay, retryPolicy } from "./retry-policy.ts";
 import { assertRunGoesOn, recordRequestFailure, runRequestStep, type StepDeps } from "./request-step.ts";
 import { RunRegistry } from "./run-state.ts";
 
@@ -251,7 +251,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     settings: {
       // Every job of every queue asks for this strategy (protocol.ts); -1 tells BullMQ to fail it.
       backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: MinimalJob) => {
-        const failure = err === undefined ? { code: "runtime", unrecoverable: false } : classify(err);
+        const failure = jobFailure(err);
         const delay = retryDelay(policy, failure, attemptsMade);
         if (delay !== null) metrics.retries.inc({ kind: job?.queueName ?? "unknown", reason: failure.code });
         return delay ?? -1;
