@@ -11,11 +11,11 @@
  * Lines the feeder never reached are not items of the run; `status` shows how far it read.
  * Other runs sharing the queues are not touched.
  */
-import { failureKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
+import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { feedJobId } from "./ids.ts";
 import type { RunLedger } from "./ledger.ts";
 import { parseJobData, RequestJobDataSchema, type FleetQueues } from "./protocol.ts";
-import { RECORD_VERSION, type FailureRecord } from "./records.ts";
+import { fleetFailure, putFailureRecord } from "./records.ts";
 import { mirrorRunState, type RunRegistry, type RunState } from "./run-state.ts";
 
 export interface CancelSummary {
@@ -48,21 +48,15 @@ export async function cancelRun(
     if ((await deps.queues.request.remove(id)) !== 1) continue;
     removed++;
     const { item } = parseJobData(RequestJobDataSchema, job.data, "request");
-    const record: FailureRecord = {
-      kind: "failure",
-      version: RECORD_VERSION,
-      run,
-      id: item.id,
-      item: item.key,
-      line: item.line,
-      stage: "fleet",
-      reason: "cancelled",
-      message: `run ${run} was cancelled before the item started`,
-      field: null,
-      input: { image: item.image, question: item.question, answer: item.answer },
-      at: new Date(now()).toISOString(),
-    };
-    await deps.store.putJson(failureKey(run, item.key), record);
+    await putFailureRecord(
+      deps.store,
+      fleetFailure(run, item, {
+        reason: "cancelled",
+        message: `run ${run} was cancelled before the item started`,
+        field: null,
+        at: new Date(now()).toISOString(),
+      }),
+    );
     await deps.ledger.recordOutcome(run, item.key, "f:cancelled", { byWorker: false });
   }
   return { from, state: "cancelled", removed };

@@ -85,6 +85,36 @@ export type FailureRecord = z.infer<typeof FailureRecordSchema>;
 
 export type ItemRecord = ResultRecord | FailureRecord;
 
+/** The item fields a fleet failure record repeats, as a request job carries them. */
+interface FailedItem {
+  id: string;
+  key: string;
+  line: number;
+  image: string;
+  question: string;
+  answer: string | null;
+}
+
+/** The failure record of an item that ended in the fleet without a result (failed for good, or cancelled). */
+export function fleetFailure(
+  run: string,
+  item: FailedItem,
+  f: Pick<FailureRecord, "reason" | "message" | "field" | "at"> &
+    Partial<Pick<FailureRecord, "stepsDone" | "attempts" | "worker">>,
+): FailureRecord {
+  return {
+    kind: "failure",
+    version: RECORD_VERSION,
+    run,
+    id: item.id,
+    item: item.key,
+    line: item.line,
+    stage: "fleet",
+    input: { image: item.image, question: item.question, answer: item.answer },
+    ...f,
+  };
+}
+
 /**
  * Writes a failure record with its free-text fields redacted: an error message or a manifest's
  * image reference may carry a URL with a password, and failure records are read by anyone with

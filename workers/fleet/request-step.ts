@@ -38,11 +38,11 @@ import {
   type WorkTiming,
 } from "./protocol.ts";
 import {
+  fleetFailure,
   isCorrect,
   putFailureRecord,
   ResultRecordSchema,
   RECORD_VERSION,
-  type FailureRecord,
   type ResultRecord,
 } from "./records.ts";
 import { mirrorRunState, type RunRegistry } from "./run-state.ts";
@@ -322,23 +322,15 @@ export async function recordRequestFailure(
   } catch {
     stepsDone = undefined;
   }
-  const record: FailureRecord = {
-    kind: "failure",
-    version: RECORD_VERSION,
-    run,
-    id: item.id,
-    item: item.key,
-    line: item.line,
-    stage: "fleet",
+  const record = fleetFailure(run, item, {
     reason: c.code,
     message: c.message,
     field: fieldOfReason(c.code),
-    input: { image: item.image, question: item.question, answer: item.answer },
     at: new Date().toISOString(),
     ...(stepsDone !== undefined ? { stepsDone } : {}),
     attempts: job.attemptsMade + 1,
     worker: deps.worker,
-  };
+  });
   await putFailureRecord(deps.store, record);
   const recorded = await deps.ledger.recordOutcome(run, item.key, `f:${c.code}`);
   if (recorded !== "unchanged") deps.metrics.itemsFailed.inc({ reason: c.code });
