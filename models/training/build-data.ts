@@ -34,6 +34,28 @@ export const HELDOUT_SEED = 2000;
 export const HELDOUT_KINDS = [...JUDGE_KINDS, "check"] as const;
 
 /** The stream an image's extra examples (second question, judge or check example) are drawn from. */
+/**
+ * The meta.json fields every data folder shares (the policy's and the verifier's), from the
+ * vocabulary by id and the tokenizer's id lookup (DATA_FORMAT.md).
+ */
+export function metaOf(vocabList: readonly string[], id: (token: string) => number) {
+  return {
+    vocab_size: vocabList.length,
+    pad_id: id("<pad>"),
+    bos_id: id("<bos>"),
+    eos_id: id("<eos>"),
+    image_token_id: id("<image>"),
+    image_seq_length: IMAGE_SEQ_LENGTH,
+    grid: GRID,
+    cell_classes: CELL_CLASSES,
+    cell_attributes: { sizes: SIZES, colors: COLORS, shapes: SHAPES },
+    image_size: IMAGE_SIZE,
+    image_mean: [0.5, 0.5, 0.5],
+    image_std: [0.5, 0.5, 0.5],
+    stage_tag_ids: Object.fromEntries(STAGES.flatMap((s) => [openTag(s), closeTag(s)]).map((t) => [t, id(t)])),
+  };
+}
+
 export const extraRng = (split: string, seed: number, image: number): Rng => createRng(`${split}-extra:${seed}:${image}`);
 
 /** How often each kind of judge example is drawn for training; CAPTION and REASONING matter most. */
@@ -302,19 +324,7 @@ async function main(): Promise<void> {
     path.join(out, "meta.json"),
     JSON.stringify(
       {
-        vocab_size: vocabList.length,
-        pad_id: id("<pad>"),
-        bos_id: id("<bos>"),
-        eos_id: id("<eos>"),
-        image_token_id: imageTokenId,
-        image_seq_length: IMAGE_SEQ_LENGTH,
-        grid: GRID,
-        cell_classes: CELL_CLASSES,
-        cell_attributes: { sizes: SIZES, colors: COLORS, shapes: SHAPES },
-        image_size: IMAGE_SIZE,
-        image_mean: [0.5, 0.5, 0.5],
-        image_std: [0.5, 0.5, 0.5],
-        stage_tag_ids: Object.fromEntries(STAGES.flatMap((s) => [openTag(s), closeTag(s)]).map((t) => [t, id(t)])),
+        ...metaOf(vocabList, id),
         judge_choice_ids: { "1": firstToken(JUDGE_TEMPLATES.choices["1"]), "2": firstToken(JUDGE_TEMPLATES.choices["2"]) },
         check_ids: { correct: firstToken("correct"), incorrect: firstToken("incorrect") },
         vocab: vocabList,

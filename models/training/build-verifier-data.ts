@@ -19,16 +19,14 @@ import { parseArgs } from "node:util";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { expandImageTokens, renderUserPrompt } from "../../shared/core/prompts/chat.ts";
 import { renderTemplate } from "../../shared/core/prompts/templates.ts";
-import { STAGES, closeTag, openTag, type Stage } from "../../shared/core/protocol/stages.ts";
+import { STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
 import { createRng, type Rng } from "../../shared/core/random.ts";
 import { generateItem } from "../../shared/core/scenes/items.ts";
 import { perturbScene } from "../../shared/core/scenes/perturb.ts";
-import { COLORS, IMAGE_SIZE, SHAPES, SIZES, type Scene } from "../../shared/core/scenes/scene.ts";
+import type { Scene } from "../../shared/core/scenes/scene.ts";
 import { markSteps } from "../../shared/core/verifier/steps.ts";
 import { VERIFIER_FILE, VERIFIER_FORMAT, VerifierTemplateSchema, stepRuleFor } from "../../shared/core/verifier/template.ts";
 import {
-  CELL_CLASSES,
-  GRID,
   HELDOUT_KINDS,
   HELDOUT_SEED,
   IMAGE_SEQ_LENGTH,
@@ -37,6 +35,7 @@ import {
   cellLabels,
   extraRng,
   judgeExample,
+  metaOf,
   rawPixels,
 } from "./build-data.ts";
 import { TOKENIZER_CONFIG } from "./text-files.ts";
@@ -255,19 +254,7 @@ async function main(): Promise<void> {
     path.join(out, "meta.json"),
     JSON.stringify(
       {
-        vocab_size: vocabList.length,
-        pad_id: id("<pad>"),
-        bos_id: id("<bos>"),
-        eos_id: id("<eos>"),
-        image_token_id: imageTokenId,
-        image_seq_length: IMAGE_SEQ_LENGTH,
-        grid: GRID,
-        cell_classes: CELL_CLASSES,
-        cell_attributes: { sizes: SIZES, colors: COLORS, shapes: SHAPES },
-        image_size: IMAGE_SIZE,
-        image_mean: [0.5, 0.5, 0.5],
-        image_std: [0.5, 0.5, 0.5],
-        stage_tag_ids: Object.fromEntries(STAGES.flatMap((s) => [openTag(s), closeTag(s)]).map((t) => [t, id(t)])),
+        ...metaOf(vocabList, id),
         marker_id: markerId,
         good_id: added[VERIFIER_TEMPLATE.good],
         bad_id: added[VERIFIER_TEMPLATE.bad],
