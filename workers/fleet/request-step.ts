@@ -37,14 +37,7 @@ import {
   type RequestTrace,
   type WorkTiming,
 } from "./protocol.ts";
-import {
-  fleetFailure,
-  isCorrect,
-  putFailureRecord,
-  ResultRecordSchema,
-  RECORD_VERSION,
-  type ResultRecord,
-} from "./records.ts";
+import { fleetFailure, isCorrect, putFailureRecord, ResultRecordSchema, RECORD_VERSION, type ResultRecord } from "./records.ts";
 import { mirrorRunState, type RunRegistry } from "./run-state.ts";
 
 export interface StepDeps {
