@@ -3,7 +3,9 @@
  * s3:// images is submitted with `stagebeam submit` (one process, no workers) against a real
  * redis-server with AOF and the embedded S3, and measured: items per second, the producer's
  * peak RSS (VmHWM), Redis memory per waiting item and Redis commands per item
- * (INFO commandstats, Lua-called commands included).
+ * (INFO commandstats, Lua-called commands included), and where the time goes: the producer's and
+ * Redis's CPU per item (/proc/<pid>/stat and INFO cpu). On one machine the two share its
+ * cores, so those figures bound the items/s any producer on it can reach.
  *
  * With `--baseline REV` (default: the commit before the batch-service work) the same
  * measurement runs first on that revision's code, checked out from git into a temp folder,
@@ -42,6 +44,9 @@ interface Figures {
   redisBytesPerItem: number;
   redisCommandsPerItem: number;
   waiting: number;
+  /** CPU microseconds per item: the submit process, and redis-server's main thread. */
+  producerCpuUs: number;
+  redisCpuUs: number;
 }
 
 async function writeManifest(path: string): Promise<void> {
@@ -70,6 +75,23 @@ async function peakRss(pid: number): Promise<number> {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+
+/** CPU seconds a process has used (user + system), read while it runs; null once it is gone. */
+async function cpuSeconds(pid: number): Promise<number | null> {
+  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+  if (text === null) return null;
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+async function redisCpuSeconds(redis: Redis): Promise<number> {
+  const text = await redis.info("cpu");
+  const read = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(text)![1]);
+  return read("used_cpu_user_main_thread") + read("used_cpu_sys_main_thread");
+}
+
 async function measure(label: string, root: string, manifest: string, extraArgs: string[]): Promise<Figures> {
   const redisServer = await startRedisServer();
   const s3 = await startS3Server();
@@ -77,6 +99,7 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
   try {
     const memBefore = Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
     await redis.config("RESETSTAT");
+    const redisCpuBefore = await redisCpuSeconds(redis);
     const args = [
       ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
       "--import",
@@ -107,7 +130,11 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
     let stdout = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     let peak = 0;
-    const timer = setInterval(async () => (peak = Math.max(peak, await peakRss(child.pid!))), 100);
+    let cpu = 0;
+    const timer = setInterval(async () => {
+      peak = Math.max(peak, await peakRss(child.pid!));
+      cpu = (await cpuSeconds(child.pid!)) ?? cpu;
+    }, 100);
     const [code] = (await once(child, "exit")) as [number];
     clearInterval(timer);
     const seconds = (performance.now() - t0) / 1000;
@@ -123,6 +150,8 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
       redisBytesPerItem: (memAfter - memBefore) / Math.max(1, waiting),
       redisCommandsPerItem: calls / lines,
       waiting,
+      producerCpuUs: (cpu / lines) * 1e6,
+      redisCpuUs: (((await redisCpuSeconds(redis)) - redisCpuBefore) / lines) * 1e6,
     };
   } finally {
     redis.disconnect();
@@ -145,14 +174,18 @@ try {
   rows.push(await measure("now", repo, manifest, []));
   console.log(`bench:submit — ${lines.toLocaleString("en")} lines of s3:// images, no workers, redis-server with AOF`);
   console.log(
-    `${"code".padEnd(18)}${"items/s".padStart(10)}${"peak RSS MB".padStart(13)}${"Redis B/item".padStart(14)}${"cmds/item".padStart(11)}${"waiting".padStart(10)}`,
+    `${"code".padEnd(18)}${"items/s".padStart(10)}${"peak RSS MB".padStart(13)}${"Redis B/item".padStart(14)}${"cmds/item".padStart(11)}${"waiting".padStart(10)}${"CPU µs/item: producer".padStart(23)}${"Redis".padStart(7)}`,
   );
   for (const r of rows) {
     console.log(
-      `${r.label.padEnd(18)}${r.itemsPerSecond.toFixed(0).padStart(10)}${r.peakRssMb.toFixed(0).padStart(13)}${r.redisBytesPerItem.toFixed(0).padStart(14)}${r.redisCommandsPerItem.toFixed(1).padStart(11)}${String(r.waiting).padStart(10)}`,
+      `${r.label.padEnd(18)}${r.itemsPerSecond.toFixed(0).padStart(10)}${r.peakRssMb.toFixed(0).padStart(13)}${r.redisBytesPerItem.toFixed(0).padStart(14)}${r.redisCommandsPerItem.toFixed(1).padStart(11)}${String(r.waiting).padStart(10)}${r.producerCpuUs.toFixed(0).padStart(23)}${r.redisCpuUs.toFixed(0).padStart(7)}`,
     );
   }
   console.log("targets: ≥ 20,000 items/s · peak RSS ≤ 200 MB · ≤ 1,200 B of Redis per waiting item");
+  const last = rows.at(-1)!;
+  console.log(
+    `ceilings on this machine: the producer alone ${Math.round(1e6 / last.producerCpuUs).toLocaleString("en")} items/s, Redis alone ${Math.round(1e6 / last.redisCpuUs).toLocaleString("en")} items/s (one core each, perfectly overlapped)`,
+  );
 } finally {
   await rm(tmp, { recursive: true, force: true });
 }

@@ -24,6 +24,7 @@ import { OPENAI_SETTING_FIELDS, type LineSettings } from "../../shared/io/openai
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { waitForRoom, type BacklogOptions } from "./backpressure.ts";
 import { recordBadLine, type BadLine } from "./bad-lines.ts";
+import { addInParts } from "./bulk-add.ts";
 import { duplicateLineKey, sortChunk } from "./dedup.ts";
 import type { ProducerMetrics } from "./fleet-metrics.ts";
 import { ImageStager } from "./image-staging.ts";
@@ -322,7 +323,7 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
     if (jobs.length > 0) {
       if (!(await waitForRoom(queues.request, jobs.length, backlog))) return false;
       for (const key of reexamined) await ledger.resetOutcome(run, key);
-      await queues.request.addBulk(jobs);
+      await addInParts(queues.request, jobs);
       await ledger.markSubmitted(run, submitted);
       progress.enqueued += jobs.length;
       progress.backlog += jobs.length;
