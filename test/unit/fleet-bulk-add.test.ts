@@ -41,11 +41,7 @@ describe("addInParts", () => {
     ]);
     q.calls[0]!.settle();
     await tick();
-    expect(q.calls.map((c) => c.jobs)).toEqual([
-      [1, 2, 3],
-      [4, 5, 6],
-      [7],
-    ]);
+    expect(q.calls.map((c) => c.jobs)).toEqual([[1, 2, 3], [4, 5, 6], [7]]);
     q.calls[1]!.settle();
     q.calls[2]!.settle();
     await done;
