@@ -168,7 +168,7 @@ describe("the feeder over a real Redis, with stand-in queues and S3", () => {
     });
     expect(await m.deps.ledger.outcomeOf("dup", "b")).toBe("b:manifest-question");
     // The duplicate line has its own failure record, apart from the first line's item.
-    expect(m.objects.get("runs/dup/failed/_dup-line-2.json")).toMatchObject({
+    expect(m.objects.get("runs/dup/failed/dup-line~2.json")).toMatchObject({
       kind: "failure",
       stage: "submit",
       line: 2,
@@ -177,7 +177,7 @@ describe("the feeder over a real Redis, with stand-in queues and S3", () => {
       field: "id",
       message: 'id "a" is already used by line 1; expected an id unique within the run',
     });
-    expect(await m.deps.ledger.outcomeOf("dup", "_dup-line-2")).toBe("b:duplicate-id");
+    expect(await m.deps.ledger.outcomeOf("dup", "dup-line~2")).toBe("b:duplicate-id");
     bad.length = 0;
     expect(await submitRun(opts, m.deps)).toMatchObject({ enqueued: 0, skipped: 1, duplicates: 1, bad: 1 });
     // The refused line is looked at again (it may have been fixed) and counted once in the run.

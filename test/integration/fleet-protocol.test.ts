@@ -191,7 +191,7 @@ describe("fleet protocol on the bundled model", () => {
       /line 3, item "outside", field "image": path "..\/sample\/s11-000001.png" escapes the image root/,
     );
     expect(byId["missing-file"]!.message).toMatch(/file not found/);
-    expect(failures.find((f) => f.line === 5)).toMatchObject({ item: "_line-5", reason: "manifest-record" });
+    expect(failures.find((f) => f.line === 5)).toMatchObject({ item: "line~5", reason: "manifest-record" });
     expect(byId.garbage).toMatchObject({ stage: "submit", reason: "image-unreadable" });
     expect(byId["corrupt-in-s3"]).toMatchObject({ stage: "fleet", reason: "image-unreadable", input: { image: corrupt.uri } });
     expect(byId.refused).toMatchObject({ stage: "fleet", reason: "bad-input" });

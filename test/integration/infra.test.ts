@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toItemId } from "../../shared/core/ids.ts";
 import { loadConfig } from "../../shared/io/config.ts";
 import { createMetrics, serveMetrics } from "../../shared/io/metrics.ts";
 import { Readiness } from "../../shared/io/readiness.ts";
@@ -100,7 +101,7 @@ describe("S3 store over s3rver", () => {
   });
 
   it("round-trips JSON and answers exists", async () => {
-    const key = resultKey("run-1", "item one/α");
+    const key = resultKey("run-1", toItemId("item one/α"));
     const value = { id: "item one/α", stages: { CONCLUSION: "3" }, tokens: 12 };
     expect(await store.exists(key)).toBe(false);
     expect(await store.getJson(key)).toBeUndefined();

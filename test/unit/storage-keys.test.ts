@@ -14,12 +14,19 @@ describe("key layout", () => {
   it("builds the run and image keys", () => {
     expect(manifestKey("run-1")).toBe("runs/run-1/manifest.json");
     expect(resultKey("run-1", "q1")).toBe("runs/run-1/results/q1.json");
-    expect(failureKey("run-1", "q/1")).toMatch(/^runs\/run-1\/failed\/q_1-[0-9a-f]{10}\.json$/);
-    expect(itemKeyOf(resultKey("r", "a b"))).toBe(toItemId("a b"));
+    expect(failureKey("run-1", toItemId("q/1"))).toMatch(/^runs\/run-1\/failed\/q_1~[0-9a-f]{10}\.json$/);
+    expect(itemKeyOf(resultKey("r", toItemId("a b")))).toBe(toItemId("a b"));
     const hex = "ab".repeat(32);
     expect(imageKey(hex, ".PNG")).toBe(`images/sha256/${hex}.png`);
     expect(() => imageKey("xyz", "png")).toThrow(/sha256/);
     expect(() => imageKey(hex, "p/ng")).toThrow(/extension/);
+  });
+
+  it("builds item paths only from item keys", () => {
+    for (const notAKey of ["a b", "../x", "a/b", "a.b", "", "x".repeat(121)]) {
+      expect(() => resultKey("r", notAKey), notAKey).toThrow(/invalid item key/);
+      expect(() => failureKey("r", notAKey), notAKey).toThrow(/invalid item key/);
+    }
   });
 
   it("refuses unsafe run ids instead of rewriting them", () => {

@@ -7,7 +7,7 @@
  *   new         not seen yet, or seen as a bad line that may be fixed now: to be enqueued,
  *               or recorded as a bad line
  */
-import { toItemId } from "../../shared/core/ids.ts";
+import { lineItemKey, toItemId } from "../../shared/core/ids.ts";
 import type { ManifestEntry } from "../../shared/io/manifest.ts";
 import type { RunLedger } from "./ledger.ts";
 
@@ -20,11 +20,11 @@ export type SortedLine = { entry: ManifestEntry; key: string } & (
 /** The item id a line is known by in the ledger; a bad line without an id is known by its line number. */
 export function lineKey(e: ManifestEntry): string {
   if (e.ok) return toItemId(e.item.id);
-  return e.id !== undefined ? toItemId(e.id) : `_line-${e.line}`;
+  return e.id !== undefined ? toItemId(e.id) : lineItemKey("line", e.line);
 }
 
 /** The key a duplicate line's failure record is kept under (its id's key belongs to the first line). */
-export const duplicateLineKey = (line: number): string => `_dup-line-${line}`;
+export const duplicateLineKey = (line: number): string => lineItemKey("dup-line", line);
 
 /** The lines of a chunk, in order, each with its item id and what it is. */
 export async function sortChunk(run: string, chunk: readonly ManifestEntry[], ledger: RunLedger): Promise<SortedLine[]> {

@@ -14,7 +14,7 @@ import type { JudgeMode } from "../../shared/core/search/settings.ts";
 import type { VerifyRequest, VerifyResult } from "../../shared/core/search/types.ts";
 
 export interface ItemInput {
-  /** The fleet's item key (already a safe id: [A-Za-z0-9_-]). */
+  /** The fleet's item key (already a safe id: [A-Za-z0-9_~-]). */
   id: string;
   /** The image file's bytes as staged (PNG, JPEG, …); the host decodes them. */
   image: Buffer;

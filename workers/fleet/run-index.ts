@@ -1,7 +1,7 @@
 /**
  * The run's record of manifest order, runs/<run>/index/<chunk>.json, one object per feeder
  * chunk: each line's number, the item it counts as (a duplicate line counts as its own
- * `_dup-line-<line>`, failed for its reason) and the id as written (custom_id). `export` walks it to write the output files in manifest order without
+ * `dup-line~<line>`, failed for its reason) and the id as written (custom_id). `export` walks it to write the output files in manifest order without
  * reading the manifest again. Chunks are cut at fixed positions (the run's chunk size), so a
  * resumed feeder writes the same chunk again rather than a different one.
  */

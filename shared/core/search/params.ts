@@ -54,7 +54,7 @@ export const SearchParamsSchema = z.strictObject(
   {
     itemId: z
       .string({ error: expected("itemId", "a string") })
-      .regex(ITEM_ID_PATTERN, { error: expected("itemId", `1-${MAX_ITEM_ID_LENGTH} characters of [A-Za-z0-9_-]`) }),
+      .regex(ITEM_ID_PATTERN, { error: expected("itemId", `1-${MAX_ITEM_ID_LENGTH} characters of [A-Za-z0-9_~-]`) }),
     strategy: z.enum(STRATEGIES, { error: expected("strategy", `one of ${STRATEGIES.join(", ")}`) }),
     /** Candidates per step; `none` always generates one. */
     beam: positiveInt("beam"),

@@ -9,14 +9,14 @@
  *   runs/<run>/export/<file>            the exported output and error files
  *   images/sha256/<hex>.<ext>           staged images, content addressed
  */
-import { assertRunId, toItemId } from "../../core/ids.ts";
+import { assertItemKey, assertRunId } from "../../core/ids.ts";
 
 export const runPrefix = (run: string): string => `runs/${assertRunId(run)}/`;
 export const manifestKey = (run: string): string => `${runPrefix(run)}manifest.json`;
 export const resultsPrefix = (run: string): string => `${runPrefix(run)}results/`;
 export const failuresPrefix = (run: string): string => `${runPrefix(run)}failed/`;
-export const resultKey = (run: string, itemId: string): string => `${resultsPrefix(run)}${toItemId(itemId)}.json`;
-export const failureKey = (run: string, itemId: string): string => `${failuresPrefix(run)}${toItemId(itemId)}.json`;
+export const resultKey = (run: string, item: string): string => `${resultsPrefix(run)}${assertItemKey(item)}.json`;
+export const failureKey = (run: string, item: string): string => `${failuresPrefix(run)}${assertItemKey(item)}.json`;
 export const inputKey = (run: string, fileName: string): string => `${runPrefix(run)}input/${fileName}`;
 export const indexPrefix = (run: string): string => `${runPrefix(run)}index/`;
 /** Chunk numbers are zero-padded so that the listing is in manifest order. */
@@ -57,7 +57,7 @@ export function imageKey(sha256Hex: string, ext: string): string {
   return `${IMAGES_PREFIX}${sha256Hex}.${normalizeExt(ext)}`;
 }
 
-/** The item id of a results/ or failed/ key (the file name without `.json`). */
+/** The item key of a results/ or failed/ key (the file name without `.json`). */
 export function itemKeyOf(key: string): string {
   const name = key.slice(key.lastIndexOf("/") + 1);
   return name.endsWith(".json") ? name.slice(0, -".json".length) : name;
