@@ -36,6 +36,7 @@ import type { FailureRecord, ResultRecord } from "../../workers/fleet/records.ts
 import { streamRecords } from "../../workers/fleet/status.ts";
 import { runCli } from "../support/cli.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";
+import { findSecrets } from "../support/secret-scan.ts";
 import { startFaultProxy, type FaultProxy } from "./fault-proxy.ts";
 
 export const SETTINGS: SearchSettings = {
@@ -130,6 +131,8 @@ export interface RedisControl {
    */
   killLosingLast(ms: number): Promise<{ bytesLost: number }>;
   restart(): Promise<void>;
+  /** Stops the server and the AOF sampling. */
+  stop(): Promise<void>;
 }
 
 export interface ChaosEnv {
@@ -143,6 +146,8 @@ export interface ChaosEnv {
   startWorkers(count: number): Promise<WorkerProcess[]>;
   /** Runs `stagebeam <args>` against the fleet; its output is kept for the secrets check. */
   cli(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** Lines of the workers' logs that match. */
+  logLines(pattern: RegExp): Promise<number>;
   /** Occurrences of any form or fragment of the credentials in logs, CLI output and S3 objects. */
   secretHits(): Promise<string[]>;
   tmp: string;
@@ -178,6 +183,7 @@ async function redisControl(first: RedisServer, password: string, extraArgs: str
     current: () => server,
     async shutdown() {
       const c = new Redis(server.url, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+      c.on("error", () => {});
       await c.connect();
       await c.call("SHUTDOWN").catch(() => {}); // the connection closes before any reply
       c.disconnect();
@@ -187,33 +193,22 @@ async function redisControl(first: RedisServer, password: string, extraArgs: str
     async killLosingLast(ms) {
       const cut = Date.now() - ms;
       await server.kill();
-      sampling = false;
       const before = samples.filter((s) => s.at <= cut).at(-1);
       if (!before) throw new Error(`no AOF size sampled ${ms} ms before the kill`);
       const file = await aofIncrFile(server.dir);
       if (file !== before.file) throw new Error(`the AOF was rewritten in the last ${ms} ms (${before.file} → ${file})`);
       const size = (await stat(file)).size;
       await truncate(file, before.size);
-      sampling = true;
       return { bytesLost: size - before.size };
     },
     async restart() {
       server = await startRedisServer({ port: server.port, dir: server.dir, password, extraArgs });
     },
+    async stop() {
+      sampling = false;
+      await server.stop();
+    },
   };
-}
-
-/** Every form and fragment of a credential that a leak could print. */
-function secretForms(secret: string): string[] {
-  const forms = new Set([secret, encodeURIComponent(secret), JSON.stringify(secret).slice(1, -1)]);
-  try {
-    forms.add(decodeURIComponent(secret));
-  } catch {
-    // Not valid percent-encoding as a whole.
-  }
-  // A redaction that stops at a special character leaks the rest: look for every piece too.
-  for (const piece of secret.split(/[/@:%#]/)) if (piece.length >= 5) forms.add(piece);
-  return [...forms];
 }
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -241,6 +236,8 @@ export async function openChaosEnv(opts: ChaosEnvOptions = {}): Promise<ChaosEnv
     redis: { dir: redisDir, password: REDIS_PASSWORD, extraArgs: redisArgs },
     s3: { secretAccessKey: S3_SECRET },
   });
+  // Redis goes away on purpose: its errors surface on use (the waits retry them), not as noise.
+  fleet.client.on("error", () => {});
   const s3 = new URL(fleet.env.S3_ENDPOINT!);
   const proxy = await startFaultProxy({ host: s3.hostname, port: Number(s3.port) });
   const redis = await redisControl(fleet.redis, REDIS_PASSWORD, redisArgs);
@@ -275,20 +272,21 @@ export async function openChaosEnv(opts: ChaosEnvOptions = {}): Promise<ChaosEnv
       outputs.push(r.stdout, r.stderr);
       return r;
     },
+    async logLines(pattern) {
+      let n = 0;
+      for (const f of await filesUnder(logDir)) for (const l of (await readFile(f, "utf8")).split("\n")) if (pattern.test(l)) n++;
+      return n;
+    },
     async secretHits() {
-      const forms = [...secretForms(REDIS_PASSWORD), ...secretForms(S3_SECRET)];
       const texts: [string, string][] = outputs.map((o, i) => [`command output ${i}`, o]);
       for (const dir of [logDir, fleet.s3.dir]) for (const f of await filesUnder(dir)) texts.push([f, await readFile(f, "utf8")]);
-      const hits: string[] = [];
-      for (const [where, text] of texts)
-        for (const form of forms) if (text.includes(form)) hits.push(`${where}: ${JSON.stringify(form)}`);
-      return hits;
+      return findSecrets(texts, [REDIS_PASSWORD, S3_SECRET]);
     },
     async close() {
       await Promise.all(workers.map((w) => w.kill()));
       await proxy.close();
       await fleet.close();
-      await redis.current().stop();
+      await redis.stop();
       await rm(tmp, { recursive: true, force: true });
     },
   };
@@ -437,6 +435,8 @@ export function formatTable(rows: readonly Row[]): string {
 export interface FaultContext {
   env: ChaosEnv;
   run: string;
+  /** Items submitted. */
+  items: number;
   rng: Rng;
   /** Whether the run has ended (for faults that repeat until then). */
   ended(): boolean;
@@ -482,12 +482,14 @@ export async function runFaultScenario(s: FaultScenario, opts: ScenarioOptions =
     let isEnded = false;
     const faulted = (async () => {
       await untilCompleted(env, run, Math.max(1, Math.floor(n / 6)));
-      return s.fault({ env, run, rng: createRng(`chaos-${s.name}`), ended: () => isEnded });
+      return s.fault({ env, run, items: n, rng: createRng(`chaos-${s.name}`), ended: () => isEnded });
     })();
     faulted.catch(() => {}); // awaited below
     const state = await untilRunEnds(env, run, opts.timeoutMs ?? 30 * 60_000);
     isEnded = true;
     const notes = await faulted;
+    const kept = await env.logLines(/result already in S3; kept the first one/);
+    if (kept > 0) notes.push(`${kept} re-run items found their result already in S3 and kept it`);
     if (state === null) problems.push("the run did not end (or its queues did not drain) in time");
     else if (state !== "completed") problems.push(`the run ended ${state}`);
 

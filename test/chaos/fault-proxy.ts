@@ -1,19 +1,18 @@
 /**
- * A TCP proxy in front of a server (the embedded S3), for the chaos scenarios: `down()` drops
- * every open connection and refuses new ones until `up()`, as an outage does.
+ * An HTTP proxy in front of a server (the embedded S3), for the chaos scenarios: `down()`
+ * drops every client connection and refuses new ones until `up()`, as an outage does.
  *
- * It also watches the HTTP traffic, so a scenario can tell soundly whether any object was
- * written twice: every worker's write goes through it. For each path it counts the PUTs sent
- * and the PUTs the server answered with a 2xx, which are the writes that landed (s3rver
- * ignores If-None-Match, so a second conditional PUT overwrites and is answered 200 there).
- * Responses on a connection come in the order of its requests (HTTP/1.1, no pipelining
- * reordering), so each final status line is matched with the oldest unanswered request; 1xx
- * interim responses (100 Continue) are not final. A PUT whose connection was cut before its
- * answer (a killed worker, an outage) is sent but not counted as stored: the server may have
- * stored it, but then the retry finds the object (a HEAD) and does not PUT again, and if it
- * does PUT, that PUT is answered and counted.
+ * It also counts, for each path, the PUTs sent and the PUTs the server answered with a 2xx —
+ * the writes that landed (s3rver ignores If-None-Match, so there a second conditional PUT
+ * overwrites and is answered 200) — so a scenario can tell soundly whether an object was
+ * written twice: every worker's write goes through it. Node's HTTP parser frames the
+ * messages, so a request that follows another one's body on a kept-alive connection is seen.
+ * A request whose body reached the proxy whole is carried to its answer even when its client
+ * goes (a killed worker, an outage's dropped connection): the server may store it, and the
+ * count must know. One cut off mid-body cannot be stored and is aborted.
  */
-import net from "node:net";
+import http from "node:http";
+import type { AddressInfo, Socket } from "node:net";
 
 export interface PutCounts {
   /** PUT requests seen for the path. */
@@ -30,76 +29,55 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-const REQUEST_LINE = /(?:^|\r\n)([A-Z]+) (\S+) HTTP\/1\.1\r\n/g;
-const STATUS_LINE = /(?:^|\r\n)HTTP\/1\.1 (\d{3}) /g;
-
-/** Finds the lines `re` matches in a stream's chunks, however they are split. */
-function lineScanner(re: RegExp, onMatch: (m: RegExpMatchArray) => void): (chunk: Buffer) => void {
-  let head = "";
-  return (chunk) => {
-    // Keep a short tail so a line split across chunks is still seen, and each line seen once.
-    head = (head + chunk.toString("latin1")).slice(-4096);
-    for (const m of head.matchAll(re)) onMatch(m);
-    head = head.slice(head.lastIndexOf("\r\n") + 2);
-  };
-}
-
 export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
   let isDown = false;
-  const open = new Set<net.Socket>();
+  const clients = new Set<Socket>();
   const puts = new Map<string, PutCounts>();
-  const server = net.createServer((client) => {
-    if (isDown) {
-      client.destroy();
-      return;
+  const agent = new http.Agent({ keepAlive: true });
+  const server = http.createServer((req, res) => {
+    let counts: PutCounts | undefined;
+    if (req.method === "PUT") {
+      counts = puts.get(req.url!) ?? { sent: 0, stored: 0 };
+      counts.sent++;
+      puts.set(req.url!, counts);
     }
-    const upstream = net.connect(target.port, target.host);
-    open.add(client);
-    open.add(upstream);
-    const pending: (PutCounts | null)[] = [];
-    client.on(
-      "data",
-      lineScanner(REQUEST_LINE, (m) => {
-        if (m[1] !== "PUT") return void pending.push(null);
-        const counts = puts.get(m[2]!) ?? { sent: 0, stored: 0 };
-        counts.sent++;
-        puts.set(m[2]!, counts);
-        pending.push(counts);
-      }),
+    const { expect: _continue, ...headers } = req.headers; // the proxy has answered 100-continue itself
+    const upstream = http.request(
+      { host: target.host, port: target.port, method: req.method, path: req.url, headers, agent },
+      (answer) => {
+        const status = answer.statusCode ?? 0;
+        if (counts && status >= 200 && status < 300) counts.stored++;
+        if (res.destroyed) return void answer.resume();
+        res.writeHead(status, answer.headers);
+        answer.pipe(res);
+      },
     );
-    upstream.on(
-      "data",
-      lineScanner(STATUS_LINE, (m) => {
-        const status = Number(m[1]);
-        if (status < 200) return;
-        const put = pending.shift();
-        if (put && status < 300) put.stored++;
-      }),
-    );
-    client.pipe(upstream).pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
-    };
-    client.on("error", end).on("close", end);
-    upstream.on("error", end).on("close", end);
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+    req.on("close", () => {
+      if (!req.complete) upstream.destroy();
+    });
+  });
+  server.on("connection", (socket: Socket) => {
+    if (isDown) return void socket.destroy();
+    clients.add(socket);
+    socket.on("close", () => clients.delete(socket));
   });
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: (server.address() as AddressInfo).port,
     puts,
     down() {
       isDown = true;
-      for (const s of open) s.destroy();
+      for (const s of clients) s.destroy();
     },
     up() {
       isDown = false;
     },
     close: () =>
       new Promise<void>((done) => {
-        for (const s of open) s.destroy();
+        for (const s of clients) s.destroy();
+        agent.destroy();
         server.close(() => done());
       }),
   };

@@ -28,11 +28,16 @@ export function redisFault(how: RedisFault, downSeconds = 5): FaultScenario {
   return {
     name: `redis-${how}`,
     title: TITLES[how],
-    items: 60,
-    async fault({ env, run }) {
+    items: 100,
+    async fault({ env, run, items }) {
       const done = (await env.fleet.ledger.counts(run)).completed;
       // Strike just after the next completion.
-      while ((await env.fleet.ledger.counts(run)).completed === done) await sleep(20);
+      for (;;) {
+        const now = (await env.fleet.ledger.counts(run)).completed;
+        if (now >= items) throw new Error("every item was done before the fault could strike: submit more items");
+        if (now > done) break;
+        await sleep(20);
+      }
       const notes: string[] = [];
       if (how === "shutdown") await env.redis.shutdown();
       else if (how === "kill") await env.redis.kill();

@@ -10,7 +10,7 @@ export function workerKills(everySeconds: number): FaultScenario {
   return {
     name: "worker-kills",
     title: `kill -9 of a random worker every ${everySeconds} s`,
-    items: 60,
+    items: 100,
     async fault({ env, run, rng, ended }) {
       let kills = 0;
       for (;;) {
@@ -24,6 +24,7 @@ export function workerKills(everySeconds: number): FaultScenario {
         say(`${run}: killed worker pid ${victim.pid} (kill ${kills})`);
         await env.startWorkers(1);
       }
+      if (kills === 0) throw new Error("the run ended before the first kill: submit more items");
       return [`${kills} workers killed`];
     },
   };
