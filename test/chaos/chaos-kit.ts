@@ -311,12 +311,17 @@ export async function untilCompleted(env: ChaosEnv, run: string, n: number): Pro
 /**
  * The run's end as the fleet reports it (its state completed, cancelled or failed), then every
  * queue drained, so no job is left that could still write. Null when either takes longer than
- * `timeoutMs`; Redis errors (it may be down) are waited out.
+ * `timeoutMs` (or `giveUp` says so); Redis errors (it may be down) are waited out.
  */
-export async function untilRunEnds(env: ChaosEnv, run: string, timeoutMs: number): Promise<string | null> {
+export async function untilRunEnds(
+  env: ChaosEnv,
+  run: string,
+  timeoutMs: number,
+  giveUp: () => boolean = () => false,
+): Promise<string | null> {
   const deadline = Date.now() + timeoutMs;
   let state: string | null = null;
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && !giveUp()) {
     state = await env.fleet.runs.state(run, 0).catch(() => null);
     if (state === "completed" || state === "cancelled" || state === "failed") break;
     await sleep(500);
@@ -484,8 +489,9 @@ export async function runFaultScenario(s: FaultScenario, opts: ScenarioOptions =
       await untilCompleted(env, run, Math.max(1, Math.floor(n / 6)));
       return s.fault({ env, run, items: n, rng: createRng(`chaos-${s.name}`), ended: () => isEnded });
     })();
-    faulted.catch(() => {}); // awaited below
-    const state = await untilRunEnds(env, run, opts.timeoutMs ?? 30 * 60_000);
+    let faultFailed = false;
+    faulted.catch(() => (faultFailed = true)); // awaited below
+    const state = await untilRunEnds(env, run, opts.timeoutMs ?? 30 * 60_000, () => faultFailed);
     isEnded = true;
     const notes = await faulted;
     const kept = await env.logLines(/result already in S3; kept the first one/);

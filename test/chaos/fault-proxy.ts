@@ -25,6 +25,7 @@ export interface FaultProxy {
   port: number;
   down(): void;
   up(): void;
+  /** By object path (the query left out). */
   puts: Map<string, PutCounts>;
   close(): Promise<void>;
 }
@@ -37,9 +38,10 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   const server = http.createServer((req, res) => {
     let counts: PutCounts | undefined;
     if (req.method === "PUT") {
-      counts = puts.get(req.url!) ?? { sent: 0, stored: 0 };
+      const path = req.url!.split("?")[0]!; // the object, whatever the query (`?x-id=PutObject`)
+      counts = puts.get(path) ?? { sent: 0, stored: 0 };
       counts.sent++;
-      puts.set(req.url!, counts);
+      puts.set(path, counts);
     }
     const { expect: _continue, ...headers } = req.headers; // the proxy has answered 100-continue itself
     const upstream = http.request(
