@@ -28,7 +28,7 @@ export function redisFault(how: RedisFault, downSeconds = 5): FaultScenario {
   return {
     name: `redis-${how}`,
     title: TITLES[how],
-    items: 100,
+    items: 60,
     async fault({ env, run, items }) {
       const done = (await env.fleet.ledger.counts(run)).completed;
       // Strike just after the next completion.

@@ -11,7 +11,7 @@ export function s3Outage(seconds: number): FaultScenario {
   return {
     name: `s3-outage-${seconds}s`,
     title: `S3 unreachable for ${label}`,
-    items: 100,
+    items: 60,
     async fault({ env, run }) {
       env.proxy.down();
       say(`${run}: S3 down (${(await env.fleet.ledger.counts(run)).completed} items done)`);

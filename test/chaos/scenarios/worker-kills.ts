@@ -10,7 +10,7 @@ export function workerKills(everySeconds: number): FaultScenario {
   return {
     name: "worker-kills",
     title: `kill -9 of a random worker every ${everySeconds} s`,
-    items: 100,
+    items: 60,
     async fault({ env, run, rng, ended }) {
       let kills = 0;
       for (;;) {
