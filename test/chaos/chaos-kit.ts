@@ -455,8 +455,10 @@ export interface FaultScenario {
   items: number;
   /** Workers started. */
   workers?: number;
+  /** Items done before the fault strikes (default a sixth of them). */
+  strikesAfter?: number;
   /**
-   * Injects the fault once a sixth of the items are done; resolves when it is over (or, for
+   * Injects the fault once `strikesAfter` items are done; resolves when it is over (or, for
    * a repeating fault, once the run has ended). Returns notes for the report.
    */
   fault(ctx: FaultContext): Promise<string[]>;
@@ -486,7 +488,7 @@ export async function runFaultScenario(s: FaultScenario, opts: ScenarioOptions =
 
     let isEnded = false;
     const faulted = (async () => {
-      await untilCompleted(env, run, Math.max(1, Math.floor(n / 6)));
+      await untilCompleted(env, run, s.strikesAfter ?? Math.max(1, Math.floor(n / 6)));
       return s.fault({ env, run, items: n, rng: createRng(`chaos-${s.name}`), ended: () => isEnded });
     })();
     let faultFailed = false;
