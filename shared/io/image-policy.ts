@@ -27,7 +27,7 @@ export async function checkImageHeader(bytes: Buffer, limits: ImageLimits = DEFA
     // Header only: the pixel count is checked below, with a message that names it.
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (err) {
-    return { ok: false, problem: `is not a readable image (${(err as Error).message}); expected a ${IMAGE_FORMATS}` };
+    return { ok: false, problem: `is not a readable image (${sharpReason(err)}); expected a ${IMAGE_FORMATS}` };
   }
   const width = meta.width ?? 0;
   const height = meta.height ?? 0;
@@ -41,9 +41,19 @@ export async function checkImageHeader(bytes: Buffer, limits: ImageLimits = DEFA
   return { ok: true, width, height };
 }
 
-/** Why the decoded pixels could not be read (truncated or corrupt), for an image whose header passed. */
-export const corruptProblem = (err: unknown): string =>
-  `is truncated or corrupt (${(err as Error).message}); expected a complete ${IMAGE_FORMATS}`;
+/**
+ * sharp's own reason, without libvips' error text after it: libvips keeps one error buffer for
+ * the whole process, so under concurrent decodes that text is another image's, doubled, or
+ * "Unknown error" (seen by the chaos suite's bad-manifest scenario: the same file got three
+ * different messages in two runs), and a verdict must read the same on every run.
+ */
+const sharpReason = (err: unknown): string => (err as Error).message.split(":")[0]!.trim();
+
+/**
+ * Why the decoded pixels could not be read (truncated or corrupt), for an image whose header
+ * passed. No detail: libvips' text for a failed decode is unreliable (see sharpReason).
+ */
+export const corruptProblem = (_err: unknown): string => `is truncated or corrupt; expected a complete ${IMAGE_FORMATS}`;
 
 /** The whole policy on encoded bytes: the header checks, then a full decode as the engine does it. Null when the image passes. */
 export async function imageProblem(bytes: Buffer, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<string | null> {

@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics, type StagebeamMetrics } from "../../shared/io/metrics.ts";
-import { startRedisServer, type RedisServer } from "../../apps/demo/services/redis-server.ts";
-import { startS3Server, type S3Server } from "../../apps/demo/services/s3-server.ts";
+import { startRedisServer, type RedisServer, type RedisServerOptions } from "../../apps/demo/services/redis-server.ts";
+import { startS3Server, type S3Server, type S3ServerOptions } from "../../apps/demo/services/s3-server.ts";
 import { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { RunLedger } from "../../workers/fleet/ledger.ts";
 import type { ModelHost, VerifierHost } from "../../workers/fleet/model-host.ts";
@@ -40,9 +40,15 @@ export interface FleetEnv {
   close(): Promise<void>;
 }
 
-export async function startFleetEnv(): Promise<FleetEnv> {
-  const redis = await startRedisServer();
-  const s3 = await startS3Server();
+export interface FleetEnvOptions {
+  /** For the redis-server (a password, a data dir to restart it on, extra arguments). */
+  redis?: RedisServerOptions;
+  s3?: S3ServerOptions;
+}
+
+export async function startFleetEnv(opts: FleetEnvOptions = {}): Promise<FleetEnv> {
+  const redis = await startRedisServer(opts.redis);
+  const s3 = await startS3Server(opts.s3);
   const store = S3Store.fromConfig(s3.config);
   const queues = openQueues(redis.url, PREFIX);
   const client = new Redis(redis.url, { maxRetriesPerRequest: 3 });

@@ -21,6 +21,8 @@ export interface RedisServerOptions {
   dir?: string;
   /** redis-server executable (default "redis-server" on PATH). */
   bin?: string;
+  /** A password (`--requirepass`): the url carries it percent-encoded, and the start-up PING authenticates with it. */
+  password?: string;
   /** Extra `--option value` arguments appended to the command line. */
   extraArgs?: readonly string[];
   /** How long to wait for PONG (default 20 s; AOF replay of a big file takes a while). */
@@ -41,8 +43,27 @@ export interface RedisServer {
 
 const LOG_FILE = "redis.log";
 
+/** A command in RESP, which carries any bytes (a password with spaces, quotes or non-ASCII). */
+function resp(...args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
+}
+
+/** AUTH first when there is a password; its +OK is taken off the reply before `reply` sees it. */
+function authThen(password: string | undefined, command: string): { request: string; strip(buf: string): string | undefined } {
+  if (password === undefined) return { request: command, strip: (buf) => buf };
+  return {
+    request: resp("AUTH", password) + command,
+    strip: (buf) => {
+      const nl = buf.indexOf("\r\n");
+      if (nl < 0) return undefined;
+      return buf.startsWith("+OK") ? buf.slice(nl + 2) : "-AUTH failed\r\n";
+    },
+  };
+}
+
 /** PING over a raw socket; true only on +PONG (a replaying server answers -LOADING). */
-export function pingRedis(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+export function pingRedis(host: string, port: number, timeoutMs = 1000, password?: string): Promise<boolean> {
+  const { request, strip } = authThen(password, "PING\r\n");
   return new Promise((resolve) => {
     const sock = connect({ host, port });
     let buf = "";
@@ -52,16 +73,18 @@ export function pingRedis(host: string, port: number, timeoutMs = 1000): Promise
     };
     sock.setTimeout(timeoutMs, () => done(false));
     sock.once("error", () => done(false));
-    sock.once("connect", () => sock.write("PING\r\n"));
+    sock.once("connect", () => sock.write(request));
     sock.on("data", (d) => {
       buf += d.toString("latin1");
-      if (buf.includes("\r\n")) done(buf.startsWith("+PONG"));
+      const reply = strip(buf);
+      if (reply?.includes("\r\n")) done(reply.startsWith("+PONG"));
     });
   });
 }
 
 /** The process_id from INFO server, or undefined. */
-export function redisProcessId(host: string, port: number, timeoutMs = 1000): Promise<number | undefined> {
+export function redisProcessId(host: string, port: number, timeoutMs = 1000, password?: string): Promise<number | undefined> {
+  const { request, strip } = authThen(password, "INFO server\r\n");
   return new Promise((resolve) => {
     const sock = connect({ host, port });
     let buf = "";
@@ -71,11 +94,13 @@ export function redisProcessId(host: string, port: number, timeoutMs = 1000): Pr
     };
     sock.setTimeout(timeoutMs, () => done(undefined));
     sock.once("error", () => done(undefined));
-    sock.once("connect", () => sock.write("INFO server\r\n"));
+    sock.once("connect", () => sock.write(request));
     sock.on("data", (d) => {
       buf += d.toString("latin1");
-      if (!buf.startsWith("$")) return done(undefined);
-      const m = /process_id:(\d+)/.exec(buf);
+      const reply = strip(buf);
+      if (reply === undefined || reply === "") return;
+      if (!reply.startsWith("$")) return done(undefined);
+      const m = /process_id:(\d+)/.exec(reply);
       if (m) done(Number(m[1]));
     });
   });
@@ -106,6 +131,7 @@ async function startOnce(
   dir: string,
   extraArgs: readonly string[],
   timeoutMs: number,
+  password: string | undefined,
 ): Promise<ChildProcess> {
   const args = [
     "--port",
@@ -126,6 +152,7 @@ async function startOnce(
     "noeviction",
     "--save",
     "",
+    ...(password !== undefined ? ["--requirepass", password] : []),
     ...extraArgs,
   ];
   const child = spawn(bin, args, { stdio: "ignore", cwd: dir });
@@ -150,7 +177,7 @@ async function startOnce(
       );
     }
     // A PONG from another server already on this port does not count: check the pid.
-    if ((await pingRedis(host, port, 500)) && (await redisProcessId(host, port, 1000)) === child.pid) {
+    if ((await pingRedis(host, port, 500, password)) && (await redisProcessId(host, port, 1000, password)) === child.pid) {
       trackChild(child);
       return child;
     }
@@ -175,7 +202,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
     for (let attempt = 0; ; attempt++) {
       port = opts.port ?? (await freePort(host));
       try {
-        child = await startOnce(bin, host, port, dir, opts.extraArgs ?? [], timeoutMs);
+        child = await startOnce(bin, host, port, dir, opts.extraArgs ?? [], timeoutMs, opts.password);
         break;
       } catch (e) {
         if (e instanceof StartError && e.portInUse && opts.port === undefined && attempt < 5) continue;
@@ -197,7 +224,7 @@ export async function startRedisServer(opts: RedisServerOptions = {}): Promise<R
     })());
 
   return {
-    url: `redis://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    url: `redis://${opts.password !== undefined ? `:${encodeURIComponent(opts.password)}@` : ""}${host.includes(":") ? `[${host}]` : host}:${port}`,
     host,
     port,
     dir,

@@ -35,6 +35,8 @@ export interface S3ServerOptions {
   bucket?: string;
   /** Region reported to clients (s3rver ignores it; default us-east-1). */
   region?: string;
+  /** The secret clients sign with (default S3RVER; s3rver accepts any, so a test can use an awkward one). */
+  secretAccessKey?: string;
   /** How long to wait for the server to listen (default 20 s). */
   startTimeoutMs?: number;
 }
@@ -67,6 +69,7 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "stagebeam-s3-")));
   const timeoutMs = opts.startTimeoutMs ?? 20_000;
+  const secretAccessKey = opts.secretAccessKey ?? S3RVER_SECRET_ACCESS_KEY;
 
   const child = spawn(process.execPath, ["--openssl-legacy-provider", RUNNER, dir, host, String(opts.port ?? 0), bucket], {
     stdio: ["pipe", "pipe", "pipe"],
@@ -124,7 +127,7 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
     bucket,
     region,
     forcePathStyle: true,
-    credentials: { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey: S3RVER_SECRET_ACCESS_KEY },
+    credentials: { accessKeyId: S3RVER_ACCESS_KEY_ID, secretAccessKey },
   };
   let stopped: Promise<void> | undefined;
   const shutdown = (how: "stdin" | "SIGKILL") =>
@@ -140,7 +143,7 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
     bucket,
     region,
     accessKeyId: S3RVER_ACCESS_KEY_ID,
-    secretAccessKey: S3RVER_SECRET_ACCESS_KEY,
+    secretAccessKey,
     forcePathStyle: true,
     dir,
     pid: child.pid ?? -1,
@@ -150,7 +153,7 @@ export async function startS3Server(opts: S3ServerOptions = {}): Promise<S3Serve
       S3_BUCKET: bucket,
       S3_REGION: region,
       S3_ACCESS_KEY_ID: S3RVER_ACCESS_KEY_ID,
-      S3_SECRET_ACCESS_KEY: S3RVER_SECRET_ACCESS_KEY,
+      S3_SECRET_ACCESS_KEY: secretAccessKey,
       S3_FORCE_PATH_STYLE: "true",
     },
     stop: () => shutdown("stdin"),
