@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../../apps/demo/services/redis-server.ts";
 import { startS3Server } from "../../apps/demo/services/s3-server.ts";
+import { readRedis, redisDelta } from "./redis-stats.ts";
 
 const BASELINE_REV = "260c39a";
 const repo = resolve(import.meta.dirname, "../..");
@@ -54,15 +55,6 @@ async function writeManifest(path: string): Promise<void> {
   await once(out, "finish");
 }
 
-async function commandCalls(redis: Redis): Promise<number> {
-  const text = await redis.info("commandstats");
-  let calls = 0;
-  for (const m of text.matchAll(/^cmdstat_(\w+(?:\|\w+)?):calls=(\d+)/gm)) {
-    if (m[1] !== "info") calls += Number(m[2]);
-  }
-  return calls;
-}
-
 /** Peak resident memory of a process (VmHWM), read while it runs. */
 async function peakRss(pid: number): Promise<number> {
   const text = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
@@ -76,7 +68,7 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
   const redis = new Redis(redisServer.url);
   try {
     const memBefore = Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
-    await redis.config("RESETSTAT");
+    const before = await readRedis(redis);
     const args = [
       ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
       "--import",
@@ -112,7 +104,7 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
     clearInterval(timer);
     const seconds = (performance.now() - t0) / 1000;
     if (code !== 0) throw new Error(`${label}: submit exited ${code}\n${stdout}`);
-    const calls = await commandCalls(redis);
+    const calls = redisDelta(before, await readRedis(redis)).totalCalls;
     const memAfter = Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
     const waiting = await redis.llen("{sb}:request:wait");
     return {

@@ -1,0 +1,148 @@
+/**
+ * The real fleet of `npm run bench:fleet`: `stagebeam worker` processes on the bundled model
+ * (and verifier), a private redis-server and the embedded S3 (test/support/fleet-env.ts), runs
+ * submitted in this process.
+ *
+ *   commands   one run per strategy: INFO commandstats and INFO stats before and after (the
+ *              bench's own polls taken out), and MONITOR during the run to say who sent what
+ *   overhead   stage-level N=4 on the same items: in process (engine-row.ts, the engine bench's
+ *              own row) and through the fleet, timed from submit to the last result
+ */
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { startWorkerProcesses, type WorkerProcess } from "../../apps/demo/services/worker-processes.ts";
+import type { SearchSettingsInput } from "../../shared/core/search/settings.ts";
+import type { FleetEnv } from "../support/fleet-env.ts";
+import { openShard, RunWatch, submitManifest, type Shard } from "./fleet-runs.ts";
+import { startMonitor, type CommandTally } from "./redis-monitor.ts";
+import { readRedis, redisDelta, type RedisDelta } from "./redis-stats.ts";
+import { BUNDLED_MODEL } from "./decode.ts";
+import { measureInChild } from "./engine-row.ts";
+
+export interface StrategySpec {
+  label: string;
+  settings: SearchSettingsInput;
+}
+
+export interface StrategyRow {
+  label: string;
+  items: number;
+  done: number;
+  correct: number;
+  seconds: number;
+  /** Every call Redis counted (INFO commandstats: Lua-called commands included), less the bench's polls. */
+  callsPerItem: number;
+  /** Commands clients sent (MONITOR), less the bench's polls. */
+  sentPerItem: number;
+  netInPerItem: number;
+  netOutPerItem: number;
+  delta: RedisDelta;
+  tally: CommandTally;
+  polls: number;
+}
+
+export interface RealFleet {
+  shard: Shard;
+  workers: WorkerProcess[];
+  close(): Promise<void>;
+}
+
+/** Worker processes on the bundled policy and verifier, served on the env's queues. */
+export async function startRealFleet(env: FleetEnv, workers: number, concurrency: number): Promise<RealFleet> {
+  const procs = await startWorkerProcesses(workers, {
+    env: { ...env.env, WORKER_MODELS: "policy,verifier", WORKER_CONCURRENCY: String(concurrency), LOG_LEVEL: "warn" },
+  });
+  const shard = openShard({ url: env.redis.url }, env.client, env.prefix);
+  return {
+    shard,
+    workers: procs,
+    close: async () => {
+      await Promise.all(procs.map((w) => w.stop(30_000)));
+      await shard.queues.close();
+    },
+  };
+}
+
+async function ledgerCounts(env: FleetEnv, run: string) {
+  return env.ledger.counts(run);
+}
+
+/** One run of `items` items of the scene set under `spec`, counted. */
+export async function countStrategy(
+  env: FleetEnv,
+  fleet: RealFleet,
+  manifest: string,
+  items: number,
+  spec: StrategySpec,
+  run: string,
+): Promise<StrategyRow> {
+  const monitor = await startMonitor(env.client.duplicate(), env.prefix);
+  const before = await readRedis(env.client);
+  const t0 = performance.now();
+  await submitManifest(fleet.shard, env.store, run, manifest, spec.settings, items);
+  const watch = new RunWatch(env.client, [[env.prefix, run]]);
+  const done = await watch.waitFor(items, { pollMs: 200 });
+  const seconds = (performance.now() - t0) / 1000;
+  const after = await readRedis(env.client);
+  const tally = await monitor.stop();
+  const delta = redisDelta(before, after);
+  const counts = await ledgerCounts(env, run);
+  const polls = watch.progress.polls;
+  return {
+    label: spec.label,
+    items,
+    done,
+    correct: counts.correct,
+    seconds,
+    callsPerItem: (delta.totalCalls - polls) / items,
+    sentPerItem: (tally.sentTotal - polls) / items,
+    netInPerItem: delta.netIn / items,
+    netOutPerItem: delta.netOut / items,
+    delta,
+    tally,
+    polls,
+  };
+}
+
+export interface OverheadRow {
+  items: number;
+  inProcess: { seconds: number; perSecond: number; correct: number };
+  fleet: { seconds: number; perSecond: number; correct: number };
+}
+
+/** Stage-level N=4 over the same items in process and through the fleet. */
+export async function measureOverhead(
+  env: FleetEnv,
+  fleet: RealFleet,
+  setDir: string,
+  items: number,
+  inProcessConcurrency: number,
+  run: string,
+): Promise<OverheadRow> {
+  const settings: SearchSettingsInput = { strategy: "stage", beam: 4, judgeMode: "score", seed: 1 };
+  const local = await measureInChild({
+    kind: "search",
+    label: "in process",
+    model: BUNDLED_MODEL,
+    setDir,
+    reference: false,
+    judge: "score",
+    concurrency: inProcessConcurrency,
+    beam: 4,
+    seed: 1,
+  });
+  const t0 = performance.now();
+  await submitManifest(fleet.shard, env.store, run, join(setDir, "items.jsonl"), settings, items);
+  await new RunWatch(env.client, [[env.prefix, run]]).waitFor(items, { pollMs: 100 });
+  const seconds = (performance.now() - t0) / 1000;
+  const counts = await ledgerCounts(env, run);
+  return {
+    items,
+    inProcess: {
+      seconds: local.outcome.summary.seconds,
+      perSecond: items / local.outcome.summary.seconds,
+      correct: local.outcome.summary.overall.correct,
+    },
+    fleet: { seconds, perSecond: items / seconds, correct: counts.correct },
+  };
+}
