@@ -8,13 +8,14 @@
  *   overhead   stage-level N=4 on the same items: in process (engine-row.ts, the engine bench's
  *              own row) and through the fleet, timed from submit to the last result
  */
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { startWorkerProcesses, type WorkerProcess } from "../../apps/demo/services/worker-processes.ts";
 import type { SearchSettingsInput } from "../../shared/core/search/settings.ts";
 import type { FleetEnv } from "../support/fleet-env.ts";
 import { openShard, RunWatch, submitManifest, type Shard } from "./fleet-runs.ts";
-import { startMonitor, type CommandTally } from "./redis-monitor.ts";
+import { monitorSource, startMonitor, type CommandTally } from "./redis-monitor.ts";
 import { readRedis, redisDelta, type RedisDelta } from "./redis-stats.ts";
 import { BUNDLED_MODEL } from "./decode.ts";
 import { measureInChild } from "./engine-row.ts";
@@ -32,7 +33,7 @@ export interface StrategyRow {
   seconds: number;
   /** Every call Redis counted (INFO commandstats: Lua-called commands included), less the bench's polls. */
   callsPerItem: number;
-  /** Commands clients sent (MONITOR), less the bench's polls. */
+  /** Commands clients sent (MONITOR), the bench's own connection left out. */
   sentPerItem: number;
   netInPerItem: number;
   netOutPerItem: number;
@@ -63,10 +64,6 @@ export async function startRealFleet(env: FleetEnv, workers: number, concurrency
   };
 }
 
-async function ledgerCounts(env: FleetEnv, run: string) {
-  return env.ledger.counts(run);
-}
-
 /** One run of `items` items of the scene set under `spec`, counted. */
 export async function countStrategy(
   env: FleetEnv,
@@ -76,17 +73,22 @@ export async function countStrategy(
   spec: StrategySpec,
   run: string,
 ): Promise<StrategyRow> {
-  const monitor = await startMonitor(env.client.duplicate(), env.prefix);
-  const before = await readRedis(env.client);
+  // The bench's own polls go on a connection of their own, which MONITOR leaves out.
+  const watcher = env.client.duplicate();
+  await watcher.ping();
+  const monitor = await startMonitor(env.client, env.prefix, new Set([monitorSource(watcher)]));
+  const before = await readRedis(watcher);
   const t0 = performance.now();
   await submitManifest(fleet.shard, env.store, run, manifest, spec.settings, items);
-  const watch = new RunWatch(env.client, [[env.prefix, run]]);
+  const watch = new RunWatch(watcher, [[env.prefix, run]]);
   const done = await watch.waitFor(items, { pollMs: 200 });
   const seconds = (performance.now() - t0) / 1000;
-  const after = await readRedis(env.client);
+  const after = await readRedis(watcher);
   const tally = await monitor.stop();
+  watcher.disconnect();
   const delta = redisDelta(before, after);
-  const counts = await ledgerCounts(env, run);
+  const counts = await env.ledger.counts(run);
+  // The polls' HGETALLs are the bench's; the rest is the fleet's and the producer's.
   const polls = watch.progress.polls;
   return {
     label: spec.label,
@@ -95,7 +97,7 @@ export async function countStrategy(
     correct: counts.correct,
     seconds,
     callsPerItem: (delta.totalCalls - polls) / items,
-    sentPerItem: (tally.sentTotal - polls) / items,
+    sentPerItem: tally.sentTotal / items,
     netInPerItem: delta.netIn / items,
     netOutPerItem: delta.netOut / items,
     delta,
@@ -108,6 +110,15 @@ export interface OverheadRow {
   items: number;
   inProcess: { seconds: number; perSecond: number; correct: number };
   fleet: { seconds: number; perSecond: number; correct: number };
+  /** CPU seconds of each process of the fleet run: worker(s), redis-server, S3, this process (producer and watch). */
+  fleetCpu: Record<string, number>;
+}
+
+/** User + system CPU seconds of a process so far (/proc/<pid>/stat; clock ticks of 1/100 s). */
+async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Stage-level N=4 over the same items in process and through the fleet. */
@@ -131,11 +142,23 @@ export async function measureOverhead(
     beam: 4,
     seed: 1,
   });
+  const pids: Record<string, number> = { "redis-server": env.redis.pid, s3: env.s3.pid };
+  for (const w of fleet.workers) pids[`worker ${w.index}`] = w.pid;
+  const cpuOf = async () => {
+    const out: Record<string, number> = {};
+    for (const [name, pid] of Object.entries(pids)) out[name] = await cpuSecondsOf(pid);
+    const self = process.cpuUsage();
+    out["bench (producer)"] = (self.user + self.system) / 1e6;
+    return out;
+  };
+  const cpu0 = await cpuOf();
   const t0 = performance.now();
   await submitManifest(fleet.shard, env.store, run, join(setDir, "items.jsonl"), settings, items);
   await new RunWatch(env.client, [[env.prefix, run]]).waitFor(items, { pollMs: 100 });
   const seconds = (performance.now() - t0) / 1000;
-  const counts = await ledgerCounts(env, run);
+  const cpu1 = await cpuOf();
+  const fleetCpu = Object.fromEntries(Object.keys(cpu1).map((k) => [k, cpu1[k]! - cpu0[k]!]));
+  const counts = await env.ledger.counts(run);
   return {
     items,
     inProcess: {
@@ -144,5 +167,6 @@ export async function measureOverhead(
       correct: local.outcome.summary.overall.correct,
     },
     fleet: { seconds, perSecond: items / seconds, correct: counts.correct },
+    fleetCpu,
   };
 }

@@ -9,8 +9,11 @@
  *   GPU busy          the hosts' busy slot-seconds in the window ÷ (W × slots × window)
  *   Redis CPU         the servers' own CPU seconds in the window ÷ window (one core = 100%)
  *   sim event loop    the simulation processes' event-loop utilisation in the window (mean)
+ *   machine CPU       every process's CPU in the window (/proc/stat), in cores: at the machine's
+ *                     core count, the simulation is limited by this machine, not by the fleet
  */
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Redis } from "ioredis";
@@ -52,6 +55,17 @@ export interface SimRow {
   redisCommandsPerSecond: number;
   simEventLoop: number;
   simCpu: number;
+  /** The whole machine's CPU in the window (every process, other users' too), in cores. */
+  machineCpu: number;
+}
+
+/** Busy and total jiffies of all CPUs (/proc/stat). */
+async function machineJiffies(): Promise<{ busy: number; total: number }> {
+  const [, ...fields] = (await readFile("/proc/stat", "utf8")).split("\n")[0]!.trim().split(/\s+/);
+  const n = fields.map(Number);
+  const idle = n[3]! + n[4]!;
+  const total = n.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
 }
 
 /** GPU slot-seconds one item of the simulated run takes in process (one open, no fleet). */
@@ -143,15 +157,25 @@ export async function simulate(where: SimTarget, o: SimulateOptions): Promise<Si
     const window = Math.max(o.windowSeconds, MIN_WINDOW_ITEMS / ideal);
     const from = t0 + o.warmupSeconds * 1000;
     const to = from + window * 1000;
-    let before: { redis: Awaited<ReturnType<typeof readRedis>>[]; sims: SimStats[] } | undefined;
+    let before:
+      | { redis: Awaited<ReturnType<typeof readRedis>>[]; sims: SimStats[]; machine: { busy: number; total: number } }
+      | undefined;
     while (performance.now() < to) {
       await watch.done();
       if (before === undefined && performance.now() >= from) {
-        before = { redis: await Promise.all(infos.map(readRedis)), sims: await Promise.all(sims.map((s) => s.stats())) };
+        before = {
+          redis: await Promise.all(infos.map(readRedis)),
+          sims: await Promise.all(sims.map((s) => s.stats())),
+          machine: await machineJiffies(),
+        };
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    const after = { redis: await Promise.all(infos.map(readRedis)), sims: await Promise.all(sims.map((s) => s.stats())) };
+    const after = {
+      redis: await Promise.all(infos.map(readRedis)),
+      sims: await Promise.all(sims.map((s) => s.stats())),
+      machine: await machineJiffies(),
+    };
     feeding.abort();
     await submits;
     const deltas: RedisDelta[] = after.redis.map((a, i) => redisDelta(before!.redis[i]!, a));
@@ -177,6 +201,7 @@ export async function simulate(where: SimTarget, o: SimulateOptions): Promise<Si
       redisCommandsPerSecond: all.totalCalls / all.seconds,
       simEventLoop: elu.reduce((a, b) => a + b, 0) / elu.length,
       simCpu: (sum(after.sims, (s) => s.cpuSeconds) - sum(before!.sims, (s) => s.cpuSeconds)) / simSeconds,
+      machineCpu: (cpus().length * (after.machine.busy - before!.machine.busy)) / (after.machine.total - before!.machine.total),
     };
   } finally {
     await Promise.all(sims.map((s) => s.kill()));

@@ -18,7 +18,7 @@
  *                          [--sim-concurrency 4] [--skip-real] [--skip-sim]
  */
 import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { loadavg, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startRedisServer } from "../../apps/demo/services/redis-server.ts";
@@ -228,6 +228,11 @@ if (overhead) {
   console.log(
     `\n2. fleet ÷ in process — stage N=4 score, ${overhead.items} items, this machine's cores for both: in process ${f2(overhead.inProcess.perSecond)} items/s (${values.concurrency} sequences: ${Number(values.concurrency) / 4} items in flight), fleet ${f2(overhead.fleet.perSecond)} items/s (1 worker process, WORKER_CONCURRENCY ${values.concurrency}, submit to last result) = ${f2(ratio)}; correct ${overhead.inProcess.correct} / ${overhead.fleet.correct}`,
   );
+  console.log(
+    `CPU seconds during the fleet run (${f1(overhead.fleet.seconds)} s wall): ${Object.entries(overhead.fleetCpu)
+      .map(([k, v]) => `${k} ${f1(v)}`)
+      .join(", ")}`,
+  );
   verdict("fleet ÷ in-process items/s", ratio, f2(ratio), TARGET.overhead, true, "≥ 0.9");
 }
 
@@ -248,8 +253,10 @@ if (ideal) {
         "items",
         "Redis CPU",
         "Redis calls/s",
+        "Redis ms/item",
         "sim loop",
         "sim CPU",
+        "machine CPU",
       ],
       ...rows.map((r) => [
         r.label,
@@ -261,11 +268,21 @@ if (ideal) {
         String(r.itemsInWindow),
         r.redisCpu.map(pct).join("+"),
         f0(r.redisCommandsPerSecond),
+        f1((1000 * Math.max(...r.redisCpu)) / (r.achieved / r.redisCpu.length)),
         pct(r.simEventLoop),
         `${f2(r.simCpu)} cores`,
+        `${f2(r.machineCpu)}/${cpus().length} cores`,
       ]),
     ]),
   );
+  const biggest = simRows.at(-1);
+  if (biggest && biggest.achieved > 0) {
+    const msPerItem = (1000 * biggest.redisCpu[0]!) / biggest.achieved;
+    const full = 1000 / msPerItem;
+    console.log(
+      `Redis on one node spent ${f1(msPerItem)} ms of CPU an item at ${biggest.workers} workers: one core is full at ≈ ${f1(full)} items/s ≈ ${f0(full / (model.slots / ideal.seconds))} workers of this model (derived from the measured CPU per item, not reached here).`,
+    );
+  }
   const at100 = simRows.find((r) => r.workers === 100);
   if (at100)
     verdict(

@@ -43,7 +43,19 @@ function kindOf(key: string | undefined, prefix: string): string {
   return part === "stagebeam" ? "ledger" : part;
 }
 
-export async function startMonitor(redis: Redis, prefix: string): Promise<{ stop(): Promise<CommandTally> }> {
+/** The `host:port` MONITOR names a client's connection by. */
+export function monitorSource(client: Redis): string {
+  const stream = (client as unknown as { stream?: { localAddress?: string; localPort?: number } }).stream;
+  if (stream?.localPort === undefined) throw new Error("the client is not connected");
+  return `${stream.localAddress}:${stream.localPort}`;
+}
+
+/** Tallies what every client but `ignore` (sources, monitorSource) sends, on a monitor connection of its own. */
+export async function startMonitor(
+  redis: Redis,
+  prefix: string,
+  ignore: ReadonlySet<string> = new Set(),
+): Promise<{ stop(): Promise<CommandTally> }> {
   const scripts = await bullmqScripts();
   const tally: CommandTally = { sent: new Map(), inLua: new Map(), sentTotal: 0, inLuaTotal: 0 };
   const monitor = await redis.monitor();
@@ -54,7 +66,7 @@ export async function startMonitor(redis: Redis, prefix: string): Promise<{ stop
       bump(tally.inLua, kindOf(args[1], prefix));
       return;
     }
-    if (command === "info" || command === "monitor") return;
+    if (command === "info" || command === "monitor" || ignore.has(source)) return;
     tally.sentTotal++;
     if (command === "evalsha") {
       const name = scripts.get(args[1]!) ?? `script ${args[1]!.slice(0, 8)}`;
