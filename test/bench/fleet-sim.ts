@@ -32,6 +32,7 @@ export const SIM_SETTINGS: SearchSettingsInput = { strategy: "stage", beam: 4, j
 const BACKLOG_PER_SLOT = 0.6;
 /** A window long enough for this many completions at the ideal rate (few completions are noisy). */
 const MIN_WINDOW_ITEMS = 15;
+const WARMUP_LIMIT_MS = 240_000;
 
 export interface SimTarget {
   label: string;
@@ -49,6 +50,7 @@ export interface SimRow {
   ideal: number;
   achieved: number;
   itemsInWindow: number;
+  warmupSeconds: number;
   windowSeconds: number;
   gpuBusy: number;
   redisCpu: number[];
@@ -112,9 +114,11 @@ export interface SimulateOptions {
 
 export async function simulate(where: SimTarget, o: SimulateOptions): Promise<SimRow> {
   const ideal = o.idealPerWorker * o.workers;
-  const perShard = Math.ceil(
-    (ideal * (o.warmupSeconds + Math.max(o.windowSeconds, MIN_WINDOW_ITEMS / ideal) + 15) * 1.3 + 10) / where.prefixes.length,
-  );
+  const window = Math.max(o.windowSeconds, MIN_WINDOW_ITEMS / ideal);
+  // Enough items in flight to keep every GPU busy while an item waits on Redis between its
+  // steps, few enough that an item's latency (and so the warm-up) stays short.
+  const backlog = Math.ceil((o.workers * o.model.slots * BACKLOG_PER_SLOT) / where.prefixes.length);
+  const perShard = Math.ceil(2 * backlog + (ideal * (o.warmupSeconds + window) * 1.3 + 10) / where.prefixes.length);
   const client = connectRedis(where.target, { maxRetriesPerRequest: 3 });
   const store = S3Store.fromConfig(o.s3.config);
   const infos = where.servers.map((s) => new Redis(s.url, { maxRetriesPerRequest: 3 }));
@@ -138,9 +142,6 @@ export async function simulate(where: SimTarget, o: SimulateOptions): Promise<Si
       );
     }
     const run = `sim-${o.workers}`;
-    // Enough items in flight to keep every GPU busy while an item waits on Redis between its
-    // steps, few enough that an item's latency (and so the warm-up) stays short.
-    const backlog = Math.ceil((o.workers * o.model.slots * BACKLOG_PER_SLOT) / where.prefixes.length);
     const feeding = new AbortController();
     const submits = Promise.all(
       shards.map(async (shard, s) => {
@@ -153,16 +154,23 @@ export async function simulate(where: SimTarget, o: SimulateOptions): Promise<Si
       client,
       shards.map((s) => [s.prefix, run] as const),
     );
+    // Steady state: the warm-up lasts until the first wave of items (the backlog) has finished,
+    // however long a saturated fleet takes for it, and at least `warmupSeconds`.
     const t0 = performance.now();
-    const window = Math.max(o.windowSeconds, MIN_WINDOW_ITEMS / ideal);
-    const from = t0 + o.warmupSeconds * 1000;
-    const to = from + window * 1000;
+    const firstWave = backlog * shards.length;
+    let from = Number.POSITIVE_INFINITY;
+    let to = Number.POSITIVE_INFINITY;
     let before:
       | { redis: Awaited<ReturnType<typeof readRedis>>[]; sims: SimStats[]; machine: { busy: number; total: number } }
       | undefined;
     while (performance.now() < to) {
-      await watch.done();
-      if (before === undefined && performance.now() >= from) {
+      const done = await watch.done();
+      const now = performance.now();
+      if (before === undefined && now - t0 > WARMUP_LIMIT_MS)
+        throw new Error(`${where.label}, ${o.workers} workers: only ${done} items done in the warm-up`);
+      if (before === undefined && now >= t0 + o.warmupSeconds * 1000 && done >= firstWave) {
+        from = now;
+        to = from + window * 1000;
         before = {
           redis: await Promise.all(infos.map(readRedis)),
           sims: await Promise.all(sims.map((s) => s.stats())),
@@ -195,6 +203,7 @@ export async function simulate(where: SimTarget, o: SimulateOptions): Promise<Si
       ideal,
       achieved: rate.perSecond,
       itemsInWindow: rate.items,
+      warmupSeconds: (from - t0) / 1000,
       windowSeconds: window,
       gpuBusy: busy / (o.workers * o.model.slots * simSeconds),
       redisCpu: deltas.map((d) => d.cpuSeconds / d.seconds),
