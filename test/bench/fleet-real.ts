@@ -112,6 +112,21 @@ export interface OverheadRow {
   fleet: { seconds: number; perSecond: number; correct: number };
   /** CPU seconds of each process of the fleet run: worker(s), redis-server, S3, this process (producer and watch). */
   fleetCpu: Record<string, number>;
+  inProcessCpu: number;
+  /** Batched decode steps and the sequences they carried, in process and on the workers (stagebeam_decode_batch_size). */
+  decode: { inProcess: { steps: number; rows: number }; fleet: { steps: number; rows: number } };
+}
+
+/** The workers' decode steps and sequences so far, from their /metrics. */
+async function fleetDecode(fleet: RealFleet): Promise<{ steps: number; rows: number }> {
+  let steps = 0;
+  let rows = 0;
+  for (const w of fleet.workers) {
+    const text = await (await fetch(w.metricsUrl)).text();
+    steps += Number(/^stagebeam_decode_batch_size_count(?:\{[^}]*\})? ([\d.e+]+)$/m.exec(text)?.[1] ?? Number.NaN);
+    rows += Number(/^stagebeam_decode_batch_size_sum(?:\{[^}]*\})? ([\d.e+]+)$/m.exec(text)?.[1] ?? Number.NaN);
+  }
+  return { steps, rows };
 }
 
 /** User + system CPU seconds of a process so far (/proc/<pid>/stat; clock ticks of 1/100 s). */
@@ -152,11 +167,13 @@ export async function measureOverhead(
     return out;
   };
   const cpu0 = await cpuOf();
+  const decode0 = await fleetDecode(fleet);
   const t0 = performance.now();
   await submitManifest(fleet.shard, env.store, run, join(setDir, "items.jsonl"), settings, items);
   await new RunWatch(env.client, [[env.prefix, run]]).waitFor(items, { pollMs: 100 });
   const seconds = (performance.now() - t0) / 1000;
   const cpu1 = await cpuOf();
+  const decode1 = await fleetDecode(fleet);
   const fleetCpu = Object.fromEntries(Object.keys(cpu1).map((k) => [k, cpu1[k]! - cpu0[k]!]));
   const counts = await env.ledger.counts(run);
   return {
@@ -168,5 +185,10 @@ export async function measureOverhead(
     },
     fleet: { seconds, perSecond: items / seconds, correct: counts.correct },
     fleetCpu,
+    inProcessCpu: local.cpuSeconds,
+    decode: {
+      inProcess: { steps: local.decodeSteps, rows: local.decodeRows },
+      fleet: { steps: decode1.steps - decode0.steps, rows: decode1.rows - decode0.rows },
+    },
   };
 }

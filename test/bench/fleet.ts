@@ -228,10 +228,15 @@ if (overhead) {
   console.log(
     `\n2. fleet ÷ in process — stage N=4 score, ${overhead.items} items, this machine's cores for both: in process ${f2(overhead.inProcess.perSecond)} items/s (${values.concurrency} sequences: ${Number(values.concurrency) / 4} items in flight), fleet ${f2(overhead.fleet.perSecond)} items/s (1 worker process, WORKER_CONCURRENCY ${values.concurrency}, submit to last result) = ${f2(ratio)}; correct ${overhead.inProcess.correct} / ${overhead.fleet.correct}`,
   );
+  const { inProcess: di, fleet: df } = overhead.decode;
   console.log(
-    `CPU seconds during the fleet run (${f1(overhead.fleet.seconds)} s wall): ${Object.entries(overhead.fleetCpu)
+    `where the time goes: CPU seconds in process ${f1(overhead.inProcessCpu)} (${f1(overhead.inProcess.seconds)} s wall); during the fleet run (${f1(overhead.fleet.seconds)} s wall) ${Object.entries(
+      overhead.fleetCpu,
+    )
       .map(([k, v]) => `${k} ${f1(v)}`)
-      .join(", ")}`,
+      .join(
+        ", ",
+      )}; decode steps an item ${f0(di.steps / overhead.items)} in process (${f1(di.rows / di.steps)} sequences a step) vs ${f0(df.steps / overhead.items)} on the fleet (${f1(df.rows / df.steps)} a step)`,
   );
   verdict("fleet ÷ in-process items/s", ratio, f2(ratio), TARGET.overhead, true, "≥ 0.9");
 }
