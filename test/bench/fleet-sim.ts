@@ -141,18 +141,19 @@ export async function simulate(where: SimTarget, o: SimulateOptions): Promise<Si
         }),
       );
     }
-    const run = `sim-${o.workers}`;
+    // One run a shard, each under a name of its own: the runs share the S3 bucket (runs/<run>/…).
+    const runs = shards.map((_, s) => `sim-${where.target.cluster ? "cluster" : "node"}-${o.workers}-${s}`);
     const feeding = new AbortController();
     const submits = Promise.all(
       shards.map(async (shard, s) => {
-        const manifest = await writeSimManifest(o.dir, o.images, perShard, `${run}-${s}`);
-        await submitManifest(shard, store, run, manifest, SIM_SETTINGS, perShard, { backlog, signal: feeding.signal });
+        const manifest = await writeSimManifest(o.dir, o.images, perShard, runs[s]!);
+        await submitManifest(shard, store, runs[s]!, manifest, SIM_SETTINGS, perShard, { backlog, signal: feeding.signal });
       }),
     );
     submits.catch(() => {});
     const watch = new RunWatch(
       client,
-      shards.map((s) => [s.prefix, run] as const),
+      shards.map((s, i) => [s.prefix, runs[i]!] as const),
     );
     // Steady state: the warm-up lasts until the first wave of items (the backlog) has finished,
     // however long a saturated fleet takes for it, and at least `warmupSeconds`.
