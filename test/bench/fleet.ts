@@ -90,99 +90,12 @@ const clusterRows: SimRow[] = [];
 let ideal: { seconds: number; latency: number } | undefined;
 const model: LatencyModel = { ...H100_11B, slots: num("sim-concurrency") };
 console.log(`bench:fleet — load average at start: ${load()}`);
-try {
-  if (!values["skip-real"]) {
-    const items = num("items");
-    const overheadItems = num("overhead-items");
-    const setDir = join(tmp, "scenes");
-    await writeSceneSet(setDir, { count: overheadItems, seed: 3000 });
-    const countSet = join(tmp, "count-scenes");
-    await writeSceneSet(countSet, { count: items, seed: 4000 });
-    const env = await startFleetEnv();
-    try {
-      const fleet = await startRealFleet(env, 1, num("concurrency"));
-      try {
-        say(`real fleet: 1 worker process (bundled policy + verifier), WORKER_CONCURRENCY ${values.concurrency}`);
-        for (const [i, spec] of STRATEGIES.entries()) {
-          const row = await countStrategy(env, fleet, join(countSet, "items.jsonl"), items, spec, `count-${i}`);
-          strategyRows.push(row);
-          say(`${spec.label}: ${row.done}/${items} items in ${f1(row.seconds)} s, ${f0(row.callsPerItem)} calls/item`);
-        }
-        overhead = await measureOverhead(env, fleet, setDir, overheadItems, Math.max(1, num("concurrency") / 4), "overhead");
-        say(`overhead: in process ${f1(overhead.inProcess.seconds)} s, fleet ${f1(overhead.fleet.seconds)} s`);
-      } finally {
-        await fleet.close();
-      }
-    } finally {
-      await env.close();
-    }
-  }
-
-  if (!values["skip-sim"]) {
-    ideal = await gpuSecondsPerItem(model, 8);
-    const idealPerWorker = model.slots / ideal.seconds;
-    say(
-      `latency model: ${f2(ideal.seconds)} GPU slot-s an item, ${f1(ideal.latency)} s alone; ideal ${f2(idealPerWorker)} items/s a worker`,
-    );
-    const s3 = await startS3Server();
-    const images = join(tmp, "sim-scenes");
-    await writeSceneSet(images, { count: 8, seed: 5000 });
-    const files = (await readdir(images)).filter((f) => f.endsWith(".png"));
-    const common = {
-      model,
-      processes: num("sim-processes"),
-      concurrency: num("sim-concurrency"),
-      idealPerWorker,
-      warmupSeconds: num("warmup"),
-      windowSeconds: num("window"),
-      s3,
-      dir: images,
-      images: files,
-    };
-    try {
-      const redis = await startRedisServer();
-      try {
-        const single = { label: "1 node", target: { url: redis.url }, servers: [redis], prefixes: ["{sb}"] };
-        for (const w of values.sizes.split(",").map(Number)) {
-          const row = await simulate(single, { ...common, workers: w });
-          simRows.push(row);
-          say(`simulated ${w} workers, 1 node: ${f2(row.achieved)} / ${f2(row.ideal)} items/s`);
-        }
-        if (!simRows.some((r) => r.workers === num("cluster-workers"))) {
-          simRows.push(await simulate(single, { ...common, workers: num("cluster-workers") }));
-        }
-      } finally {
-        await redis.stop();
-      }
-      const cluster = await startRedisCluster(3);
-      try {
-        const tags = await cluster.tagsPerNode(1);
-        const sharded = {
-          label: "3-node cluster",
-          target: { url: cluster.url, cluster: true },
-          servers: cluster.nodes,
-          prefixes: tags.map(([t]) => `{${t}}`),
-        };
-        const row = await simulate(sharded, { ...common, workers: num("cluster-workers") });
-        clusterRows.push(row);
-        say(`simulated ${row.workers} workers, 3-node cluster: ${f2(row.achieved)} / ${f2(row.ideal)} items/s`);
-      } finally {
-        await cluster.stop();
-      }
-    } finally {
-      await s3.stop();
-    }
-  }
-} finally {
-  await rm(tmp, { recursive: true, force: true });
-}
-
-console.log(`\nbench:fleet — ${((performance.now() - t0) / 1000).toFixed(0)} s, load average at end: ${load()}`);
 const verdicts: string[][] = [["target", "figure", "target", "verdict"]];
 const verdict = (name: string, value: number, shown: string, target: number, higherIsBetter: boolean, tgt: string) =>
   verdicts.push([name, shown, tgt, (higherIsBetter ? value >= target : value <= target) ? "met" : "MISSED"]);
 
-if (strategyRows.length > 0) {
+function reportRedis(): void {
+  if (!(strategyRows.length > 0)) return;
   console.log(
     `\n1. Redis per item — real run, 1 worker process on the bundled model, ${strategyRows[0]!.items} items a strategy; calls = INFO commandstats (Lua-called commands included), sent = commands clients sent (MONITOR); the bench's own polls taken out`,
   );
@@ -223,7 +136,8 @@ if (strategyRows.length > 0) {
   verdict("stage N=4 commands/item (sent)", stage.sentPerItem, f0(stage.sentPerItem), TARGET.stageCommands, false, "≤ 150");
 }
 
-if (overhead) {
+function reportOverhead(): void {
+  if (!overhead) return;
   const ratio = overhead.fleet.perSecond / overhead.inProcess.perSecond;
   console.log(
     `\n2. fleet ÷ in process — stage N=4 score, ${overhead.items} items, this machine's cores for both: in process ${f2(overhead.inProcess.perSecond)} items/s (${values.concurrency} sequences: ${Number(values.concurrency) / 4} items in flight), fleet ${f2(overhead.fleet.perSecond)} items/s (1 worker process, WORKER_CONCURRENCY ${values.concurrency}, submit to last result) = ${f2(ratio)}; correct ${overhead.inProcess.correct} / ${overhead.fleet.correct}`,
@@ -241,7 +155,8 @@ if (overhead) {
   verdict("fleet ÷ in-process items/s", ratio, f2(ratio), TARGET.overhead, true, "≥ 0.9");
 }
 
-if (ideal) {
+function reportSim(): void {
+  if (!ideal) return;
   console.log(
     `\n3. simulated fleet — ${model.label}: ${model.decodeStepMs} ms a decoded token, ${model.prefillMsPerToken} ms a prefill token, ${model.openMs} ms an image; ${model.slots} sequences at once a worker (WORKER_CONCURRENCY ${model.slots}); stage N=4 score: ${f2(ideal.seconds)} GPU s an item, ${f1(ideal.latency)} s alone. Workers run many to a Node process (${values["sim-processes"]} processes): one event loop serves all of a process's workers, so "sim loop" near 100% means the simulation, not Redis, is the limit.`,
   );
@@ -308,4 +223,96 @@ if (ideal) {
     verdict(`3-node cluster ÷ 1 node (${c.workers} workers)`, x, `${f2(x)}×`, TARGET.cluster, true, "≥ 2.5×");
   }
 }
+
+try {
+  if (!values["skip-real"]) {
+    const items = num("items");
+    const overheadItems = num("overhead-items");
+    const setDir = join(tmp, "scenes");
+    await writeSceneSet(setDir, { count: overheadItems, seed: 3000 });
+    const countSet = join(tmp, "count-scenes");
+    await writeSceneSet(countSet, { count: items, seed: 4000 });
+    const env = await startFleetEnv();
+    try {
+      const fleet = await startRealFleet(env, 1, num("concurrency"));
+      try {
+        say(`real fleet: 1 worker process (bundled policy + verifier), WORKER_CONCURRENCY ${values.concurrency}`);
+        for (const [i, spec] of STRATEGIES.entries()) {
+          const row = await countStrategy(env, fleet, join(countSet, "items.jsonl"), items, spec, `count-${i}`);
+          strategyRows.push(row);
+          say(`${spec.label}: ${row.done}/${items} items in ${f1(row.seconds)} s, ${f0(row.callsPerItem)} calls/item`);
+        }
+        reportRedis();
+        overhead = await measureOverhead(env, fleet, setDir, overheadItems, Math.max(1, num("concurrency") / 4), "overhead");
+        say(`overhead: in process ${f1(overhead.inProcess.seconds)} s, fleet ${f1(overhead.fleet.seconds)} s`);
+        reportOverhead();
+      } finally {
+        await fleet.close();
+      }
+    } finally {
+      await env.close();
+    }
+  }
+
+  if (!values["skip-sim"]) {
+    ideal = await gpuSecondsPerItem(model, 8);
+    const idealPerWorker = model.slots / ideal.seconds;
+    say(
+      `latency model: ${f2(ideal.seconds)} GPU slot-s an item, ${f1(ideal.latency)} s alone; ideal ${f2(idealPerWorker)} items/s a worker`,
+    );
+    const s3 = await startS3Server();
+    const images = join(tmp, "sim-scenes");
+    await writeSceneSet(images, { count: 8, seed: 5000 });
+    const files = (await readdir(images)).filter((f) => f.endsWith(".png"));
+    const common = {
+      model,
+      processes: num("sim-processes"),
+      concurrency: num("sim-concurrency"),
+      idealPerWorker,
+      warmupSeconds: num("warmup"),
+      windowSeconds: num("window"),
+      s3,
+      dir: images,
+      images: files,
+    };
+    try {
+      const redis = await startRedisServer();
+      try {
+        const single = { label: "1 node", target: { url: redis.url }, servers: [redis], prefixes: ["{sb}"] };
+        for (const w of values.sizes.split(",").map(Number)) {
+          const row = await simulate(single, { ...common, workers: w });
+          simRows.push(row);
+          say(`simulated ${w} workers, 1 node: ${f2(row.achieved)} / ${f2(row.ideal)} items/s`);
+        }
+        if (!simRows.some((r) => r.workers === num("cluster-workers"))) {
+          simRows.push(await simulate(single, { ...common, workers: num("cluster-workers") }));
+        }
+      } finally {
+        await redis.stop();
+      }
+      const cluster = await startRedisCluster(3);
+      try {
+        const tags = await cluster.tagsPerNode(1);
+        const sharded = {
+          label: "3-node cluster",
+          target: { url: cluster.url, cluster: true },
+          servers: cluster.nodes,
+          prefixes: tags.map(([t]) => `{${t}}`),
+        };
+        const row = await simulate(sharded, { ...common, workers: num("cluster-workers") });
+        clusterRows.push(row);
+        say(`simulated ${row.workers} workers, 3-node cluster: ${f2(row.achieved)} / ${f2(row.ideal)} items/s`);
+      } finally {
+        await cluster.stop();
+      }
+    } finally {
+      await s3.stop();
+      reportSim();
+    }
+  }
+} finally {
+  await rm(tmp, { recursive: true, force: true });
+}
+
+console.log(`\nbench:fleet — ${((performance.now() - t0) / 1000).toFixed(0)} s, load average at end: ${load()}`);
 console.log(`\ntargets\n${table(verdicts)}`);
