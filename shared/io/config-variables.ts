@@ -168,6 +168,15 @@ const SPECS = [
     schema: redisUrl,
   },
   {
+    name: "REDIS_CLUSTER",
+    parts: ["redis"],
+    meaning:
+      "`REDIS_URL` names one node of a Redis Cluster: the fleet finds the others from it (one queue prefix lives on one node; give runs different prefixes to spread them).",
+    default: "false",
+    expected: "true or false (also 1/0, yes/no)",
+    schema: boolFlag,
+  },
+  {
     name: "QUEUE_PREFIX",
     parts: ["redis"],
     meaning:

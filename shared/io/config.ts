@@ -48,6 +48,8 @@ export {
 export interface RedisConfig {
   /** redis:// or rediss:// URL. */
   url: string;
+  /** `url` is a seed node of a Redis Cluster. */
+  cluster: boolean;
   /** BullMQ key prefix shared by all queues of a flow; always holds a hash tag like `{sb}`. */
   queuePrefix: string;
 }
@@ -232,6 +234,7 @@ function readRedis(r: Reader): RedisConfig {
   if (url !== "") rememberSecret(new URL(url).password);
   return {
     url,
+    cluster: r.orDefault<boolean>("REDIS_CLUSTER"),
     queuePrefix: r.orDefault<string>("QUEUE_PREFIX"),
   };
 }

@@ -65,6 +65,11 @@ export interface SearchMeasurement {
   phases: PhaseSeconds;
   shape: ModelShape;
   peakRssMB: number;
+  /** This process's CPU seconds (all threads) while the items ran. */
+  cpuSeconds: number;
+  /** Batched decode steps, and the sequences they carried (the engine's decodeStep observer). */
+  decodeSteps: number;
+  decodeRows: number;
 }
 
 export interface DecodeMeasurement extends DecodeRun {
@@ -93,7 +98,14 @@ function shapeOf(engine: Engine): ModelShape {
 
 async function measureSearch(row: SearchRow): Promise<SearchMeasurement> {
   const { items } = await readEvalSet(row.setDir);
+  const decode = { steps: 0, rows: 0 };
   const engine = await Engine.load(row.model, {
+    observer: {
+      decodeStep: (rows: number) => {
+        decode.steps++;
+        decode.rows += rows;
+      },
+    },
     reference: row.reference,
     ...(row.judgeMaxTokens !== undefined ? { judgeMaxTokens: row.judgeMaxTokens } : {}),
   });
@@ -111,7 +123,9 @@ async function measureSearch(row: SearchRow): Promise<SearchMeasurement> {
       seed: row.seed,
       ...(row.maxStageTokens !== undefined ? { maxStageTokens: row.maxStageTokens } : {}),
     });
+    const cpu0 = process.cpuUsage();
     const outcome = await evaluate(engine, items, settings, row.concurrency, () => {}, verifier);
+    const cpu = process.cpuUsage(cpu0);
     return {
       kind: "search",
       label: row.label,
@@ -122,6 +136,9 @@ async function measureSearch(row: SearchRow): Promise<SearchMeasurement> {
       phases,
       shape: shapeOf(engine),
       peakRssMB: peakRssMB(),
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      decodeSteps: decode.steps,
+      decodeRows: decode.rows,
     };
   } finally {
     await verifier?.close();

@@ -26,7 +26,7 @@ function errorOf(fn: () => unknown): ConfigError {
 describe("loadConfig", () => {
   it("applies defaults", () => {
     const cfg = loadConfig({ REDIS_URL: "redis://127.0.0.1:6379", S3_BUCKET: "results" }, CONFIG_PARTS);
-    expect(cfg.redis).toEqual({ url: "redis://127.0.0.1:6379", queuePrefix: "{sb}" });
+    expect(cfg.redis).toEqual({ url: "redis://127.0.0.1:6379", cluster: false, queuePrefix: "{sb}" });
     expect(cfg.s3).toEqual({ bucket: "results", region: "us-east-1", forcePathStyle: false });
     expect(cfg.model).toEqual({ source: "dir", dir: BUNDLED_MODEL_DIR });
     expect(cfg.worker).toEqual({ concurrency: 4, retryBudgetSeconds: 600, redisGiveUpSeconds: 300, stopOnStdinEof: false });

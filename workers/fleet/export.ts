@@ -18,7 +18,7 @@
  */
 import { open, readFile, rm, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
+import type { FleetRedis } from "./redis-client.ts";
 import pLimit from "p-limit";
 import { z } from "zod";
 import { UsageError } from "../../shared/core/usage-error.ts";
@@ -69,7 +69,7 @@ export interface ExportDeps {
   store: S3Store;
   ledger: RunLedger;
   runs: RunRegistry;
-  redis: Redis;
+  redis: FleetRedis;
   prefix: string;
 }
 

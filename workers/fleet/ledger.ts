@@ -20,7 +20,7 @@
  * after a failure, is counted once whichever attempt wins. The same script completes the run
  * when that was its last item (run-state.ts). `status` reads the counters in O(1).
  */
-import type { Redis } from "ioredis";
+import type { FleetRedis } from "./redis-client.ts";
 import { runKeys } from "./ids.ts";
 import { COMPLETE_IF_DONE_LUA } from "./run-state.ts";
 
@@ -89,7 +89,7 @@ export type Recorded = "unchanged" | "changed" | "completed-run";
 
 export class RunLedger {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: FleetRedis,
     private readonly prefix: string,
   ) {}
 

@@ -21,12 +21,13 @@
  * `continueParentOnFailure` it would run while its other children still do.)
  */
 import { BACKOFF_TYPE, MAX_JOB_ATTEMPTS } from "./retry-policy.ts";
-import { Queue, type ConnectionOptions, type JobsOptions } from "bullmq";
+import { Queue, type JobsOptions } from "bullmq";
 import { z } from "zod";
 import { GenerateRequestSchema, JudgeRequestSchema, VerifyRequestSchema } from "../../shared/core/search/types.ts";
 import { ITEM_ID_PATTERN, RUN_ID_PATTERN } from "../../shared/core/ids.ts";
 import { badInput } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
+import { bullConnection, type RedisTarget } from "./redis-client.ts";
 import { StepTimingSchema, WorkTimingSchema } from "./timings.ts";
 
 export { StepTimingSchema, WorkTimingSchema, type StepTiming, type WorkTiming } from "./timings.ts";
@@ -181,11 +182,6 @@ export const FEED_JOB_OPTIONS: JobsOptions = {
 // ---------------------------------------------------------------------------
 // Queues
 
-export function redisConnection(url: string, forWorker = false): ConnectionOptions {
-  // Workers block on Redis and must retry forever (BullMQ requires maxRetriesPerRequest: null).
-  return forWorker ? { url, maxRetriesPerRequest: null } : { url };
-}
-
 export interface FleetQueues {
   request: Queue;
   generate: Queue;
@@ -197,8 +193,8 @@ export interface FleetQueues {
 }
 
 /** The queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
-export function openQueues(url: string, prefix: string): FleetQueues {
-  const connection = redisConnection(url);
+export function openQueues(target: string | RedisTarget, prefix: string): FleetQueues {
+  const { connection, close: closeConnection } = bullConnection(target);
   const open = (name: string, defaultJobOptions: JobsOptions) =>
     new Queue(name, { connection, prefix, defaultJobOptions, streams: { events: { maxLen: EVENTS_MAX_LEN } } });
   const request = open(QUEUES.request, REQUEST_JOB_OPTIONS);
@@ -217,6 +213,7 @@ export function openQueues(url: string, prefix: string): FleetQueues {
     all,
     close: async () => {
       await Promise.all(all.map((q) => q.close()));
+      closeConnection();
     },
   };
 }

@@ -9,7 +9,7 @@
  * queue series: an unreachable Redis and a dead exporter are different alerts.
  */
 import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
+import type { FleetRedis } from "./redis-client.ts";
 import { Gauge, type Registry } from "prom-client";
 import type { MetricsSource } from "../../shared/io/metrics.ts";
 
@@ -46,7 +46,7 @@ export const REDIS_UP = "stagebeam_redis_up";
 export interface QueueExporterOptions {
   queues: readonly Queue[];
   /** A connection for INFO (the queues keep theirs for BullMQ). */
-  redis: Redis;
+  redis: FleetRedis;
   /** Where the exporter's own gauges go; its text comes first in every scrape. */
   registry: Registry;
   /** Give up on Redis after this long for one scrape (default 3 s, under Prometheus's default scrape timeout). */

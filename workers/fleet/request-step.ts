@@ -66,16 +66,20 @@ interface Children {
   failures: Map<string, string>;
 }
 
-async function readChildren(job: Job, run: string): Promise<Children> {
-  const [values, failures] = await Promise.all([job.getChildrenValues(), job.getIgnoredChildrenFailures()]);
+/**
+ * The children's results, and their failures when one of `wanted` has no result (a child that
+ * failed for good has none; when every wanted child has one, the failures cannot matter).
+ */
+async function readChildren(job: Job, run: string, wanted: readonly { id: string }[]): Promise<Children> {
   // Keys are `<prefix>:<queue>:<job id>`; our job ids never hold ':'.
   const workId = (key: string) => workIdOf(run, key.slice(key.lastIndexOf(":") + 1));
   const out: Children = { values: new Map(), failures: new Map() };
-  for (const [key, v] of Object.entries(values ?? {})) {
+  for (const [key, v] of Object.entries((await job.getChildrenValues()) ?? {})) {
     const id = workId(key);
     if (id !== undefined) out.values.set(id, v);
   }
-  for (const [key, reason] of Object.entries(failures ?? {})) {
+  if (wanted.every((r) => out.values.has(r.id))) return out;
+  for (const [key, reason] of Object.entries((await job.getIgnoredChildrenFailures()) ?? {})) {
     const id = workId(key);
     if (id !== undefined) out.failures.set(id, String(reason));
   }
@@ -139,15 +143,22 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
 
   const save = () => job.updateData({ ...data, state, trace } satisfies RequestJobData);
 
+  // The children's results as last read in this run; undefined: read them (again). A request
+  // without a state has never added a child (the state is saved before any child is added).
+  // After a step is applied, the same reading serves the next work: its children can only have
+  // been added by an earlier run of this job, and one that finished since the reading is found
+  // when moveToWaitingChildren says nothing is left to wait for, which reads again.
+  let children: Children | undefined = data.state === null ? { values: new Map(), failures: new Map() } : undefined;
   for (;;) {
     const work = next(state);
     if (work.kind === "done") return finish(job, data, state, work.result, trace, deps, now);
 
-    const children = await readChildren(job, run);
-    const failed = work.requests.filter((r) => children.failures.has(r.id) && !children.values.has(r.id));
+    children ??= await readChildren(job, run, work.requests);
+    const known = children;
+    const failed = work.requests.filter((r) => known.failures.has(r.id) && !known.values.has(r.id));
     let retried = 0;
     for (const r of failed) {
-      const { code, message } = parseReason(children.failures.get(r.id)!);
+      const { code, message } = parseReason(known.failures.get(r.id)!);
       // Only the infrastructure's failures; a child's bad input or its own spent attempts are final.
       const again =
         TRANSIENT_CODES.has(code) &&
@@ -164,14 +175,15 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
       // dying under it) runs again, within the same budget a job's own retries have.
       await save();
       if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
+      children = undefined;
       continue;
     }
 
-    const missing = work.requests.filter((r) => !children.values.has(r.id));
+    const missing = work.requests.filter((r) => !known.values.has(r.id));
     if (missing.length === 0) {
       const timings: WorkTiming[] = [];
       const results = work.requests.map((r) => {
-        const parsed = ChildReturnSchema.safeParse(children.values.get(r.id));
+        const parsed = ChildReturnSchema.safeParse(known.values.get(r.id));
         if (!parsed.success) throw badInput("bad-result", `${work.kind} ${r.id} returned an invalid value`);
         const { meta } = parsed.data;
         timings.push({ id: r.id, kind: work.kind, worker: meta.worker, startedAt: meta.startedAt, ms: meta.ms });
@@ -194,7 +206,8 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
           stepStartedAt: null,
         };
       }
-      await save();
+      // Not saved here: this run saves the state with the next work's children, or writes the
+      // result; a run that dies first applies the same results again (the parent keeps them).
       continue;
     }
 
@@ -206,6 +219,7 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     else await deps.queues.verify.addBulk(verifyJobs(data, missing as VerifyRequest[], parent));
     if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
     // Every child finished before we could wait: read their results and go on.
+    children = undefined;
   }
 }
 

@@ -15,7 +15,7 @@
  * also holds the run's settings (once per run: request jobs carry none), its source, and the
  * feeder's cursor and counters, so a feeder that died resumes where the last one stopped.
  */
-import type { Redis } from "ioredis";
+import type { FleetRedis } from "./redis-client.ts";
 import { z } from "zod";
 import { SearchSettingsSchema, type SearchSettings } from "../../shared/core/search/settings.ts";
 import { manifestKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
@@ -140,7 +140,7 @@ export class RunRegistry {
   private readonly stateCache = new Map<string, { state: RunState | null; at: number }>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: FleetRedis,
     private readonly prefix: string,
   ) {}
 

@@ -23,7 +23,6 @@
  */
 import { hostname } from "node:os";
 import { DelayedError, MetricsTime, WaitingChildrenError, WaitingError, Worker, type Job, type MinimalJob } from "bullmq";
-import { Redis } from "ioredis";
 import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
@@ -41,7 +40,6 @@ import {
   VerifyJobDataSchema,
   openQueues,
   parseJobData,
-  redisConnection,
   type ChildReturn,
   type FleetQueues,
 } from "./protocol.ts";
@@ -49,6 +47,7 @@ import { loadConfig } from "../../shared/io/config.ts";
 import { jobFailure, retryDelay, retryPolicy } from "./retry-policy.ts";
 import { assertRunGoesOn, recordRequestFailure, runRequestStep, type StepDeps } from "./request-step.ts";
 import { RunRegistry } from "./run-state.ts";
+import { bullConnection, connectRedis, type RedisTarget } from "./redis-client.ts";
 
 export const DEFAULT_LOCK_DURATION_MS = 120_000;
 export const DEFAULT_GRACE_MS = 30_000;
@@ -57,6 +56,8 @@ const RECORD_RETRY_MS = 15_000;
 
 export interface FleetWorkerOptions {
   redisUrl: string;
+  /** `redisUrl` is a seed node of a Redis Cluster (REDIS_CLUSTER). */
+  redisCluster?: boolean;
   /** Hash-tagged BullMQ prefix shared by every queue ({sb}). */
   prefix: string;
   store: S3Store;
@@ -108,8 +109,9 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const name = opts.name ?? `${hostname()}-${process.pid}`;
   const lockDuration = opts.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const policy = retryPolicy(opts.retryBudgetSeconds ?? loadConfig({}, ["worker"]).worker.retryBudgetSeconds);
-  const queues = openQueues(opts.redisUrl, opts.prefix);
-  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 5 });
+  const target: RedisTarget = { url: opts.redisUrl, cluster: opts.redisCluster ?? false };
+  const queues = openQueues(target, opts.prefix);
+  const redis = connectRedis(target, { maxRetriesPerRequest: 5 });
   redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
   const ledger = new RunLedger(redis, opts.prefix);
   const runs = new RunRegistry(redis, opts.prefix);
@@ -237,8 +239,9 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     return { state: summary.state, lines: summary.resumedAt + summary.lines };
   };
 
+  const workerConnection = bullConnection(target, true);
   const common = {
-    connection: redisConnection(opts.redisUrl, true),
+    connection: workerConnection.connection,
     prefix: opts.prefix,
     concurrency: opts.concurrency,
     lockDuration,
@@ -337,6 +340,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       }
       cache.closeAll();
       await queues.close().catch(() => {});
+      workerConnection.close();
       redis.disconnect();
       return { handedBack };
     })());

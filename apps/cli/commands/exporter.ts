@@ -6,11 +6,11 @@
  * Ctrl-C stops it (exit 0).
  */
 import { Command } from "commander";
-import { Redis } from "ioredis";
 import { type ConfigPart, loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { createRegistry, serveMetrics } from "../../../shared/io/metrics.ts";
 import { openQueues } from "../../../workers/fleet/protocol.ts";
+import { connectRedis } from "../../../workers/fleet/redis-client.ts";
 import { createQueueExporter } from "../../../workers/fleet/queue-exporter.ts";
 import type { ExporterReady } from "../../demo/services/exporter-process.ts";
 
@@ -34,8 +34,8 @@ export const exporterCommand = new Command("exporter")
     const config = loadConfig(process.env, EXPORTER_CONFIG_PARTS);
     const logger = createLogger({ name: "exporter", level: config.logging.level });
     const registry = createRegistry();
-    const queues = openQueues(config.redis.url, config.redis.queuePrefix);
-    const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 1 });
+    const queues = openQueues(config.redis, config.redis.queuePrefix);
+    const redis = connectRedis(config.redis, { maxRetriesPerRequest: 1 });
     let lastLogged = 0;
     const logError = (err: unknown) => {
       if (Date.now() - lastLogged < ERROR_LOG_INTERVAL_MS) return;

@@ -1,15 +1,15 @@
 /** Opening the fleet for the commands that talk to it: the queues, the run ledger and run states in Redis, the S3 store. */
-import { Redis } from "ioredis";
 import type { Config } from "../../../shared/io/config.ts";
 import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { RunLedger } from "../../../workers/fleet/ledger.ts";
 import { openQueues, type FleetQueues } from "../../../workers/fleet/protocol.ts";
 import { RunRegistry } from "../../../workers/fleet/run-state.ts";
+import { connectRedis, type FleetRedis } from "../../../workers/fleet/redis-client.ts";
 
 export interface Fleet {
   queues: FleetQueues;
-  redis: Redis;
+  redis: FleetRedis;
   ledger: RunLedger;
   runs: RunRegistry;
   store: S3Store;
@@ -18,8 +18,8 @@ export interface Fleet {
 
 /** Queues, the run ledger and the S3 store of a validated config. */
 export function openFleet(config: Pick<Config, "redis" | "s3">, metrics?: StagebeamMetrics): Fleet {
-  const queues = openQueues(config.redis.url, config.redis.queuePrefix);
-  const redis = new Redis(config.redis.url, { maxRetriesPerRequest: 3, lazyConnect: false });
+  const queues = openQueues(config.redis, config.redis.queuePrefix);
+  const redis = connectRedis(config.redis, { maxRetriesPerRequest: 3, lazyConnect: false });
   redis.on("error", () => {}); // surfaced by the commands that use it
   const ledger = new RunLedger(redis, config.redis.queuePrefix);
   const store = S3Store.fromConfig(config.s3, metrics ? { metrics } : {});

@@ -101,6 +101,7 @@ export const workerCommand = new Command("worker")
 
     const fleet = await startFleetWorker({
       redisUrl: config.redis.url,
+      redisCluster: config.redis.cluster,
       prefix: config.redis.queuePrefix,
       store,
       host,
