@@ -23,6 +23,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { startRedisServer } from "../../apps/demo/services/redis-server.ts";
 import { startS3Server } from "../../apps/demo/services/s3-server.ts";
+import { readRedis, redisDelta } from "./redis-stats.ts";
 
 const BASELINE_REV = "260c39a";
 const repo = resolve(import.meta.dirname, "../..");
@@ -59,15 +60,6 @@ async function writeManifest(path: string): Promise<void> {
   await once(out, "finish");
 }
 
-async function commandCalls(redis: Redis): Promise<number> {
-  const text = await redis.info("commandstats");
-  let calls = 0;
-  for (const m of text.matchAll(/^cmdstat_(\w+(?:\|\w+)?):calls=(\d+)/gm)) {
-    if (m[1] !== "info") calls += Number(m[2]);
-  }
-  return calls;
-}
-
 /** Peak resident memory of a process (VmHWM), read while it runs. */
 async function peakRss(pid: number): Promise<number> {
   const text = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
@@ -86,11 +78,6 @@ async function cpuSeconds(pid: number): Promise<number | null> {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-async function redisCpuSeconds(redis: Redis): Promise<number> {
-  const text = await redis.info("cpu");
-  const read = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, "m").exec(text)![1]);
-  return read("used_cpu_user_main_thread") + read("used_cpu_sys_main_thread");
-}
 
 async function measure(label: string, root: string, manifest: string, extraArgs: string[]): Promise<Figures> {
   const redisServer = await startRedisServer();
@@ -98,8 +85,7 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
   const redis = new Redis(redisServer.url);
   try {
     const memBefore = Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
-    await redis.config("RESETSTAT");
-    const redisCpuBefore = await redisCpuSeconds(redis);
+    const before = await readRedis(redis);
     const args = [
       ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
       "--import",
@@ -139,7 +125,7 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
     clearInterval(timer);
     const seconds = (performance.now() - t0) / 1000;
     if (code !== 0) throw new Error(`${label}: submit exited ${code}\n${stdout}`);
-    const calls = await commandCalls(redis);
+    const redisUsed = redisDelta(before, await readRedis(redis));
     const memAfter = Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
     const waiting = await redis.llen("{sb}:request:wait");
     return {
@@ -148,10 +134,10 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
       itemsPerSecond: lines / seconds,
       peakRssMb: peak / 2 ** 20,
       redisBytesPerItem: (memAfter - memBefore) / Math.max(1, waiting),
-      redisCommandsPerItem: calls / lines,
+      redisCommandsPerItem: redisUsed.totalCalls / lines,
       waiting,
       producerCpuUs: (cpu / lines) * 1e6,
-      redisCpuUs: (((await redisCpuSeconds(redis)) - redisCpuBefore) / lines) * 1e6,
+      redisCpuUs: (redisUsed.cpuSeconds / lines) * 1e6,
     };
   } finally {
     redis.disconnect();
