@@ -200,7 +200,7 @@ describe("fleet protocol on the bundled model", () => {
     const results = await records<ResultRecord>(run, "results");
     expect(results.map((r) => r.id).sort()).toEqual(["good 2/with odd id", "good-1"]);
     const odd = results.find((r) => r.id === "good 2/with odd id")!;
-    expect(odd.item).toMatch(/^good_2_with_odd_id-[0-9a-f]{10}$/);
+    expect(odd.item).toMatch(/^good_2_with_odd_id~[0-9a-f]{10}$/);
     expect(await env.store.exists(resultKey(run, odd.item))).toBe(true);
   });
 });

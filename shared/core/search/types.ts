@@ -22,8 +22,8 @@ export const StopSchema = z.discriminatedUnion("kind", [
 ]);
 export type Stop = z.infer<typeof StopSchema>;
 
-/** Child job ids in BullMQ: letters, digits, `_`, `-`, and `:` as the separator. */
-export const WorkIdSchema = z.string().regex(/^[A-Za-z0-9:_-]+$/);
+/** Child job ids in BullMQ: an item key's characters (shared/core/ids.ts), and `:` as the separator. */
+export const WorkIdSchema = z.string().regex(/^[A-Za-z0-9:_~-]+$/);
 
 export const GenerateRequestSchema = z.object({
   id: WorkIdSchema,
