@@ -78,7 +78,6 @@ async function cpuSeconds(pid: number): Promise<number | null> {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-
 async function measure(label: string, root: string, manifest: string, extraArgs: string[]): Promise<Figures> {
   const redisServer = await startRedisServer();
   const s3 = await startS3Server();
