@@ -94,7 +94,12 @@ describe("fleet protocol on the bundled model", () => {
       expect(r.search.steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
       expect(r.search.steps.every((s) => s.candidates.length === 3)).toBe(true);
       expect(r.timings.steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
-      expect(r.timings.steps[0]!.work.length).toBeGreaterThanOrEqual(3 + 2); // 3 candidates, 2 comparisons
+      // One job for the 3 candidates, one a knock-out round for the 2 comparisons.
+      expect(r.timings.steps[0]!.work.map((w) => [w.kind, w.requests])).toEqual([
+        ["generate", 3],
+        ["judge", 1],
+        ["judge", 1],
+      ]);
       expect(r.model).toEqual({ id: "stagebeam-tiny", digest: host.digest });
       expect(r.tokens.generated).toBeGreaterThan(0);
       expect(r.image).toMatch(/^s3:\/\/stagebeam\/images\/sha256\/[0-9a-f]{64}\.png$/);

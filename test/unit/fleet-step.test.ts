@@ -42,14 +42,11 @@ class FakeQueue {
   get qualifiedName() {
     return `{sb}:${this.name}`;
   }
-  async addBulk(jobs: { name: string; data: unknown; opts: Record<string, unknown> }[]) {
-    for (const j of jobs) {
-      const id = j.opts.jobId as string;
-      this.added.push({ queue: this.name, id, data: j.data, opts: j.opts });
-      const key = `${this.qualifiedName}:${id}`;
-      if (!this.job.processed.has(key) && !this.job.failed.has(key)) this.job.pending.set(key, j.data);
-    }
-    return [];
+  async add(_name: string, data: unknown, opts: Record<string, unknown>) {
+    const id = opts.jobId as string;
+    this.added.push({ queue: this.name, id, data, opts });
+    const key = `${this.qualifiedName}:${id}`;
+    if (!this.job.processed.has(key) && !this.job.failed.has(key)) this.job.pending.set(key, data);
   }
   /** A failed child, which `retry` puts back among its parent's pending children, as BullMQ does. */
   async getJob(id: string) {
@@ -101,9 +98,9 @@ class FakeJob {
         this.failed.set(key, reason);
         continue;
       }
-      const d = data as { request: GenerateRequest | JudgeRequest };
-      const result = "sampleKey" in d.request ? generateOne(d.request) : judgeOne(d.request);
-      this.processed.set(key, { result, meta: { worker: "w-test", model: "sha256:abc", startedAt: 1, ms: 2 } });
+      const { requests } = data as { requests: (GenerateRequest | JudgeRequest)[] };
+      const results = Object.fromEntries(requests.map((r) => [r.id, "sampleKey" in r ? generateOne(r) : judgeOne(r)]));
+      this.processed.set(key, { results, meta: { worker: "w-test", model: "sha256:abc", startedAt: 1, ms: 2 } });
     }
     this.pending.clear();
   }
@@ -201,8 +198,13 @@ describe("request step job", () => {
     // What the worker writes is what the readers' schema (the dashboard's) accepts.
     expect(ResultRecordSchema.parse(record)).toEqual(record);
     expect(record.timings.steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
-    // SUMMARY: 4 candidates and 3 comparisons, each timed by the worker that ran it.
-    expect(record.timings.steps[0]!.work).toHaveLength(7);
+    // SUMMARY: 4 candidates in one job, then 3 comparisons in two (one per knock-out round),
+    // each timed by the worker that ran it.
+    expect(record.timings.steps[0]!.work.map((w) => [w.kind, w.requests])).toEqual([
+      ["generate", 4],
+      ["judge", 2],
+      ["judge", 1],
+    ]);
     expect(record.timings.steps[0]!.work.every((w) => w.worker === "w-test")).toBe(true);
     expect(record.timings.startedAt).toBe(new Date(10_250).toISOString());
     expect(outcomes).toEqual([["item-1", record.correct ? "c" : "w", record.search.counts.generatedTokens]]);
@@ -211,12 +213,12 @@ describe("request step job", () => {
     expect(page).toMatch(/stagebeam_items_completed_total 1/);
   });
 
-  it("adds children with deterministic ids, the run in them, tiny data and an explicit failure option", async () => {
+  it("adds one child a work, with a deterministic id, the run in it, small data and an explicit failure option", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
     const { d } = deps(job);
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
     const gen = (d.queues.generate as unknown as FakeQueue).added;
-    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1"]);
+    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0"]);
     for (const a of gen) {
       expect(a.id).not.toContain(":");
       expect(a.opts).toMatchObject({
@@ -229,23 +231,19 @@ describe("request step job", () => {
       expect(a.opts.removeOnFail).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
       const data = GenerateJobDataSchema.parse(a.data);
       expect(data.item).toEqual({ key: "item-1", image: "s3://stagebeam/images/sha256/abc.png", question: "How many?" });
-      expect(JSON.stringify(a.data).length).toBeLessThan(600);
+      expect(data.requests.map((r) => r.id)).toEqual(["item-1:SUMMARY:c0", "item-1:SUMMARY:c1"]);
+      expect(JSON.stringify(a.data).length).toBeLessThan(1_000);
     }
-    // A re-run of the same step (say the worker crashed before it could wait) asks for the same ids.
+    // A re-run of the same step (say the worker crashed before it could wait) asks for the same id.
     job.pending.clear();
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
-    expect(gen.map((a) => a.id)).toEqual([
-      "r1/item-1/SUMMARY/c0",
-      "r1/item-1/SUMMARY/c1",
-      "r1/item-1/SUMMARY/c0",
-      "r1/item-1/SUMMARY/c1",
-    ]);
+    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c0"]);
     // Once they have run, the next step judges them.
     job.runChildren();
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
     const judge = (d.queues.judge as unknown as FakeQueue).added;
     expect(judge.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0-vs-c1"]);
-    expect(JudgeJobDataSchema.parse(judge[0]!.data).request).toMatchObject({ kind: "compare", template: "SUMMARY" });
+    expect(JudgeJobDataSchema.parse(judge[0]!.data).requests).toMatchObject([{ kind: "compare", template: "SUMMARY" }]);
     expect(RequestJobDataSchema.parse(job.data).trace?.stepStartedAt).not.toBeNull();
   });
 
@@ -260,18 +258,18 @@ describe("request step job", () => {
     job.data = saved;
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
     const gen = (d.queues.generate as unknown as FakeQueue).added.map((a) => a.id);
-    expect(gen).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c1", "r1/item-1/SUMMARY/c2"]);
+    expect(gen).toEqual(["r1/item-1/SUMMARY/c0"]);
   });
 
   it("fails the item with the reason of a child that failed for good", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
     const { d } = deps(job);
     const err = await drive(job, d, (key) =>
-      key.endsWith("CAPTION/c1") ? 'image-unreadable: item "item-1": image: not a PNG' : undefined,
+      key.endsWith("CAPTION/c0") ? 'image-unreadable: item "item-1": image: not a PNG' : undefined,
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FleetError);
     expect(err).toMatchObject({ code: "image-unreadable", unrecoverable: true });
-    expect((err as Error).message).toMatch(/generate item-1:CAPTION:c1 failed: item "item-1": image: not a PNG/);
+    expect((err as Error).message).toMatch(/generate item-1:CAPTION:c0 failed: item "item-1": image: not a PNG/);
     expect((d.queues.generate as unknown as FakeQueue).retried).toEqual([]);
   });
 
@@ -280,10 +278,10 @@ describe("request step job", () => {
     const { d, metrics } = deps(job);
     let outage = 3;
     const result = await drive(job, d, (key) =>
-      key.endsWith("CAPTION/c1") && outage-- > 0 ? "storage: S3 GetObject images/x.png failed: ECONNREFUSED" : undefined,
+      key.endsWith("CAPTION/c0") && outage-- > 0 ? "storage: S3 GetObject images/x.png failed: ECONNREFUSED" : undefined,
     );
     expect(result.value).toMatchObject({ status: "done" });
-    expect((d.queues.generate as unknown as FakeQueue).retried).toEqual(Array(3).fill("r1/item-1/CAPTION/c1"));
+    expect((d.queues.generate as unknown as FakeQueue).retried).toEqual(Array(3).fill("r1/item-1/CAPTION/c0"));
     expect((job.data as RequestJobData).trace?.childRetries).toBe(3);
     expect(await metrics.registry.getSingleMetricAsString("stagebeam_retries_total")).toMatch(
       /stagebeam_retries_total\{kind="generate",reason="storage"\} 3/,
@@ -293,7 +291,7 @@ describe("request step job", () => {
   it("fails the item once a child's infrastructure failures outlast the retry budget", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
     const { d } = deps(job);
-    const err = await drive(job, d, (key) => (key.endsWith("CAPTION/c1") ? "storage: S3 is down" : undefined)).catch(
+    const err = await drive(job, d, (key) => (key.endsWith("CAPTION/c0") ? "storage: S3 is down" : undefined)).catch(
       (e: unknown) => e,
     );
     expect(err).toMatchObject({ code: "storage", unrecoverable: true });

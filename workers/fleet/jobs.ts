@@ -1,10 +1,10 @@
 /**
- * The jobs the fleet adds: an item's request job (by the producer) and the child jobs of a
- * step (by the request job). Ids are deterministic (ids.ts), so adding a job again while it
+ * The jobs the fleet adds: an item's request job (by the producer) and the child job of each
+ * work of its search (by the request job). Ids are deterministic (ids.ts), so adding a job again while it
  * exists adds nothing.
  */
 import type { SearchSettings } from "../../shared/core/search/settings.ts";
-import type { GenerateRequest, JudgeRequest, VerifyRequest } from "../../shared/core/search/types.ts";
+import type { Work } from "../../shared/core/search/types.ts";
 import { childJobId, requestJobId } from "./ids.ts";
 import {
   CHILD_JOB_OPTIONS,
@@ -36,41 +36,31 @@ export function requestJob(run: string, item: RequestItem, settings: SearchSetti
   };
 }
 
-/** What every child of a request carries: enough to open the item on any worker. */
-function childBase(data: RequestJobData) {
+/** Work of the search that a child job runs (everything `next` can return but the result). */
+export type ChildWork = Exclude<Work, { kind: "done" }>;
+
+/**
+ * The child job id of a work: its first request's work id (ids.ts), which is deterministic
+ * for a given search state.
+ */
+export const childWorkId = (work: ChildWork): string => work.requests[0]!.id;
+
+/**
+ * The one child job of a work: every request of the work in one job, so the N candidates of a
+ * step meet on one worker and in one call of its model host (the prefix is computed once and
+ * forked), and a step costs BullMQ one job's cycle instead of N.
+ */
+export function childJob(data: RequestJobData, work: ChildWork, parent: ParentRef) {
   const item: ChildItem = { key: data.item.key, image: data.item.image, question: data.item.question };
-  return { v: PROTOCOL_VERSION, run: data.run, item, judgeMode: data.judgeMode } as const;
-}
-
-const childOptions = (run: string, workId: string, parent: ParentRef) => ({
-  ...CHILD_JOB_OPTIONS,
-  jobId: childJobId(run, workId),
-  parent,
-});
-
-export function generateJobs(data: RequestJobData, requests: readonly GenerateRequest[], parent: ParentRef) {
-  const base = childBase(data);
-  return requests.map((request) => ({
-    name: "generate",
-    data: { ...base, request } satisfies GenerateJobData,
-    opts: childOptions(data.run, request.id, parent),
-  }));
-}
-
-export function judgeJobs(data: RequestJobData, requests: readonly JudgeRequest[], parent: ParentRef) {
-  const base = childBase(data);
-  return requests.map((request) => ({
-    name: request.kind,
-    data: { ...base, request } satisfies JudgeJobData,
-    opts: childOptions(data.run, request.id, parent),
-  }));
-}
-
-export function verifyJobs(data: RequestJobData, requests: readonly VerifyRequest[], parent: ParentRef) {
-  const { judgeMode: _judgeMode, ...base } = childBase(data);
-  return requests.map((request) => ({
-    name: "verify",
-    data: { ...base, request } satisfies VerifyJobData,
-    opts: childOptions(data.run, request.id, parent),
-  }));
+  const base = { v: PROTOCOL_VERSION, run: data.run, item } as const;
+  const job = { name: work.kind, opts: { ...CHILD_JOB_OPTIONS, jobId: childJobId(data.run, childWorkId(work)), parent } };
+  switch (work.kind) {
+    case "generate":
+      return { ...job, data: { ...base, judgeMode: data.judgeMode, requests: work.requests } satisfies GenerateJobData };
+    case "judge":
+      return { ...job, data: { ...base, judgeMode: data.judgeMode, requests: work.requests } satisfies JudgeJobData };
+    case "verify":
+      // The verifier opens the item under its own prompt, so no judge mode travels.
+      return { ...job, data: { ...base, requests: work.requests } satisfies VerifyJobData };
+  }
 }

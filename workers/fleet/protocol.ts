@@ -3,11 +3,17 @@
  * each carries (zod schemas, validated on read), and the options every job is added with.
  *
  *   request   one job per item: a step job that drives the item's search state machine
- *   generate  one child job per candidate of a step
- *   judge     one child job per comparison (or REASONING check) of a tournament round
+ *   generate  one child job per step: its N candidates
+ *   judge     one child job per tournament round: its comparisons (or REASONING checks)
  *   feed      one job per detached run: streams the run's manifest into the request queue (feeder.ts)
- *   verify    one child job per candidate a verifier scores (judge mode verifier, swires), served
- *             by the workers that hold the verifier, which may hold nothing else
+ *   verify    one child job per step whose candidates a verifier scores (judge mode verifier,
+ *             swires), served by the workers that hold the verifier, which may hold nothing else
+ *
+ * A child carries every request of one work of the search (jobs.ts: childJob). Items, not the
+ * candidates of one item, are what spreads over the fleet: a million-item run keeps every
+ * worker busy either way, while one job a work lets a worker compute the item's prompt once
+ * for all N candidates and costs BullMQ one job's cycle (about 7 Redis calls from clients)
+ * instead of N.
  *
  * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
  * (accepted text, candidate texts, bracket) and timings. Never image bytes.
@@ -33,7 +39,8 @@ import { StepTimingSchema, WorkTimingSchema } from "./timings.ts";
 export { StepTimingSchema, WorkTimingSchema, type StepTiming, type WorkTiming } from "./timings.ts";
 import { JUDGE_MODES } from "../../shared/core/search/settings.ts";
 
-export const PROTOCOL_VERSION = 1;
+/** 2: a child job carries all the requests of one work of the search (`requests`), not one. */
+export const PROTOCOL_VERSION = 2;
 
 /** Approximate cap of each queue's events stream (BullMQ trims with MAXLEN ~). */
 export const EVENTS_MAX_LEN = 5_000;
@@ -97,7 +104,7 @@ export const GenerateJobDataSchema = z.object({
   run: RunIdSchema,
   item: ChildItemSchema,
   judgeMode: JudgeModeSchema,
-  request: GenerateRequestSchema,
+  requests: z.array(GenerateRequestSchema).min(1),
 });
 export type GenerateJobData = z.infer<typeof GenerateJobDataSchema>;
 
@@ -106,7 +113,7 @@ export const JudgeJobDataSchema = z.object({
   run: RunIdSchema,
   item: ChildItemSchema,
   judgeMode: JudgeModeSchema,
-  request: JudgeRequestSchema,
+  requests: z.array(JudgeRequestSchema).min(1),
 });
 export type JudgeJobData = z.infer<typeof JudgeJobDataSchema>;
 
@@ -118,13 +125,16 @@ export const VerifyJobDataSchema = z.object({
   v: z.literal(PROTOCOL_VERSION),
   run: RunIdSchema,
   item: ChildItemSchema,
-  request: VerifyRequestSchema,
+  requests: z.array(VerifyRequestSchema).min(1),
 });
 export type VerifyJobData = z.infer<typeof VerifyJobDataSchema>;
 
-/** What a child job returns (kept by BullMQ in the parent's processed hash). */
+/**
+ * What a child job returns (kept by BullMQ in the parent's processed hash): a result per
+ * request, keyed by the request's work id.
+ */
 export const ChildReturnSchema = z.object({
-  result: z.unknown(),
+  results: z.record(z.string(), z.unknown()),
   meta: z.object({
     worker: z.string(),
     model: z.string(),

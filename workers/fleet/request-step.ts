@@ -6,14 +6,14 @@
  *   work = next(state)
  *   done        → write runs/<run>/results/<item>.json, record the outcome, complete
  *   (a retrace of swires is one more step like any other: new children under the same job)
- *   otherwise   → read the children's results kept by the parent; if every request of this
- *                 work has one, state = apply(state, results), save it, loop; if some are
- *                 missing, add them as child jobs (deterministic ids) and wait for them
- *                 (moveToWaitingChildren + WaitingChildrenError); the job runs again when
- *                 they have all finished.
+ *   otherwise   → read the children's results kept by the parent; if this work's child
+ *                 (one job for all its requests, jobs.ts) has returned, state =
+ *                 apply(state, results), loop; if not, save the state, add the child
+ *                 (deterministic id) and wait for it (moveToWaitingChildren +
+ *                 WaitingChildrenError); the job runs again when it has finished.
  *
  * Nothing here depends on having run before: a step that crashed anywhere re-runs from the
- * saved state, finds the children it already added (same ids, so BullMQ adds nothing twice)
+ * saved state, finds the child it already added (same id, so BullMQ adds nothing twice)
  * or their results, and goes on. A child that failed for good fails the item with its reason.
  */
 import { WaitingChildrenError, type Job, type Queue } from "bullmq";
@@ -21,12 +21,12 @@ import type { Logger } from "../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../shared/io/metrics.ts";
 import { apply, createSearch, next, parseSearchState, type SearchState } from "../../shared/core/search/index.ts";
 import { paramsFor } from "../../shared/core/search/settings.ts";
-import type { GenerateRequest, JudgeRequest, SearchResult, VerifyRequest } from "../../shared/core/search/types.ts";
+import type { SearchResult } from "../../shared/core/search/types.ts";
 import { resultKey, type S3Store } from "../../shared/io/storage/s3-store.ts";
 import { badInput, classify, fieldOfReason, FleetError, parseReason } from "./errors.ts";
 import { childJobId, workIdOf } from "./ids.ts";
 import { retryDelay, TRANSIENT_CODES, type RetryPolicy } from "./retry-policy.ts";
-import { generateJobs, judgeJobs, verifyJobs } from "./jobs.ts";
+import { childJob, childWorkId } from "./jobs.ts";
 import type { Recorded, RunLedger } from "./ledger.ts";
 import {
   ChildReturnSchema,
@@ -61,16 +61,17 @@ export function stageLabel(stepLabel: string): string {
   return stepLabel.startsWith("sentence") ? "sentence" : stepLabel.replace(/ \(retrace \d+\)$/, "");
 }
 
+/** The children's return values and failure reasons, by their work ids (jobs.ts: childWorkId). */
 interface Children {
   values: Map<string, unknown>;
   failures: Map<string, string>;
 }
 
 /**
- * The children's results, and their failures when one of `wanted` has no result (a child that
- * failed for good has none; when every wanted child has one, the failures cannot matter).
+ * The children's results, and their failures when `wanted` has no result (a child that failed
+ * for good has none; when the wanted child has one, the failures cannot matter).
  */
-async function readChildren(job: Job, run: string, wanted: readonly { id: string }[]): Promise<Children> {
+async function readChildren(job: Job, run: string, wanted: string): Promise<Children> {
   // Keys are `<prefix>:<queue>:<job id>`; our job ids never hold ':'.
   const workId = (key: string) => workIdOf(run, key.slice(key.lastIndexOf(":") + 1));
   const out: Children = { values: new Map(), failures: new Map() };
@@ -78,7 +79,7 @@ async function readChildren(job: Job, run: string, wanted: readonly { id: string
     const id = workId(key);
     if (id !== undefined) out.values.set(id, v);
   }
-  if (wanted.every((r) => out.values.has(r.id))) return out;
+  if (out.values.has(wanted)) return out;
   for (const [key, reason] of Object.entries((await job.getIgnoredChildrenFailures()) ?? {})) {
     const id = workId(key);
     if (id !== undefined) out.failures.set(id, String(reason));
@@ -153,46 +154,53 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     const work = next(state);
     if (work.kind === "done") return finish(job, data, state, work.result, trace, deps, now);
 
-    children ??= await readChildren(job, run, work.requests);
-    const known = children;
-    const failed = work.requests.filter((r) => known.failures.has(r.id) && !known.values.has(r.id));
-    let retried = 0;
-    for (const r of failed) {
-      const { code, message } = parseReason(known.failures.get(r.id)!);
+    if (work.requests.length === 0) {
+      state = apply(state, []);
+      continue;
+    }
+    const childId = childWorkId(work);
+    children ??= await readChildren(job, run, childId);
+    const value = children.values.get(childId);
+    const failure = children.failures.get(childId);
+    if (value === undefined && failure !== undefined) {
+      const { code, message } = parseReason(failure);
       // Only the infrastructure's failures; a child's bad input or its own spent attempts are final.
       const again =
         TRANSIENT_CODES.has(code) &&
         retryDelay(deps.retryPolicy, { code, unrecoverable: false }, trace.childRetries + 1) !== null;
-      if (!again || !(await retryChild(deps.queues[work.kind], run, r.id))) {
-        throw new FleetError(code, `${work.kind} ${r.id} failed: ${message}`, true);
+      if (!again || !(await retryChild(deps.queues[work.kind], run, childId))) {
+        throw new FleetError(code, `${work.kind} ${childId} failed: ${message}`, true);
       }
       deps.metrics.retries.inc({ kind: work.kind, reason: code });
-      trace = { ...trace, childRetries: trace.childRetries + 1 };
-      retried++;
-    }
-    if (retried > 0) {
       // A child that failed on the infrastructure (its own retries spent, or its worker kept
       // dying under it) runs again, within the same budget a job's own retries have.
+      trace = { ...trace, childRetries: trace.childRetries + 1 };
       await save();
       if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
       children = undefined;
       continue;
     }
 
-    const missing = work.requests.filter((r) => !known.values.has(r.id));
-    if (missing.length === 0) {
-      const timings: WorkTiming[] = [];
+    if (value !== undefined) {
+      const parsed = ChildReturnSchema.safeParse(value);
+      if (!parsed.success) throw badInput("bad-result", `${work.kind} ${childId} returned an invalid value`);
+      const { results: byId, meta } = parsed.data;
       const results = work.requests.map((r) => {
-        const parsed = ChildReturnSchema.safeParse(known.values.get(r.id));
-        if (!parsed.success) throw badInput("bad-result", `${work.kind} ${r.id} returned an invalid value`);
-        const { meta } = parsed.data;
-        timings.push({ id: r.id, kind: work.kind, worker: meta.worker, startedAt: meta.startedAt, ms: meta.ms });
-        if (!trace.models.includes(meta.model)) trace = { ...trace, models: [...trace.models, meta.model] };
-        return parsed.data.result as never;
+        if (!(r.id in byId)) throw badInput("bad-result", `${work.kind} ${childId} returned no result for ${r.id}`);
+        return byId[r.id] as never;
       });
+      if (!trace.models.includes(meta.model)) trace = { ...trace, models: [...trace.models, meta.model] };
+      const timing: WorkTiming = {
+        id: childId,
+        kind: work.kind,
+        requests: work.requests.length,
+        worker: meta.worker,
+        startedAt: meta.startedAt,
+        ms: meta.ms,
+      };
       const stepsBefore = state.steps.length;
       state = apply(state, results);
-      trace = { ...trace, work: [...trace.work, ...timings] };
+      trace = { ...trace, work: [...trace.work, timing] };
       if (state.steps.length > stepsBefore) {
         const label = state.steps[state.steps.length - 1]!.label;
         const finishedAt = now();
@@ -206,19 +214,17 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
           stepStartedAt: null,
         };
       }
-      // Not saved here: this run saves the state with the next work's children, or writes the
+      // Not saved here: this run saves the state with the next work's child, or writes the
       // result; a run that dies first applies the same results again (the parent keeps them).
       continue;
     }
 
     if (trace.stepStartedAt === null) trace = { ...trace, stepStartedAt: now() };
     await save();
-    const parent = { id: job.id!, queue: job.queueQualifiedName };
-    if (work.kind === "generate") await deps.queues.generate.addBulk(generateJobs(data, missing as GenerateRequest[], parent));
-    else if (work.kind === "judge") await deps.queues.judge.addBulk(judgeJobs(data, missing as JudgeRequest[], parent));
-    else await deps.queues.verify.addBulk(verifyJobs(data, missing as VerifyRequest[], parent));
+    const child = childJob(data, work, { id: job.id!, queue: job.queueQualifiedName });
+    await deps.queues[work.kind].add(child.name, child.data, child.opts);
     if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
-    // Every child finished before we could wait: read their results and go on.
+    // The child finished before we could wait: read its results and go on.
     children = undefined;
   }
 }

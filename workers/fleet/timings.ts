@@ -4,9 +4,12 @@
  */
 import { z } from "zod";
 
+/** One child job: `id` is its first request's work id, `requests` how many it ran. */
 export const WorkTimingSchema = z.object({
   id: z.string(),
   kind: z.enum(["generate", "judge", "verify"]),
+  // Records written before a child job ran a whole work held one request each.
+  requests: z.number().int().positive().default(1),
   worker: z.string(),
   startedAt: z.number(),
   ms: z.number().nonnegative(),

@@ -183,15 +183,32 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     }
   };
 
+  /**
+   * A child job: every request of one work, submitted together so that the item cache's
+   * coalescer hands them to the model host as one call.
+   */
+  const runChild = async <R extends { id: string }>(
+    requests: readonly R[],
+    digest: string,
+    each: (request: R) => Promise<unknown>,
+  ): Promise<ChildReturn> => {
+    const startedAt = Date.now();
+    const results = await Promise.all(requests.map(each));
+    return {
+      results: Object.fromEntries(requests.map((r, i) => [r.id, results[i]])),
+      meta: { worker: name, model: digest, startedAt, ms: Date.now() - startedAt },
+    };
+  };
+
   const processGenerate = async (job: Job): Promise<ChildReturn> => {
     try {
       const data = parseJobData(GenerateJobDataSchema, job.data, "generate");
       await assertRunGoesOn(runs, data.run);
-      const startedAt = Date.now();
-      const result = await cache.generate(data.item, data.judgeMode, data.request);
-      const tokens = typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0;
-      metrics.tokensGenerated.inc(tokens);
-      return { result, meta: { worker: name, model: host!.digest, startedAt, ms: Date.now() - startedAt } };
+      return await runChild(data.requests, host!.digest, async (request) => {
+        const result = await cache.generate(data.item, data.judgeMode, request);
+        metrics.tokensGenerated.inc(typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0);
+        return result;
+      });
     } catch (err) {
       throw toJobError(err);
     }
@@ -201,15 +218,16 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     try {
       const data = parseJobData(JudgeJobDataSchema, job.data, "judge");
       await assertRunGoesOn(runs, data.run);
-      const startedAt = Date.now();
-      const result = await cache.judge(data.item, data.judgeMode, data.request);
-      if (
-        result &&
-        (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")
-      ) {
-        metrics.judgeDecisions.inc({ stage: data.request.template, verdict: String(result.verdict) });
-      }
-      return { result, meta: { worker: name, model: host!.digest, startedAt, ms: Date.now() - startedAt } };
+      return await runChild(data.requests, host!.digest, async (request) => {
+        const result = await cache.judge(data.item, data.judgeMode, request);
+        if (
+          result &&
+          (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")
+        ) {
+          metrics.judgeDecisions.inc({ stage: request.template, verdict: String(result.verdict) });
+        }
+        return result;
+      });
     } catch (err) {
       throw toJobError(err);
     }
@@ -218,9 +236,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const processVerify = async (job: Job): Promise<ChildReturn> => {
     try {
       const data = parseJobData(VerifyJobDataSchema, job.data, "verify");
-      const startedAt = Date.now();
-      const result = await cache.verify(data.item, data.request);
-      return { result, meta: { worker: name, model: verifier!.digest, startedAt, ms: Date.now() - startedAt } };
+      return await runChild(data.requests, verifier!.digest, (request) => cache.verify(data.item, request));
     } catch (err) {
       throw toJobError(err);
     }
