@@ -4,7 +4,7 @@
  * bad ones — broken JSON, wrong types, missing and oversized fields, corrupt, truncated,
  * empty and non-image files, decompression bombs, huge (sparse) files, path traversal,
  * symlinks out of the root, dangling and looping, fifos, folders, bad and foreign URIs,
- * duplicate ids and an id crafted to equal another's item key.
+ * duplicate ids, and (a good line) an id crafted to equal another's item key.
  *
  * Each line says what it is and, for a bad line, the field its failure record must name:
  * that expectation is fixed by how the line was made, not read back from the fleet.
@@ -260,7 +260,8 @@ const ODD_IDS = ["ид-🙂-unicode", "with/slash and spaces", "y".repeat(300), 
 
 /**
  * Writes `dir/manifest.jsonl` (images under `dir`, the image root): `good` items with their own
- * ids, the odd ids on good images, an exact duplicate and a key collision, and `bad` bad lines.
+ * ids, the odd ids on good images, an exact duplicate, an id equal to another's key, and `bad`
+ * bad lines.
  */
 export async function writeBadManifest(dir: string, good: readonly SceneItem[], bad: number, seed: number): Promise<BadManifest> {
   const rng = createRng(seed);
@@ -282,14 +283,15 @@ export async function writeBadManifest(dir: string, good: readonly SceneItem[], 
   const ordered = rng.shuffle(entries);
   // Duplicates go after the line they repeat, so which line is first is known.
   const first = good[0]!;
+  // An id crafted to equal the key stagebeam made for another (odd) id: a good item of its own,
+  // since a made key holds a `~`, which no id keeps as it is (shared/core/ids.ts).
+  const crafted = { id: toItemId("with/slash and spaces"), imagePath: first.imagePath, question: first.question };
   ordered.push(
     { kind: "duplicate id", field: "id", text: line({ id: first.id, image: rel(dir, first.imagePath), question }) },
     {
-      // Not a duplicate to the user, but the id policy keeps an id that already is a valid key
-      // as it is, so an id equal to another's key is that item (shared/core/ids.ts).
-      kind: "id equal to another id's item key",
-      field: "id",
-      text: line({ id: toItemId("with/slash and spaces"), image: rel(dir, first.imagePath), question }),
+      kind: "good, id equal to another id's item key",
+      text: line({ id: crafted.id, image: rel(dir, crafted.imagePath), question: crafted.question }),
+      good: crafted,
     },
   );
   const manifest = join(dir, "manifest.jsonl");
