@@ -23,18 +23,23 @@ const SAMPLE = join(REPO_ROOT, "apps/demo/sample");
 const DASHBOARD = join(REPO_ROOT, "infra/grafana/dashboards/stagebeam.json");
 const RULE_FILES = ["infra/prometheus/rules/recording.yml", "infra/prometheus/rules/alerts.yml"].map((f) => join(REPO_ROOT, f));
 const RUN = "observe-1";
+/** Its good items again, once Prometheus knows every series (see the second test). */
+const RUN_AGAIN = "observe-2";
+const RUN_SETTINGS = { strategy: "stage", beam: 2, seed: 3, judgeMode: "score" } as const;
 const GOOD_ITEMS = 6;
 /** What Grafana puts for its interval variables; a minute spans the whole run. */
 const GRAFANA_VARIABLES: Record<string, string> = { $__rate_interval: "1m", $__interval: "15s", $__range: "5m" };
 const BACKLOG_STATES = ["waiting", "prioritized", "delayed", "active"] as const;
 
 let env: FleetEnv;
+let goodManifest: string;
 let prometheus: PrometheusServer;
 let exporter: ExporterProcess;
 const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
   env = await startFleetEnv();
+  goodManifest = join(env.tmp, "good-items.jsonl");
   prometheus = await startPrometheus(join(env.tmp, "prometheus"));
   exporter = await startExporterProcess({ env: { ...env.env, LOG_LEVEL: "warn" } });
   await prometheus.setTargets("stagebeam-exporter", [`127.0.0.1:${exporter.ready.metricsPort}`]);
@@ -141,8 +146,9 @@ describe("Prometheus over a real fleet", () => {
         JSON.stringify({ id: "corrupt", image: corrupt.uri, question: "How many objects are there?" }),
       ].join("\n"),
     );
+    await writeFile(goodManifest, items.map((i) => JSON.stringify({ ...i, image: join(SAMPLE, i.image) })).join("\n"));
     const summary = await submitRun(
-      { run: RUN, manifest, imageRoot: SAMPLE, settings: { strategy: "stage", beam: 2, seed: 3, judgeMode: "score" } },
+      { run: RUN, manifest, imageRoot: SAMPLE, settings: RUN_SETTINGS },
       { queues: env.queues, store: env.store, ledger: env.ledger, runs: env.runs, logger: createLogger({ level: "silent" }) },
     );
     expect(summary.enqueued).toBe(GOOD_ITEMS + 1);
@@ -194,6 +200,20 @@ describe("Prometheus over a real fleet", () => {
       "workers ready",
       async () => single(await prometheus.query("stagebeam:workers_ready")),
       (v) => v === 2,
+    );
+    // A rate needs a counter to rise between two samples in its window. The first run can be
+    // over before Prometheus first scrapes a worker (its series would appear at their final
+    // values), so a second run, after every series is known, gives each rate its rise.
+    const again = await submitRun(
+      { run: RUN_AGAIN, manifest: goodManifest, imageRoot: SAMPLE, settings: RUN_SETTINGS },
+      { queues: env.queues, store: env.store, ledger: env.ledger, runs: env.runs, logger: createLogger({ level: "silent" }) },
+    );
+    expect(again.enqueued).toBe(GOOD_ITEMS);
+    expect(await waitForRun(RUN_AGAIN, env.ledger, { timeoutMs: 120_000 })).toMatchObject({ completed: GOOD_ITEMS });
+    await eventually(
+      "the second run's items in Prometheus",
+      async () => single(await prometheus.query("sum(stagebeam_items_completed_total)")),
+      (c) => c === 2 * GOOD_ITEMS,
     );
 
     const queries = (await dashboardQueries()).map(({ panel, expr }) => ({
