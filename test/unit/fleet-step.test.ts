@@ -21,7 +21,7 @@ import {
   type RequestJobData,
 } from "../../workers/fleet/protocol.ts";
 import { ResultRecordSchema, type ResultRecord } from "../../workers/fleet/records.ts";
-import { runRequestStep, stageLabel, type StepDeps } from "../../workers/fleet/request-step.ts";
+import { recordRequestFailure, runRequestStep, stageLabel, type StepDeps } from "../../workers/fleet/request-step.ts";
 import { createScriptedHost, generateOne, judgeOne } from "../support/scripted-host.ts";
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0]);
@@ -297,6 +297,16 @@ describe("request step job", () => {
     expect(err).toMatchObject({ code: "storage", unrecoverable: true });
     // 60 s of budget: 1+2+4+8+16+29… → five retries fit, the sixth would not.
     expect((d.queues.generate as unknown as FakeQueue).retried).toHaveLength(5);
+  });
+
+  it("records a request job of another protocol version as failed (bad-job), so the item has an outcome to retry", async () => {
+    const job = new FakeJob({ ...requestData(), v: 1 } as unknown as RequestJobData);
+    const { d, store, outcomes } = deps(job);
+    const err = await runRequestStep(job as unknown as Job, "t", d).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "bad-job", unrecoverable: true });
+    await recordRequestFailure(job as unknown as Job, err, d);
+    expect(store.get("runs/r1/failed/item-1.json")).toMatchObject({ kind: "failure", reason: "bad-job", id: "item 1", line: 3 });
+    expect(outcomes).toEqual([["item-1", "f:bad-job", 0]]);
   });
 
   it("does not redo an item whose result is already in S3", async () => {

@@ -99,6 +99,12 @@ export const RequestJobDataSchema = z.object({
 });
 export type RequestJobData = z.infer<typeof RequestJobDataSchema>;
 
+/**
+ * A request job's run and item, of any protocol version: enough to record the failure of a
+ * job this worker cannot run (`bad-job`), so the item is not left without an outcome.
+ */
+export const RequestEnvelopeSchema = z.object({ run: RunIdSchema, item: RequestItemSchema });
+
 export const GenerateJobDataSchema = z.object({
   v: z.literal(PROTOCOL_VERSION),
   run: RunIdSchema,

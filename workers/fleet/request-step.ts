@@ -31,6 +31,7 @@ import type { Recorded, RunLedger } from "./ledger.ts";
 import {
   ChildReturnSchema,
   parseJobData,
+  RequestEnvelopeSchema,
   RequestJobDataSchema,
   type FleetQueues,
   type RequestJobData,
@@ -315,7 +316,8 @@ async function finish(
 
 /**
  * Records a request that failed for good: runs/<run>/failed/<item>.json, the ledger and the
- * failure counter. Data that cannot even be read is only logged (no item to record it against).
+ * failure counter. A job of another protocol version is recorded from its run and item; data
+ * without even those is only logged (no item to record it against).
  */
 export async function recordRequestFailure(
   job: Job,
@@ -323,15 +325,16 @@ export async function recordRequestFailure(
   deps: Pick<StepDeps, "store" | "ledger" | "metrics" | "worker" | "logger">,
 ): Promise<void> {
   const parsed = RequestJobDataSchema.safeParse(job.data);
+  const envelope = parsed.success ? parsed : RequestEnvelopeSchema.safeParse(job.data);
   const c = classify(err);
-  if (!parsed.success) {
+  if (!envelope.success) {
     deps.logger.error({ job: job.id, reason: c.code, err: c.message }, "request job with unreadable data failed");
     return;
   }
-  const { run, item } = parsed.data;
+  const { run, item } = envelope.data;
   let stepsDone: number | undefined;
   try {
-    stepsDone = parsed.data.state === null ? 0 : parseSearchState(parsed.data.state).steps.length;
+    if (parsed.success) stepsDone = parsed.data.state === null ? 0 : parseSearchState(parsed.data.state).steps.length;
   } catch {
     stepsDone = undefined;
   }
