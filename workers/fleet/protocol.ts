@@ -12,8 +12,8 @@
  * A child carries every request of one work of the search (jobs.ts: childJob). Items, not the
  * candidates of one item, are what spreads over the fleet: a million-item run keeps every
  * worker busy either way, while one job a work lets a worker compute the item's prompt once
- * for all N candidates and costs BullMQ one job's cycle (about 7 Redis calls from clients)
- * instead of N.
+ * for all N candidates and costs BullMQ one job's cycle (its add, fetch and finish) instead
+ * of N.
  *
  * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
  * (accepted text, candidate texts, bracket) and timings. Never image bytes.
