@@ -28,6 +28,7 @@ const SETTINGS: SearchSettings = {
   seed: 1,
   judgeMode: "verifier",
   maxStageTokens: 512,
+  merge: true,
   maxSentenceSteps: 40,
 };
 const CONCURRENCY = 8;

@@ -46,6 +46,7 @@ export const SETTINGS: SearchSettings = {
   judgeMode: "score",
   maxStageTokens: 512,
   maxSentenceSteps: 40,
+  merge: true,
 };
 const SUBMIT_SETTINGS = ["--strategy", "stage", "--beam", "2", "--seed", "7"];
 const SCENE_SEED = 31;

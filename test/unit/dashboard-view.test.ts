@@ -39,6 +39,7 @@ const match = (round: number, first: number, second: number, winner: number, rea
 const STEP: StepTrace = {
   label: "REASONING",
   candidates: ["a", "b", "c", "d", "e"].map(candidate),
+  sameAs: [],
   checks: [0, 1, 2, 3, 4].map((i) => ({ id: `k${i}`, candidate: i, verdict: i === 1 ? "incorrect" : "correct", detail: null })),
   entrants: [0, 2, 3, 4],
   comparisons: [match(0, 0, 2, 2), match(0, 3, 4, 3, "truncated"), match(1, 2, 3, 3)],
@@ -76,7 +77,7 @@ describe("the search view", () => {
       answer: null,
       wellFormed: false,
       steps: [STEP],
-      counts: { candidates: 5, comparisons: 2, checks: 5, generatedTokens: 15 },
+      counts: { candidates: 5, distinct: 5, comparisons: 2, checks: 5, verifications: 0, saved: 0, generatedTokens: 15 },
     }).steps[0]!;
     expect(candidates.map((c) => [c.index, c.entered, c.winner, c.check?.verdict])).toEqual([
       [0, true, false, "correct"],
@@ -98,7 +99,7 @@ describe("the search view", () => {
       answer: null,
       wellFormed: false,
       steps: [],
-      counts: { candidates: 0, comparisons: 0, checks: 0, generatedTokens: 0 },
+      counts: { candidates: 0, distinct: 0, comparisons: 0, checks: 0, verifications: 0, saved: 0, generatedTokens: 0 },
     });
     expect(view.stages).toEqual([
       { stage: "SUMMARY", text: "s" },

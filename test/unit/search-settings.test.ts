@@ -14,6 +14,7 @@ describe("search settings", () => {
       judgeMode: "score",
       maxStageTokens: 512,
       maxSentenceSteps: 40,
+      merge: true,
     });
     expect(() => parseSearchSettings({ ...settings, strategy: "beam" })).toThrow(
       new SettingsError(
@@ -26,12 +27,21 @@ describe("search settings", () => {
       /judge mode must be one of score, generate, verifier, got "vote"/,
     );
     expect(() => parseSearchSettings({ ...settings, maxStageTokens: 0 })).toThrow(/maxStageTokens must be an integer >= 1/);
+    expect(() => parseSearchSettings({ ...settings, merge: "no" })).toThrow(/merge must be true or false, got "no"/);
   });
 
   it("needs no item id, and maps onto every search parameter of an item", () => {
     const checked = parseSearchSettings({ ...settings, maxStageTokens: 64, maxSentenceSteps: 7 });
     const params = paramsFor("item-1", checked);
-    expect(params).toEqual({ itemId: "item-1", strategy: "stage", beam: 4, seed: 0, maxStageTokens: 64, maxSentenceSteps: 7 });
+    expect(params).toEqual({
+      itemId: "item-1",
+      strategy: "stage",
+      beam: 4,
+      seed: 0,
+      maxStageTokens: 64,
+      maxSentenceSteps: 7,
+      merge: true,
+    });
     expect(createSearch(params).params).toEqual(params);
   });
 

@@ -45,8 +45,8 @@ describe("bracket", () => {
     const defects: (Defect | null)[] = ["truncated", null, "malformed", "truncated"];
     const b = openBracket([0, 1, 2, 3], defects);
     expect(b.matches.filter((m) => m.round === 0)).toEqual([
-      { round: 0, first: 0, second: 1, verdict: 2, reason: "truncated", detail: null },
-      { round: 0, first: 2, second: 3, verdict: null, reason: "judge", detail: null },
+      { round: 0, first: 0, second: 1, verdict: 2, reason: "truncated", detail: null, source: null },
+      { round: 0, first: 2, second: 3, verdict: null, reason: "judge", detail: null, source: null },
     ]);
     const after = decide(b, [{ first: 2, second: 3, verdict: 1, detail: "I choose response 1" }]);
     // round 1: c1 (flawless) v c2 (malformed) needs no judge either
@@ -80,5 +80,54 @@ describe("bracket", () => {
     const copy = structuredClone(b);
     decide(b, [{ first: 0, second: 1, verdict: 2, detail: null }]);
     expect(b).toEqual(copy);
+  });
+});
+
+describe("bracket over merged texts", () => {
+  it("copies of one text meet without a judge, the earlier moving on", () => {
+    const b = openBracket([0, 1, 2, 3], Array(4).fill(null), [0, 0, 0, 0]);
+    expect(b.winner).toBe(0);
+    expect(b.matches.map((m) => [m.first, m.second, m.reason, m.verdict])).toEqual([
+      [0, 1, "equal", 1],
+      [2, 3, "equal", 1],
+      [0, 2, "equal", 1],
+    ]);
+  });
+
+  it("asks a pair of texts once: A B B A, the reversed match takes the verdict flipped", () => {
+    const b = openBracket([0, 1, 2, 3], Array(4).fill(null), [0, 1, 1, 0]);
+    expect(pendingMatches(b).map((m) => [m.first, m.second])).toEqual([[0, 1]]);
+    const after = decide(b, [{ first: 0, second: 1, verdict: 2, detail: "B" }]);
+    // c0 v c1 → c1 (B); c2 v c3 is B v A → c2 (B); c1 v c2 are both B.
+    expect(after.matches.map((m) => [m.first, m.second, m.reason, matchWinner(m), m.source])).toEqual([
+      [0, 1, "judge", 1, null],
+      [2, 3, "repeat", 2, [0, 1]],
+      [1, 2, "equal", 1, null],
+    ]);
+    expect(after.winner).toBe(1);
+  });
+
+  it("takes an earlier round's verdict for a pair that meets again", () => {
+    // A B C A: round 0 A v B (A wins) and C v A (C wins); round 1 A v C was decided by C v A.
+    const b = openBracket([0, 1, 2, 3], Array(4).fill(null), [0, 1, 2, 0]);
+    expect(pendingMatches(b)).toHaveLength(2);
+    const after = decide(b, [
+      { first: 0, second: 1, verdict: 1, detail: null },
+      { first: 2, second: 3, verdict: 1, detail: null },
+    ]);
+    expect(after.matches.at(-1)).toMatchObject({ round: 1, first: 0, second: 2, reason: "repeat", verdict: 2, source: [2, 3] });
+    expect(after.winner).toBe(2);
+    // Eight candidates A B A C A B A C: round 1 meets A v A twice and round 2 A v A: only A v B and A v C are asked.
+    const eight = openBracket([...Array(8).keys()], Array(8).fill(null), [0, 1, 0, 3, 0, 1, 0, 3]);
+    expect(pendingMatches(eight).map((m) => [m.first, m.second])).toEqual([
+      [0, 1],
+      [2, 3],
+    ]);
+    const done = decide(eight, [
+      { first: 0, second: 1, verdict: 1, detail: null },
+      { first: 2, second: 3, verdict: 1, detail: null },
+    ]);
+    expect(done.winner).toBe(0);
+    expect(done.matches.filter((m) => m.reason === "judge")).toHaveLength(2);
   });
 });

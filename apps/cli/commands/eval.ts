@@ -45,16 +45,32 @@ export interface EvalOutcome {
   settings: SearchSettings;
   summary: EvalSummary;
   failures: { id: string; reason: string }[];
+  /** Each item's answer by its id (null where the search gave none or failed), to compare runs item by item. */
+  answers: Record<string, string | null>;
 }
 
-/** `stage:4:generate` → settings; the seed comes from --seed. */
-export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed" | "maxStageTokens">): SearchSettings[] {
+/** Options a --compare row may add after its judge: `stage:4:score:no-merge`. */
+const COMPARE_FLAGS = ["no-merge"] as const;
+
+/** `stage:4:generate` → settings; the seed comes from --seed, and --no-merge applies to every row. */
+export function parseCompare(
+  spec: string,
+  common: Pick<SearchCliOptions, "seed" | "maxStageTokens" | "merge">,
+): SearchSettings[] {
   return spec.split(",").map((part) => {
-    const [strategy = "", beam = "1", judge = "score"] = part.trim().split(":");
+    const [strategy = "", beam = "1", judge = "score", ...flags] = part.trim().split(":");
     const n = Number(beam);
     if (!Number.isInteger(n))
-      throw new InvalidArgumentError(`--compare: '${part}': beam must be a whole number; expected strategy[:beam[:judge]]`);
-    return searchSettings({ ...common, strategy, beam: n, judge });
+      throw new InvalidArgumentError(
+        `--compare: '${part}': beam must be a whole number; expected strategy[:beam[:judge[:flag]]]`,
+      );
+    const unknown = flags.filter((f) => !(COMPARE_FLAGS as readonly string[]).includes(f));
+    if (unknown.length > 0)
+      throw new InvalidArgumentError(
+        `--compare: '${part}': unknown flag ${unknown.join(", ")}; expected one of ${COMPARE_FLAGS.join(", ")}`,
+      );
+    const merge = common.merge !== false && !flags.includes("no-merge");
+    return searchSettings({ ...common, strategy, beam: n, judge, merge });
   });
 }
 
@@ -74,6 +90,7 @@ export async function evaluate(
   const started = performance.now();
   const records: EvalRecord[] = [];
   const failures: EvalOutcome["failures"] = [];
+  const answers: EvalOutcome["answers"] = {};
   let nextIndex = 0;
   const worker = async () => {
     for (let i = nextIndex++; i < items.length; i = nextIndex++) {
@@ -85,11 +102,15 @@ export async function evaluate(
         const open = await openLocalItem(engine, needsVerifier(settings) ? verifier : null, input, settings.judgeMode);
         try {
           const result = await runSearch(paramsFor(itemId, settings), open.executor);
+          answers[item.id] = result.answer;
           records.push({
             ...family(item),
             correct: normalizeAnswer(result.answer) === normalizeAnswer(item.answer),
             wellFormed: result.wellFormed,
             generatedTokens: result.counts.generatedTokens,
+            candidates: result.counts.candidates,
+            distinct: result.counts.distinct,
+            saved: result.counts.saved,
           });
         } finally {
           open.close();
@@ -97,6 +118,7 @@ export async function evaluate(
       } catch (error) {
         // A bad item counts as wrong and is reported; the others go on.
         failures.push({ id: item.id, reason: error instanceof Error ? error.message : String(error) });
+        answers[item.id] = null;
         records.push({ ...family(item), correct: false, wellFormed: false, generatedTokens: 0 });
       }
       onItem(records.length);
@@ -108,7 +130,7 @@ export async function evaluate(
     decoderTokens: counters.decoderTokens,
     forwardPasses: counters.forwardPasses,
   });
-  return { settings, summary, failures };
+  return { settings, summary, failures, answers };
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -121,11 +143,25 @@ function table(rows: string[][]): string {
 
 export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
   const main = table([
-    ["search", "accuracy [95% CI]", "format", "gen tok/item", "decoder tok/item", "passes/item", "items/s"],
+    [
+      "search",
+      "accuracy [95% CI]",
+      "format",
+      "cand/item",
+      "distinct/item",
+      "saved/item",
+      "gen tok/item",
+      "decoder tok/item",
+      "passes/item",
+      "items/s",
+    ],
     ...outcomes.map((o) => [
       label(o),
       formatTally(o.summary.overall),
       pct(o.summary.formatRate),
+      o.summary.candidatesPerItem.toFixed(1),
+      o.summary.distinctPerItem.toFixed(1),
+      o.summary.savedPerItem.toFixed(1),
       o.summary.generatedTokensPerItem.toFixed(0),
       o.summary.decoderTokensPerItem.toFixed(0),
       o.summary.forwardPassesPerItem.toFixed(1),

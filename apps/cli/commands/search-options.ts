@@ -19,6 +19,8 @@ export interface SearchCliOptions {
   judge: string;
   seed: number;
   maxStageTokens?: number;
+  /** false with --no-merge. */
+  merge?: boolean;
 }
 
 const strategyHelp = STRATEGIES.map((s) => `  ${s.padEnd(13)} ${STRATEGY_USES[s]}`).join("\n");
@@ -35,6 +37,7 @@ export function addSearchOptions(command: Command): Command {
       DEFAULT_SEED,
     )
     .option("--max-stage-tokens <n>", "token cap of one stage or sentence candidate", intOption("--max-stage-tokens", -1_000_000))
+    .option("--no-merge", "judge every sampled candidate, equal texts too (by default each distinct text is judged once)")
     .addHelpText(
       "after",
       `\nStrategies:\n${strategyHelp}\nJudge modes:\n  score      one forward pass reads the logits of "1" vs "2", both orders averaged\n  generate   the reference's sampled judgement, parsed\n  verifier   a process verifier scores each candidate on its own, one batched pass a step (ask, eval: --verifier; workers: VERIFIER_MODEL_DIR)`,
@@ -49,5 +52,6 @@ export function searchSettings(o: SearchCliOptions): SearchSettings {
     seed: o.seed,
     judgeMode: o.judge,
     ...(o.maxStageTokens !== undefined ? { maxStageTokens: o.maxStageTokens } : {}),
+    ...(o.merge === false ? { merge: false } : {}),
   });
 }

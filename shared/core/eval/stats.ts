@@ -20,6 +20,10 @@ export interface EvalRecord {
   correct: boolean;
   wellFormed: boolean;
   generatedTokens: number;
+  /** The search's counts (SearchResult.counts): sampled and distinct candidates, judge calls merging saved. */
+  candidates?: number;
+  distinct?: number;
+  saved?: number;
 }
 
 /** Engine work over a whole run; items share batched calls, so cost is known only in total. */
@@ -40,6 +44,10 @@ export interface EvalSummary {
   byFamily: Record<string, Tally>;
   formatRate: number;
   generatedTokensPerItem: number;
+  candidatesPerItem: number;
+  distinctPerItem: number;
+  /** Judge calls (comparisons, checks, verifications) that equal texts did not need. */
+  savedPerItem: number;
   decoderTokensPerItem: number;
   forwardPassesPerItem: number;
   itemsPerSecond: number;
@@ -65,6 +73,9 @@ export function summarize(records: readonly EvalRecord[], seconds: number, cost:
     byFamily: Object.fromEntries(families.map((f) => [f, tally(records.filter((r) => r.family === f))])),
     formatRate: mean((r) => (r.wellFormed ? 1 : 0)),
     generatedTokensPerItem: mean((r) => r.generatedTokens),
+    candidatesPerItem: mean((r) => r.candidates ?? 0),
+    distinctPerItem: mean((r) => r.distinct ?? 0),
+    savedPerItem: mean((r) => r.saved ?? 0),
     decoderTokensPerItem: records.length ? cost.decoderTokens / records.length : 0,
     forwardPassesPerItem: records.length ? cost.forwardPasses / records.length : 0,
     itemsPerSecond: seconds > 0 ? records.length / seconds : 0,

@@ -5,6 +5,7 @@
  */
 import { parseStructured } from "../protocol/stages.ts";
 import { defectOf } from "./candidates.ts";
+import { distinctOf, firstEquals } from "./merge.ts";
 import { SearchError } from "./errors.ts";
 import { candidateId, checkId, compareId, sampleKey, verifyId } from "./ids.ts";
 import { rankByScore, type Ranked } from "./plan.ts";
@@ -106,21 +107,21 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
 
 function verifyRequests(state: SearchState, step: StepState): VerifyRequest[] {
   const { stop } = step.plan;
-  return step.candidates.map((c, i) => ({
+  return distinctOf(step.sameAs).map((i) => ({
     id: verifyId(state.params.itemId, step.plan.key, i),
     prefix: baseOf(step, i),
-    candidate: c.text,
+    candidate: step.candidates[i]!.text,
     stage: stop.kind === "stage" ? stop.stage : null,
   }));
 }
 
 function checkRequests(state: SearchState, step: StepState): JudgeRequest[] {
-  return step.candidates.map((c, i) => ({
+  return distinctOf(step.sameAs).map((i) => ({
     id: checkId(state.params.itemId, step.plan.key, i),
     kind: "check",
     template: "reasoning_check",
     hint: state.prefix,
-    candidate: c.text,
+    candidate: step.candidates[i]!.text,
   }));
 }
 
@@ -197,33 +198,43 @@ function applyCandidates(
       detail: r.detail ?? null,
     };
   });
-  const counts = {
+  const sameAs = firstEquals(candidates, (i) => baseOf(step, i), state.params.merge);
+  const distinct = distinctOf(sameAs).length;
+  const counted = (saved: number) => ({
     ...state.counts,
     candidates: state.counts.candidates + candidates.length,
+    distinct: state.counts.distinct + distinct,
+    saved: state.counts.saved + saved,
     generatedTokens: state.counts.generatedTokens + candidates.reduce((s, c) => s + c.tokens, 0),
-  };
+  });
+  const current = { ...step, candidates, sameAs };
   const select = step.plan.select;
   if (select === "vote" || select === "vote-weighted") {
     const { votes, winner } = tallyVotes(
       candidates.map((c, i) => ({ text: baseOf(step, i) + c.text, tokens: c.tokens, logProb: c.logProb, defect: c.defect })),
       select === "vote-weighted",
     );
-    return { ...state, counts, current: { ...step, candidates, votes, ranking: [winner] } };
+    return { ...state, counts: counted(0), current: { ...current, votes, ranking: [winner] } };
   }
   if (select === "verifier") {
-    // One candidate needs no score to be chosen.
-    if (candidates.length === 1) return { ...state, counts, current: { ...step, candidates, ranking: [0] } };
-    return { ...state, counts, current: { ...step, candidates, phase: "verify" } };
+    // One candidate needs no score to be chosen, nor do copies of one text unless the strategy reads the score later.
+    if (candidates.length === 1 || (distinct === 1 && !step.plan.needsScores)) {
+      const ranking = rankByScore(candidates.map((c) => ({ score: null, defect: c.defect })));
+      return { ...state, counts: counted(candidates.length === 1 ? 0 : candidates.length), current: { ...current, ranking } };
+    }
+    return { ...state, counts: counted(candidates.length - distinct), current: { ...current, phase: "verify" } };
   }
-  // With one candidate the check could not change the outcome, so it is not asked.
-  if (step.plan.check && candidates.length > 1) {
-    return { ...state, counts, current: { ...step, candidates, phase: "check" } };
+  // With one text the check could not change the outcome, so it is not asked.
+  if (step.plan.check && distinct > 1) {
+    return { ...state, counts: counted(candidates.length - distinct), current: { ...current, phase: "check" } };
   }
+  const checksSaved = step.plan.check && candidates.length > 1 ? candidates.length : 0;
   const bracket = openBracket(
     candidates.map((_, i) => i),
     candidates.map((c) => c.defect),
+    sameAs,
   );
-  return { ...state, counts, current: { ...step, candidates, phase: "compare", bracket } };
+  return { ...state, counts: counted(checksSaved), current: { ...current, phase: "compare", bracket } };
 }
 
 function applyChecks(
@@ -233,9 +244,11 @@ function applyChecks(
   byId: Map<string, unknown>,
 ): SearchState {
   const { itemId } = state.params;
-  const checks: CheckTrace[] = requests.map((req, candidate) => {
-    const r = parseResult(itemId, CheckResultSchema, req.id, byId.get(req.id));
-    return { id: req.id, candidate, verdict: r.verdict, detail: r.detail ?? null };
+  const asked = new Map(requests.map((req) => [req.id, parseResult(itemId, CheckResultSchema, req.id, byId.get(req.id))]));
+  // A merged candidate shares its first equal's check.
+  const checks: CheckTrace[] = step.sameAs.map((first, candidate) => {
+    const r = asked.get(checkId(itemId, step.plan.key, first))!;
+    return { id: r.id, candidate, verdict: r.verdict, detail: r.detail ?? null };
   });
   const correct = checks.filter((c) => c.verdict === "correct").map((c) => c.candidate);
   // If the check rejects everyone it has told us nothing to choose by; let the tournament decide.
@@ -243,8 +256,9 @@ function applyChecks(
   const bracket = openBracket(
     entrants,
     step.candidates.map((c) => c.defect),
+    step.sameAs,
   );
-  const counts = { ...state.counts, checks: state.counts.checks + checks.length };
+  const counts = { ...state.counts, checks: state.counts.checks + requests.length };
   return { ...state, counts, current: { ...step, checks, phase: "compare", bracket } };
 }
 
@@ -268,12 +282,15 @@ function applyScores(
   byId: Map<string, unknown>,
 ): SearchState {
   const { itemId } = state.params;
-  const scores: ScoreTrace[] = requests.map((req, candidate) => {
-    const r = parseResult(itemId, VerifyResultSchema, req.id, byId.get(req.id));
-    return { id: req.id, candidate, score: r.score, steps: r.steps, detail: r.detail ?? null };
+  const asked = new Map(requests.map((req) => [req.id, parseResult(itemId, VerifyResultSchema, req.id, byId.get(req.id))]));
+  // A merged candidate shares its first equal's score.
+  const scores: ScoreTrace[] = step.sameAs.map((first, candidate) => {
+    const r = asked.get(verifyId(itemId, step.plan.key, first))!;
+    return { id: r.id, candidate, score: r.score, steps: r.steps, detail: r.detail ?? null };
   });
   const ranking = rankByScore(step.candidates.map((c, i) => ({ score: scores[i]!.score, defect: c.defect })));
-  return { ...state, current: { ...step, scores, ranking } };
+  const counts = { ...state.counts, verifications: state.counts.verifications + requests.length };
+  return { ...state, counts, current: { ...step, scores, ranking } };
 }
 
 /** Closes the step once a tournament, a verifier or a vote has picked its winner, and plans the next one. */
@@ -286,6 +303,7 @@ function settle(state: SearchState): SearchState {
   const trace: StepTrace = {
     label: step.plan.label,
     candidates: step.candidates,
+    sameAs: state.params.merge ? step.sameAs : [],
     checks: step.checks,
     entrants: step.bracket?.entrants ?? step.candidates.map((_, i) => i),
     comparisons: step.bracket?.matches.map((m) => comparisonTrace(state.params.itemId, step, m)) ?? [],
@@ -296,6 +314,8 @@ function settle(state: SearchState): SearchState {
     winner: winnerIndex,
   };
   const prefix = baseOf(step, winnerIndex) + winner.text;
+  // Every match that equal texts decided would have been a judge call without merging.
+  const mergedMatches = trace.comparisons.filter((c) => c.reason === "equal" || c.reason === "repeat").length;
   const ranked: Ranked[] = (step.ranking ?? [winnerIndex]).map((i) => ({
     text: baseOf(step, i) + step.candidates[i]!.text,
     score: step.scores[i]?.score ?? null,
@@ -313,6 +333,7 @@ function settle(state: SearchState): SearchState {
   return {
     ...state,
     prefix,
+    counts: { ...state.counts, saved: state.counts.saved + mergedMatches },
     flawed: state.flawed || winner.defect !== null,
     steps: [...state.steps, { ...trace, decision: following?.decision ?? null }],
     current: following === null ? null : freshStep(following.plan, following.bases),
@@ -323,8 +344,9 @@ function settle(state: SearchState): SearchState {
 function comparisonTrace(itemId: string, step: StepState, m: Bracket["matches"][number]): ComparisonTrace {
   const verdict = m.verdict;
   if (verdict === null) throw new SearchError(itemId, `match c${m.first} v c${m.second} is undecided`);
+  const judged = m.reason === "judge" ? ([m.first, m.second] as const) : m.reason === "repeat" ? m.source : null;
   return {
-    id: m.reason === "judge" ? compareId(itemId, step.plan.key, m.first, m.second) : null,
+    id: judged === null ? null : compareId(itemId, step.plan.key, judged[0], judged[1]),
     round: m.round,
     first: m.first,
     second: m.second,

@@ -64,6 +64,12 @@ export const SearchParamsSchema = z.strictObject(
     maxSentenceSteps: positiveInt("maxSentenceSteps").default(DEFAULT_MAX_SENTENCE_STEPS),
     /** Pick candidates by the verifier's pointwise scores instead of the pairwise judge (judge mode `verifier`). */
     verifier: z.boolean({ error: expected("verifier", "true or false") }).optional(),
+    /**
+     * Judge equal texts once (merge.ts): a step's candidates are grouped by text, and checks,
+     * comparisons and verifier scores are asked once per distinct text. Off, every candidate is
+     * judged as the paper does; the answers are the same under a deterministic judge.
+     */
+    merge: z.boolean({ error: expected("merge", "true or false") }).default(true),
     /** swires' widths, keep counts and retrace rule; absent, the reference's (DEFAULT_SWIRES). */
     swires: SwiresParamsSchema.optional(),
   },

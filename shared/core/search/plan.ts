@@ -23,6 +23,8 @@ export const StepPlanSchema = z.object({
   /** Ask the reasoning check of every candidate before the tournament. */
   check: z.boolean(),
   select: z.enum(SELECTIONS),
+  /** The strategy reads every candidate's score later (swires' reasoning pool): score even a step whose candidates all agree. */
+  needsScores: z.boolean().default(false),
 });
 export type StepPlan = z.infer<typeof StepPlanSchema>;
 
@@ -79,6 +81,7 @@ export const stageStep = (p: SearchParams, stage: Stage, candidates: number, sel
   // The REASONING check belongs to the pairwise self-judge; a verifier scores every candidate in one pass.
   check: stage === "REASONING" && select === "judge",
   select,
+  needsScores: false,
 });
 
 /** Indices best first: flawless before defective, then the higher score, then the lower index. */

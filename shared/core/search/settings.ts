@@ -64,11 +64,12 @@ export function needsVerifier(s: Pick<SearchSettings, "strategy" | "judgeMode">)
   return s.strategy === "swires" || (s.judgeMode === "verifier" && STRATEGY_JUDGES[s.strategy]);
 }
 
-/** Settings in a few words, naming only what the strategy uses: `none`, `vote N=4`, `stage N=4 score`. */
+/** Settings in a few words, naming only what the strategy uses: `none`, `vote N=4`, `stage N=4 score`, `swires no-merge`. */
 export function settingsLabel(s: SearchSettings): string {
-  if (s.strategy === "swires") return "swires";
+  const merge = STRATEGY_JUDGES[s.strategy] && !s.merge ? " no-merge" : "";
+  if (s.strategy === "swires") return `swires${merge}`;
   if (!STRATEGY_USES_BEAM[s.strategy]) return s.strategy;
-  return STRATEGY_JUDGES[s.strategy] ? `${s.strategy} N=${s.beam} ${s.judgeMode}` : `${s.strategy} N=${s.beam}`;
+  return STRATEGY_JUDGES[s.strategy] ? `${s.strategy} N=${s.beam} ${s.judgeMode}${merge}` : `${s.strategy} N=${s.beam}`;
 }
 
 /** Strategies whose candidates a judge or verifier picks from (the others take --judge but do not use it). */

@@ -17,8 +17,11 @@ import {
   VoteTraceSchema,
 } from "./types.ts";
 
-/** 2: steps continue several base texts, and pick by verifier scores or votes as well as by the judge. */
-export const STATE_VERSION = 2;
+/**
+ * 2: steps continue several base texts, and pick by verifier scores or votes as well as by the judge.
+ * 3: equal texts are judged once (`sameAs`, the bracket's `same`, `params.merge`).
+ */
+export const STATE_VERSION = 3;
 
 export const StepStateSchema = z.object({
   plan: StepPlanSchema,
@@ -27,6 +30,8 @@ export const StepStateSchema = z.object({
   /** The texts the candidates continue, `plan.candidates` each, in order (the accepted text alone, but for swires). */
   bases: z.array(z.string()).min(1),
   candidates: z.array(CandidateTraceSchema),
+  /** Each candidate's first equal (merge.ts), once the candidates are in. */
+  sameAs: z.array(z.number().int().nonnegative()),
   checks: z.array(CheckTraceSchema),
   scores: z.array(ScoreTraceSchema),
   votes: z.array(VoteTraceSchema),
@@ -53,7 +58,18 @@ export const SearchStateSchema = z.object({
 export type SearchState = z.infer<typeof SearchStateSchema>;
 
 export function freshStep(plan: StepPlan, bases: string[]): StepState {
-  return { plan, phase: "generate", bases, candidates: [], checks: [], scores: [], votes: [], bracket: null, ranking: null };
+  return {
+    plan,
+    phase: "generate",
+    bases,
+    candidates: [],
+    sameAs: [],
+    checks: [],
+    scores: [],
+    votes: [],
+    bracket: null,
+    ranking: null,
+  };
 }
 
 export function createSearch(input: SearchParamsInput): SearchState {
@@ -66,7 +82,7 @@ export function createSearch(input: SearchParamsInput): SearchState {
     steps: [],
     current: freshStep(firstStep(params), [""]),
     pool: [],
-    counts: { candidates: 0, comparisons: 0, checks: 0, generatedTokens: 0 },
+    counts: { candidates: 0, distinct: 0, comparisons: 0, checks: 0, verifications: 0, saved: 0, generatedTokens: 0 },
   };
 }
 

@@ -36,6 +36,7 @@ const wholeAnswer = (p: SearchParams, candidates: number, select: Selection): St
   template: "all",
   check: false,
   select,
+  needsScores: false,
 });
 
 const sentenceStep = (p: SearchParams, n: number): StepPlan => ({
@@ -47,6 +48,7 @@ const sentenceStep = (p: SearchParams, n: number): StepPlan => ({
   template: "sentence",
   check: false,
   select: pick(p),
+  needsScores: false,
 });
 
 const oneAnswer: StrategyPlan["after"] = () => null;

@@ -42,7 +42,8 @@ export function swiresAfter(p: SearchParams, done: StepPlan, g: Progress): NextS
       return captions(0);
     case "CAPTION":
       return {
-        plan: stageStep(p, "REASONING", s.reasoningPerCaption, "verifier", retrace),
+        // The retrace test reads every reasoning's score, even when they all agree.
+        plan: { ...stageStep(p, "REASONING", s.reasoningPerCaption, "verifier", retrace), needsScores: true },
         bases: g.ranked.slice(0, s.captionKeep).map((c) => c.text),
         pool: [...g.pool],
       };

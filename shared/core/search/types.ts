@@ -178,7 +178,8 @@ export const ComparisonTraceSchema = z.object({
   second: z.number().int().nonnegative(),
   verdict: z.union([z.literal(1), z.literal(2)]),
   winner: z.number().int().nonnegative(),
-  reason: z.enum(["judge", "truncated", "malformed"]),
+  /** `equal`: two copies of one text, no judge; `repeat`: the verdict of the judged match `id` for the same two texts. */
+  reason: z.enum(["judge", "truncated", "malformed", "equal", "repeat"]),
   detail: DetailSchema.nullable(),
 });
 export type ComparisonTrace = z.infer<typeof ComparisonTraceSchema>;
@@ -187,11 +188,17 @@ export const StepTraceSchema = z.object({
   /** Stage name, `sentence 3` or `answer`. */
   label: z.string(),
   candidates: z.array(CandidateTraceSchema),
+  /**
+   * Each candidate's first equal in this step (its own index for the first of a text): checks,
+   * scores and comparisons were asked of the first only (merge.ts). Empty when merging was off.
+   */
+  sameAs: z.array(z.number().int().nonnegative()).default([]),
+  /** One per candidate; a merged candidate's names the check of its first equal. */
   checks: z.array(CheckTraceSchema),
   /** Candidate indices that entered the tournament (all, unless the REASONING check dropped some). */
   entrants: z.array(z.number().int().nonnegative()),
   comparisons: z.array(ComparisonTraceSchema),
-  /** Verifier scores of the candidates (verifier steps). */
+  /** Verifier scores of the candidates (verifier steps); a merged candidate's names the verification of its first equal. */
   scores: z.array(ScoreTraceSchema).default([]),
   /** The answers voted for, the winning one first (vote steps). */
   votes: z.array(VoteTraceSchema).default([]),
@@ -203,12 +210,20 @@ export const StepTraceSchema = z.object({
 });
 export type StepTrace = z.infer<typeof StepTraceSchema>;
 
+const Count = z.number().int().nonnegative();
+
 export const CountsSchema = z.object({
-  candidates: z.number().int().nonnegative(),
+  /** Sampled candidates. */
+  candidates: Count,
+  /** Distinct candidates, summed over the steps (equal to `candidates` when merging is off). */
+  distinct: Count.default(0),
   /** Judge calls only; walkovers against defective candidates cost nothing and are not counted. */
-  comparisons: z.number().int().nonnegative(),
-  checks: z.number().int().nonnegative(),
-  generatedTokens: z.number().int().nonnegative(),
+  comparisons: Count,
+  checks: Count,
+  verifications: Count.default(0),
+  /** Comparisons, checks and verifications that merging did not ask because their texts were equal. */
+  saved: Count.default(0),
+  generatedTokens: Count,
 });
 export type Counts = z.infer<typeof CountsSchema>;
 
