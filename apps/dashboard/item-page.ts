@@ -1,6 +1,7 @@
 /**
  * `/runs/<run>/items/<item>`: the result viewer. The image, the question and answer, the four
- * chosen stages, and per step every candidate with its check and verifier score, the knock-out
+ * chosen stages, the cost (sampled and distinct candidates, judge calls merging saved), and per
+ * step every candidate with its check and verifier score and what it was merged with, the knock-out
  * tree with each verdict and the winner's path (or the verifier's ranking, or a vote's answers);
  * for a failed item its failure record.
  */
@@ -17,6 +18,7 @@ function candidateRow(c: CandidateView): Html {
     c.winner ? html`<span class="mark winner">winner</span>` : "",
     c.entered ? "" : html`<span class="mark out">kept out</span>`,
     c.defect ? html`<span class="mark defect">${c.defect}</span>` : "",
+    c.sameAs !== null ? html`<span class="mark merged" data-same-as="${c.sameAs}">same text as c${c.sameAs}</span>` : "",
   ];
   return html`<tr class="candidate${c.winner ? " winner" : ""}" data-candidate="${c.index}">
 <td>c${c.index}</td>
@@ -29,7 +31,16 @@ function candidateRow(c: CandidateView): Html {
 }
 
 function verdictText(n: Extract<BracketNode, { kind: "match" }>): string {
-  return n.reason === "judge" ? `judge chose ${n.verdict === 1 ? "first" : "second"}` : `walkover (${n.reason})`;
+  switch (n.reason) {
+    case "judge":
+      return `judge chose ${n.verdict === 1 ? "first" : "second"}`;
+    case "equal":
+      return "same text, no judge";
+    case "repeat":
+      return "same two texts as an earlier match, its verdict";
+    default:
+      return `walkover (${n.reason})`;
+  }
 }
 
 function bracketNode(n: BracketNode): Html {
@@ -72,6 +83,11 @@ ${chosen}${ranking}${votes}${decision}
 </section>`;
 }
 
+function costText(c: ResultRecord["search"]["counts"]): string {
+  const verifications = c.verifications > 0 ? ` · ${c.verifications} verifications` : "";
+  return `${c.candidates} candidates sampled, ${c.distinct} distinct · ${c.comparisons} comparisons · ${c.checks} checks${verifications} · ${c.saved} judge calls saved by merging`;
+}
+
 function resultPage(r: ResultRecord): string {
   const view = searchView(r.search);
   const body = html`
@@ -83,7 +99,7 @@ ${imageOf(r)}
 <dt>gold</dt><dd>${r.gold ?? "—"}</dd>
 <dt>search</dt><dd>${r.strategy} · beam ${r.beam} · judge ${r.judgeMode} · seed ${r.seed}${r.wellFormed ? "" : " · not well formed"}</dd>
 <dt>model</dt><dd>${r.model.id} <code class="small">${r.model.digest}</code></dd>
-<dt>cost</dt><dd>${r.search.counts.candidates} candidates · ${r.search.counts.comparisons} comparisons · ${r.search.counts.checks} checks · ${r.tokens.generated} tokens · ${r.timings.seconds.toFixed(2)} s on ${r.worker}</dd>
+<dt>cost</dt><dd class="cost">${costText(r.search.counts)} · ${r.tokens.generated} tokens · ${r.timings.seconds.toFixed(2)} s on ${r.worker}</dd>
 <dt>id</dt><dd>${r.id} (line ${r.line})</dd>
 </dl>
 </div>

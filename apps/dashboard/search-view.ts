@@ -1,6 +1,7 @@
 /**
  * What the result viewer shows of a search, derived from its trace alone: the chosen text of
- * each stage, and per step every candidate with its check verdict, and the knock-out as a tree
+ * each stage, and per step every candidate with its check verdict and the earlier candidate
+ * whose equal text it was merged with, and the knock-out as a tree
  * (the final at the root, the candidates at the leaves) with every verdict and the path the
  * winner took.
  */
@@ -17,6 +18,8 @@ export interface CandidateView {
   check: { verdict: "correct" | "incorrect"; detail: string | null } | null;
   /** The verifier's pooled score and its step scores, when a verifier scored the step. */
   score: { value: number; steps: number[] } | null;
+  /** The earlier candidate of the step with the same text, whose check, score or matches it shared (merging); null for the first of a text. */
+  sameAs: number | null;
   /** Entered the knock-out (a failed REASONING check keeps a candidate out). */
   entered: boolean;
   winner: boolean;
@@ -31,7 +34,7 @@ export type BracketNode =
       second: number;
       verdict: 1 | 2;
       winner: number;
-      /** `judge`, or the defect that decided it without one. */
+      /** `judge`, the defect that decided it without one, or merging: `equal` texts, a `repeat` of a judged pair. */
       reason: ComparisonTrace["reason"];
       detail: string | null;
       onWinnerPath: boolean;
@@ -116,6 +119,7 @@ export function stepView(step: StepTrace): StepView {
         defect: c.defect,
         check: check ? { verdict: check.verdict, detail: detailText(check.detail) } : null,
         score: score ? { value: score.score, steps: score.steps } : null,
+        sameAs: step.sameAs[index] !== undefined && step.sameAs[index] !== index ? step.sameAs[index] : null,
         entered: entered.has(index),
         winner: index === step.winner,
       };

@@ -159,6 +159,36 @@ describe("the search view", () => {
     }
   });
 
+  it("shows which candidates were merged and the matches merging decided without a judge", async () => {
+    // Candidates A B A B at every stage: c2 and c3 repeat c0 and c1.
+    const result = await runSearch(
+      { itemId: "i", strategy: "stage", beam: 4, seed: 4 },
+      {
+        generate: async (requests) =>
+          requests.map((r) => {
+            const stage = r.stop.kind === "stage" ? r.stop.stage : "SUMMARY";
+            const text = `<${stage}>${Number(r.id.slice(-1)) % 2 === 0 ? "A" : "B"}</${stage}>`;
+            return { id: r.id, text, tokens: 3, truncated: false };
+          }),
+        judge: async (requests) =>
+          requests.map((r) =>
+            r.kind === "compare" ? { id: r.id, verdict: 2 as const } : { id: r.id, verdict: "correct" as const },
+          ),
+      },
+    );
+    const step = searchView(result).steps[0]!;
+    expect(step.candidates.map((c) => c.sameAs)).toEqual([null, null, 0, 1]);
+    expect(shape(step.bracket!)).toEqual(["c1 v c3 → c1*", ["c0 v c1 → c1*", "c0", "c1*"], ["c2 v c3 → c3", "c2", "c3"]]);
+    const root = step.bracket as Extract<BracketNode, { kind: "match" }>;
+    expect([root.reason, ...root.children.map((c) => (c.kind === "match" ? c.reason : null))]).toEqual([
+      "equal",
+      "judge",
+      "repeat",
+    ]);
+    // Per stage a repeat and an equal match; REASONING checks A and B once each instead of four times.
+    expect(result.counts).toMatchObject({ candidates: 16, distinct: 8, comparisons: 4, checks: 2, saved: 4 * 2 + 2 });
+  });
+
   it("writes a judge's detail on one line", () => {
     expect(detailText({ mode: "score", score: 0.81, forward: 0.79 })).toBe("mode score · score 0.81 · forward 0.79");
     expect(detailText({ parsed: false, fallback: { a: 1 } })).toBe('parsed false · fallback {"a":1}');
