@@ -22,6 +22,7 @@ const SUBCOMMANDS = new Map<string, () => Promise<Command>>([
   ["export", async () => (await import("./commands/export.ts")).exportCommand],
   ["demo", async () => (await import("./commands/demo.ts")).demoCommand],
   ["model", async () => (await import("./commands/model.ts")).modelCommand],
+  ["verifier", async () => (await import("./commands/verifier.ts")).verifierCommand],
   ["dashboard", async () => (await import("./commands/dashboard.ts")).dashboardCommand],
   ["exporter", async () => (await import("./commands/exporter.ts")).exporterCommand],
 ]);

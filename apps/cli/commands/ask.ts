@@ -13,6 +13,7 @@ import {
   addLocalEngineOptions,
   loadLocalEngine,
   loadLocalVerifier,
+  calibrated,
   openLocalItem,
   sumCounters,
   type LocalEngineCliOptions,
@@ -59,7 +60,7 @@ export const askCommand = addLocalEngineOptions(
           throw error;
         },
       );
-      const result = await runSearch(paramsFor(itemId, settings), item.executor);
+      const result = await runSearch(paramsFor(itemId, calibrated(settings, verifier)), item.executor);
       item.close();
       const seconds = (performance.now() - started) / 1000;
       const counters = sumCounters(engine, verifier);

@@ -16,6 +16,7 @@ import { UsageError } from "../../../shared/core/usage-error.ts";
 import { intOption } from "./common.ts";
 import {
   addLocalEngineOptions,
+  calibrated,
   loadLocalEngine,
   loadLocalVerifier,
   localVerifierDir,
@@ -92,6 +93,7 @@ export async function evaluate(
   const failures: EvalOutcome["failures"] = [];
   const answers: EvalOutcome["answers"] = {};
   let nextIndex = 0;
+  const searched = calibrated(settings, needsVerifier(settings) ? verifier : null);
   const worker = async () => {
     for (let i = nextIndex++; i < items.length; i = nextIndex++) {
       const item = items[i]!;
@@ -101,7 +103,7 @@ export async function evaluate(
         const input = { id: itemId, image: await readFile(item.imagePath), question: item.question };
         const open = await openLocalItem(engine, needsVerifier(settings) ? verifier : null, input, settings.judgeMode);
         try {
-          const result = await runSearch(paramsFor(itemId, settings), open.executor);
+          const result = await runSearch(paramsFor(itemId, searched), open.executor);
           answers[item.id] = result.answer;
           records.push({
             ...family(item),

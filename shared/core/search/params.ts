@@ -42,6 +42,17 @@ export const SwiresParamsSchema = z.strictObject({
   maxRetraces: nonNegativeInt("swires.maxRetraces").default(4),
   retraceZ: nonNegativeNumber("swires.retraceZ").default(0.2533),
   retraceRank: positiveInt("swires.retraceRank").default(2),
+  /**
+   * The verifier's population of reasoning scores (its verifier.json `calibration`), from which
+   * the cutoff is mean + retraceZ·sd as in the reference; absent, the reasonings scored so far
+   * for the item stand in for it.
+   */
+  population: z
+    .strictObject({
+      mean: z.number({ error: expected("swires.population.mean", "a number") }),
+      sd: nonNegativeNumber("swires.population.sd"),
+    })
+    .optional(),
 });
 export type SwiresParams = z.output<typeof SwiresParamsSchema>;
 export const DEFAULT_SWIRES: SwiresParams = SwiresParamsSchema.parse({});

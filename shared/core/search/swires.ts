@@ -2,13 +2,16 @@
  * swires: the reference's stage-wise retracing search (LLaVA-CoT's `swires.py`), scored by the
  * verifier. The reference scores with an external reward model and retraces unless the second
  * best reasoning scores above that model's population mean + 0.2533·sd (−0.77 and 2.08, its
- * published statistics); a verifier's scores in [0, 1] have no such population, so the cutoff is
- * mean + `retraceZ`·sd of the reasonings scored so far for the item, and the `retraceRank`-th
- * best must clear it: the search goes on once that many reasonings stand out from the rest.
+ * published statistics, hard-coded). Here the population is the verifier's own: its
+ * `calibration` in verifier.json (`swires.population`), measured by `stagebeam verifier
+ * calibrate`; a verifier without one has the reasonings scored so far for the item stand in for
+ * it. The cutoff is mean + `retraceZ`·sd, and the `retraceRank`-th best must clear it: the search
+ * goes on once that many reasonings stand out.
  * Like the reference, reasonings pile up over retraces and the conclusions are written from the
  * best of them all.
  */
 import { DEFAULT_SWIRES, type SearchParams } from "./params.ts";
+import { spread } from "../verifier/calibration.ts";
 import { rankByScore, stageStep, type NextStep, type PoolEntry, type Progress, type StepPlan } from "./plan.ts";
 
 const settingsOf = (p: SearchParams) => p.swires ?? DEFAULT_SWIRES;
@@ -17,12 +20,6 @@ const retraceOf = (plan: StepPlan): number => Number(/-r(\d+)$/.exec(plan.key)?.
 
 export function swiresFirst(p: SearchParams): StepPlan {
   return stageStep(p, "SUMMARY", settingsOf(p).summaryWidth, "verifier");
-}
-
-/** Mean and population standard deviation. */
-function spread(xs: readonly number[]): { mean: number; sd: number } {
-  const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
-  return { mean, sd: Math.sqrt(xs.reduce((s, x) => s + (x - mean) ** 2, 0) / xs.length) };
 }
 
 const round = (x: number) => Math.round(x * 1e6) / 1e6;
@@ -53,7 +50,7 @@ export function swiresAfter(p: SearchParams, done: StepPlan, g: Progress): NextS
         ...g.ranked.map((c) => ({ text: c.text, score: c.score ?? 0, defect: c.defect, finished: c.finished })),
       ];
       const scores = pool.map((e) => e.score).sort((a, b) => b - a);
-      const { mean, sd } = spread(scores);
+      const { mean, sd } = s.population ?? spread(scores);
       const cutoff = mean + s.retraceZ * sd;
       const tested = scores[s.retraceRank - 1] ?? -Infinity;
       const clear = tested > cutoff;
@@ -62,6 +59,7 @@ export function swiresAfter(p: SearchParams, done: StepPlan, g: Progress): NextS
         reasonings: pool.length,
         tested: Number.isFinite(tested) ? round(tested) : "none",
         cutoff: round(cutoff),
+        cutoffFrom: s.population === undefined ? "item" : "calibration",
         retrace: again,
       };
       if (again) return { ...captions(retrace + 1), pool, decision };

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { STAGES } from "../protocol/stages.ts";
+import { CalibrationSchema } from "./calibration.ts";
 
 export const VERIFIER_FILE = "verifier.json";
 export const VERIFIER_FORMAT = "stagebeam-verifier/1";
@@ -42,6 +43,8 @@ export const VerifierTemplateSchema = z
     good: tokenText,
     bad: tokenText,
     pool: z.enum(POOL_RULES).default("min"),
+    /** The verifier's reasoning-score statistics (calibration.ts), written by `stagebeam verifier calibrate`. */
+    calibration: CalibrationSchema.optional(),
   })
   .strict();
 export type VerifierTemplate = z.infer<typeof VerifierTemplateSchema>;
