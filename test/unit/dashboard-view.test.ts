@@ -39,6 +39,7 @@ const match = (round: number, first: number, second: number, winner: number, rea
 const STEP: StepTrace = {
   label: "REASONING",
   candidates: ["a", "b", "c", "d", "e"].map(candidate),
+  replaced: [],
   sameAs: [],
   checks: [0, 1, 2, 3, 4].map((i) => ({ id: `k${i}`, candidate: i, verdict: i === 1 ? "incorrect" : "correct", detail: null })),
   entrants: [0, 2, 3, 4],

@@ -179,7 +179,11 @@ export class Engine {
           sampleKey: r.sampleKey,
           purpose: "generate" as const,
           cache: true,
-          ...(r.greedy ? { sampling: { ...params, greedy: true } } : {}),
+          ...(r.greedy
+            ? { sampling: { ...params, greedy: true } }
+            : r.temperature !== undefined
+              ? { sampling: resolveSampling({ ...params, temperature: r.temperature }, this.sampling) }
+              : {}),
         };
       }),
       params,

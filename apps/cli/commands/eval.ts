@@ -50,28 +50,40 @@ export interface EvalOutcome {
   answers: Record<string, string | null>;
 }
 
-/** Options a --compare row may add after its judge: `stage:4:score:no-merge`. */
-const COMPARE_FLAGS = ["no-merge"] as const;
+/** Options a --compare row may add after its judge: `no-merge`, `resample<N>`, `<STAGE>=<temperature>`. */
+const COMPARE_FLAG = /^(?:no-merge|resample\d+|[A-Z]+=[\d.]+)$/;
 
-/** `stage:4:generate` → settings; the seed comes from --seed, and --no-merge applies to every row. */
+/**
+ * `stage:4:generate`, `stage:4:verifier:resample2:CAPTION=1.0` → settings; the seed comes from
+ * --seed, and --no-merge, --resample and --stage-temperature apply to every row.
+ */
 export function parseCompare(
   spec: string,
-  common: Pick<SearchCliOptions, "seed" | "maxStageTokens" | "merge">,
+  common: Pick<SearchCliOptions, "seed" | "maxStageTokens" | "merge" | "resample" | "stageTemperature">,
 ): SearchSettings[] {
   return spec.split(",").map((part) => {
     const [strategy = "", beam = "1", judge = "score", ...flags] = part.trim().split(":");
     const n = Number(beam);
     if (!Number.isInteger(n))
       throw new InvalidArgumentError(
-        `--compare: '${part}': beam must be a whole number; expected strategy[:beam[:judge[:flag]]]`,
+        `--compare: '${part}': beam must be a whole number; expected strategy[:beam[:judge[:flag…]]]`,
       );
-    const unknown = flags.filter((f) => !(COMPARE_FLAGS as readonly string[]).includes(f));
+    const unknown = flags.filter((f) => !COMPARE_FLAG.test(f));
     if (unknown.length > 0)
       throw new InvalidArgumentError(
-        `--compare: '${part}': unknown flag ${unknown.join(", ")}; expected one of ${COMPARE_FLAGS.join(", ")}`,
+        `--compare: '${part}': unknown flag ${unknown.join(", ")}; expected no-merge, resample<N> or <STAGE>=<temperature>`,
       );
-    const merge = common.merge !== false && !flags.includes("no-merge");
-    return searchSettings({ ...common, strategy, beam: n, judge, merge });
+    const resample = flags.find((f) => f.startsWith("resample"));
+    const temperatures = flags.filter((f) => f.includes("=")).join(",");
+    return searchSettings({
+      ...common,
+      strategy,
+      beam: n,
+      judge,
+      merge: common.merge !== false && !flags.includes("no-merge"),
+      ...(resample !== undefined ? { resample: Number(resample.slice("resample".length)) } : {}),
+      ...(temperatures !== "" ? { stageTemperature: temperatures } : {}),
+    });
   });
 }
 

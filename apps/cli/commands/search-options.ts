@@ -21,6 +21,20 @@ export interface SearchCliOptions {
   maxStageTokens?: number;
   /** false with --no-merge. */
   merge?: boolean;
+  resample?: number;
+  /** `CAPTION=1.0,REASONING=0.8`. */
+  stageTemperature?: string;
+}
+
+/** `CAPTION=1.0,REASONING=0.8` → { CAPTION: 1, REASONING: 0.8 }; the settings check the names and values. */
+export function stageTemperatures(spec: string): Record<string, number> {
+  return Object.fromEntries(
+    spec.split(",").map((part) => {
+      const [stage = "", t = ""] = part.trim().split("=");
+      const value = t.trim() === "" ? Number.NaN : Number(t);
+      return [stage.trim(), value];
+    }),
+  );
 }
 
 const strategyHelp = STRATEGIES.map((s) => `  ${s.padEnd(13)} ${STRATEGY_USES[s]}`).join("\n");
@@ -38,6 +52,12 @@ export function addSearchOptions(command: Command): Command {
     )
     .option("--max-stage-tokens <n>", "token cap of one stage or sentence candidate", intOption("--max-stage-tokens", -1_000_000))
     .option("--no-merge", "judge every sampled candidate, equal texts too (by default each distinct text is judged once)")
+    .option(
+      "--resample <n>",
+      "sample a judged candidate again, up to N times, while it equals an earlier one of its step (default 0)",
+      intOption("--resample", 0, 16),
+    )
+    .option("--stage-temperature <list>", "sampling temperature per stage, e.g. CAPTION=1.0,REASONING=0.8 (default: the model's)")
     .addHelpText(
       "after",
       `\nStrategies:\n${strategyHelp}\nJudge modes:\n  score      one forward pass reads the logits of "1" vs "2", both orders averaged\n  generate   the reference's sampled judgement, parsed\n  verifier   a process verifier scores each candidate on its own, one batched pass a step (ask, eval: --verifier; workers: VERIFIER_MODEL_DIR)`,
@@ -53,5 +73,7 @@ export function searchSettings(o: SearchCliOptions): SearchSettings {
     judgeMode: o.judge,
     ...(o.maxStageTokens !== undefined ? { maxStageTokens: o.maxStageTokens } : {}),
     ...(o.merge === false ? { merge: false } : {}),
+    ...(o.resample !== undefined && o.resample > 0 ? { resample: o.resample } : {}),
+    ...(o.stageTemperature !== undefined ? { stageTemperature: stageTemperatures(o.stageTemperature) } : {}),
   });
 }

@@ -27,6 +27,7 @@ interface CalibrateOptions {
   seed: number;
   concurrency: number;
   dryRun: boolean;
+  describe?: string;
 }
 
 const calibrate = new Command("calibrate")
@@ -37,6 +38,7 @@ const calibrate = new Command("calibrate")
   .option("--limit <n>", "only the first N items", intOption("--limit", 1))
   .option("--seed <n>", "seed of the sampled reasonings", intOption("--seed", 0), 1)
   .option("--concurrency <n>", "items in flight at once", intOption("--concurrency", 1, 256), 8)
+  .option("--describe <text>", "how the set was made, kept with the statistics (default: the --set path)")
   .option("--dry-run", "print the statistics without writing them", false)
   .action(async (o: CalibrateOptions) => {
     const set = await readEvalSet(o.set);
@@ -92,7 +94,7 @@ const calibrate = new Command("calibrate")
     if (scores.length === 0) throw new Error(`--set ${o.set}: no item gave a reasoning score; nothing to calibrate`);
     const calibration = calibrationOf(scores, {
       items: items.length - failures.length,
-      set: o.set,
+      set: o.describe ?? o.set,
       seed: o.seed,
       policy,
     });

@@ -89,19 +89,32 @@ export function resultOf(state: SearchState): SearchResult {
 /** The text candidate `i` continues: base b holds candidates b·N … b·N + N − 1. */
 const baseOf = (step: StepState, i: number): string => step.bases[Math.floor(i / step.plan.candidates)]!;
 
+/**
+ * The candidates a generate work samples: all of them, or in a resample round those whose text
+ * equals an earlier candidate's, under new ids and sample keys (`c<i>r<round>`).
+ */
+function generateSlots(state: SearchState, step: StepState): number[] {
+  if (step.candidates.length === 0) return Array.from({ length: step.plan.candidates * step.bases.length }, (_, i) => i);
+  return firstEquals(step.candidates, (i) => baseOf(step, i), true).flatMap((first, i) => (first === i ? [] : [i]));
+}
+
 function generateRequests(state: SearchState, step: StepState): GenerateRequest[] {
   const { itemId, seed } = state.params;
   const { plan } = step;
   const greedy = state.params.strategy === "greedy" ? { greedy: true as const } : {};
   const logProb = plan.select === "vote" || plan.select === "vote-weighted" ? { logProb: true as const } : {};
-  return Array.from({ length: plan.candidates * step.bases.length }, (_, i) => ({
-    id: candidateId(itemId, plan.key, i),
+  const t = plan.stop.kind === "stage" ? state.params.stageTemperature?.[plan.stop.stage] : undefined;
+  const temperature = t === undefined ? {} : { temperature: t };
+  const round = step.candidates.length === 0 ? "" : `r${step.resampled + 1}`;
+  return generateSlots(state, step).map((i) => ({
+    id: candidateId(itemId, plan.key, i) + round,
     prefix: baseOf(step, i),
     stop: plan.stop,
     maxTokens: plan.maxTokens,
-    sampleKey: sampleKey(seed, itemId, plan.key, i),
+    sampleKey: sampleKey(seed, itemId, plan.key, i) + round,
     ...greedy,
     ...logProb,
+    ...temperature,
   }));
 }
 
@@ -184,7 +197,7 @@ function applyCandidates(
   byId: Map<string, unknown>,
 ): SearchState {
   const { itemId } = state.params;
-  const candidates: CandidateTrace[] = requests.map((req) => {
+  const drawn: CandidateTrace[] = requests.map((req) => {
     const r = parseResult(itemId, GenerateResultSchema, req.id, byId.get(req.id));
     return {
       id: req.id,
@@ -198,17 +211,34 @@ function applyCandidates(
       detail: r.detail ?? null,
     };
   });
+  const slots = generateSlots(state, step);
+  const candidates = step.candidates.length === 0 ? drawn : step.candidates.map((c, i) => drawn[slots.indexOf(i)] ?? c);
+  const replaced = [...step.replaced, ...(step.candidates.length === 0 ? [] : slots.map((i) => step.candidates[i]!))];
+  const sampled = {
+    ...state.counts,
+    candidates: state.counts.candidates + drawn.length,
+    generatedTokens: state.counts.generatedTokens + drawn.reduce((s, c) => s + c.tokens, 0),
+  };
+  const select = step.plan.select;
+  const resampled = step.candidates.length === 0 ? 0 : step.resampled + 1;
+  const again = { ...step, candidates, replaced, resampled };
+  // A vote counts repeats, so only a judged or scored step samples a repeat again.
+  if (
+    select !== "vote" &&
+    select !== "vote-weighted" &&
+    resampled < (state.params.resample ?? 0) &&
+    generateSlots(state, again).length > 0
+  ) {
+    return { ...state, counts: sampled, current: again };
+  }
   const sameAs = firstEquals(candidates, (i) => baseOf(step, i), state.params.merge);
   const distinct = distinctOf(sameAs).length;
   const counted = (saved: number) => ({
-    ...state.counts,
-    candidates: state.counts.candidates + candidates.length,
-    distinct: state.counts.distinct + distinct,
-    saved: state.counts.saved + saved,
-    generatedTokens: state.counts.generatedTokens + candidates.reduce((s, c) => s + c.tokens, 0),
+    ...sampled,
+    distinct: sampled.distinct + distinct,
+    saved: sampled.saved + saved,
   });
-  const current = { ...step, candidates, sameAs };
-  const select = step.plan.select;
+  const current = { ...again, sameAs };
   if (select === "vote" || select === "vote-weighted") {
     const { votes, winner } = tallyVotes(
       candidates.map((c, i) => ({ text: baseOf(step, i) + c.text, tokens: c.tokens, logProb: c.logProb, defect: c.defect })),
@@ -303,6 +333,7 @@ function settle(state: SearchState): SearchState {
   const trace: StepTrace = {
     label: step.plan.label,
     candidates: step.candidates,
+    replaced: step.replaced,
     sameAs: state.params.merge ? step.sameAs : [],
     checks: step.checks,
     entrants: step.bracket?.entrants ?? step.candidates.map((_, i) => i),

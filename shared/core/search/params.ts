@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { SearchError } from "./errors.ts";
 import { ITEM_ID_PATTERN, MAX_ITEM_ID_LENGTH } from "../ids.ts";
-import { STRATEGIES } from "./types.ts";
+import { StageSchema, STRATEGIES } from "./types.ts";
 
 export const DEFAULT_MAX_STAGE_TOKENS = 512;
 export const DEFAULT_MAX_SENTENCE_STEPS = 40;
@@ -81,6 +81,17 @@ export const SearchParamsSchema = z.strictObject(
      * judged as the paper does; the answers are the same under a deterministic judge.
      */
     merge: z.boolean({ error: expected("merge", "true or false") }).default(true),
+    /**
+     * Candidates that differ: sample a candidate again, up to this many times, while its text
+     * equals an earlier candidate's of the step (judged steps only; a vote counts repeats).
+     */
+    resample: nonNegativeInt("resample").optional(),
+    /** Sampling temperature of a stage's candidates (stage-wise strategies), instead of the model's. */
+    stageTemperature: z
+      .partialRecord(StageSchema, nonNegativeNumber("stageTemperature"), {
+        error: expected("stageTemperature", "an object of stage names to temperatures"),
+      })
+      .optional(),
     /** swires' widths, keep counts and retrace rule; absent, the reference's (DEFAULT_SWIRES). */
     swires: SwiresParamsSchema.optional(),
   },

@@ -45,7 +45,11 @@ export function parseSearchSettings(input: unknown): SearchSettings {
   const r = SearchSettingsSchema.safeParse(input);
   if (r.success) return r.data;
   const problems = r.error.issues.map((i) =>
-    i.code === "unrecognized_keys" ? `unknown setting(s) ${i.keys.join(", ")}` : i.message,
+    i.code === "unrecognized_keys"
+      ? i.path.length > 0
+        ? `${i.path.join(".")}: unknown key(s) ${i.keys.join(", ")}`
+        : `unknown setting(s) ${i.keys.join(", ")}`
+      : i.message,
   );
   throw new SettingsError(`invalid search settings: ${problems.join("; ")}`);
 }
@@ -64,12 +68,21 @@ export function needsVerifier(s: Pick<SearchSettings, "strategy" | "judgeMode">)
   return s.strategy === "swires" || (s.judgeMode === "verifier" && STRATEGY_JUDGES[s.strategy]);
 }
 
-/** Settings in a few words, naming only what the strategy uses: `none`, `vote N=4`, `stage N=4 score`, `swires no-merge`. */
+/**
+ * Settings in a few words, naming only what the strategy uses: `none`, `vote N=4`,
+ * `stage N=4 score`, `swires no-merge`, `stage N=4 verifier resample2 CAPTION=1`.
+ */
 export function settingsLabel(s: SearchSettings): string {
-  const merge = STRATEGY_JUDGES[s.strategy] && !s.merge ? " no-merge" : "";
-  if (s.strategy === "swires") return `swires${merge}`;
-  if (!STRATEGY_USES_BEAM[s.strategy]) return s.strategy;
-  return STRATEGY_JUDGES[s.strategy] ? `${s.strategy} N=${s.beam} ${s.judgeMode}${merge}` : `${s.strategy} N=${s.beam}`;
+  const judged = STRATEGY_JUDGES[s.strategy];
+  const options = [
+    judged && !s.merge ? "no-merge" : null,
+    judged && (s.resample ?? 0) > 0 ? `resample${s.resample}` : null,
+    ...Object.entries(s.stageTemperature ?? {}).map(([stage, t]) => `${stage}=${t}`),
+  ].filter((o) => o !== null);
+  const rest = options.length > 0 ? ` ${options.join(" ")}` : "";
+  if (s.strategy === "swires") return `swires${rest}`;
+  if (!STRATEGY_USES_BEAM[s.strategy]) return `${s.strategy}${rest}`;
+  return judged ? `${s.strategy} N=${s.beam} ${s.judgeMode}${rest}` : `${s.strategy} N=${s.beam}${rest}`;
 }
 
 /** Strategies whose candidates a judge or verifier picks from (the others take --judge but do not use it). */

@@ -19,7 +19,8 @@ import {
 
 /**
  * 2: steps continue several base texts, and pick by verifier scores or votes as well as by the judge.
- * 3: equal texts are judged once (`sameAs`, the bracket's `same`, `params.merge`).
+ * 3: equal texts are judged once (`sameAs`, the bracket's `same`, `params.merge`); candidates
+ * equal to an earlier one may be sampled again (`resampled`, `replaced`).
  */
 export const STATE_VERSION = 3;
 
@@ -30,6 +31,9 @@ export const StepStateSchema = z.object({
   /** The texts the candidates continue, `plan.candidates` each, in order (the accepted text alone, but for swires). */
   bases: z.array(z.string()).min(1),
   candidates: z.array(CandidateTraceSchema),
+  /** Resample rounds done, and the samples they replaced (params.resample). */
+  resampled: z.number().int().nonnegative(),
+  replaced: z.array(CandidateTraceSchema),
   /** Each candidate's first equal (merge.ts), once the candidates are in. */
   sameAs: z.array(z.number().int().nonnegative()),
   checks: z.array(CheckTraceSchema),
@@ -63,6 +67,8 @@ export function freshStep(plan: StepPlan, bases: string[]): StepState {
     phase: "generate",
     bases,
     candidates: [],
+    resampled: 0,
+    replaced: [],
     sameAs: [],
     checks: [],
     scores: [],

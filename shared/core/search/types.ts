@@ -37,6 +37,8 @@ export const GenerateRequestSchema = z.object({
   greedy: z.literal(true).optional(),
   /** Report the continuation's log-probability (`logProb`), which votes weigh and break ties by. */
   logProb: z.literal(true).optional(),
+  /** This candidate's sampling temperature instead of the engine's (a run's per-stage temperature). */
+  temperature: z.number().min(0).optional(),
 });
 export type GenerateRequest = z.infer<typeof GenerateRequestSchema>;
 
@@ -188,6 +190,8 @@ export const StepTraceSchema = z.object({
   /** Stage name, `sentence 3` or `answer`. */
   label: z.string(),
   candidates: z.array(CandidateTraceSchema),
+  /** Samples that a resample replaced because they equalled an earlier candidate (params.resample), in the order drawn. */
+  replaced: z.array(CandidateTraceSchema).default([]),
   /**
    * Each candidate's first equal in this step (its own index for the first of a text): checks,
    * scores and comparisons were asked of the first only (merge.ts). Empty when merging was off.
