@@ -93,7 +93,7 @@ const baseOf = (step: StepState, i: number): string => step.bases[Math.floor(i /
  * The candidates a generate work samples: all of them, or in a resample round those whose text
  * equals an earlier candidate's, under new ids and sample keys (`c<i>r<round>`).
  */
-function generateSlots(state: SearchState, step: StepState): number[] {
+function generateSlots(step: StepState): number[] {
   if (step.candidates.length === 0) return Array.from({ length: step.plan.candidates * step.bases.length }, (_, i) => i);
   return firstEquals(step.candidates, (i) => baseOf(step, i), true).flatMap((first, i) => (first === i ? [] : [i]));
 }
@@ -106,7 +106,7 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
   const t = plan.stop.kind === "stage" ? state.params.stageTemperature?.[plan.stop.stage] : undefined;
   const temperature = t === undefined ? {} : { temperature: t };
   const round = step.candidates.length === 0 ? "" : `r${step.resampled + 1}`;
-  return generateSlots(state, step).map((i) => ({
+  return generateSlots(step).map((i) => ({
     id: candidateId(itemId, plan.key, i) + round,
     prefix: baseOf(step, i),
     stop: plan.stop,
@@ -211,7 +211,7 @@ function applyCandidates(
       detail: r.detail ?? null,
     };
   });
-  const slots = generateSlots(state, step);
+  const slots = generateSlots(step);
   const candidates = step.candidates.length === 0 ? drawn : step.candidates.map((c, i) => drawn[slots.indexOf(i)] ?? c);
   const replaced = [...step.replaced, ...(step.candidates.length === 0 ? [] : slots.map((i) => step.candidates[i]!))];
   const sampled = {
@@ -227,7 +227,7 @@ function applyCandidates(
     select !== "vote" &&
     select !== "vote-weighted" &&
     resampled < (state.params.resample ?? 0) &&
-    generateSlots(state, again).length > 0
+    generateSlots(again).length > 0
   ) {
     return { ...state, counts: sampled, current: again };
   }
