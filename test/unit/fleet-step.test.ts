@@ -174,9 +174,13 @@ describe("request step job", () => {
     const { d, store, outcomes, metrics } = deps(job);
     const { value, runs } = await drive(job, d);
     expect(value.status).toBe("done");
-    // 4 stages: candidates, then (REASONING only) checks, then 2 knock-out rounds of 4 candidates.
-    expect(runs).toBe(4 * 3 + 1 + 1);
     const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
+    // Per stage: candidates, then (REASONING only) checks, then each knock-out round of 4 candidates
+    // that needs a judge (copies of one text need none); and the run that finishes.
+    const judgedRounds = (s: ResultRecord["search"]["steps"][number]) =>
+      new Set(s.comparisons.filter((c) => c.reason === "judge").map((c) => c.round)).size;
+    expect(runs).toBe(record.search.steps.reduce((n, s) => n + 1 + (s.checks.length > 0 ? 1 : 0) + judgedRounds(s), 0) + 1);
+    expect(runs).toBeLessThanOrEqual(4 * 3 + 1 + 1);
     const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" }, { judgeMode: "score" });
     expect(record.search).toEqual(await runSearch({ itemId: "item-1", strategy: "stage", beam: 4, seed: 5 }, open));
     expect(record).toMatchObject({
@@ -369,6 +373,7 @@ describe("request step job", () => {
     } as unknown as RunRegistry;
     await drive(fresh, d);
     const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
+    // Settings kept before merging existed judge equal texts once, the default.
     expect(record.params).toEqual({
       itemId: "item-1",
       strategy: "stage",
@@ -376,6 +381,7 @@ describe("request step job", () => {
       seed: 5,
       maxStageTokens: 512,
       maxSentenceSteps: 40,
+      merge: true,
     });
     expect(record.timings.submittedAt).toBe(new Date(fresh.timestamp).toISOString());
     for (const [state, code] of [
