@@ -25,6 +25,8 @@ export interface SearchRow {
   concurrency: number;
   beam: number;
   seed: number;
+  /** Judge equal texts once (the search's default); the reference pattern judges every candidate. */
+  merge: boolean;
   maxStageTokens?: number;
   /** The engine's judgeMaxTokens: the token cap of a generated judge answer. */
   judgeMaxTokens?: number;
@@ -121,6 +123,7 @@ async function measureSearch(row: SearchRow): Promise<SearchMeasurement> {
       beam: row.beam,
       judge: row.judge,
       seed: row.seed,
+      merge: row.merge,
       ...(row.maxStageTokens !== undefined ? { maxStageTokens: row.maxStageTokens } : {}),
     });
     const cpu0 = process.cpuUsage();

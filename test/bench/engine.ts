@@ -5,8 +5,10 @@
  * (candidates one at a time, image and prompt re-encoded per candidate, whole-text stop check,
  * generative judge). Same model, same sampling streams. A fourth row picks the candidates with
  * the process verifier instead (judge mode verifier: one batched scoring pass per stage; the
- * bundled verifier, --verifier DIR, else the policy as its own verifier). Each row runs in a
- * process of its own (engine-row.ts), so each gets its own peak RSS.
+ * bundled verifier, --verifier DIR, else the policy as its own verifier). stagebeam's rows judge
+ * equal texts once (its default); the score-judge and verifier rows run again without merging,
+ * side by side. Each row runs in a process of its own (engine-row.ts), so each gets its own peak
+ * RSS.
  *
  *   npm run bench:engine -- [--items 30] [--beam 4] [--seed 1] [--concurrency 8] [--model DIR] [--verifier DIR]
  *                           [--max-stage-tokens L] [--judge-max-tokens J] [--decode-tokens 128] [--decode-repeats 3]
@@ -82,7 +84,13 @@ const verifierDir =
 const ownVerifier = values.verifier === undefined && !bundledVerifier;
 console.log(`verifier: ${verifierDir}${ownVerifier ? " (the policy as its own verifier)" : ""}`);
 
-const search = (label: string, reference: boolean, judge: "score" | "generate" | "verifier", concurrency: number) =>
+const search = (
+  label: string,
+  reference: boolean,
+  judge: "score" | "generate" | "verifier",
+  concurrency: number,
+  merge = !reference,
+) =>
   measureInChild({
     kind: "search",
     label,
@@ -93,6 +101,7 @@ const search = (label: string, reference: boolean, judge: "score" | "generate" |
     concurrency,
     beam,
     seed,
+    merge,
     ...(maxStageTokens !== undefined ? { maxStageTokens } : {}),
     ...(judgeMaxTokens !== undefined ? { judgeMaxTokens } : {}),
     ...(judge === "verifier" ? { verifier: verifierDir } : {}),
@@ -101,7 +110,9 @@ const ours = await search("stagebeam (score judge)", false, "score", Number(valu
 const oursGenerate = await search("stagebeam (generate judge)", false, "generate", Number(values.concurrency));
 const reference = await search("reference pattern", true, "generate", 1);
 const oursVerifier = await search("stagebeam (verifier)", false, "verifier", Number(values.concurrency));
-const rows = [ours, oursGenerate, reference, oursVerifier];
+const oursNoMerge = await search("stagebeam (score judge, no merge)", false, "score", Number(values.concurrency), false);
+const verifierNoMerge = await search("stagebeam (verifier, no merge)", false, "verifier", Number(values.concurrency), false);
+const rows = [ours, oursGenerate, reference, oursVerifier, oursNoMerge, verifierNoMerge];
 
 function describe(s: ModelShape): string {
   const embeddings = s.embeddingTable ? "a table in memory" : "embed_tokens.onnx per call (table over the size limit)";
@@ -140,6 +151,11 @@ console.log(
 );
 console.log(
   `accuracy equal, stagebeam (generate) vs reference: ${oursGenerate.outcome.summary.overall.correct === reference.outcome.summary.overall.correct}`,
+);
+const sameAnswers = (a: SearchMeasurement, b: SearchMeasurement) =>
+  Object.keys(a.outcome.answers).every((id) => a.outcome.answers[id] === b.outcome.answers[id]);
+console.log(
+  `decoder tokens, no merge / merge:            ${ratio(oursNoMerge.counters.decoderTokens, ours.counters.decoderTokens)} (score judge)  ${ratio(verifierNoMerge.counters.decoderTokens, oursVerifier.counters.decoderTokens)} (verifier); same answers: ${sameAnswers(ours, oursNoMerge)} (score judge)  ${sameAnswers(oursVerifier, verifierNoMerge)} (verifier)`,
 );
 if (maxStageTokens !== undefined) {
   const expected = itemCount * STAGES.length * beam * maxStageTokens;

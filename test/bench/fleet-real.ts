@@ -156,6 +156,7 @@ export async function measureOverhead(
     concurrency: inProcessConcurrency,
     beam: 4,
     seed: 1,
+    merge: true,
   });
   const pids: Record<string, number> = { "redis-server": env.redis.pid, s3: env.s3.pid };
   for (const w of fleet.workers) pids[`worker ${w.index}`] = w.pid;
