@@ -299,6 +299,28 @@ describe("engine on the bundled model", () => {
     engine.closeItem(ctx);
   });
 
+  it("samples a request at its own temperature: 0 is the greedy continuation, whatever the call's sampling", async () => {
+    const ctx = await open(engine, 1);
+    const request = { id: "t:CAPTION:c0", prefix: "", stop: { kind: "end" as const }, maxTokens: 24 };
+    const keys = ["t1", "t2", "t3"];
+    const greedy = await engine.generate(
+      ctx,
+      keys.map((sampleKey) => ({ ...request, sampleKey, greedy: true as const })),
+    );
+    const cold = await engine.generate(
+      ctx,
+      keys.map((sampleKey) => ({ ...request, sampleKey, temperature: 0 })),
+    );
+    expect(cold.map((r) => r.text)).toEqual(greedy.map((r) => r.text));
+    // And a hot one leaves the greedy path (the sample keys fix which way).
+    const hot = await engine.generate(
+      ctx,
+      keys.map((sampleKey) => ({ ...request, sampleKey, temperature: 2 })),
+    );
+    expect(hot.map((r) => r.text)).not.toEqual(greedy.map((r) => r.text));
+    engine.closeItem(ctx);
+  });
+
   it("stops a sequence at the context window and reports it as truncated", async () => {
     const ctx = await open(engine, 1);
     const limit = engine.info.contextLength;
