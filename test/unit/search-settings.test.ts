@@ -1,6 +1,7 @@
 /** Run settings: one schema, one list of judge modes, one mapping onto an item's search parameters. */
 import { describe, expect, it } from "vitest";
-import { paramsFor, parseSearchSettings, SettingsError } from "../../shared/core/search/settings.ts";
+import { paramsFor, parseSearchSettings, settingsLabel, SettingsError } from "../../shared/core/search/settings.ts";
+import { parseCompare } from "../../apps/cli/commands/eval.ts";
 import { createSearch } from "../../shared/core/search/index.ts";
 
 const settings = { strategy: "stage", beam: 4, seed: 0, judgeMode: "score" };
@@ -47,5 +48,18 @@ describe("search settings", () => {
 
   it("rejects an unknown setting rather than ignoring it", () => {
     expect(() => parseSearchSettings({ ...settings, beams: 4 })).toThrow(/unknown setting\(s\) beams/);
+  });
+
+  it("takes merging, resampling and stage temperatures per --compare row, and names them in the row's label", () => {
+    const rows = parseCompare("stage:4:score:no-merge,stage:4:verifier:resample2:CAPTION=1.0,vote:4:score:no-merge", { seed: 1 });
+    expect(rows.map((r) => [r.merge, r.resample, r.stageTemperature])).toEqual([
+      [false, undefined, undefined],
+      [true, 2, { CAPTION: 1 }],
+      [false, undefined, undefined],
+    ]);
+    // A vote judges nothing, so merging says nothing about it.
+    expect(rows.map(settingsLabel)).toEqual(["stage N=4 score no-merge", "stage N=4 verifier resample2 CAPTION=1", "vote N=4"]);
+    expect(() => parseCompare("stage:4:score:merge-off", { seed: 1 })).toThrow(/unknown flag merge-off/);
+    expect(() => parseCompare("stage:4:score:CAPTON=1", { seed: 1 })).toThrow(/stageTemperature: unknown key\(s\) CAPTON/);
   });
 });
