@@ -69,6 +69,13 @@ describe("candidates that differ", () => {
     expect(result.counts.comparisons).toBe(0);
   });
 
+  it("resamples only the stages named in resampleStages", async () => {
+    const { executor, generated } = scripted((r) => `fresh ${r.sampleKey}`);
+    const result = await runSearch(stage4({ resample: 2, resampleStages: ["CAPTION"] }), executor);
+    expect(result.steps.map((s) => s.replaced.length)).toEqual([0, 3, 0, 0]);
+    expect(generated.filter((r) => /r\d$/.test(r.id)).every((r) => r.id.startsWith("d:CAPTION:"))).toBe(true);
+  });
+
   it("does not resample without the option, nor for a vote, which counts repeats", async () => {
     const plain = scripted(() => "other");
     await runSearch(stage4({}), plain.executor);

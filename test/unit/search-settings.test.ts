@@ -51,14 +51,20 @@ describe("search settings", () => {
   });
 
   it("takes merging, resampling and stage temperatures per --compare row, and names them in the row's label", () => {
-    const rows = parseCompare("stage:4:score:no-merge,stage:4:verifier:resample2:CAPTION=1.0,vote:4:score:no-merge", { seed: 1 });
-    expect(rows.map((r) => [r.merge, r.resample, r.stageTemperature])).toEqual([
-      [false, undefined, undefined],
-      [true, 2, { CAPTION: 1 }],
-      [false, undefined, undefined],
+    const rows = parseCompare("stage:4:score:no-merge,stage:4:verifier:resample2@CAPTION:CAPTION=1.0,vote:4:score:no-merge", {
+      seed: 1,
+    });
+    expect(rows.map((r) => [r.merge, r.resample, r.resampleStages, r.stageTemperature])).toEqual([
+      [false, undefined, undefined, undefined],
+      [true, 2, ["CAPTION"], { CAPTION: 1 }],
+      [false, undefined, undefined, undefined],
     ]);
     // A vote judges nothing, so merging says nothing about it.
-    expect(rows.map(settingsLabel)).toEqual(["stage N=4 score no-merge", "stage N=4 verifier resample2 CAPTION=1", "vote N=4"]);
+    expect(rows.map(settingsLabel)).toEqual([
+      "stage N=4 score no-merge",
+      "stage N=4 verifier resample2@CAPTION CAPTION=1",
+      "vote N=4",
+    ]);
     expect(() => parseCompare("stage:4:score:merge-off", { seed: 1 })).toThrow(/unknown flag merge-off/);
     expect(() => parseCompare("stage:4:score:CAPTON=1", { seed: 1 })).toThrow(/stageTemperature: unknown key\(s\) CAPTON/);
   });

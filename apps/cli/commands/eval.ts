@@ -50,16 +50,16 @@ export interface EvalOutcome {
   answers: Record<string, string | null>;
 }
 
-/** Options a --compare row may add after its judge: `no-merge`, `resample<N>`, `<STAGE>=<temperature>`. */
-const COMPARE_FLAG = /^(?:no-merge|resample\d+|[A-Z]+=[\d.]+)$/;
+/** Options a --compare row may add after its judge: `no-merge`, `resample<N>[@STAGE+STAGE]`, `<STAGE>=<temperature>`. */
+const COMPARE_FLAG = /^(?:no-merge|resample\d+(?:@[A-Z+]+)?|[A-Z]+=[\d.]+)$/;
 
 /**
- * `stage:4:generate`, `stage:4:verifier:resample2:CAPTION=1.0` → settings; the seed comes from
+ * `stage:4:generate`, `stage:4:verifier:resample2@CAPTION:CAPTION=1.0` → settings; the seed comes from
  * --seed, and --no-merge, --resample and --stage-temperature apply to every row.
  */
 export function parseCompare(
   spec: string,
-  common: Pick<SearchCliOptions, "seed" | "maxStageTokens" | "merge" | "resample" | "stageTemperature">,
+  common: Pick<SearchCliOptions, "seed" | "maxStageTokens" | "merge" | "resample" | "resampleStages" | "stageTemperature">,
 ): SearchSettings[] {
   return spec.split(",").map((part) => {
     const [strategy = "", beam = "1", judge = "score", ...flags] = part.trim().split(":");
@@ -71,7 +71,7 @@ export function parseCompare(
     const unknown = flags.filter((f) => !COMPARE_FLAG.test(f));
     if (unknown.length > 0)
       throw new InvalidArgumentError(
-        `--compare: '${part}': unknown flag ${unknown.join(", ")}; expected no-merge, resample<N> or <STAGE>=<temperature>`,
+        `--compare: '${part}': unknown flag ${unknown.join(", ")}; expected no-merge, resample<N>[@STAGE+STAGE] or <STAGE>=<temperature>`,
       );
     const resample = flags.find((f) => f.startsWith("resample"));
     const temperatures = flags.filter((f) => f.includes("=")).join(",");
@@ -81,10 +81,16 @@ export function parseCompare(
       beam: n,
       judge,
       merge: common.merge !== false && !flags.includes("no-merge"),
-      ...(resample !== undefined ? { resample: Number(resample.slice("resample".length)) } : {}),
+      ...(resample !== undefined ? resampleFlag(resample) : {}),
       ...(temperatures !== "" ? { stageTemperature: temperatures } : {}),
     });
   });
+}
+
+/** `resample2@CAPTION+REASONING` → { resample: 2, resampleStages: "CAPTION,REASONING" }. */
+function resampleFlag(flag: string): Pick<SearchCliOptions, "resample" | "resampleStages"> {
+  const [rounds = "", stages] = flag.slice("resample".length).split("@");
+  return { resample: Number(rounds), ...(stages !== undefined ? { resampleStages: stages.replaceAll("+", ",") } : {}) };
 }
 
 const family = (item: EvalItem) => (item.family !== undefined ? { family: item.family } : {});

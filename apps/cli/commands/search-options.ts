@@ -22,6 +22,8 @@ export interface SearchCliOptions {
   /** false with --no-merge. */
   merge?: boolean;
   resample?: number;
+  /** `CAPTION,REASONING`. */
+  resampleStages?: string;
   /** `CAPTION=1.0,REASONING=0.8`. */
   stageTemperature?: string;
 }
@@ -57,6 +59,7 @@ export function addSearchOptions(command: Command): Command {
       "sample a judged candidate again, up to N times, while it equals an earlier one of its step (default 0)",
       intOption("--resample", 0, 16),
     )
+    .option("--resample-stages <list>", "only these stages resample, e.g. CAPTION (default: every judged step)")
     .option("--stage-temperature <list>", "sampling temperature per stage, e.g. CAPTION=1.0,REASONING=0.8 (default: the model's)")
     .addHelpText(
       "after",
@@ -74,6 +77,7 @@ export function searchSettings(o: SearchCliOptions): SearchSettings {
     ...(o.maxStageTokens !== undefined ? { maxStageTokens: o.maxStageTokens } : {}),
     ...(o.merge === false ? { merge: false } : {}),
     ...(o.resample !== undefined && o.resample > 0 ? { resample: o.resample } : {}),
+    ...(o.resampleStages !== undefined ? { resampleStages: o.resampleStages.split(",").map((x) => x.trim()) } : {}),
     ...(o.stageTemperature !== undefined ? { stageTemperature: stageTemperatures(o.stageTemperature) } : {}),
   });
 }

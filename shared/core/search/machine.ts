@@ -98,6 +98,14 @@ function generateSlots(step: StepState): number[] {
   return firstEquals(step.candidates, (i) => baseOf(step, i), true).flatMap((first, i) => (first === i ? [] : [i]));
 }
 
+/** How many resample rounds the run allows this step (params.resample, limited to resampleStages). */
+function resampleRounds(state: SearchState, step: StepState): number {
+  const { resample = 0, resampleStages } = state.params;
+  if (resampleStages === undefined) return resample;
+  const { stop } = step.plan;
+  return stop.kind === "stage" && resampleStages.includes(stop.stage) ? resample : 0;
+}
+
 function generateRequests(state: SearchState, step: StepState): GenerateRequest[] {
   const { itemId, seed } = state.params;
   const { plan } = step;
@@ -226,7 +234,7 @@ function applyCandidates(
   if (
     select !== "vote" &&
     select !== "vote-weighted" &&
-    resampled < (state.params.resample ?? 0) &&
+    resampled < resampleRounds(state, step) &&
     generateSlots(again).length > 0
   ) {
     return { ...state, counts: sampled, current: again };

@@ -86,6 +86,11 @@ export const SearchParamsSchema = z.strictObject(
      * equals an earlier candidate's of the step (judged steps only; a vote counts repeats).
      */
     resample: nonNegativeInt("resample").optional(),
+    /** The stages that resample (stage-wise strategies); absent, every judged step does. */
+    resampleStages: z
+      .array(StageSchema, { error: expected("resampleStages", "a list of stage names") })
+      .min(1, { error: expected("resampleStages", "at least one stage") })
+      .optional(),
     /** Sampling temperature of a stage's candidates (stage-wise strategies), instead of the model's. */
     stageTemperature: z
       .partialRecord(StageSchema, nonNegativeNumber("stageTemperature"), {

@@ -70,13 +70,13 @@ export function needsVerifier(s: Pick<SearchSettings, "strategy" | "judgeMode">)
 
 /**
  * Settings in a few words, naming only what the strategy uses: `none`, `vote N=4`,
- * `stage N=4 score`, `swires no-merge`, `stage N=4 verifier resample2 CAPTION=1`.
+ * `stage N=4 score`, `swires no-merge`, `stage N=4 verifier resample2@CAPTION CAPTION=1`.
  */
 export function settingsLabel(s: SearchSettings): string {
   const judged = STRATEGY_JUDGES[s.strategy];
   const options = [
     judged && !s.merge ? "no-merge" : null,
-    judged && (s.resample ?? 0) > 0 ? `resample${s.resample}` : null,
+    judged && (s.resample ?? 0) > 0 ? `resample${s.resample}${s.resampleStages ? `@${s.resampleStages.join("+")}` : ""}` : null,
     ...Object.entries(s.stageTemperature ?? {}).map(([stage, t]) => `${stage}=${t}`),
   ].filter((o) => o !== null);
   const rest = options.length > 0 ? ` ${options.join(" ")}` : "";
