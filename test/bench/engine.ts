@@ -5,9 +5,9 @@
  * (candidates one at a time, image and prompt re-encoded per candidate, whole-text stop check,
  * generative judge). Same model, same sampling streams. A fourth row picks the candidates with
  * the process verifier instead (judge mode verifier: one batched scoring pass per stage; the
- * bundled verifier, --verifier DIR, else the policy as its own verifier). stagebeam's rows judge
- * equal texts once (its default); the score-judge and verifier rows run again without merging,
- * side by side. Each row runs in a process of its own (engine-row.ts), so each gets its own peak
+ * bundled verifier, --verifier DIR, else the policy as its own verifier). stagebeam's score-judge
+ * and verifier rows judge equal texts once (its default) and run again without merging, side by
+ * side; its generative-judge row does not merge, as the reference, whose answers it must give. Each row runs in a process of its own (engine-row.ts), so each gets its own peak
  * RSS.
  *
  *   npm run bench:engine -- [--items 30] [--beam 4] [--seed 1] [--concurrency 8] [--model DIR] [--verifier DIR]
@@ -107,7 +107,8 @@ const search = (
     ...(judge === "verifier" ? { verifier: verifierDir } : {}),
   });
 const ours = await search("stagebeam (score judge)", false, "score", Number(values.concurrency));
-const oursGenerate = await search("stagebeam (generate judge)", false, "generate", Number(values.concurrency));
+// Without merging, as the reference judges: a sampled verdict per pair, so the answers can be compared.
+const oursGenerate = await search("stagebeam (generate judge, no merge)", false, "generate", Number(values.concurrency), false);
 const reference = await search("reference pattern", true, "generate", 1);
 const oursVerifier = await search("stagebeam (verifier)", false, "verifier", Number(values.concurrency));
 const oursNoMerge = await search("stagebeam (score judge, no merge)", false, "score", Number(values.concurrency), false);
