@@ -19,6 +19,7 @@ import {
   loadLocalEngine,
   loadLocalVerifier,
   localVerifierDir,
+  noteBundledModel,
   openLocalItem,
   sumCounters,
   type LocalEngineCliOptions,
@@ -48,7 +49,10 @@ export interface EvalOutcome {
 }
 
 /** `stage:4:generate` → settings; the seed comes from --seed. */
-export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed" | "maxStageTokens">): SearchSettings[] {
+export function parseCompare(
+  spec: string,
+  common: Pick<SearchCliOptions, "seed" | "maxStageTokens" | "maxBeam">,
+): SearchSettings[] {
   return spec.split(",").map((part) => {
     const [strategy = "", beam = "1", judge = "score"] = part.trim().split(":");
     const n = Number(beam);
@@ -180,6 +184,7 @@ export const evalCommand = addLocalEngineOptions(
     const items = set.items.slice(0, o.limit);
     if (items.length === 0) throw new UsageError(`--set ${o.set}: no usable items in ${set.file}`);
     const engine = await loadLocalEngine(o.model);
+    noteBundledModel(engine, "eval");
     const outcomes: EvalOutcome[] = [];
     let verifier: Verifier | null = null;
     try {
