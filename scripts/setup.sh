@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes a fresh clone runnable: npm dependencies and the OS packages the real servers need.
+# Makes a fresh clone runnable for one or more needs (demo, image, test; see ensure-system-deps.sh):
+# the npm dependencies and the OS packages those needs require, and no others.
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +12,4 @@ node -e "require('sharp'); require('onnxruntime-node')" || {
   echo "setup: sharp or onnxruntime-node does not load; try 'rm -rf node_modules && npm ci'" >&2
   exit 1
 }
-if [ -x scripts/ensure-system-deps.sh ]; then scripts/ensure-system-deps.sh; fi
+bash scripts/ensure-system-deps.sh "$@"
