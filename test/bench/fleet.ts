@@ -115,6 +115,22 @@ function reportRedis(): void {
       ]),
     ]),
   );
+  const b = (x: number | null) => (x === null ? "-" : f0(x));
+  console.log(
+    "\nRedis bytes an item (INFO memory less client and AOF buffers, sampled every 250 ms; redis-memory.ts): in flight = beyond the finished items' bytes, while nothing waits; finished = the end state an item (ledger entries + finished jobs BullMQ still keeps), of it the ledger's; waiting: see bench:submit",
+  );
+  console.log(
+    table([
+      ["strategy", "in flight", "finished", "of it ledger", "samples"],
+      ...strategyRows.map((r) => [
+        r.label,
+        b(r.memory.inFlight),
+        f0(r.memory.finished),
+        f0(r.memory.ledger),
+        String(r.memory.samples),
+      ]),
+    ]),
+  );
   const stage = strategyRows.find((r) => r.label === "stage N=4 score")!;
   const top = (m: Map<string, number>, n: number) =>
     [...m.entries()]
