@@ -3,8 +3,8 @@
  * page of its failure records with their reasons, each paged from S3 by a cursor (the last item
  * key shown), and a search by id.
  */
-import type { Outcome } from "../../workers/fleet/ledger.ts";
-import type { FailureRecord } from "../../workers/fleet/records.ts";
+import type { Outcome } from "../../workers/fleet/books/index.ts";
+import type { FailureRecord } from "../../workers/fleet/protocol/index.ts";
 import type { PageCursor, RunDetail } from "./fleet-data.ts";
 import { href, html, type Html } from "./html.ts";
 import { page } from "./layout.ts";

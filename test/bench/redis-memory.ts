@@ -12,8 +12,7 @@
  * bytes are bench:submit's (a backlog of 100,000 and more, as a real one is; here the few
  * waiting items overlap too much with the running ones to be told apart).
  */
-import type { FleetRedis } from "../../workers/fleet/redis-client.ts";
-import { runKeys } from "../../workers/fleet/ids.ts";
+import { type FleetRedis, runKeys } from "../../workers/fleet/protocol/index.ts";
 
 export interface MemorySample {
   bytes: number;

@@ -24,7 +24,7 @@ import { Redis } from "ioredis";
 import { startRedisServer } from "../../apps/demo/services/redis-server.ts";
 import { startS3Server } from "../../apps/demo/services/s3-server.ts";
 import { readRedis, redisDelta } from "./redis-stats.ts";
-import { runKeys } from "../../workers/fleet/ids.ts";
+import { runKeys } from "../../workers/fleet/protocol/index.ts";
 
 const BASELINE_REV = "260c39a";
 const repo = resolve(import.meta.dirname, "../..");
