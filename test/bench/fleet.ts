@@ -117,11 +117,11 @@ function reportRedis(): void {
   );
   const b = (x: number | null) => (x === null ? "-" : f0(x));
   console.log(
-    "\nRedis bytes an item (INFO memory less client and AOF buffers, sampled every 250 ms; redis-memory.ts): in flight = beyond the finished items' bytes, while nothing waits; finished = the end state an item (ledger entries + finished jobs BullMQ still keeps), of it the ledger's; waiting: see bench:submit",
+    "\nRedis bytes an item (redis-memory.ts): in flight = MEMORY USAGE of the in-flight items' jobs and the children they wait for, median of the samples (every second); finished = the end state an item (INFO memory less client and AOF buffers: ledger entries + the finished jobs BullMQ still keeps), of it the ledger's; a waiting item: bench:submit",
   );
   console.log(
     table([
-      ["strategy", "in flight", "finished", "of it ledger", "samples"],
+      ["strategy", "in flight", "finished", "of it ledger", "in-flight samples"],
       ...strategyRows.map((r) => [
         r.label,
         b(r.memory.inFlight),

@@ -1,24 +1,29 @@
 /**
- * Redis memory by item state, for the README's "Sizing Redis": while a run goes, its Redis is
- * sampled (INFO memory less client buffers and the AOF buffer, so that MONITOR's output and the
- * AOF do not count) together with how many of its items are in flight and finished:
+ * Redis memory by item state, for the README's "Sizing Redis", measured while a run goes:
  *
- *   memory − memory before = F·in flight + D·finished      (once no item waits)
+ *   in flight  what the run's in-flight items hold: for each request job that is active or waits
+ *              for its children, MEMORY USAGE of its job hash, its dependencies, processed and
+ *              lock keys, and of every child job it still waits for (hash and lock), summed and
+ *              divided by the number of such items; the median over the samples
+ *   finished   the end state's bytes an item (INFO memory less client buffers and the AOF buffer,
+ *              so that MONITOR's output and the AOF do not count; everything done, the queues
+ *              idle): its ledger entries, kept until the run expires after `export`, and its
+ *              finished jobs, which BullMQ keeps for a while (REQUEST_JOB_OPTIONS,
+ *              CHILD_JOB_OPTIONS), with their events
+ *   ledger     of `finished`, the run ledger's items and outcomes hashes (MEMORY USAGE)
  *
- * `finished` is the end state's bytes an item (everything done, the queues idle): its ledger
- * entries (kept until the run expires after `export`) and its finished jobs, which BullMQ keeps
- * for a while (REQUEST_JOB_OPTIONS, CHILD_JOB_OPTIONS). `in flight` is then the median, over the
- * samples where nothing waited, of what the in-flight items held beyond that. A waiting item's
- * bytes are bench:submit's (a backlog of 100,000 and more, as a real one is; here the few
- * waiting items overlap too much with the running ones to be told apart).
+ * A waiting item's bytes are bench:submit's (a backlog of 100,000, as a real one is).
  */
 import { type FleetRedis, runKeys } from "../../workers/fleet/protocol/index.ts";
 
 export interface MemorySample {
+  /** Data memory less what it was before the run. */
   bytes: number;
   waiting: number;
   inFlight: number;
   finished: number;
+  /** What the in-flight items' jobs hold (MEMORY USAGE), when this sample measured it. */
+  inFlightBytes: number | null;
 }
 
 export interface MemoryPerItem {
@@ -54,6 +59,29 @@ export class MemorySampler {
     private readonly before: number,
   ) {}
 
+  private count = 0;
+
+  /** MEMORY USAGE of every key of the run's in-flight request jobs and of the children they wait for. */
+  private async inFlightBytes(): Promise<{ bytes: number; jobs: number }> {
+    const q = `${this.prefix}:request`;
+    const head = `${this.run}/`;
+    const ids = [
+      ...(await this.client.lrange(`${q}:active`, 0, -1)),
+      ...(await this.client.zrange(`${q}:waiting-children`, 0, -1)),
+    ].filter((id) => id.startsWith(head));
+    this.commands += 2;
+    const jobKeys = ids.map((id) => `${q}:${id}`);
+    const children = (await Promise.all(jobKeys.map((k) => this.client.smembers(`${k}:dependencies`)))).flat();
+    this.commands += jobKeys.length;
+    const keys = [
+      ...jobKeys.flatMap((k) => [k, `${k}:dependencies`, `${k}:processed`, `${k}:lock`]),
+      ...children.flatMap((k) => [k, `${k}:lock`]),
+    ];
+    const sizes = await Promise.all(keys.map((k) => this.client.call("MEMORY", "USAGE", k, "SAMPLES", "0")));
+    this.commands += keys.length;
+    return { bytes: sizes.reduce<number>((sum, n) => sum + Number(n ?? 0), 0), jobs: ids.length };
+  }
+
   async sample(): Promise<MemorySample> {
     const q = `${this.prefix}:request`;
     const [bytes, waiting, active, children, counts] = await Promise.all([
@@ -65,7 +93,15 @@ export class MemorySampler {
     ]);
     this.commands += COMMANDS_PER_SAMPLE;
     const finished = Number(counts[0] ?? 0) + Number(counts[1] ?? 0);
-    const s = { bytes: bytes - this.before, waiting, inFlight: Math.min(active + children, this.items - finished), finished };
+    // The key walk costs a few dozen commands: every fourth sample.
+    const walk = this.count++ % 4 === 0 ? await this.inFlightBytes() : null;
+    const s = {
+      bytes: bytes - this.before,
+      waiting,
+      inFlight: Math.min(active + children, this.items - finished),
+      finished,
+      inFlightBytes: walk !== null && walk.jobs > 0 ? walk.bytes / walk.jobs : null,
+    };
     this.samples.push(s);
     return s;
   }
@@ -96,14 +132,13 @@ export class MemorySampler {
       Number(await this.client.call("MEMORY", "USAGE", keys.outcomes, "SAMPLES", "0"));
     this.commands += 2;
     const finished = end.bytes / Math.max(1, end.finished);
-    const median = (xs: number[]) => {
-      if (xs.length === 0) return null;
-      const sorted = [...xs].sort((a, b) => a - b);
-      return sorted[Math.floor(sorted.length / 2)]!;
+    const perItem = this.samples.flatMap((x) => (x.inFlightBytes === null ? [] : [x.inFlightBytes])).sort((a, b) => a - b);
+    const inFlight = perItem.length === 0 ? null : perItem[Math.floor(perItem.length / 2)]!;
+    return {
+      inFlight,
+      finished,
+      ledger: ledgerBytes / Math.max(1, end.finished),
+      samples: perItem.length,
     };
-    const inFlight = median(
-      this.samples.filter((s) => s.waiting === 0 && s.inFlight > 0).map((s) => (s.bytes - s.finished * finished) / s.inFlight),
-    );
-    return { inFlight, finished, ledger: ledgerBytes / Math.max(1, end.finished), samples: this.samples.length };
   }
 }
