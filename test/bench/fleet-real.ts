@@ -89,7 +89,7 @@ export async function countStrategy(
   const done = await watch.waitFor(items, { pollMs: 200 });
   const seconds = (performance.now() - t0) / 1000;
   await memory.stop();
-  const sampled = memory.commands;
+  const sampled = { commands: memory.commands, netIn: memory.netIn, netOut: memory.netOut };
   const after = await readRedis(watcher);
   const tally = await monitor.stop();
   // The last request jobs finish just after their outcome is recorded.
@@ -99,7 +99,7 @@ export async function countStrategy(
   const delta = redisDelta(before, after);
   const counts = await env.ledger.counts(run);
   // The polls' HGETALLs and the memory samples are the bench's; the rest is the fleet's and the producer's.
-  const polls = watch.progress.polls + sampled;
+  const polls = watch.progress.polls + sampled.commands;
   return {
     label: spec.label,
     items,
@@ -108,8 +108,8 @@ export async function countStrategy(
     seconds,
     callsPerItem: (delta.totalCalls - polls) / items,
     sentPerItem: tally.sentTotal / items,
-    netInPerItem: delta.netIn / items,
-    netOutPerItem: delta.netOut / items,
+    netInPerItem: (delta.netIn - sampled.netIn) / items,
+    netOutPerItem: (delta.netOut - sampled.netOut) / items,
     delta,
     tally,
     polls,

@@ -34,9 +34,6 @@ export interface MemoryPerItem {
   samples: number;
 }
 
-/** Redis commands one sample sends (the bench takes them out of its command counts). */
-const COMMANDS_PER_SAMPLE = 5;
-
 const field = (info: string, name: string) => Number(new RegExp(`^${name}:(\\d+)`, "m").exec(info)?.[1] ?? 0);
 
 /** Data memory: used_memory less what clients' buffers (MONITOR's output) and the AOF buffer hold. */
@@ -45,9 +42,25 @@ export async function dataBytes(client: FleetRedis): Promise<number> {
   return field(info, "used_memory") - field(info, "mem_clients_normal") - field(info, "mem_aof_buffer");
 }
 
+const bulkSize = (s: string) => {
+  const n = Buffer.byteLength(s);
+  return `$${n}\r\n`.length + n + 2;
+};
+
+/** The bytes of a reply in RESP2, as Redis counts them in total_net_output_bytes. */
+function replySize(reply: unknown): number {
+  if (reply === null) return "$-1\r\n".length;
+  if (typeof reply === "number") return `:${reply}\r\n`.length;
+  if (Array.isArray(reply)) return reply.reduce<number>((sum, r) => sum + replySize(r), `*${reply.length}\r\n`.length);
+  return bulkSize(String(reply));
+}
+
 export class MemorySampler {
   readonly samples: MemorySample[] = [];
+  /** Commands, and bytes each way, this sampler sent: the bench takes them out of its own counts. */
   commands = 0;
+  netIn = 0;
+  netOut = 0;
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
 
@@ -61,37 +74,45 @@ export class MemorySampler {
 
   private count = 0;
 
+  /** One command, counted with its bytes each way. */
+  private async send(...args: string[]): Promise<unknown> {
+    const reply = await this.client.call(args[0]!, ...args.slice(1));
+    this.commands++;
+    this.netIn += args.reduce((sum, a) => sum + bulkSize(a), `*${args.length}\r\n`.length);
+    this.netOut += replySize(reply);
+    return reply;
+  }
+
   /** MEMORY USAGE of every key of the run's in-flight request jobs and of the children they wait for. */
   private async inFlightBytes(): Promise<{ bytes: number; jobs: number }> {
     const q = `${this.prefix}:request`;
     const head = `${this.run}/`;
     const ids = [
-      ...(await this.client.lrange(`${q}:active`, 0, -1)),
-      ...(await this.client.zrange(`${q}:waiting-children`, 0, -1)),
+      ...((await this.send("LRANGE", `${q}:active`, "0", "-1")) as string[]),
+      ...((await this.send("ZRANGE", `${q}:waiting-children`, "0", "-1")) as string[]),
     ].filter((id) => id.startsWith(head));
-    this.commands += 2;
     const jobKeys = ids.map((id) => `${q}:${id}`);
-    const children = (await Promise.all(jobKeys.map((k) => this.client.smembers(`${k}:dependencies`)))).flat();
-    this.commands += jobKeys.length;
+    const children = (
+      await Promise.all(jobKeys.map((k) => this.send("SMEMBERS", `${k}:dependencies`) as Promise<string[]>))
+    ).flat();
     const keys = [
       ...jobKeys.flatMap((k) => [k, `${k}:dependencies`, `${k}:processed`, `${k}:lock`]),
       ...children.flatMap((k) => [k, `${k}:lock`]),
     ];
-    const sizes = await Promise.all(keys.map((k) => this.client.call("MEMORY", "USAGE", k, "SAMPLES", "0")));
-    this.commands += keys.length;
+    const sizes = await Promise.all(keys.map((k) => this.send("MEMORY", "USAGE", k, "SAMPLES", "0")));
     return { bytes: sizes.reduce<number>((sum, n) => sum + Number(n ?? 0), 0), jobs: ids.length };
   }
 
   async sample(): Promise<MemorySample> {
     const q = `${this.prefix}:request`;
-    const [bytes, waiting, active, children, counts] = await Promise.all([
-      dataBytes(this.client),
-      this.client.llen(`${q}:wait`),
-      this.client.llen(`${q}:active`),
-      this.client.zcard(`${q}:waiting-children`),
-      this.client.hmget(runKeys(this.prefix, this.run).counts, "completed", "failed"),
-    ]);
-    this.commands += COMMANDS_PER_SAMPLE;
+    const [info, waiting, active, children, counts] = (await Promise.all([
+      this.send("INFO", "memory"),
+      this.send("LLEN", `${q}:wait`),
+      this.send("LLEN", `${q}:active`),
+      this.send("ZCARD", `${q}:waiting-children`),
+      this.send("HMGET", runKeys(this.prefix, this.run).counts, "completed", "failed"),
+    ])) as [string, number, number, number, (string | null)[]];
+    const bytes = field(info, "used_memory") - field(info, "mem_clients_normal") - field(info, "mem_aof_buffer");
     const finished = Number(counts[0] ?? 0) + Number(counts[1] ?? 0);
     // The key walk costs a few dozen commands: every fourth sample.
     const walk = this.count++ % 4 === 0 ? await this.inFlightBytes() : null;
@@ -128,9 +149,8 @@ export class MemorySampler {
     const end = await this.sample();
     const keys = runKeys(this.prefix, this.run);
     const ledgerBytes =
-      Number(await this.client.call("MEMORY", "USAGE", keys.items, "SAMPLES", "0")) +
-      Number(await this.client.call("MEMORY", "USAGE", keys.outcomes, "SAMPLES", "0"));
-    this.commands += 2;
+      Number(await this.send("MEMORY", "USAGE", keys.items, "SAMPLES", "0")) +
+      Number(await this.send("MEMORY", "USAGE", keys.outcomes, "SAMPLES", "0"));
     const finished = end.bytes / Math.max(1, end.finished);
     const perItem = this.samples.flatMap((x) => (x.inFlightBytes === null ? [] : [x.inFlightBytes])).sort((a, b) => a - b);
     const inFlight = perItem.length === 0 ? null : perItem[Math.floor(perItem.length / 2)]!;
