@@ -6,37 +6,43 @@
 import { type Command, Help, type Option } from "commander";
 
 /**
- * Examples per command path (`model check` for a nested one). One line each, run as written from
- * a clone after `npm run demo -- --keep` or on a machine with the fleet's environment set.
+ * Examples per command path (`model check` for a nested one): whole command lines, run as written
+ * from a clone after `npm run demo -- --keep` or on a machine with the fleet's environment set.
  */
 export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   "": [
-    "ask --image apps/demo/sample/s42-000000.png --question 'How many red objects are there?'",
-    "submit --run photos-1 --manifest items.jsonl && stagebeam status --run photos-1 --watch 5",
+    "stagebeam ask --image apps/demo/sample/s42-000000.png --question 'How many red objects are there?'",
+    "stagebeam submit --run photos-1 --manifest items.jsonl && stagebeam status --run photos-1 --watch 5",
   ],
   ask: [
-    "ask --image apps/demo/sample/s42-000000.png --question 'How many red objects are there?'",
-    "ask --image scene.png --question 'Is the cube left of the sphere?' --strategy best-of-n --beam 8 --json",
+    "stagebeam ask --image apps/demo/sample/s42-000000.png --question 'How many red objects are there?'",
+    "stagebeam ask --image scene.png --question 'Is the cube left of the sphere?' --strategy best-of-n --beam 8 --json",
   ],
-  eval: ["eval --set apps/demo/sample --limit 10", "eval --set items.jsonl --compare stage:2,stage:4,vote:4 --out per-item.csv"],
-  scenes: ["scenes --out scenes-200 --count 200 --seed 7"],
-  worker: ["worker --concurrency 8", "REDIS_URL=redis://:secret@redis:6379 MODEL_DIR=/models/m worker --name gpu-0"],
+  eval: [
+    "stagebeam eval --set apps/demo/sample --limit 10",
+    "stagebeam eval --set items.jsonl --compare stage:2,stage:4,vote:4 --out per-item.csv",
+  ],
+  scenes: ["stagebeam scenes --out scenes-200 --count 200 --seed 7"],
+  worker: [
+    "stagebeam worker --concurrency 8",
+    "REDIS_URL=redis://:secret@redis:6379 MODEL_DIR=/models/m stagebeam worker --name gpu-0",
+  ],
   submit: [
-    "submit --run photos-1 --manifest items.jsonl",
-    "submit --run batch-7 --manifest s3://in/batch.jsonl --detach",
-    "submit --run folder-1 --manifest ./photos --question 'What is in the picture?' --wait",
+    "stagebeam submit --run photos-1 --manifest items.jsonl",
+    "stagebeam submit --run batch-7 --manifest s3://in/batch.jsonl --detach",
+    "stagebeam submit --run folder-1 --manifest ./photos --question 'What is in the picture?' --wait",
   ],
-  status: ["status --run photos-1", "status --run photos-1 --watch 10"],
-  results: ["results --run photos-1 > results.jsonl", "results --run photos-1 --failed | head"],
-  runs: ["runs", "runs --json"],
-  cancel: ["cancel --run photos-1"],
-  retry: ["retry --run photos-1", "retry --run photos-1 --reason image-unreadable"],
-  export: ["export --run photos-1 --out output.jsonl", "export --run batch-7 --format openai --follow"],
-  demo: ["demo", "demo --workers 3 --keep"],
-  model: ["model check models/stagebeam-tiny"],
-  "model check": ["model check models/stagebeam-tiny", "model check /models/llava-cot --dtype q4 --json"],
-  dashboard: ["dashboard", "dashboard --host 0.0.0.0 --port 8080"],
-  exporter: ["exporter", "METRICS_PORT=9400 exporter"],
+  status: ["stagebeam status --run photos-1", "stagebeam status --run photos-1 --watch 10"],
+  results: ["stagebeam results --run photos-1 > results.jsonl", "stagebeam results --run photos-1 --failed | head"],
+  runs: ["stagebeam runs", "stagebeam runs --json"],
+  cancel: ["stagebeam cancel --run photos-1"],
+  retry: ["stagebeam retry --run photos-1", "stagebeam retry --run photos-1 --reason image-unreadable"],
+  export: ["stagebeam export --run photos-1 --out output.jsonl", "stagebeam export --run batch-7 --format openai --follow"],
+  demo: ["stagebeam demo", "stagebeam demo --workers 3 --keep"],
+  model: ["stagebeam model check models/stagebeam-tiny"],
+  "model check": ["stagebeam model check models/stagebeam-tiny", "stagebeam model check /models/llava-cot --dtype q4 --json"],
+  dashboard: ["stagebeam dashboard", "stagebeam dashboard --host 0.0.0.0 --port 8080"],
+  exporter: ["stagebeam exporter", "METRICS_PORT=9400 stagebeam exporter"],
 };
 
 /** `stagebeam model check` for the check command, `stagebeam` for the program. */
@@ -65,8 +71,7 @@ function optionDescription(this: Help, option: Option): string {
 export function withManners(c: Command): Command {
   c.exitOverride().showHelpAfterError(helpPointer(c)).configureHelp({ optionDescription });
   const examples = EXAMPLES[pathKey(c)];
-  if (examples !== undefined)
-    c.addHelpText("after", `\nExamples:\n${examples.map((line) => `  $ stagebeam ${line}`).join("\n")}`);
+  if (examples !== undefined) c.addHelpText("after", `\nExamples:\n${examples.map((line) => `  $ ${line}`).join("\n")}`);
   c.commands.forEach(withManners);
   return c;
 }
