@@ -154,7 +154,7 @@ console.log(
   `accuracy equal, stagebeam (generate) vs reference: ${oursGenerate.outcome.summary.overall.correct === reference.outcome.summary.overall.correct}`,
 );
 const sameAnswers = (a: SearchMeasurement, b: SearchMeasurement) =>
-  Object.keys(a.outcome.answers).every((id) => a.outcome.answers[id] === b.outcome.answers[id]);
+  a.outcome.items.every((row, i) => row.id === b.outcome.items[i]?.id && row.answer === b.outcome.items[i]?.answer);
 console.log(
   `decoder tokens, no merge / merge:            ${ratio(oursNoMerge.counters.decoderTokens, ours.counters.decoderTokens)} (score judge)  ${ratio(verifierNoMerge.counters.decoderTokens, oursVerifier.counters.decoderTokens)} (verifier); same answers: ${sameAnswers(ours, oursNoMerge)} (score judge)  ${sameAnswers(oursVerifier, verifierNoMerge)} (verifier)`,
 );
