@@ -32,7 +32,7 @@ interface CalibrateOptions {
 
 const calibrate = new Command("calibrate")
   .description("measure the verifier's reasoning-score mean and sd on a set, and write them into its verifier.json")
-  .requiredOption("--set <dir|file>", "calibration items (any set `eval` takes; answers are not read)")
+  .requiredOption("--set <dir|file>", "calibration items (any set `eval` takes; the gold answers are not used)")
   .requiredOption("--verifier <dir>", "the verifier folder whose verifier.json gets the statistics")
   .option("--model <dir>", "policy model that samples the reasonings (default: MODEL_DIR, else the bundled model)")
   .option("--limit <n>", "only the first N items", intOption("--limit", 1))
