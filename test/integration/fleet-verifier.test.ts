@@ -136,6 +136,9 @@ describe("the verifier through the fleet", () => {
         null,
       ]);
       expect(r.search.steps.at(-1)!.candidates).toHaveLength(3);
+      // The retrace cutoff comes from the calibration the verifier workers' verifier.json carries (the bundled one has one).
+      const calibrated = existsSync(BUNDLED_VERIFIER_DIR);
+      expect(r.search.steps[2]!.decision).toMatchObject({ cutoffFrom: calibrated ? "verifier" : "item" });
     }
   });
 });

@@ -842,24 +842,38 @@ describe("swires", () => {
     expect(run.result.steps.at(-1)!.candidates).toHaveLength(3);
   });
 
-  it("takes its cutoff from the verifier's calibrated population when it has one", () => {
+  it("takes its cutoff from the population the verifier reports, the settings' one first, else from the item's reasonings", async () => {
     // Reasonings 0.9, 0.8, 0.5, 0.5: the item's own spread (mean 0.675, sd 0.18) puts the cutoff at 0.72
     // and 0.8 clears it; a population of mean 0.85, sd 0.1 puts it at 0.875 and nothing clears it.
     const script = swiresScript({ REASONING: [9, 8, 5, 5] });
     const own = drive({ itemId: "sc", strategy: "swires", beam: 1, seed: 0, swires: { maxRetraces: 1 } }, script);
     expect(own.result.steps[2]!.decision).toMatchObject({ tested: 0.8, cutoffFrom: "item", retrace: false });
-    const calibrated = drive(
+    const set = drive(
       { itemId: "sc", strategy: "swires", beam: 1, seed: 0, swires: { maxRetraces: 1, population: { mean: 0.85, sd: 0.1 } } },
       script,
     );
-    expect(calibrated.result.steps[2]!.decision).toEqual({
+    expect(set.result.steps[2]!.decision).toEqual({
       reasonings: 4,
       tested: 0.8,
       cutoff: 0.87533,
-      cutoffFrom: "calibration",
+      cutoffFrom: "settings",
       retrace: true,
     });
-    expect(calibrated.result.steps.map((s) => s.label)).toContain("REASONING (retrace 1)");
+    expect(set.result.steps.map((s) => s.label)).toContain("REASONING (retrace 1)");
+    // A calibrated verifier reports its population with each score, and the search reads it from there.
+    const reported = await runSearch(
+      { itemId: "sc", strategy: "swires", beam: 1, seed: 0, swires: { maxRetraces: 1 } },
+      {
+        generate: async (requests) => requests.map((r) => ({ id: r.id, ...script.generate(r) })),
+        judge: async () => [],
+        verify: async (requests) =>
+          requests.map((r) => {
+            const score = quality(r.candidate) / 10;
+            return { id: r.id, score, steps: [score], population: { mean: 0.85, sd: 0.1 } };
+          }),
+      },
+    );
+    expect(reported.steps[2]!.decision).toMatchObject({ cutoff: 0.87533, cutoffFrom: "verifier", retrace: true });
   });
 
   it("takes its widths and keep counts from the parameters", () => {

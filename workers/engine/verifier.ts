@@ -172,12 +172,14 @@ export class Verifier {
       live.map((p) => ({ ids: p.ids, at: p.at })),
     );
     const scored = new Map(live.map((p, i) => [p, logits[i]!]));
+    const c = this.template.calibration;
+    const population = c === undefined ? {} : { population: { mean: c.mean, sd: c.sd } };
     return plans.map((p): VerifyResult => {
       const rows = scored.get(p);
       // A candidate that cannot be read scores 0: it never beats one that can.
-      if (rows === undefined) return { id: p.r.id, score: 0, steps: [], detail: { skipped: p.skip } };
+      if (rows === undefined) return { id: p.r.id, score: 0, steps: [], ...population, detail: { skipped: p.skip } };
       const steps = rows.map((row) => round(stepScore(row[this.ids.good]!, row[this.ids.bad]!)));
-      return { id: p.r.id, score: round(poolScores(steps, this.template.pool)), steps };
+      return { id: p.r.id, score: round(poolScores(steps, this.template.pool)), steps, ...population };
     });
   }
 

@@ -13,7 +13,6 @@ import {
   addLocalEngineOptions,
   loadLocalEngine,
   loadLocalVerifier,
-  calibrated,
   noteBundledModel,
   openLocalItem,
   sumCounters,
@@ -62,7 +61,7 @@ export const askCommand = addLocalEngineOptions(
           throw error;
         },
       );
-      const result = await runSearch(paramsFor(itemId, calibrated(settings, verifier)), item.executor);
+      const result = await runSearch(paramsFor(itemId, settings), item.executor);
       item.close();
       const seconds = (performance.now() - started) / 1000;
       const counters = sumCounters(engine, verifier);

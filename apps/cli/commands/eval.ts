@@ -18,7 +18,6 @@ import { UsageError } from "../../../shared/core/usage-error.ts";
 import { intOption } from "./common.ts";
 import {
   addLocalEngineOptions,
-  calibrated,
   loadLocalEngine,
   loadLocalVerifier,
   localVerifierDir,
@@ -138,7 +137,6 @@ export async function evaluate(
     error,
   });
   let nextIndex = 0;
-  const searched = calibrated(settings, needsVerifier(settings) ? verifier : null);
   const worker = async () => {
     for (let i = nextIndex++; i < items.length; i = nextIndex++) {
       const item = items[i]!;
@@ -148,7 +146,7 @@ export async function evaluate(
         const input = { id: itemId, image: await readFile(item.imagePath), question: item.question };
         const open = await openLocalItem(engine, needsVerifier(settings) ? verifier : null, input, settings.judgeMode);
         try {
-          const result = await runSearch(paramsFor(itemId, searched), open.executor);
+          const result = await runSearch(paramsFor(itemId, settings), open.executor);
           rows[i] = row(item, result, null);
           records.push({
             ...family(item),

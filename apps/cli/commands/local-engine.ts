@@ -6,8 +6,7 @@ import { BUNDLED_MODEL_DIR, BUNDLED_VERIFIER, loadConfig } from "../../../shared
 import { createLogger } from "../../../shared/io/logging.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
 import type { SearchExecutor } from "../../../shared/core/search/drive.ts";
-import { isPairwise, type JudgeMode, type SearchSettings } from "../../../shared/core/search/settings.ts";
-import { DEFAULT_SWIRES } from "../../../shared/core/search/params.ts";
+import { isPairwise, type JudgeMode } from "../../../shared/core/search/settings.ts";
 import {
   Engine,
   Verifier,
@@ -102,19 +101,6 @@ export async function loadLocalVerifier(verifierFlag: string | undefined, policy
     ...engineOptions(config),
     ...(config.verifier.model.digest !== undefined ? { expectedDigest: config.verifier.model.digest } : {}),
   });
-}
-
-/**
- * The settings a run uses with this verifier: swires takes its retrace population from the
- * verifier's calibration (verifier.json), unless the settings name one or the verifier has none.
- */
-export function calibrated(settings: SearchSettings, verifier: Verifier | null): SearchSettings {
-  const calibration = verifier?.template.calibration;
-  if (settings.strategy !== "swires" || calibration === undefined || settings.swires?.population !== undefined) return settings;
-  return {
-    ...settings,
-    swires: { ...(settings.swires ?? DEFAULT_SWIRES), population: { mean: calibration.mean, sd: calibration.sd } },
-  };
 }
 
 /** One item opened on this machine: the policy's context, the verifier's when there is one, and the search executor over both. */

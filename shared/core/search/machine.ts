@@ -328,7 +328,8 @@ function applyScores(
   });
   const ranking = rankByScore(step.candidates.map((c, i) => ({ score: scores[i]!.score, defect: c.defect })));
   const counts = { ...state.counts, verifications: state.counts.verifications + requests.length };
-  return { ...state, counts, current: { ...step, scores, ranking } };
+  const population = [...asked.values()].find((r) => r.population !== undefined)?.population ?? null;
+  return { ...state, counts, current: { ...step, scores, ranking, population } };
 }
 
 /** Closes the step once a tournament, a verifier or a vote has picked its winner, and plans the next one. */
@@ -366,6 +367,7 @@ function settle(state: SearchState): SearchState {
     stepsDone: state.steps.length + 1,
     lastFinished: winner.finished,
     ranked,
+    population: step.population,
     pool: state.pool,
     trace: [...state.steps, trace],
   });

@@ -43,9 +43,9 @@ export const SwiresParamsSchema = z.strictObject({
   retraceZ: nonNegativeNumber("swires.retraceZ").default(0.2533),
   retraceRank: positiveInt("swires.retraceRank").default(2),
   /**
-   * The verifier's population of reasoning scores (its verifier.json `calibration`), from which
-   * the cutoff is mean + retraceZ·sd as in the reference; absent, the reasonings scored so far
-   * for the item stand in for it.
+   * A population of reasoning scores to take the cutoff from (mean + retraceZ·sd, as the
+   * reference), instead of the one the verifier reports from its verifier.json `calibration`;
+   * with neither, the reasonings scored so far for the item stand in for it.
    */
   population: z
     .strictObject({

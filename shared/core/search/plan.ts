@@ -2,7 +2,7 @@
 import { z } from "zod";
 import type { Stage } from "../protocol/stages.ts";
 import type { SearchParams } from "./params.ts";
-import { CompareTemplateSchema, DefectSchema, StopSchema, type Defect, type StepTrace } from "./types.ts";
+import { CompareTemplateSchema, DefectSchema, StopSchema, type Defect, type Population, type StepTrace } from "./types.ts";
 
 /**
  * `judge`: the pairwise self-judge's knock-out (with the REASONING check when the plan asks);
@@ -56,6 +56,8 @@ export interface Progress {
   lastFinished: boolean;
   /** The step's candidates best first, where the step ranked them all; else the winner alone. */
   ranked: readonly Ranked[];
+  /** The scoring verifier's calibrated population of scores, when it reported one. */
+  population: Population | null;
   pool: readonly PoolEntry[];
   /** Every step done so far, this one included. */
   trace: readonly StepTrace[];

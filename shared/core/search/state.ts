@@ -12,6 +12,7 @@ import {
   CandidateTraceSchema,
   CheckTraceSchema,
   CountsSchema,
+  PopulationSchema,
   ScoreTraceSchema,
   StepTraceSchema,
   VoteTraceSchema,
@@ -40,6 +41,8 @@ export const StepStateSchema = z.object({
   scores: z.array(ScoreTraceSchema),
   votes: z.array(VoteTraceSchema),
   bracket: BracketSchema.nullable(),
+  /** The population the verifier that scored this step reported (VerifyResult.population), if any. */
+  population: PopulationSchema.nullable(),
   /** Every candidate best first, once a verifier or a vote has decided; null while undecided or under a tournament. */
   ranking: z.array(z.number().int().nonnegative()).nullable(),
 });
@@ -75,6 +78,7 @@ export function freshStep(plan: StepPlan, bases: string[]): StepState {
     votes: [],
     bracket: null,
     ranking: null,
+    population: null,
   };
 }
 

@@ -2,10 +2,11 @@
  * swires: the reference's stage-wise retracing search (LLaVA-CoT's `swires.py`), scored by the
  * verifier. The reference scores with an external reward model and retraces unless the second
  * best reasoning scores above that model's population mean + 0.2533·sd (−0.77 and 2.08, its
- * published statistics, hard-coded). Here the population is the verifier's own: its
- * `calibration` in verifier.json (`swires.population`), measured by `stagebeam verifier
- * calibrate`; a verifier without one has the reasonings scored so far for the item stand in for
- * it. The cutoff is mean + `retraceZ`·sd, and the `retraceRank`-th best must clear it: the search
+ * published statistics, hard-coded). Here the population is the verifier's own: the
+ * `calibration` in its verifier.json, measured by `stagebeam verifier calibrate` and reported
+ * with every score it gives (VerifyResult.population), so the fleet and the in-process driver
+ * read it alike; `swires.population` in the settings overrides it, and a verifier without one
+ * has the reasonings scored so far for the item stand in for it. The cutoff is mean + `retraceZ`·sd, and the `retraceRank`-th best must clear it: the search
  * goes on once that many reasonings stand out.
  * Like the reference, reasonings pile up over retraces and the conclusions are written from the
  * best of them all.
@@ -50,7 +51,8 @@ export function swiresAfter(p: SearchParams, done: StepPlan, g: Progress): NextS
         ...g.ranked.map((c) => ({ text: c.text, score: c.score ?? 0, defect: c.defect, finished: c.finished })),
       ];
       const scores = pool.map((e) => e.score).sort((a, b) => b - a);
-      const { mean, sd } = s.population ?? spread(scores);
+      const population = s.population ?? g.population;
+      const { mean, sd } = population ?? spread(scores);
       const cutoff = mean + s.retraceZ * sd;
       const tested = scores[s.retraceRank - 1] ?? -Infinity;
       const clear = tested > cutoff;
@@ -59,7 +61,7 @@ export function swiresAfter(p: SearchParams, done: StepPlan, g: Progress): NextS
         reasonings: pool.length,
         tested: Number.isFinite(tested) ? round(tested) : "none",
         cutoff: round(cutoff),
-        cutoffFrom: s.population === undefined ? "item" : "calibration",
+        cutoffFrom: s.population !== undefined ? "settings" : g.population !== null ? "verifier" : "item",
         retrace: again,
       };
       if (again) return { ...captions(retrace + 1), pool, decision };

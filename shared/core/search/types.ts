@@ -111,12 +111,21 @@ export type VerifyRequest = z.infer<typeof VerifyRequestSchema>;
 
 const Probability = z.number().min(0).max(1);
 
+/** A verifier's population of scores: mean and population standard deviation. */
+export const PopulationSchema = z.strictObject({ mean: z.number(), sd: z.number().min(0) });
+export type Population = z.infer<typeof PopulationSchema>;
+
 export const VerifyResultSchema = z.object({
   id: z.string(),
   /** The pooled score in [0, 1]; higher is better. */
   score: Probability,
   /** Each step's score, in order. */
   steps: z.array(Probability),
+  /**
+   * The verifier's own population of reasoning scores (its verifier.json `calibration`), when it
+   * has one: swires' retrace cutoff (swires.ts), reported by the verifier that scored.
+   */
+  population: PopulationSchema.optional(),
   detail: DetailSchema.optional(),
 });
 export type VerifyResult = z.infer<typeof VerifyResultSchema>;
