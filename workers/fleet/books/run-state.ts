@@ -1,6 +1,6 @@
 /**
  * A run as a thing of its own, in Redis next to its ledger (`…:run:<run>:meta`), mirrored to
- * runs/<run>/manifest.json:
+ * runs/<run>/manifest.json by its one owner (run-keeper.ts, through which every change goes):
  *
  *   validating → in_progress → completed | cancelled | failed
  *
@@ -15,10 +15,9 @@
  * also holds the run's settings (once per run: request jobs carry none), its source, and the
  * feeder's cursor and counters, so a feeder that died resumes where the last one stopped.
  */
-import { type FleetRedis, runKeys, RunManifestSchema, runsIndexKey } from "../protocol/index.ts";
+import { type FleetRedis, runKeys, runsIndexKey } from "../protocol/index.ts";
 import { z } from "zod";
 import { SearchSettingsSchema, type SearchSettings } from "../../../shared/core/search/settings.ts";
-import { manifestKey, type S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { type BookRedis, withBookScripts } from "./scripts.ts";
 
 export const RUN_STATES = ["validating", "in_progress", "completed", "cancelled", "failed"] as const;
@@ -224,17 +223,4 @@ export class RunRegistry {
     if (gone.length > 0) await this.redis.zrem(runsIndexKey(this.prefix), ...gone);
     return names.filter((_, i) => alive[i] === 1);
   }
-}
-
-/** Mirrors the run's state into runs/<run>/manifest.json (best effort: Redis is the authority). */
-export async function mirrorRunState(store: S3Store, run: string, meta: Pick<RunMeta, "state" | "reason" | "updatedAt">) {
-  const key = manifestKey(run);
-  const manifest = await store.getJson(key, RunManifestSchema);
-  if (!manifest) return;
-  await store.putJson(key, {
-    ...manifest,
-    state: meta.state,
-    reason: meta.reason,
-    stateAt: new Date(meta.updatedAt).toISOString(),
-  });
 }

@@ -31,7 +31,7 @@ import { ImageStager } from "./image-staging.ts";
 import { type FailureRecord, type FleetQueues, requestJob } from "../protocol/index.ts";
 import {
   type BadLineLimit,
-  mirrorRunState,
+  RunKeeper,
   type RunLedger,
   type RunMeta,
   type RunRegistry,
@@ -130,6 +130,9 @@ function openEntries(
 export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): Promise<FeedSummary> {
   const now = deps.now ?? Date.now;
   const { store, ledger, runs, queues, metrics } = deps;
+  const keeper = new RunKeeper(deps, (r, err) =>
+    deps.logger.warn({ run: r, err: err.message }, "could not mirror the run's state to S3"),
+  );
   const meta = await runs.get(run);
   if (!meta) throw new Error(`run ${run} does not exist`);
   const resumedAt = meta.cursor;
@@ -154,12 +157,9 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
   if (TERMINAL_STATES.includes(state) && state !== "completed") return summary();
 
   const move = async (to: RunState, why = "") => {
-    if ((await runs.transition(run, to, why, now())) === null) return;
+    if ((await keeper.move(run, to, why, now())) === null) return;
     state = to;
     reason = why;
-    await mirrorRunState(store, run, { state, reason, updatedAt: now() }).catch((err: Error) =>
-      deps.logger.warn({ run, err: err.message }, "could not mirror the run's state to S3"),
-    );
   };
 
   let entries: AsyncIterable<ManifestEntry>;
@@ -187,7 +187,7 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
 
   let counted = { ...progress };
   const recordBad = async (b: BadLine, input: FailureRecord["input"]) => {
-    await recordBadLine(run, b, input, deps, now());
+    await recordBadLine(run, b, input, { store, ledger, keeper }, now());
     progress.bad++;
     metrics?.itemsSubmitted.inc({ outcome: "bad" });
     opts.onBadLine?.(b);
@@ -228,7 +228,7 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
           e.ok
             ? { image: e.item.image, question: e.item.question, answer: e.item.answer ?? null }
             : { image: null, question: null, answer: null },
-          deps,
+          { store, ledger, keeper },
           now(),
         );
         opts.onDuplicate?.({ line: e.line, id: id ?? key, firstLine: sorted.firstLine });
@@ -407,9 +407,8 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
           ? "the manifest has no lines"
           : `no line of the manifest could be enqueued (${meta.bad + progress.bad} bad)`,
       );
-    } else if (await runs.finishFeed(run, now())) {
+    } else if (await keeper.finishFeed(run, now())) {
       state = "completed";
-      await mirrorRunState(store, run, { state, reason: "", updatedAt: now() }).catch(() => {});
     } else {
       state = (await runs.state(run, 0)) ?? state;
     }

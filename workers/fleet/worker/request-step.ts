@@ -51,7 +51,7 @@ import {
   workIdOf,
   type WorkTiming,
 } from "../protocol/index.ts";
-import { mirrorRunState, type Recorded, type RunLedger, type RunRegistry } from "../books/index.ts";
+import { RunKeeper, type RunLedger, type RunRegistry } from "../books/index.ts";
 
 export interface StepDeps {
   queues: Pick<FleetQueues, "generate" | "judge" | "verify">;
@@ -120,13 +120,9 @@ async function searchStateOf(data: RequestJobData, runs: RunRegistry): Promise<S
   }
 }
 
-/** Mirrors a run that this outcome completed into its manifest in S3. */
-async function mirrorIfCompleted(recorded: Recorded, run: string, deps: Pick<StepDeps, "store" | "logger">) {
-  if (recorded !== "completed-run") return;
-  await mirrorRunState(deps.store, run, { state: "completed", reason: "", updatedAt: Date.now() }).catch((err: Error) =>
-    deps.logger.warn({ run, err: err.message }, "could not mirror the run's state to S3"),
-  );
-}
+/** The run's keeper, through which an outcome is recorded (and a run it completes mirrored to S3). */
+const keeperOf = (deps: Pick<StepDeps, "runs" | "ledger" | "store" | "logger">) =>
+  new RunKeeper(deps, (run, err) => deps.logger.warn({ run, err: err.message }, "could not mirror the run's state to S3"));
 
 export async function runRequestStep(job: Job, token: string, deps: StepDeps): Promise<RequestReturn> {
   const now = deps.now ?? Date.now;
@@ -259,11 +255,10 @@ const outcomeOf = (correct: boolean | null) => (correct === null ? "d" : correct
 async function countExistingResult(run: string, itemKey: string, deps: StepDeps): Promise<RequestReturn> {
   const existing = await deps.store.getJson(resultKey(run, itemKey), ResultRecordSchema);
   if (existing) {
-    const recorded = await deps.ledger.recordOutcome(run, itemKey, outcomeOf(existing.correct), {
+    const recorded = await keeperOf(deps).recordOutcome(run, itemKey, outcomeOf(existing.correct), {
       tokens: existing.tokens.generated,
     });
     if (recorded !== "unchanged") deps.metrics.itemsCompleted.inc();
-    await mirrorIfCompleted(recorded, run, deps);
   }
   return { status: "already-done" };
 }
@@ -319,9 +314,10 @@ async function finish(
     deps.logger.info({ run, item: item.key, job: job.id }, "result already in S3; kept the first one");
     return countExistingResult(run, item.key, deps);
   }
-  const recorded = await deps.ledger.recordOutcome(run, item.key, outcomeOf(correct), { tokens: result.counts.generatedTokens });
+  const recorded = await keeperOf(deps).recordOutcome(run, item.key, outcomeOf(correct), {
+    tokens: result.counts.generatedTokens,
+  });
   if (recorded !== "unchanged") deps.metrics.itemsCompleted.inc();
-  await mirrorIfCompleted(recorded, run, deps);
   deps.logger.debug({ run, item: item.key, job: job.id, answer: result.answer, correct }, "item done");
   return { status: "done", answer: result.answer, correct };
 }
@@ -334,7 +330,7 @@ async function finish(
 export async function recordRequestFailure(
   job: Job,
   err: unknown,
-  deps: Pick<StepDeps, "store" | "ledger" | "metrics" | "worker" | "logger">,
+  deps: Pick<StepDeps, "store" | "ledger" | "runs" | "metrics" | "worker" | "logger">,
 ): Promise<void> {
   const parsed = RequestJobDataSchema.safeParse(job.data);
   const envelope = parsed.success ? parsed : RequestEnvelopeSchema.safeParse(job.data);
@@ -360,8 +356,7 @@ export async function recordRequestFailure(
     worker: deps.worker,
   });
   await putFailureRecord(deps.store, record);
-  const recorded = await deps.ledger.recordOutcome(run, item.key, `f:${c.code}`);
+  const recorded = await keeperOf(deps).recordOutcome(run, item.key, `f:${c.code}`);
   if (recorded !== "unchanged") deps.metrics.itemsFailed.inc({ reason: c.code });
-  await mirrorIfCompleted(recorded, run, deps);
   deps.logger.warn({ run, item: item.key, reason: c.code, err: c.message }, "item failed");
 }
