@@ -9,7 +9,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSummary } from "../../../shared/core/eval/stats.ts";
 import { readEvalSet, type EvalItem } from "../../../shared/io/eval-set.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
-import type { Engine, Verifier } from "../../../workers/engine/index.ts";
+import { openItemExecutor, type Engine, type Verifier } from "../../../workers/engine/index.ts";
 import { needsVerifier, paramsFor, settingsLabel, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { toItemId } from "../../../shared/core/ids.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
@@ -19,7 +19,6 @@ import {
   loadLocalEngine,
   loadLocalVerifier,
   localVerifierDir,
-  openLocalItem,
   sumCounters,
   type LocalEngineCliOptions,
 } from "./local-engine.ts";
@@ -82,9 +81,9 @@ export async function evaluate(
         // The search and the engine take safe ids; the user's id stays in the failure list.
         const itemId = toItemId(item.id);
         const input = { id: itemId, image: await readFile(item.imagePath), question: item.question };
-        const open = await openLocalItem(engine, needsVerifier(settings) ? verifier : null, input, settings.judgeMode);
+        const open = await openItemExecutor(engine, input, settings.judgeMode, needsVerifier(settings) ? verifier : null);
         try {
-          const result = await runSearch(paramsFor(itemId, settings), open.executor);
+          const result = await runSearch(paramsFor(itemId, settings), open);
           records.push({
             ...family(item),
             correct: normalizeAnswer(result.answer) === normalizeAnswer(item.answer),
