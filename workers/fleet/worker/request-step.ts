@@ -12,6 +12,9 @@
  *                 (deterministic id) and wait for it (moveToWaitingChildren +
  *                 WaitingChildrenError); the job runs again when it has finished.
  *
+ * Each turn of the loop decides first (step-decision.ts: no I/O), then runs the decision (apply,
+ * add or retry the child and wait, write the result), then records it in the trace and the state.
+ *
  * Nothing here depends on having run before: a step that crashed anywhere re-runs from the
  * saved state, finds the child it already added (same id, so BullMQ adds nothing twice)
  * or their results, and goes on. A child that failed for good fails the item with its reason.
@@ -27,8 +30,6 @@ import {
   badInput,
   childJob,
   childJobId,
-  ChildReturnSchema,
-  childWorkId,
   classify,
   fieldOfReason,
   FleetError,
@@ -36,7 +37,6 @@ import {
   type FleetQueues,
   isCorrect,
   parseJobData,
-  parseReason,
   putFailureRecord,
   RECORD_VERSION,
   RequestEnvelopeSchema,
@@ -45,13 +45,13 @@ import {
   type RequestTrace,
   type ResultRecord,
   ResultRecordSchema,
-  retryDelay,
   type RetryPolicy,
-  TRANSIENT_CODES,
   workIdOf,
-  type WorkTiming,
 } from "../protocol/index.ts";
 import { RunKeeper, type RunLedger, type RunRegistry } from "../books/index.ts";
+import { childOf, type Children, decideStep, traceApplied } from "./step-decision.ts";
+
+const NO_CHILDREN: Children = { values: new Map(), failures: new Map() };
 
 export interface StepDeps {
   queues: Pick<FleetQueues, "generate" | "judge" | "verify">;
@@ -72,12 +72,6 @@ export type RequestReturn = { status: "done"; answer: string | null; correct: bo
 /** The stage label of a step for metrics: a stage name (a retraced one too), `answer`, or `sentence`. */
 export function stageLabel(stepLabel: string): string {
   return stepLabel.startsWith("sentence") ? "sentence" : stepLabel.replace(/ \(retrace \d+\)$/, "");
-}
-
-/** The children's return values and failure reasons, by their work ids (protocol/jobs.ts: childWorkId). */
-interface Children {
-  values: Map<string, unknown>;
-  failures: Map<string, string>;
 }
 
 /**
@@ -161,79 +155,44 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
   let children: Children | undefined = data.state === null ? { values: new Map(), failures: new Map() } : undefined;
   for (;;) {
     const work = next(state);
-    if (work.kind === "done") return finish(job, data, state, work.result, trace, deps, now);
-
-    if (work.requests.length === 0) {
-      state = apply(state, []);
-      continue;
-    }
-    const childId = childWorkId(work);
-    children ??= await readChildren(job, run, childId);
-    const value = children.values.get(childId);
-    const failure = children.failures.get(childId);
-    if (value === undefined && failure !== undefined) {
-      const { code, message } = parseReason(failure);
-      // Only the infrastructure's failures; a child's bad input or its own spent attempts are final.
-      const again =
-        TRANSIENT_CODES.has(code) &&
-        retryDelay(deps.retryPolicy, { code, unrecoverable: false }, trace.childRetries + 1) !== null;
-      if (!again || !(await retryChild(deps.queues[work.kind], run, childId))) {
-        throw new FleetError(code, `${work.kind} ${childId} failed: ${message}`, true);
+    const childId = childOf(work);
+    if (childId !== null) children ??= await readChildren(job, run, childId);
+    const action = decideStep(work, children ?? NO_CHILDREN, trace, deps.retryPolicy);
+    switch (action.kind) {
+      case "finish":
+        return finish(job, data, state, action.result, trace, deps, now);
+      case "fail":
+        throw action.error;
+      case "apply": {
+        const stepsBefore = state.steps.length;
+        state = apply(state, action.results);
+        if (action.child !== null) {
+          const applied = traceApplied(trace, action.child, stepsBefore, state, now);
+          trace = applied.trace;
+          if (applied.step) deps.metrics.stageLatency.observe({ stage: stageLabel(applied.step.label) }, applied.step.seconds);
+        }
+        // Not saved here: this run saves the state with the next work's child, or writes the
+        // result; a run that dies first applies the same results again (the parent keeps them).
+        continue;
       }
-      deps.metrics.retries.inc({ kind: work.kind, reason: code });
-      // A child that failed on the infrastructure (its own retries spent, or its worker kept
-      // dying under it) runs again, within the same budget a job's own retries have.
-      trace = { ...trace, childRetries: trace.childRetries + 1 };
-      await save();
-      if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
-      children = undefined;
-      continue;
-    }
-
-    if (value !== undefined) {
-      const parsed = ChildReturnSchema.safeParse(value);
-      if (!parsed.success) throw badInput("bad-result", `${work.kind} ${childId} returned an invalid value`);
-      const { results: byId, meta } = parsed.data;
-      const results = work.requests.map((r) => {
-        if (!(r.id in byId)) throw badInput("bad-result", `${work.kind} ${childId} returned no result for ${r.id}`);
-        return byId[r.id] as never;
-      });
-      if (!trace.models.includes(meta.model)) trace = { ...trace, models: [...trace.models, meta.model] };
-      const timing: WorkTiming = {
-        id: childId,
-        kind: work.kind,
-        requests: work.requests.length,
-        worker: meta.worker,
-        startedAt: meta.startedAt,
-        ms: meta.ms,
-      };
-      const stepsBefore = state.steps.length;
-      state = apply(state, results);
-      trace = { ...trace, work: [...trace.work, timing] };
-      if (state.steps.length > stepsBefore) {
-        const label = state.steps[state.steps.length - 1]!.label;
-        const finishedAt = now();
-        const startedAt = trace.stepStartedAt ?? finishedAt;
-        const seconds = Math.max(0, finishedAt - startedAt) / 1000;
-        deps.metrics.stageLatency.observe({ stage: stageLabel(label) }, seconds);
-        trace = {
-          ...trace,
-          steps: [...trace.steps, { label, startedAt, finishedAt, seconds, work: trace.work }],
-          work: [],
-          stepStartedAt: null,
-        };
+      case "retry-child":
+        if (!(await retryChild(deps.queues[action.work.kind], run, action.childId))) throw action.orFail;
+        deps.metrics.retries.inc({ kind: action.work.kind, reason: action.code });
+        // A child that failed on the infrastructure (its own retries spent, or its worker kept
+        // dying under it) runs again, within the same budget a job's own retries have.
+        trace = { ...trace, childRetries: trace.childRetries + 1 };
+        await save();
+        break;
+      case "add-child": {
+        if (trace.stepStartedAt === null) trace = { ...trace, stepStartedAt: now() };
+        await save();
+        const child = childJob(data, action.work, { id: job.id!, queue: job.queueQualifiedName });
+        await deps.queues[action.work.kind].add(child.name, child.data, child.opts);
+        break;
       }
-      // Not saved here: this run saves the state with the next work's child, or writes the
-      // result; a run that dies first applies the same results again (the parent keeps them).
-      continue;
     }
-
-    if (trace.stepStartedAt === null) trace = { ...trace, stepStartedAt: now() };
-    await save();
-    const child = childJob(data, work, { id: job.id!, queue: job.queueQualifiedName });
-    await deps.queues[work.kind].add(child.name, child.data, child.opts);
+    // Wait for the child; one that finished before we could wait is read again and applied.
     if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
-    // The child finished before we could wait: read its results and go on.
     children = undefined;
   }
 }
