@@ -5,6 +5,7 @@
  * the fleet: it imports no other room of it.
  */
 export { FleetError, badInput, classify, fieldOfReason, parseReason, toJobError } from "./errors.ts";
+export type { QueueName } from "./ids.ts";
 export { QUEUES, childJobId, feedJobId, requestJobId, runKeys, runsIndexKey, workIdOf } from "./ids.ts";
 export { childJob, childWorkId, requestJob } from "./jobs.ts";
 export type { ChildWork } from "./jobs.ts";
