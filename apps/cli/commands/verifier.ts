@@ -16,7 +16,8 @@ import { UsageError } from "../../../shared/core/usage-error.ts";
 import { calibrationOf, VERIFIER_FILE, VerifierTemplateSchema } from "../../../shared/core/verifier/index.ts";
 import { readEvalSet } from "../../../shared/io/eval-set.ts";
 import { intOption } from "./common.ts";
-import { loadLocalEngine, loadLocalVerifier, openLocalItem } from "./local-engine.ts";
+import { openItemExecutor } from "../../../workers/engine/index.ts";
+import { loadLocalEngine, loadLocalVerifier } from "./local-engine.ts";
 import { createProgress } from "./progress.ts";
 
 interface CalibrateOptions {
@@ -70,9 +71,9 @@ const calibrate = new Command("calibrate")
         const itemId = toItemId(item.id);
         try {
           const input = { id: itemId, image: await readFile(item.imagePath), question: item.question };
-          const open = await openLocalItem(engine, verifier, input, "verifier");
+          const open = await openItemExecutor(engine, input, "verifier", verifier);
           try {
-            const result = await runSearch(paramsFor(itemId, settings), open.executor);
+            const result = await runSearch(paramsFor(itemId, settings), open);
             for (const step of result.steps) if (step.label === "REASONING") scores.push(...step.scores.map((s) => s.score));
           } finally {
             open.close();

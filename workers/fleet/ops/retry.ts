@@ -14,7 +14,7 @@ import { UsageError } from "../../../shared/core/usage-error.ts";
 import { failureKey, type S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { ImageStager, waitForRoom } from "../feed/index.ts";
 import { FailureRecordSchema, type FleetQueues, requestJob, requestJobId } from "../protocol/index.ts";
-import { mirrorRunState, type RunLedger, type RunRegistry } from "../books/index.ts";
+import { RunKeeper, type RunLedger, type RunRegistry } from "../books/index.ts";
 
 export interface RetrySummary {
   retried: number;
@@ -34,6 +34,7 @@ export async function retryRun(
       `run ${run} is ${meta.state}${meta.reason ? ` (${meta.reason})` : ""}; only items of a run that goes on can be retried`,
     );
   const summary: RetrySummary = { retried: 0, notRetried: [] };
+  const keeper = new RunKeeper(deps);
   const images = new ImageStager(deps.store);
   const limit = pLimit(16);
   const backlog = {
@@ -72,8 +73,7 @@ export async function retryRun(
     }
     // After the outcomes are forgotten (nothing can complete the run meanwhile) and before the
     // jobs exist, so that the worker finishing the last of them completes the run.
-    if (summary.retried === 0 && (await deps.runs.transition(run, "in_progress")) !== null)
-      await mirrorRunState(deps.store, run, { state: "in_progress", reason: "", updatedAt: Date.now() }).catch(() => {});
+    if (summary.retried === 0) await keeper.move(run, "in_progress");
     await deps.queues.request.addBulk(
       ready.map((p) =>
         requestJob(
@@ -85,7 +85,6 @@ export async function retryRun(
     );
     summary.retried += ready.length;
   }
-  if (await deps.runs.completeIfDone(run))
-    await mirrorRunState(deps.store, run, { state: "completed", reason: "", updatedAt: Date.now() }).catch(() => {});
+  await keeper.completeIfDone(run);
   return summary;
 }
