@@ -17,12 +17,12 @@ import { dirname, extname, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { parse as parseCsvSync } from "csv-parse/sync";
 import { z } from "zod";
-import { ImageResolver } from "./image-refs.ts";
+import { ImageResolver, isLocalImage } from "./image-refs.ts";
 import { linesOf, numbered } from "./lines.ts";
 import type { ItemSettings } from "../core/search/params.ts";
 import { isOpenAIBatchLine, parseOpenAIBatchLine, type RunSettingsAsked } from "./openai-batch.ts";
 
-export { ImageResolver, type ImageRefResult } from "./image-refs.ts";
+export { ImageResolver, isLocalImage, type ImageRefResult } from "./image-refs.ts";
 
 // ---------------------------------------------------------------------------
 // Types
@@ -421,4 +421,14 @@ export async function* readManifestStream(
   } finally {
     input.destroy();
   }
+}
+
+/** The first item whose image is a file on this machine, or null: what a run fed in the fleet cannot read. */
+export async function firstLocalImage(
+  entries: AsyncIterable<ManifestEntry>,
+): Promise<{ line: number; id: string; image: string } | null> {
+  for await (const e of entries) {
+    if (e.ok && isLocalImage(e.item.image)) return { line: e.line, id: e.item.id, image: e.item.image };
+  }
+  return null;
 }
