@@ -261,7 +261,15 @@ describe("submit without traps", () => {
     const stdin = new PassThrough();
     stdin.write(`${JSON.stringify(plain(21, 22)[0])}\n`);
     const feeding = submitRun({ run, manifest: "-", stdin, cwd: env.tmp, settings: FAST, chunkSize: 1 }, deps());
-    await expect.poll(async () => (await runStatus(run, env)).feeder, { timeout: 20_000 }).toBe("feeding");
+    await expect
+      .poll(
+        async () => {
+          const st = await runStatus(run, env);
+          return `${st.feeder} after ${st.meta?.cursor}`;
+        },
+        { timeout: 20_000 },
+      )
+      .toBe("feeding after 1");
     // ...while one whose process vanished without a word (its heartbeat old) is stopped, with how to resume.
     const dead = await runStatus(run, env, Date.now() + 120_000);
     expect(dead.feeder).toBe("stopped");

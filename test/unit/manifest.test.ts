@@ -1,10 +1,12 @@
-import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageResolver, csvRecords, readManifest, readManifestStream, type ManifestEntry } from "../../shared/io/manifest.ts";
 import { ignoredFieldNote } from "../../shared/io/openai-batch.ts";
+import { spliceBetween } from "../../scripts/doc-table.ts";
+import { END, openaiFieldsMarkdown, START } from "../../scripts/openai-fields-table.ts";
 
 let root: string; // real path of a temp folder holding images and manifests
 let outside: string;
@@ -245,6 +247,11 @@ describe("OpenAI batch lines", () => {
     });
     expect(ignoredFieldNote("body.n")).toBe("body.n is accepted and ignored: one answer per request (the search's)");
     expect(ignoredFieldNote("body.top_k")).toBe("body.top_k is not a chat-completion field stagebeam knows; ignored");
+  });
+
+  it("the README's table of body fields is the one made from the parser's lists (npx tsx scripts/openai-fields-table.ts --write README.md)", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    expect(spliceBetween(readme, START, END, openaiFieldsMarkdown())).toBe(readme);
   });
 
   it("names the field, what was expected and what it got, once per bad line", async () => {
