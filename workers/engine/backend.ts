@@ -11,14 +11,14 @@
 import type { Stop } from "../../shared/core/search/types.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
 import { commonPrefix, type ItemContext } from "./item.ts";
-import { truncateView, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
+import { truncateView, type FloatArray, type KvStore, type KvView } from "./kv.ts";
+import type { PrefillResult } from "./batch-executor.ts";
 import { decodePositionIds } from "./positions.ts";
 import type { ModelRunner } from "./runner.ts";
 import { rngForKey, type Sampler, type SamplingParams } from "./sampler.ts";
 import type { Scheduler, SequenceSpec } from "./scheduler.ts";
 import { finishReason, keepsToken, keptText, TextStopState, type FinishReason, type StopTables } from "./stops.ts";
 import type { EngineTokenizer } from "./tokenizer.ts";
-import type ort from "onnxruntime-node";
 
 export interface Continuation {
   /** Everything before the continuation: prompt ids (+ accepted prefix ids). */
@@ -149,7 +149,7 @@ export class CachedBackend implements Backend {
     ids: readonly number[],
     keepKv: boolean,
     at: readonly number[] = [],
-  ): Promise<{ kv: SeqKV | null; logits: Float32Array; at: Float32Array[] }> {
+  ): Promise<{ kv: KvView | null; logits: Float32Array; at: Float32Array[] }> {
     const best = ctx.cache.best(ids);
     // At least the last token (and every position read) is run again: their logits are what the caller needs.
     const reuse = best === null ? 0 : Math.min(best.common, ids.length - 1, ...at);
@@ -202,17 +202,21 @@ export class CachedBackend implements Backend {
         const prefixes = answerPrefixes(prompt.answers);
         // The prompt's KV is kept only when answers run on top of it.
         const head = await this.extend(ctx, prompt.ids, prefixes.length > 0);
-        const rows =
-          prefixes.length === 0
-            ? []
-            : await this.p.scheduler.prefill(
-                prefixes.map((ids) => ({
-                  base: head.kv!,
-                  ids,
-                  positions: ctx.positions.span([...prompt.ids, ...ids], prompt.ids.length),
-                  keepKv: false,
-                })),
-              );
+        let rows: PrefillResult[] = [];
+        try {
+          if (prefixes.length > 0) {
+            rows = await this.p.scheduler.prefill(
+              prefixes.map((ids) => ({
+                base: head.kv!,
+                ids,
+                positions: ctx.positions.span([...prompt.ids, ...ids], prompt.ids.length),
+                keepKv: false,
+              })),
+            );
+          }
+        } finally {
+          head.kv?.store.release();
+        }
         return readAnswers(
           prompt.answers,
           head.logits,
@@ -276,6 +280,8 @@ export class CachedBackend implements Backend {
         const logProb = sampler.logProb(logits, 0, token);
         const outcome = stop.advance(token);
         if (outcome === "continue") {
+          // Held until the scheduler holds it (a cache entry may be evicted meanwhile).
+          kv.store.retain();
           specs.push({
             kv,
             pending: token,
@@ -301,7 +307,11 @@ export class CachedBackend implements Backend {
         };
       }),
     );
-    const outcomes = await this.p.scheduler.decode(specs);
+    // The contexts not kept in the prefix cache are held by the decoding sequences from here on.
+    const decoding = this.p.scheduler.decode(specs);
+    for (const spec of specs) spec.kv.store.release();
+    for (const [key, g] of groups) if (!g.cache) (await contexts.get(key)!).kv.store.release();
+    const outcomes = await decoding;
     outcomes.forEach((o, j) => {
       const i = specIndex[j]!;
       const c = conts[i]!;
@@ -333,7 +343,7 @@ export class ReferenceBackend implements Backend {
     ids: readonly number[],
     keepKv: boolean,
     at: readonly number[] = [],
-  ): Promise<{ kv: SeqKV | null; logits: Float32Array; at: Float32Array[] }> {
+  ): Promise<{ kv: KvView | null; logits: Float32Array; at: Float32Array[] }> {
     const features: FloatArray = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
     const [r] = await this.p.scheduler.prefill([
       { base: null, ids, image: { features, first: 0 }, positions: ctx.positions.span(ids, 0), keepKv, logitsAt: at },
@@ -373,7 +383,7 @@ export class ReferenceBackend implements Backend {
     const { runner, sampler, stops, tokenizer, contextLength } = this.p;
     const first = await this.fullPass(ctx, c.ids, true);
     let logits = first.logits;
-    let cache: readonly (FloatArray | ort.Tensor)[] = first.kv!.data;
+    let cache: KvStore = first.kv!.store;
     let length = c.ids.length;
     const rng = rngForKey(c.sampleKey);
     const eos = stops.table({ kind: "end" });
@@ -389,28 +399,33 @@ export class ReferenceBackend implements Backend {
     let sampled = 0;
     let reason: FinishReason;
     const logProbs: number[] = [];
-    for (;;) {
-      const token = sampler.sample(logits, 0, c.sampling ?? sampling, rng);
-      logProbs.push(sampler.logProb(logits, 0, token));
-      sampled++;
-      countSampledToken(runner.counters, c.purpose);
-      const outcome = stop.advance(token);
-      if (outcome !== "continue") {
-        reason = finishReason(outcome);
-        break;
+    try {
+      for (;;) {
+        const token = sampler.sample(logits, 0, c.sampling ?? sampling, rng);
+        logProbs.push(sampler.logProb(logits, 0, token));
+        sampled++;
+        countSampledToken(runner.counters, c.purpose);
+        const outcome = stop.advance(token);
+        if (outcome !== "continue") {
+          reason = finishReason(outcome);
+          break;
+        }
+        if (length + 1 > contextLength) {
+          reason = "context";
+          break;
+        }
+        const embeds = await runner.embedIds([token]);
+        const mask = new BigInt64Array(length + 1).fill(1n);
+        const positions = decodePositionIds([{ length, offset }], runner.contract.positionAxes);
+        const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache });
+        countDecodeStep(runner.counters, 1);
+        logits = o.logits;
+        cache.release();
+        cache = o.present;
+        length++;
       }
-      if (length + 1 > contextLength) {
-        reason = "context";
-        break;
-      }
-      const embeds = await runner.embedIds([token]);
-      const mask = new BigInt64Array(length + 1).fill(1n);
-      const positions = decodePositionIds([{ length, offset }], runner.contract.positionAxes);
-      const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache });
-      countDecodeStep(runner.counters, 1);
-      logits = o.logits;
-      cache = o.present;
-      length++;
+    } finally {
+      cache.release();
     }
     const tokens = stop.tokens;
     // Kept tokens are the sampled ones less a dropped last one (eos, a sentence's lookahead).

@@ -9,12 +9,11 @@
  *   `present` comes back as a step cache that the next step of the same rows takes as its `past`
  *   untouched.
  */
-import type ort from "onnxruntime-node";
 import type { Rng } from "../../shared/core/random.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
-import { allocFloat, extractSeq, gatherRows, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
+import { allocFloat, wholeView, type FloatArray, type KvStore, type KvView } from "./kv.ts";
 import { decodePositionIds } from "./positions.ts";
-import type { ModelRunner } from "./runner.ts";
+import type { DecoderOutput, ModelRunner } from "./runner.ts";
 import type { Sampler, SamplingParams } from "./sampler.ts";
 
 export interface PrefillRow {
@@ -36,7 +35,8 @@ export interface PrefillRow {
 }
 
 export interface PrefillResult {
-  kv: SeqKV | null;
+  /** The row's own cache (a whole view of a one-row store whose reference is the caller's), when kept. */
+  kv: KvView | null;
   /** Logits at the row's last new token. */
   logits: Float32Array;
   /** Logits at each of the row's `logitsAt` indices. */
@@ -73,10 +73,7 @@ export interface DecodeRow {
 }
 
 /** A decode step's `present`, to be the next step's `past` while the batch holds the same rows. */
-export interface StepCache {
-  tensors: ort.Tensor[];
-  length: number;
-}
+export type StepCache = KvStore;
 
 /** The token sampled for a row with the model's log-probability of it, or why sampling failed (which fails that row only). */
 export type RowSample = { token: number; logProb: number } | { error: unknown };
@@ -130,7 +127,7 @@ export class BatchExecutor {
 
   async prefill(rows: readonly PrefillRow[]): Promise<PrefillResult[]> {
     const runner = this.runner;
-    const { layout, hidden: d, vocab } = runner;
+    const { hidden: d, vocab } = runner;
     const B = rows.length;
     const P = Math.max(...rows.map((r) => r.base?.length ?? 0));
     const T = Math.max(...rows.map((r) => r.ids.length));
@@ -166,28 +163,52 @@ export class BatchExecutor {
       runner.counters.decoderTokens += tb;
       runner.counters.prefillTokens += tb;
     });
-    const bases: KvView[] = rows.map((r) => r.base ?? { data: [], total: 0, row: 0, start: 0, length: 0 });
-    const cache = P > 0 ? gatherRows(layout, bases, P) : null;
+    const cache =
+      P > 0
+        ? await runner.kv.gather(
+            rows.map((r) => (r.base !== null && r.base.length > 0 ? r.base : null)),
+            P,
+          )
+        : null;
     // New tokens are right-padded: the earliest step whose logits are read is the shortest row's
     // last token, or a row's first `logitsAt`.
     const keepLogits = T - Math.min(...rows.map((r) => Math.min(r.ids.length - 1, ...(r.logitsAt ?? []))));
     const started = performance.now();
-    const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache, keepLogits });
+    let out: DecoderOutput;
+    try {
+      out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache, keepLogits });
+    } finally {
+      cache?.release();
+    }
     this.observe((o) => o.prefill?.(B, flat.length, (performance.now() - started) / 1000));
     const K = out.logitSteps;
-    return rows.map((r, b) => {
-      const pb = r.base?.length ?? 0;
-      const tb = r.ids.length;
-      const rowAt = (t: number) => {
-        const off = (b * K + t - (T - K)) * vocab;
-        return out.logits.slice(off, off + vocab);
-      };
-      const logits = rowAt(tb - 1);
-      const kv = r.keepKv
-        ? extractSeq(layout, { data: out.presentData, total: P + T, row: b, start: P - pb, length: pb + tb })
-        : null;
-      return { kv, logits, at: (r.logitsAt ?? []).map(rowAt) };
-    });
+    const present = out.present;
+    const kept: KvStore[] = [];
+    try {
+      return await Promise.all(
+        rows.map(async (r, b) => {
+          const pb = r.base?.length ?? 0;
+          const tb = r.ids.length;
+          const rowAt = (t: number) => {
+            const off = (b * K + t - (T - K)) * vocab;
+            return out.logits.slice(off, off + vocab);
+          };
+          const logits = rowAt(tb - 1);
+          let kv: KvView | null = null;
+          if (r.keepKv) {
+            const own = await runner.kv.extract({ store: present, row: b, start: P - pb, length: pb + tb });
+            kept.push(own);
+            kv = wholeView(own);
+          }
+          return { kv, logits, at: (r.logitsAt ?? []).map(rowAt) };
+        }),
+      );
+    } catch (err) {
+      for (const s of kept) s.release();
+      throw err;
+    } finally {
+      present.release();
+    }
   }
 
   /**
@@ -197,23 +218,22 @@ export class BatchExecutor {
    */
   async decode(rows: readonly DecodeRow[], past: StepCache | null): Promise<{ samples: RowSample[]; cache: StepCache }> {
     const runner = this.runner;
-    const { layout, vocab } = runner;
+    const { vocab } = runner;
     const B = rows.length;
     let P: number;
-    let cache: readonly (FloatArray | ort.Tensor)[] | null;
+    let cache: KvStore | null;
     if (past === null) {
       P = Math.max(...rows.map((r) => r.length));
       cache =
         P > 0
-          ? gatherRows(
-              layout,
-              rows.map((r) => r.kv),
+          ? await runner.kv.gather(
+              rows.map((r) => (r.length > 0 ? r.kv : null)),
               P,
             )
           : null;
     } else {
-      P = past.length;
-      cache = past.tensors;
+      P = past.total;
+      cache = past;
     }
 
     const embeds = await runner.embedIds(rows.map((r) => r.spec.pending));
@@ -227,12 +247,18 @@ export class BatchExecutor {
     );
 
     const started = performance.now();
-    const out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache });
+    let out: DecoderOutput;
+    try {
+      out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache });
+    } finally {
+      // A gathered batch served this call only; a step cache is its holder's.
+      if (past === null) cache?.release();
+    }
     this.observe((o) => o.decodeStep?.(B, (performance.now() - started) / 1000));
     countDecodeStep(runner.counters, B);
 
     const samples = rows.map((r, b): RowSample => {
-      r.kv = { data: out.presentData, total: P + 1, row: b, start: P - r.length, length: r.length + 1 };
+      r.kv = { store: out.present, row: b, start: P - r.length, length: r.length + 1 };
       r.length++;
       try {
         const token = this.sampler.sample(out.logits, b * vocab, r.spec.sampling, r.spec.rng);
@@ -242,6 +268,6 @@ export class BatchExecutor {
         return { error };
       }
     });
-    return { samples, cache: { tensors: out.present, length: P + 1 } };
+    return { samples, cache: out.present };
   }
 }

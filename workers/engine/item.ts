@@ -6,13 +6,14 @@
  * stage is encoded once per item, not once per candidate, and judge prompts reuse the
  * `<bos><|user|><image>…` block of the question's prompt.
  */
-import type { FloatArray, SeqKV } from "./kv.ts";
+import type { FloatArray, ItemDecoderInputs, KvView } from "./kv.ts";
 import type { PositionRule } from "./positions.ts";
 import type { ProcessedItem, VisionInput } from "./processors/processor.ts";
 
 export interface CacheEntry {
   ids: readonly number[];
-  kv: SeqKV;
+  /** A whole view of a one-row store that the entry holds a reference to (released when evicted). */
+  kv: KvView;
   /** Logits after the last id. */
   logits: Float32Array;
   /** Never evicted (the prompt). */
@@ -39,7 +40,7 @@ export class PrefixCache {
   }
 
   get bytes(): number {
-    return this.entries.reduce((s, e) => s + e.kv.bytes, 0);
+    return this.entries.reduce((s, e) => s + e.kv.store.bytes, 0);
   }
 
   /** The entry sharing the longest common prefix with `ids` (ties: the shorter entry). */
@@ -84,12 +85,13 @@ export class PrefixCache {
         if (victim < 0 || c.lastUsed < this.entries[victim]!.lastUsed) victim = i;
       }
       if (victim < 0) break;
-      this.entries.splice(victim, 1);
+      this.entries.splice(victim, 1)[0]!.kv.store.release();
     }
     return entry;
   }
 
   clear(): void {
+    for (const e of this.entries) e.kv.store.release();
     this.entries.length = 0;
   }
 }
@@ -98,6 +100,11 @@ export class PrefixCache {
 export class ItemContext {
   /** @internal vision features [imageTokenCount, hidden], once encoded. */
   features: FloatArray | null = null;
+  /**
+   * @internal read-only decoder inputs computed once for the item (a family's cross-attention
+   * keys/values), in the decoder's KV space; the item holds one reference, released on close.
+   */
+  decoderInputs: ItemDecoderInputs | null = null;
   /**
    * @internal the processed image the vision encoder is fed; kept only by the reference pattern,
    * which re-encodes it per candidate.
