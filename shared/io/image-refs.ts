@@ -15,6 +15,9 @@ const DATA_URL = /^data:image\/(png|jpeg|jpg|webp|gif|tiff|avif);base64,[A-Za-z0
 /** Largest inline image accepted (its base64 text). */
 export const MAX_DATA_URL_CHARS = 16 * 2 ** 20;
 
+/** Whether a resolved image reference is a file on this machine (neither s3:// nor data:), which only this machine can read. */
+export const isLocalImage = (image: string): boolean => !image.startsWith("s3://") && !image.startsWith("data:");
+
 /** The bytes and extension of a data: URL that resolve() accepted. */
 export function decodeDataUrl(url: string): { bytes: Buffer; ext: string } {
   const comma = url.indexOf(",");
