@@ -151,6 +151,10 @@ export const submitCommand = addSearchOptions(new Command("submit"))
             if (bar) bar.log(msg);
             else process.stderr.write(`${msg}\n`);
           },
+          onWarning: (w) => {
+            if (bar) bar.log(`warning: ${w}`);
+            else process.stderr.write(`warning: ${w}\n`);
+          },
           onDuplicate: (d) => {
             const msg = `line ${d.line}: id ${JSON.stringify(d.id)} already used on line ${d.firstLine}; skipped`;
             if (bar) bar.log(msg);
