@@ -119,7 +119,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     const abort = new AbortController();
     const onSigint = () => {
       if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED);
-      process.stderr.write("\ninterrupted: finishing the current chunk (Ctrl-C again to quit now)\n");
+      process.stderr.write("\ninterrupted: nothing more is enqueued; the run stays resumable (Ctrl-C again to quit now)\n");
       abort.abort();
     };
     process.on("SIGINT", onSigint);

@@ -276,8 +276,9 @@ async function feed(run: string, deps: FeedDeps, opts: FeedOptions): Promise<Fee
         for (const field of e.item.ignored ?? []) {
           if (warned.has(field)) continue;
           warned.add(field);
-          deps.logger.warn({ run, field }, ignoredFieldNote(field));
-          opts.onWarning?.(ignoredFieldNote(field));
+          // To the user who submits, or to the log of the worker that feeds a detached run.
+          if (opts.onWarning) opts.onWarning(ignoredFieldNote(field));
+          else deps.logger.warn({ run, field }, ignoredFieldNote(field));
         }
         const mismatch = settingsMismatch(e.item.asks, meta.settings);
         const local = isLocalImage(e.item.image);
