@@ -14,14 +14,10 @@ import { loadConfig } from "../../shared/io/config.ts";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
-import { cancelRun } from "../../workers/fleet/cancel.ts";
-import { createModelHost } from "../../workers/fleet/engine-host.ts";
-import { exportRun } from "../../workers/fleet/export.ts";
-import type { ModelHost } from "../../workers/fleet/model-host.ts";
-import { submitRun, type SubmitOptions } from "../../workers/fleet/producer.ts";
-import { ResultRecordSchema } from "../../workers/fleet/records.ts";
-import { retryRun } from "../../workers/fleet/retry.ts";
-import { formatStatus, runStatus, waitForRun } from "../../workers/fleet/status.ts";
+import { ResultRecordSchema, type ModelHost } from "../../workers/fleet/protocol/index.ts";
+import { submitRun, type SubmitOptions } from "../../workers/fleet/feed/index.ts";
+import { cancelRun, exportRun, formatStatus, retryRun, runStatus, waitForRun } from "../../workers/fleet/ops/index.ts";
+import { createModelHost } from "../../workers/fleet/worker/index.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";
 
 const logger = createLogger({ level: "silent" });

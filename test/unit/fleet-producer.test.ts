@@ -97,6 +97,7 @@ describe("status and records", () => {
     const s: RunStatus = {
       run: "r",
       manifest: null,
+      feeder: null,
       counts: {
         items: 10,
         completed: 6,

@@ -119,7 +119,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     const abort = new AbortController();
     const onSigint = () => {
       if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED);
-      process.stderr.write("\ninterrupted: finishing the current chunk (Ctrl-C again to quit now)\n");
+      process.stderr.write("\ninterrupted: nothing more is enqueued; the run stays resumable (Ctrl-C again to quit now)\n");
       abort.abort();
     };
     process.on("SIGINT", onSigint);
@@ -150,6 +150,10 @@ export const submitCommand = addSearchOptions(new Command("submit"))
             const msg = `${b.message} → recorded as failed (${b.reason})`;
             if (bar) bar.log(msg);
             else process.stderr.write(`${msg}\n`);
+          },
+          onWarning: (w) => {
+            if (bar) bar.log(`warning: ${w}`);
+            else process.stderr.write(`warning: ${w}\n`);
           },
           onDuplicate: (d) => {
             const msg = `line ${d.line}: id ${JSON.stringify(d.id)} already used on line ${d.firstLine}; skipped`;

@@ -4,5 +4,5 @@
  */
 export { RunLedger } from "./ledger.ts";
 export type { Outcome, Recorded, RunCounts } from "./ledger.ts";
-export { RunRegistry, TERMINAL_STATES, mirrorRunState } from "./run-state.ts";
-export type { BadLineLimit, RunMeta, RunSource, RunState } from "./run-state.ts";
+export { FEEDER_BEAT_MS, FEEDER_STALE_MS, RunRegistry, TERMINAL_STATES, feederOf, mirrorRunState } from "./run-state.ts";
+export type { BadLineLimit, Feeder, RunMeta, RunSource, RunState } from "./run-state.ts";

@@ -14,13 +14,18 @@
  * * The run's settings live once in its meta hash: a request job carries only its item, and
  *   the worker creates the search state at the first step.
  */
-import { dirname, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import type { SearchSettings } from "../../../shared/core/search/settings.ts";
 import type { Logger } from "../../../shared/io/logging.ts";
-import { ImageResolver, readImageFolder, readManifestStream, type ManifestEntry } from "../../../shared/io/manifest.ts";
-import { openManifest } from "../../../shared/io/manifest-source.ts";
-import { OPENAI_SETTING_FIELDS, type LineSettings } from "../../../shared/io/openai-batch.ts";
+import {
+  ImageResolver,
+  isLocalImage,
+  readImageFolder,
+  readManifestStream,
+  type ManifestEntry,
+} from "../../../shared/io/manifest.ts";
+import { defaultImageRoot, openManifest } from "../../../shared/io/manifest-source.ts";
+import { ignoredFieldNote, OPENAI_SETTING_FIELDS, type RunSettingsAsked } from "../../../shared/io/openai-batch.ts";
 import type { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { waitForRoom, type BacklogOptions } from "./backpressure.ts";
 import { recordBadLine, type BadLine } from "./bad-lines.ts";
@@ -28,7 +33,7 @@ import { addInParts } from "./bulk-add.ts";
 import { duplicateLineKey, sortChunk } from "./dedup.ts";
 import type { ProducerMetrics } from "./producer-metrics.ts";
 import { ImageStager } from "./image-staging.ts";
-import { type FailureRecord, type FleetQueues, requestJob } from "../protocol/index.ts";
+import { type FailureRecord, failureInput, type FleetQueues, requestJob } from "../protocol/index.ts";
 import {
   type BadLineLimit,
   mirrorRunState,
@@ -37,6 +42,7 @@ import {
   type RunRegistry,
   type RunState,
   TERMINAL_STATES,
+  FEEDER_BEAT_MS,
 } from "../books/index.ts";
 import { writeIndexChunk, type IndexEntry } from "./run-index.ts";
 
@@ -77,6 +83,8 @@ export interface FeedOptions {
   onProgress?(p: FeedProgress): void;
   onBadLine?(b: BadLine): void;
   onDuplicate?(d: { line: number; id: string; firstLine: number }): void;
+  /** A body field the manifest's lines give that is not honoured: once per field per feeder. */
+  onWarning?(message: string): void;
 }
 
 export interface FeedSummary extends Omit<FeedProgress, "throttled"> {
@@ -97,9 +105,9 @@ export function overBadLineLimit(limit: BadLineLimit | null, bad: number, lines:
 
 const describeLimit = (l: BadLineLimit) => ("lines" in l ? `${l.lines} lines` : `${l.percent}% of the lines`);
 
-/** A line asking for other settings than the run's: which field, and the two values. */
-function settingsMismatch(line: LineSettings | undefined, run: SearchSettings) {
-  for (const [k, v] of Object.entries(line ?? {}) as [keyof LineSettings, unknown][]) {
+/** A line asking for other run settings than the run's: which field, and the two values. */
+function settingsMismatch(line: RunSettingsAsked | undefined, run: SearchSettings) {
+  for (const [k, v] of Object.entries(line ?? {}) as [keyof RunSettingsAsked, unknown][]) {
     if (run[k] !== v) return { field: OPENAI_SETTING_FIELDS[k], got: v, expected: run[k] };
   }
   return null;
@@ -118,8 +126,7 @@ function openEntries(
       source.imageRoot !== null ? { imageRoot: source.imageRoot } : {},
     );
   }
-  const local = !source.manifest.startsWith("s3://") && source.manifest !== "-";
-  const root = source.imageRoot ?? (local ? dirname(resolve(source.manifest)) : "/");
+  const root = source.imageRoot ?? defaultImageRoot(source.manifest);
   return openManifest(source.manifest, {
     format: source.format,
     store: deps.store,
@@ -127,7 +134,26 @@ function openEntries(
   }).then((m) => readManifestStream(m.stream, m.format, new ImageResolver(root, opts.localImages)));
 }
 
+/**
+ * Feeds the run's manifest from its cursor, keeping the run's feeder heartbeat while it does, so
+ * that `status` can tell a submit that is feeding from one whose process died.
+ */
 export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): Promise<FeedSummary> {
+  const now = deps.now ?? Date.now;
+  const beat = () =>
+    deps.runs.beat(run, now()).catch((err: Error) => deps.logger.warn({ run, err: err.message }, "feeder heartbeat failed"));
+  await beat();
+  const timer = setInterval(beat, FEEDER_BEAT_MS);
+  timer.unref();
+  try {
+    return await feed(run, deps, opts);
+  } finally {
+    clearInterval(timer);
+    await deps.runs.beat(run, 0).catch(() => {});
+  }
+}
+
+async function feed(run: string, deps: FeedDeps, opts: FeedOptions): Promise<FeedSummary> {
   const now = deps.now ?? Date.now;
   const { store, ledger, runs, queues, metrics } = deps;
   const meta = await runs.get(run);
@@ -185,6 +211,8 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
     },
   };
 
+  /** Body fields already warned about (one warning per field per feeder). */
+  const warned = new Set<string>();
   let counted = { ...progress };
   const recordBad = async (b: BadLine, input: FailureRecord["input"]) => {
     await recordBadLine(run, b, input, deps, now());
@@ -245,8 +273,16 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
           { image: null, question: null, answer: null },
         );
       } else {
-        const mismatch = settingsMismatch(e.item.settings, meta.settings);
-        const local = !e.item.image.startsWith("s3://") && !e.item.image.startsWith("data:");
+        for (const field of e.item.ignored ?? []) {
+          if (warned.has(field)) continue;
+          warned.add(field);
+          // To the user who submits, or to the log of the worker that feeds a detached run.
+          if (opts.onWarning) opts.onWarning(ignoredFieldNote(field));
+          else deps.logger.warn({ run, field }, ignoredFieldNote(field));
+        }
+        const mismatch = settingsMismatch(e.item.asks, meta.settings);
+        const local = isLocalImage(e.item.image);
+        const input = failureInput({ ...e.item, answer: e.item.answer ?? null });
         const who = `line ${e.line}, item ${JSON.stringify(e.item.id)}`;
         if (mismatch) {
           await recordBad(
@@ -256,9 +292,9 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
               item: key,
               reason: "manifest-settings",
               field: mismatch.field,
-              message: `${who}, field "${mismatch.field}": got ${JSON.stringify(mismatch.got)}; expected ${JSON.stringify(mismatch.expected)}, the run's setting (a run has one set of settings: submit other settings as another run)`,
+              message: `${who}, field "${mismatch.field}": got ${JSON.stringify(mismatch.got)}; expected ${JSON.stringify(mismatch.expected)}, the run's setting (a run has one search: submit other strategies, beams or judges as another run)`,
             },
-            { image: e.item.image, question: e.item.question, answer: e.item.answer ?? null },
+            input,
           );
         } else if (local && !opts.localImages) {
           await recordBad(
@@ -270,7 +306,7 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
               field: "image",
               message: `${who}, field "image": got the local path ${JSON.stringify(e.item.image)}; expected s3://bucket/key or a data: URL (a detached run is fed in the fleet, which cannot read this machine's files; submit without --detach)`,
             },
-            { image: e.item.image, question: e.item.question, answer: e.item.answer ?? null },
+            input,
           );
         } else {
           fresh.push({ entry: e, key, wasBad: sorted.wasBad });
@@ -298,11 +334,11 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
             field: "image",
             message: `line ${line}, item ${JSON.stringify(item.id)}, field "image": ${s.error}`,
           },
-          {
+          failureInput({
+            ...item,
             image: item.image.startsWith("data:") ? "(data: URL)" : item.image,
-            question: item.question,
             answer: item.answer ?? null,
-          },
+          }),
         );
         continue;
       }
@@ -310,7 +346,16 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
       jobs.push(
         requestJob(
           run,
-          { key, id: item.id, image: s.uri, question: item.question, answer: item.answer ?? null, line },
+          {
+            key,
+            id: item.id,
+            image: s.uri,
+            question: item.question,
+            answer: item.answer ?? null,
+            line,
+            ...(item.system !== undefined ? { system: item.system } : {}),
+            ...(item.settings !== undefined ? { settings: item.settings } : {}),
+          },
           meta.settings,
         ),
       );
@@ -318,6 +363,12 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
     }
     const indexWritten = writeIndexChunk(store, run, { chunk: chunkNo, entries: index });
     indexWritten.catch(() => {}); // awaited below
+    // Interrupted while the chunk was read and its images staged: none of it is enqueued, and
+    // a resumed feeder looks at the whole chunk again.
+    if (opts.signal?.aborted) {
+      await indexWritten;
+      return false;
+    }
     if (jobs.length > 0) {
       if (!(await waitForRoom(queues.request, jobs.length, backlog))) return false;
       for (const key of reexamined) await ledger.resetOutcome(run, key);
@@ -396,7 +447,7 @@ export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): P
   }
   if (!(await settle())) stopped = true;
   if (feedError !== undefined) throw feedError;
-  if (!stopped && chunk.length > 0) stopped = !(await flush(chunk.splice(0), position, true));
+  if (!stopped && chunk.length > 0) stopped = opts.signal?.aborted || !(await flush(chunk.splice(0), position, true));
   interrupted = stopped && state !== "failed" && state !== "cancelled";
   if (!stopped) {
     const enqueuedEver = meta.enqueued + progress.enqueued;

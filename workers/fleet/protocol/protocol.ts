@@ -38,6 +38,7 @@ import { StepTimingSchema, WorkTimingSchema } from "./timings.ts";
 
 export { StepTimingSchema, WorkTimingSchema, type StepTiming, type WorkTiming } from "./timings.ts";
 import { JUDGE_MODES } from "../../../shared/core/search/settings.ts";
+import { ItemSettingsSchema } from "../../../shared/core/search/params.ts";
 
 /** 2: a child job carries all the requests of one work of the search (`requests`), not one. */
 export const PROTOCOL_VERSION = 2;
@@ -55,6 +56,8 @@ export const ChildItemSchema = z.object({
   key: ItemKeySchema,
   image: S3UriSchema,
   question: z.string().min(1),
+  /** A system message for the chat template (an OpenAI batch line's). */
+  system: z.string().optional(),
 });
 export type ChildItem = z.infer<typeof ChildItemSchema>;
 
@@ -65,6 +68,8 @@ export const RequestItemSchema = ChildItemSchema.extend({
   answer: z.string().nullable(),
   /** Manifest line (1-based). */
   line: z.number().int().nonnegative(),
+  /** The item's own seed, stage cap, temperature, top_p (an OpenAI batch line's), over the run's settings. */
+  settings: ItemSettingsSchema.optional(),
 });
 export type RequestItem = z.infer<typeof RequestItemSchema>;
 

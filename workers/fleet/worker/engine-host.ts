@@ -103,7 +103,7 @@ function policyHost(engine: Engine, modelId: string): ModelHost {
     modelId,
     digest: engine.info.digest,
     async open(item, { judgeMode }) {
-      const ctx = await engine.openItem({ id: item.id, image: item.image, question: item.question });
+      const ctx = await engine.openItem(item);
       return {
         generate: (requests) => engine.generate(ctx, requests),
         judge: (requests) => engine.judge(ctx, requests, isPairwise(judgeMode) ? judgeMode : undefined),
