@@ -9,6 +9,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runSearch } from "../../shared/core/search/index.ts";
+import { paramsFor, parseSearchSettings } from "../../shared/core/search/settings.ts";
 import { UsageError } from "../../shared/core/usage-error.ts";
 import { loadConfig } from "../../shared/io/config.ts";
 import { createLogger } from "../../shared/io/logging.ts";
@@ -197,6 +199,26 @@ describe("OpenAI batch lines as people write them", () => {
     }
     const { output } = await exported(run, "openai-as-written-out");
     expect(output.map((l) => l.custom_id)).toEqual(["q0", "q1", "q2", "q3"]);
+    // One algorithm, two drivers: the in-process search with the item's parameters (the run's
+    // settings and the line's own) and system message gives the fleet's answer, candidate for candidate.
+    const record = ResultRecordSchema.parse(await env.store.getJson(`runs/${run}/results/q2.json`));
+    const opened = await host.open(
+      {
+        id: "q2",
+        image: await readFile(join(scenes, sceneLines[11]!.image)),
+        question: sceneLines[11]!.question,
+        system: "You are a careful assistant.",
+      },
+      { judgeMode: "score" },
+    );
+    const asked = settingsOf(2);
+    const own = { seed: asked.seed, maxStageTokens: asked.max_tokens, temperature: asked.temperature, topP: asked.top_p };
+    const local = await runSearch(paramsFor("q2", parseSearchSettings(FAST), own), opened);
+    opened.close();
+    expect(local.text).toBe(record.search.text);
+    expect(local.steps.flatMap((st) => st.candidates.map((c) => c.text))).toEqual(
+      record.search.steps.flatMap((st) => st.candidates.map((c) => c.text)),
+    );
   });
 });
 
