@@ -15,11 +15,12 @@ export type ManifestFileFormat = "jsonl" | "csv";
 export const isS3Manifest = (source: string): boolean => source.startsWith("s3://");
 
 /**
- * Where a manifest's relative image paths resolve, and local images must stay, unless an image
- * root is given: a file's own folder; for stdin the current directory, as a shell user means a
- * relative path; for an S3 manifest the whole file system (its local paths must be absolute).
+ * Where a manifest's relative image paths resolve (an ImageResolver's base, and its root unless
+ * `--image-root` widens it): a file's own folder; for stdin the current directory, as a shell
+ * user means a relative path; for an S3 manifest the whole file system (its local paths must be
+ * absolute).
  */
-export function defaultImageRoot(source: string, cwd = process.cwd()): string {
+export function imageBase(source: string, cwd = process.cwd()): string {
   if (source === "-") return cwd;
   if (isS3Manifest(source)) return "/";
   return dirname(resolve(source));

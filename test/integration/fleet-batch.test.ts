@@ -125,7 +125,7 @@ describe("runs as a batch service", () => {
       request("req-m", pathToFileURL(join(scenes, sceneLines[2]!.image)).href, q(2)),
       request("req-web", "https://example.com/a.png", q(3)),
       request("req-beam", staged.uri, q(1), { stagebeam: { strategy: "none", beam: 2 } }),
-      request("req-b", sceneLines[4]!.image, q(4)),
+      request("req-b", join("scenes", sceneLines[4]!.image), q(4)),
     ];
     const bad: string[] = [];
     const summary = await submit({

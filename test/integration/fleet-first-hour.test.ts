@@ -5,7 +5,7 @@
  * message), a cancelled run continued, and the submit traps (stdin paths, --detach with local
  * images, an interrupted submit, a submit that died).
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -155,7 +155,7 @@ describe("OpenAI batch lines as people write them", () => {
             role: "user",
             content: [
               { type: "text", text: l.question },
-              { type: "image_url", image_url: { url: l.image } },
+              { type: "image_url", image_url: { url: join("scenes", l.image) } },
             ],
           },
         ],
@@ -240,6 +240,28 @@ describe("submit without traps", () => {
     expect(s).toMatchObject({ enqueued: 2, bad: 0 });
     await finish(run);
     expect(await env.ledger.counts(run)).toMatchObject({ items: 2, completed: 2 });
+  });
+
+  it("--image-root widens where images may live, symlinks included, while relative paths stay the manifest's", async () => {
+    await startWorking();
+    // A set whose images are symlinks into a data folder elsewhere.
+    const set = join(env.tmp, "linked-set");
+    await mkdir(set, { recursive: true });
+    const lines = sceneLines.slice(15, 17).map((l) => ({ ...l, image: `img-${l.id}.png` }));
+    for (const [i, l] of lines.entries()) await symlink(join(scenes, sceneLines[15 + i]!.image), join(set, l.image));
+    const manifest = join(set, "items.jsonl");
+    await writeFile(manifest, lines.map((l) => JSON.stringify(l)).join("\n"));
+    const bad: string[] = [];
+    const narrow = await submitRun(
+      { run: "linked-narrow", manifest, settings: FAST, onBadLine: (b) => bad.push(b.message) },
+      deps(),
+    );
+    expect(narrow).toMatchObject({ enqueued: 0, bad: 2 });
+    expect(bad[0]).toMatch(/leads through a symlink to .*, outside the image root .*linked-set \(--image-root DIR widens it\)$/);
+    const wide = await submitRun({ run: "linked-wide", manifest, settings: FAST, imageRoot: env.tmp }, deps());
+    expect(wide).toMatchObject({ enqueued: 2, bad: 0 });
+    await finish("linked-wide");
+    expect(await env.ledger.counts("linked-wide")).toMatchObject({ items: 2, completed: 2 });
   });
 
   it("--detach with local images is refused before anything is created, naming the line", async () => {

@@ -152,7 +152,7 @@ describe("who feeds a run, and how a stopped submit resumes", () => {
       question: null,
       detached: false,
       ...source,
-    },
+    } as RunMeta["source"],
     badLineLimit: null,
     chunkSize: 500,
     maxBacklog: 1000,

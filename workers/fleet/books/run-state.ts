@@ -40,6 +40,8 @@ export const RunSourceSchema = z.object({
   format: z.enum(["jsonl", "csv", "folder"]),
   gzip: z.boolean(),
   imageRoot: z.string().nullable(),
+  /** Where relative image paths resolve, as the submit found it (stdin: its directory); null: imageBase(manifest). */
+  base: z.string().nullable().default(null),
   question: z.string().nullable(),
   /** Fed by a feed job in the fleet rather than by the submitting process. */
   detached: z.boolean(),

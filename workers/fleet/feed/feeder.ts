@@ -24,7 +24,7 @@ import {
   readManifestStream,
   type ManifestEntry,
 } from "../../../shared/io/manifest.ts";
-import { defaultImageRoot, openManifest } from "../../../shared/io/manifest-source.ts";
+import { imageBase, openManifest } from "../../../shared/io/manifest-source.ts";
 import { ignoredFieldNote, OPENAI_SETTING_FIELDS, type RunSettingsAsked } from "../../../shared/io/openai-batch.ts";
 import type { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { waitForRoom, type BacklogOptions } from "./backpressure.ts";
@@ -40,6 +40,7 @@ import {
   type RunLedger,
   type RunMeta,
   type RunRegistry,
+  type RunSource,
   type RunState,
   TERMINAL_STATES,
   FEEDER_BEAT_MS,
@@ -126,12 +127,21 @@ function openEntries(
       source.imageRoot !== null ? { imageRoot: source.imageRoot } : {},
     );
   }
-  const root = source.imageRoot ?? defaultImageRoot(source.manifest);
   return openManifest(source.manifest, {
     format: source.format,
     store: deps.store,
     ...(opts.stdin ? { stdin: opts.stdin } : {}),
-  }).then((m) => readManifestStream(m.stream, m.format, new ImageResolver(root, opts.localImages)));
+  }).then((m) => readManifestStream(m.stream, m.format, runImages(source, opts.localImages)));
+}
+
+/**
+ * A run's image references as its submit meant them: relative paths from the base (the
+ * manifest's folder, stdin's directory), confined to the image root (the base unless
+ * `--image-root` widened it), through symlinks too when `checkFiles`.
+ */
+export function runImages(source: RunSource, checkFiles: boolean): ImageResolver {
+  const base = source.base ?? imageBase(source.manifest);
+  return new ImageResolver(source.imageRoot ?? base, checkFiles, base);
 }
 
 /**

@@ -18,16 +18,16 @@ import { assertRunId } from "../../../shared/core/ids.ts";
 import { parseSearchSettings, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
 import type { Logger } from "../../../shared/io/logging.ts";
-import { detectFormat, firstLocalImage, ImageResolver, readManifestStream } from "../../../shared/io/manifest.ts";
+import { detectFormat, firstLocalImage, readManifestStream } from "../../../shared/io/manifest.ts";
 import {
-  defaultImageRoot,
+  imageBase,
   formatFromName,
   isS3Manifest,
   openManifest,
   type ManifestFileFormat,
 } from "../../../shared/io/manifest-source.ts";
 import { inputKey, type S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { feedRun, type FeedOptions, type FeedProgress, type FeedSummary } from "./feeder.ts";
+import { feedRun, runImages, type FeedOptions, type FeedProgress, type FeedSummary } from "./feeder.ts";
 import type { ProducerMetrics } from "./producer-metrics.ts";
 import {
   FEED_JOB_OPTIONS,
@@ -164,9 +164,9 @@ export async function queueFeedJob(queues: Pick<FleetQueues, "feed">, run: strin
  * read of the manifest, before the run exists, so the refusal is a usage error and not a run
  * whose every item fails later.
  */
-async function localImageRefusal(source: RunSource, root: string, store: S3Store): Promise<string | null> {
+async function localImageRefusal(source: RunSource, store: S3Store): Promise<string | null> {
   const opened = await openManifest(source.manifest, { format: source.format as ManifestFileFormat, store });
-  const found = await firstLocalImage(readManifestStream(opened.stream, opened.format, new ImageResolver(root, false)));
+  const found = await firstLocalImage(readManifestStream(opened.stream, opened.format, runImages(source, false)));
   if (found === null) return null;
   return `line ${found.line}, item ${JSON.stringify(found.id)}: the image ${found.image} is a file on this machine, which a detached run's feeder in the fleet cannot read; stage the images in S3 (s3://bucket/key) or inline them (data:), or submit without --detach`;
 }
@@ -216,14 +216,10 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
     manifest: usage.source,
     format: usage.format ?? "jsonl",
     gzip: false,
-    // A stdin manifest's relative image paths are the current directory's, as a shell user means
-    // them; the directory is recorded, so a resumed submit from elsewhere reads the same files.
-    imageRoot:
-      opts.imageRoot !== undefined
-        ? resolve(usage.cwd, opts.imageRoot)
-        : usage.source === "-"
-          ? defaultImageRoot("-", usage.cwd)
-          : null,
+    imageRoot: opts.imageRoot !== undefined ? resolve(usage.cwd, opts.imageRoot) : null,
+    // Recorded, so that the feeder (a resumed submit elsewhere, or a worker's feed job for the
+    // detach check) resolves relative paths as this submit does: stdin's against this directory.
+    base: isS3Manifest(usage.source) ? null : imageBase(usage.source, usage.cwd),
     question: opts.question ?? null,
     detached: opts.detach ?? false,
   };
@@ -242,8 +238,7 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
       source = { ...source, manifest: up.uri, format: up.format, gzip: up.gzip };
     }
     if (!existing?.source.detached) {
-      const root = source.imageRoot ?? defaultImageRoot(usage.source, usage.cwd);
-      const refusal = await localImageRefusal(source, root, store);
+      const refusal = await localImageRefusal(source, store);
       if (refusal !== null) {
         if (source.manifest !== usage.source) await store.delete(inputKey(run, "manifest")).catch(() => {});
         throw new UsageError(refusal);
@@ -261,6 +256,7 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
       manifest: source.manifest,
       format: source.format,
       imageRoot: source.imageRoot,
+      base: source.base,
       question: source.question,
       gzip: source.gzip,
       detached: source.detached,

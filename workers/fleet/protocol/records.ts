@@ -170,6 +170,7 @@ export const RunManifestSchema = z.object({
     manifest: z.string(),
     format: z.string(),
     imageRoot: z.string().nullable(),
+    base: z.string().nullable().optional(),
     question: z.string().nullable(),
     gzip: z.boolean().optional(),
     detached: z.boolean().optional(),
