@@ -85,7 +85,10 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     "manifest.jsonl or .csv (gzip accepted), a folder of images, - for stdin, or an S3 object",
   )
   .option("--question <text>", "the question for every image (folder manifests)")
-  .option("--image-root <dir>", "local image paths must resolve inside this folder (default: the manifest's folder)")
+  .option(
+    "--image-root <dir>",
+    "local images may lie anywhere inside this folder, through symlinks too (default: the manifest's folder; relative paths still resolve against it, or the current directory for stdin)",
+  )
   .addOption(new Option("--format <format>", "manifest format (default: from the extension)").choices(["jsonl", "csv"]))
   .option(
     "--max-backlog <n>",
