@@ -40,8 +40,13 @@ export { StepTimingSchema, WorkTimingSchema, type StepTiming, type WorkTiming } 
 import { JUDGE_MODES } from "../../../shared/core/search/settings.ts";
 import { ItemSettingsSchema } from "../../../shared/core/search/params.ts";
 
-/** 2: a child job carries all the requests of one work of the search (`requests`), not one. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * 2: a child job carries all the requests of one work of the search (`requests`), not one.
+ * 3: an item may carry its own settings (`settings`) and a system message (`system`), and a
+ * generate request its own `temperature` and `topP`; a worker of 2 would drop them unseen and
+ * answer with the run's, so it must refuse these jobs instead.
+ */
+export const PROTOCOL_VERSION = 3;
 
 /** Approximate cap of each queue's events stream (BullMQ trims with MAXLEN ~). */
 export const EVENTS_MAX_LEN = 5_000;
