@@ -1,6 +1,6 @@
 /**
  * A run as a thing of its own, in Redis next to its ledger (`…:run:<run>:meta`), mirrored to
- * runs/<run>/manifest.json:
+ * runs/<run>/manifest.json by its one owner (run-keeper.ts, through which every change goes):
  *
  *   validating → in_progress → completed | cancelled | failed
  *
@@ -16,10 +16,10 @@
  * also holds the run's settings (once per run: request jobs carry none), its source, and the
  * feeder's cursor and counters, so a feeder that died resumes where the last one stopped.
  */
-import { type FleetRedis, runKeys, RunManifestSchema, runsIndexKey } from "../protocol/index.ts";
+import { type FleetRedis, runKeys, runsIndexKey } from "../protocol/index.ts";
 import { z } from "zod";
 import { SearchSettingsSchema, type SearchSettings } from "../../../shared/core/search/settings.ts";
-import { manifestKey, type S3Store } from "../../../shared/io/storage/s3-store.ts";
+import { type BookRedis, withBookScripts } from "./scripts.ts";
 
 export const RUN_STATES = ["validating", "in_progress", "completed", "cancelled", "failed"] as const;
 export type RunState = (typeof RUN_STATES)[number];
@@ -91,37 +91,6 @@ export const RunMetaSchema = z.object({
 });
 export type RunMeta = z.output<typeof RunMetaSchema>;
 
-/**
- * Lua, shared by the scripts that may finish a run: KEYS meta, items, counts must be bound as
- * M, I, C. Sets `completed` when the manifest is fed and every item has an outcome.
- */
-export const COMPLETE_IF_DONE_LUA = `
-local function completeIfDone(M, I, C, now)
-  if redis.call('HGET', M, 'state') ~= 'in_progress' or redis.call('HGET', M, 'fed') ~= '1' then return 0 end
-  local finished = tonumber(redis.call('HGET', C, 'completed') or '0') + tonumber(redis.call('HGET', C, 'failed') or '0')
-  if finished < redis.call('HLEN', I) then return 0 end
-  redis.call('HSET', M, 'state', 'completed', 'reason', '', 'updatedAt', now)
-  return 1
-end
-`;
-
-const TRANSITION = `
-local from = redis.call('HGET', KEYS[1], 'state')
-if not from then return false end
-for i = 4, #ARGV do
-  if ARGV[i] == from then
-    redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'updatedAt', ARGV[3])
-    return from
-  end
-end
-return false
-`;
-
-const FINISH_FEED = `${COMPLETE_IF_DONE_LUA}
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'fed', '1') end
-return completeIfDone(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
-`;
-
 export interface NewRun {
   settings: SearchSettings;
   source: RunSource;
@@ -142,10 +111,14 @@ export class RunRegistry {
   private readonly settingsCache = new Map<string, SearchSettings>();
   private readonly stateCache = new Map<string, { state: RunState | null; at: number }>();
 
+  private readonly redis: BookRedis;
+
   constructor(
-    private readonly redis: FleetRedis,
+    redis: FleetRedis,
     private readonly prefix: string,
-  ) {}
+  ) {
+    this.redis = withBookScripts(redis);
+  }
 
   keys(run: string) {
     return runKeys(this.prefix, run);
@@ -217,7 +190,7 @@ export class RunRegistry {
   }
 
   private async move(run: string, to: RunState, reason: string, now: number, from: readonly RunState[]) {
-    const left = await this.redis.eval(TRANSITION, 1, this.keys(run).meta, to, reason, String(now), ...from);
+    const left = await this.redis.runBooksTransition(this.keys(run).meta, to, reason, String(now), ...from);
     this.stateCache.delete(run);
     return (left as RunState | null) ?? null;
   }
@@ -243,13 +216,13 @@ export class RunRegistry {
   /** The manifest has been read to its end; true when that completed the run. */
   async finishFeed(run: string, now = Date.now()): Promise<boolean> {
     const k = this.keys(run);
-    return (await this.redis.eval(FINISH_FEED, 3, k.meta, k.items, k.counts, String(now), "1")) === 1;
+    return (await this.redis.runBooksFinishFeed(k.meta, k.items, k.counts, String(now), "1")) === 1;
   }
 
   /** Completes the run when it is fed and every item has an outcome (after a retry whose items all finished already). */
   async completeIfDone(run: string, now = Date.now()): Promise<boolean> {
     const k = this.keys(run);
-    return (await this.redis.eval(FINISH_FEED, 3, k.meta, k.items, k.counts, String(now), "0")) === 1;
+    return (await this.redis.runBooksFinishFeed(k.meta, k.items, k.counts, String(now), "0")) === 1;
   }
 
   /** A fed run is fed again (a resubmit with more or fixed lines): the feeder starts from the top. */
@@ -291,17 +264,4 @@ export function feederOf(meta: RunMeta, now = Date.now()): Feeder | null {
   if (meta.fed === "1") return "done";
   if (meta.source.detached) return "fleet";
   return meta.feederAt > 0 && now - meta.feederAt < FEEDER_STALE_MS ? "feeding" : "stopped";
-}
-
-/** Mirrors the run's state into runs/<run>/manifest.json (best effort: Redis is the authority). */
-export async function mirrorRunState(store: S3Store, run: string, meta: Pick<RunMeta, "state" | "reason" | "updatedAt">) {
-  const key = manifestKey(run);
-  const manifest = await store.getJson(key, RunManifestSchema);
-  if (!manifest) return;
-  await store.putJson(key, {
-    ...manifest,
-    state: meta.state,
-    reason: meta.reason,
-    stateAt: new Date(meta.updatedAt).toISOString(),
-  });
 }

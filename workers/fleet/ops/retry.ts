@@ -27,7 +27,7 @@ import {
   requestJob,
   requestJobId,
 } from "../protocol/index.ts";
-import { mirrorRunState, type RunLedger, type RunRegistry } from "../books/index.ts";
+import { RunKeeper, type RunLedger, type RunRegistry } from "../books/index.ts";
 
 export interface RetrySummary {
   retried: number;
@@ -54,6 +54,7 @@ export async function retryRun(
     throw new UsageError(
       `run ${run} is failed${meta.reason ? ` (${meta.reason})` : ""}; only items of a run that goes on can be retried`,
     );
+  const keeper = new RunKeeper(deps);
   let continued: RetrySummary["continued"];
   if (meta.state === "cancelled") {
     if (opts.reason !== "cancelled")
@@ -61,8 +62,7 @@ export async function retryRun(
         `run ${run} is cancelled; to continue it, retry its cancelled items: stagebeam retry --run ${run} --reason cancelled`,
       );
     // In progress again before its items are enqueued, so no worker drops them as cancelled.
-    if (await deps.runs.uncancel(run))
-      await mirrorRunState(deps.store, run, { state: "in_progress", reason: "", updatedAt: Date.now() }).catch(() => {});
+    await keeper.uncancel(run);
     const fed = meta.fed === "1";
     if (!fed && meta.source.detached) await queueFeedJob(deps.queues, run);
     continued = { fed, linesRead: meta.cursor, feedJob: !fed && meta.source.detached };
@@ -112,8 +112,7 @@ export async function retryRun(
     }
     // After the outcomes are forgotten (nothing can complete the run meanwhile) and before the
     // jobs exist, so that the worker finishing the last of them completes the run.
-    if (summary.retried === 0 && (await deps.runs.transition(run, "in_progress")) !== null)
-      await mirrorRunState(deps.store, run, { state: "in_progress", reason: "", updatedAt: Date.now() }).catch(() => {});
+    if (summary.retried === 0) await keeper.move(run, "in_progress");
     await deps.queues.request.addBulk(
       ready.map((p) =>
         requestJob(
@@ -134,7 +133,6 @@ export async function retryRun(
     );
     summary.retried += ready.length;
   }
-  if (await deps.runs.completeIfDone(run))
-    await mirrorRunState(deps.store, run, { state: "completed", reason: "", updatedAt: Date.now() }).catch(() => {});
+  await keeper.completeIfDone(run);
   return continued ? { ...summary, continued } : summary;
 }

@@ -14,8 +14,10 @@ export {
   parseReason,
   toJobError,
 } from "./errors.ts";
+export type { QueueName } from "./ids.ts";
 export { QUEUES, childJobId, feedJobId, requestJobId, runKeys, runsIndexKey, workIdOf } from "./ids.ts";
 export { childJob, childWorkId, requestJob } from "./jobs.ts";
+export type { ChildWork } from "./jobs.ts";
 export { BadInputError, isBadInput } from "./model-host.ts";
 export type { ItemInput, ModelHost, OpenItem, OpenVerifierItem, VerifierHost } from "./model-host.ts";
 export {
