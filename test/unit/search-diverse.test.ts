@@ -91,6 +91,11 @@ describe("candidates that differ", () => {
     await runSearch(stage4({ stageTemperature: { CAPTION: 1.2, REASONING: 0 } }), executor);
     const temps = Object.fromEntries(generated.map((r) => [r.id.split(":")[1], r.temperature]));
     expect(temps).toEqual({ SUMMARY: undefined, CAPTION: 1.2, REASONING: 0, CONCLUSION: undefined });
+    // The run's stage temperature before the item's own; the item's elsewhere.
+    const own = scripted(() => "x");
+    await runSearch(stage4({ temperature: 0.7, stageTemperature: { CAPTION: 1.2 } }), own.executor);
+    const ownTemps = Object.fromEntries(own.generated.map((r) => [r.id.split(":")[1], r.temperature]));
+    expect(ownTemps).toEqual({ SUMMARY: 0.7, CAPTION: 1.2, REASONING: 0.7, CONCLUSION: 0.7 });
     await expect(runSearch(stage4({ stageTemperature: { CAPTION: -1 } }), executor)).rejects.toThrow(
       /stageTemperature must be a number >= 0, got -1/,
     );

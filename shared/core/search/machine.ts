@@ -111,8 +111,11 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
   const { plan } = step;
   const greedy = state.params.strategy === "greedy" ? { greedy: true as const } : {};
   const logProb = plan.select === "vote" || plan.select === "vote-weighted" ? { logProb: true as const } : {};
-  const t = plan.stop.kind === "stage" ? state.params.stageTemperature?.[plan.stop.stage] : undefined;
-  const temperature = t === undefined ? {} : { temperature: t };
+  // The run's temperature for this stage, else the item's own (SearchParams.temperature), else the model's.
+  const stageT = plan.stop.kind === "stage" ? state.params.stageTemperature?.[plan.stop.stage] : undefined;
+  const temperature = stageT ?? state.params.temperature;
+  const { topP } = state.params;
+  const sampling = { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) };
   const round = step.candidates.length === 0 ? "" : `r${step.resampled + 1}`;
   return generateSlots(step).map((i) => ({
     id: candidateId(itemId, plan.key, i) + round,
@@ -122,7 +125,7 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
     sampleKey: sampleKey(seed, itemId, plan.key, i) + round,
     ...greedy,
     ...logProb,
-    ...temperature,
+    ...sampling,
   }));
 }
 

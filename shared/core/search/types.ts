@@ -37,8 +37,9 @@ export const GenerateRequestSchema = z.object({
   greedy: z.literal(true).optional(),
   /** Report the continuation's log-probability (`logProb`), which votes weigh and break ties by. */
   logProb: z.literal(true).optional(),
-  /** This candidate's sampling temperature instead of the engine's (a run's per-stage temperature). */
+  /** The sampling temperature and nucleus mass: the run's for this stage (stageTemperature), else the item's own (SearchParams); absent, the model's. */
   temperature: z.number().min(0).optional(),
+  topP: z.number().gt(0).max(1).optional(),
 });
 export type GenerateRequest = z.infer<typeof GenerateRequestSchema>;
 

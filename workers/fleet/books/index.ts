@@ -6,5 +6,5 @@ export { RunLedger } from "./ledger.ts";
 export type { Outcome, Recorded, RunCounts } from "./ledger.ts";
 export { RunKeeper } from "./run-keeper.ts";
 export type { MirrorFailed } from "./run-keeper.ts";
-export { RunRegistry, TERMINAL_STATES } from "./run-state.ts";
-export type { BadLineLimit, RunMeta, RunSource, RunState } from "./run-state.ts";
+export { FEEDER_BEAT_MS, FEEDER_STALE_MS, RunRegistry, TERMINAL_STATES, feederOf } from "./run-state.ts";
+export type { BadLineLimit, Feeder, RunMeta, RunSource, RunState } from "./run-state.ts";

@@ -25,6 +25,13 @@ export class RunKeeper {
     return from;
   }
 
+  /** A cancelled run goes on (`retry --reason cancelled`, RunRegistry.uncancel); true when it moved. */
+  async uncancel(run: string, now = Date.now()): Promise<boolean> {
+    const moved = await this.books.runs.uncancel(run, now);
+    if (moved) await this.mirror(run, { state: "in_progress", reason: "", updatedAt: now });
+    return moved;
+  }
+
   /** The manifest has been read to its end; true when that completed the run. */
   async finishFeed(run: string, now = Date.now()): Promise<boolean> {
     return this.completedBy(run, await this.books.runs.finishFeed(run, now), now);

@@ -11,7 +11,8 @@
  *   failed       the run itself could not proceed (unreadable manifest, wrong header, too many
  *                bad lines, nothing enqueueable), with the reason
  *
- * `completed` goes back to `in_progress` when `retry` re-enqueues failed items. The meta hash
+ * `completed` goes back to `in_progress` when `retry` re-enqueues failed items, and `cancelled`
+ * when `retry --reason cancelled` continues the run (RunRegistry.uncancel, its only way out). The meta hash
  * also holds the run's settings (once per run: request jobs carry none), its source, and the
  * feeder's cursor and counters, so a feeder that died resumes where the last one stopped.
  */
@@ -39,6 +40,8 @@ export const RunSourceSchema = z.object({
   format: z.enum(["jsonl", "csv", "folder"]),
   gzip: z.boolean(),
   imageRoot: z.string().nullable(),
+  /** Where relative image paths resolve, as the submit found it (stdin: its directory); null: imageBase(manifest). */
+  base: z.string().nullable().default(null),
   question: z.string().nullable(),
   /** Fed by a feed job in the fleet rather than by the submitting process. */
   detached: z.boolean(),
@@ -81,6 +84,8 @@ export const RunMetaSchema = z.object({
   bad: num.default(0),
   skipped: num.default(0),
   duplicates: num.default(0),
+  /** The feeder's last heartbeat (ms); 0 once it stopped, or before any feeder ran. */
+  feederAt: num.default(0),
   /** When `export` last wrote the run's files to the end (the retention clock starts there). */
   exportedAt: num.optional(),
 });
@@ -173,9 +178,26 @@ export class RunRegistry {
 
   /** Moves the run to `to` when its state allows it; the state it left, or null when it did not move. */
   async transition(run: string, to: RunState, reason = "", now = Date.now()): Promise<RunState | null> {
-    const from = await this.redis.runBooksTransition(this.keys(run).meta, to, reason, String(now), ...ENTERED_FROM[to]);
+    return this.move(run, to, reason, now, ENTERED_FROM[to]);
+  }
+
+  /**
+   * A cancelled run goes on (`retry --reason cancelled`): back to `in_progress`. Only this path
+   * leaves `cancelled`, so that no feeder or worker can undo a cancel by moving the run on.
+   */
+  async uncancel(run: string, now = Date.now()): Promise<boolean> {
+    return (await this.move(run, "in_progress", "", now, ["cancelled"])) !== null;
+  }
+
+  private async move(run: string, to: RunState, reason: string, now: number, from: readonly RunState[]) {
+    const left = await this.redis.runBooksTransition(this.keys(run).meta, to, reason, String(now), ...from);
     this.stateCache.delete(run);
-    return (from as RunState | null) ?? null;
+    return (left as RunState | null) ?? null;
+  }
+
+  /** The run's feeder is alive at `at` (a heartbeat), or stopped (0). */
+  async beat(run: string, at: number): Promise<void> {
+    await this.redis.hset(this.keys(run).meta, "feederAt", String(at));
   }
 
   /** Adds a chunk's counts and moves the cursor past it. */
@@ -223,4 +245,23 @@ export class RunRegistry {
     if (gone.length > 0) await this.redis.zrem(runsIndexKey(this.prefix), ...gone);
     return names.filter((_, i) => alive[i] === 1);
   }
+}
+
+/** How often a feeder says it is alive, and how old its heartbeat may be before the feeder counts as gone. */
+export const FEEDER_BEAT_MS = 5_000;
+export const FEEDER_STALE_MS = 30_000;
+
+/**
+ * Who feeds a run that goes on: `done` (its manifest is fed to the end), `fleet` (a worker's
+ * feed job, which BullMQ restarts when its worker dies), `feeding` (a submit process whose
+ * heartbeat is fresh) or `stopped` (a submit that was interrupted or died: only running it
+ * again feeds the rest). Null for a run that is over.
+ */
+export type Feeder = "done" | "fleet" | "feeding" | "stopped";
+
+export function feederOf(meta: RunMeta, now = Date.now()): Feeder | null {
+  if (TERMINAL_STATES.includes(meta.state)) return null;
+  if (meta.fed === "1") return "done";
+  if (meta.source.detached) return "fleet";
+  return meta.feederAt > 0 && now - meta.feederAt < FEEDER_STALE_MS ? "feeding" : "stopped";
 }

@@ -14,11 +14,11 @@
  * * The run's settings live once in its meta hash: a request job carries only its item, and
  *   the worker creates the search state at the first step.
  */
-import { dirname, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "../../../shared/io/logging.ts";
 import { ImageResolver, readImageFolder, readManifestStream, type ManifestEntry } from "../../../shared/io/manifest.ts";
-import { openManifest } from "../../../shared/io/manifest-source.ts";
+import { imageBase, openManifest } from "../../../shared/io/manifest-source.ts";
+import { ignoredFieldNote } from "../../../shared/io/openai-batch.ts";
 import type { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { waitForRoom, type BacklogOptions } from "./backpressure.ts";
 import { recordBadLine, type BadLine } from "./bad-lines.ts";
@@ -26,15 +26,17 @@ import { addInParts } from "./bulk-add.ts";
 import { duplicateLineKey, sortChunk } from "./dedup.ts";
 import type { ProducerMetrics } from "./producer-metrics.ts";
 import { ImageStager } from "./image-staging.ts";
-import { type FailureRecord, type FleetQueues, requestJob } from "../protocol/index.ts";
+import { type FailureRecord, failureInput, type FleetQueues, requestJob } from "../protocol/index.ts";
 import {
   type BadLineLimit,
   RunKeeper,
   type RunLedger,
   type RunMeta,
   type RunRegistry,
+  type RunSource,
   type RunState,
   TERMINAL_STATES,
+  FEEDER_BEAT_MS,
 } from "../books/index.ts";
 import { writeIndexChunk, type IndexChunk, type IndexEntry } from "./run-index.ts";
 import { lineVerdict, type LineVerdict } from "./line-verdict.ts";
@@ -76,6 +78,8 @@ export interface FeedOptions {
   onProgress?(p: FeedProgress): void;
   onBadLine?(b: BadLine): void;
   onDuplicate?(d: { line: number; id: string; firstLine: number }): void;
+  /** A body field the manifest's lines give that is not honoured: once per field per feeder. */
+  onWarning?(message: string): void;
 }
 
 export interface FeedSummary extends Omit<FeedProgress, "throttled"> {
@@ -109,19 +113,42 @@ function openEntries(
       source.imageRoot !== null ? { imageRoot: source.imageRoot } : {},
     );
   }
-  const local = !source.manifest.startsWith("s3://") && source.manifest !== "-";
-  const root = source.imageRoot ?? (local ? dirname(resolve(source.manifest)) : "/");
   return openManifest(source.manifest, {
     format: source.format,
     store: deps.store,
     ...(opts.stdin ? { stdin: opts.stdin } : {}),
-  }).then((m) => readManifestStream(m.stream, m.format, new ImageResolver(root, opts.localImages)));
+  }).then((m) => readManifestStream(m.stream, m.format, runImages(source, opts.localImages)));
 }
 
+/**
+ * A run's image references as its submit meant them: relative paths from the base (the
+ * manifest's folder, stdin's directory), confined to the image root (the base unless
+ * `--image-root` widened it), through symlinks too when `checkFiles`.
+ */
+export function runImages(source: RunSource, checkFiles: boolean): ImageResolver {
+  const base = source.base ?? imageBase(source.manifest);
+  return new ImageResolver(source.imageRoot ?? base, checkFiles, base);
+}
+
+/**
+ * Feeds the run's manifest from its cursor, keeping the run's feeder heartbeat while it does, so
+ * that `status` can tell a submit that is feeding from one whose process died.
+ */
 export async function feedRun(run: string, deps: FeedDeps, opts: FeedOptions): Promise<FeedSummary> {
   const meta = await deps.runs.get(run);
   if (!meta) throw new Error(`run ${run} does not exist`);
-  return new Feeder(run, meta, deps, opts).feed();
+  const now = deps.now ?? Date.now;
+  const beat = () =>
+    deps.runs.beat(run, now()).catch((err: Error) => deps.logger.warn({ run, err: err.message }, "feeder heartbeat failed"));
+  await beat();
+  const timer = setInterval(beat, FEEDER_BEAT_MS);
+  timer.unref();
+  try {
+    return await new Feeder(run, meta, deps, opts).feed();
+  } finally {
+    clearInterval(timer);
+    await deps.runs.beat(run, 0).catch(() => {});
+  }
 }
 
 /** One feeder of one run: its progress, and the run's state as it last saw it. */
@@ -136,6 +163,8 @@ class Feeder {
   private state: RunState;
   private reason: string;
   private interrupted = false;
+  /** Body fields already warned about (one warning per field per feeder). */
+  private readonly warned = new Set<string>();
 
   constructor(
     private readonly run: string,
@@ -236,7 +265,8 @@ class Feeder {
     }
     if (!(await settle())) stopped = true;
     if (feedError !== undefined) throw feedError;
-    if (!stopped && chunk.length > 0) stopped = !(await this.flush(chunk.splice(0), position, true));
+    if (!stopped && chunk.length > 0)
+      stopped = this.opts.signal?.aborted === true || !(await this.flush(chunk.splice(0), position, true));
     return { stopped, position };
   }
 
@@ -286,6 +316,7 @@ class Feeder {
       const { entry: e, key } = sorted;
       const id = e.ok ? e.item.id : (e.id ?? null);
       index.push([e.line, sorted.kind === "duplicate" ? duplicateLineKey(e.line) : key, id]);
+      if (e.ok) this.warnIgnored(e.item.ignored ?? []);
       const verdict = lineVerdict(sorted, this.meta.settings, this.opts.localImages);
       switch (verdict.kind) {
         case "skipped":
@@ -334,11 +365,11 @@ class Feeder {
             field: "image",
             message: `line ${line}, item ${JSON.stringify(item.id)}, field "image": ${s.error}`,
           },
-          {
+          failureInput({
+            ...item,
             image: item.image.startsWith("data:") ? "(data: URL)" : item.image,
-            question: item.question,
             answer: item.answer ?? null,
-          },
+          }),
         );
         continue;
       }
@@ -346,7 +377,16 @@ class Feeder {
       jobs.push(
         requestJob(
           run,
-          { key, id: item.id, image: s.uri, question: item.question, answer: item.answer ?? null, line },
+          {
+            key,
+            id: item.id,
+            image: s.uri,
+            question: item.question,
+            answer: item.answer ?? null,
+            line,
+            ...(item.system !== undefined ? { system: item.system } : {}),
+            ...(item.settings !== undefined ? { settings: item.settings } : {}),
+          },
           this.meta.settings,
         ),
       );
@@ -354,6 +394,12 @@ class Feeder {
     }
     const indexWritten = writeIndexChunk(deps.store, run, index);
     indexWritten.catch(() => {}); // awaited below
+    // Interrupted while the chunk was read and its images staged: none of it is enqueued, and
+    // a resumed feeder looks at the whole chunk again.
+    if (this.opts.signal?.aborted) {
+      await indexWritten;
+      return false;
+    }
     if (jobs.length > 0) {
       if (!(await waitForRoom(deps.queues.request, jobs.length, this.backlog))) return false;
       for (const key of reexamined) await deps.ledger.resetOutcome(run, key);
@@ -382,6 +428,16 @@ class Feeder {
       this.state = "completed";
     } else {
       this.state = (await this.deps.runs.state(this.run, 0)) ?? this.state;
+    }
+  }
+
+  /** Says once per field what the lines give that is not honoured: to the user who submits, or to the log of the worker that feeds a detached run. */
+  private warnIgnored(fields: readonly string[]): void {
+    for (const field of fields) {
+      if (this.warned.has(field)) continue;
+      this.warned.add(field);
+      if (this.opts.onWarning) this.opts.onWarning(ignoredFieldNote(field));
+      else this.deps.logger.warn({ run: this.run, field }, ignoredFieldNote(field));
     }
   }
 

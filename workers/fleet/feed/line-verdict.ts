@@ -6,8 +6,9 @@
  */
 import type { SearchSettings } from "../../../shared/core/search/settings.ts";
 import type { ManifestEntry } from "../../../shared/io/manifest.ts";
-import { OPENAI_SETTING_FIELDS, type LineSettings } from "../../../shared/io/openai-batch.ts";
-import type { FailureRecord } from "../protocol/index.ts";
+import { isLocalImage } from "../../../shared/io/manifest.ts";
+import { OPENAI_SETTING_FIELDS, type RunSettingsAsked } from "../../../shared/io/openai-batch.ts";
+import { type FailureRecord, failureInput } from "../protocol/index.ts";
 import type { BadLine } from "./bad-lines.ts";
 import { duplicateLineKey, type SortedLine } from "./dedup.ts";
 
@@ -20,15 +21,12 @@ export type LineVerdict =
   | { kind: "fresh"; entry: GoodEntry; key: string; wasBad: boolean };
 
 const NO_INPUT: FailureRecord["input"] = { image: null, question: null, answer: null };
-const inputOf = (e: GoodEntry): FailureRecord["input"] => ({
-  image: e.item.image,
-  question: e.item.question,
-  answer: e.item.answer ?? null,
-});
+/** A line's input for its failure record, with its own settings and system message (what `retry` enqueues again). */
+const inputOf = (e: GoodEntry): FailureRecord["input"] => failureInput({ ...e.item, answer: e.item.answer ?? null });
 
-/** A line asking for other settings than the run's: which field, and the two values. */
-function settingsMismatch(line: LineSettings | undefined, run: SearchSettings) {
-  for (const [k, v] of Object.entries(line ?? {}) as [keyof LineSettings, unknown][]) {
+/** A line asking for other run settings than the run's: which field, and the two values. */
+function settingsMismatch(line: RunSettingsAsked | undefined, run: SearchSettings) {
+  for (const [k, v] of Object.entries(line ?? {}) as [keyof RunSettingsAsked, unknown][]) {
     if (run[k] !== v) return { field: OPENAI_SETTING_FIELDS[k], got: v, expected: run[k] };
   }
   return null;
@@ -59,8 +57,8 @@ export function lineVerdict(sorted: SortedLine, settings: SearchSettings, localI
     const reason = `manifest-${e.field.split(/[.[]/)[0]}`;
     return { kind: "bad", bad: { line: e.line, id, item: key, reason, field: e.field, message: e.message }, input: NO_INPUT };
   }
-  const mismatch = settingsMismatch(e.item.settings, settings);
-  const local = !e.item.image.startsWith("s3://") && !e.item.image.startsWith("data:");
+  const mismatch = settingsMismatch(e.item.asks, settings);
+  const local = isLocalImage(e.item.image);
   const who = `line ${e.line}, item ${JSON.stringify(e.item.id)}`;
   if (mismatch) {
     return {
@@ -71,7 +69,7 @@ export function lineVerdict(sorted: SortedLine, settings: SearchSettings, localI
         item: key,
         reason: "manifest-settings",
         field: mismatch.field,
-        message: `${who}, field "${mismatch.field}": got ${JSON.stringify(mismatch.got)}; expected ${JSON.stringify(mismatch.expected)}, the run's setting (a run has one set of settings: submit other settings as another run)`,
+        message: `${who}, field "${mismatch.field}": got ${JSON.stringify(mismatch.got)}; expected ${JSON.stringify(mismatch.expected)}, the run's setting (a run has one search: submit other strategies, beams or judges as another run)`,
       },
       input: inputOf(e),
     };

@@ -4,7 +4,16 @@
  * connections to Redis, and what a worker needs from a model (`ModelHost`). The bottom floor of
  * the fleet: it imports no other room of it.
  */
-export { FleetError, badInput, classify, fieldOfReason, parseReason, toJobError } from "./errors.ts";
+export {
+  FleetError,
+  REASON_CODES,
+  badInput,
+  classify,
+  fieldOfReason,
+  isReasonCode,
+  parseReason,
+  toJobError,
+} from "./errors.ts";
 export type { QueueName } from "./ids.ts";
 export { QUEUES, childJobId, feedJobId, requestJobId, runKeys, runsIndexKey, workIdOf } from "./ids.ts";
 export { childJob, childWorkId, requestJob } from "./jobs.ts";
@@ -30,6 +39,7 @@ export {
   RECORD_VERSION,
   ResultRecordSchema,
   RunManifestSchema,
+  failureInput,
   fleetFailure,
   isCorrect,
   putFailureRecord,

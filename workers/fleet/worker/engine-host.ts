@@ -101,8 +101,7 @@ function policyHost(engine: Engine, modelId: string): ModelHost {
   return {
     modelId,
     digest: engine.info.digest,
-    open: (item, { judgeMode }) =>
-      openItemExecutor(engine, { id: item.id, image: item.image, question: item.question }, judgeMode),
+    open: (item, { judgeMode }) => openItemExecutor(engine, item, judgeMode),
     close: () => engine.close(),
   };
 }

@@ -96,7 +96,10 @@ async function readChildren(job: Job, run: string, wanted: string): Promise<Chil
 
 /** Work of a cancelled or failed run is dropped, at the latest one step after the run stopped. */
 export async function assertRunGoesOn(runs: RunRegistry, run: string): Promise<void> {
-  const state = await runs.state(run);
+  let state = await runs.state(run);
+  // Looked at again before anything is dropped: a cancelled run that `retry --reason cancelled`
+  // continued is in progress again, whatever this worker's cached state says.
+  if (state === "cancelled" || state === "failed") state = await runs.state(run, 0);
   if (state === "cancelled") throw badInput("cancelled", `run ${run} was cancelled`);
   if (state === "failed") throw badInput("run-failed", `run ${run} has failed; its remaining work is dropped`);
 }
@@ -107,7 +110,7 @@ async function searchStateOf(data: RequestJobData, runs: RunRegistry): Promise<S
     if (data.state !== null) return parseSearchState(data.state);
     const settings = await runs.settings(data.run);
     if (settings === null) throw badInput("bad-job", `run ${data.run} has no settings in Redis (its bookkeeping is gone)`);
-    return createSearch(paramsFor(data.item.key, settings));
+    return createSearch(paramsFor(data.item.key, settings, data.item.settings));
   } catch (err) {
     if (err instanceof FleetError) throw err;
     throw badInput("bad-params", (err as Error).message);
@@ -244,6 +247,7 @@ async function finish(
     item: item.key,
     line: item.line,
     question: item.question,
+    system: item.system ?? null,
     image: item.image,
     gold: item.answer,
     answer: result.answer,
