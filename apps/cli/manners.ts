@@ -21,6 +21,7 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   eval: [
     "stagebeam eval --set apps/demo/sample --limit 10",
     "stagebeam eval --set items.jsonl --compare stage:2,stage:4,vote:4 --out per-item.csv",
+    "stagebeam eval --set apps/demo/sample --compare stage:4:score,stage:4:score:no-merge,stage:4:verifier:resample2@CAPTION",
   ],
   scenes: ["stagebeam scenes --out scenes-200 --count 200 --seed 7"],
   worker: [
@@ -41,6 +42,11 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   demo: ["stagebeam demo", "stagebeam demo --workers 3 --keep"],
   model: ["stagebeam model check models/stagebeam-tiny"],
   "model check": ["stagebeam model check models/stagebeam-tiny", "stagebeam model check /models/llava-cot --dtype q4 --json"],
+  verifier: ["stagebeam verifier calibrate --set calib-150 --verifier models/stagebeam-tiny-prm"],
+  "verifier calibrate": [
+    "stagebeam scenes --out calib-150 --count 150 --seed 55 && stagebeam verifier calibrate --set calib-150 --verifier models/stagebeam-tiny-prm",
+    "stagebeam verifier calibrate --set my-set.jsonl --verifier /models/my-prm --limit 100 --dry-run",
+  ],
   dashboard: ["stagebeam dashboard", "stagebeam dashboard --host 0.0.0.0 --port 8080"],
   exporter: ["stagebeam exporter", "METRICS_PORT=9400 stagebeam exporter"],
 };
