@@ -62,6 +62,8 @@ export interface EngineOptions extends SessionOptions {
    * cross to the host and back on every call, as any other provider's does (for comparisons).
    */
   kvOnDevice?: boolean;
+  /** Most bytes of KV held at once (default: no limit); decode batches admit sequences while they fit (KV_BUDGET_MB). */
+  kvBudgetBytes?: number;
   /** Which dtype each session loads (MODEL_DTYPE). */
   dtype?: DtypeSetting;
   logger?: EngineLogger;
@@ -234,7 +236,17 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
     // Built now, so the first sentence-level request does not block the event loop on it.
     stops.table({ kind: "sentence" });
     const executor = new BatchExecutor(runner, sampler, { imageTokenId: folder.spec.imageTokenId, observer: options.observer });
-    const scheduler = new Scheduler(executor, { maxBatch, maxPrefillSlots });
+    const scheduler = new Scheduler(executor, {
+      maxBatch,
+      maxPrefillSlots,
+      ...(options.kvBudgetBytes !== undefined
+        ? {
+            kvBudgetBytes: options.kvBudgetBytes,
+            kvBytesPerPosition: bytesPerPosition(runner.layout),
+            kvLiveBytes: () => runner.kv.liveBytes,
+          }
+        : {}),
+    });
     const contextLength = folder.spec.contextLength ?? Infinity;
     const parts = { runner, scheduler, sampler, stops, tokenizer, contextLength };
     const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);

@@ -12,6 +12,7 @@
 import type { SearchExecutor } from "../../shared/core/search/drive.ts";
 import type { JudgeMode } from "../../shared/core/search/settings.ts";
 import type { VerifyRequest, VerifyResult } from "../../shared/core/search/types.ts";
+import type { EngineRuntime } from "../engine/index.ts";
 
 export interface ItemInput {
   /** The fleet's item key (already a safe id: [A-Za-z0-9_~-]). */
@@ -32,6 +33,8 @@ export interface ModelHost {
   /** sha256:<hex> of the model folder, recorded in every result. */
   digest: string;
   open(item: ItemInput, options: { judgeMode: JudgeMode }): Promise<OpenItem>;
+  /** Optional: the providers its sessions got and where its KV lives (readiness, metrics). */
+  runtime?: EngineRuntime;
   /** Optional: frees sessions at shutdown. */
   close?(): Promise<void> | void;
 }
@@ -48,6 +51,8 @@ export interface VerifierHost {
   /** sha256:<hex> of the verifier's files and verifier.json. */
   digest: string;
   open(item: ItemInput): Promise<OpenVerifierItem>;
+  /** Optional: the providers its sessions got and where its KV lives (readiness, metrics). */
+  runtime?: EngineRuntime;
   close?(): Promise<void> | void;
 }
 

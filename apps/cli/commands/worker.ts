@@ -18,6 +18,7 @@ import type { WorkerReady } from "../../demo/services/worker-processes.ts";
 import { watchRedis } from "../../../workers/fleet/redis-watchdog.ts";
 import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker, type FleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
+import type { EngineRuntime } from "../../../workers/engine/index.ts";
 
 /** The configuration a worker reads (deployment manifests are checked against it). */
 export const WORKER_CONFIG_PARTS = ["redis", "s3", "model", "verifier", "worker", "engine", "metrics", "logging"] as const;
@@ -73,10 +74,13 @@ export const workerCommand = new Command("worker")
         : undefined;
     let running: FleetWorker | undefined;
     let stopping = false;
+    // The providers the loaded engines' sessions really got and where their KV lives (one engine may serve both roles).
+    let runtimes: EngineRuntime[] = [];
     const readiness = new Readiness({
       model: () => {
         if (stopping) throw new Error("stopping");
         if (!running) throw new Error("loading the model");
+        return { detail: runtimes.map((r) => r.summary).join("; ") };
       },
       redis: () => (running ? running.pingRedis() : Promise.reject(new Error("not connected yet"))),
       s3: () => store.ping(),
@@ -98,6 +102,8 @@ export const workerCommand = new Command("worker")
     }
     metrics.modelLoadSeconds.set((performance.now() - t0) / 1000);
     for (const loaded of [host, verifier]) if (loaded) metrics.modelInfo.set({ model: loaded.modelId, digest: loaded.digest }, 1);
+    runtimes = [...new Set([host?.runtime, verifier?.runtime].filter((r) => r !== undefined))];
+    metrics.reportDeviceKvBytes(() => runtimes.filter((r) => r.kvPlace === "device").reduce((sum, r) => sum + r.kvBytes(), 0));
 
     const fleet = await startFleetWorker({
       redisUrl: config.redis.url,
