@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the OS packages the project's scripts and tests need: the servers they start for real (redis-server,
 # Prometheus and its promtool, Chromium for the dashboard test, docker-compose to validate the compose file), and
-# the system Python with torch and onnx that writes the conformance fixtures (test/conformance/make_fixtures.py).
+# the system Python with torch and onnx that writes the conformance fixtures (test/conformance/make_fixtures.py),
+# and a Vulkan driver for the WebGPU tests (Mesa >= 25's software one, lavapipe, where there is no GPU: Dawn refuses
+# bookworm's Mesa 22, so on bookworm it comes from bookworm-backports).
 # Idempotent and quiet when everything is already there; needs root (or sudo) and
 # access to the Debian package mirrors when something is missing.
 set -euo pipefail
@@ -30,7 +32,12 @@ for module in "${!PYTHON_MODULES[@]}"; do
 done
 # libtorch takes any libblas.so.3; the fixtures' bytes were checked with OpenBLAS behind it.
 dpkg -s libopenblas0-pthread >/dev/null 2>&1 || missing+=(libopenblas0-pthread)
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Mesa's Vulkan drivers (with the Vulkan loader) at version 25 or later.
+MESA_MIN=25
+mesa_version="$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)"
+need_mesa=0
+if [ -z "$mesa_version" ] || ! dpkg --compare-versions "$mesa_version" ge "$MESA_MIN"; then need_mesa=1; fi
+[ ${#missing[@]} -eq 0 ] && [ $need_mesa -eq 0 ] && exit 0
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -40,10 +47,27 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-echo "ensure-system-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+mesa_from=()
+if [ $need_mesa -eq 1 ] && [ "$codename" = bookworm ]; then
+  backports=/etc/apt/sources.list.d/bookworm-backports.list
+  if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee "$backports" >/dev/null
+  fi
+  mesa_from=(-t bookworm-backports)
+fi
+echo "ensure-system-deps: installing ${missing[*]}${missing[*]:+ }$([ $need_mesa -eq 1 ] && echo "mesa-vulkan-drivers (>= $MESA_MIN)")" >&2
 $SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; fi
+if [ $need_mesa -eq 1 ]; then
+  $SUDO apt-get install -y -qq --no-install-recommends "${mesa_from[@]}" mesa-vulkan-drivers libvulkan1 >/dev/null
+  mesa_version="$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)"
+  if ! dpkg --compare-versions "$mesa_version" ge "$MESA_MIN"; then
+    echo "ensure-system-deps: mesa-vulkan-drivers is ${mesa_version:-missing} after installing; the WebGPU tests need >= $MESA_MIN" >&2
+    exit 1
+  fi
+fi
 
 for cmd in "${!NEEDED[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
