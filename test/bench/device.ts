@@ -268,7 +268,25 @@ async function searchSection(dir: string): Promise<void> {
   console.log(
     `device KV vs the reference pattern: ${fmt(reference.seconds / device.seconds, 2)}× faster (target ≥ 10× on a GPU, realistic-shape model)`,
   );
-  if (!same) process.exitCode = 1;
+  if (!same) {
+    console.log(
+      `first difference: ${firstDifference(JSON.parse(JSON.stringify(device.results, round)), JSON.parse(JSON.stringify(host.results, round)))}`,
+    );
+    process.exitCode = 1;
+  }
+}
+
+/** Where two JSON values first differ, as a path and both values. */
+function firstDifference(a: unknown, b: unknown, at = "results"): string | null {
+  if (typeof a !== "object" || a === null || typeof b !== "object" || b === null) {
+    return a === b ? null : `${at}: device KV ${JSON.stringify(a)}, host KV ${JSON.stringify(b)}`;
+  }
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const k of keys) {
+    const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${at}.${k}`);
+    if (d !== null) return d;
+  }
+  return null;
 }
 
 /** Scores in traces compared to 4 decimals (the providers' kernels differ in the last bits). */
