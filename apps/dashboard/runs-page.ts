@@ -1,14 +1,13 @@
 /** `/runs`: every run with its state, progress, rate, ETA and failures by reason, and the shared queues. */
-import { QUEUE_STATES } from "../../workers/fleet/fleet-metrics.ts";
-import type { RunStatus } from "../../workers/fleet/status.ts";
+import { QUEUE_STATES, type RunStatus } from "../../workers/fleet/ops/index.ts";
 import { html } from "./html.ts";
 import { page } from "./layout.ts";
-import { runState, SUMMARY_HEADINGS, summaryRow } from "./run-summary.ts";
+import { runIsOver, SUMMARY_HEADINGS, summaryRow } from "./run-summary.ts";
 
 export const REFRESH_SECONDS = 5;
 
 export function runsPage(runs: readonly RunStatus[], queues: RunStatus["queues"]): string {
-  const running = runs.some((s) => runState(s) !== "done");
+  const running = runs.some((s) => !runIsOver(s));
   const body = html`
 <section>
 ${

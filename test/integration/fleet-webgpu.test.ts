@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSearch } from "../../shared/core/search/index.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { REPO_ROOT, startWorkerProcesses, type WorkerProcess } from "../../apps/demo/services/worker-processes.ts";
-import type { ResultRecord } from "../../workers/fleet/records.ts";
+import type { ResultRecord } from "../../workers/fleet/protocol/index.ts";
 import { Engine } from "../../workers/engine/index.ts";
 import { closeTrace } from "../support/approx.ts";
 import { runCli } from "../support/cli.ts";

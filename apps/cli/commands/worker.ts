@@ -12,13 +12,17 @@ import { createLogger } from "../../../shared/io/logging.ts";
 import { createMetrics, serveMetrics } from "../../../shared/io/metrics.ts";
 import { Readiness } from "../../../shared/io/readiness.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { createHosts } from "../../../workers/fleet/engine-host.ts";
-import type { ModelHost, VerifierHost } from "../../../workers/fleet/model-host.ts";
+import {
+  createHosts,
+  DEFAULT_GRACE_MS,
+  DEFAULT_LOCK_DURATION_MS,
+  type FleetWorker,
+  startFleetWorker,
+  watchRedis,
+} from "../../../workers/fleet/worker/index.ts";
+import type { HostRuntime, ModelHost, VerifierHost } from "../../../workers/fleet/protocol/index.ts";
 import type { WorkerReady } from "../../demo/services/worker-processes.ts";
-import { watchRedis } from "../../../workers/fleet/redis-watchdog.ts";
-import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker, type FleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
-import type { EngineRuntime } from "../../../workers/engine/index.ts";
 
 /** The configuration a worker reads (deployment manifests are checked against it). */
 export const WORKER_CONFIG_PARTS = ["redis", "s3", "model", "verifier", "worker", "engine", "metrics", "logging"] as const;
@@ -75,7 +79,7 @@ export const workerCommand = new Command("worker")
     let running: FleetWorker | undefined;
     let stopping = false;
     // The providers the loaded engines' sessions really got and where their KV lives (one engine may serve both roles).
-    let runtimes: EngineRuntime[] = [];
+    let runtimes: HostRuntime[] = [];
     const readiness = new Readiness({
       model: () => {
         if (stopping) throw new Error("stopping");
