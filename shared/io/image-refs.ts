@@ -21,6 +21,9 @@ const WIDEN = " (--image-root DIR widens it)";
 /** Largest inline image accepted (its base64 text). */
 export const MAX_DATA_URL_CHARS = 16 * 2 ** 20;
 
+/** Whether a resolved image reference is a file on this machine (neither s3:// nor data:), which only this machine can read. */
+export const isLocalImage = (image: string): boolean => !image.startsWith("s3://") && !image.startsWith("data:");
+
 /** The bytes and extension of a data: URL that resolve() accepted. */
 export function decodeDataUrl(url: string): { bytes: Buffer; ext: string } {
   const comma = url.indexOf(",");

@@ -4,6 +4,7 @@
  * else the name's extension (`.gz` aside), else the first byte (`{` → JSONL, else CSV).
  */
 import { createReadStream } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { detectFormat } from "./manifest.ts";
@@ -12,6 +13,18 @@ import { parseS3Uri, type S3Store } from "./storage/s3-store.ts";
 export type ManifestFileFormat = "jsonl" | "csv";
 
 export const isS3Manifest = (source: string): boolean => source.startsWith("s3://");
+
+/**
+ * Where a manifest's relative image paths resolve (an ImageResolver's base, and its root unless
+ * `--image-root` widens it): a file's own folder; for stdin the current directory, as a shell
+ * user means a relative path; for an S3 manifest the whole file system (its local paths must be
+ * absolute).
+ */
+export function imageBase(source: string, cwd = process.cwd()): string {
+  if (source === "-") return cwd;
+  if (isS3Manifest(source)) return "/";
+  return dirname(resolve(source));
+}
 
 /** The format the name says, `.gz` aside; undefined when it says none. */
 export function formatFromName(source: string): ManifestFileFormat | undefined {

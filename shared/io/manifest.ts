@@ -17,11 +17,12 @@ import { dirname, extname, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { parse as parseCsvSync } from "csv-parse/sync";
 import { z } from "zod";
-import { ImageResolver } from "./image-refs.ts";
+import { ImageResolver, isLocalImage } from "./image-refs.ts";
 import { linesOf, numbered } from "./lines.ts";
-import { isOpenAIBatchLine, parseOpenAIBatchLine, type LineSettings } from "./openai-batch.ts";
+import type { ItemSettings } from "../core/search/params.ts";
+import { isOpenAIBatchLine, parseOpenAIBatchLine, type RunSettingsAsked } from "./openai-batch.ts";
 
-export { ImageResolver, type ImageRefResult } from "./image-refs.ts";
+export { ImageResolver, isLocalImage, type ImageRefResult } from "./image-refs.ts";
 
 // ---------------------------------------------------------------------------
 // Types
@@ -34,8 +35,14 @@ export interface ManifestItem {
   answer?: string;
   /** A label that groups items in `eval`'s per-family table; the fleet carries it along unused. */
   family?: string;
-  /** Settings the line asks for (OpenAI batch lines); the run checks them against its own. */
-  settings?: LineSettings;
+  /** A system message for the chat template (OpenAI batch lines). */
+  system?: string;
+  /** The item's own sampling settings (OpenAI batch lines): its search parameters take them over the run's. */
+  settings?: ItemSettings;
+  /** Run settings the line names (OpenAI batch lines); the run checks them against its own. */
+  asks?: RunSettingsAsked;
+  /** Fields the line gave that are not honoured (`body.n`), to be warned about once a run. */
+  ignored?: string[];
 }
 
 /** id, image, question, answer, family, header, record, or a path in an OpenAI batch line (body.seed). */
@@ -150,7 +157,7 @@ async function validate(
   line: number,
   raw: Record<string, unknown>,
   images: ImageResolver,
-  { settings, imageField = "image" }: { settings?: LineSettings; imageField?: string } = {},
+  { extra = {}, imageField = "image" }: { extra?: Partial<ManifestItem>; imageField?: string } = {},
 ): Promise<ManifestEntry> {
   const idR = FIELD_RULES.id.schema.safeParse(raw.id);
   const id = idR.success ? idR.data : undefined;
@@ -174,10 +181,8 @@ async function validate(
   if (!img.ok) return bad(line, imageField, img.reason, id);
   out.image = img.image;
   const item = ManifestItemSchema.parse(out) as ManifestItem;
-  return { ok: true, line, item: settings && Object.keys(settings).length > 0 ? { ...item, settings } : item };
+  return { ok: true, line, item: { ...item, ...extra } };
 }
-
-const OPENAI_IMAGE_FIELD = "body.messages[0].content.image_url.url";
 
 /** An OpenAI batch line, checked field by field, then validated as an item. */
 function validateOpenAI(
@@ -187,9 +192,15 @@ function validateOpenAI(
 ): Promise<ManifestEntry> | ManifestEntry {
   const r = parseOpenAIBatchLine(value);
   if (!r.ok) return bad(line, r.field, `${describeValue(r.got)}; expected ${r.expected}`, r.id);
+  const extra: Partial<ManifestItem> = {
+    ...(r.system !== undefined ? { system: r.system } : {}),
+    ...(Object.keys(r.settings).length > 0 ? { settings: r.settings } : {}),
+    ...(Object.keys(r.asks).length > 0 ? { asks: r.asks } : {}),
+    ...(r.ignored.length > 0 ? { ignored: r.ignored } : {}),
+  };
   return validate(line, { id: r.id, image: r.image, question: r.question }, images, {
-    settings: r.settings,
-    imageField: OPENAI_IMAGE_FIELD,
+    extra,
+    imageField: r.imageField,
   });
 }
 
@@ -414,4 +425,14 @@ export async function* readManifestStream(
   } finally {
     input.destroy();
   }
+}
+
+/** The first item whose image is a file on this machine, or null: what a run fed in the fleet cannot read. */
+export async function firstLocalImage(
+  entries: AsyncIterable<ManifestEntry>,
+): Promise<{ line: number; id: string; image: string } | null> {
+  for await (const e of entries) {
+    if (e.ok && isLocalImage(e.item.image)) return { line: e.line, id: e.item.id, image: e.item.image };
+  }
+  return null;
 }

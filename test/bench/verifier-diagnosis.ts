@@ -9,7 +9,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { loadLocalEngine, loadLocalVerifier, openLocalItem } from "../../apps/cli/commands/local-engine.ts";
+import { loadLocalEngine, loadLocalVerifier } from "../../apps/cli/commands/local-engine.ts";
+import { openItemExecutor } from "../../workers/engine/index.ts";
 import { toItemId } from "../../shared/core/ids.ts";
 import { runSearch } from "../../shared/core/search/index.ts";
 import { paramsFor, type SearchSettings } from "../../shared/core/search/settings.ts";
@@ -64,9 +65,9 @@ const worker = async () => {
     const item = items[i]!;
     const id = toItemId(item.id);
     const image = await readFile(join(dir, item.image));
-    const open = await openLocalItem(engine, verifier, { id, image, question: item.question }, "verifier");
+    const open = await openItemExecutor(engine, { id, image, question: item.question }, "verifier", verifier);
     try {
-      const result = await runSearch(paramsFor(id, SETTINGS), open.executor);
+      const result = await runSearch(paramsFor(id, SETTINGS), open);
       let prefixRight = true;
       for (const step of result.steps) {
         const reference = stageText(item.response, step.label);

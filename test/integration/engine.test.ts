@@ -315,6 +315,46 @@ describe("engine on the bundled model", () => {
     engine.closeItem(ctx);
   });
 
+  it("samples each request at its own temperature and top_p, and opens an item after a system message", async () => {
+    const ctx = await open(engine, 0);
+    const reqs = answerRequests(0, 4);
+    // Temperature 0 is the most likely token at every step: a greedy request's answer, whatever the sample key.
+    const cold = await engine.generate(
+      ctx,
+      reqs.map((r) => ({ ...r, temperature: 0 })),
+    );
+    const greedy = await engine.generate(
+      ctx,
+      reqs.map((r) => ({ ...r, greedy: true as const })),
+    );
+    expect(cold.map((r) => r.text)).toEqual(greedy.map((r) => r.text));
+    // A tiny nucleus keeps only the most likely token: the same answers again, by another road.
+    const narrow = await engine.generate(
+      ctx,
+      reqs.map((r) => ({ ...r, topP: 1e-6 })),
+    );
+    expect(narrow.map((r) => r.text)).toEqual(greedy.map((r) => r.text));
+    // The same requests at the model's sampling (0.6, top-p 0.9) and at temperature 2 draw from other distributions.
+    const hot = await engine.generate(
+      ctx,
+      reqs.map((r) => ({ ...r, temperature: 2, topP: 1 })),
+    );
+    const plain = await engine.generate(ctx, reqs);
+    expect(hot.map((r) => r.text)).not.toEqual(plain.map((r) => r.text));
+    engine.closeItem(ctx);
+    // A system message is rendered by the chat template before the user turn: a longer prompt.
+    const withSystem = await engine.openItem({
+      id: items[0]!.id,
+      image: images[0]!,
+      question: items[0]!.question,
+      system: "Answer with care.",
+    });
+    const again = await open(engine, 0);
+    expect(withSystem.promptTokens).toBeGreaterThan(again.promptTokens);
+    engine.closeItem(withSystem);
+    engine.closeItem(again);
+  });
+
   it("stops a sequence at the context window and reports it as truncated", async () => {
     const ctx = await open(engine, 1);
     const limit = engine.info.contextLength;

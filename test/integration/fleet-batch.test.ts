@@ -124,8 +124,8 @@ describe("runs as a batch service", () => {
       request("req-a", staged.uri, q(1)),
       request("req-m", pathToFileURL(join(scenes, sceneLines[2]!.image)).href, q(2)),
       request("req-web", "https://example.com/a.png", q(3)),
-      request("req-seed", staged.uri, q(1), { seed: 9 }),
-      request("req-b", sceneLines[4]!.image, q(4)),
+      request("req-beam", staged.uri, q(1), { stagebeam: { strategy: "none", beam: 2 } }),
+      request("req-b", join("scenes", sceneLines[4]!.image), q(4)),
     ];
     const bad: string[] = [];
     const summary = await submit({
@@ -138,7 +138,7 @@ describe("runs as a batch service", () => {
       expect.stringMatching(
         /^line 4, item "req-web", field "body.messages\[0\].content.image_url.url": got "https:\/\/example.com\/a.png"; http\(s\) images are not fetched/,
       ),
-      'line 5, item "req-seed", field "body.seed": got 9; expected 3, the run\'s setting (a run has one set of settings: submit other settings as another run)',
+      'line 5, item "req-beam", field "body.stagebeam.beam": got 2; expected 1, the run\'s setting (a run has one search: submit other strategies, beams or judges as another run)',
     ]);
     await waitForRun(run, env.ledger, { runs: env.runs, timeoutMs: 60_000 });
     expect((await env.runs.get(run))?.state).toBe("completed");
@@ -164,7 +164,7 @@ describe("runs as a batch service", () => {
       .map((l) => OpenAIErrorLine.parse(JSON.parse(l)));
     expect(errLines.map((l) => [l.custom_id, l.error.code])).toEqual([
       ["req-web", "manifest-body"],
-      ["req-seed", "manifest-settings"],
+      ["req-beam", "manifest-settings"],
     ]);
     // The same files as S3 multipart uploads.
     const s3 = await exportRun(run, { format: "openai", out: "s3://stagebeam/runs/openai-1/export/output.jsonl" }, exportDeps());
@@ -227,7 +227,7 @@ describe("runs as a batch service", () => {
 
     for (const b of broken) await writeFile(b, await readFile(join(scenes, sceneLines[0]!.image)));
     const r = await retryRun(run, { reason: "image-unreadable" }, deps());
-    expect(r).toEqual({ retried: 2, notRetried: [] });
+    expect(r).toEqual({ retried: 2, notRetried: [], duplicates: 0 });
     await waitForRun(run, env.ledger, { runs: env.runs, timeoutMs: 60_000 });
     const after = await runStatus(run, env);
     expect(after.counts).toMatchObject({ items: 6, completed: 5, failed: 1, failedByReason: { "manifest-image": 1 } });

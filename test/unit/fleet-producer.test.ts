@@ -11,7 +11,8 @@ import { estimateManifestSize } from "../../workers/fleet/feed/manifest-size.ts"
 import { submitRun, type SubmitDeps } from "../../workers/fleet/feed/index.ts";
 import { isCorrect, settingsDiff } from "../../workers/fleet/protocol/index.ts";
 import { formatDuration } from "../../shared/core/duration.ts";
-import { formatStatus, type RunStatus } from "../../workers/fleet/ops/index.ts";
+import { formatStatus, resumeCommand, type RunStatus } from "../../workers/fleet/ops/index.ts";
+import { FEEDER_STALE_MS, feederOf, type RunMeta } from "../../workers/fleet/books/index.ts";
 
 const logger = createLogger({ level: "silent" });
 let dir: string;
@@ -97,6 +98,7 @@ describe("status and records", () => {
     const s: RunStatus = {
       run: "r",
       manifest: null,
+      feeder: null,
       counts: {
         items: 10,
         completed: 6,
@@ -132,5 +134,56 @@ describe("status and records", () => {
     expect(text).toContain("accuracy   4/6 = 66.7%");
     expect(text).toContain("manifest-image: 1");
     expect(text).toMatch(/request\s+waiting 1 · prioritized 0 · active 1/);
+  });
+});
+
+describe("who feeds a run, and how a stopped submit resumes", () => {
+  const meta = (over: Partial<RunMeta> = {}, source: Partial<RunMeta["source"]> = {}): RunMeta => ({
+    state: "in_progress",
+    reason: "",
+    createdAt: 0,
+    updatedAt: 0,
+    settings: parseSearchSettings({ strategy: "none", beam: 1, seed: 1, judgeMode: "score" }),
+    source: {
+      manifest: "/data/my set/items.jsonl",
+      format: "jsonl",
+      gzip: false,
+      imageRoot: null,
+      question: null,
+      detached: false,
+      ...source,
+    } as RunMeta["source"],
+    badLineLimit: null,
+    chunkSize: 500,
+    maxBacklog: 1000,
+    fed: "0",
+    cursor: 120,
+    enqueued: 120,
+    bad: 0,
+    skipped: 0,
+    duplicates: 0,
+    feederAt: 1_000_000,
+    ...over,
+  });
+
+  it("a fresh heartbeat is a feeding submit, an old or cleared one a stopped one; fed, detached and finished runs are neither", () => {
+    expect(feederOf(meta(), 1_000_000 + FEEDER_STALE_MS - 1)).toBe("feeding");
+    expect(feederOf(meta(), 1_000_000 + FEEDER_STALE_MS)).toBe("stopped");
+    expect(feederOf(meta({ feederAt: 0 }), 1_000_000)).toBe("stopped");
+    expect(feederOf(meta({ fed: "1", feederAt: 0 }))).toBe("done");
+    expect(feederOf(meta({ feederAt: 0 }, { detached: true }))).toBe("fleet");
+    expect(feederOf(meta({ state: "cancelled" }))).toBeNull();
+  });
+
+  it("the resume command is the same submit, quoted for the shell, with the settings that differ from the defaults", () => {
+    expect(resumeCommand("r-1", meta())).toBe(
+      "stagebeam submit --run r-1 --manifest '/data/my set/items.jsonl' --strategy none --beam 1",
+    );
+    expect(resumeCommand("r-1", meta({}, { manifest: "-", imageRoot: "/home/me" }))).toBe(
+      "pipe the same manifest to stagebeam submit --run r-1 --manifest - --image-root /home/me --strategy none --beam 1",
+    );
+    expect(resumeCommand("r-1", meta({}, { manifest: "/d", format: "folder", question: "What's this?" }))).toBe(
+      "stagebeam submit --run r-1 --manifest /d --question 'What'\\''s this?' --strategy none --beam 1",
+    );
   });
 });

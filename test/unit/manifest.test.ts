@@ -1,9 +1,12 @@
-import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageResolver, csvRecords, readManifest, readManifestStream, type ManifestEntry } from "../../shared/io/manifest.ts";
+import { ignoredFieldNote } from "../../shared/io/openai-batch.ts";
+import { spliceBetween } from "../../scripts/doc-table.ts";
+import { END, openaiFieldsMarkdown, START } from "../../scripts/openai-fields-table.ts";
 
 let root: string; // real path of a temp folder holding images and manifests
 let outside: string;
@@ -204,10 +207,27 @@ describe("OpenAI batch lines", () => {
       ...top,
     });
 
-  it("reads the question, the image and the settings a line asks for", async () => {
+  it("reads the question, the image, the system message and the settings a line asks for", async () => {
+    const system = { role: "system", content: "Answer in one word." };
+    const user = {
+      role: "user",
+      content: [
+        { type: "text", text: "How many" },
+        { type: "image_url", image_url: { url: "imgs/a.png" } },
+      ],
+    };
     const [e] = await collect(
       readManifestStream(
-        Readable.from([line({ seed: 4, max_tokens: 64, stagebeam: { strategy: "stage", beam: 2, judge: "score" } })]),
+        Readable.from([
+          line({
+            messages: [system, { role: "developer", content: [{ type: "text", text: "Be exact." }] }, user],
+            seed: 4,
+            max_tokens: 64,
+            temperature: 0.7,
+            top_p: 0.8,
+            stagebeam: { strategy: "stage", beam: 2, judge: "score" },
+          }),
+        ]),
         "jsonl",
         new ImageResolver(root),
       ),
@@ -218,27 +238,63 @@ describe("OpenAI batch lines", () => {
       item: {
         id: "req-1",
         image: join(root, "imgs/a.png"),
-        question: "How many\nred objects?",
-        settings: { seed: 4, maxStageTokens: 64, strategy: "stage", beam: 2, judgeMode: "score" },
+        question: "How many",
+        system: "Answer in one word.\n\nBe exact.",
+        settings: { seed: 4, maxStageTokens: 64, temperature: 0.7, topP: 0.8 },
+        asks: { strategy: "stage", beam: 2, judgeMode: "score" },
       },
     });
+  });
+
+  it("accepts other chat-completion fields, naming them as ignored rather than failing the line", async () => {
+    const [e] = await collect(
+      readManifestStream(
+        Readable.from([line({ n: 1, stop: ["\n"], logprobs: true, response_format: { type: "text" }, top_k: 5, user: null })]),
+        "jsonl",
+        new ImageResolver(root),
+      ),
+    );
+    expect(e).toMatchObject({
+      ok: true,
+      item: { ignored: ["body.n", "body.stop", "body.logprobs", "body.response_format", "body.top_k"] },
+    });
+    expect(ignoredFieldNote("body.n")).toBe("body.n is accepted and ignored: one answer per request (the search's)");
+    expect(ignoredFieldNote("body.top_k")).toBe("body.top_k is not a chat-completion field stagebeam knows; ignored");
+  });
+
+  it("the README's table of body fields is the one made from the parser's lists (npx tsx scripts/openai-fields-table.ts --write README.md)", async () => {
+    const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+    expect(spliceBetween(readme, START, END, openaiFieldsMarkdown())).toBe(readme);
   });
 
   it("names the field, what was expected and what it got, once per bad line", async () => {
     const lines = [
       line({}, { method: "GET" }),
-      line({ temperature: 0.2 }),
+      line({ temperature: 2.5 }),
       line({ messages: [{ role: "system", content: "x" }] }),
       line({ stagebeam: { beam: 0 } }),
       line({ stagebeam: { width: 3 } }),
+      line({ top_p: 0 }),
+      line({ max_tokens: 64, max_completion_tokens: 32 }),
+      line({
+        messages: [
+          { role: "assistant", content: "x" },
+          { role: "user", content: [] },
+        ],
+      }),
+      line({ seed: -1 }),
     ].join("\n");
     const es = await collect(readManifestStream(Readable.from([lines]), "jsonl", new ImageResolver(root)));
     expect(es.map((e) => (e.ok ? "ok" : e.message))).toEqual([
       'line 1, item "req-1", field "method": got "GET"; expected "POST"',
-      'line 2, item "req-1", field "body.temperature": got number 0.2; expected no value: stagebeam samples with the model\'s own temperature and top_p',
-      'line 3, item "req-1", field "body.messages[0].role": got "system"; expected "user"',
+      'line 2, item "req-1", field "body.temperature": got number 2.5; expected a number from 0 to 2',
+      'line 3, item "req-1", field "body.messages[0].role": got "system"; expected "user" (system messages, then exactly one user message)',
       'line 4, item "req-1", field "body.stagebeam.beam": got number 0; expected an integer >= 1',
       'line 5, item "req-1", field "body.stagebeam.width": got number 3; expected no such field (strategy, beam, judge)',
+      'line 6, item "req-1", field "body.top_p": got number 0; expected a number in (0, 1]',
+      'line 7, item "req-1", field "body.max_tokens": got number 64; expected the same as body.max_completion_tokens (32)',
+      'line 8, item "req-1", field "body.messages[0].role": got "assistant"; expected "system" or "developer" (system messages, then exactly one user message)',
+      'line 9, item "req-1", field "body.seed": got number -1; expected a non-negative integer',
     ]);
   });
 });

@@ -1,7 +1,7 @@
 /** Run settings: one schema, one list of judge modes, one mapping onto an item's search parameters. */
 import { describe, expect, it } from "vitest";
 import { paramsFor, parseSearchSettings, SettingsError } from "../../shared/core/search/settings.ts";
-import { createSearch } from "../../shared/core/search/index.ts";
+import { createSearch, next } from "../../shared/core/search/index.ts";
 
 const settings = { strategy: "stage", beam: 4, seed: 0, judgeMode: "score" };
 
@@ -33,6 +33,35 @@ describe("search settings", () => {
     const params = paramsFor("item-1", checked);
     expect(params).toEqual({ itemId: "item-1", strategy: "stage", beam: 4, seed: 0, maxStageTokens: 64, maxSentenceSteps: 7 });
     expect(createSearch(params).params).toEqual(params);
+  });
+
+  it("takes an item's own seed, stage cap, temperature and top_p over the run's, and its candidates are drawn with them", () => {
+    const run = parseSearchSettings(settings);
+    const params = paramsFor("item-1", run, { seed: 9, maxStageTokens: 32, temperature: 0.3, topP: 0.5 });
+    expect(params).toEqual({
+      itemId: "item-1",
+      strategy: "stage",
+      beam: 4,
+      seed: 9,
+      maxStageTokens: 32,
+      maxSentenceSteps: 40,
+      temperature: 0.3,
+      topP: 0.5,
+    });
+    const work = next(createSearch(params));
+    expect(work.kind).toBe("generate");
+    if (work.kind !== "generate") return;
+    expect(work.requests).toHaveLength(4);
+    for (const r of work.requests) {
+      expect(r).toMatchObject({ maxTokens: 32, temperature: 0.3, topP: 0.5 });
+      expect(r.sampleKey.startsWith("9/")).toBe(true);
+    }
+    // Without its own settings an item's requests name no sampling: the model's applies.
+    const plain = next(createSearch(paramsFor("item-1", run)));
+    if (plain.kind !== "generate") throw new Error("expected generate work");
+    expect(plain.requests[0]).not.toHaveProperty("temperature");
+    expect(plain.requests[0]).toMatchObject({ maxTokens: 512 });
+    expect(() => createSearch(paramsFor("item-1", run, { temperature: 3 }))).toThrow(/temperature must be a number from 0 to 2/);
   });
 
   it("rejects an unknown setting rather than ignoring it", () => {

@@ -48,6 +48,8 @@ export interface OpenItemInput {
   /** The image file's bytes (PNG, JPEG, …). */
   image: Uint8Array;
   question: string;
+  /** A system message before the user turn (an OpenAI batch line's), passed to the chat template. */
+  system?: string;
 }
 
 export class Engine {
@@ -101,7 +103,7 @@ export class Engine {
     if (typeof input.question !== "string" || input.question.trim() === "") {
       throw new ItemInputError(id, "question", `expected a non-empty string, got ${JSON.stringify(input.question)}`);
     }
-    const processed = await this.processor.process(id, input.image, this.tokenizer.renderPrompt(input.question));
+    const processed = await this.processor.process(id, input.image, this.tokenizer.renderPrompt(input.question, input.system));
     const promptIds = processed.inputIds;
     if (processed.imageTokenCount === 0) {
       throw new ItemInputError(
@@ -183,7 +185,7 @@ export class Engine {
           sampleKey: r.sampleKey,
           purpose: "generate" as const,
           cache: true,
-          ...(r.greedy ? { sampling: { ...params, greedy: true } } : {}),
+          ...(ownSampling(r, params) ?? {}),
         };
       }),
       params,
@@ -315,5 +317,24 @@ function toGenerateResult(req: GenerateRequest, out: ContinuationResult): Genera
     finished: out.reason === "eos",
     ...(req.logProb ? { logProb: out.logProb } : {}),
     detail: { finish: out.reason, sampled: out.sampled },
+  };
+}
+
+/**
+ * A request's own sampling over the call's: greedy (the `greedy` strategy), or the item's own
+ * temperature and top_p (an OpenAI batch line's); undefined when it has none.
+ */
+function ownSampling(r: GenerateRequest, call: SamplingParams): { sampling: SamplingParams } | undefined {
+  if (r.greedy) return { sampling: { ...call, greedy: true } };
+  if (r.temperature === undefined && r.topP === undefined) return undefined;
+  return {
+    sampling: resolveSampling(
+      {
+        // A temperature asked for samples at it (0: greedy), whatever the model's do_sample.
+        ...(r.temperature !== undefined ? { temperature: r.temperature, greedy: r.temperature === 0 } : {}),
+        ...(r.topP !== undefined ? { topP: r.topP } : {}),
+      },
+      call,
+    ),
   };
 }

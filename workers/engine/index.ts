@@ -18,6 +18,7 @@ export type { EngineObserver } from "./batch-executor.ts";
 export type { SamplingParams } from "./sampler.ts";
 export { REFERENCE_SAMPLING } from "./sampler.ts";
 export { Verifier, readVerifierTemplate } from "./verifier.ts";
+export { openItemExecutor, openVerifierItem, type ItemExecutor, type VerifierItem } from "./executor.ts";
 export { EngineRequestError, ItemInputError, ModelFolderError } from "./errors.ts";
 export { loadModelFolder, type ModelFolder } from "./model-folder.ts";
 export { modelDigest } from "./model-digest.ts";

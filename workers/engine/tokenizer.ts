@@ -90,8 +90,8 @@ export class EngineTokenizer {
     return expandImageTokens(this.encodePrompt(prompt), this.imageTokenId, this.imageSeqLength);
   }
 
-  renderPrompt(userText: string): string {
-    return renderUserPrompt(this.chatTemplate, this.chatTokens, userText);
+  renderPrompt(userText: string, system?: string): string {
+    return renderUserPrompt(this.chatTemplate, this.chatTokens, userText, system);
   }
 
   decode(ids: readonly number[]): string {

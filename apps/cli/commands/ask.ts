@@ -7,14 +7,13 @@ import type { SearchResult } from "../../../shared/core/search/types.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
 import { needsVerifier, paramsFor, settingsLabel } from "../../../shared/core/search/settings.ts";
 import { toItemId } from "../../../shared/core/ids.ts";
-import { ItemInputError, type Verifier } from "../../../workers/engine/index.ts";
+import { ItemInputError, openItemExecutor, type Verifier } from "../../../workers/engine/index.ts";
 import { CliExit, EXIT_FAILURE, textOption } from "./common.ts";
 import {
   addLocalEngineOptions,
   loadLocalEngine,
   loadLocalVerifier,
   noteBundledModel,
-  openLocalItem,
   sumCounters,
   type LocalEngineCliOptions,
 } from "./local-engine.ts";
@@ -55,13 +54,16 @@ export const askCommand = addLocalEngineOptions(
     let verifier: Verifier | null = null;
     try {
       verifier = needsVerifier(settings) ? await loadLocalVerifier(o.verifier, engine) : null;
-      const item = await openLocalItem(engine, verifier, { id: itemId, image, question: o.question }, settings.judgeMode).catch(
-        (error: unknown) => {
-          if (error instanceof ItemInputError) throw new CliExit(EXIT_FAILURE, error.message);
-          throw error;
-        },
-      );
-      const result = await runSearch(paramsFor(itemId, settings), item.executor);
+      const item = await openItemExecutor(
+        engine,
+        { id: itemId, image, question: o.question },
+        settings.judgeMode,
+        verifier,
+      ).catch((error: unknown) => {
+        if (error instanceof ItemInputError) throw new CliExit(EXIT_FAILURE, error.message);
+        throw error;
+      });
+      const result = await runSearch(paramsFor(itemId, settings), item);
       item.close();
       const seconds = (performance.now() - started) / 1000;
       const counters = sumCounters(engine, verifier);

@@ -11,7 +11,7 @@ import { readEvalSet, type EvalItem } from "../../../shared/io/eval-set.ts";
 import { evalItemsFormat, writeEvalItems, type EvalItemRow } from "../../../shared/io/eval-items.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
 import type { SearchResult } from "../../../shared/core/search/types.ts";
-import type { Engine, Verifier } from "../../../workers/engine/index.ts";
+import { openItemExecutor, type Engine, type Verifier } from "../../../workers/engine/index.ts";
 import { needsVerifier, paramsFor, settingsLabel, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { toItemId } from "../../../shared/core/ids.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
@@ -22,7 +22,6 @@ import {
   loadLocalVerifier,
   localVerifierDir,
   noteBundledModel,
-  openLocalItem,
   sumCounters,
   type LocalEngineCliOptions,
 } from "./local-engine.ts";
@@ -112,9 +111,9 @@ export async function evaluate(
         // The search and the engine take safe ids; the user's id stays in the failure list.
         const itemId = toItemId(item.id);
         const input = { id: itemId, image: await readFile(item.imagePath), question: item.question };
-        const open = await openLocalItem(engine, needsVerifier(settings) ? verifier : null, input, settings.judgeMode);
+        const open = await openItemExecutor(engine, input, settings.judgeMode, needsVerifier(settings) ? verifier : null);
         try {
-          const result = await runSearch(paramsFor(itemId, settings), open.executor);
+          const result = await runSearch(paramsFor(itemId, settings), open);
           rows[i] = row(item, result, null);
           records.push({
             ...family(item),

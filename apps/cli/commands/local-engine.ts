@@ -5,16 +5,7 @@ import type { Command } from "commander";
 import { BUNDLED_MODEL_DIR, BUNDLED_VERIFIER, loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
-import type { SearchExecutor } from "../../../shared/core/search/drive.ts";
-import { isPairwise, type JudgeMode } from "../../../shared/core/search/settings.ts";
-import {
-  Engine,
-  Verifier,
-  type EngineCounters,
-  type EngineOptions,
-  type ItemContext,
-  type OpenItemInput,
-} from "../../../workers/engine/index.ts";
+import { Engine, Verifier, type EngineCounters, type EngineOptions } from "../../../workers/engine/index.ts";
 import { addSearchOptions, type SearchCliOptions } from "./search-options.ts";
 
 export interface LocalEngineCliOptions extends SearchCliOptions {
@@ -102,41 +93,6 @@ export async function loadLocalVerifier(verifierFlag: string | undefined, policy
     ...engineOptions(config),
     ...(config.verifier.model.digest !== undefined ? { expectedDigest: config.verifier.model.digest } : {}),
   });
-}
-
-/** One item opened on this machine: the policy's context, the verifier's when there is one, and the search executor over both. */
-export interface LocalItem {
-  executor: SearchExecutor;
-  close(): void;
-}
-
-export async function openLocalItem(
-  engine: Engine,
-  verifier: Verifier | null,
-  input: OpenItemInput,
-  judgeMode: JudgeMode,
-): Promise<LocalItem> {
-  const ctx = await engine.openItem(input);
-  let vctx: ItemContext | null = null;
-  try {
-    vctx = verifier === null ? null : await verifier.openItem(input);
-  } catch (err) {
-    engine.closeItem(ctx);
-    throw err;
-  }
-  const executor: SearchExecutor = {
-    generate: (requests) => engine.generate(ctx, requests),
-    // Under judge mode verifier no search asks the pairwise judge; the engine's default would answer if one did.
-    judge: (requests) => engine.judge(ctx, requests, isPairwise(judgeMode) ? judgeMode : undefined),
-    ...(verifier !== null && vctx !== null ? { verify: (requests) => verifier.verify(vctx, requests) } : {}),
-  };
-  return {
-    executor,
-    close: () => {
-      engine.closeItem(ctx);
-      if (vctx !== null) verifier!.closeItem(vctx);
-    },
-  };
 }
 
 /** The work counters of the policy and of a verifier with an engine of its own, added up. */

@@ -9,7 +9,12 @@ export function formatRuns(rows: readonly RunListing[], now = Date.now()): strin
   if (rows.length === 0) return "no runs";
   const head = `${"run".padEnd(28)}${"state".padEnd(13)}${"items".padStart(9)}${"done".padStart(9)}${"failed".padStart(9)}${"pending".padStart(9)}  age`;
   const lines = rows.map((r) => {
-    const feed = r.fed ? "" : ` (feeding: ${r.linesRead} lines read)`;
+    const feed =
+      r.feeder === "stopped"
+        ? ` (submit stopped after ${r.linesRead} lines: stagebeam status --run ${r.run} says how to resume)`
+        : r.fed
+          ? ""
+          : ` (feeding: ${r.linesRead} lines read)`;
     const why = r.reason ? ` — ${r.reason}` : "";
     return `${r.run.padEnd(28)}${r.state.padEnd(13)}${String(r.counts.items).padStart(9)}${String(r.counts.completed).padStart(9)}${String(r.counts.failed).padStart(9)}${String(r.pending).padStart(9)}  ${formatDuration((now - r.createdAt) / 1000)}${feed}${why}`;
   });

@@ -85,7 +85,10 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     "manifest.jsonl or .csv (gzip accepted), a folder of images, - for stdin, or an S3 object",
   )
   .option("--question <text>", "the question for every image (folder manifests)")
-  .option("--image-root <dir>", "local image paths must resolve inside this folder (default: the manifest's folder)")
+  .option(
+    "--image-root <dir>",
+    "local images may lie anywhere inside this folder, through symlinks too (default: the manifest's folder; relative paths still resolve against it, or the current directory for stdin)",
+  )
   .addOption(new Option("--format <format>", "manifest format (default: from the extension)").choices(["jsonl", "csv"]))
   .option(
     "--max-backlog <n>",
@@ -119,7 +122,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     const abort = new AbortController();
     const onSigint = () => {
       if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED);
-      process.stderr.write("\ninterrupted: finishing the current chunk (Ctrl-C again to quit now)\n");
+      process.stderr.write("\ninterrupted: nothing more is enqueued; the run stays resumable (Ctrl-C again to quit now)\n");
       abort.abort();
     };
     process.on("SIGINT", onSigint);
@@ -150,6 +153,10 @@ export const submitCommand = addSearchOptions(new Command("submit"))
             const msg = `${b.message} → recorded as failed (${b.reason})`;
             if (bar) bar.log(msg);
             else process.stderr.write(`${msg}\n`);
+          },
+          onWarning: (w) => {
+            if (bar) bar.log(`warning: ${w}`);
+            else process.stderr.write(`warning: ${w}\n`);
           },
           onDuplicate: (d) => {
             const msg = `line ${d.line}: id ${JSON.stringify(d.id)} already used on line ${d.firstLine}; skipped`;

@@ -7,14 +7,16 @@ export interface ChatTokens {
 }
 
 /**
- * The prompt text of one user turn with an image, rendered by the model's own chat template
- * (from tokenizer_config.json), ready for the assistant's answer. The single image token is
- * expanded to the model's image sequence length after tokenization.
+ * The prompt text of one user turn with an image, after the system message when there is one,
+ * rendered by the model's own chat template (from tokenizer_config.json), ready for the
+ * assistant's answer. What the template makes of a system message is the model's business.
+ * The single image token is expanded to the model's image sequence length after tokenization.
  */
-export function renderUserPrompt(chatTemplate: string, tokens: ChatTokens, text: string): string {
+export function renderUserPrompt(chatTemplate: string, tokens: ChatTokens, text: string, system?: string): string {
+  const user = { role: "user", content: [{ type: "image" }, { type: "text", text }] };
   return renderTemplate(chatTemplate, {
     ...tokens,
-    messages: [{ role: "user", content: [{ type: "image" }, { type: "text", text }] }],
+    messages: system !== undefined ? [{ role: "system", content: [{ type: "text", text: system }] }, user] : [user],
     add_generation_prompt: true,
   });
 }

@@ -93,6 +93,8 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
   const { plan } = step;
   const greedy = state.params.strategy === "greedy" ? { greedy: true as const } : {};
   const logProb = plan.select === "vote" || plan.select === "vote-weighted" ? { logProb: true as const } : {};
+  const { temperature, topP } = state.params;
+  const sampling = { ...(temperature !== undefined ? { temperature } : {}), ...(topP !== undefined ? { topP } : {}) };
   return Array.from({ length: plan.candidates * step.bases.length }, (_, i) => ({
     id: candidateId(itemId, plan.key, i),
     prefix: baseOf(step, i),
@@ -101,6 +103,7 @@ function generateRequests(state: SearchState, step: StepState): GenerateRequest[
     sampleKey: sampleKey(seed, itemId, plan.key, i),
     ...greedy,
     ...logProb,
+    ...sampling,
   }));
 }
 

@@ -21,6 +21,16 @@ const nonNegativeInt = (field: string) => {
   return z.number({ error: err }).int({ error: err }).min(0, { error: err });
 };
 
+const temperature = () => {
+  const err = expected("temperature", "a number from 0 to 2 (0: the most likely token)");
+  return z.number({ error: err }).min(0, { error: err }).max(2, { error: err });
+};
+
+const topP = () => {
+  const err = expected("topP", "a number in (0, 1]");
+  return z.number({ error: err }).gt(0, { error: err }).max(1, { error: err });
+};
+
 const nonNegativeNumber = (field: string) => {
   const err = expected(field, "a number >= 0");
   return z.number({ error: err }).min(0, { error: err });
@@ -62,6 +72,10 @@ export const SearchParamsSchema = z.strictObject(
     /** Token cap of a stage or sentence candidate; a whole answer gets four times this. */
     maxStageTokens: positiveInt("maxStageTokens").default(DEFAULT_MAX_STAGE_TOKENS),
     maxSentenceSteps: positiveInt("maxSentenceSteps").default(DEFAULT_MAX_SENTENCE_STEPS),
+    /** Sampling temperature of every candidate; absent, the model's (its generation_config). */
+    temperature: temperature().optional(),
+    /** Nucleus mass of every candidate; absent, the model's. */
+    topP: topP().optional(),
     /** Pick candidates by the verifier's pointwise scores instead of the pairwise judge (judge mode `verifier`). */
     verifier: z.boolean({ error: expected("verifier", "true or false") }).optional(),
     /** swires' widths, keep counts and retrace rule; absent, the reference's (DEFAULT_SWIRES). */
@@ -71,6 +85,19 @@ export const SearchParamsSchema = z.strictObject(
 );
 export type SearchParamsInput = z.input<typeof SearchParamsSchema>;
 export type SearchParams = z.output<typeof SearchParamsSchema>;
+
+/**
+ * What one item may set for itself (an OpenAI batch line's seed, max_tokens, temperature,
+ * top_p): it changes how the item's own candidates are drawn, never the shape of the run's
+ * search, so items of one run may differ in it.
+ */
+export const ItemSettingsSchema = z.strictObject({
+  seed: nonNegativeInt("seed").optional(),
+  maxStageTokens: positiveInt("maxStageTokens").optional(),
+  temperature: temperature().optional(),
+  topP: topP().optional(),
+});
+export type ItemSettings = z.output<typeof ItemSettingsSchema>;
 
 export function parseSearchParams(input: unknown): SearchParams {
   const r = SearchParamsSchema.safeParse(input);

@@ -4,7 +4,7 @@
  * item's search parameters; the commands, the fleet and the engine all read it from here.
  */
 import { z } from "zod";
-import { SearchParamsSchema, type SearchParams } from "./params.ts";
+import { SearchParamsSchema, type ItemSettings, type SearchParams } from "./params.ts";
 import { UsageError } from "../usage-error.ts";
 import type { Strategy } from "./types.ts";
 
@@ -51,12 +51,21 @@ export function parseSearchSettings(input: unknown): SearchSettings {
 }
 
 /**
- * The search parameters of one item under these settings. Which pairwise judge answers is the
- * executor's business; a verifier changes the work itself (verifications instead of comparisons).
+ * The search parameters of one item under these settings, with what the item sets for itself
+ * (ItemSettings) over the run's. Both drivers take an item's parameters from here, so the
+ * in-process search and the fleet draw the same candidates for it. Which pairwise judge
+ * answers is the executor's business; a verifier changes the work itself (verifications
+ * instead of comparisons).
  */
-export function paramsFor(itemId: string, settings: SearchSettings): SearchParams {
+export function paramsFor(itemId: string, settings: SearchSettings, item: ItemSettings = {}): SearchParams {
   const { judgeMode, ...search } = settings;
-  return { itemId, ...search, ...(judgeMode === "verifier" && STRATEGY_JUDGES[settings.strategy] ? { verifier: true } : {}) };
+  const own = Object.fromEntries(Object.entries(item).filter(([, v]) => v !== undefined));
+  return {
+    itemId,
+    ...search,
+    ...own,
+    ...(judgeMode === "verifier" && STRATEGY_JUDGES[settings.strategy] ? { verifier: true } : {}),
+  };
 }
 
 /** Whether a run under these settings asks a verifier for scores. */

@@ -37,6 +37,9 @@ export const GenerateRequestSchema = z.object({
   greedy: z.literal(true).optional(),
   /** Report the continuation's log-probability (`logProb`), which votes weigh and break ties by. */
   logProb: z.literal(true).optional(),
+  /** The item's own sampling temperature and nucleus mass (SearchParams); absent, the model's. */
+  temperature: z.number().min(0).optional(),
+  topP: z.number().gt(0).max(1).optional(),
 });
 export type GenerateRequest = z.infer<typeof GenerateRequestSchema>;
 

@@ -4,5 +4,7 @@
  */
 export { RunLedger } from "./ledger.ts";
 export type { Outcome, Recorded, RunCounts } from "./ledger.ts";
-export { RunRegistry, TERMINAL_STATES, mirrorRunState } from "./run-state.ts";
-export type { BadLineLimit, RunMeta, RunSource, RunState } from "./run-state.ts";
+export { RunKeeper } from "./run-keeper.ts";
+export type { MirrorFailed } from "./run-keeper.ts";
+export { FEEDER_BEAT_MS, FEEDER_STALE_MS, RunRegistry, TERMINAL_STATES, feederOf } from "./run-state.ts";
+export type { BadLineLimit, Feeder, RunMeta, RunSource, RunState } from "./run-state.ts";

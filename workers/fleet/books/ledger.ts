@@ -18,55 +18,15 @@
  * An outcome is recorded by one Lua script that updates `outcomes` and `counts` together and
  * only when the outcome changes, so a step that re-runs after a crash, or an item retried
  * after a failure, is counted once whichever attempt wins. The same script completes the run
- * when that was its last item (run-state.ts). `status` reads the counters in O(1).
+ * when that was its last item (lua/record-outcome.lua). `status` reads the counters in O(1).
  */
 import { type FleetRedis, runKeys } from "../protocol/index.ts";
-import { COMPLETE_IF_DONE_LUA } from "./run-state.ts";
+import { type BookRedis, withBookScripts } from "./scripts.ts";
 
 export type Outcome = "c" | "w" | "d" | `f:${string}` | `b:${string}`;
 
 /** How long completions are kept for the sliding throughput window. */
 export const RECENT_WINDOW_MS = 120_000;
-
-const BUMP_LUA = `
-local function bump(C, o, by)
-  local kind = string.sub(o, 1, 1)
-  if kind == 'f' or kind == 'b' then
-    redis.call('HINCRBY', C, 'failed', by)
-    redis.call('HINCRBY', C, 'failed:' .. string.sub(o, 3), by)
-  else
-    redis.call('HINCRBY', C, 'completed', by)
-    if kind == 'c' then redis.call('HINCRBY', C, 'correct', by) end
-    if kind == 'w' then redis.call('HINCRBY', C, 'wrong', by) end
-  end
-end
-`;
-
-// KEYS outcomes, counts, meta, items, recent; ARGV item, outcome, at, tokens, by-worker (1/0).
-const RECORD_OUTCOME = `${BUMP_LUA}${COMPLETE_IF_DONE_LUA}
-local prev = redis.call('HGET', KEYS[1], ARGV[1])
-if prev == ARGV[2] then return 0 end
-if prev then bump(KEYS[2], prev, -1) end
-bump(KEYS[2], ARGV[2], 1)
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if not prev then redis.call('HINCRBY', KEYS[2], 'tokens', tonumber(ARGV[4])) end
-redis.call('HSETNX', KEYS[2], 'firstAt', ARGV[3])
-redis.call('HSET', KEYS[2], 'lastAt', ARGV[3])
-if ARGV[5] == '1' then
-  redis.call('ZADD', KEYS[5], tonumber(ARGV[3]), ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[3]) - ${RECENT_WINDOW_MS})
-end
-return 1 + completeIfDone(KEYS[3], KEYS[4], KEYS[2], ARGV[3])
-`;
-
-// KEYS outcomes, counts; ARGV item. The item is pending again (a retry, a re-examined bad line).
-const RESET_OUTCOME = `${BUMP_LUA}
-local prev = redis.call('HGET', KEYS[1], ARGV[1])
-if not prev then return 0 end
-bump(KEYS[2], prev, -1)
-redis.call('HDEL', KEYS[1], ARGV[1])
-return 1
-`;
 
 export interface RunCounts {
   /** Items the producer took in (enqueued, or recorded as failed at submit). */
@@ -87,10 +47,14 @@ export interface RunCounts {
 export type Recorded = "unchanged" | "changed" | "completed-run";
 
 export class RunLedger {
+  private readonly redis: BookRedis;
+
   constructor(
-    private readonly redis: FleetRedis,
+    redis: FleetRedis,
     private readonly prefix: string,
-  ) {}
+  ) {
+    this.redis = withBookScripts(redis);
+  }
 
   keys(run: string) {
     return runKeys(this.prefix, run);
@@ -126,9 +90,7 @@ export class RunLedger {
   ): Promise<Recorded> {
     const k = this.keys(run);
     const at = opts.at ?? Date.now();
-    const r = await this.redis.eval(
-      RECORD_OUTCOME,
-      5,
+    const r = await this.redis.runBooksRecordOutcome(
       k.outcomes,
       k.counts,
       k.meta,
@@ -139,6 +101,7 @@ export class RunLedger {
       String(at),
       String(opts.tokens ?? 0),
       opts.byWorker === false ? "0" : "1",
+      RECENT_WINDOW_MS,
     );
     return r === 0 ? "unchanged" : r === 2 ? "completed-run" : "changed";
   }
@@ -146,7 +109,7 @@ export class RunLedger {
   /** Forgets an item's outcome, so that it is pending again; true when it had one. */
   async resetOutcome(run: string, item: string): Promise<boolean> {
     const k = this.keys(run);
-    return (await this.redis.eval(RESET_OUTCOME, 2, k.outcomes, k.counts, item)) === 1;
+    return (await this.redis.runBooksResetOutcome(k.outcomes, k.counts, item)) === 1;
   }
 
   /** Each item's outcome, null for one without an outcome yet. */

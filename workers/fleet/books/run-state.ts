@@ -1,6 +1,6 @@
 /**
  * A run as a thing of its own, in Redis next to its ledger (`…:run:<run>:meta`), mirrored to
- * runs/<run>/manifest.json:
+ * runs/<run>/manifest.json by its one owner (run-keeper.ts, through which every change goes):
  *
  *   validating → in_progress → completed | cancelled | failed
  *
@@ -11,14 +11,15 @@
  *   failed       the run itself could not proceed (unreadable manifest, wrong header, too many
  *                bad lines, nothing enqueueable), with the reason
  *
- * `completed` goes back to `in_progress` when `retry` re-enqueues failed items. The meta hash
+ * `completed` goes back to `in_progress` when `retry` re-enqueues failed items, and `cancelled`
+ * when `retry --reason cancelled` continues the run (RunRegistry.uncancel, its only way out). The meta hash
  * also holds the run's settings (once per run: request jobs carry none), its source, and the
  * feeder's cursor and counters, so a feeder that died resumes where the last one stopped.
  */
-import { type FleetRedis, runKeys, RunManifestSchema, runsIndexKey } from "../protocol/index.ts";
+import { type FleetRedis, runKeys, runsIndexKey } from "../protocol/index.ts";
 import { z } from "zod";
 import { SearchSettingsSchema, type SearchSettings } from "../../../shared/core/search/settings.ts";
-import { manifestKey, type S3Store } from "../../../shared/io/storage/s3-store.ts";
+import { type BookRedis, withBookScripts } from "./scripts.ts";
 
 export const RUN_STATES = ["validating", "in_progress", "completed", "cancelled", "failed"] as const;
 export type RunState = (typeof RUN_STATES)[number];
@@ -39,6 +40,8 @@ export const RunSourceSchema = z.object({
   format: z.enum(["jsonl", "csv", "folder"]),
   gzip: z.boolean(),
   imageRoot: z.string().nullable(),
+  /** Where relative image paths resolve, as the submit found it (stdin: its directory); null: imageBase(manifest). */
+  base: z.string().nullable().default(null),
   question: z.string().nullable(),
   /** Fed by a feed job in the fleet rather than by the submitting process. */
   detached: z.boolean(),
@@ -81,41 +84,12 @@ export const RunMetaSchema = z.object({
   bad: num.default(0),
   skipped: num.default(0),
   duplicates: num.default(0),
+  /** The feeder's last heartbeat (ms); 0 once it stopped, or before any feeder ran. */
+  feederAt: num.default(0),
   /** When `export` last wrote the run's files to the end (the retention clock starts there). */
   exportedAt: num.optional(),
 });
 export type RunMeta = z.output<typeof RunMetaSchema>;
-
-/**
- * Lua, shared by the scripts that may finish a run: KEYS meta, items, counts must be bound as
- * M, I, C. Sets `completed` when the manifest is fed and every item has an outcome.
- */
-export const COMPLETE_IF_DONE_LUA = `
-local function completeIfDone(M, I, C, now)
-  if redis.call('HGET', M, 'state') ~= 'in_progress' or redis.call('HGET', M, 'fed') ~= '1' then return 0 end
-  local finished = tonumber(redis.call('HGET', C, 'completed') or '0') + tonumber(redis.call('HGET', C, 'failed') or '0')
-  if finished < redis.call('HLEN', I) then return 0 end
-  redis.call('HSET', M, 'state', 'completed', 'reason', '', 'updatedAt', now)
-  return 1
-end
-`;
-
-const TRANSITION = `
-local from = redis.call('HGET', KEYS[1], 'state')
-if not from then return false end
-for i = 4, #ARGV do
-  if ARGV[i] == from then
-    redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2], 'updatedAt', ARGV[3])
-    return from
-  end
-end
-return false
-`;
-
-const FINISH_FEED = `${COMPLETE_IF_DONE_LUA}
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'fed', '1') end
-return completeIfDone(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
-`;
 
 export interface NewRun {
   settings: SearchSettings;
@@ -137,10 +111,14 @@ export class RunRegistry {
   private readonly settingsCache = new Map<string, SearchSettings>();
   private readonly stateCache = new Map<string, { state: RunState | null; at: number }>();
 
+  private readonly redis: BookRedis;
+
   constructor(
-    private readonly redis: FleetRedis,
+    redis: FleetRedis,
     private readonly prefix: string,
-  ) {}
+  ) {
+    this.redis = withBookScripts(redis);
+  }
 
   keys(run: string) {
     return runKeys(this.prefix, run);
@@ -200,9 +178,26 @@ export class RunRegistry {
 
   /** Moves the run to `to` when its state allows it; the state it left, or null when it did not move. */
   async transition(run: string, to: RunState, reason = "", now = Date.now()): Promise<RunState | null> {
-    const from = await this.redis.eval(TRANSITION, 1, this.keys(run).meta, to, reason, String(now), ...ENTERED_FROM[to]);
+    return this.move(run, to, reason, now, ENTERED_FROM[to]);
+  }
+
+  /**
+   * A cancelled run goes on (`retry --reason cancelled`): back to `in_progress`. Only this path
+   * leaves `cancelled`, so that no feeder or worker can undo a cancel by moving the run on.
+   */
+  async uncancel(run: string, now = Date.now()): Promise<boolean> {
+    return (await this.move(run, "in_progress", "", now, ["cancelled"])) !== null;
+  }
+
+  private async move(run: string, to: RunState, reason: string, now: number, from: readonly RunState[]) {
+    const left = await this.redis.runBooksTransition(this.keys(run).meta, to, reason, String(now), ...from);
     this.stateCache.delete(run);
-    return (from as RunState | null) ?? null;
+    return (left as RunState | null) ?? null;
+  }
+
+  /** The run's feeder is alive at `at` (a heartbeat), or stopped (0). */
+  async beat(run: string, at: number): Promise<void> {
+    await this.redis.hset(this.keys(run).meta, "feederAt", String(at));
   }
 
   /** Adds a chunk's counts and moves the cursor past it. */
@@ -221,13 +216,13 @@ export class RunRegistry {
   /** The manifest has been read to its end; true when that completed the run. */
   async finishFeed(run: string, now = Date.now()): Promise<boolean> {
     const k = this.keys(run);
-    return (await this.redis.eval(FINISH_FEED, 3, k.meta, k.items, k.counts, String(now), "1")) === 1;
+    return (await this.redis.runBooksFinishFeed(k.meta, k.items, k.counts, String(now), "1")) === 1;
   }
 
   /** Completes the run when it is fed and every item has an outcome (after a retry whose items all finished already). */
   async completeIfDone(run: string, now = Date.now()): Promise<boolean> {
     const k = this.keys(run);
-    return (await this.redis.eval(FINISH_FEED, 3, k.meta, k.items, k.counts, String(now), "0")) === 1;
+    return (await this.redis.runBooksFinishFeed(k.meta, k.items, k.counts, String(now), "0")) === 1;
   }
 
   /** A fed run is fed again (a resubmit with more or fixed lines): the feeder starts from the top. */
@@ -252,15 +247,21 @@ export class RunRegistry {
   }
 }
 
-/** Mirrors the run's state into runs/<run>/manifest.json (best effort: Redis is the authority). */
-export async function mirrorRunState(store: S3Store, run: string, meta: Pick<RunMeta, "state" | "reason" | "updatedAt">) {
-  const key = manifestKey(run);
-  const manifest = await store.getJson(key, RunManifestSchema);
-  if (!manifest) return;
-  await store.putJson(key, {
-    ...manifest,
-    state: meta.state,
-    reason: meta.reason,
-    stateAt: new Date(meta.updatedAt).toISOString(),
-  });
+/** How often a feeder says it is alive, and how old its heartbeat may be before the feeder counts as gone. */
+export const FEEDER_BEAT_MS = 5_000;
+export const FEEDER_STALE_MS = 30_000;
+
+/**
+ * Who feeds a run that goes on: `done` (its manifest is fed to the end), `fleet` (a worker's
+ * feed job, which BullMQ restarts when its worker dies), `feeding` (a submit process whose
+ * heartbeat is fresh) or `stopped` (a submit that was interrupted or died: only running it
+ * again feeds the rest). Null for a run that is over.
+ */
+export type Feeder = "done" | "fleet" | "feeding" | "stopped";
+
+export function feederOf(meta: RunMeta, now = Date.now()): Feeder | null {
+  if (TERMINAL_STATES.includes(meta.state)) return null;
+  if (meta.fed === "1") return "done";
+  if (meta.source.detached) return "fleet";
+  return meta.feederAt > 0 && now - meta.feederAt < FEEDER_STALE_MS ? "feeding" : "stopped";
 }

@@ -7,7 +7,7 @@
  * image was not.
  */
 import type { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import type { RunLedger } from "../books/index.ts";
+import type { RunKeeper, RunLedger } from "../books/index.ts";
 import { putFailureRecord, RECORD_VERSION, type FailureRecord } from "../protocol/index.ts";
 
 export interface BadLine {
@@ -23,7 +23,7 @@ export async function recordBadLine(
   run: string,
   b: BadLine,
   input: FailureRecord["input"],
-  deps: { store: S3Store; ledger: RunLedger },
+  deps: { store: S3Store; ledger: RunLedger; keeper: RunKeeper },
   at: number,
 ): Promise<void> {
   const record: FailureRecord = {
@@ -41,6 +41,6 @@ export async function recordBadLine(
     at: new Date(at).toISOString(),
   };
   await putFailureRecord(deps.store, record);
-  await deps.ledger.recordOutcome(run, b.item, `b:${b.reason}`, { at, byWorker: false });
+  await deps.keeper.recordOutcome(run, b.item, `b:${b.reason}`, { at, byWorker: false });
   await deps.ledger.markSubmitted(run, [[b.item, b.line]]);
 }

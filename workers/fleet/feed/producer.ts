@@ -18,10 +18,16 @@ import { assertRunId } from "../../../shared/core/ids.ts";
 import { parseSearchSettings, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
 import type { Logger } from "../../../shared/io/logging.ts";
-import { detectFormat } from "../../../shared/io/manifest.ts";
-import { formatFromName, isS3Manifest, openManifest, type ManifestFileFormat } from "../../../shared/io/manifest-source.ts";
+import { detectFormat, firstLocalImage, readManifestStream } from "../../../shared/io/manifest.ts";
+import {
+  imageBase,
+  formatFromName,
+  isS3Manifest,
+  openManifest,
+  type ManifestFileFormat,
+} from "../../../shared/io/manifest-source.ts";
 import { inputKey, type S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { feedRun, type FeedOptions, type FeedProgress, type FeedSummary } from "./feeder.ts";
+import { feedRun, runImages, type FeedOptions, type FeedProgress, type FeedSummary } from "./feeder.ts";
 import type { ProducerMetrics } from "./producer-metrics.ts";
 import {
   FEED_JOB_OPTIONS,
@@ -66,6 +72,9 @@ export interface SubmitOptions {
   onProgress?(p: SubmitProgress): void;
   onBadLine?: FeedOptions["onBadLine"];
   onDuplicate?: FeedOptions["onDuplicate"];
+  onWarning?: FeedOptions["onWarning"];
+  /** Where relative paths on the command line, and a stdin manifest's relative image paths, resolve (default: the process's). */
+  cwd?: string;
 }
 
 export interface SubmitDeps {
@@ -106,8 +115,9 @@ async function checkUsage(opts: SubmitOptions) {
   if (!Number.isInteger(maxBacklog) || maxBacklog < 1)
     throw new UsageError(`max backlog must be an integer >= 1, got ${maxBacklog}`);
   const chunkSize = Math.max(1, Math.min(opts.chunkSize ?? DEFAULT_CHUNK_SIZE, maxBacklog));
+  const cwd = opts.cwd ?? process.cwd();
   const remote = opts.manifest === "-" || isS3Manifest(opts.manifest);
-  const source = remote ? opts.manifest : resolve(opts.manifest);
+  const source = remote ? opts.manifest : resolve(cwd, opts.manifest);
   const isDir = remote
     ? false
     : await stat(source).then(
@@ -130,14 +140,35 @@ async function checkUsage(opts: SubmitOptions) {
       `cannot tell the format of ${opts.manifest} from its extension; expected .jsonl or .csv (.gz too), or give --format`,
     );
   if (opts.imageRoot !== undefined) {
-    const ok = await stat(opts.imageRoot).then(
+    const ok = await stat(resolve(cwd, opts.imageRoot)).then(
       (s) => s.isDirectory(),
       () => false,
     );
     if (!ok) throw new UsageError(`image root ${opts.imageRoot} is not a folder`);
   }
   const format: RunSource["format"] | undefined = isDir ? "folder" : (opts.format ?? formatFromName(source));
-  return { settings, maxBacklog, chunkSize, source, format };
+  return { settings, maxBacklog, chunkSize, source, format, cwd };
+}
+
+/** Leaves a detached run's feeding to a worker: its one feed job, added again when an earlier one has ended. */
+export async function queueFeedJob(queues: Pick<FleetQueues, "feed">, run: string): Promise<void> {
+  const id = feedJobId(run);
+  const old = await queues.feed.getJob(id);
+  if (old && ((await old.isCompleted()) || (await old.isFailed()))) await old.remove();
+  await queues.feed.add("feed", { v: PROTOCOL_VERSION, run } satisfies FeedJobData, { ...FEED_JOB_OPTIONS, jobId: id });
+}
+
+/**
+ * Why a detached run cannot take this manifest: the first line whose image is a file on this
+ * machine, which a feeder in the fleet cannot read (null: every image is s3:// or data:). One
+ * read of the manifest, before the run exists, so the refusal is a usage error and not a run
+ * whose every item fails later.
+ */
+async function localImageRefusal(source: RunSource, store: S3Store): Promise<string | null> {
+  const opened = await openManifest(source.manifest, { format: source.format as ManifestFileFormat, store });
+  const found = await firstLocalImage(readManifestStream(opened.stream, opened.format, runImages(source, false)));
+  if (found === null) return null;
+  return `line ${found.line}, item ${JSON.stringify(found.id)}: the image ${found.image} is a file on this machine, which a detached run's feeder in the fleet cannot read; stage the images in S3 (s3://bucket/key) or inline them (data:), or submit without --detach`;
 }
 
 /** Puts a local or stdin manifest in S3 for a detached run, as it is; its s3:// URI, and the format and gzip found in it. */
@@ -173,17 +204,22 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
       throw new UsageError(
         `run ${run} was submitted with other settings (${diff.join("; ")}); use a new run name or the same settings`,
       );
-    if (existing.state === "cancelled" || existing.state === "failed")
+    if (existing.state === "cancelled")
       throw new UsageError(
-        `run ${run} is ${existing.state}${existing.reason ? ` (${existing.reason})` : ""}; use a new run name`,
+        `run ${run} is cancelled; to continue it, retry its cancelled items: stagebeam retry --run ${run} --reason cancelled (then submit the manifest again if the run was not fed to its end)`,
       );
+    if (existing.state === "failed")
+      throw new UsageError(`run ${run} is failed${existing.reason ? ` (${existing.reason})` : ""}; use a new run name`);
   }
 
   let source: RunSource = {
     manifest: usage.source,
     format: usage.format ?? "jsonl",
     gzip: false,
-    imageRoot: opts.imageRoot !== undefined ? resolve(opts.imageRoot) : null,
+    imageRoot: opts.imageRoot !== undefined ? resolve(usage.cwd, opts.imageRoot) : null,
+    // Recorded, so that the feeder (a resumed submit elsewhere, or a worker's feed job for the
+    // detach check) resolves relative paths as this submit does: stdin's against this directory.
+    base: isS3Manifest(usage.source) ? null : imageBase(usage.source, usage.cwd),
     question: opts.question ?? null,
     detached: opts.detach ?? false,
   };
@@ -201,6 +237,13 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
       const up = await uploadManifest(run, usage.source, usage.format as ManifestFileFormat | undefined, deps, opts.stdin);
       source = { ...source, manifest: up.uri, format: up.format, gzip: up.gzip };
     }
+    if (!existing?.source.detached) {
+      const refusal = await localImageRefusal(source, store);
+      if (refusal !== null) {
+        if (source.manifest !== usage.source) await store.delete(inputKey(run, "manifest")).catch(() => {});
+        throw new UsageError(refusal);
+      }
+    }
   } else if (usage.format === undefined) {
     source.format = "jsonl"; // sniffed again by the feeder, which reads the bytes
   }
@@ -213,6 +256,7 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
       manifest: source.manifest,
       format: source.format,
       imageRoot: source.imageRoot,
+      base: source.base,
       question: source.question,
       gzip: source.gzip,
       detached: source.detached,
@@ -231,10 +275,7 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
     source.manifest === "-" || isS3Manifest(source.manifest) ? null : await estimateManifestSize(source.manifest, source.format);
   const base = { run, settings, total, created, detached: source.detached };
   if (source.detached) {
-    const id = feedJobId(run);
-    const old = await queues.feed.getJob(id);
-    if (old && ((await old.isCompleted()) || (await old.isFailed()))) await old.remove();
-    await queues.feed.add("feed", { v: PROTOCOL_VERSION, run } satisfies FeedJobData, { ...FEED_JOB_OPTIONS, jobId: id });
+    await queueFeedJob(queues, run);
     const state: RunState = meta.state;
     return {
       ...base,
@@ -263,6 +304,7 @@ export async function submitRun(opts: SubmitOptions, deps: SubmitDeps): Promise<
     ...(opts.onProgress ? { onProgress: (p: FeedProgress) => opts.onProgress?.({ ...p, total }) } : {}),
     ...(opts.onBadLine ? { onBadLine: opts.onBadLine } : {}),
     ...(opts.onDuplicate ? { onDuplicate: opts.onDuplicate } : {}),
+    ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
   });
   const { lines, enqueued, skipped, bad, interrupted } = fed;
   try {

@@ -20,7 +20,7 @@ import {
   putFailureRecord,
   RequestJobDataSchema,
 } from "../protocol/index.ts";
-import { mirrorRunState, type RunLedger, type RunRegistry, type RunState } from "../books/index.ts";
+import { RunKeeper, type RunLedger, type RunRegistry, type RunState } from "../books/index.ts";
 
 export interface CancelSummary {
   /** The state the run was in; null when it was already over (nothing done). */
@@ -34,9 +34,12 @@ export async function cancelRun(
   deps: { queues: Pick<FleetQueues, "request" | "feed">; store: S3Store; ledger: RunLedger; runs: RunRegistry },
   now = Date.now,
 ): Promise<CancelSummary> {
-  const from = await deps.runs.transition(run, "cancelled", "cancelled by stagebeam cancel", now());
+  // The run's manifest must say it was cancelled: a mirror that fails is the command's error.
+  const keeper = new RunKeeper(deps, (_run, err) => {
+    throw err;
+  });
+  const from = await keeper.move(run, "cancelled", "cancelled by stagebeam cancel", now());
   if (from === null) return { from, state: await deps.runs.state(run, 0), removed: 0 };
-  await mirrorRunState(deps.store, run, { state: "cancelled", reason: "cancelled by stagebeam cancel", updatedAt: now() });
   const feed = await deps.queues.feed.getJob(feedJobId(run));
   if (feed && (await feed.isWaiting())) await feed.remove();
 
@@ -61,7 +64,7 @@ export async function cancelRun(
         at: new Date(now()).toISOString(),
       }),
     );
-    await deps.ledger.recordOutcome(run, item.key, "f:cancelled", { byWorker: false });
+    await keeper.recordOutcome(run, item.key, "f:cancelled", { byWorker: false });
   }
   return { from, state: "cancelled", removed };
 }

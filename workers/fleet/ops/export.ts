@@ -12,8 +12,8 @@
  * part, so an export that died resumes from its last part. With `follow` it waits for items
  * to finish and writes them as the run completes, ending when the run is over.
  *
- * Lines whose id repeats an earlier line's are not items of their own and are not exported
- * (submit reported them); items that never finished in a cancelled run go to the error file
+ * Lines whose id repeats an earlier line's are not items of their own: each is one error-file
+ * line (`duplicate-id`) and never an output line, so the output holds one line per id; items that never finished in a cancelled run go to the error file
  * with their reason, or `not-finished`.
  */
 import { open, readFile, rm, writeFile } from "node:fs/promises";
@@ -31,7 +31,7 @@ import {
   type S3Store,
 } from "../../../shared/io/storage/s3-store.ts";
 import type { Outcome, RunLedger, RunRegistry } from "../books/index.ts";
-import { readIndex, type IndexEntry } from "../feed/index.ts";
+import { duplicateLineKey, readIndex, type IndexEntry } from "../feed/index.ts";
 
 export const EXPORT_FORMATS = ["openai", "jsonl"] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -242,7 +242,10 @@ async function exportPass(run: string, kind: FileKind, sink: Sink, opts: ExportO
     const lines = await Promise.all(
       entries.map(([line, item, id], i) =>
         limit(async (): Promise<unknown> => {
-          const outcome = outcomes[i] ?? null;
+          // A line whose id an earlier line has is never an output line, whatever became of it
+          // (a run retried before retry knew better may hold a result for it): one output per id.
+          const duplicate = item === duplicateLineKey(line);
+          const outcome = duplicate && outcomes[i] !== null ? "b:duplicate-id" : (outcomes[i] ?? null);
           if (outcome !== null && isSuccess(outcome)) {
             if (kind !== "output") return null;
             const r = await deps.store.getJson<ResultRecord>(resultKey(run, item));

@@ -9,5 +9,5 @@ export { REDIS_SERIES, createQueueExporter, registerExporterSeries } from "./que
 export { retryRun } from "./retry.ts";
 export { listRuns } from "./run-list.ts";
 export type { RunListing } from "./run-list.ts";
-export { QUEUE_STATES, formatStatus, queueCounts, runStatus, streamRecords, waitForRun } from "./status.ts";
+export { QUEUE_STATES, formatStatus, queueCounts, resumeCommand, runStatus, streamRecords, waitForRun } from "./status.ts";
 export type { RunStatus } from "./status.ts";

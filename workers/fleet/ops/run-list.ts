@@ -1,5 +1,5 @@
 /** Every run the fleet knows (`stagebeam runs`), newest first, with its state, counts and age. */
-import type { RunCounts, RunLedger, RunRegistry, RunState } from "../books/index.ts";
+import { type Feeder, feederOf, type RunCounts, type RunLedger, type RunRegistry, type RunState } from "../books/index.ts";
 
 export interface RunListing {
   run: string;
@@ -13,6 +13,8 @@ export interface RunListing {
   /** Manifest lines the feeder has read; whether it read them all. */
   linesRead: number;
   fed: boolean;
+  /** Who feeds it (feederOf): `stopped` is a submit that was interrupted or died. */
+  feeder: Feeder | null;
 }
 
 export async function listRuns(deps: { runs: RunRegistry; ledger: RunLedger }, limit = 1_000): Promise<RunListing[]> {
@@ -33,6 +35,7 @@ export async function listRuns(deps: { runs: RunRegistry; ledger: RunLedger }, l
         pending: Math.max(0, items - completed - failed),
         linesRead: meta.cursor,
         fed: meta.fed === "1",
+        feeder: feederOf(meta),
       };
     }),
   );

@@ -10,7 +10,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { formatDuration } from "../../../shared/core/duration.ts";
 import { wilson95 } from "../../../shared/core/eval/stats.ts";
 import { failuresPrefix, manifestKey, resultsPrefix, type S3Store } from "../../../shared/io/storage/s3-store.ts";
-import type { RunCounts, RunLedger, RunMeta, RunRegistry } from "../books/index.ts";
+import { DEFAULT_MAX_STAGE_TOKENS } from "../../../shared/core/search/params.ts";
+import { DEFAULT_BEAM, DEFAULT_JUDGE_MODE, DEFAULT_SEED, DEFAULT_STRATEGY } from "../../../shared/core/search/settings.ts";
+import { type Feeder, feederOf, type RunCounts, type RunLedger, type RunMeta, type RunRegistry } from "../books/index.ts";
 import { type FleetQueues, type RunManifest, RunManifestSchema } from "../protocol/index.ts";
 
 /** The BullMQ states `status` reports for each queue. */
@@ -31,6 +33,8 @@ export interface RunStatus {
   run: string;
   manifest: RunManifest | null;
   meta: RunMeta | null;
+  /** Who feeds the run's manifest (books/run-state.ts: feederOf); null when the run is over or unknown. */
+  feeder: Feeder | null;
   counts: RunCounts;
   /** Items finished either way (results + failures, bad manifest lines included). */
   finished: number;
@@ -103,6 +107,7 @@ export async function runStatus(
     run,
     manifest: manifest ?? null,
     meta,
+    feeder: meta ? feederOf(meta, now) : null,
     counts,
     finished,
     pending,
@@ -130,6 +135,24 @@ export async function queueCounts(
   return out;
 }
 
+/** A word for the shell, quoted when it needs to be. */
+const shellWord = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, "'\\''")}'`);
+
+/** What feeds the rest of a run whose submit stopped: the same submit again (settings that differ from the defaults included). */
+export function resumeCommand(run: string, meta: RunMeta): string {
+  const { source: src, settings: s } = meta;
+  const words = ["stagebeam submit --run", shellWord(run), "--manifest", shellWord(src.manifest)];
+  if (src.imageRoot !== null) words.push("--image-root", shellWord(src.imageRoot));
+  if (src.question !== null) words.push("--question", shellWord(src.question));
+  if (s.strategy !== DEFAULT_STRATEGY) words.push("--strategy", s.strategy);
+  if (s.beam !== DEFAULT_BEAM) words.push("--beam", String(s.beam));
+  if (s.judgeMode !== DEFAULT_JUDGE_MODE) words.push("--judge", s.judgeMode);
+  if (s.seed !== DEFAULT_SEED) words.push("--seed", String(s.seed));
+  if (s.maxStageTokens !== DEFAULT_MAX_STAGE_TOKENS) words.push("--max-stage-tokens", String(s.maxStageTokens));
+  const command = words.join(" ");
+  return src.manifest === "-" ? `pipe the same manifest to ${command}` : command;
+}
+
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 export function formatStatus(s: RunStatus): string {
@@ -138,8 +161,13 @@ export function formatStatus(s: RunStatus): string {
   lines.push(`run        ${s.run}${s.manifest ? `  (created ${s.manifest.createdAt})` : "  (no run manifest in S3)"}`);
   if (s.meta) {
     const m = s.meta;
-    const feed = m.fed === "1" ? "manifest fed to the end" : `feeding: ${m.cursor} lines read`;
-    lines.push(`state      ${m.state}${m.reason ? ` — ${m.reason}` : ""} · ${feed}${m.source.detached ? " (detached)" : ""}`);
+    if (s.feeder === "stopped") {
+      const n = `${m.cursor} manifest line${m.cursor === 1 ? "" : "s"}`;
+      lines.push(`state      ${m.state} — the submit stopped after ${n}; resume it: ${resumeCommand(s.run, m)}`);
+    } else {
+      const feed = m.fed === "1" ? "manifest fed to the end" : `feeding: ${m.cursor} lines read`;
+      lines.push(`state      ${m.state}${m.reason ? ` — ${m.reason}` : ""} · ${feed}${m.source.detached ? " (detached)" : ""}`);
+    }
   }
   if (set) {
     lines.push(

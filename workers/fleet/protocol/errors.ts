@@ -14,6 +14,34 @@ import { badInputCode, isBadInput } from "./model-host.ts";
 
 const CODE = /^[a-z][a-z0-9-]{0,63}$/;
 
+/**
+ * Every reason code a failure record can carry, with what it means: `retry --reason` takes
+ * these and no other. `manifest-<field>` stands for a bad manifest line, by the field at fault
+ * (`manifest-image`, `manifest-question`, `manifest-body`, `manifest-settings`, …).
+ */
+export const REASON_CODES: Readonly<Record<string, string>> = {
+  "bad-input": "the model refused the item's input",
+  "bad-job": "a job of another protocol version, or with invalid data",
+  "bad-params": "the run's settings made no valid search for the item",
+  "bad-result": "a model host returned a malformed result",
+  cancelled: "the run was cancelled before the item finished (retry continues the run)",
+  "duplicate-id": "a line whose id an earlier line has: not an item, never re-enqueued",
+  "image-missing": "the staged image is not in S3",
+  "image-too-large": "the image is over the size limits",
+  "image-unreadable": "the image does not decode",
+  "manifest-<field>": "a bad manifest line, by the field at fault (fix the line and submit the manifest again)",
+  redis: "Redis was unreachable past the retry budget",
+  "run-failed": "the run failed, and its remaining work was dropped",
+  runtime: "any other error, after its attempts",
+  "search-error": "the search refused a result",
+  stalled: "the item's worker died or stalled too often",
+  storage: "S3 failed past the retry budget",
+};
+
+/** Whether `code` is one of REASON_CODES (a `manifest-` code of any field). */
+export const isReasonCode = (code: string): boolean =>
+  (code in REASON_CODES && code !== "manifest-<field>") || /^manifest-[a-z_]+$/.test(code);
+
 /** An error with a reason code; `unrecoverable` errors are never retried. */
 export class FleetError extends Error {
   override readonly name = "FleetError";

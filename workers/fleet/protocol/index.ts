@@ -4,9 +4,20 @@
  * connections to Redis, and what a worker needs from a model (`ModelHost`). The bottom floor of
  * the fleet: it imports no other room of it.
  */
-export { FleetError, badInput, classify, fieldOfReason, parseReason, toJobError } from "./errors.ts";
+export {
+  FleetError,
+  REASON_CODES,
+  badInput,
+  classify,
+  fieldOfReason,
+  isReasonCode,
+  parseReason,
+  toJobError,
+} from "./errors.ts";
+export type { QueueName } from "./ids.ts";
 export { QUEUES, childJobId, feedJobId, requestJobId, runKeys, runsIndexKey, workIdOf } from "./ids.ts";
 export { childJob, childWorkId, requestJob } from "./jobs.ts";
+export type { ChildWork } from "./jobs.ts";
 export { BadInputError, isBadInput } from "./model-host.ts";
 export type { HostRuntime, ItemInput, ModelHost, OpenItem, OpenVerifierItem, VerifierHost } from "./model-host.ts";
 export {
@@ -28,6 +39,7 @@ export {
   RECORD_VERSION,
   ResultRecordSchema,
   RunManifestSchema,
+  failureInput,
   fleetFailure,
   isCorrect,
   putFailureRecord,

@@ -51,7 +51,8 @@ export const childWorkId = (work: ChildWork): string => work.requests[0]!.id;
  * forked), and a step costs BullMQ one job's cycle instead of N.
  */
 export function childJob(data: RequestJobData, work: ChildWork, parent: ParentRef) {
-  const item: ChildItem = { key: data.item.key, image: data.item.image, question: data.item.question };
+  const { key, image, question, system } = data.item;
+  const item: ChildItem = { key, image, question, ...(system !== undefined ? { system } : {}) };
   const base = { v: PROTOCOL_VERSION, run: data.run, item } as const;
   const job = { name: work.kind, opts: { ...CHILD_JOB_OPTIONS, jobId: childJobId(data.run, childWorkId(work)), parent } };
   switch (work.kind) {

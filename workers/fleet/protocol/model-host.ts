@@ -28,6 +28,8 @@ export interface ItemInput {
   /** The image file's bytes as staged (PNG, JPEG, …); the host decodes them. */
   image: Buffer;
   question: string;
+  /** A system message before the user turn, for the chat template. */
+  system?: string;
 }
 
 /** One opened item. Judge mode and sampling settings are fixed when it is opened. */

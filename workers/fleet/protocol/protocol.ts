@@ -38,9 +38,15 @@ import { StepTimingSchema, WorkTimingSchema } from "./timings.ts";
 
 export { StepTimingSchema, WorkTimingSchema, type StepTiming, type WorkTiming } from "./timings.ts";
 import { JUDGE_MODES } from "../../../shared/core/search/settings.ts";
+import { ItemSettingsSchema } from "../../../shared/core/search/params.ts";
 
-/** 2: a child job carries all the requests of one work of the search (`requests`), not one. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * 2: a child job carries all the requests of one work of the search (`requests`), not one.
+ * 3: an item may carry its own settings (`settings`) and a system message (`system`), and a
+ * generate request its own `temperature` and `topP`; a worker of 2 would drop them unseen and
+ * answer with the run's, so it must refuse these jobs instead.
+ */
+export const PROTOCOL_VERSION = 3;
 
 /** Approximate cap of each queue's events stream (BullMQ trims with MAXLEN ~). */
 export const EVENTS_MAX_LEN = 5_000;
@@ -55,6 +61,8 @@ export const ChildItemSchema = z.object({
   key: ItemKeySchema,
   image: S3UriSchema,
   question: z.string().min(1),
+  /** A system message for the chat template (an OpenAI batch line's). */
+  system: z.string().optional(),
 });
 export type ChildItem = z.infer<typeof ChildItemSchema>;
 
@@ -65,6 +73,8 @@ export const RequestItemSchema = ChildItemSchema.extend({
   answer: z.string().nullable(),
   /** Manifest line (1-based). */
   line: z.number().int().nonnegative(),
+  /** The item's own seed, stage cap, temperature, top_p (an OpenAI batch line's), over the run's settings. */
+  settings: ItemSettingsSchema.optional(),
 });
 export type RequestItem = z.infer<typeof RequestItemSchema>;
 

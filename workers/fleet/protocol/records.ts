@@ -6,8 +6,9 @@
 import { z } from "zod";
 import { SearchSettingsSchema, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { normalizeAnswer } from "../../../shared/core/eval/stats.ts";
-import { SearchParamsSchema } from "../../../shared/core/search/params.ts";
+import { ItemSettingsSchema, SearchParamsSchema, type ItemSettings } from "../../../shared/core/search/params.ts";
 import { SearchResultSchema } from "../../../shared/core/search/types.ts";
+import type { RequestItem } from "./protocol.ts";
 import { StepTimingSchema } from "./timings.ts";
 import { redactSecrets } from "../../../shared/io/secrets.ts";
 import { failureKey, type S3Store } from "../../../shared/io/storage/s3-store.ts";
@@ -30,6 +31,8 @@ export const ResultRecordSchema = z.looseObject({
   item: z.string(),
   line: z.number().int(),
   question: z.string(),
+  /** The system message the item was asked with (OpenAI batch lines), or null. */
+  system: nullableString.default(null),
   image: z.string(),
   /** The gold answer from the manifest, when given. */
   gold: nullableString,
@@ -74,7 +77,14 @@ export const FailureRecordSchema = z.looseObject({
   reason: z.string(),
   message: z.string(),
   field: nullableString,
-  input: z.object({ image: nullableString, question: nullableString, answer: nullableString }),
+  /** The item's input, with its own settings and system message when it had them (what `retry` enqueues again). */
+  input: z.object({
+    image: nullableString,
+    question: nullableString,
+    answer: nullableString,
+    system: z.string().optional(),
+    settings: ItemSettingsSchema.optional(),
+  }),
   at: z.string(),
   /** Steps the search had finished when it failed (fleet failures). */
   stepsDone: z.number().int().optional(),
@@ -86,13 +96,23 @@ export type FailureRecord = z.infer<typeof FailureRecordSchema>;
 export type ItemRecord = ResultRecord | FailureRecord;
 
 /** The item fields a fleet failure record repeats, as a request job carries them. */
-interface FailedItem {
-  id: string;
-  key: string;
-  line: number;
-  image: string;
-  question: string;
+type FailedItem = Pick<RequestItem, "id" | "key" | "line" | "image" | "question" | "answer" | "system" | "settings">;
+
+/** A failure record's input: the item's, with its system message and own settings when it has them. */
+export function failureInput(item: {
+  image: string | null;
+  question: string | null;
   answer: string | null;
+  system?: string | undefined;
+  settings?: ItemSettings | undefined;
+}): FailureRecord["input"] {
+  return {
+    image: item.image,
+    question: item.question,
+    answer: item.answer,
+    ...(item.system !== undefined ? { system: item.system } : {}),
+    ...(item.settings !== undefined ? { settings: item.settings } : {}),
+  };
 }
 
 /** The failure record of an item that ended in the fleet without a result (failed for good, or cancelled). */
@@ -110,7 +130,7 @@ export function fleetFailure(
     item: item.key,
     line: item.line,
     stage: "fleet",
-    input: { image: item.image, question: item.question, answer: item.answer },
+    input: failureInput(item),
     ...f,
   };
 }
@@ -122,7 +142,13 @@ export function fleetFailure(
  */
 export async function putFailureRecord(store: S3Store, record: FailureRecord): Promise<void> {
   const text = (s: string | null) => (s === null ? null : redactSecrets(s));
-  const input = { image: text(record.input.image), question: text(record.input.question), answer: text(record.input.answer) };
+  const input = {
+    ...record.input,
+    image: text(record.input.image),
+    question: text(record.input.question),
+    answer: text(record.input.answer),
+    ...(record.input.system !== undefined ? { system: redactSecrets(record.input.system) } : {}),
+  };
   await store.putJson(failureKey(record.run, record.item), { ...record, message: redactSecrets(record.message), input });
 }
 
@@ -144,6 +170,7 @@ export const RunManifestSchema = z.object({
     manifest: z.string(),
     format: z.string(),
     imageRoot: z.string().nullable(),
+    base: z.string().nullable().optional(),
     question: z.string().nullable(),
     gzip: z.boolean().optional(),
     detached: z.boolean().optional(),

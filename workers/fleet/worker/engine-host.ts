@@ -11,8 +11,7 @@ import { BUNDLED_VERIFIER, type Config, type ModelConfig, type S3Config } from "
 import type { Logger } from "../../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { isPairwise } from "../../../shared/core/search/settings.ts";
-import { Engine, ModelFolderError, Verifier } from "../../engine/index.ts";
+import { Engine, ModelFolderError, openItemExecutor, openVerifierItem, Verifier } from "../../engine/index.ts";
 import { cachedModelFolder, discardCachedModel } from "./model-cache.ts";
 import type { ModelHost, VerifierHost } from "../protocol/index.ts";
 
@@ -107,14 +106,7 @@ function policyHost(engine: Engine, modelId: string): ModelHost {
     modelId,
     digest: engine.info.digest,
     runtime: engine.runtime,
-    async open(item, { judgeMode }) {
-      const ctx = await engine.openItem({ id: item.id, image: item.image, question: item.question });
-      return {
-        generate: (requests) => engine.generate(ctx, requests),
-        judge: (requests) => engine.judge(ctx, requests, isPairwise(judgeMode) ? judgeMode : undefined),
-        close: () => engine.closeItem(ctx),
-      };
-    },
+    open: (item, { judgeMode }) => openItemExecutor(engine, item, judgeMode),
     close: () => engine.close(),
   };
 }
@@ -152,13 +144,7 @@ export async function createVerifierHost(
     modelId: modelIdOf(model, dir),
     digest: verifier.digest,
     runtime: verifier.engine.runtime,
-    async open(item) {
-      const ctx = await verifier.openItem({ id: item.id, image: item.image, question: item.question });
-      return {
-        verify: (requests) => verifier.verify(ctx, requests),
-        close: () => verifier.closeItem(ctx),
-      };
-    },
+    open: (item) => openVerifierItem(verifier, { id: item.id, image: item.image, question: item.question }),
     close: () => verifier.close(),
   };
 }

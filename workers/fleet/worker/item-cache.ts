@@ -99,7 +99,13 @@ export class ItemCache {
   }
 
   private acquire(item: ChildItem, holder: Holder): Entry {
-    const key = JSON.stringify([holder === "verifier" ? holder : holder.judgeMode, item.key, item.image, item.question]);
+    const key = JSON.stringify([
+      holder === "verifier" ? holder : holder.judgeMode,
+      item.key,
+      item.image,
+      item.question,
+      item.system ?? null,
+    ]);
     const e = this.entries.get(key);
     if (e) {
       this.stats.hits++;
@@ -141,7 +147,12 @@ export class ItemCache {
     this.stats.imageFetches++;
     const image = await this.opts.fetchImage(item.image);
     this.stats.opens++;
-    const input: ItemInput = { id: item.key, image, question: item.question };
+    const input: ItemInput = {
+      id: item.key,
+      image,
+      question: item.question,
+      ...(item.system !== undefined ? { system: item.system } : {}),
+    };
     return holder === "verifier" ? verifier!.open(input) : host!.open(input, holder);
   }
 

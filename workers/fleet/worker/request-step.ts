@@ -12,6 +12,9 @@
  *                 (deterministic id) and wait for it (moveToWaitingChildren +
  *                 WaitingChildrenError); the job runs again when it has finished.
  *
+ * Each turn of the loop decides first (step-decision.ts: no I/O), then runs the decision (apply,
+ * add or retry the child and wait, write the result), then records it in the trace and the state.
+ *
  * Nothing here depends on having run before: a step that crashed anywhere re-runs from the
  * saved state, finds the child it already added (same id, so BullMQ adds nothing twice)
  * or their results, and goes on. A child that failed for good fails the item with its reason.
@@ -27,8 +30,6 @@ import {
   badInput,
   childJob,
   childJobId,
-  ChildReturnSchema,
-  childWorkId,
   classify,
   fieldOfReason,
   FleetError,
@@ -36,7 +37,6 @@ import {
   type FleetQueues,
   isCorrect,
   parseJobData,
-  parseReason,
   putFailureRecord,
   RECORD_VERSION,
   RequestEnvelopeSchema,
@@ -45,13 +45,13 @@ import {
   type RequestTrace,
   type ResultRecord,
   ResultRecordSchema,
-  retryDelay,
   type RetryPolicy,
-  TRANSIENT_CODES,
   workIdOf,
-  type WorkTiming,
 } from "../protocol/index.ts";
-import { mirrorRunState, type Recorded, type RunLedger, type RunRegistry } from "../books/index.ts";
+import { RunKeeper, type RunLedger, type RunRegistry } from "../books/index.ts";
+import { childOf, type Children, decideStep, traceApplied } from "./step-decision.ts";
+
+const NO_CHILDREN: Children = { values: new Map(), failures: new Map() };
 
 export interface StepDeps {
   queues: Pick<FleetQueues, "generate" | "judge" | "verify">;
@@ -72,12 +72,6 @@ export type RequestReturn = { status: "done"; answer: string | null; correct: bo
 /** The stage label of a step for metrics: a stage name (a retraced one too), `answer`, or `sentence`. */
 export function stageLabel(stepLabel: string): string {
   return stepLabel.startsWith("sentence") ? "sentence" : stepLabel.replace(/ \(retrace \d+\)$/, "");
-}
-
-/** The children's return values and failure reasons, by their work ids (protocol/jobs.ts: childWorkId). */
-interface Children {
-  values: Map<string, unknown>;
-  failures: Map<string, string>;
 }
 
 /**
@@ -102,7 +96,10 @@ async function readChildren(job: Job, run: string, wanted: string): Promise<Chil
 
 /** Work of a cancelled or failed run is dropped, at the latest one step after the run stopped. */
 export async function assertRunGoesOn(runs: RunRegistry, run: string): Promise<void> {
-  const state = await runs.state(run);
+  let state = await runs.state(run);
+  // Looked at again before anything is dropped: a cancelled run that `retry --reason cancelled`
+  // continued is in progress again, whatever this worker's cached state says.
+  if (state === "cancelled" || state === "failed") state = await runs.state(run, 0);
   if (state === "cancelled") throw badInput("cancelled", `run ${run} was cancelled`);
   if (state === "failed") throw badInput("run-failed", `run ${run} has failed; its remaining work is dropped`);
 }
@@ -113,20 +110,16 @@ async function searchStateOf(data: RequestJobData, runs: RunRegistry): Promise<S
     if (data.state !== null) return parseSearchState(data.state);
     const settings = await runs.settings(data.run);
     if (settings === null) throw badInput("bad-job", `run ${data.run} has no settings in Redis (its bookkeeping is gone)`);
-    return createSearch(paramsFor(data.item.key, settings));
+    return createSearch(paramsFor(data.item.key, settings, data.item.settings));
   } catch (err) {
     if (err instanceof FleetError) throw err;
     throw badInput("bad-params", (err as Error).message);
   }
 }
 
-/** Mirrors a run that this outcome completed into its manifest in S3. */
-async function mirrorIfCompleted(recorded: Recorded, run: string, deps: Pick<StepDeps, "store" | "logger">) {
-  if (recorded !== "completed-run") return;
-  await mirrorRunState(deps.store, run, { state: "completed", reason: "", updatedAt: Date.now() }).catch((err: Error) =>
-    deps.logger.warn({ run, err: err.message }, "could not mirror the run's state to S3"),
-  );
-}
+/** The run's keeper, through which an outcome is recorded (and a run it completes mirrored to S3). */
+const keeperOf = (deps: Pick<StepDeps, "runs" | "ledger" | "store" | "logger">) =>
+  new RunKeeper(deps, (run, err) => deps.logger.warn({ run, err: err.message }, "could not mirror the run's state to S3"));
 
 export async function runRequestStep(job: Job, token: string, deps: StepDeps): Promise<RequestReturn> {
   const now = deps.now ?? Date.now;
@@ -165,79 +158,44 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
   let children: Children | undefined = data.state === null ? { values: new Map(), failures: new Map() } : undefined;
   for (;;) {
     const work = next(state);
-    if (work.kind === "done") return finish(job, data, state, work.result, trace, deps, now);
-
-    if (work.requests.length === 0) {
-      state = apply(state, []);
-      continue;
-    }
-    const childId = childWorkId(work);
-    children ??= await readChildren(job, run, childId);
-    const value = children.values.get(childId);
-    const failure = children.failures.get(childId);
-    if (value === undefined && failure !== undefined) {
-      const { code, message } = parseReason(failure);
-      // Only the infrastructure's failures; a child's bad input or its own spent attempts are final.
-      const again =
-        TRANSIENT_CODES.has(code) &&
-        retryDelay(deps.retryPolicy, { code, unrecoverable: false }, trace.childRetries + 1) !== null;
-      if (!again || !(await retryChild(deps.queues[work.kind], run, childId))) {
-        throw new FleetError(code, `${work.kind} ${childId} failed: ${message}`, true);
+    const childId = childOf(work);
+    if (childId !== null) children ??= await readChildren(job, run, childId);
+    const action = decideStep(work, children ?? NO_CHILDREN, trace, deps.retryPolicy);
+    switch (action.kind) {
+      case "finish":
+        return finish(job, data, state, action.result, trace, deps, now);
+      case "fail":
+        throw action.error;
+      case "apply": {
+        const stepsBefore = state.steps.length;
+        state = apply(state, action.results);
+        if (action.child !== null) {
+          const applied = traceApplied(trace, action.child, stepsBefore, state, now);
+          trace = applied.trace;
+          if (applied.step) deps.metrics.stageLatency.observe({ stage: stageLabel(applied.step.label) }, applied.step.seconds);
+        }
+        // Not saved here: this run saves the state with the next work's child, or writes the
+        // result; a run that dies first applies the same results again (the parent keeps them).
+        continue;
       }
-      deps.metrics.retries.inc({ kind: work.kind, reason: code });
-      // A child that failed on the infrastructure (its own retries spent, or its worker kept
-      // dying under it) runs again, within the same budget a job's own retries have.
-      trace = { ...trace, childRetries: trace.childRetries + 1 };
-      await save();
-      if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
-      children = undefined;
-      continue;
-    }
-
-    if (value !== undefined) {
-      const parsed = ChildReturnSchema.safeParse(value);
-      if (!parsed.success) throw badInput("bad-result", `${work.kind} ${childId} returned an invalid value`);
-      const { results: byId, meta } = parsed.data;
-      const results = work.requests.map((r) => {
-        if (!(r.id in byId)) throw badInput("bad-result", `${work.kind} ${childId} returned no result for ${r.id}`);
-        return byId[r.id] as never;
-      });
-      if (!trace.models.includes(meta.model)) trace = { ...trace, models: [...trace.models, meta.model] };
-      const timing: WorkTiming = {
-        id: childId,
-        kind: work.kind,
-        requests: work.requests.length,
-        worker: meta.worker,
-        startedAt: meta.startedAt,
-        ms: meta.ms,
-      };
-      const stepsBefore = state.steps.length;
-      state = apply(state, results);
-      trace = { ...trace, work: [...trace.work, timing] };
-      if (state.steps.length > stepsBefore) {
-        const label = state.steps[state.steps.length - 1]!.label;
-        const finishedAt = now();
-        const startedAt = trace.stepStartedAt ?? finishedAt;
-        const seconds = Math.max(0, finishedAt - startedAt) / 1000;
-        deps.metrics.stageLatency.observe({ stage: stageLabel(label) }, seconds);
-        trace = {
-          ...trace,
-          steps: [...trace.steps, { label, startedAt, finishedAt, seconds, work: trace.work }],
-          work: [],
-          stepStartedAt: null,
-        };
+      case "retry-child":
+        if (!(await retryChild(deps.queues[action.work.kind], run, action.childId))) throw action.orFail;
+        deps.metrics.retries.inc({ kind: action.work.kind, reason: action.code });
+        // A child that failed on the infrastructure (its own retries spent, or its worker kept
+        // dying under it) runs again, within the same budget a job's own retries have.
+        trace = { ...trace, childRetries: trace.childRetries + 1 };
+        await save();
+        break;
+      case "add-child": {
+        if (trace.stepStartedAt === null) trace = { ...trace, stepStartedAt: now() };
+        await save();
+        const child = childJob(data, action.work, { id: job.id!, queue: job.queueQualifiedName });
+        await deps.queues[action.work.kind].add(child.name, child.data, child.opts);
+        break;
       }
-      // Not saved here: this run saves the state with the next work's child, or writes the
-      // result; a run that dies first applies the same results again (the parent keeps them).
-      continue;
     }
-
-    if (trace.stepStartedAt === null) trace = { ...trace, stepStartedAt: now() };
-    await save();
-    const child = childJob(data, work, { id: job.id!, queue: job.queueQualifiedName });
-    await deps.queues[work.kind].add(child.name, child.data, child.opts);
+    // Wait for the child; one that finished before we could wait is read again and applied.
     if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
-    // The child finished before we could wait: read its results and go on.
     children = undefined;
   }
 }
@@ -259,11 +217,10 @@ const outcomeOf = (correct: boolean | null) => (correct === null ? "d" : correct
 async function countExistingResult(run: string, itemKey: string, deps: StepDeps): Promise<RequestReturn> {
   const existing = await deps.store.getJson(resultKey(run, itemKey), ResultRecordSchema);
   if (existing) {
-    const recorded = await deps.ledger.recordOutcome(run, itemKey, outcomeOf(existing.correct), {
+    const recorded = await keeperOf(deps).recordOutcome(run, itemKey, outcomeOf(existing.correct), {
       tokens: existing.tokens.generated,
     });
     if (recorded !== "unchanged") deps.metrics.itemsCompleted.inc();
-    await mirrorIfCompleted(recorded, run, deps);
   }
   return { status: "already-done" };
 }
@@ -290,6 +247,7 @@ async function finish(
     item: item.key,
     line: item.line,
     question: item.question,
+    system: item.system ?? null,
     image: item.image,
     gold: item.answer,
     answer: result.answer,
@@ -319,9 +277,10 @@ async function finish(
     deps.logger.info({ run, item: item.key, job: job.id }, "result already in S3; kept the first one");
     return countExistingResult(run, item.key, deps);
   }
-  const recorded = await deps.ledger.recordOutcome(run, item.key, outcomeOf(correct), { tokens: result.counts.generatedTokens });
+  const recorded = await keeperOf(deps).recordOutcome(run, item.key, outcomeOf(correct), {
+    tokens: result.counts.generatedTokens,
+  });
   if (recorded !== "unchanged") deps.metrics.itemsCompleted.inc();
-  await mirrorIfCompleted(recorded, run, deps);
   deps.logger.debug({ run, item: item.key, job: job.id, answer: result.answer, correct }, "item done");
   return { status: "done", answer: result.answer, correct };
 }
@@ -334,7 +293,7 @@ async function finish(
 export async function recordRequestFailure(
   job: Job,
   err: unknown,
-  deps: Pick<StepDeps, "store" | "ledger" | "metrics" | "worker" | "logger">,
+  deps: Pick<StepDeps, "store" | "ledger" | "runs" | "metrics" | "worker" | "logger">,
 ): Promise<void> {
   const parsed = RequestJobDataSchema.safeParse(job.data);
   const envelope = parsed.success ? parsed : RequestEnvelopeSchema.safeParse(job.data);
@@ -360,8 +319,7 @@ export async function recordRequestFailure(
     worker: deps.worker,
   });
   await putFailureRecord(deps.store, record);
-  const recorded = await deps.ledger.recordOutcome(run, item.key, `f:${c.code}`);
+  const recorded = await keeperOf(deps).recordOutcome(run, item.key, `f:${c.code}`);
   if (recorded !== "unchanged") deps.metrics.itemsFailed.inc({ reason: c.code });
-  await mirrorIfCompleted(recorded, run, deps);
   deps.logger.warn({ run, item: item.key, reason: c.code, err: c.message }, "item failed");
 }

@@ -22,43 +22,36 @@
  * than after the lock expires. A request step handed back re-runs from its saved state.
  */
 import { hostname } from "node:os";
-import { DelayedError, MetricsTime, WaitingChildrenError, WaitingError, Worker, type Job, type MinimalJob } from "bullmq";
+import { MetricsTime, Worker, type ConnectionOptions, type MinimalJob } from "bullmq";
 import type { Logger } from "../../../shared/io/logging.ts";
 import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
 import type { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import {
   bullConnection,
-  type ChildReturn,
-  classify,
   connectRedis,
-  FeedJobDataSchema,
   FleetError,
   type FleetQueues,
-  GenerateJobDataSchema,
   jobFailure,
-  JudgeJobDataSchema,
   type ModelHost,
   openQueues,
-  parseJobData,
   QUEUES,
+  type QueueName,
   type RedisTarget,
   retryDelay,
   retryPolicy,
-  toJobError,
+  type RetryPolicy,
   type VerifierHost,
-  VerifyJobDataSchema,
 } from "../protocol/index.ts";
 import { s3ImageFetcher } from "./images.ts";
 import { ItemCache } from "./item-cache.ts";
-import { feedRun } from "../feed/index.ts";
 import { RunLedger, RunRegistry } from "../books/index.ts";
 import { loadConfig } from "../../../shared/io/config.ts";
-import { assertRunGoesOn, recordRequestFailure, runRequestStep, type StepDeps } from "./request-step.ts";
+import { JobTracker } from "./job-tracker.ts";
+import { PROCESSORS, type WorkerContext } from "./processors.ts";
+import { recordRequestFailure, type StepDeps } from "./request-step.ts";
 
 export const DEFAULT_LOCK_DURATION_MS = 120_000;
 export const DEFAULT_GRACE_MS = 30_000;
-/** When the failure record of a failed item cannot be written (S3 down), try again this much later. */
-const RECORD_RETRY_MS = 15_000;
 
 export interface FleetWorkerOptions {
   redisUrl: string;
@@ -100,10 +93,30 @@ export interface FleetWorker {
   hurry(): void;
 }
 
-interface Tracked {
-  job: Job;
-  token: string;
-  handBack(err: Error): void;
+/** The BullMQ worker settings every queue of this process shares. */
+function workerSettings(opts: FleetWorkerOptions, name: string, policy: RetryPolicy, connection: ConnectionOptions) {
+  const lockDuration = opts.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
+  return {
+    connection,
+    prefix: opts.prefix,
+    concurrency: opts.concurrency,
+    lockDuration,
+    stalledInterval: Math.min(30_000, lockDuration),
+    maxStalledCount: 2,
+    // Counts of completed and failed jobs per queue, which `stagebeam exporter` exports as
+    // bullmq_job_completed_total / bullmq_job_failed_total (the data points kept are per minute).
+    metrics: { maxDataPoints: MetricsTime.ONE_HOUR },
+    name,
+    settings: {
+      // Every job of every queue asks for this strategy (protocol/protocol.ts); -1 tells BullMQ to fail it.
+      backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: MinimalJob) => {
+        const failure = jobFailure(err);
+        const delay = retryDelay(policy, failure, attemptsMade);
+        if (delay !== null) opts.metrics.retries.inc({ kind: job?.queueName ?? "unknown", reason: failure.code });
+        return delay ?? -1;
+      },
+    },
+  };
 }
 
 export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetWorker> {
@@ -113,7 +126,6 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const served = host ?? verifier;
   if (served === null) throw new Error("a fleet worker needs a model host, a verifier host, or both");
   const name = opts.name ?? `${hostname()}-${process.pid}`;
-  const lockDuration = opts.lockDurationMs ?? DEFAULT_LOCK_DURATION_MS;
   const policy = retryPolicy(opts.retryBudgetSeconds ?? loadConfig({}, ["worker"]).worker.retryBudgetSeconds);
   const target: RedisTarget = { url: opts.redisUrl, cluster: opts.redisCluster ?? false };
   const queues = openQueues(target, opts.prefix);
@@ -139,161 +151,26 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     retryPolicy: policy,
   };
 
-  let stopping = false;
-  const active = new Map<string, Tracked>();
-
-  /** Wraps a processor: refuses work once stopping, and lets stop() hand a running job back. */
-  const tracked =
-    <R>(queue: string, fn: (job: Job, token: string) => Promise<R>) =>
-    async (job: Job, token?: string): Promise<R> => {
-      if (token === undefined) throw new Error("BullMQ gave no lock token");
-      if (stopping) {
-        await job.moveToWait(token);
-        throw new WaitingError();
-      }
-      const key = `${queue}/${job.id}`;
-      let handBack!: (err: Error) => void;
-      const handedBack = new Promise<never>((_, reject) => (handBack = reject));
-      handedBack.catch(() => {});
-      active.set(key, { job, token, handBack });
-      try {
-        return await Promise.race([fn(job, token), handedBack]);
-      } finally {
-        active.delete(key);
-      }
-    };
-
-  const processRequest = async (job: Job, token: string) => {
-    try {
-      return await runRequestStep(job, token, deps);
-    } catch (err) {
-      if (err instanceof WaitingChildrenError || err instanceof WaitingError || err instanceof DelayedError) throw err;
-      const c = classify(err);
-      const final = retryDelay(policy, c, job.attemptsMade + 1) === null;
-      if (!final) {
-        logger.warn(
-          { job: job.id, reason: c.code, err: c.message, attempt: job.attemptsMade + 1 },
-          "request step failed; retrying",
-        );
-        throw toJobError(err);
-      }
-      try {
-        await recordRequestFailure(job, err, deps);
-      } catch (recordErr) {
-        // Never let an item end without a record: try the whole step again later.
-        logger.error({ job: job.id, err: (recordErr as Error).message }, "could not record a failed item; retrying later");
-        await job.moveToDelayed(Date.now() + RECORD_RETRY_MS, token);
-        throw new DelayedError();
-      }
-      throw toJobError(err);
-    }
-  };
-
-  /**
-   * A child job: every request of one work, submitted together so that the item cache's
-   * coalescer hands them to the model host as one call.
-   */
-  const runChild = async <R extends { id: string }>(
-    requests: readonly R[],
-    digest: string,
-    each: (request: R) => Promise<unknown>,
-  ): Promise<ChildReturn> => {
-    const startedAt = Date.now();
-    const results = await Promise.all(requests.map(each));
-    return {
-      results: Object.fromEntries(requests.map((r, i) => [r.id, results[i]])),
-      meta: { worker: name, model: digest, startedAt, ms: Date.now() - startedAt },
-    };
-  };
-
-  const processGenerate = async (job: Job): Promise<ChildReturn> => {
-    try {
-      const data = parseJobData(GenerateJobDataSchema, job.data, "generate");
-      await assertRunGoesOn(runs, data.run);
-      return await runChild(data.requests, host!.digest, async (request) => {
-        const result = await cache.generate(data.item, data.judgeMode, request);
-        metrics.tokensGenerated.inc(typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0);
-        return result;
-      });
-    } catch (err) {
-      throw toJobError(err);
-    }
-  };
-
-  const processJudge = async (job: Job): Promise<ChildReturn> => {
-    try {
-      const data = parseJobData(JudgeJobDataSchema, job.data, "judge");
-      await assertRunGoesOn(runs, data.run);
-      return await runChild(data.requests, host!.digest, async (request) => {
-        const result = await cache.judge(data.item, data.judgeMode, request);
-        if (
-          result &&
-          (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")
-        ) {
-          metrics.judgeDecisions.inc({ stage: request.template, verdict: String(result.verdict) });
-        }
-        return result;
-      });
-    } catch (err) {
-      throw toJobError(err);
-    }
-  };
-
-  const processVerify = async (job: Job): Promise<ChildReturn> => {
-    try {
-      const data = parseJobData(VerifyJobDataSchema, job.data, "verify");
-      return await runChild(data.requests, verifier!.digest, (request) => cache.verify(data.item, request));
-    } catch (err) {
-      throw toJobError(err);
-    }
-  };
-
+  const jobs = new JobTracker();
   const feeding = new AbortController();
-  const processFeed = async (job: Job, token: string) => {
-    const { run } = parseJobData(FeedJobDataSchema, job.data, "feed");
-    const summary = await feedRun(run, { queues, store, ledger, runs, logger }, { localImages: false, signal: feeding.signal });
-    logger.info({ run, ...summary }, summary.interrupted ? "feeder stopped; handing the run back" : "feeder done");
-    if (summary.interrupted) {
-      // Another worker resumes from the cursor.
-      await job.moveToWait(token);
-      throw new WaitingError();
-    }
-    return { state: summary.state, lines: summary.resumedAt + summary.lines };
-  };
-
+  const ctx: WorkerContext = { deps, queues, cache, host, verifier, feeding: feeding.signal };
   const workerConnection = bullConnection(target, true);
-  const common = {
-    connection: workerConnection.connection,
-    prefix: opts.prefix,
-    concurrency: opts.concurrency,
-    lockDuration,
-    stalledInterval: Math.min(30_000, lockDuration),
-    maxStalledCount: 2,
-    // Counts of completed and failed jobs per queue, which `stagebeam exporter` exports as
-    // bullmq_job_completed_total / bullmq_job_failed_total (the data points kept are per minute).
-    metrics: { maxDataPoints: MetricsTime.ONE_HOUR },
-    name,
-    settings: {
-      // Every job of every queue asks for this strategy (protocol/protocol.ts); -1 tells BullMQ to fail it.
-      backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: MinimalJob) => {
-        const failure = jobFailure(err);
-        const delay = retryDelay(policy, failure, attemptsMade);
-        if (delay !== null) metrics.retries.inc({ kind: job?.queueName ?? "unknown", reason: failure.code });
-        return delay ?? -1;
-      },
-    },
-  };
-  const workers = [
-    new Worker(QUEUES.request, tracked(QUEUES.request, processRequest), common),
-    ...(host === null
-      ? []
-      : [
-          new Worker(QUEUES.generate, tracked(QUEUES.generate, processGenerate), common),
-          new Worker(QUEUES.judge, tracked(QUEUES.judge, processJudge), common),
-        ]),
-    ...(verifier === null ? [] : [new Worker(QUEUES.verify, tracked(QUEUES.verify, processVerify), common)]),
-    new Worker(QUEUES.feed, tracked(QUEUES.feed, processFeed), { ...common, concurrency: 1 }),
+  const settings = workerSettings(opts, name, policy, workerConnection.connection);
+  const serves: QueueName[] = [
+    QUEUES.request,
+    ...(host === null ? [] : [QUEUES.generate, QUEUES.judge]),
+    ...(verifier === null ? [] : [QUEUES.verify]),
+    QUEUES.feed,
   ];
+  const workers = serves.map(
+    (queue) =>
+      new Worker(
+        queue,
+        jobs.track<unknown>(queue, (job, token) => PROCESSORS[queue](job, token, ctx)),
+        // One feeder at a time per worker.
+        queue === QUEUES.feed ? { ...settings, concurrency: 1 } : settings,
+      ),
+  );
   const [requestWorker] = workers;
   for (const w of workers) {
     w.on("error", (err) => logger.error({ queue: w.name, err: err.message }, "worker error"));
@@ -316,7 +193,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
     {
       worker: name,
       concurrency: opts.concurrency,
-      lockDuration,
+      lockDuration: settings.lockDuration,
       queues: workers.map((w) => w.name),
       ...(host ? { model: host.modelId, digest: host.digest } : {}),
       ...(verifier ? { verifier: verifier.modelId, verifierDigest: verifier.digest } : {}),
@@ -333,9 +210,9 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   };
   const stop = ({ graceMs = DEFAULT_GRACE_MS }: { graceMs?: number } = {}) =>
     (stopped ??= (async () => {
-      stopping = true;
+      jobs.stopping = true;
       feeding.abort();
-      logger.info({ worker: name, active: active.size, graceMs }, "stopping: no new work; finishing running jobs");
+      logger.info({ worker: name, active: jobs.size, graceMs }, "stopping: no new work; finishing running jobs");
       const closing = Promise.all(workers.map((w) => w.close()));
       let timer: NodeJS.Timeout | undefined;
       const expired = await Promise.race([
@@ -348,15 +225,7 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
       clearTimeout(timer);
       let handedBack = 0;
       if (expired) {
-        for (const t of [...active.values()]) {
-          try {
-            await t.job.moveToWait(t.token);
-            handedBack++;
-          } catch (err) {
-            logger.warn({ job: t.job.id, err: (err as Error).message }, "could not hand a job back; its lock will expire");
-          }
-          t.handBack(new WaitingError());
-        }
+        handedBack = await jobs.handBackAll(logger);
         logger.info({ worker: name, handedBack }, "grace period over; handed running jobs back");
         await Promise.race([closing, new Promise((r) => setTimeout(r, 10_000).unref())]);
       }
@@ -370,5 +239,5 @@ export async function startFleetWorker(opts: FleetWorkerOptions): Promise<FleetW
   const pingRedis = async () => {
     await redis.ping();
   };
-  return { name, cache, ledger, queues, active: () => active.size, pingRedis, stop, hurry };
+  return { name, cache, ledger, queues, active: () => jobs.size, pingRedis, stop, hurry };
 }

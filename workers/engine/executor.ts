@@ -1,0 +1,57 @@
+/**
+ * The one adapter from the engine to a search's executor (`SearchExecutor`,
+ * shared/core/search/drive.ts): an item opened on the policy, and on a verifier when the search
+ * asks for one, whose work is answered over those item contexts. `ask` and `eval` run searches
+ * on it in this process; the fleet worker's hosts answer jobs with it.
+ */
+import type { SearchExecutor } from "../../shared/core/search/drive.ts";
+import { isPairwise, type JudgeMode } from "../../shared/core/search/settings.ts";
+import type { VerifyRequest, VerifyResult } from "../../shared/core/search/types.ts";
+import type { Engine, OpenItemInput } from "./engine.ts";
+import type { Verifier } from "./verifier.ts";
+
+/** An item opened for a search; `close` releases what the engine (and the verifier) hold for it. */
+export interface ItemExecutor extends SearchExecutor {
+  close(): void;
+}
+
+/** An item opened on a verifier alone (under the verifier's own prompt). */
+export interface VerifierItem {
+  verify(requests: VerifyRequest[]): Promise<VerifyResult[]>;
+  close(): void;
+}
+
+export async function openVerifierItem(verifier: Verifier, input: OpenItemInput): Promise<VerifierItem> {
+  const ctx = await verifier.openItem(input);
+  return {
+    verify: (requests) => verifier.verify(ctx, requests),
+    close: () => verifier.closeItem(ctx),
+  };
+}
+
+/** Opens the item on the policy (and on `verifier`, when given) with the judge mode of its search. */
+export async function openItemExecutor(
+  engine: Engine,
+  input: OpenItemInput,
+  judgeMode: JudgeMode,
+  verifier: Verifier | null = null,
+): Promise<ItemExecutor> {
+  const ctx = await engine.openItem(input);
+  let checker: VerifierItem | null = null;
+  try {
+    checker = verifier === null ? null : await openVerifierItem(verifier, input);
+  } catch (err) {
+    engine.closeItem(ctx);
+    throw err;
+  }
+  return {
+    generate: (requests) => engine.generate(ctx, requests),
+    // Under judge mode verifier no search asks the pairwise judge; the engine's default would answer if one did.
+    judge: (requests) => engine.judge(ctx, requests, isPairwise(judgeMode) ? judgeMode : undefined),
+    ...(checker !== null ? { verify: checker.verify } : {}),
+    close: () => {
+      engine.closeItem(ctx);
+      checker?.close();
+    },
+  };
+}
