@@ -13,6 +13,7 @@ set -euo pipefail
 #   cmd:NAME:PACKAGE      NAME on PATH, from the Debian package PACKAGE
 #   py:MODULE:PACKAGE     /usr/bin/python3 imports MODULE, from PACKAGE
 #   pkg:PACKAGE           the package itself is installed (dpkg -s)
+#   new:PACKAGE:VERSION   PACKAGE at VERSION or later; on Debian bookworm from bookworm-backports
 
 # The demo's private Redis.
 NEED_demo=(
@@ -29,7 +30,9 @@ NEED_image=(
 
 # The suites: the servers they start for real (redis-server, Prometheus and its promtool, Chromium for the
 # dashboard test, docker-compose to validate the compose file), and the system Python with torch and onnx
-# that writes the conformance fixtures (test/conformance/make_fixtures.py).
+# that writes the conformance fixtures (test/conformance/make_fixtures.py), and a Vulkan driver with the
+# Vulkan loader for the WebGPU tests: Mesa's (its software driver, lavapipe, where there is no GPU) at 25 or
+# later, since Dawn refuses bookworm's Mesa 22.
 NEED_test=(
   cmd:redis-server:redis-server
   cmd:prometheus:prometheus
@@ -40,6 +43,7 @@ NEED_test=(
   py:onnx:python3-onnx
   # libtorch takes any libblas.so.3; the fixtures' bytes were checked with OpenBLAS behind it.
   pkg:libopenblas0-pthread
+  new:mesa-vulkan-drivers:25
 )
 
 present() {
@@ -48,13 +52,23 @@ present() {
     cmd) command -v "${rest%%:*}" >/dev/null 2>&1 ;;
     py) /usr/bin/python3 -c "import ${rest%%:*}" >/dev/null 2>&1 ;;
     pkg) dpkg -s "$rest" >/dev/null 2>&1 ;;
+    new)
+      local version
+      version=$(dpkg-query -W -f='${Version}' "${rest%%:*}" 2>/dev/null) && dpkg --compare-versions "$version" ge "${rest#*:}"
+      ;;
     *)
       echo "ensure-system-deps: bad entry '$1'" >&2
       exit 2
       ;;
   esac
 }
-package_of() { echo "${1##*:}"; }
+package_of() {
+  local rest=${1#*:}
+  case ${1%%:*} in
+    new) echo "${rest%%:*}" ;;
+    *) echo "${1##*:}" ;;
+  esac
+}
 
 [ $# -gt 0 ] || set -- test
 entries=()
@@ -68,24 +82,37 @@ for need in "$@"; do
 done
 
 missing=()
+newer=()
 for entry in "${entries[@]}"; do
-  present "$entry" || missing+=("$(package_of "$entry")")
+  present "$entry" && continue
+  case $entry in
+    new:*) newer+=("$(package_of "$entry")") ;;
+    *) missing+=("$(package_of "$entry")") ;;
+  esac
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+[ ${#missing[@]} -eq 0 ] && [ ${#newer[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u); fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "ensure-system-deps: need root to install: ${missing[*]}" >&2
+    echo "ensure-system-deps: need root to install: ${missing[*]} ${newer[*]}" >&2
     exit 1
   fi
 fi
 
-echo "ensure-system-deps ($*): installing ${missing[*]}" >&2
+echo "ensure-system-deps ($*): installing ${missing[*]} ${newer[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+newer_from=()
+if [ ${#newer[@]} -gt 0 ] && [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ]; then
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+  fi
+  newer_from=(-t bookworm-backports)
+fi
 $SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; fi
+if [ ${#newer[@]} -gt 0 ]; then $SUDO apt-get install -y -qq --no-install-recommends "${newer_from[@]}" "${newer[@]}" >/dev/null; fi
 
 for entry in "${entries[@]}"; do
   present "$entry" || {

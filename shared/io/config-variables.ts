@@ -373,6 +373,15 @@ const SPECS = [
     schema: providers,
   },
   {
+    name: "KV_BUDGET_MB",
+    parts: ["engine"],
+    meaning:
+      "Most KV cache an engine holds at once (prefix caches, sequences, a decode step's past and present), in MiB: on a device provider the GPU memory the KV may take; decode batches admit sequences only while they fit.",
+    whenUnset: "no limit",
+    expected: "an integer from 1 to 16777216",
+    schema: uint(1, 16777216),
+  },
+  {
     name: "ORT_INTRA_OP_THREADS",
     parts: ["engine"],
     meaning: "ONNX Runtime intra-op thread count.",

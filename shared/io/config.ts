@@ -99,6 +99,8 @@ export interface WorkerConfig {
 export interface EngineConfig {
   executionProviders: ExecutionProvider[];
   intraOpThreads?: number;
+  /** KV_BUDGET_MB in bytes. */
+  kvBudgetBytes?: number;
 }
 
 export interface MetricsConfig {
@@ -317,6 +319,8 @@ function readEngine(r: Reader): EngineConfig {
   const cfg: EngineConfig = { executionProviders: r.orDefault<ExecutionProvider[]>("EXECUTION_PROVIDERS") };
   const threads = r.opt<number>("ORT_INTRA_OP_THREADS");
   if (threads !== undefined) cfg.intraOpThreads = threads;
+  const budget = r.opt<number>("KV_BUDGET_MB");
+  if (budget !== undefined) cfg.kvBudgetBytes = budget * 1024 * 1024;
   return cfg;
 }
 

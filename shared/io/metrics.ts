@@ -29,6 +29,7 @@ export const METRIC_NAMES = {
   s3RequestSeconds: "stagebeam_s3_request_seconds",
   s3Errors: "stagebeam_s3_errors_total",
   retries: "stagebeam_retries_total",
+  deviceKvBytes: "stagebeam_device_kv_bytes",
 } as const;
 
 export interface RegistryOptions {
@@ -54,6 +55,8 @@ export interface StagebeamMetrics {
   retries: Counter<"kind" | "reason">;
   /** stagebeam_readiness_check{check} reports this readiness at scrape time (a worker sets it once it has one). */
   reportReadiness(readiness: Readiness | undefined): void;
+  /** stagebeam_device_kv_bytes reports this figure at scrape time (a worker sets it once its model is loaded). */
+  reportDeviceKvBytes(bytes: (() => number) | undefined): void;
 }
 
 /** Stage latency buckets: a stage takes from tens of milliseconds (tiny model) to minutes (big model on CPU). */
@@ -81,6 +84,15 @@ export function createMetrics(opts: RegistryOptions = {}): StagebeamMetrics {
   const registers = [registry];
 
   let readiness: Readiness | undefined;
+  let deviceKvBytes: (() => number) | undefined;
+  new Gauge({
+    name: METRIC_NAMES.deviceKvBytes,
+    help: "Bytes of KV cache the worker's engines hold on their device now (0 when the KV lives in host memory): flat in a long run, within KV_BUDGET_MB.",
+    registers,
+    collect() {
+      this.set(deviceKvBytes?.() ?? 0);
+    },
+  });
   new Gauge<"check">({
     name: METRIC_NAMES.readinessCheck,
     help: "1 while the named readiness check of a worker (model, redis, s3) passes, else 0; /readyz answers 200 when all do.",
@@ -170,6 +182,9 @@ export function createMetrics(opts: RegistryOptions = {}): StagebeamMetrics {
     reportReadiness(r) {
       readiness = r;
     },
+    reportDeviceKvBytes(bytes) {
+      deviceKvBytes = bytes;
+    },
   };
 }
 
@@ -187,7 +202,7 @@ export interface ServeOptions {
 /** `ready` or `not ready`, then one line per check: `redis ok`, `s3 failed: <why>`. */
 function readinessText(report: ReadinessReport): string {
   const lines = Object.entries(report.checks).map(([name, r]) =>
-    r.ok ? `${name} ok` : `${name} failed: ${r.error ?? "unknown"}`,
+    r.ok ? `${name} ok${r.detail === undefined ? "" : `: ${r.detail}`}` : `${name} failed: ${r.error ?? "unknown"}`,
   );
   return `${[report.ready ? "ready" : "not ready", ...lines].join("\n")}\n`;
 }

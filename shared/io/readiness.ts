@@ -13,6 +13,8 @@ export interface CheckResult {
   ok: boolean;
   /** Why not, when not ok. */
   error?: string;
+  /** What a passing check found, when it says (a check that resolves to `{ detail }`). */
+  detail?: string;
 }
 
 export interface ReadinessReport {
@@ -61,13 +63,14 @@ export class Readiness {
   private async run(check: ReadinessCheck): Promise<CheckResult> {
     let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
+      const value = await Promise.race([
         Promise.resolve().then(check),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
         }),
       ]);
-      return { ok: true };
+      const detail = (value as { detail?: unknown } | null | undefined)?.detail;
+      return typeof detail === "string" ? { ok: true, detail } : { ok: true };
     } catch (err) {
       return { ok: false, error: err instanceof Error ? err.message : String(err) };
     } finally {

@@ -28,6 +28,7 @@ describe("stagebeam model check", () => {
     expect(out.code, out.stderr).toBe(0);
     expect(out.stdout).toMatch(/^family\s+stagebeam-tiny$/m);
     expect(out.stdout).toMatch(/^sessions\s+vision_encoder\s+vision_encoder\.onnx \(fp32\)$/m);
+    expect(out.stdout).toMatch(/^runs on\s+decoder on cpu \(KV in host memory\), vision on cpu, embed on cpu$/m);
     expect(out.stdout).toMatch(/^image token\s+<image> \(id 6\), 64 per image$/m);
     expect(out.stdout).toMatch(/^judge prompts\s+judge_templates\.json$/m);
     expect(out.stdout).toMatch(/^stage tags\s+one token each$/m);

@@ -51,7 +51,7 @@ const binds = (s: Service) =>
 describe("infra/compose.yaml", () => {
   it("holds the whole fleet, every image pinned to a version", () => {
     expect(Object.keys(services).sort()).toEqual(
-      ["dashboard", "exporter", "grafana", "minio", "minio-init", "prometheus", "redis", "worker"].sort(),
+      ["dashboard", "exporter", "grafana", "minio", "minio-init", "prometheus", "redis", "worker", "worker-gpu"].sort(),
     );
     for (const [name, s] of Object.entries(services)) {
       expect(s.image, name).toMatch(/^[\w./-]+:[\w.-]+$/);
@@ -103,6 +103,17 @@ describe("infra/compose.yaml", () => {
     }
     expect(services.worker!.environment.S3_BUCKET).toBe("stagebeam");
     expect(services["minio-init"]!.command.join(" ")).toContain("mc mb --ignore-existing local/stagebeam");
+  });
+
+  it("has a gpu profile whose workers reach the GPU's CUDA and Vulkan parts, WebGPU first", () => {
+    const gpu = services["worker-gpu"]!;
+    expect(gpu.profiles).toEqual(["gpu"]);
+    expect(gpu.build.args.FLAVOUR).toBe("cuda");
+    expect(gpu.command).toEqual(services.worker!.command);
+    expect(gpu.environment.EXECUTION_PROVIDERS.split(",")[0]).toBe("webgpu");
+    expect(gpu.environment.NVIDIA_DRIVER_CAPABILITIES.split(",")).toEqual(expect.arrayContaining(["compute", "graphics"]));
+    expect(() => loadConfig(gpu.environment, ROLE_CONFIG_PARTS.worker!)).not.toThrow();
+    expect(gpu.deploy.resources.reservations.devices).toEqual([{ driver: "nvidia", count: 1, capabilities: ["gpu"] }]);
   });
 
   it("scales the workers with WORKERS and stops them gracefully", () => {

@@ -265,7 +265,10 @@ describe("infra/k8s", () => {
         expect(Number(/^(\d+)Gi$/.exec(claim.resources.requests.storage)![1])).toBeGreaterThanOrEqual((2 * 22) / 1.074);
         const gpus = container.resources.limits["nvidia.com/gpu"];
         expect(gpus).toBe(overlay === "gpu" ? 1 : undefined);
-        expect(sharedEnv(docs).EXECUTION_PROVIDERS!.split(",")[0]).toBe(overlay === "gpu" ? "cuda" : "cpu");
+        expect(sharedEnv(docs).EXECUTION_PROVIDERS!.split(",")[0]).toBe(overlay === "gpu" ? "webgpu" : "cpu");
+        // Dawn reaches the GPU through the driver's Vulkan part, mounted only with the graphics capability.
+        const capabilities = (container.env ?? []).find((e: Doc) => e.name === "NVIDIA_DRIVER_CAPABILITIES")?.value;
+        if (overlay === "gpu") expect(capabilities?.split(",")).toEqual(expect.arrayContaining(["compute", "graphics"]));
       });
 
       it("scales the workers from zero on the recorded backlog, and monitors them", () => {

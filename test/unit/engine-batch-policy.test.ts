@@ -57,6 +57,27 @@ describe("chooseDecodeBatch", () => {
   });
 });
 
+describe("chooseDecodeBatch within a KV budget", () => {
+  const row = (length: number, maxLength = 64) => ({ length, maxLength });
+
+  it("admits waiting rows only while rows × positions after the step fit the slots", () => {
+    // Running rows of 5 and 6 positions: 2 × 7 = 14 slots; a third row of 9 makes 3 × 10 = 30.
+    expect(chooseDecodeBatch([row(5), row(6)], [row(9), row(1)], 8, 29).join).toEqual([]);
+    expect(chooseDecodeBatch([row(5), row(6)], [row(9), row(1)], 8, 30).join).toEqual([0]);
+    expect(chooseDecodeBatch([row(5), row(6)], [row(9), row(1)], 8, 40).join).toEqual([0, 1]);
+  });
+
+  it("keeps the running rows, and lets one row run alone, whatever the budget", () => {
+    expect(chooseDecodeBatch([row(5), row(6)], [row(1)], 8, 0)).toEqual({
+      stay: [0, 1],
+      join: [],
+      endRunning: [],
+      endWaiting: [],
+    });
+    expect(chooseDecodeBatch([], [row(9), row(1)], 8, 0).join).toEqual([0]);
+  });
+});
+
 describe("chooseNextCall", () => {
   it("alternates prefill and decode while both have work, prefill first", () => {
     expect(chooseNextCall(true, true, null)).toBe("prefill");

@@ -13,12 +13,13 @@ import { EngineRequestError, ModelFolderError } from "./errors.ts";
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "../../shared/io/image-policy.ts";
 import { PAIRWISE_JUDGE_MODES, type PairwiseJudgeMode } from "../../shared/core/search/settings.ts";
 import { Judge } from "./judge.ts";
-import { bytesPerPosition } from "./kv.ts";
+import { bytesPerPosition, type KvPlace } from "./kv.ts";
+import { DeviceKvSpace } from "./kv-device.ts";
 import { HostKvSpace } from "./kv-host.ts";
 import { atSessionFile, SESSION_NAMES, type SessionName } from "./model-files.ts";
 import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
 import { loadProcessor, type Processor } from "./processors/index.ts";
-import { checkSessionContract, type SessionContract } from "./session-contract.ts";
+import { checkSessionContract, presentName, type SessionContract } from "./session-contract.ts";
 import { zeroCounters, type EngineCounters } from "./counters.ts";
 import { ModelRunner } from "./runner.ts";
 import { resolveSampling, Sampler, samplingFromGeneration, type SamplingParams } from "./sampler.ts";
@@ -56,6 +57,13 @@ export interface EngineOptions extends SessionOptions {
   expectedDigest?: string;
   /** Judge templates for a folder without judge_templates.json (else the paper's). */
   judgeTemplates?: JudgeTemplates;
+  /**
+   * Keep the decoder's KV on its device when its provider can (default true); false makes it
+   * cross to the host and back on every call, as any other provider's does (for comparisons).
+   */
+  kvOnDevice?: boolean;
+  /** Most bytes of KV held at once (default: no limit); decode batches admit sequences while they fit (KV_BUDGET_MB). */
+  kvBudgetBytes?: number;
   /** Which dtype each session loads (MODEL_DTYPE). */
   dtype?: DtypeSetting;
   logger?: EngineLogger;
@@ -69,6 +77,8 @@ export interface EngineInfo {
   modelType: string | null;
   /** The execution provider each session runs on. */
   providers: { vision: ExecutionProvider; embed: ExecutionProvider; decoder: ExecutionProvider };
+  /** Where the decoder's KV lives: on its device (a provider in DEVICE_KV_PROVIDERS), else in host memory. */
+  kvPlace: KvPlace;
   /** Why preferred providers were skipped. */
   providerFailures: Record<string, string>;
   contract: SessionContract;
@@ -117,7 +127,11 @@ export interface EngineParts {
  * The folder's three sessions. A file ONNX Runtime cannot open is a ModelFolderError naming it;
  * the sessions already created are released first.
  */
-async function createSessions(factory: SessionFactory, folder: ModelFolder): Promise<Record<SessionName, LoadedSession>> {
+async function createSessions(
+  factory: SessionFactory,
+  folder: ModelFolder,
+  kvOnDevice: boolean,
+): Promise<Record<SessionName, LoadedSession>> {
   const paths: Record<SessionName, string> = {
     vision_encoder: folder.onnx.vision,
     embed_tokens: folder.onnx.embed,
@@ -125,9 +139,14 @@ async function createSessions(factory: SessionFactory, folder: ModelFolder): Pro
   };
   const loaded: Partial<Record<SessionName, LoadedSession>> = {};
   try {
+    // The decoder's present.* may stay on its device, to come back as its past_key_values.
+    const presents = Array.from({ length: folder.spec.numLayers }, (_, i) => [
+      presentName(i, "key"),
+      presentName(i, "value"),
+    ]).flat();
     for (const name of SESSION_NAMES) {
       try {
-        loaded[name] = await factory.create(paths[name]);
+        loaded[name] = await factory.create(paths[name], name === "decoder_model_merged" && kvOnDevice ? presents : []);
       } catch (err) {
         throw new ModelFolderError(folder.dir, folder.sessions[name].file, (err as Error).message.replace(/^.*?: /, ""));
       }
@@ -161,7 +180,11 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
   const imageLimits: ImageLimits = { ...DEFAULT_IMAGE_LIMITS, ...options.imageLimits };
   const processor = await loadProcessor(folder, imageLimits);
   const factory = new SessionFactory(options, options.logger);
-  const { vision_encoder: vision, embed_tokens: embed, decoder_model_merged: decoder } = await createSessions(factory, folder);
+  const {
+    vision_encoder: vision,
+    embed_tokens: embed,
+    decoder_model_merged: decoder,
+  } = await createSessions(factory, folder, options.kvOnDevice ?? true);
   const sessions = [vision, embed, decoder];
   try {
     let contract: SessionContract;
@@ -189,7 +212,9 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
       decoder.session,
       folder.spec,
       contract,
-      new HostKvSpace(contract.kvType),
+      decoder.outputsOnDevice
+        ? new DeviceKvSpace({ provider: decoder.provider, type: contract.kvType })
+        : new HostKvSpace(contract.kvType),
       hidden,
       vocab,
       counters,
@@ -211,7 +236,17 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
     // Built now, so the first sentence-level request does not block the event loop on it.
     stops.table({ kind: "sentence" });
     const executor = new BatchExecutor(runner, sampler, { imageTokenId: folder.spec.imageTokenId, observer: options.observer });
-    const scheduler = new Scheduler(executor, { maxBatch, maxPrefillSlots });
+    const scheduler = new Scheduler(executor, {
+      maxBatch,
+      maxPrefillSlots,
+      ...(options.kvBudgetBytes !== undefined
+        ? {
+            kvBudgetBytes: options.kvBudgetBytes,
+            kvBytesPerPosition: bytesPerPosition(runner.layout),
+            kvLiveBytes: () => runner.kv.liveBytes,
+          }
+        : {}),
+    });
     const contextLength = folder.spec.contextLength ?? Infinity;
     const parts = { runner, scheduler, sampler, stops, tokenizer, contextLength };
     const backend: Backend = reference ? new ReferenceBackend(parts) : new CachedBackend(parts);
@@ -238,6 +273,7 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
       digest: folder.digest,
       modelType: folder.spec.modelType,
       providers: { vision: vision.provider, embed: embed.provider, decoder: decoder.provider },
+      kvPlace: runner.kv.place,
       providerFailures: factory.failures,
       contract,
       vocabSize: vocab,

@@ -7,7 +7,9 @@
  *   ones; rows of similar length join it while the padding (every row is padded to the batch's
  *   longest) stays within MAX_PREFILL_PADDING of the real tokens and the batch within its slots.
  * * A decode batch keeps its running rows and fills up to maxBatch from the waiting rows in
- *   arrival order; a row with no room left in its context window ends instead.
+ *   arrival order, while its slots (rows × the longest row's positions after the step) stay
+ *   within the KV budget's; a row with no room left in its context window ends instead. The
+ *   running rows always stay, and a batch with none takes at least one row, so work goes on.
  */
 
 /** Most padding a prefill batch may add, as a fraction of its real tokens. */
@@ -81,11 +83,30 @@ export function chooseDecodeBatch(
   running: readonly DecodeShape[],
   waiting: readonly DecodeShape[],
   maxBatch: number,
+  maxSlots = Infinity,
 ): DecodePlan {
   const plan: DecodePlan = { stay: [], join: [], endRunning: [], endWaiting: [] };
-  for (let i = 0; i < running.length; i++) (hasRoom(running[i]!) ? plan.stay : plan.endRunning).push(i);
+  let longest = 0;
+  for (let i = 0; i < running.length; i++) {
+    const r = running[i]!;
+    if (!hasRoom(r)) {
+      plan.endRunning.push(i);
+      continue;
+    }
+    plan.stay.push(i);
+    longest = Math.max(longest, r.length + 1);
+  }
   for (let i = 0; i < waiting.length && plan.stay.length + plan.join.length < maxBatch; i++) {
-    (hasRoom(waiting[i]!) ? plan.join : plan.endWaiting).push(i);
+    const w = waiting[i]!;
+    if (!hasRoom(w)) {
+      plan.endWaiting.push(i);
+      continue;
+    }
+    const rows = plan.stay.length + plan.join.length + 1;
+    const after = Math.max(longest, w.length + 1);
+    if (rows > 1 && rows * after > maxSlots) break;
+    plan.join.push(i);
+    longest = after;
   }
   return plan;
 }

@@ -68,6 +68,7 @@ export class Engine {
   private readonly prefixCacheEntries: number;
   private readonly defaultJudgeMode: PairwiseJudgeMode;
   private readonly openItems = new Set<ItemContext>();
+  private runtimeView: EngineRuntime | undefined;
 
   private constructor(parts: EngineParts) {
     this.info = parts.info;
@@ -249,6 +250,12 @@ export class Engine {
     return this.openItems.size;
   }
 
+  /** What this engine really runs on; one object per engine (a verifier over this engine shares it). */
+  get runtime(): EngineRuntime {
+    this.runtimeView ??= engineRuntime(this.info, () => this.runner.kv.liveBytes);
+    return this.runtimeView;
+  }
+
   /** Where the decoder's KV lives, and the bytes and stores held there now (prefix caches, sequences, batches). */
   kvMemory(): { place: KvPlace; bytes: number; stores: number } {
     const kv = this.runner.kv;
@@ -278,6 +285,27 @@ export function parseRequests<T>(schema: z.ZodType<T>, requests: readonly unknow
     }
     return v.data;
   });
+}
+
+/** The providers an engine's sessions got and where its KV lives, as readiness checks and logs say it. */
+export interface EngineRuntime {
+  providers: EngineInfo["providers"];
+  kvPlace: KvPlace;
+  /** e.g. "decoder on webgpu (KV on the device), vision on webgpu, embed on webgpu". */
+  summary: string;
+  /** Bytes of KV held now in the decoder's KV space. */
+  kvBytes(): number;
+}
+
+function engineRuntime(info: EngineInfo, kvBytes: () => number): EngineRuntime {
+  const { vision, embed, decoder } = info.providers;
+  const kv = info.kvPlace === "device" ? "KV on the device" : "KV in host memory";
+  return {
+    providers: info.providers,
+    kvPlace: info.kvPlace,
+    summary: `decoder on ${decoder} (${kv}), vision on ${vision}, embed on ${embed}`,
+    kvBytes,
+  };
 }
 
 function toGenerateResult(req: GenerateRequest, out: ContinuationResult): GenerateResult {

@@ -9,6 +9,7 @@ export {
   type EngineInfo,
   type EngineLogger,
   type EngineOptions,
+  type EngineRuntime,
   type OpenItemInput,
 } from "./engine.ts";
 export type { ItemContext } from "./item.ts";

@@ -42,6 +42,15 @@ export interface SchedulerOptions {
   maxBatch: number;
   /** Most batch slots (rows × (past + new)) in one prefill call; a single larger row runs alone. */
   maxPrefillSlots: number;
+  /**
+   * Most bytes of KV held at once (prefix caches, sequences, a step's past and present) in the
+   * decoder's KV space; a decode batch admits waiting sequences only while its step fits.
+   */
+  kvBudgetBytes?: number;
+  /** Bytes one position of one sequence's KV takes. */
+  kvBytesPerPosition?: number;
+  /** Bytes of KV held now. */
+  kvLiveBytes?: () => number;
 }
 
 interface QueuedPrefill {
@@ -194,7 +203,12 @@ export class Scheduler {
   }
 
   private async step(): Promise<void> {
-    const plan = chooseDecodeBatch(this.rows.map(decodeShape), this.waiting.map(decodeShape), this.options.maxBatch);
+    const plan = chooseDecodeBatch(
+      this.rows.map(decodeShape),
+      this.waiting.map(decodeShape),
+      this.options.maxBatch,
+      this.decodeSlots(),
+    );
     const looked = this.waiting.splice(0, plan.join.length + plan.endWaiting.length);
     for (const i of plan.endRunning) this.finish(this.rows[i]!, "context");
     for (const i of plan.endWaiting) this.finish(looked[i]!, "context");
@@ -243,6 +257,18 @@ export class Scheduler {
     this.rows = survivors;
     if (survivors.length === rows.length) this.stepCache = cache;
     else cache.release();
+  }
+
+  /**
+   * Batch slots (rows × positions) the next decode step may use within the KV budget: the step
+   * holds its past and its present (2 × slots positions) besides everything else live, of which
+   * the last step's cache is the past about to be replaced.
+   */
+  private decodeSlots(): number {
+    const { kvBudgetBytes: budget, kvBytesPerPosition: perPosition, kvLiveBytes: live } = this.options;
+    if (budget === undefined || perPosition === undefined || live === undefined) return Infinity;
+    const others = live() - (this.stepCache?.bytes ?? 0);
+    return Math.max(0, Math.floor((budget - others) / (2 * perPosition)));
   }
 
   private fail(row: ActiveRow, err: unknown): void {

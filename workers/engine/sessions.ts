@@ -2,6 +2,12 @@
  * onnxruntime-node sessions with execution providers from configuration. Each provider in the
  * preference list is tried in turn; one that fails to initialise (no CUDA libraries, no WebGPU
  * adapter) is logged with its reason and skipped, and CPU is always the last resort.
+ *
+ * A provider in DEVICE_KV_PROVIDERS can keep the decoder's KV on its device: the session is
+ * created with those outputs left there (`preferredOutputLocation`), and the engine uses the
+ * device KV space (kv-device.ts). onnxruntime-node binds outputs to device memory only for
+ * WebGPU buffers; every other provider (CUDA included) hands each output back as a host array,
+ * so its KV makes the round trip through host memory on every call.
  */
 import ort from "onnxruntime-node";
 import type { ExecutionProvider } from "../../shared/io/config.ts";
@@ -27,7 +33,12 @@ export interface LoadedSession {
   session: ort.InferenceSession;
   provider: ExecutionProvider;
   signature: SessionSignature;
+  /** The outputs asked to stay on the device do (the provider can keep them there). */
+  outputsOnDevice: boolean;
 }
+
+/** Providers whose outputs onnxruntime-node can leave on the device and take back as inputs. */
+export const DEVICE_KV_PROVIDERS: readonly ExecutionProvider[] = ["webgpu"];
 
 /** Providers that failed once in this process are not tried again for the next session. */
 export class SessionFactory {
@@ -48,7 +59,8 @@ export class SessionFactory {
     return Object.fromEntries(this.failed);
   }
 
-  async create(file: string): Promise<LoadedSession> {
+  /** A session on the first provider that initialises; `deviceOutputs` stay on its device when it can keep them there. */
+  async create(file: string, deviceOutputs: readonly string[] = []): Promise<LoadedSession> {
     const base: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: this.options.graphOptimizationLevel ?? "all",
       executionMode: this.options.executionMode ?? "sequential",
@@ -66,14 +78,26 @@ export class SessionFactory {
       if (this.failed.has(provider)) continue;
       try {
         const executionProviders = provider === "cpu" ? ["cpu"] : [provider, "cpu"];
-        const session = await ort.InferenceSession.create(file, { ...base, executionProviders });
-        return { session, provider, signature: signatureOf(session) };
+        const onDevice = deviceOutputs.length > 0 && DEVICE_KV_PROVIDERS.includes(provider);
+        const session = await ort.InferenceSession.create(file, {
+          ...base,
+          executionProviders,
+          ...(onDevice
+            ? { preferredOutputLocation: Object.fromEntries(deviceOutputs.map((name) => [name, "gpu-buffer" as const])) }
+            : {}),
+        });
+        return { session, provider, signature: signatureOf(session), outputsOnDevice: onDevice };
       } catch (err) {
         lastError = err;
         const reason = firstLine((err as Error).message);
         if (provider === "cpu") break;
         this.failed.set(provider, reason);
-        this.log?.warn({ provider, file, reason }, `execution provider ${provider} failed to initialise; falling back`);
+        // Said once per provider (a failed provider is not tried again), and loudly: work meant
+        // for an accelerator is about to run on the next provider, often the CPU, many times slower.
+        const next = this.providers.find((p) => p !== provider && !this.failed.has(p)) ?? "cpu";
+        const message = `EXECUTION PROVIDER ${provider.toUpperCase()} FAILED TO INITIALISE (${reason}); sessions fall back to ${next}`;
+        if (this.log !== undefined) this.log.warn({ provider, file, reason, fallback: next }, message);
+        else process.stderr.write(`stagebeam: ${message}\n`);
       }
     }
     throw new Error(

@@ -38,6 +38,7 @@ function engineOptions(config: ReturnType<typeof localConfig>): EngineOptions {
   return {
     executionProviders: config.engine.executionProviders,
     ...(config.engine.intraOpThreads !== undefined ? { intraOpThreads: config.engine.intraOpThreads } : {}),
+    ...(config.engine.kvBudgetBytes !== undefined ? { kvBudgetBytes: config.engine.kvBudgetBytes } : {}),
     logger,
   };
 }

@@ -12,7 +12,7 @@ import { closeTag, openTag, STAGES } from "../../../shared/core/protocol/stages.
 import { renderJudgeText, type JudgeTemplates } from "../../../shared/core/prompts/templates.ts";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { ModelFolderError } from "../../../workers/engine/errors.ts";
-import { Engine, Verifier } from "../../../workers/engine/index.ts";
+import { Engine, Verifier, type EngineRuntime } from "../../../workers/engine/index.ts";
 import { VERIFIER_FILE } from "../../../shared/core/verifier/index.ts";
 import type { ModelFolder } from "../../../workers/engine/model-folder.ts";
 import type { SessionName } from "../../../workers/engine/model-files.ts";
@@ -27,6 +27,13 @@ export interface ModelCheckReport {
   dir: string;
   family: string;
   sessions: { session: SessionName; file: string; dtype: string; externalData: string[] }[];
+  /** The provider each session really got (EXECUTION_PROVIDERS, CPU when one failed) and where the decoder's KV lives. */
+  runtime: {
+    providers: EngineRuntime["providers"];
+    kvPlace: EngineRuntime["kvPlace"];
+    summary: string;
+    failures: Record<string, string>;
+  };
   imageToken: { text: string; id: number; perImage: number | "depends on the image"; per: "image" | "tile" };
   bos: { text: string; id: number; addedBy: "tokenizer" | "chat template" } | null;
   eos: { ids: number[]; texts: string[] };
@@ -63,14 +70,15 @@ function checkJudgeTemplates(folder: ModelFolder): void {
 }
 
 export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Promise<ModelCheckReport> {
-  const { model } = loadConfig({ ...env, MODEL_DIR: dir, MODEL_URI: undefined }, ["model"]);
-  // Loaded exactly as ask, eval and the workers load it: folder, processor, sessions and their contract.
+  const { model, engine: engineConfig } = loadConfig({ ...env, MODEL_DIR: dir, MODEL_URI: undefined }, ["model", "engine"]);
+  // Loaded exactly as ask, eval and the workers load it: folder, processor, sessions on EXECUTION_PROVIDERS and their contract.
   const engine = await Engine.load(dir, {
-    executionProviders: ["cpu"],
+    executionProviders: engineConfig.executionProviders,
     ...(model.dtype !== undefined ? { dtype: model.dtype } : {}),
   });
   await engine.close();
   const { folder, tokenizer } = engine;
+  const { providers, kvPlace, summary } = engine.runtime;
   checkJudgeTemplates(folder);
   const verifier = existsSync(path.join(folder.dir, VERIFIER_FILE)) ? await Verifier.over(engine) : null;
 
@@ -93,6 +101,7 @@ export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Pro
     dir: folder.dir,
     family: folder.family.name,
     sessions: Object.values(folder.sessions).map((s) => ({ ...s })),
+    runtime: { providers, kvPlace, summary, failures: engine.info.providerFailures },
     imageToken: {
       text: folder.tokenizer.imageToken,
       id: spec.imageTokenId,
@@ -137,6 +146,8 @@ function printReport(r: ModelCheckReport): void {
   });
   const count =
     typeof r.imageToken.perImage === "number" ? `${r.imageToken.perImage} per ${r.imageToken.per}` : r.imageToken.perImage;
+  row("runs on", r.runtime.summary);
+  for (const [provider, why] of Object.entries(r.runtime.failures)) row("", `${provider} failed, not used: ${why}`);
   row("image token", `${r.imageToken.text} (id ${r.imageToken.id}), ${count}`);
   row("BOS", r.bos === null ? "none" : `${r.bos.text} (id ${r.bos.id}), from the ${r.bos.addedBy}`);
   row("EOS", r.eos.ids.map((id, i) => `${r.eos.texts[i]} (id ${id})`).join(", "));

@@ -20,7 +20,7 @@ import {
   startFleetWorker,
   watchRedis,
 } from "../../../workers/fleet/worker/index.ts";
-import type { ModelHost, VerifierHost } from "../../../workers/fleet/protocol/index.ts";
+import type { HostRuntime, ModelHost, VerifierHost } from "../../../workers/fleet/protocol/index.ts";
 import type { WorkerReady } from "../../demo/services/worker-processes.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
 
@@ -78,10 +78,13 @@ export const workerCommand = new Command("worker")
         : undefined;
     let running: FleetWorker | undefined;
     let stopping = false;
+    // The providers the loaded engines' sessions really got and where their KV lives (one engine may serve both roles).
+    let runtimes: HostRuntime[] = [];
     const readiness = new Readiness({
       model: () => {
         if (stopping) throw new Error("stopping");
         if (!running) throw new Error("loading the model");
+        return { detail: runtimes.map((r) => r.summary).join("; ") };
       },
       redis: () => (running ? running.pingRedis() : Promise.reject(new Error("not connected yet"))),
       s3: () => store.ping(),
@@ -103,6 +106,8 @@ export const workerCommand = new Command("worker")
     }
     metrics.modelLoadSeconds.set((performance.now() - t0) / 1000);
     for (const loaded of [host, verifier]) if (loaded) metrics.modelInfo.set({ model: loaded.modelId, digest: loaded.digest }, 1);
+    runtimes = [...new Set([host?.runtime, verifier?.runtime].filter((r) => r !== undefined))];
+    metrics.reportDeviceKvBytes(() => runtimes.filter((r) => r.kvPlace === "device").reduce((sum, r) => sum + r.kvBytes(), 0));
 
     const fleet = await startFleetWorker({
       redisUrl: config.redis.url,

@@ -13,6 +13,15 @@ import type { SearchExecutor } from "../../../shared/core/search/drive.ts";
 import type { JudgeMode } from "../../../shared/core/search/settings.ts";
 import type { VerifyRequest, VerifyResult } from "../../../shared/core/search/types.ts";
 
+/** What a host's engine runs on (the engine's `EngineRuntime`): for /readyz, logs and stagebeam_device_kv_bytes. */
+export interface HostRuntime {
+  /** e.g. "decoder on webgpu (KV on the device), vision on webgpu, embed on webgpu". */
+  summary: string;
+  kvPlace: "host" | "device";
+  /** Bytes of KV its engine holds now. */
+  kvBytes(): number;
+}
+
 export interface ItemInput {
   /** The fleet's item key (already a safe id: [A-Za-z0-9_~-]). */
   id: string;
@@ -34,6 +43,8 @@ export interface ModelHost {
   /** sha256:<hex> of the model folder, recorded in every result. */
   digest: string;
   open(item: ItemInput, options: { judgeMode: JudgeMode }): Promise<OpenItem>;
+  /** Optional: the providers its sessions got and where its KV lives (readiness, metrics). */
+  runtime?: HostRuntime;
   /** Optional: frees sessions at shutdown. */
   close?(): Promise<void> | void;
 }
@@ -50,6 +61,8 @@ export interface VerifierHost {
   /** sha256:<hex> of the verifier's files and verifier.json. */
   digest: string;
   open(item: ItemInput): Promise<OpenVerifierItem>;
+  /** Optional: the providers its sessions got and where its KV lives (readiness, metrics). */
+  runtime?: HostRuntime;
   close?(): Promise<void> | void;
 }
 

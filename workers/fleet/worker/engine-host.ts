@@ -80,6 +80,7 @@ function sessionOptions(config: Pick<Config, "engine">, deps: ModelHostDeps) {
   return {
     executionProviders: config.engine.executionProviders,
     ...(config.engine.intraOpThreads !== undefined ? { intraOpThreads: config.engine.intraOpThreads } : {}),
+    ...(config.engine.kvBudgetBytes !== undefined ? { kvBudgetBytes: config.engine.kvBudgetBytes } : {}),
     logger: deps.logger,
     observer: { decodeStep: (rows: number) => deps.metrics.decodeBatchSize.observe(rows) },
   };
@@ -93,7 +94,10 @@ async function loadPolicy(config: ModelHostConfig, deps: ModelHostDeps): Promise
       ...(config.model.dtype !== undefined ? { dtype: config.model.dtype } : {}),
     }),
   );
-  deps.logger.info({ dir, digest: engine.info.digest, providers: engine.info.providers }, "model loaded");
+  deps.logger.info(
+    { dir, digest: engine.info.digest, providers: engine.info.providers, runtime: engine.runtime.summary },
+    "model loaded",
+  );
   return { engine, modelId: modelIdOf(config.model, dir) };
 }
 
@@ -101,6 +105,7 @@ function policyHost(engine: Engine, modelId: string): ModelHost {
   return {
     modelId,
     digest: engine.info.digest,
+    runtime: engine.runtime,
     open: (item, { judgeMode }) => openItemExecutor(engine, item, judgeMode),
     close: () => engine.close(),
   };
@@ -134,10 +139,11 @@ export async function createVerifierHost(
           ...(model.digest !== undefined ? { expectedDigest: model.digest } : {}),
         }),
   );
-  deps.logger.info({ dir, digest: verifier.digest }, "verifier loaded");
+  deps.logger.info({ dir, digest: verifier.digest, runtime: verifier.engine.runtime.summary }, "verifier loaded");
   return {
     modelId: modelIdOf(model, dir),
     digest: verifier.digest,
+    runtime: verifier.engine.runtime,
     open: (item) => openVerifierItem(verifier, { id: item.id, image: item.image, question: item.question }),
     close: () => verifier.close(),
   };
