@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write tiny random-weight VLM folders in the layout onnx-community publishes, deterministic from a seed.
 
-usage: make_fixtures.py OUT_DIR [--family llava|idefics3|qwen2_vl|qwen2_5_vl|all] [--seed N]
+usage: make_fixtures.py OUT_DIR [--family llava|idefics3|qwen2_vl|qwen2_5_vl|mllama|all] [--seed N]
 Each family lands in OUT_DIR/<family>/. See FIXTURES.md for the contracts the files follow."""
 
 import argparse
@@ -13,13 +13,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fixturegen import idefics3, llava, qwen2_5_vl, qwen2_vl  # noqa: E402
+from fixturegen import idefics3, llava, mllama, qwen2_5_vl, qwen2_vl  # noqa: E402
 
 FAMILIES = {
     "llava": llava.build,
     "idefics3": idefics3.build,
     "qwen2_vl": qwen2_vl.build,
     "qwen2_5_vl": qwen2_5_vl.build,
+    "mllama": mllama.build,
 }
 
 
