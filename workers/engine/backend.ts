@@ -10,6 +10,7 @@
  */
 import type { Stop } from "../../shared/core/search/types.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
+import { crossFeeds, type CrossRow, type CrossStates } from "./cross.ts";
 import { commonPrefix, type ItemContext } from "./item.ts";
 import { truncateView, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
 import { decodePositionIds } from "./positions.ts";
@@ -89,6 +90,13 @@ export interface BackendParts {
 /** Shortest run of new tokens worth a shared-prefix cache entry. */
 const MIN_SHARED_TOKENS = 16;
 
+/** mllama: a sequence's view of its item's cross-attention states (the image seen from its image token on). */
+function crossRow(states: CrossStates | null, ids: readonly number[], imageId: number): CrossRow | undefined {
+  if (states === null) return undefined;
+  const from = ids.indexOf(imageId);
+  return { states, from: from < 0 ? Number.POSITIVE_INFINITY : from };
+}
+
 function countImageTokens(ids: readonly number[], end: number, imageId: number): number {
   let n = 0;
   for (let i = 0; i < end; i++) if (ids[i] === imageId) n++;
@@ -124,16 +132,19 @@ export class CachedBackend implements Backend {
   constructor(private readonly p: BackendParts) {}
 
   async open(ctx: ItemContext): Promise<void> {
-    ctx.features = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
-    ctx.vision = null; // the features are all that is needed from here on
+    // The image once per item: features for the image-token families, cross-attention states for mllama.
+    if (this.p.runner.contract.cross !== null) ctx.cross = await this.p.runner.encodeCross(ctx.id, ctx.vision!);
+    else ctx.features = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
+    ctx.vision = null; // the features (or states) are all that is needed from here on
     await ctx.cache.getOrCreate(ctx.promptIds, async () => {
       const [r] = await this.p.scheduler.prefill([
         {
           base: null,
           ids: ctx.promptIds,
-          image: { features: ctx.features!, first: 0 },
+          image: ctx.features === null ? undefined : { features: ctx.features, first: 0 },
           positions: ctx.positions.span(ctx.promptIds, 0),
           keepKv: true,
+          cross: crossRow(ctx.cross, ctx.promptIds, this.p.tokenizer.imageTokenId),
         },
       ]);
       return { ids: ctx.promptIds, kv: r!.kv!, logits: r!.logits, pinned: true };
@@ -156,7 +167,7 @@ export class CachedBackend implements Backend {
     const base: KvView | null = best === null || reuse === 0 ? null : truncateView(best.entry.kv, reuse);
     const imageId = this.p.tokenizer.imageTokenId;
     const fresh = ids.slice(reuse);
-    const needsImage = fresh.includes(imageId);
+    const needsImage = fresh.includes(imageId) && ctx.cross === null;
     if (needsImage && ctx.features === null) throw new Error(`item ${ctx.id}: image features are missing`);
     this.p.runner.counters.cachedTokens += reuse;
     const [r] = await this.p.scheduler.prefill([
@@ -167,6 +178,7 @@ export class CachedBackend implements Backend {
         positions: ctx.positions.span(ids, reuse),
         keepKv,
         logitsAt: at.map((p) => p - reuse),
+        cross: crossRow(ctx.cross, ids, imageId),
       },
     ]);
     return r!;
@@ -211,6 +223,7 @@ export class CachedBackend implements Backend {
                   ids,
                   positions: ctx.positions.span([...prompt.ids, ...ids], prompt.ids.length),
                   keepKv: false,
+                  cross: crossRow(ctx.cross, prompt.ids, this.p.tokenizer.imageTokenId),
                 })),
               );
         return readAnswers(
@@ -287,6 +300,7 @@ export class CachedBackend implements Backend {
             maxLength: contextLength,
             purpose: c.purpose,
             positionOffset: ctx.positions.decodeOffset(c.ids),
+            cross: crossRow(ctx.cross, c.ids, tokenizer.imageTokenId),
           });
           specIndex.push(i);
           return;
@@ -333,12 +347,17 @@ export class ReferenceBackend implements Backend {
     ids: readonly number[],
     keepKv: boolean,
     at: readonly number[] = [],
-  ): Promise<{ kv: SeqKV | null; logits: Float32Array; at: Float32Array[] }> {
-    const features: FloatArray = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
+  ): Promise<{ kv: SeqKV | null; logits: Float32Array; at: Float32Array[]; cross: CrossRow | undefined }> {
+    const { runner, tokenizer } = this.p;
+    let image: { features: FloatArray; first: number } | undefined;
+    let cross: CrossRow | undefined;
+    if (runner.contract.cross !== null)
+      cross = crossRow(await runner.encodeCross(ctx.id, ctx.vision!), ids, tokenizer.imageTokenId);
+    else image = { features: await runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount), first: 0 };
     const [r] = await this.p.scheduler.prefill([
-      { base: null, ids, image: { features, first: 0 }, positions: ctx.positions.span(ids, 0), keepKv, logitsAt: at },
+      { base: null, ids, image, positions: ctx.positions.span(ids, 0), keepKv, logitsAt: at, cross },
     ]);
-    return r!;
+    return { ...r!, cross };
   }
 
   async positionLogits(ctx: ItemContext, sequences: readonly ReadSequence[]): Promise<Float32Array[][]> {
@@ -406,7 +425,8 @@ export class ReferenceBackend implements Backend {
       const embeds = await runner.embedIds([token]);
       const mask = new BigInt64Array(length + 1).fill(1n);
       const positions = decodePositionIds([{ length, offset }], runner.contract.positionAxes);
-      const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache });
+      const cross = first.cross && crossFeeds(runner.contract.cross!, [first.cross], [length], [1], 1);
+      const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache, cross });
       countDecodeStep(runner.counters, 1);
       logits = o.logits;
       cache = o.present;

@@ -12,6 +12,7 @@
 import type ort from "onnxruntime-node";
 import type { Rng } from "../../shared/core/random.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
+import { crossFeeds, type CrossFeeds, type CrossRow } from "./cross.ts";
 import { allocFloat, extractSeq, gatherRows, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
 import { decodePositionIds } from "./positions.ts";
 import type { ModelRunner } from "./runner.ts";
@@ -33,6 +34,8 @@ export interface PrefillRow {
   keepKv: boolean;
   /** Indices into `ids` whose logits are wanted besides the last (a verifier's step markers). */
   logitsAt?: readonly number[] | undefined;
+  /** mllama: the item's cross-attention states and where the row's image token is. */
+  cross?: CrossRow | undefined;
 }
 
 export interface PrefillResult {
@@ -61,6 +64,8 @@ export interface DecodeRowSpec {
   purpose: TokenPurpose;
   /** A step's position is the cache length + this, on every axis (the item's PositionRule.decodeOffset). */
   positionOffset: number;
+  /** mllama: the item's cross-attention states and where the sequence's image token is. */
+  cross?: CrossRow | undefined;
 }
 
 /** A sequence in a decode step. */
@@ -118,6 +123,20 @@ export class BatchExecutor {
     }
   }
 
+  /** The call's cross inputs when the decoder takes them; every row must carry its item's. */
+  private cross(
+    rows: readonly (CrossRow | undefined)[],
+    starts: readonly number[],
+    lengths: readonly number[],
+    steps: number,
+  ): CrossFeeds | undefined {
+    const contract = this.runner.contract.cross;
+    if (contract === null) return undefined;
+    if (rows.some((r) => r === undefined))
+      throw new Error("a row without cross-attention states in a decoder call that needs them");
+    return crossFeeds(contract, rows as CrossRow[], starts, lengths, steps);
+  }
+
   private observe(call: (o: EngineObserver) => void): void {
     const o = this.options.observer;
     if (o === undefined) return;
@@ -171,8 +190,14 @@ export class BatchExecutor {
     // New tokens are right-padded: the earliest step whose logits are read is the shortest row's
     // last token, or a row's first `logitsAt`.
     const keepLogits = T - Math.min(...rows.map((r) => Math.min(r.ids.length - 1, ...(r.logitsAt ?? []))));
+    const cross = this.cross(
+      rows.map((r) => r.cross),
+      rows.map((r) => r.base?.length ?? 0),
+      rows.map((r) => r.ids.length),
+      T,
+    );
     const started = performance.now();
-    const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache, keepLogits });
+    const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache, keepLogits, cross });
     this.observe((o) => o.prefill?.(B, flat.length, (performance.now() - started) / 1000));
     const K = out.logitSteps;
     return rows.map((r, b) => {
@@ -226,8 +251,14 @@ export class BatchExecutor {
       runner.contract.positionAxes,
     );
 
+    const cross = this.cross(
+      rows.map((r) => r.spec.cross),
+      rows.map((r) => r.length),
+      rows.map(() => 1),
+      1,
+    );
     const started = performance.now();
-    const out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache });
+    const out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache, cross });
     this.observe((o) => o.decodeStep?.(B, (performance.now() - started) / 1000));
     countDecodeStep(runner.counters, B);
 

@@ -126,6 +126,7 @@ export class Engine {
   closeItem(ctx: ItemContext): void {
     ctx.closed = true;
     ctx.features = null;
+    ctx.cross = null;
     ctx.vision = null;
     ctx.cache.clear();
     this.openItems.delete(ctx);

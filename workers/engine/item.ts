@@ -6,6 +6,7 @@
  * stage is encoded once per item, not once per candidate, and judge prompts reuse the
  * `<bos><|user|><image>…` block of the question's prompt.
  */
+import type { CrossStates } from "./cross.ts";
 import type { FloatArray, SeqKV } from "./kv.ts";
 import type { PositionRule } from "./positions.ts";
 import type { ProcessedItem, VisionInput } from "./processors/processor.ts";
@@ -98,6 +99,8 @@ export class PrefixCache {
 export class ItemContext {
   /** @internal vision features [imageTokenCount, hidden], once encoded. */
   features: FloatArray | null = null;
+  /** @internal mllama: the cross-attention keys and values, once encoded (instead of features). */
+  cross: CrossStates | null = null;
   /**
    * @internal the processed image the vision encoder is fed; kept only by the reference pattern,
    * which re-encodes it per candidate.
@@ -125,8 +128,8 @@ export class ItemContext {
     this.imageTokenCount = processed.imageTokenCount;
     this.positions = processed.positions;
     this.expandPrompt = processed.expand;
-    const { pixelValues, pixelAttentionMask, imageGridThw } = processed;
-    this.vision = { pixelValues, pixelAttentionMask, imageGridThw };
+    const { pixelValues, pixelAttentionMask, imageGridThw, crossImage } = processed;
+    this.vision = { pixelValues, pixelAttentionMask, imageGridThw, crossImage };
     this.cache = new PrefixCache(cacheEntries);
   }
 

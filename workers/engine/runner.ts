@@ -7,19 +7,31 @@
 import ort from "onnxruntime-node";
 import { toFloat32, fromFloat32, convertFloat } from "./float16.ts";
 import type { EngineCounters } from "./counters.ts";
+import type { CrossFeeds, CrossStates } from "./cross.ts";
 import { allocFloat, type FloatArray, type KvLayout } from "./kv.ts";
 import { ItemInputError } from "./errors.ts";
 import { DECODER_FILE, VISION_FILE } from "./model-files.ts";
 import type { ModelSpec } from "./model-folder.ts";
 import type { VisionInput } from "./processors/processor.ts";
-import { pastKeyName, presentName, type SessionContract, type VisionExtra } from "./session-contract.ts";
+import {
+  CROSS_MASK,
+  crossKeyName,
+  pastKeyName,
+  presentName,
+  type SessionContract,
+  type VisionExtra,
+} from "./session-contract.ts";
 
 /** The tensor of a vision input besides pixel_values, from the processor's output. */
 function visionExtraTensor(name: VisionExtra, image: VisionInput): ort.Tensor {
-  const { pixelAttentionMask: mask, imageGridThw: grid } = image;
+  const { pixelAttentionMask: mask, imageGridThw: grid, crossImage: cross } = image;
   if (name === "pixel_attention_mask" && mask !== undefined) return new ort.Tensor("bool", mask.data, mask.dims);
   if ((name === "grid_thw" || name === "image_grid_thw") && grid !== undefined)
     return new ort.Tensor("int64", BigInt64Array.from(grid.flat(), BigInt), [grid.length, 3]);
+  if (name === "aspect_ratio_ids" && cross !== undefined)
+    return new ort.Tensor("int64", BigInt64Array.from([BigInt(cross.aspectRatioId)]), [1]);
+  if (name === "aspect_ratio_mask" && cross !== undefined)
+    return new ort.Tensor("int64", BigInt64Array.from(cross.aspectRatioMask, BigInt), [1, cross.aspectRatioMask.length]);
   throw new Error(`${VISION_FILE} takes ${name}, which this family's processor does not produce`);
 }
 
@@ -39,6 +51,8 @@ export interface DecoderInput {
   cache: readonly (FloatArray | ort.Tensor)[] | null;
   /** The last steps whose logits are needed (default all); fewer are computed when the decoder takes logits_to_keep. */
   keepLogits?: number;
+  /** mllama: the rows' cross-attention states and mask (cross.ts). */
+  cross?: CrossFeeds | undefined;
 }
 
 export interface DecoderOutput {
@@ -59,6 +73,9 @@ export class ModelRunner {
   private embedTable: FloatArray | null = null;
   private readonly pastNames: string[] = [];
   private readonly presentNames: string[] = [];
+  private readonly crossNames: string[] = [];
+  /** Rows of the embedding table: the vocabulary the decoder predicts, or more where the prompt holds ids it never predicts (mllama's `<|image|>`). */
+  private readonly embedRows: number;
 
   constructor(
     private readonly vision: ort.InferenceSession,
@@ -69,7 +86,11 @@ export class ModelRunner {
     hidden: number,
     vocab: number,
     counters: EngineCounters,
+    embedRows = vocab,
   ) {
+    this.embedRows = embedRows;
+    for (let j = 0; j < (contract.cross?.layers ?? 0); j++)
+      this.crossNames.push(crossKeyName(j, "key"), crossKeyName(j, "value"));
     this.layout = { layers: spec.numLayers, heads: spec.numKvHeads, headDim: spec.headDim, type: contract.kvType };
     this.hidden = hidden;
     this.vocab = vocab;
@@ -84,9 +105,9 @@ export class ModelRunner {
 
   /** Runs embed_tokens once over the whole vocabulary and keeps the table (when it is at most maxBytes). */
   async loadEmbeddingTable(maxBytes: number): Promise<boolean> {
-    const bytes = this.vocab * this.hidden * (this.contract.embedType === "float16" ? 2 : 4);
+    const bytes = this.embedRows * this.hidden * (this.contract.embedType === "float16" ? 2 : 4);
     if (bytes > maxBytes) return false;
-    const ids = Array.from({ length: this.vocab }, (_, i) => i);
+    const ids = Array.from({ length: this.embedRows }, (_, i) => i);
     this.embedTable = await this.embedSession(ids);
     return true;
   }
@@ -117,7 +138,7 @@ export class ModelRunner {
     const out = allocFloat(this.contract.embedType, ids.length * d);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      if (id < 0 || id >= this.vocab) throw new Error(`token id ${id} is outside the vocabulary of ${this.vocab}`);
+      if (id < 0 || id >= this.embedRows) throw new Error(`token id ${id} is outside the embedding table of ${this.embedRows}`);
       out.set(table.subarray(id * d, (id + 1) * d), i * d);
     }
     return out;
@@ -153,6 +174,40 @@ export class ModelRunner {
     return convertFloat(t.data as FloatArray, this.contract.featureType, this.contract.embedType);
   }
 
+  /**
+   * mllama: one item's cross-attention keys and values, from the processor's tiles by the vision
+   * encoder's input names (kept as the runtime returns them: they are only ever fed back).
+   */
+  async encodeCross(itemId: string, image: VisionInput): Promise<CrossStates> {
+    const cross = this.contract.cross;
+    if (cross === null || image.crossImage === undefined)
+      throw new Error(`item ${itemId}: this model takes no cross-attention states`);
+    const { pixelValues } = image;
+    const feeds: Record<string, ort.Tensor> = {
+      pixel_values: new ort.Tensor(
+        this.contract.pixelType,
+        fromFloat32(pixelValues.data, this.contract.pixelType),
+        pixelValues.dims,
+      ),
+    };
+    for (const name of this.contract.visionExtras) feeds[name] = visionExtraTensor(name, image);
+    const out = await this.vision.run(feeds);
+    this.counters.visionCalls++;
+    this.counters.forwardPasses++;
+    const tensors = this.crossNames.map((name) => {
+      const t = out[name]!;
+      if (t.dims[0] !== 1 || t.dims[2] !== cross.length) {
+        throw new ItemInputError(
+          itemId,
+          "image",
+          `${VISION_FILE} returned ${name} [${t.dims.join(", ")}]; expected [1, heads, ${cross.length}, head_dim]`,
+        );
+      }
+      return t;
+    });
+    return { tensors, tiles: image.crossImage.tiles };
+  }
+
   /** One decoder forward pass. */
   async forward(input: DecoderInput): Promise<DecoderOutput> {
     const { rows, steps, past } = input;
@@ -170,6 +225,14 @@ export class ModelRunner {
     const keepName = this.contract.logitsToKeep;
     const logitSteps = keepName === null ? steps : Math.min(steps, input.keepLogits ?? steps);
     if (keepName !== null) feeds[keepName] = new ort.Tensor("int64", BigInt64Array.from([BigInt(logitSteps)]), []);
+    if (this.crossNames.length > 0) {
+      const cross = input.cross;
+      if (cross === undefined) throw new Error(`${DECODER_FILE} takes cross-attention states; the call has none`);
+      feeds[CROSS_MASK] = new ort.Tensor("int64", cross.mask, [rows, steps, this.contract.cross!.maxTiles]);
+      this.crossNames.forEach((name, a) => {
+        feeds[name] = cross.tensors[a]!;
+      });
+    }
     for (let a = 0; a < this.pastNames.length; a++) {
       const c = input.cache?.[a];
       const dims = [rows, heads, past, headDim];
