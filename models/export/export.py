@@ -8,6 +8,7 @@ Needs PyTorch and onnx; not Hugging Face transformers. See README.md for the fol
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,6 +25,8 @@ def main() -> int:
     parser.add_argument("--dtype", choices=["fp32", "fp16", "all"], default="fp32")
     args = parser.parse_args()
     dtypes = ["fp32", "fp16"] if args.dtype == "all" else [args.dtype]
+    # torch.onnx's tracer warnings are about Python values it freezes: here the fixed shapes of config.json.
+    warnings.simplefilter("ignore")
     try:
         export(args.checkpoint, args.out, dtypes)
     except (CheckpointError, SafetensorsError, ValueError, FileNotFoundError) as err:
