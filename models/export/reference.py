@@ -2,10 +2,10 @@
 """Greedy tokens of an mllama checkpoint from the exporter's own PyTorch definition, with no KV cache (every step
 reruns the whole sequence): what an exported folder's graphs must reproduce.
 
-usage: reference.py CHECKPOINT_DIR < request.json
-request: {"input_ids": [...], "pixel_values": [...flat...], "aspect_ratio_ids": [id], "aspect_ratio_mask": [...],
+usage: reference.py CHECKPOINT_DIR < requests.json
+requests: a list of {"input_ids": [...], "pixel_values": [...flat...], "aspect_ratio_ids": [id], "aspect_ratio_mask": [...],
           "num_tiles": n, "steps": k}
-prints:  {"tokens": [...]}"""
+prints:  one list of tokens per request, as JSON (an eos token ends a list and is included)"""
 
 import json
 import sys
@@ -18,12 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stagebeam_export.export_mllama import load_model  # noqa: E402
 
 
-def main() -> None:
-    model, ckpt = load_model(Path(sys.argv[1]))
-    req = json.load(sys.stdin)
+def greedy(model, config: dict, req: dict) -> list[int]:
     v = model.vis
-    image_id = ckpt.config["image_token_index"]
-    eos = set(ckpt.config["text_config"]["eos_token_id"])
+    image_id = config["image_token_index"]
+    eos = set(config["text_config"]["eos_token_id"])
     pixels = torch.tensor(req["pixel_values"], dtype=torch.float32).reshape(1, v.max_tiles, v.channels, v.image_size, v.image_size)
     ratio_ids = torch.tensor(req["aspect_ratio_ids"])
     ratio_mask = torch.tensor([req["aspect_ratio_mask"]])
@@ -39,7 +37,12 @@ def main() -> None:
         if token in eos:
             break
         ids.append(token)
-    print(json.dumps({"tokens": tokens}))
+    return tokens
+
+
+def main() -> None:
+    model, ckpt = load_model(Path(sys.argv[1]))
+    print(json.dumps([greedy(model, ckpt.config, req) for req in json.load(sys.stdin)]))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ MAX_TILES = 4
 ASPECT_RATIOS = [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]]
 
 # name -> (height, width): 1 to 4 tiles with no resize (compared exactly), then two that are resized.
-IMAGES = {"one": (32, 32), "two-padded": (32, 40), "three-tall": (96, 32), "four": (64, 64), "wide": (120, 200), "small": (20, 36)}
+IMAGES = {"one": (32, 32), "two-padded": (32, 40), "three-tall": (96, 32), "four": (64, 64), "wide": (120, 200), "small": (20, 24)}
 
 
 def tokenizer() -> dict:

@@ -2,9 +2,9 @@
 cross-attention mask of MllamaProcessor (processing_mllama.py), for the conformance test to compare the engine's
 TypeScript processor with. Hugging Face itself is not run here (it cannot be installed on this machine).
 
-Resizing: transformers resizes with PIL's bilinear filter (antialiased when shrinking); this writes that filter as
-float arithmetic, rounded to uint8 after each pass as PIL does, so it agrees with PIL (and the engine's sharp resize)
-to about one level, not exactly. The conformance images that need no resize are compared exactly."""
+Resizing: transformers resizes with PIL's bilinear filter (a triangle widened by the shrink factor, pixel centres at
++0.5, horizontal pass then vertical, uint8 after each). This writes that filter in float arithmetic, where PIL uses
+22-bit fixed point, so a value landing within rounding distance of .5 may differ by one level."""
 
 import math
 
@@ -55,7 +55,8 @@ def bilinear_1d(src: np.ndarray, out_size: int, axis: int) -> np.ndarray:
         w = np.maximum(0.0, 1.0 - np.abs((xs - center + 0.5) / support))
         w /= w.sum()
         dst[i] = np.tensordot(w, moved[lo:hi], axes=(0, 0))
-    return np.clip(np.round(out), 0, 255)
+    # PIL rounds half up (its fixed-point sum starts at one half).
+    return np.clip(np.floor(out + 0.5), 0, 255)
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -8,10 +8,11 @@
  * aspect-ratio mask. The prompt holds one `<|image|>` token and is not expanded: the image reaches
  * the decoder by cross-attention from that token on (backend.ts builds the mask per sequence).
  *
- * Resizing is sharp's linear kernel; transformers uses PIL's bilinear filter, which agrees to
- * about one level in 255 (test/conformance/processors.test.ts checks both).
+ * Resizing is PIL's bilinear filter, which transformers uses (Image.resize, resample 2), written
+ * here in float arithmetic where PIL uses fixed point: a value may differ by one level where it
+ * lands within rounding distance of a half (test/conformance/mllama.test.ts). sharp's kernels
+ * place pixel centres differently when enlarging.
  */
-import sharp from "sharp";
 import type { ImageLimits } from "../../../shared/io/image-policy.ts";
 import type { MllamaPreprocessorConfig } from "../model-schemas.ts";
 import { COUNTED_POSITIONS } from "../positions.ts";
@@ -61,27 +62,52 @@ export interface MllamaImage {
   resized: [number, number];
 }
 
+/**
+ * One axis of PIL's bilinear resample (ImagingResample, `bilinear_filter`): output pixel i takes
+ * the triangle-weighted input pixels around (i + 0.5) x scale, the triangle widened by the scale
+ * when shrinking; rounded half up and clipped to a byte.
+ */
+function resampleAxis(src: Uint8Array, outer: number, inSize: number, inner: number, outSize: number): Uint8Array {
+  const out = new Uint8Array(outer * outSize * inner);
+  const scale = inSize / outSize;
+  const support = Math.max(scale, 1);
+  for (let i = 0; i < outSize; i++) {
+    const center = (i + 0.5) * scale;
+    const lo = Math.max(Math.trunc(center - support + 0.5), 0);
+    const hi = Math.min(Math.trunc(center + support + 0.5), inSize);
+    const weights: number[] = [];
+    let total = 0;
+    for (let x = lo; x < hi; x++) {
+      const w = Math.max(0, 1 - Math.abs((x - center + 0.5) / support));
+      weights.push(w);
+      total += w;
+    }
+    for (let j = 0; j < weights.length; j++) weights[j]! /= total;
+    for (let o = 0; o < outer; o++) {
+      for (let k = 0; k < inner; k++) {
+        let sum = 0;
+        for (let x = lo; x < hi; x++) sum += weights[x - lo]! * src[(o * inSize + x) * inner + k]!;
+        out[(o * outSize + i) * inner + k] = Math.min(255, Math.max(0, Math.floor(sum + 0.5)));
+      }
+    }
+  }
+  return out;
+}
+
+/** An RGB image [height, width, 3] resized with PIL's bilinear filter: horizontal pass, then vertical. */
+export function resizeBilinear(rgb: Uint8Array, height: number, width: number, newHeight: number, newWidth: number): Uint8Array {
+  const across = newWidth === width ? rgb : resampleAxis(rgb, height, width, 3, newWidth);
+  return newHeight === height ? across : resampleAxis(across, 1, height, newWidth * 3, newHeight);
+}
+
 /** One RGB image (uint8, [height, width, 3]) as MllamaImageProcessor.preprocess makes it. */
-export async function preprocessMllama(
-  rgb: Uint8Array,
-  height: number,
-  width: number,
-  pre: MllamaPreprocessorConfig,
-): Promise<MllamaImage> {
+export function preprocessMllama(rgb: Uint8Array, height: number, width: number, pre: MllamaPreprocessorConfig): MllamaImage {
   const tile = pre.size.height;
   const maxTiles = pre.max_image_tiles;
   const canvas = optimalCanvas(height, width, maxTiles, tile);
   const [rows, cols] = [canvas[0] / tile, canvas[1] / tile];
   const [h, w] = pre.do_resize ? fitToCanvas(height, width, canvas, tile) : [height, width];
-  const pixels =
-    h === height && w === width
-      ? rgb
-      : new Uint8Array(
-          await sharp(rgb, { raw: { width, height, channels: 3 } })
-            .resize(w, h, { fit: "fill", kernel: "linear" })
-            .raw()
-            .toBuffer(),
-        );
+  const pixels = resizeBilinear(rgb, height, width, h, w);
   const mean = Array.isArray(pre.image_mean) ? pre.image_mean : [pre.image_mean, pre.image_mean, pre.image_mean];
   const std = Array.isArray(pre.image_std) ? pre.image_std : [pre.image_std, pre.image_std, pre.image_std];
   const scale = pre.do_rescale ? pre.rescale_factor : 1;
@@ -130,7 +156,7 @@ export function mllamaProcessor(
       requireOneImageToken(itemId, prompt, imageToken);
       const raw = (await readItemImage(itemId, image, limits)).rgb();
       const data = raw.data as Uint8ClampedArray;
-      const img = await preprocessMllama(new Uint8Array(data.buffer, data.byteOffset, data.length), raw.height, raw.width, pre);
+      const img = preprocessMllama(new Uint8Array(data.buffer, data.byteOffset, data.length), raw.height, raw.width, pre);
       const inputIds = expand(prompt);
       const { imageTokenId } = tokenizer;
       return {
