@@ -10,8 +10,8 @@
  */
 import type { Registry } from "prom-client";
 import { METRIC_NAMES, createMetrics, createRegistry } from "../shared/io/metrics.ts";
-import { producerMetrics } from "../workers/fleet/fleet-metrics.ts";
-import { REDIS_SERIES, registerExporterSeries } from "../workers/fleet/queue-exporter.ts";
+import { producerMetrics } from "../workers/fleet/feed/index.ts";
+import { REDIS_SERIES, registerExporterSeries } from "../workers/fleet/ops/index.ts";
 import { docTableMain } from "./doc-table.ts";
 
 export const START = "<!-- metrics-table:start -->";

@@ -6,7 +6,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import express, { type RequestHandler, type Router } from "express";
 import { z } from "zod";
-import type { FleetQueues } from "../../workers/fleet/protocol.ts";
+import type { FleetQueues } from "../../workers/fleet/protocol/index.ts";
 import { RequestError } from "./fleet-data.ts";
 
 const digest = (text: string) => createHash("sha256").update(text, "utf8").digest();

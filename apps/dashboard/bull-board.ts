@@ -7,7 +7,7 @@ import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
 import type { Router } from "express";
-import type { FleetQueues } from "../../workers/fleet/protocol.ts";
+import type { FleetQueues } from "../../workers/fleet/protocol/index.ts";
 
 export const BULL_BOARD_PATH = "/queues";
 

@@ -13,11 +13,15 @@ import {
   resultsPrefix,
   type S3Store,
 } from "../../shared/io/storage/s3-store.ts";
-import type { Outcome, RunLedger } from "../../workers/fleet/ledger.ts";
-import type { RunRegistry } from "../../workers/fleet/run-state.ts";
-import type { FleetQueues } from "../../workers/fleet/protocol.ts";
-import { FailureRecordSchema, ResultRecordSchema, type FailureRecord, type ResultRecord } from "../../workers/fleet/records.ts";
-import { queueCounts, runStatus, streamRecords, type RunStatus } from "../../workers/fleet/status.ts";
+import type { Outcome, RunLedger, RunRegistry } from "../../workers/fleet/books/index.ts";
+import {
+  type FailureRecord,
+  FailureRecordSchema,
+  type FleetQueues,
+  type ResultRecord,
+  ResultRecordSchema,
+} from "../../workers/fleet/protocol/index.ts";
+import { queueCounts, runStatus, streamRecords, type RunStatus } from "../../workers/fleet/ops/index.ts";
 
 export interface FleetSources {
   store: S3Store;

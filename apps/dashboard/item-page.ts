@@ -4,7 +4,7 @@
  * tree with each verdict and the winner's path (or the verifier's ranking, or a vote's answers);
  * for a failed item its failure record.
  */
-import type { FailureRecord, ResultRecord } from "../../workers/fleet/records.ts";
+import type { FailureRecord, ResultRecord } from "../../workers/fleet/protocol/index.ts";
 import { href, html, type Html } from "./html.ts";
 import { page } from "./layout.ts";
 import { searchView, type BracketNode, type CandidateView, type StepView } from "./search-view.ts";

@@ -1,6 +1,6 @@
 /** `/runs/<run>`: the run's summary and settings, its items with their outcomes, its failure records with their reasons. */
-import type { Outcome } from "../../workers/fleet/ledger.ts";
-import type { FailureRecord } from "../../workers/fleet/records.ts";
+import type { Outcome } from "../../workers/fleet/books/index.ts";
+import type { FailureRecord } from "../../workers/fleet/protocol/index.ts";
 import type { RunDetail } from "./fleet-data.ts";
 import { href, html, type Html } from "./html.ts";
 import { page } from "./layout.ts";

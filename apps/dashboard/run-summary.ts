@@ -1,6 +1,6 @@
 /** A run's state, progress, rate, ETA and failures by reason, as the runs page and a run's page show them. */
 import { formatDuration } from "../../shared/core/duration.ts";
-import type { RunStatus } from "../../workers/fleet/status.ts";
+import type { RunStatus } from "../../workers/fleet/ops/index.ts";
 import { href, html, type Html } from "./html.ts";
 
 /** The run's state in one word; the one place that names the states. */

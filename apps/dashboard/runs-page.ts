@@ -1,6 +1,5 @@
 /** `/runs`: every run with its state, progress, rate, ETA and failures by reason, and the shared queues. */
-import { QUEUE_STATES } from "../../workers/fleet/fleet-metrics.ts";
-import type { RunStatus } from "../../workers/fleet/status.ts";
+import { QUEUE_STATES, type RunStatus } from "../../workers/fleet/ops/index.ts";
 import { html } from "./html.ts";
 import { page } from "./layout.ts";
 import { runState, SUMMARY_HEADINGS, summaryRow } from "./run-summary.ts";

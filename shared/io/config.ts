@@ -88,7 +88,7 @@ export interface VerifierConfig {
 
 export interface WorkerConfig {
   concurrency: number;
-  /** Total backoff time for transient failures (workers/fleet/retry-policy.ts). */
+  /** Total backoff time for transient failures (workers/fleet/protocol/retry-policy.ts). */
   retryBudgetSeconds: number;
   /** Exit when Redis has been silent this long (0: never). */
   redisGiveUpSeconds: number;

@@ -5,7 +5,7 @@
  * registries by scripts/metrics-table.ts).
  *
  * Queue depth is not here: exactly one kind of process, `stagebeam exporter`
- * (workers/fleet/queue-exporter.ts), reads it from Redis, so a sum over processes counts
+ * (workers/fleet/ops/queue-exporter.ts), reads it from Redis, so a sum over processes counts
  * each queue once, and it is there with zero workers.
  */
 import { createServer, type Server, type ServerResponse } from "node:http";

@@ -20,8 +20,8 @@ import { parseArgs } from "node:util";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { resultsPrefix } from "../../shared/io/storage/s3-store.ts";
 import { startWorkerProcesses, type WorkerProcess } from "../../apps/demo/services/worker-processes.ts";
-import { feedJobId } from "../../workers/fleet/ids.ts";
-import { waitForRun } from "../../workers/fleet/status.ts";
+import { feedJobId } from "../../workers/fleet/protocol/index.ts";
+import { waitForRun } from "../../workers/fleet/ops/index.ts";
 import { runCli } from "../support/cli.ts";
 import { startFleetEnv } from "../support/fleet-env.ts";
 

@@ -6,12 +6,9 @@
  */
 import { createLogger } from "../../shared/io/logging.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
-import { runKeys } from "../../workers/fleet/ids.ts";
-import { RunLedger } from "../../workers/fleet/ledger.ts";
-import { submitRun, type SubmitSummary } from "../../workers/fleet/producer.ts";
-import { openQueues, type FleetQueues } from "../../workers/fleet/protocol.ts";
-import type { FleetRedis, RedisTarget } from "../../workers/fleet/redis-client.ts";
-import { RunRegistry } from "../../workers/fleet/run-state.ts";
+import { type FleetQueues, type FleetRedis, openQueues, type RedisTarget, runKeys } from "../../workers/fleet/protocol/index.ts";
+import { RunLedger, RunRegistry } from "../../workers/fleet/books/index.ts";
+import { submitRun, type SubmitSummary } from "../../workers/fleet/feed/index.ts";
 import type { SearchSettingsInput } from "../../shared/core/search/settings.ts";
 
 export interface Shard {

@@ -21,7 +21,7 @@ import type { S3Server } from "../../apps/demo/services/s3-server.ts";
 import { runSearch } from "../../shared/core/search/index.ts";
 import { paramsFor, parseSearchSettings, type SearchSettingsInput } from "../../shared/core/search/settings.ts";
 import { S3Store } from "../../shared/io/storage/s3-store.ts";
-import { connectRedis, type RedisTarget } from "../../workers/fleet/redis-client.ts";
+import { connectRedis, type RedisTarget } from "../../workers/fleet/protocol/index.ts";
 import { createLatencyHost, type LatencyModel } from "./latency-host.ts";
 import { openShard, rateIn, RunWatch, submitManifest, type Shard } from "./fleet-runs.ts";
 import { readRedis, redisDelta, sumDeltas, type RedisDelta } from "./redis-stats.ts";

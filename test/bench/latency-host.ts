@@ -25,7 +25,7 @@
  */
 import { STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
 import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
-import type { ItemInput, ModelHost, OpenItem } from "../../workers/fleet/model-host.ts";
+import type { ItemInput, ModelHost, OpenItem } from "../../workers/fleet/protocol/index.ts";
 import { generateOne, judgeOne } from "../support/scripted-host.ts";
 
 export interface LatencyModel {

@@ -13,7 +13,7 @@ import type { S3Config } from "../../shared/io/config.ts";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
 import { S3Store } from "../../shared/io/storage/s3-store.ts";
-import { startFleetWorker, type FleetWorker } from "../../workers/fleet/worker.ts";
+import { startFleetWorker, type FleetWorker } from "../../workers/fleet/worker/index.ts";
 import { createLatencyHost, type LatencyHost, type LatencyModel } from "./latency-host.ts";
 
 export interface SimWorkersSpec {

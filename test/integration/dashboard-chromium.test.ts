@@ -15,12 +15,10 @@ import { loadConfig } from "../../shared/io/config.ts";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
-import { createModelHost } from "../../workers/fleet/engine-host.ts";
-import type { ModelHost } from "../../workers/fleet/model-host.ts";
-import { submitRun } from "../../workers/fleet/producer.ts";
-import { requestJobId } from "../../workers/fleet/ids.ts";
-import type { FailureRecord, ResultRecord } from "../../workers/fleet/records.ts";
-import { streamRecords, waitForRun } from "../../workers/fleet/status.ts";
+import { createModelHost } from "../../workers/fleet/worker/index.ts";
+import { type FailureRecord, type ModelHost, requestJobId, type ResultRecord } from "../../workers/fleet/protocol/index.ts";
+import { submitRun } from "../../workers/fleet/feed/index.ts";
+import { streamRecords, waitForRun } from "../../workers/fleet/ops/index.ts";
 import { startCli, type CliRun } from "../support/cli.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";
 

@@ -7,7 +7,6 @@ import { renderScenePng } from "../../shared/io/scene-files.ts";
 import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
 import { Engine } from "../../workers/engine/engine.ts";
 import { EngineRequestError, ItemInputError } from "../../workers/engine/errors.ts";
-import { gatherRows } from "../../workers/engine/kv.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const MODEL = path.join(ROOT, "models/stagebeam-tiny");
@@ -66,7 +65,7 @@ describe("engine on the bundled model", () => {
     // Cached: the prompt once, then one token per decoder call.
     const [start] = await scheduler.prefill([{ base: null, ids: ctx.promptIds, image, keepKv: true }]);
     let past = ctx.promptIds.length;
-    let pastData: unknown = start!.kv!.data;
+    let pastData: unknown = start!.kv!.store;
     const cached: Float32Array[] = [start!.logits];
     for (const token of tail) {
       const out = await runner.forward({
@@ -116,19 +115,18 @@ describe("engine on the bundled model", () => {
     for (let i = 0; i < 3; i++) expect(maxDiff(continued[i]!.logits, singles[i]!.logits)).toBeLessThan(TOL);
 
     // Two batched steps (the second feeds `present` back as `past`) against single-row steps.
-    const { layout, vocab } = runner;
+    const { vocab } = runner;
     const steps = [
       [40, 41, 42],
       [50, 51, 52],
     ].map((row) => row.map((t) => t % engine.tokenizer.vocabSize));
     const lengths = singles.map((s) => s.kv!.length);
     let P = Math.max(...lengths);
-    let batchCache: readonly unknown[] = gatherRows(
-      layout,
+    let batchCache: unknown = await runner.kv.gather(
       singles.map((s) => s.kv!),
       P,
     );
-    const singleCache: unknown[] = singles.map((s) => s.kv!.data);
+    const singleCache: unknown[] = singles.map((s) => s.kv!.store);
     const singleLen = [...lengths];
     let worst = 0;
     for (const tokens of steps) {
@@ -209,6 +207,24 @@ describe("engine on the bundled model", () => {
       expect(r.tokens).toBeLessThanOrEqual(24);
       if (!r.truncated && !r.finished) expect(r.text.endsWith("</SUMMARY>") || r.text.endsWith("</CAPTION>")).toBe(true);
     }
+  });
+
+  it("releases every KV store it held once its items close", async () => {
+    const own = await Engine.load(MODEL, { maxBatch: 3, prefixCacheEntries: 2 });
+    expect(own.kvMemory()).toEqual({ place: "host", bytes: 0, stores: 0 });
+    const [a, b] = await Promise.all([open(own, 0), open(own, 1)]);
+    const first = await own.generate(a, stageRequests(0, 4));
+    const prefix = first.find((r) => !r.truncated)?.text ?? first[0]!.text;
+    // Two items at once, more sequences than a batch holds, an evicting prefix cache, a judge call.
+    await Promise.all([own.generate(a, stageRequests(0, 3, prefix, "CAPTION")), own.generate(b, answerRequests(1, 4))]);
+    await own.judge(a, [
+      { id: "j", kind: "compare", template: "SUMMARY", hint: "", first: first[0]!.text, second: first[1]!.text },
+    ]);
+    expect(own.kvMemory().stores).toBeGreaterThan(0); // the items' prefix caches
+    own.closeItem(a);
+    own.closeItem(b);
+    expect(own.kvMemory()).toEqual({ place: "host", bytes: 0, stores: 0 });
+    await own.close();
   });
 
   it("encodes each accepted prefix once per item", async () => {

@@ -12,10 +12,9 @@ import { startRedisServer, type RedisServer } from "../../apps/demo/services/red
 import { createLogger } from "../../shared/io/logging.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
-import { RunLedger } from "../../workers/fleet/ledger.ts";
-import { submitRun, type SubmitDeps, type SubmitProgress } from "../../workers/fleet/producer.ts";
-import { RequestJobDataSchema } from "../../workers/fleet/protocol.ts";
-import { RunRegistry } from "../../workers/fleet/run-state.ts";
+import { RunLedger, RunRegistry } from "../../workers/fleet/books/index.ts";
+import { submitRun, type SubmitDeps, type SubmitProgress } from "../../workers/fleet/feed/index.ts";
+import { RequestJobDataSchema } from "../../workers/fleet/protocol/index.ts";
 
 const PREFIX = "{sb}";
 const logger = createLogger({ level: "silent" });

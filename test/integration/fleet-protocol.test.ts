@@ -8,16 +8,19 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics, createRegistry } from "../../shared/io/metrics.ts";
-import { createQueueExporter } from "../../workers/fleet/queue-exporter.ts";
+import { createQueueExporter, runStatus, streamRecords, waitForRun } from "../../workers/fleet/ops/index.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { runSearch } from "../../shared/core/search/index.ts";
 import { failureKey, resultKey } from "../../shared/io/storage/s3-store.ts";
-import { childJobId, requestJobId } from "../../workers/fleet/ids.ts";
-import { submitRun, type SubmitOptions } from "../../workers/fleet/producer.ts";
-import type { FailureRecord, ResultRecord } from "../../workers/fleet/records.ts";
-import { runStatus, streamRecords, waitForRun } from "../../workers/fleet/status.ts";
-import { createModelHost } from "../../workers/fleet/engine-host.ts";
-import type { ModelHost } from "../../workers/fleet/model-host.ts";
+import {
+  childJobId,
+  type FailureRecord,
+  type ModelHost,
+  requestJobId,
+  type ResultRecord,
+} from "../../workers/fleet/protocol/index.ts";
+import { submitRun, type SubmitOptions } from "../../workers/fleet/feed/index.ts";
+import { createModelHost } from "../../workers/fleet/worker/index.ts";
 import { loadConfig } from "../../shared/io/config.ts";
 import { closeTrace } from "../support/approx.ts";
 import { startFleetEnv, type FleetEnv } from "../support/fleet-env.ts";

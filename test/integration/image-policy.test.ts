@@ -15,8 +15,8 @@ import { BUNDLED_MODEL_DIR } from "../../shared/io/config.ts";
 import { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { loadModelFolder } from "../../workers/engine/index.ts";
 import { preprocessImage } from "../../workers/engine/image.ts";
-import { ImageStager } from "../../workers/fleet/image-staging.ts";
-import { s3ImageFetcher } from "../../workers/fleet/images.ts";
+import { ImageStager } from "../../workers/fleet/feed/index.ts";
+import { s3ImageFetcher } from "../../workers/fleet/worker/index.ts";
 
 let s3: S3Server;
 let store: S3Store;

@@ -14,8 +14,8 @@ import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
 import { S3Store } from "../../shared/io/storage/s3-store.ts";
 import { loadModelFolder } from "../../workers/engine/index.ts";
-import { createModelHost } from "../../workers/fleet/engine-host.ts";
-import { cacheFolderOf, DOWNLOAD_RECORD } from "../../workers/fleet/model-cache.ts";
+import { createModelHost } from "../../workers/fleet/worker/index.ts";
+import { cacheFolderOf, DOWNLOAD_RECORD } from "../../workers/fleet/worker/model-cache.ts";
 
 const logger = createLogger({ level: process.env.DEBUG_TEST ? "debug" : "silent" });
 const PREFIX = "models/stagebeam-tiny/";

@@ -11,11 +11,9 @@ import { createMetrics, type StagebeamMetrics } from "../../shared/io/metrics.ts
 import { startRedisServer, type RedisServer, type RedisServerOptions } from "../../apps/demo/services/redis-server.ts";
 import { startS3Server, type S3Server, type S3ServerOptions } from "../../apps/demo/services/s3-server.ts";
 import { S3Store } from "../../shared/io/storage/s3-store.ts";
-import { RunLedger } from "../../workers/fleet/ledger.ts";
-import type { ModelHost, VerifierHost } from "../../workers/fleet/model-host.ts";
-import { openQueues, type FleetQueues } from "../../workers/fleet/protocol.ts";
-import { RunRegistry } from "../../workers/fleet/run-state.ts";
-import { startFleetWorker, type FleetWorker } from "../../workers/fleet/worker.ts";
+import { RunLedger, RunRegistry } from "../../workers/fleet/books/index.ts";
+import { type FleetQueues, type ModelHost, openQueues, type VerifierHost } from "../../workers/fleet/protocol/index.ts";
+import { startFleetWorker, type FleetWorker } from "../../workers/fleet/worker/index.ts";
 
 export const PREFIX = "{sb}";
 

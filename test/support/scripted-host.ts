@@ -21,7 +21,7 @@ import { STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
 import { splitSentences } from "../../shared/core/protocol/sentences.ts";
 import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
 import type { JudgeMode } from "../../shared/core/search/settings.ts";
-import { BadInputError, type ItemInput, type ModelHost, type OpenItem } from "../../workers/fleet/model-host.ts";
+import { BadInputError, type ItemInput, type ModelHost, type OpenItem } from "../../workers/fleet/protocol/index.ts";
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const ANSWERS = ["A", "B", "C", "D", "0", "1", "2", "3", "4", "yes", "no"];

@@ -7,7 +7,7 @@ import { runState } from "../../apps/dashboard/run-summary.ts";
 import { bracketOf, detailText, searchView, type BracketNode } from "../../apps/dashboard/search-view.ts";
 import { runSearch } from "../../shared/core/search/index.ts";
 import type { ComparisonTrace, StepTrace } from "../../shared/core/search/types.ts";
-import type { RunStatus } from "../../workers/fleet/status.ts";
+import type { RunStatus } from "../../workers/fleet/ops/index.ts";
 import { createScriptedHost } from "../support/scripted-host.ts";
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0]);

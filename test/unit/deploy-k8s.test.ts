@@ -18,7 +18,7 @@ import * as core from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { CONFIG_VARIABLES, loadConfig } from "../../shared/io/config.ts";
-import { DEFAULT_GRACE_MS } from "../../workers/fleet/worker.ts";
+import { DEFAULT_GRACE_MS } from "../../workers/fleet/worker/index.ts";
 import { LEFT_OUT, ROLE_CONFIG_PARTS } from "../support/deploy-roles.ts";
 
 const K8S = fileURLToPath(new URL("../../infra/k8s/", import.meta.url));

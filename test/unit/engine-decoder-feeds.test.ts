@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { BatchExecutor } from "../../workers/engine/batch-executor.ts";
 import { zeroCounters } from "../../workers/engine/counters.ts";
 import type { ModelSpec } from "../../workers/engine/model-folder.ts";
+import { HostKvSpace } from "../../workers/engine/kv-host.ts";
 import { ModelRunner } from "../../workers/engine/runner.ts";
 import { Sampler } from "../../workers/engine/sampler.ts";
 import type { SessionContract } from "../../workers/engine/session-contract.ts";
@@ -80,6 +81,7 @@ function runner(seen: Record<string, ort.Tensor>[]): ModelRunner {
     fakeDecoder(seen) as unknown as ort.InferenceSession,
     SPEC,
     CONTRACT,
+    new HostKvSpace(CONTRACT.kvType),
     HIDDEN,
     VOCAB,
     zeroCounters(),

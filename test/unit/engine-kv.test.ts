@@ -1,55 +1,79 @@
 import { describe, expect, it } from "vitest";
 import { floatToHalf, halfToFloat } from "../../workers/engine/float16.ts";
 import { PrefixCache, commonPrefix } from "../../workers/engine/item.ts";
-import { extractSeq, gatherRows, SeqKV, truncateView, type KvLayout } from "../../workers/engine/kv.ts";
+import { HostKvSpace } from "../../workers/engine/kv-host.ts";
+import { truncateView, wholeView, type KvView } from "../../workers/engine/kv.ts";
 
-const LAYOUT: KvLayout = { layers: 2, heads: 2, headDim: 3, type: "float32" };
+const LAYERS = 2;
+const HEADS = 2;
+const DIM = 3;
+const space = new HostKvSpace("float32");
 
 /** A sequence cache whose value at (array a, head h, position p, dim i) encodes all four. */
-function seq(tag: number, length: number): SeqKV {
-  const data = Array.from({ length: 2 * LAYOUT.layers }, (_, a) => {
-    const arr = new Float32Array(LAYOUT.heads * length * LAYOUT.headDim);
-    for (let h = 0; h < LAYOUT.heads; h++)
+function seq(tag: number, length: number): KvView {
+  const data = Array.from({ length: 2 * LAYERS }, (_, a) => {
+    const arr = new Float32Array(HEADS * length * DIM);
+    for (let h = 0; h < HEADS; h++)
       for (let p = 0; p < length; p++)
-        for (let i = 0; i < LAYOUT.headDim; i++)
-          arr[(h * length + p) * LAYOUT.headDim + i] = tag * 10000 + a * 1000 + h * 100 + p * 10 + i;
+        for (let i = 0; i < DIM; i++) arr[(h * length + p) * DIM + i] = tag * 10000 + a * 1000 + h * 100 + p * 10 + i;
     return arr;
   });
-  return new SeqKV(data, length);
+  return wholeView(
+    space.wrap(
+      data,
+      data.map(() => [1, HEADS, length, DIM] as const),
+    ),
+  );
 }
 
-describe("KV batching", () => {
-  it("gathers rows left-padded and extracts them back unchanged", () => {
+describe("KV batching (host space)", () => {
+  it("gathers rows left-padded and extracts them back unchanged", async () => {
     const rows = [seq(1, 4), seq(2, 2), seq(3, 5)];
     const total = 6;
-    const batch = gatherRows(LAYOUT, rows, total);
+    const batch = await space.gather(rows, total);
+    expect([batch.rows, batch.total, batch.tensors.length]).toEqual([3, 6, 2 * LAYERS]);
+    const data = await space.read(batch);
     for (let b = 0; b < rows.length; b++) {
-      const view = { data: batch, total, row: b, start: total - rows[b]!.length, length: rows[b]!.length };
-      const back = extractSeq(LAYOUT, view);
-      expect(back.length).toBe(rows[b]!.length);
-      back.data.forEach((arr, a) => {
-        expect(arr).toEqual(rows[b]!.data[a]);
-      });
+      const view = { store: batch, row: b, start: total - rows[b]!.length, length: rows[b]!.length };
+      const back = await space.extract(view);
+      expect(back.total).toBe(rows[b]!.length);
+      expect(await space.read(back)).toEqual(await space.read(rows[b]!.store));
       // Padding positions are zero.
-      const padEnd = (b * LAYOUT.heads * total + (total - rows[b]!.length)) * LAYOUT.headDim;
-      expect(Array.from(batch[0]!.subarray(b * LAYOUT.heads * total * LAYOUT.headDim, padEnd)).every((x) => x === 0)).toBe(true);
+      const padEnd = (b * HEADS * total + (total - rows[b]!.length)) * DIM;
+      expect(Array.from(data[0]!.subarray(b * HEADS * total * DIM, padEnd)).every((x) => x === 0)).toBe(true);
     }
   });
 
-  it("truncates a view to a prefix of positions", () => {
+  it("truncates a view to a prefix of positions", async () => {
     const s = seq(7, 5);
-    const t = extractSeq(LAYOUT, truncateView(s, 3));
-    expect(t.length).toBe(3);
-    expect(t.data[1]![(1 * 3 + 2) * 3 + 1]).toBe(7 * 10000 + 1 * 1000 + 1 * 100 + 2 * 10 + 1);
+    const t = await space.extract(truncateView(s, 3));
+    expect(t.total).toBe(3);
+    expect((await space.read(t))[1]![(1 * 3 + 2) * 3 + 1]).toBe(7 * 10000 + 1 * 1000 + 1 * 100 + 2 * 10 + 1);
     expect(() => truncateView(s, 6)).toThrow();
   });
 
-  it("copies a row out of a batch whose rows are padded differently", () => {
-    const batch = gatherRows(LAYOUT, [seq(1, 3), seq(2, 1)], 3);
-    const row1 = extractSeq(LAYOUT, { data: batch, total: 3, row: 1, start: 2, length: 1 });
-    row1.data.forEach((arr, a) => {
-      expect(arr).toEqual(seq(2, 1).data[a]);
-    });
+  it("copies a row out of a batch whose rows are padded differently, and pads empty rows", async () => {
+    const batch = await space.gather([seq(1, 3), null, seq(2, 1)], 3);
+    const row2 = await space.extract({ store: batch, row: 2, start: 2, length: 1 });
+    expect(await space.read(row2)).toEqual(await space.read(seq(2, 1).store));
+    const empty = await space.extract({ store: batch, row: 1, start: 0, length: 3 });
+    expect((await space.read(empty)).every((a) => a.every((x) => x === 0))).toBe(true);
+    await expect(space.gather([null], 2)).rejects.toThrow(/empty rows/);
+  });
+
+  it("counts live stores and bytes, and frees a store at its last release", async () => {
+    const before = [space.liveStores, space.liveBytes];
+    const s = seq(1, 4);
+    const bytes = 2 * LAYERS * HEADS * 4 * DIM * 4;
+    expect(s.store.bytes).toBe(bytes);
+    expect([space.liveStores, space.liveBytes]).toEqual([before[0]! + 1, before[1]! + bytes]);
+    s.store.retain();
+    s.store.release();
+    expect(space.liveStores).toBe(before[0]! + 1);
+    s.store.release();
+    expect([space.liveStores, space.liveBytes]).toEqual(before);
+    expect(() => s.store.release()).toThrow(/released more times/);
+    expect(() => s.store.retain()).toThrow(/after it was freed/);
   });
 });
 

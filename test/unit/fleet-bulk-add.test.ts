@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { addInParts } from "../../workers/fleet/bulk-add.ts";
+import { addInParts } from "../../workers/fleet/feed/bulk-add.ts";
 
 /** A queue whose addBulk calls stay pending until the test settles them, in call order. */
 function pendingQueue() {

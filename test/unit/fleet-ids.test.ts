@@ -1,8 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { candidateId, checkId, compareId } from "../../shared/core/search/ids.ts";
-import { BadInputError } from "../../workers/fleet/model-host.ts";
-import { badInput, classify, FleetError, formatReason, parseReason, toJobError, transient } from "../../workers/fleet/errors.ts";
-import { childJobId, requestJobId, runKeys, runsIndexKey, workIdOf } from "../../workers/fleet/ids.ts";
+import { BadInputError, childJobId, requestJobId, runKeys, runsIndexKey, workIdOf } from "../../workers/fleet/protocol/index.ts";
+import {
+  badInput,
+  classify,
+  FleetError,
+  formatReason,
+  parseReason,
+  toJobError,
+  transient,
+} from "../../workers/fleet/protocol/errors.ts";
 import { SearchError } from "../../shared/core/search/errors.ts";
 import { S3StoreError } from "../../shared/io/storage/s3-store.ts";
 import { UnrecoverableError } from "bullmq";

@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
-import { ItemCache } from "../../workers/fleet/item-cache.ts";
-import { BadInputError } from "../../workers/fleet/model-host.ts";
-import type { ChildItem } from "../../workers/fleet/protocol.ts";
+import { ItemCache } from "../../workers/fleet/worker/item-cache.ts";
+import { BadInputError, type ChildItem } from "../../workers/fleet/protocol/index.ts";
 import { createScriptedHost } from "../support/scripted-host.ts";
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]);

@@ -7,11 +7,11 @@ import { createLogger } from "../../shared/io/logging.ts";
 import { writeSceneSet } from "../../shared/io/scene-files.ts";
 import { parseSearchSettings } from "../../shared/core/search/settings.ts";
 import { UsageError } from "../../shared/core/usage-error.ts";
-import { estimateManifestSize } from "../../workers/fleet/manifest-size.ts";
-import { submitRun, type SubmitDeps } from "../../workers/fleet/producer.ts";
-import { isCorrect, settingsDiff } from "../../workers/fleet/records.ts";
+import { estimateManifestSize } from "../../workers/fleet/feed/manifest-size.ts";
+import { submitRun, type SubmitDeps } from "../../workers/fleet/feed/index.ts";
+import { isCorrect, settingsDiff } from "../../workers/fleet/protocol/index.ts";
 import { formatDuration } from "../../shared/core/duration.ts";
-import { formatStatus, type RunStatus } from "../../workers/fleet/status.ts";
+import { formatStatus, type RunStatus } from "../../workers/fleet/ops/index.ts";
 
 const logger = createLogger({ level: "silent" });
 let dir: string;

@@ -1,7 +1,7 @@
 import { Cluster, Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../shared/io/config.ts";
-import { bullConnection, connectRedis } from "../../workers/fleet/redis-client.ts";
+import { bullConnection, connectRedis } from "../../workers/fleet/protocol/index.ts";
 
 describe("fleet Redis connections", () => {
   it("opens one server as a Redis, with the URL's settings", () => {

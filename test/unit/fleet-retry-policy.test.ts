@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { S3StoreError } from "../../shared/io/storage/s3-store.ts";
-import { toJobError } from "../../workers/fleet/errors.ts";
-import { jobFailure, retryDelay, retryPolicy } from "../../workers/fleet/retry-policy.ts";
+import { jobFailure, retryDelay, retryPolicy, toJobError } from "../../workers/fleet/protocol/index.ts";
 
 const transient = { code: "storage", unrecoverable: false };
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { BadInputError } from "../../workers/fleet/model-host.ts";
-import { SameTickCoalescer } from "../../workers/fleet/same-tick-coalescer.ts";
+import { BadInputError } from "../../workers/fleet/protocol/index.ts";
+import { SameTickCoalescer } from "../../workers/fleet/worker/same-tick-coalescer.ts";
 
 describe("same-tick coalescer", () => {
   it("retries a failed batch one by one when the failure is one request's bad input", async () => {

@@ -4,24 +4,24 @@
  */
 import { WaitingChildrenError, type Job } from "bullmq";
 import { describe, expect, it } from "vitest";
-import { retryPolicy } from "../../workers/fleet/retry-policy.ts";
+import {
+  FleetError,
+  GenerateJobDataSchema,
+  JudgeJobDataSchema,
+  PROTOCOL_VERSION,
+  type RequestJobData,
+  RequestJobDataSchema,
+  type ResultRecord,
+  ResultRecordSchema,
+  retryPolicy,
+} from "../../workers/fleet/protocol/index.ts";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
 import { createSearch, runSearch } from "../../shared/core/search/index.ts";
 import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
-import { FleetError } from "../../workers/fleet/errors.ts";
-import type { RunRegistry } from "../../workers/fleet/run-state.ts";
-import type { RunLedger } from "../../workers/fleet/ledger.ts";
-import {
-  GenerateJobDataSchema,
-  JudgeJobDataSchema,
-  PROTOCOL_VERSION,
-  RequestJobDataSchema,
-  type RequestJobData,
-} from "../../workers/fleet/protocol.ts";
-import { ResultRecordSchema, type ResultRecord } from "../../workers/fleet/records.ts";
-import { recordRequestFailure, runRequestStep, stageLabel, type StepDeps } from "../../workers/fleet/request-step.ts";
+import type { RunLedger, RunRegistry } from "../../workers/fleet/books/index.ts";
+import { recordRequestFailure, runRequestStep, stageLabel, type StepDeps } from "../../workers/fleet/worker/request-step.ts";
 import { createScriptedHost, generateOne, judgeOne } from "../support/scripted-host.ts";
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0]);

@@ -7,8 +7,8 @@ import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { badLineLimitOption } from "../../apps/cli/commands/submit.ts";
 import { openManifest } from "../../shared/io/manifest-source.ts";
-import { errorsPathOf } from "../../workers/fleet/export.ts";
-import { overBadLineLimit } from "../../workers/fleet/feeder.ts";
+import { errorsPathOf } from "../../workers/fleet/ops/export.ts";
+import { overBadLineLimit } from "../../workers/fleet/feed/feeder.ts";
 
 let dir: string;
 beforeAll(async () => {

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { METRIC_NAMES, createMetrics, createRegistry } from "../../shared/io/metrics.ts";
 import { Readiness } from "../../shared/io/readiness.ts";
 import { VERSION } from "../../shared/io/version.ts";
-import { createQueueExporter, infoNumber, mergeFamilies, REDIS_SERIES } from "../../workers/fleet/queue-exporter.ts";
+import { createQueueExporter, infoNumber, mergeFamilies, REDIS_SERIES } from "../../workers/fleet/ops/queue-exporter.ts";
 import { spliceBetween } from "../../scripts/doc-table.ts";
 import { END, START, metricRows, metricsTableMarkdown } from "../../scripts/metrics-table.ts";
 

@@ -14,6 +14,7 @@ import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from "../../shared/io/image-po
 import { PAIRWISE_JUDGE_MODES, type PairwiseJudgeMode } from "../../shared/core/search/settings.ts";
 import { Judge } from "./judge.ts";
 import { bytesPerPosition } from "./kv.ts";
+import { HostKvSpace } from "./kv-host.ts";
 import { atSessionFile, SESSION_NAMES, type SessionName } from "./model-files.ts";
 import { loadModelFolder, type ModelFolder } from "./model-folder.ts";
 import { loadProcessor, type Processor } from "./processors/index.ts";
@@ -188,6 +189,7 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
       decoder.session,
       folder.spec,
       contract,
+      new HostKvSpace(contract.kvType),
       hidden,
       vocab,
       counters,

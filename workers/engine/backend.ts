@@ -10,16 +10,16 @@
  */
 import type { Stop } from "../../shared/core/search/types.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
-import { crossFeeds, type CrossRow, type CrossStates } from "./cross.ts";
+import { crossBatch, type CrossRow } from "./cross.ts";
 import { commonPrefix, type ItemContext } from "./item.ts";
-import { truncateView, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
+import { truncateView, type FloatArray, type ItemDecoderInputs, type KvStore, type KvView } from "./kv.ts";
+import type { PrefillResult } from "./batch-executor.ts";
 import { decodePositionIds } from "./positions.ts";
 import type { ModelRunner } from "./runner.ts";
 import { rngForKey, type Sampler, type SamplingParams } from "./sampler.ts";
 import type { Scheduler, SequenceSpec } from "./scheduler.ts";
 import { finishReason, keepsToken, keptText, TextStopState, type FinishReason, type StopTables } from "./stops.ts";
 import type { EngineTokenizer } from "./tokenizer.ts";
-import type ort from "onnxruntime-node";
 
 export interface Continuation {
   /** Everything before the continuation: prompt ids (+ accepted prefix ids). */
@@ -91,10 +91,15 @@ export interface BackendParts {
 const MIN_SHARED_TOKENS = 16;
 
 /** mllama: a sequence's view of its item's cross-attention states (the image seen from its image token on). */
-function crossRow(states: CrossStates | null, ids: readonly number[], imageId: number): CrossRow | undefined {
-  if (states === null) return undefined;
+function crossRow(
+  ctx: ItemContext,
+  inputs: ItemDecoderInputs | null,
+  ids: readonly number[],
+  imageId: number,
+): CrossRow | undefined {
+  if (inputs === null) return undefined;
   const from = ids.indexOf(imageId);
-  return { states, from: from < 0 ? Number.POSITIVE_INFINITY : from };
+  return { inputs, tiles: ctx.crossTiles, from: from < 0 ? Number.POSITIVE_INFINITY : from };
 }
 
 function countImageTokens(ids: readonly number[], end: number, imageId: number): number {
@@ -132,8 +137,8 @@ export class CachedBackend implements Backend {
   constructor(private readonly p: BackendParts) {}
 
   async open(ctx: ItemContext): Promise<void> {
-    // The image once per item: features for the image-token families, cross-attention states for mllama.
-    if (this.p.runner.contract.cross !== null) ctx.cross = await this.p.runner.encodeCross(ctx.id, ctx.vision!);
+    // The image once per item: features for the image-token families, cross-attention states (mllama) otherwise.
+    if (this.p.runner.contract.cross !== null) ctx.decoderInputs = await this.p.runner.encodeCross(ctx.id, ctx.vision!);
     else ctx.features = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
     ctx.vision = null; // the features (or states) are all that is needed from here on
     await ctx.cache.getOrCreate(ctx.promptIds, async () => {
@@ -144,7 +149,7 @@ export class CachedBackend implements Backend {
           image: ctx.features === null ? undefined : { features: ctx.features, first: 0 },
           positions: ctx.positions.span(ctx.promptIds, 0),
           keepKv: true,
-          cross: crossRow(ctx.cross, ctx.promptIds, this.p.tokenizer.imageTokenId),
+          cross: crossRow(ctx, ctx.decoderInputs, ctx.promptIds, this.p.tokenizer.imageTokenId),
         },
       ]);
       return { ids: ctx.promptIds, kv: r!.kv!, logits: r!.logits, pinned: true };
@@ -160,14 +165,14 @@ export class CachedBackend implements Backend {
     ids: readonly number[],
     keepKv: boolean,
     at: readonly number[] = [],
-  ): Promise<{ kv: SeqKV | null; logits: Float32Array; at: Float32Array[] }> {
+  ): Promise<{ kv: KvView | null; logits: Float32Array; at: Float32Array[] }> {
     const best = ctx.cache.best(ids);
     // At least the last token (and every position read) is run again: their logits are what the caller needs.
     const reuse = best === null ? 0 : Math.min(best.common, ids.length - 1, ...at);
     const base: KvView | null = best === null || reuse === 0 ? null : truncateView(best.entry.kv, reuse);
     const imageId = this.p.tokenizer.imageTokenId;
     const fresh = ids.slice(reuse);
-    const needsImage = fresh.includes(imageId) && ctx.cross === null;
+    const needsImage = fresh.includes(imageId) && ctx.decoderInputs === null;
     if (needsImage && ctx.features === null) throw new Error(`item ${ctx.id}: image features are missing`);
     this.p.runner.counters.cachedTokens += reuse;
     const [r] = await this.p.scheduler.prefill([
@@ -178,7 +183,7 @@ export class CachedBackend implements Backend {
         positions: ctx.positions.span(ids, reuse),
         keepKv,
         logitsAt: at.map((p) => p - reuse),
-        cross: crossRow(ctx.cross, ids, imageId),
+        cross: crossRow(ctx, ctx.decoderInputs, ids, imageId),
       },
     ]);
     return r!;
@@ -214,18 +219,22 @@ export class CachedBackend implements Backend {
         const prefixes = answerPrefixes(prompt.answers);
         // The prompt's KV is kept only when answers run on top of it.
         const head = await this.extend(ctx, prompt.ids, prefixes.length > 0);
-        const rows =
-          prefixes.length === 0
-            ? []
-            : await this.p.scheduler.prefill(
-                prefixes.map((ids) => ({
-                  base: head.kv!,
-                  ids,
-                  positions: ctx.positions.span([...prompt.ids, ...ids], prompt.ids.length),
-                  keepKv: false,
-                  cross: crossRow(ctx.cross, prompt.ids, this.p.tokenizer.imageTokenId),
-                })),
-              );
+        let rows: PrefillResult[] = [];
+        try {
+          if (prefixes.length > 0) {
+            rows = await this.p.scheduler.prefill(
+              prefixes.map((ids) => ({
+                base: head.kv!,
+                ids,
+                positions: ctx.positions.span([...prompt.ids, ...ids], prompt.ids.length),
+                keepKv: false,
+                cross: crossRow(ctx, ctx.decoderInputs, prompt.ids, this.p.tokenizer.imageTokenId),
+              })),
+            );
+          }
+        } finally {
+          head.kv?.store.release();
+        }
         return readAnswers(
           prompt.answers,
           head.logits,
@@ -289,6 +298,8 @@ export class CachedBackend implements Backend {
         const logProb = sampler.logProb(logits, 0, token);
         const outcome = stop.advance(token);
         if (outcome === "continue") {
+          // Held until the scheduler holds it (a cache entry may be evicted meanwhile).
+          kv.store.retain();
           specs.push({
             kv,
             pending: token,
@@ -300,7 +311,7 @@ export class CachedBackend implements Backend {
             maxLength: contextLength,
             purpose: c.purpose,
             positionOffset: ctx.positions.decodeOffset(c.ids),
-            cross: crossRow(ctx.cross, c.ids, tokenizer.imageTokenId),
+            cross: crossRow(ctx, ctx.decoderInputs, c.ids, tokenizer.imageTokenId),
           });
           specIndex.push(i);
           return;
@@ -315,7 +326,11 @@ export class CachedBackend implements Backend {
         };
       }),
     );
-    const outcomes = await this.p.scheduler.decode(specs);
+    // The contexts not kept in the prefix cache are held by the decoding sequences from here on.
+    const decoding = this.p.scheduler.decode(specs);
+    for (const spec of specs) spec.kv.store.release();
+    for (const [key, g] of groups) if (!g.cache) (await contexts.get(key)!).kv.store.release();
+    const outcomes = await decoding;
     outcomes.forEach((o, j) => {
       const i = specIndex[j]!;
       const c = conts[i]!;
@@ -341,23 +356,31 @@ export class ReferenceBackend implements Backend {
     // The reference keeps nothing between candidates.
   }
 
-  /** Re-encodes the image and runs the whole sequence, as the reference does for every candidate. */
+  /**
+   * Re-encodes the image and runs the whole sequence, as the reference does for every candidate.
+   * mllama's cross-attention states come back (the caller's reference) only when `keepCross`.
+   */
   private async fullPass(
     ctx: ItemContext,
     ids: readonly number[],
     keepKv: boolean,
     at: readonly number[] = [],
-  ): Promise<{ kv: SeqKV | null; logits: Float32Array; at: Float32Array[]; cross: CrossRow | undefined }> {
+    keepCross = false,
+  ): Promise<{ kv: KvView | null; logits: Float32Array; at: Float32Array[]; cross: CrossRow | undefined }> {
     const { runner, tokenizer } = this.p;
     let image: { features: FloatArray; first: number } | undefined;
     let cross: CrossRow | undefined;
     if (runner.contract.cross !== null)
-      cross = crossRow(await runner.encodeCross(ctx.id, ctx.vision!), ids, tokenizer.imageTokenId);
+      cross = crossRow(ctx, await runner.encodeCross(ctx.id, ctx.vision!), ids, tokenizer.imageTokenId);
     else image = { features: await runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount), first: 0 };
-    const [r] = await this.p.scheduler.prefill([
-      { base: null, ids, image, positions: ctx.positions.span(ids, 0), keepKv, logitsAt: at, cross },
-    ]);
-    return { ...r!, cross };
+    try {
+      const [r] = await this.p.scheduler.prefill([
+        { base: null, ids, image, positions: ctx.positions.span(ids, 0), keepKv, logitsAt: at, cross },
+      ]);
+      return { ...r!, cross: keepCross ? cross : undefined };
+    } finally {
+      if (!keepCross) cross?.inputs.store.release();
+    }
   }
 
   async positionLogits(ctx: ItemContext, sequences: readonly ReadSequence[]): Promise<Float32Array[][]> {
@@ -390,9 +413,9 @@ export class ReferenceBackend implements Backend {
 
   private async one(ctx: ItemContext, c: Continuation, sampling: SamplingParams): Promise<ContinuationResult> {
     const { runner, sampler, stops, tokenizer, contextLength } = this.p;
-    const first = await this.fullPass(ctx, c.ids, true);
+    const first = await this.fullPass(ctx, c.ids, true, [], true);
     let logits = first.logits;
-    let cache: readonly (FloatArray | ort.Tensor)[] = first.kv!.data;
+    let cache: KvStore = first.kv!.store;
     let length = c.ids.length;
     const rng = rngForKey(c.sampleKey);
     const eos = stops.table({ kind: "end" });
@@ -408,29 +431,46 @@ export class ReferenceBackend implements Backend {
     let sampled = 0;
     let reason: FinishReason;
     const logProbs: number[] = [];
-    for (;;) {
-      const token = sampler.sample(logits, 0, c.sampling ?? sampling, rng);
-      logProbs.push(sampler.logProb(logits, 0, token));
-      sampled++;
-      countSampledToken(runner.counters, c.purpose);
-      const outcome = stop.advance(token);
-      if (outcome !== "continue") {
-        reason = finishReason(outcome);
-        break;
+    try {
+      for (;;) {
+        const token = sampler.sample(logits, 0, c.sampling ?? sampling, rng);
+        logProbs.push(sampler.logProb(logits, 0, token));
+        sampled++;
+        countSampledToken(runner.counters, c.purpose);
+        const outcome = stop.advance(token);
+        if (outcome !== "continue") {
+          reason = finishReason(outcome);
+          break;
+        }
+        if (length + 1 > contextLength) {
+          reason = "context";
+          break;
+        }
+        const embeds = await runner.embedIds([token]);
+        const mask = new BigInt64Array(length + 1).fill(1n);
+        const positions = decodePositionIds([{ length, offset }], runner.contract.positionAxes);
+        const cross =
+          first.cross && (await crossBatch(runner.kv, runner.contract.cross!.maxTiles, [first.cross], [length], [1], 1));
+        const o = await runner.forward({
+          rows: 1,
+          steps: 1,
+          past: length,
+          embeds,
+          mask,
+          positions,
+          cache,
+          itemInputs: cross?.inputs,
+          crossMask: cross?.mask,
+        });
+        countDecodeStep(runner.counters, 1);
+        logits = o.logits;
+        cache.release();
+        cache = o.present;
+        length++;
       }
-      if (length + 1 > contextLength) {
-        reason = "context";
-        break;
-      }
-      const embeds = await runner.embedIds([token]);
-      const mask = new BigInt64Array(length + 1).fill(1n);
-      const positions = decodePositionIds([{ length, offset }], runner.contract.positionAxes);
-      const cross = first.cross && crossFeeds(runner.contract.cross!, [first.cross], [length], [1], 1);
-      const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache, cross });
-      countDecodeStep(runner.counters, 1);
-      logits = o.logits;
-      cache = o.present;
-      length++;
+    } finally {
+      cache.release();
+      first.cross?.inputs.store.release();
     }
     const tokens = stop.tokens;
     // Kept tokens are the sampled ones less a dropped last one (eos, a sentence's lookahead).

@@ -9,13 +9,12 @@
  *   `present` comes back as a step cache that the next step of the same rows takes as its `past`
  *   untouched.
  */
-import type ort from "onnxruntime-node";
 import type { Rng } from "../../shared/core/random.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
-import { crossFeeds, type CrossFeeds, type CrossRow } from "./cross.ts";
-import { allocFloat, extractSeq, gatherRows, type FloatArray, type KvView, type SeqKV } from "./kv.ts";
+import { crossBatch, type CrossBatch, type CrossRow } from "./cross.ts";
+import { allocFloat, wholeView, type FloatArray, type KvStore, type KvView } from "./kv.ts";
 import { decodePositionIds } from "./positions.ts";
-import type { ModelRunner } from "./runner.ts";
+import type { DecoderOutput, ModelRunner } from "./runner.ts";
 import type { Sampler, SamplingParams } from "./sampler.ts";
 
 export interface PrefillRow {
@@ -39,7 +38,8 @@ export interface PrefillRow {
 }
 
 export interface PrefillResult {
-  kv: SeqKV | null;
+  /** The row's own cache (a whole view of a one-row store whose reference is the caller's), when kept. */
+  kv: KvView | null;
   /** Logits at the row's last new token. */
   logits: Float32Array;
   /** Logits at each of the row's `logitsAt` indices. */
@@ -78,10 +78,7 @@ export interface DecodeRow {
 }
 
 /** A decode step's `present`, to be the next step's `past` while the batch holds the same rows. */
-export interface StepCache {
-  tensors: ort.Tensor[];
-  length: number;
-}
+export type StepCache = KvStore;
 
 /** The token sampled for a row with the model's log-probability of it, or why sampling failed (which fails that row only). */
 export type RowSample = { token: number; logProb: number } | { error: unknown };
@@ -123,18 +120,18 @@ export class BatchExecutor {
     }
   }
 
-  /** The call's cross inputs when the decoder takes them; every row must carry its item's. */
-  private cross(
+  /** The call's cross inputs when the decoder takes them (every row must carry its item's), else null. */
+  private async cross(
     rows: readonly (CrossRow | undefined)[],
     starts: readonly number[],
     lengths: readonly number[],
     steps: number,
-  ): CrossFeeds | undefined {
+  ): Promise<CrossBatch | null> {
     const contract = this.runner.contract.cross;
-    if (contract === null) return undefined;
+    if (contract === null) return null;
     if (rows.some((r) => r === undefined))
       throw new Error("a row without cross-attention states in a decoder call that needs them");
-    return crossFeeds(contract, rows as CrossRow[], starts, lengths, steps);
+    return crossBatch(this.runner.kv, contract.maxTiles, rows as CrossRow[], starts, lengths, steps);
   }
 
   private observe(call: (o: EngineObserver) => void): void {
@@ -149,7 +146,7 @@ export class BatchExecutor {
 
   async prefill(rows: readonly PrefillRow[]): Promise<PrefillResult[]> {
     const runner = this.runner;
-    const { layout, hidden: d, vocab } = runner;
+    const { hidden: d, vocab } = runner;
     const B = rows.length;
     const P = Math.max(...rows.map((r) => r.base?.length ?? 0));
     const T = Math.max(...rows.map((r) => r.ids.length));
@@ -185,34 +182,71 @@ export class BatchExecutor {
       runner.counters.decoderTokens += tb;
       runner.counters.prefillTokens += tb;
     });
-    const bases: KvView[] = rows.map((r) => r.base ?? { data: [], total: 0, row: 0, start: 0, length: 0 });
-    const cache = P > 0 ? gatherRows(layout, bases, P) : null;
+    const cache =
+      P > 0
+        ? await runner.kv.gather(
+            rows.map((r) => (r.base !== null && r.base.length > 0 ? r.base : null)),
+            P,
+          )
+        : null;
     // New tokens are right-padded: the earliest step whose logits are read is the shortest row's
     // last token, or a row's first `logitsAt`.
     const keepLogits = T - Math.min(...rows.map((r) => Math.min(r.ids.length - 1, ...(r.logitsAt ?? []))));
-    const cross = this.cross(
-      rows.map((r) => r.cross),
-      rows.map((r) => r.base?.length ?? 0),
-      rows.map((r) => r.ids.length),
-      T,
-    );
+    let cross: CrossBatch | null = null;
     const started = performance.now();
-    const out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache, keepLogits, cross });
+    let out: DecoderOutput;
+    try {
+      cross = await this.cross(
+        rows.map((r) => r.cross),
+        rows.map((r) => r.base?.length ?? 0),
+        rows.map((r) => r.ids.length),
+        T,
+      );
+      out = await runner.forward({
+        rows: B,
+        steps: T,
+        past: P,
+        embeds,
+        mask,
+        positions,
+        cache,
+        keepLogits,
+        itemInputs: cross?.inputs,
+        crossMask: cross?.mask,
+      });
+    } finally {
+      cache?.release();
+      cross?.release();
+    }
     this.observe((o) => o.prefill?.(B, flat.length, (performance.now() - started) / 1000));
     const K = out.logitSteps;
-    return rows.map((r, b) => {
-      const pb = r.base?.length ?? 0;
-      const tb = r.ids.length;
-      const rowAt = (t: number) => {
-        const off = (b * K + t - (T - K)) * vocab;
-        return out.logits.slice(off, off + vocab);
-      };
-      const logits = rowAt(tb - 1);
-      const kv = r.keepKv
-        ? extractSeq(layout, { data: out.presentData, total: P + T, row: b, start: P - pb, length: pb + tb })
-        : null;
-      return { kv, logits, at: (r.logitsAt ?? []).map(rowAt) };
-    });
+    const present = out.present;
+    const kept: KvStore[] = [];
+    try {
+      return await Promise.all(
+        rows.map(async (r, b) => {
+          const pb = r.base?.length ?? 0;
+          const tb = r.ids.length;
+          const rowAt = (t: number) => {
+            const off = (b * K + t - (T - K)) * vocab;
+            return out.logits.slice(off, off + vocab);
+          };
+          const logits = rowAt(tb - 1);
+          let kv: KvView | null = null;
+          if (r.keepKv) {
+            const own = await runner.kv.extract({ store: present, row: b, start: P - pb, length: pb + tb });
+            kept.push(own);
+            kv = wholeView(own);
+          }
+          return { kv, logits, at: (r.logitsAt ?? []).map(rowAt) };
+        }),
+      );
+    } catch (err) {
+      for (const s of kept) s.release();
+      throw err;
+    } finally {
+      present.release();
+    }
   }
 
   /**
@@ -222,23 +256,22 @@ export class BatchExecutor {
    */
   async decode(rows: readonly DecodeRow[], past: StepCache | null): Promise<{ samples: RowSample[]; cache: StepCache }> {
     const runner = this.runner;
-    const { layout, vocab } = runner;
+    const { vocab } = runner;
     const B = rows.length;
     let P: number;
-    let cache: readonly (FloatArray | ort.Tensor)[] | null;
+    let cache: KvStore | null;
     if (past === null) {
       P = Math.max(...rows.map((r) => r.length));
       cache =
         P > 0
-          ? gatherRows(
-              layout,
-              rows.map((r) => r.kv),
+          ? await runner.kv.gather(
+              rows.map((r) => (r.length > 0 ? r.kv : null)),
               P,
             )
           : null;
     } else {
-      P = past.length;
-      cache = past.tensors;
+      P = past.total;
+      cache = past;
     }
 
     const embeds = await runner.embedIds(rows.map((r) => r.spec.pending));
@@ -251,19 +284,37 @@ export class BatchExecutor {
       runner.contract.positionAxes,
     );
 
-    const cross = this.cross(
-      rows.map((r) => r.spec.cross),
-      rows.map((r) => r.length),
-      rows.map(() => 1),
-      1,
-    );
+    let cross: CrossBatch | null = null;
     const started = performance.now();
-    const out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache, cross });
+    let out: DecoderOutput;
+    try {
+      cross = await this.cross(
+        rows.map((r) => r.spec.cross),
+        rows.map((r) => r.length),
+        rows.map(() => 1),
+        1,
+      );
+      out = await runner.forward({
+        rows: B,
+        steps: 1,
+        past: P,
+        embeds,
+        mask,
+        positions,
+        cache,
+        itemInputs: cross?.inputs,
+        crossMask: cross?.mask,
+      });
+    } finally {
+      // A gathered batch served this call only; a step cache is its holder's.
+      if (past === null) cache?.release();
+      cross?.release();
+    }
     this.observe((o) => o.decodeStep?.(B, (performance.now() - started) / 1000));
     countDecodeStep(runner.counters, B);
 
     const samples = rows.map((r, b): RowSample => {
-      r.kv = { data: out.presentData, total: P + 1, row: b, start: P - r.length, length: r.length + 1 };
+      r.kv = { store: out.present, row: b, start: P - r.length, length: r.length + 1 };
       r.length++;
       try {
         const token = this.sampler.sample(out.logits, b * vocab, r.spec.sampling, r.spec.rng);
@@ -273,6 +324,6 @@ export class BatchExecutor {
         return { error };
       }
     });
-    return { samples, cache: { tensors: out.present, length: P + 1 } };
+    return { samples, cache: out.present };
   }
 }

@@ -28,6 +28,7 @@ import type { Judge } from "./judge.ts";
 import type { ModelFolder } from "./model-folder.ts";
 import type { Processor } from "./processors/processor.ts";
 import { zeroCounters, type EngineCounters } from "./counters.ts";
+import type { KvPlace } from "./kv.ts";
 import type { ModelRunner } from "./runner.ts";
 import { resolveSampling, type SamplingParams } from "./sampler.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -126,7 +127,8 @@ export class Engine {
   closeItem(ctx: ItemContext): void {
     ctx.closed = true;
     ctx.features = null;
-    ctx.cross = null;
+    ctx.decoderInputs?.store.release();
+    ctx.decoderInputs = null;
     ctx.vision = null;
     ctx.cache.clear();
     this.openItems.delete(ctx);
@@ -243,6 +245,12 @@ export class Engine {
   /** Items opened and not closed. */
   get openItemCount(): number {
     return this.openItems.size;
+  }
+
+  /** Where the decoder's KV lives, and the bytes and stores held there now (prefix caches, sequences, batches). */
+  kvMemory(): { place: KvPlace; bytes: number; stores: number } {
+    const kv = this.runner.kv;
+    return { place: kv.place, bytes: kv.liveBytes, stores: kv.liveStores };
   }
 
   /** Sequences decoding or waiting for a batch slot right now. */

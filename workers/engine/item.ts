@@ -6,14 +6,14 @@
  * stage is encoded once per item, not once per candidate, and judge prompts reuse the
  * `<bos><|user|><image>…` block of the question's prompt.
  */
-import type { CrossStates } from "./cross.ts";
-import type { FloatArray, SeqKV } from "./kv.ts";
+import type { FloatArray, ItemDecoderInputs, KvView } from "./kv.ts";
 import type { PositionRule } from "./positions.ts";
 import type { ProcessedItem, VisionInput } from "./processors/processor.ts";
 
 export interface CacheEntry {
   ids: readonly number[];
-  kv: SeqKV;
+  /** A whole view of a one-row store that the entry holds a reference to (released when evicted). */
+  kv: KvView;
   /** Logits after the last id. */
   logits: Float32Array;
   /** Never evicted (the prompt). */
@@ -40,7 +40,7 @@ export class PrefixCache {
   }
 
   get bytes(): number {
-    return this.entries.reduce((s, e) => s + e.kv.bytes, 0);
+    return this.entries.reduce((s, e) => s + e.kv.store.bytes, 0);
   }
 
   /** The entry sharing the longest common prefix with `ids` (ties: the shorter entry). */
@@ -85,12 +85,13 @@ export class PrefixCache {
         if (victim < 0 || c.lastUsed < this.entries[victim]!.lastUsed) victim = i;
       }
       if (victim < 0) break;
-      this.entries.splice(victim, 1);
+      this.entries.splice(victim, 1)[0]!.kv.store.release();
     }
     return entry;
   }
 
   clear(): void {
+    for (const e of this.entries) e.kv.store.release();
     this.entries.length = 0;
   }
 }
@@ -99,8 +100,13 @@ export class PrefixCache {
 export class ItemContext {
   /** @internal vision features [imageTokenCount, hidden], once encoded. */
   features: FloatArray | null = null;
-  /** @internal mllama: the cross-attention keys and values, once encoded (instead of features). */
-  cross: CrossStates | null = null;
+  /**
+   * @internal read-only decoder inputs computed once for the item (a family's cross-attention
+   * keys/values), in the decoder's KV space; the item holds one reference, released on close.
+   */
+  decoderInputs: ItemDecoderInputs | null = null;
+  /** @internal mllama: the image's real tiles, which tokens from the image token on see in decoderInputs. */
+  readonly crossTiles: number;
   /**
    * @internal the processed image the vision encoder is fed; kept only by the reference pattern,
    * which re-encodes it per candidate.
@@ -130,6 +136,7 @@ export class ItemContext {
     this.expandPrompt = processed.expand;
     const { pixelValues, pixelAttentionMask, imageGridThw, crossImage } = processed;
     this.vision = { pixelValues, pixelAttentionMask, imageGridThw, crossImage };
+    this.crossTiles = crossImage?.tiles ?? 0;
     this.cache = new PrefixCache(cacheEntries);
   }
 

@@ -7,8 +7,7 @@
 import ort from "onnxruntime-node";
 import { toFloat32, fromFloat32, convertFloat } from "./float16.ts";
 import type { EngineCounters } from "./counters.ts";
-import type { CrossFeeds, CrossStates } from "./cross.ts";
-import { allocFloat, type FloatArray, type KvLayout } from "./kv.ts";
+import { allocFloat, type FloatArray, type ItemDecoderInputs, type KvLayout, type KvSpace, type KvStore } from "./kv.ts";
 import { ItemInputError } from "./errors.ts";
 import { DECODER_FILE, VISION_FILE } from "./model-files.ts";
 import type { ModelSpec } from "./model-folder.ts";
@@ -47,22 +46,25 @@ export interface DecoderInput {
   mask: BigInt64Array;
   /** [axes, rows, steps]: one row of ids per axis the decoder's position_ids has (1, or 3 for M-RoPE). */
   positions: BigInt64Array;
-  /** 2 × layers arrays [rows, heads, past, headDim], or tensors handed back from the last run; null when past = 0. */
-  cache: readonly (FloatArray | ort.Tensor)[] | null;
+  /** 2 × layers tensors [rows, heads, past, headDim] (key then value per layer) in the runner's KV space; null when past = 0. */
+  cache: KvStore | null;
   /** The last steps whose logits are needed (default all); fewer are computed when the decoder takes logits_to_keep. */
   keepLogits?: number;
-  /** mllama: the rows' cross-attention states and mask (cross.ts). */
-  cross?: CrossFeeds | undefined;
+  /**
+   * The rows' items' read-only decoder inputs gathered into one batch (see ItemDecoderInputs),
+   * fed by their names; the caller keeps its reference.
+   */
+  itemInputs?: ItemDecoderInputs | undefined;
+  /** mllama: which tiles each new token sees, [rows, steps, tiles] (cross.ts). */
+  crossMask?: BigInt64Array | undefined;
 }
 
 export interface DecoderOutput {
   /** [rows, logitSteps, vocab] as float32: the logits of each row's last `logitSteps` steps. */
   logits: Float32Array;
   logitSteps: number;
-  /** present.{i}.key|value tensors [rows, heads, past + steps, headDim]. */
-  present: ort.Tensor[];
-  /** The data of `present`, in the same order. */
-  presentData: FloatArray[];
+  /** present.{i}.key|value [rows, heads, past + steps, headDim] in the runner's KV space: the caller's reference. */
+  present: KvStore;
 }
 
 export class ModelRunner {
@@ -74,7 +76,7 @@ export class ModelRunner {
   private readonly pastNames: string[] = [];
   private readonly presentNames: string[] = [];
   private readonly crossNames: string[] = [];
-  /** Rows of the embedding table: the vocabulary the decoder predicts, or more where the prompt holds ids it never predicts (mllama's `<|image|>`). */
+  /** Rows of the embedding table: the vocabulary the decoder predicts, or more where prompts hold ids it never predicts (mllama's `<|image|>`). */
   private readonly embedRows: number;
 
   constructor(
@@ -83,6 +85,8 @@ export class ModelRunner {
     private readonly decoder: ort.InferenceSession,
     readonly spec: ModelSpec,
     readonly contract: SessionContract,
+    /** Where the decoder's KV lives (its present.* come back there, its past_key_values are fed from there). */
+    readonly kv: KvSpace,
     hidden: number,
     vocab: number,
     counters: EngineCounters,
@@ -176,9 +180,10 @@ export class ModelRunner {
 
   /**
    * mllama: one item's cross-attention keys and values, from the processor's tiles by the vision
-   * encoder's input names (kept as the runtime returns them: they are only ever fed back).
+   * encoder's input names, adopted into the decoder's KV space as the item's read-only decoder
+   * inputs (the caller's reference).
    */
-  async encodeCross(itemId: string, image: VisionInput): Promise<CrossStates> {
+  async encodeCross(itemId: string, image: VisionInput): Promise<ItemDecoderInputs> {
     const cross = this.contract.cross;
     if (cross === null || image.crossImage === undefined)
       throw new Error(`item ${itemId}: this model takes no cross-attention states`);
@@ -205,7 +210,7 @@ export class ModelRunner {
       }
       return t;
     });
-    return { tensors, tiles: image.crossImage.tiles };
+    return { names: this.crossNames, store: this.kv.adopt(tensors) };
   }
 
   /** One decoder forward pass. */
@@ -225,49 +230,51 @@ export class ModelRunner {
     const keepName = this.contract.logitsToKeep;
     const logitSteps = keepName === null ? steps : Math.min(steps, input.keepLogits ?? steps);
     if (keepName !== null) feeds[keepName] = new ort.Tensor("int64", BigInt64Array.from([BigInt(logitSteps)]), []);
-    if (this.crossNames.length > 0) {
-      const cross = input.cross;
-      if (cross === undefined) throw new Error(`${DECODER_FILE} takes cross-attention states; the call has none`);
-      feeds[CROSS_MASK] = new ort.Tensor("int64", cross.mask, [rows, steps, this.contract.cross!.maxTiles]);
-      this.crossNames.forEach((name, a) => {
-        feeds[name] = cross.tensors[a]!;
-      });
+    const cache = past === 0 ? null : input.cache;
+    if (cache !== null && (cache.rows !== rows || cache.total !== past || cache.tensors.length !== this.pastNames.length)) {
+      throw new Error(
+        `KV cache of ${cache.tensors.length} tensors [${cache.rows}, ·, ${cache.total}, ·]; expected ${this.pastNames.length} of [${rows}, ·, ${past}, ·]`,
+      );
     }
     for (let a = 0; a < this.pastNames.length; a++) {
-      const c = input.cache?.[a];
-      const dims = [rows, heads, past, headDim];
-      if (c === undefined || past === 0) {
-        feeds[this.pastNames[a]!] = new ort.Tensor(this.layout.type, allocFloat(this.layout.type, 0), [rows, heads, 0, headDim]);
-      } else if (c instanceof Float32Array || c instanceof Uint16Array) {
-        feeds[this.pastNames[a]!] = new ort.Tensor(this.layout.type, c, dims);
-      } else {
-        feeds[this.pastNames[a]!] = c;
-      }
+      feeds[this.pastNames[a]!] =
+        cache?.tensors[a] ?? new ort.Tensor(this.layout.type, allocFloat(this.layout.type, 0), [rows, heads, 0, headDim]);
+    }
+    if (this.contract.cross !== null) {
+      if (input.itemInputs === undefined || input.crossMask === undefined)
+        throw new Error(`${DECODER_FILE} takes cross-attention states and their mask; the call has none`);
+      feeds[CROSS_MASK] = new ort.Tensor("int64", input.crossMask, [rows, steps, this.contract.cross.maxTiles]);
+    }
+    const extra = input.itemInputs;
+    if (extra !== undefined) {
+      // One row is one item's inputs for every row of the call: the decoder broadcasts it (mllama's graphs do).
+      if (extra.store.rows !== rows && extra.store.rows !== 1)
+        throw new Error(`item decoder inputs of ${extra.store.rows} rows; expected ${rows} or 1`);
+      extra.names.forEach((name, a) => {
+        feeds[name] = extra.store.tensors[a]!;
+      });
     }
     const out = await this.decoder.run(feeds);
     this.counters.decoderCalls++;
     this.counters.forwardPasses++;
     this.counters.decoderSlots += rows * steps;
+    const present = this.kv.adopt(this.presentNames.map((name) => out[name]!));
     const logitsTensor = out.logits!;
-    if (logitsTensor.dims[0] !== rows || logitsTensor.dims[1] !== logitSteps || logitsTensor.dims[2] !== this.vocab) {
-      throw new Error(
-        `${DECODER_FILE} returned logits [${logitsTensor.dims.join(", ")}]; expected [${rows}, ${logitSteps}, ${this.vocab}]`,
-      );
+    const problem =
+      logitsTensor.dims[0] !== rows || logitsTensor.dims[1] !== logitSteps || logitsTensor.dims[2] !== this.vocab
+        ? `logits [${logitsTensor.dims.join(", ")}]; expected [${rows}, ${logitSteps}, ${this.vocab}]`
+        : present.total !== past + steps
+          ? `present.* of length ${present.total}; expected ${past + steps}`
+          : null;
+    if (problem !== null) {
+      present.release();
+      throw new Error(`${DECODER_FILE} returned ${problem}`);
     }
-    const present: ort.Tensor[] = [];
-    const presentData: FloatArray[] = [];
-    for (const name of this.presentNames) {
-      const t = out[name]!;
-      if (t.dims[2] !== past + steps) {
-        throw new Error(`${DECODER_FILE} returned ${name} of length ${t.dims[2]}; expected ${past + steps}`);
-      }
-      present.push(t);
-      presentData.push(t.data as FloatArray);
-    }
-    return { logits: toFloat32(logitsTensor.data as FloatArray, this.contract.logitsType), logitSteps, present, presentData };
+    return { logits: toFloat32(logitsTensor.data as FloatArray, this.contract.logitsType), logitSteps, present };
   }
 
   async release(): Promise<void> {
+    await this.kv.close();
     await Promise.all([this.vision.release(), this.embed.release(), this.decoder.release()]);
   }
 }

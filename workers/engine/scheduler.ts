@@ -5,7 +5,9 @@
  * sampled token, and settles the callers' promises.
  *
  * Decode batches are rebuilt (rows copied, padding shrunk) only when sequences finish or join;
- * while membership is unchanged each step's `present` is the next step's `past`. `session.run`
+ * while membership is unchanged each step's `present` is the next step's `past`. The scheduler
+ * holds a reference to every KV store it may still read: a queued prefill row's base, each
+ * sequence's current cache, the last step's cache; each is released as soon as it is not. `session.run`
  * is async, so callers keep running (and queue more work) while a call is in flight.
  */
 import { chooseDecodeBatch, chooseNextCall, choosePrefillBatch, type DecoderCall, type DecodeShape } from "./batch-policy.ts";
@@ -84,6 +86,7 @@ export class Scheduler {
         new Promise<PrefillResult>((resolve, reject) => {
           // Checked before queueing, so that a bad row fails alone and not the batch it would join.
           this.executor.checkPrefillRow(row);
+          row.base?.store.retain();
           this.prefills.push({ row, resolve, reject });
         }),
     );
@@ -95,6 +98,7 @@ export class Scheduler {
     const promises = specs.map(
       (spec) =>
         new Promise<SequenceOutcome>((resolve, reject) => {
+          spec.kv.store.retain();
           this.waiting.push({ spec, kv: spec.kv, length: spec.kv.length, sampled: 0, resolve, reject });
         }),
     );
@@ -124,8 +128,9 @@ export class Scheduler {
         try {
           await this.step();
         } catch (err) {
-          for (const r of this.rows) r.reject(err);
+          for (const r of this.rows) this.fail(r, err);
           this.rows = [];
+          this.stepCache?.release();
           this.stepCache = null;
         }
       }
@@ -152,6 +157,14 @@ export class Scheduler {
   private async runPrefill(): Promise<void> {
     const batch = this.takePrefillBatch();
     try {
+      await this.runPrefillBatch(batch);
+    } finally {
+      for (const b of batch) b.row.base?.store.release();
+    }
+  }
+
+  private async runPrefillBatch(batch: readonly QueuedPrefill[]): Promise<void> {
+    try {
       const results = await this.executor.prefill(batch.map((b) => b.row));
       batch.forEach((b, i) => {
         b.resolve(results[i]!);
@@ -176,6 +189,7 @@ export class Scheduler {
   // Decode
 
   private finish(row: ActiveRow, reason: FinishReason): void {
+    row.kv.store.release();
     row.resolve({ tokens: row.spec.tokens, sampled: row.sampled, logProb: row.spec.logProb, reason });
   }
 
@@ -185,18 +199,31 @@ export class Scheduler {
     for (const i of plan.endRunning) this.finish(this.rows[i]!, "context");
     for (const i of plan.endWaiting) this.finish(looked[i]!, "context");
     const unchanged = plan.endRunning.length === 0 && plan.join.length === 0;
-    const past = unchanged ? this.stepCache : null;
+    const last = this.stepCache;
     this.stepCache = null;
     this.rows = [...plan.stay.map((i) => this.rows[i]!), ...plan.join.map((i) => looked[i]!)];
     const rows = this.rows;
-    if (rows.length === 0) return;
+    if (rows.length === 0) {
+      last?.release();
+      return;
+    }
 
-    const { samples, cache } = await this.executor.decode(rows, past);
+    const before = rows.map((r) => r.kv.store);
+    let step: Awaited<ReturnType<BatchExecutor["decode"]>>;
+    try {
+      step = await this.executor.decode(rows, unchanged ? last : null);
+    } finally {
+      last?.release();
+    }
+    const { samples, cache } = step;
+    // Each row's cache is now its row of `cache`.
+    for (const r of rows) r.kv.store.retain();
+    for (const s of before) s.release();
     const survivors: ActiveRow[] = [];
     rows.forEach((r, b) => {
       const sample = samples[b]!;
       if ("error" in sample) {
-        r.reject(sample.error);
+        this.fail(r, sample.error);
         return;
       }
       r.sampled++;
@@ -215,5 +242,11 @@ export class Scheduler {
     });
     this.rows = survivors;
     if (survivors.length === rows.length) this.stepCache = cache;
+    else cache.release();
+  }
+
+  private fail(row: ActiveRow, err: unknown): void {
+    row.kv.store.release();
+    row.reject(err);
   }
 }

@@ -308,7 +308,16 @@ export function checkSessionContract(
       `has ${extraLayers.map((s) => `'${s.name}'`).join(", ")} beyond num_hidden_layers ${spec.numLayers} in config.json; expected past_key_values.0 … ${spec.numLayers - 1}`,
     );
   }
-  if (cross !== null) checkCrossInputs(dir, sigs.decoder, cross, allowed);
+  if (cross !== null) {
+    checkCrossInputs(dir, sigs.decoder, cross, allowed);
+    // They are kept where the KV lives, in its element type.
+    if (kvType !== null && cross.type !== kvType)
+      throw new ModelFolderError(
+        dir,
+        VISION_FILE,
+        `cross_key_values are ${cross.type} but past_key_values are ${kvType}; expected one type`,
+      );
+  }
   extra(DECODER_FILE, sigs.decoder.inputs, allowed, "input");
   const logits = find(DECODER_FILE, sigs.decoder.outputs, "logits", "output");
   const logitsType = floatType(dir, DECODER_FILE, logits, "output");

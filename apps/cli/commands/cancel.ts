@@ -1,7 +1,7 @@
-/** `stagebeam cancel --run NAME`: stop a run on its own (workers/fleet/cancel.ts says what happens to its work). */
+/** `stagebeam cancel --run NAME`: stop a run on its own (workers/fleet/ops/cancel.ts says what happens to its work). */
 import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
-import { cancelRun } from "../../../workers/fleet/cancel.ts";
+import { cancelRun } from "../../../workers/fleet/ops/index.ts";
 import { CliExit, EXIT_FAILURE } from "./common.ts";
 import { openFleet } from "./fleet-connection.ts";
 

@@ -16,13 +16,11 @@ import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared
 import { freePort } from "../../demo/services/free-port.ts";
 import { startRedisServer } from "../../demo/services/redis-server.ts";
 import { startS3Server } from "../../demo/services/s3-server.ts";
-import { producerMetrics } from "../../../workers/fleet/fleet-metrics.ts";
-import { createQueueExporter } from "../../../workers/fleet/queue-exporter.ts";
+import { producerMetrics, submitRun } from "../../../workers/fleet/feed/index.ts";
+import { createQueueExporter, streamRecords, waitForRun } from "../../../workers/fleet/ops/index.ts";
 import { startWorkerProcesses, type WorkerProcess } from "../../demo/services/worker-processes.ts";
-import { submitRun } from "../../../workers/fleet/producer.ts";
-import type { FailureRecord, ResultRecord } from "../../../workers/fleet/records.ts";
+import type { FailureRecord, ResultRecord } from "../../../workers/fleet/protocol/index.ts";
 import { formatDuration } from "../../../shared/core/duration.ts";
-import { streamRecords, waitForRun } from "../../../workers/fleet/status.ts";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption } from "./common.ts";
 import { openFleet, type Fleet } from "./fleet-connection.ts";
 import { createProgress } from "./progress.ts";

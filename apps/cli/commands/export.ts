@@ -1,7 +1,7 @@
-/** `stagebeam export --run NAME --format openai|jsonl --out FILE|s3://…`: the run's output and error files (workers/fleet/export.ts). */
+/** `stagebeam export --run NAME --format openai|jsonl --out FILE|s3://…`: the run's output and error files (workers/fleet/ops/export.ts). */
 import { Command, Option } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
-import { DEFAULT_RETENTION_SECONDS, EXPORT_FORMATS, exportRun, type ExportFormat } from "../../../workers/fleet/export.ts";
+import { DEFAULT_RETENTION_SECONDS, EXPORT_FORMATS, exportRun, type ExportFormat } from "../../../workers/fleet/ops/index.ts";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption } from "./common.ts";
 import { openFleet } from "./fleet-connection.ts";
 

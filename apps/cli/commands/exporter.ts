@@ -9,9 +9,8 @@ import { Command } from "commander";
 import { type ConfigPart, loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { createRegistry, serveMetrics } from "../../../shared/io/metrics.ts";
-import { openQueues } from "../../../workers/fleet/protocol.ts";
-import { connectRedis } from "../../../workers/fleet/redis-client.ts";
-import { createQueueExporter } from "../../../workers/fleet/queue-exporter.ts";
+import { connectRedis, openQueues } from "../../../workers/fleet/protocol/index.ts";
+import { createQueueExporter } from "../../../workers/fleet/ops/index.ts";
 import type { ExporterReady } from "../../demo/services/exporter-process.ts";
 
 /** What this command reads from the environment (also what a deployment must set for it). */

@@ -2,10 +2,8 @@
 import type { Config } from "../../../shared/io/config.ts";
 import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { RunLedger } from "../../../workers/fleet/ledger.ts";
-import { openQueues, type FleetQueues } from "../../../workers/fleet/protocol.ts";
-import { RunRegistry } from "../../../workers/fleet/run-state.ts";
-import { connectRedis, type FleetRedis } from "../../../workers/fleet/redis-client.ts";
+import { RunLedger, RunRegistry } from "../../../workers/fleet/books/index.ts";
+import { connectRedis, type FleetQueues, type FleetRedis, openQueues } from "../../../workers/fleet/protocol/index.ts";
 
 export interface Fleet {
   queues: FleetQueues;

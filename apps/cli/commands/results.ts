@@ -4,7 +4,7 @@ import { loadConfig } from "../../../shared/io/config.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
 import { assertRunId } from "../../../shared/core/ids.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
-import { streamRecords } from "../../../workers/fleet/status.ts";
+import { streamRecords } from "../../../workers/fleet/ops/index.ts";
 import { CliExit, EXIT_FAILURE, writeOut } from "./common.ts";
 
 export const resultsCommand = new Command("results")

@@ -1,7 +1,7 @@
-/** `stagebeam retry --run NAME [--reason CODE]`: re-enqueue a run's failed items (workers/fleet/retry.ts). */
+/** `stagebeam retry --run NAME [--reason CODE]`: re-enqueue a run's failed items (workers/fleet/ops/retry.ts). */
 import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
-import { retryRun } from "../../../workers/fleet/retry.ts";
+import { retryRun } from "../../../workers/fleet/ops/index.ts";
 import { CliExit, EXIT_FAILURE } from "./common.ts";
 import { openFleet } from "./fleet-connection.ts";
 

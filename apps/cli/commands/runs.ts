@@ -2,7 +2,7 @@
 import { Command } from "commander";
 import { formatDuration } from "../../../shared/core/duration.ts";
 import { loadConfig } from "../../../shared/io/config.ts";
-import { listRuns, type RunListing } from "../../../workers/fleet/run-list.ts";
+import { listRuns, type RunListing } from "../../../workers/fleet/ops/index.ts";
 import { openFleet } from "./fleet-connection.ts";
 
 export function formatRuns(rows: readonly RunListing[], now = Date.now()): string {

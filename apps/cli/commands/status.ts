@@ -1,7 +1,7 @@
 /** `stagebeam status --run NAME`: counts, throughput, ETA, failures by reason, accuracy so far. */
 import { Command } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
-import { formatStatus, runStatus } from "../../../workers/fleet/status.ts";
+import { formatStatus, runStatus } from "../../../workers/fleet/ops/index.ts";
 import { CliExit, EXIT_FAILURE, secondsOption } from "./common.ts";
 import { openFleet } from "./fleet-connection.ts";
 

@@ -10,11 +10,16 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { createMetrics, serveMetrics, type MetricsServer } from "../../../shared/io/metrics.ts";
-import { producerMetrics } from "../../../workers/fleet/fleet-metrics.ts";
-import { DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BACKLOG, submitRun, type SubmitSummary } from "../../../workers/fleet/producer.ts";
+import {
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_MAX_BACKLOG,
+  producerMetrics,
+  submitRun,
+  type SubmitSummary,
+} from "../../../workers/fleet/feed/index.ts";
 import { formatDuration } from "../../../shared/core/duration.ts";
-import { formatStatus, runStatus, waitForRun } from "../../../workers/fleet/status.ts";
-import type { BadLineLimit } from "../../../workers/fleet/run-state.ts";
+import { formatStatus, runStatus, waitForRun } from "../../../workers/fleet/ops/index.ts";
+import type { BadLineLimit } from "../../../workers/fleet/books/index.ts";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption } from "./common.ts";
 import { openFleet } from "./fleet-connection.ts";
 import { createProgress } from "./progress.ts";

@@ -12,11 +12,16 @@ import { createLogger } from "../../../shared/io/logging.ts";
 import { createMetrics, serveMetrics } from "../../../shared/io/metrics.ts";
 import { Readiness } from "../../../shared/io/readiness.ts";
 import { S3Store } from "../../../shared/io/storage/s3-store.ts";
-import { createHosts } from "../../../workers/fleet/engine-host.ts";
-import type { ModelHost, VerifierHost } from "../../../workers/fleet/model-host.ts";
+import {
+  createHosts,
+  DEFAULT_GRACE_MS,
+  DEFAULT_LOCK_DURATION_MS,
+  type FleetWorker,
+  startFleetWorker,
+  watchRedis,
+} from "../../../workers/fleet/worker/index.ts";
+import type { ModelHost, VerifierHost } from "../../../workers/fleet/protocol/index.ts";
 import type { WorkerReady } from "../../demo/services/worker-processes.ts";
-import { watchRedis } from "../../../workers/fleet/redis-watchdog.ts";
-import { DEFAULT_GRACE_MS, DEFAULT_LOCK_DURATION_MS, startFleetWorker, type FleetWorker } from "../../../workers/fleet/worker.ts";
 import { EXIT_FAILURE, intOption, secondsOption } from "./common.ts";
 
 /** The configuration a worker reads (deployment manifests are checked against it). */

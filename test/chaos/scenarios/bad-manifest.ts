@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { toItemId } from "../../../shared/core/ids.ts";
-import type { FailureRecord } from "../../../workers/fleet/records.ts";
+import type { FailureRecord } from "../../../workers/fleet/protocol/index.ts";
 import {
   collectRecords,
   failuresByReason,

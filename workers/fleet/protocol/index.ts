@@ -1,0 +1,40 @@
+/**
+ * The fleet's protocol: the queues and the job data they carry, deterministic ids and Redis key
+ * names, reason codes and their retry classes, the retry policy, the records written to S3, the
+ * connections to Redis, and what a worker needs from a model (`ModelHost`). The bottom floor of
+ * the fleet: it imports no other room of it.
+ */
+export { FleetError, badInput, classify, fieldOfReason, parseReason, toJobError } from "./errors.ts";
+export { QUEUES, childJobId, feedJobId, requestJobId, runKeys, runsIndexKey, workIdOf } from "./ids.ts";
+export { childJob, childWorkId, requestJob } from "./jobs.ts";
+export { BadInputError, isBadInput } from "./model-host.ts";
+export type { ItemInput, ModelHost, OpenItem, OpenVerifierItem, VerifierHost } from "./model-host.ts";
+export {
+  ChildReturnSchema,
+  FEED_JOB_OPTIONS,
+  FeedJobDataSchema,
+  GenerateJobDataSchema,
+  JudgeJobDataSchema,
+  PROTOCOL_VERSION,
+  RequestEnvelopeSchema,
+  RequestJobDataSchema,
+  VerifyJobDataSchema,
+  openQueues,
+  parseJobData,
+} from "./protocol.ts";
+export type { ChildItem, ChildReturn, FeedJobData, FleetQueues, RequestJobData, RequestTrace, WorkTiming } from "./protocol.ts";
+export {
+  FailureRecordSchema,
+  RECORD_VERSION,
+  ResultRecordSchema,
+  RunManifestSchema,
+  fleetFailure,
+  isCorrect,
+  putFailureRecord,
+  settingsDiff,
+} from "./records.ts";
+export type { FailureRecord, ResultRecord, RunManifest } from "./records.ts";
+export { bullConnection, connectRedis } from "./redis-client.ts";
+export type { FleetRedis, RedisTarget } from "./redis-client.ts";
+export { TRANSIENT_CODES, jobFailure, retryDelay, retryPolicy } from "./retry-policy.ts";
+export type { RetryPolicy } from "./retry-policy.ts";

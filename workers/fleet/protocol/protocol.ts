@@ -1,0 +1,235 @@
+/**
+ * The fleet protocol over BullMQ: four queues under one hash-tagged prefix, the job data
+ * each carries (zod schemas, validated on read), and the options every job is added with.
+ *
+ *   request   one job per item: a step job that drives the item's search state machine
+ *   generate  one child job per step: its N candidates
+ *   judge     one child job per tournament round: its comparisons (or REASONING checks)
+ *   feed      one job per detached run: streams the run's manifest into the request queue (feed/feeder.ts)
+ *   verify    one child job per step whose candidates a verifier scores (judge mode verifier,
+ *             swires), served by the workers that hold the verifier, which may hold nothing else
+ *
+ * A child carries every request of one work of the search (jobs.ts: childJob). Items, not the
+ * candidates of one item, are what spreads over the fleet: a million-item run keeps every
+ * worker busy either way, while one job a work lets a worker compute the item's prompt once
+ * for all N candidates and costs BullMQ one job's cycle (its add, fetch and finish) instead
+ * of N.
+ *
+ * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
+ * (accepted text, candidate texts, bracket) and timings. Never image bytes.
+ *
+ * Every child is added with `ignoreDependencyOnFailure`: a child that fails for good (bad
+ * input, or retries exhausted) is moved to the parent's failed dependencies with its reason,
+ * and the parent step runs once all children have settled. The parent then records the item
+ * as failed with the child's reason, in one place with the rest of the item's bookkeeping.
+ * (With `failParentOnFailure` the parent would fail inside a Lua script without running, with
+ * only "child … failed" as its reason and no one to write the failure record; with
+ * `continueParentOnFailure` it would run while its other children still do.)
+ */
+import { BACKOFF_TYPE, MAX_JOB_ATTEMPTS } from "./retry-policy.ts";
+import { Queue, type JobsOptions } from "bullmq";
+import { z } from "zod";
+import { GenerateRequestSchema, JudgeRequestSchema, VerifyRequestSchema } from "../../../shared/core/search/types.ts";
+import { ITEM_ID_PATTERN, RUN_ID_PATTERN } from "../../../shared/core/ids.ts";
+import { badInput } from "./errors.ts";
+import { QUEUES } from "./ids.ts";
+import { bullConnection, type RedisTarget } from "./redis-client.ts";
+import { StepTimingSchema, WorkTimingSchema } from "./timings.ts";
+
+export { StepTimingSchema, WorkTimingSchema, type StepTiming, type WorkTiming } from "./timings.ts";
+import { JUDGE_MODES } from "../../../shared/core/search/settings.ts";
+
+/** 2: a child job carries all the requests of one work of the search (`requests`), not one. */
+export const PROTOCOL_VERSION = 2;
+
+/** Approximate cap of each queue's events stream (BullMQ trims with MAXLEN ~). */
+export const EVENTS_MAX_LEN = 5_000;
+
+const RunIdSchema = z.string().regex(RUN_ID_PATTERN);
+const ItemKeySchema = z.string().regex(ITEM_ID_PATTERN);
+const S3UriSchema = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+$/);
+const JudgeModeSchema = z.enum(JUDGE_MODES);
+
+/** What a child job needs to open the item on any worker. */
+export const ChildItemSchema = z.object({
+  key: ItemKeySchema,
+  image: S3UriSchema,
+  question: z.string().min(1),
+});
+export type ChildItem = z.infer<typeof ChildItemSchema>;
+
+export const RequestItemSchema = ChildItemSchema.extend({
+  /** The id as the user wrote it in the manifest. */
+  id: z.string().min(1),
+  /** The gold answer, when the manifest gave one. */
+  answer: z.string().nullable(),
+  /** Manifest line (1-based). */
+  line: z.number().int().nonnegative(),
+});
+export type RequestItem = z.infer<typeof RequestItemSchema>;
+
+export const RequestTraceSchema = z.object({
+  submittedAt: z.number(),
+  /** First step run of the request. */
+  startedAt: z.number().nullable(),
+  /** When the current search step first dispatched work. */
+  stepStartedAt: z.number().nullable(),
+  /** Timings of the current step's work so far. */
+  work: z.array(WorkTimingSchema),
+  steps: z.array(StepTimingSchema),
+  /** Digests of the models that served this item's work (one, unless a rollout was under way). */
+  models: z.array(z.string()),
+  /** Children this request ran again after they failed on the infrastructure (retry-policy.ts). */
+  childRetries: z.number().int().nonnegative().default(0),
+});
+export type RequestTrace = z.infer<typeof RequestTraceSchema>;
+
+export const RequestJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: RequestItemSchema,
+  judgeMode: JudgeModeSchema,
+  /**
+   * The search state (shared/core/search), read back with parseSearchState; null until the
+   * first step, which creates it from the run's settings (kept once per run, not per job).
+   */
+  state: z.unknown(),
+  /** Absent until the first step; `submittedAt` is then taken from the job's timestamp. */
+  trace: RequestTraceSchema.optional(),
+});
+export type RequestJobData = z.infer<typeof RequestJobDataSchema>;
+
+/**
+ * A request job's run and item, of any protocol version: enough to record the failure of a
+ * job this worker cannot run (`bad-job`), so the item is not left without an outcome.
+ */
+export const RequestEnvelopeSchema = z.object({ run: RunIdSchema, item: RequestItemSchema });
+
+export const GenerateJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: ChildItemSchema,
+  judgeMode: JudgeModeSchema,
+  requests: z.array(GenerateRequestSchema).min(1),
+});
+export type GenerateJobData = z.infer<typeof GenerateJobDataSchema>;
+
+export const JudgeJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: ChildItemSchema,
+  judgeMode: JudgeModeSchema,
+  requests: z.array(JudgeRequestSchema).min(1),
+});
+export type JudgeJobData = z.infer<typeof JudgeJobDataSchema>;
+
+export const FeedJobDataSchema = z.object({ v: z.literal(PROTOCOL_VERSION), run: RunIdSchema });
+export type FeedJobData = z.infer<typeof FeedJobDataSchema>;
+
+/** A verification: the verifier opens the item under its own prompt, so no judge mode travels. */
+export const VerifyJobDataSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  run: RunIdSchema,
+  item: ChildItemSchema,
+  requests: z.array(VerifyRequestSchema).min(1),
+});
+export type VerifyJobData = z.infer<typeof VerifyJobDataSchema>;
+
+/**
+ * What a child job returns (kept by BullMQ in the parent's processed hash): a result per
+ * request, keyed by the request's work id.
+ */
+export const ChildReturnSchema = z.object({
+  results: z.record(z.string(), z.unknown()),
+  meta: z.object({
+    worker: z.string(),
+    model: z.string(),
+    startedAt: z.number(),
+    ms: z.number().nonnegative(),
+  }),
+});
+export type ChildReturn = z.infer<typeof ChildReturnSchema>;
+
+/** Validate job data; malformed data is bad input (no retry can fix it). */
+export function parseJobData<S extends z.ZodType>(schema: S, data: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(data);
+  if (r.success) return r.data;
+  const why = r.error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.join(".") || "(data)"}: ${i.message}`)
+    .join("; ");
+  throw badInput("bad-job", `${what} job data is invalid: ${why}`);
+}
+
+// ---------------------------------------------------------------------------
+// Job options
+
+// How often and when a job runs again is the worker's retry policy (retry-policy.ts), which
+// the worker registers as this backoff strategy.
+const retries = { attempts: MAX_JOB_ATTEMPTS, backoff: { type: BACKOFF_TYPE } } as const;
+
+/** Request jobs: a step re-runs from the state saved in its data, so retries are safe. */
+export const REQUEST_JOB_OPTIONS: JobsOptions = {
+  ...retries,
+  removeOnComplete: { age: 3_600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3_600, count: 100_000 },
+};
+
+/** Child jobs (generate, judge, verify). */
+export const CHILD_JOB_OPTIONS: JobsOptions = {
+  ...retries,
+  ignoreDependencyOnFailure: true,
+  // The parent keeps each child's return value (or failure reason) itself, so finished
+  // children can go soon.
+  removeOnComplete: { age: 600, count: 10_000 },
+  removeOnFail: { age: 24 * 3_600, count: 10_000 },
+};
+
+/**
+ * The feed job: one per run (feedJobId). Its progress is the cursor in Redis, so a feeder that
+ * died is resumed by whichever process BullMQ hands the stalled job to.
+ */
+export const FEED_JOB_OPTIONS: JobsOptions = {
+  ...retries,
+  removeOnComplete: { age: 24 * 3_600 },
+  removeOnFail: { age: 7 * 24 * 3_600 },
+};
+
+// ---------------------------------------------------------------------------
+// Queues
+
+export interface FleetQueues {
+  request: Queue;
+  generate: Queue;
+  judge: Queue;
+  feed: Queue;
+  verify: Queue;
+  all: readonly Queue[];
+  close(): Promise<void>;
+}
+
+/** The queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
+export function openQueues(target: string | RedisTarget, prefix: string): FleetQueues {
+  const { connection, close: closeConnection } = bullConnection(target);
+  const open = (name: string, defaultJobOptions: JobsOptions) =>
+    new Queue(name, { connection, prefix, defaultJobOptions, streams: { events: { maxLen: EVENTS_MAX_LEN } } });
+  const request = open(QUEUES.request, REQUEST_JOB_OPTIONS);
+  const generate = open(QUEUES.generate, CHILD_JOB_OPTIONS);
+  const judge = open(QUEUES.judge, CHILD_JOB_OPTIONS);
+  const verify = open(QUEUES.verify, CHILD_JOB_OPTIONS);
+  const feed = open(QUEUES.feed, FEED_JOB_OPTIONS);
+  const all = [request, generate, judge, verify, feed];
+  for (const q of all) q.on("error", () => {}); // connection errors surface on use; avoid unhandled 'error'
+  return {
+    request,
+    generate,
+    judge,
+    feed,
+    verify,
+    all,
+    close: async () => {
+      await Promise.all(all.map((q) => q.close()));
+      closeConnection();
+    },
+  };
+}

@@ -1,0 +1,367 @@
+/**
+ * The request job: one item's search, driven as a BullMQ step job.
+ *
+ * Each run of the processor reads the search state from the job's data and loops:
+ *
+ *   work = next(state)
+ *   done        → write runs/<run>/results/<item>.json, record the outcome, complete
+ *   (a retrace of swires is one more step like any other: new children under the same job)
+ *   otherwise   → read the children's results kept by the parent; if this work's child
+ *                 (one job for all its requests, protocol/jobs.ts) has returned, state =
+ *                 apply(state, results), loop; if not, save the state, add the child
+ *                 (deterministic id) and wait for it (moveToWaitingChildren +
+ *                 WaitingChildrenError); the job runs again when it has finished.
+ *
+ * Nothing here depends on having run before: a step that crashed anywhere re-runs from the
+ * saved state, finds the child it already added (same id, so BullMQ adds nothing twice)
+ * or their results, and goes on. A child that failed for good fails the item with its reason.
+ */
+import { WaitingChildrenError, type Job, type Queue } from "bullmq";
+import type { Logger } from "../../../shared/io/logging.ts";
+import type { StagebeamMetrics } from "../../../shared/io/metrics.ts";
+import { apply, createSearch, next, parseSearchState, type SearchState } from "../../../shared/core/search/index.ts";
+import { paramsFor } from "../../../shared/core/search/settings.ts";
+import type { SearchResult } from "../../../shared/core/search/types.ts";
+import { resultKey, type S3Store } from "../../../shared/io/storage/s3-store.ts";
+import {
+  badInput,
+  childJob,
+  childJobId,
+  ChildReturnSchema,
+  childWorkId,
+  classify,
+  fieldOfReason,
+  FleetError,
+  fleetFailure,
+  type FleetQueues,
+  isCorrect,
+  parseJobData,
+  parseReason,
+  putFailureRecord,
+  RECORD_VERSION,
+  RequestEnvelopeSchema,
+  type RequestJobData,
+  RequestJobDataSchema,
+  type RequestTrace,
+  type ResultRecord,
+  ResultRecordSchema,
+  retryDelay,
+  type RetryPolicy,
+  TRANSIENT_CODES,
+  workIdOf,
+  type WorkTiming,
+} from "../protocol/index.ts";
+import { mirrorRunState, type Recorded, type RunLedger, type RunRegistry } from "../books/index.ts";
+
+export interface StepDeps {
+  queues: Pick<FleetQueues, "generate" | "judge" | "verify">;
+  store: S3Store;
+  ledger: RunLedger;
+  runs: RunRegistry;
+  metrics: StagebeamMetrics;
+  model: { id: string; digest: string };
+  /** This worker's name, recorded in results and timings. */
+  worker: string;
+  logger: Logger;
+  retryPolicy: RetryPolicy;
+  now?: () => number;
+}
+
+export type RequestReturn = { status: "done"; answer: string | null; correct: boolean | null } | { status: "already-done" };
+
+/** The stage label of a step for metrics: a stage name (a retraced one too), `answer`, or `sentence`. */
+export function stageLabel(stepLabel: string): string {
+  return stepLabel.startsWith("sentence") ? "sentence" : stepLabel.replace(/ \(retrace \d+\)$/, "");
+}
+
+/** The children's return values and failure reasons, by their work ids (protocol/jobs.ts: childWorkId). */
+interface Children {
+  values: Map<string, unknown>;
+  failures: Map<string, string>;
+}
+
+/**
+ * The children's results, and their failures when `wanted` has no result (a child that failed
+ * for good has none; when the wanted child has one, the failures cannot matter).
+ */
+async function readChildren(job: Job, run: string, wanted: string): Promise<Children> {
+  // Keys are `<prefix>:<queue>:<job id>`; our job ids never hold ':'.
+  const workId = (key: string) => workIdOf(run, key.slice(key.lastIndexOf(":") + 1));
+  const out: Children = { values: new Map(), failures: new Map() };
+  for (const [key, v] of Object.entries((await job.getChildrenValues()) ?? {})) {
+    const id = workId(key);
+    if (id !== undefined) out.values.set(id, v);
+  }
+  if (out.values.has(wanted)) return out;
+  for (const [key, reason] of Object.entries((await job.getIgnoredChildrenFailures()) ?? {})) {
+    const id = workId(key);
+    if (id !== undefined) out.failures.set(id, String(reason));
+  }
+  return out;
+}
+
+/** Work of a cancelled or failed run is dropped, at the latest one step after the run stopped. */
+export async function assertRunGoesOn(runs: RunRegistry, run: string): Promise<void> {
+  const state = await runs.state(run);
+  if (state === "cancelled") throw badInput("cancelled", `run ${run} was cancelled`);
+  if (state === "failed") throw badInput("run-failed", `run ${run} has failed; its remaining work is dropped`);
+}
+
+/** The item's search state: saved in the job, or (first step) created from the run's settings. */
+async function searchStateOf(data: RequestJobData, runs: RunRegistry): Promise<SearchState> {
+  try {
+    if (data.state !== null) return parseSearchState(data.state);
+    const settings = await runs.settings(data.run);
+    if (settings === null) throw badInput("bad-job", `run ${data.run} has no settings in Redis (its bookkeeping is gone)`);
+    return createSearch(paramsFor(data.item.key, settings));
+  } catch (err) {
+    if (err instanceof FleetError) throw err;
+    throw badInput("bad-params", (err as Error).message);
+  }
+}
+
+/** Mirrors a run that this outcome completed into its manifest in S3. */
+async function mirrorIfCompleted(recorded: Recorded, run: string, deps: Pick<StepDeps, "store" | "logger">) {
+  if (recorded !== "completed-run") return;
+  await mirrorRunState(deps.store, run, { state: "completed", reason: "", updatedAt: Date.now() }).catch((err: Error) =>
+    deps.logger.warn({ run, err: err.message }, "could not mirror the run's state to S3"),
+  );
+}
+
+export async function runRequestStep(job: Job, token: string, deps: StepDeps): Promise<RequestReturn> {
+  const now = deps.now ?? Date.now;
+  const data = parseJobData(RequestJobDataSchema, job.data, "request");
+  const { run, item } = data;
+  await assertRunGoesOn(deps.runs, run);
+  let state = await searchStateOf(data, deps.runs);
+  let trace: RequestTrace = data.trace ?? {
+    submittedAt: job.timestamp,
+    startedAt: null,
+    stepStartedAt: null,
+    work: [],
+    steps: [],
+    models: [],
+    childRetries: 0,
+  };
+
+  if (trace.startedAt === null) {
+    // The first run of this request. If an earlier job for the item already wrote its result
+    // (the producer's record of it was lost in a crash, say), nothing is done twice.
+    if (await deps.store.exists(resultKey(run, item.key))) {
+      deps.logger.info({ run, item: item.key }, "result already in S3; not processing the item again");
+      return countExistingResult(run, item.key, deps);
+    }
+    trace = { ...trace, startedAt: now() };
+    await deps.ledger.markWorkStarted(run, trace.startedAt!);
+  }
+
+  const save = () => job.updateData({ ...data, state, trace } satisfies RequestJobData);
+
+  // The children's results as last read in this run; undefined: read them (again). A request
+  // without a state has never added a child (the state is saved before any child is added).
+  // After a step is applied, the same reading serves the next work: its children can only have
+  // been added by an earlier run of this job, and one that finished since the reading is found
+  // when moveToWaitingChildren says nothing is left to wait for, which reads again.
+  let children: Children | undefined = data.state === null ? { values: new Map(), failures: new Map() } : undefined;
+  for (;;) {
+    const work = next(state);
+    if (work.kind === "done") return finish(job, data, state, work.result, trace, deps, now);
+
+    if (work.requests.length === 0) {
+      state = apply(state, []);
+      continue;
+    }
+    const childId = childWorkId(work);
+    children ??= await readChildren(job, run, childId);
+    const value = children.values.get(childId);
+    const failure = children.failures.get(childId);
+    if (value === undefined && failure !== undefined) {
+      const { code, message } = parseReason(failure);
+      // Only the infrastructure's failures; a child's bad input or its own spent attempts are final.
+      const again =
+        TRANSIENT_CODES.has(code) &&
+        retryDelay(deps.retryPolicy, { code, unrecoverable: false }, trace.childRetries + 1) !== null;
+      if (!again || !(await retryChild(deps.queues[work.kind], run, childId))) {
+        throw new FleetError(code, `${work.kind} ${childId} failed: ${message}`, true);
+      }
+      deps.metrics.retries.inc({ kind: work.kind, reason: code });
+      // A child that failed on the infrastructure (its own retries spent, or its worker kept
+      // dying under it) runs again, within the same budget a job's own retries have.
+      trace = { ...trace, childRetries: trace.childRetries + 1 };
+      await save();
+      if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
+      children = undefined;
+      continue;
+    }
+
+    if (value !== undefined) {
+      const parsed = ChildReturnSchema.safeParse(value);
+      if (!parsed.success) throw badInput("bad-result", `${work.kind} ${childId} returned an invalid value`);
+      const { results: byId, meta } = parsed.data;
+      const results = work.requests.map((r) => {
+        if (!(r.id in byId)) throw badInput("bad-result", `${work.kind} ${childId} returned no result for ${r.id}`);
+        return byId[r.id] as never;
+      });
+      if (!trace.models.includes(meta.model)) trace = { ...trace, models: [...trace.models, meta.model] };
+      const timing: WorkTiming = {
+        id: childId,
+        kind: work.kind,
+        requests: work.requests.length,
+        worker: meta.worker,
+        startedAt: meta.startedAt,
+        ms: meta.ms,
+      };
+      const stepsBefore = state.steps.length;
+      state = apply(state, results);
+      trace = { ...trace, work: [...trace.work, timing] };
+      if (state.steps.length > stepsBefore) {
+        const label = state.steps[state.steps.length - 1]!.label;
+        const finishedAt = now();
+        const startedAt = trace.stepStartedAt ?? finishedAt;
+        const seconds = Math.max(0, finishedAt - startedAt) / 1000;
+        deps.metrics.stageLatency.observe({ stage: stageLabel(label) }, seconds);
+        trace = {
+          ...trace,
+          steps: [...trace.steps, { label, startedAt, finishedAt, seconds, work: trace.work }],
+          work: [],
+          stepStartedAt: null,
+        };
+      }
+      // Not saved here: this run saves the state with the next work's child, or writes the
+      // result; a run that dies first applies the same results again (the parent keeps them).
+      continue;
+    }
+
+    if (trace.stepStartedAt === null) trace = { ...trace, stepStartedAt: now() };
+    await save();
+    const child = childJob(data, work, { id: job.id!, queue: job.queueQualifiedName });
+    await deps.queues[work.kind].add(child.name, child.data, child.opts);
+    if (await job.moveToWaitingChildren(token)) throw new WaitingChildrenError();
+    // The child finished before we could wait: read its results and go on.
+    children = undefined;
+  }
+}
+
+/** Runs a failed child job again in its parent's dependencies; false when it no longer exists. */
+async function retryChild(queue: Queue, run: string, workId: string): Promise<boolean> {
+  const child = await queue.getJob(childJobId(run, workId));
+  if (!child) return false;
+  await child.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+  return true;
+}
+
+const outcomeOf = (correct: boolean | null) => (correct === null ? "d" : correct ? "c" : "w");
+
+/**
+ * Counts an item whose result is already in S3: the ledger's record of it may be what Redis
+ * lost, and recordOutcome counts an item once however often it is told.
+ */
+async function countExistingResult(run: string, itemKey: string, deps: StepDeps): Promise<RequestReturn> {
+  const existing = await deps.store.getJson(resultKey(run, itemKey), ResultRecordSchema);
+  if (existing) {
+    const recorded = await deps.ledger.recordOutcome(run, itemKey, outcomeOf(existing.correct), {
+      tokens: existing.tokens.generated,
+    });
+    if (recorded !== "unchanged") deps.metrics.itemsCompleted.inc();
+    await mirrorIfCompleted(recorded, run, deps);
+  }
+  return { status: "already-done" };
+}
+
+async function finish(
+  job: Job,
+  data: RequestJobData,
+  state: SearchState,
+  result: SearchResult,
+  trace: RequestTrace,
+  deps: StepDeps,
+  now: () => number,
+): Promise<RequestReturn> {
+  const { run, item } = data;
+  const finishedAt = now();
+  const startedAt = trace.startedAt ?? finishedAt;
+  const correct = isCorrect(result.answer, item.answer);
+  const iso = (t: number) => new Date(t).toISOString();
+  const record: ResultRecord = {
+    kind: "result",
+    version: RECORD_VERSION,
+    run,
+    id: item.id,
+    item: item.key,
+    line: item.line,
+    question: item.question,
+    image: item.image,
+    gold: item.answer,
+    answer: result.answer,
+    correct,
+    wellFormed: result.wellFormed,
+    strategy: state.params.strategy,
+    beam: state.params.beam,
+    seed: state.params.seed,
+    params: state.params,
+    judgeMode: data.judgeMode,
+    model: deps.model,
+    models: trace.models,
+    search: result,
+    tokens: { generated: result.counts.generatedTokens },
+    timings: {
+      submittedAt: iso(trace.submittedAt),
+      startedAt: iso(startedAt),
+      finishedAt: iso(finishedAt),
+      seconds: Math.max(0, finishedAt - startedAt) / 1000,
+      steps: trace.steps,
+    },
+    worker: deps.worker,
+  };
+  if (!(await deps.store.putJsonIfAbsent(resultKey(run, item.key), record))) {
+    // Another job for the item finished first (Redis lost this one's completion and ran it again):
+    // the first result stands, and is the one counted.
+    deps.logger.info({ run, item: item.key, job: job.id }, "result already in S3; kept the first one");
+    return countExistingResult(run, item.key, deps);
+  }
+  const recorded = await deps.ledger.recordOutcome(run, item.key, outcomeOf(correct), { tokens: result.counts.generatedTokens });
+  if (recorded !== "unchanged") deps.metrics.itemsCompleted.inc();
+  await mirrorIfCompleted(recorded, run, deps);
+  deps.logger.debug({ run, item: item.key, job: job.id, answer: result.answer, correct }, "item done");
+  return { status: "done", answer: result.answer, correct };
+}
+
+/**
+ * Records a request that failed for good: runs/<run>/failed/<item>.json, the ledger and the
+ * failure counter. A job of another protocol version is recorded from its run and item; data
+ * without even those is only logged (no item to record it against).
+ */
+export async function recordRequestFailure(
+  job: Job,
+  err: unknown,
+  deps: Pick<StepDeps, "store" | "ledger" | "metrics" | "worker" | "logger">,
+): Promise<void> {
+  const parsed = RequestJobDataSchema.safeParse(job.data);
+  const envelope = parsed.success ? parsed : RequestEnvelopeSchema.safeParse(job.data);
+  const c = classify(err);
+  if (!envelope.success) {
+    deps.logger.error({ job: job.id, reason: c.code, err: c.message }, "request job with unreadable data failed");
+    return;
+  }
+  const { run, item } = envelope.data;
+  let stepsDone: number | undefined;
+  try {
+    if (parsed.success) stepsDone = parsed.data.state === null ? 0 : parseSearchState(parsed.data.state).steps.length;
+  } catch {
+    stepsDone = undefined;
+  }
+  const record = fleetFailure(run, item, {
+    reason: c.code,
+    message: c.message,
+    field: fieldOfReason(c.code),
+    at: new Date().toISOString(),
+    ...(stepsDone !== undefined ? { stepsDone } : {}),
+    attempts: job.attemptsMade + 1,
+    worker: deps.worker,
+  });
+  await putFailureRecord(deps.store, record);
+  const recorded = await deps.ledger.recordOutcome(run, item.key, `f:${c.code}`);
+  if (recorded !== "unchanged") deps.metrics.itemsFailed.inc({ reason: c.code });
+  await mirrorIfCompleted(recorded, run, deps);
+  deps.logger.warn({ run, item: item.key, reason: c.code, err: c.message }, "item failed");
+}
