@@ -173,6 +173,7 @@ describe("mllama engine on the exported fixture", () => {
     const sampling = { temperature: 1, topP: 1, topK: 0 };
     const batched = await Engine.load(fixture.dir, { maxBatch: 16 });
     const alone = await Engine.load(fixture.dir, { maxBatch: 1 });
+    const reference = await Engine.load(fixture.dir, { reference: true });
     try {
       const run = async (engine: Engine, together: boolean) => {
         const ctxs = await Promise.all(
@@ -190,16 +191,22 @@ describe("mllama engine on the exported fixture", () => {
             ),
           ),
         );
+        for (const ctx of ctxs) engine.closeItem(ctx);
         return out.map((r) => r.map((x) => x.text));
       };
-      expect(await run(batched, true)).toEqual(await run(alone, false));
+      const texts = await run(batched, true);
+      expect(texts).toEqual(await run(alone, false));
+      // The paper's pattern (image and prompt encoded again for every candidate) samples the same streams.
+      expect(texts).toEqual(await run(reference, false));
+      // Closing the items gave back every store: the items' cross states and the KV of their sequences.
+      for (const engine of [batched, alone, reference]) expect(engine.kvMemory().stores).toBe(0);
       const counters = batched.counters();
       expect(counters.visionCalls).toBe(EXACT.length);
       expect(counters.itemsOpened).toBe(EXACT.length);
       // Rows of several items shared decoder calls (the gathered-states path), not one call per item.
       expect(counters.decoderCalls).toBeLessThan(alone.counters().decoderCalls);
     } finally {
-      await Promise.all([batched.close(), alone.close()]);
+      await Promise.all([batched.close(), alone.close(), reference.close()]);
     }
   });
 
