@@ -20,6 +20,8 @@ import { runCli } from "../support/cli.ts";
 import { type MllamaFixture, makeMllamaFixture } from "./fixtures.ts";
 
 const QUESTION = "How many red objects are there?";
+/** Tests that run Python (each run imports torch) or the CLI: room for a loaded machine. */
+const SLOW = { timeout: 180_000 };
 const STEPS = 10;
 /** 1, 2 (right-padded), 3 and 4 tiles, none resized: compared exactly. */
 const EXACT = ["one", "two-padded", "three-tall", "four"] as const;
@@ -138,177 +140,201 @@ function pytorchGreedy(checkpoint: string, prompts: { ids: readonly number[]; na
 }
 
 describe("mllama engine on the exported fixture", () => {
-  it("gives the exporter's PyTorch greedy tokens, fp32 and fp16, for 1 to 4 tiles", async () => {
-    let expected: number[][] | null = null;
-    for (const dtype of ["fp32", "fp16"] as const) {
-      const engine = await Engine.load(fixture.dir, { dtype: { all: dtype, sessions: {} } });
-      try {
-        const ctxs = await Promise.all(
-          EXACT.map((name) => engine.openItem({ id: name, image: image(name), question: QUESTION })),
-        );
-        const got: number[][] = [];
-        for (const ctx of ctxs) got.push(await engineGreedy(engine, ctx));
-        expected ??= pytorchGreedy(
-          fixture.checkpoint,
-          ctxs.map((ctx, i) => ({ ids: ctx.promptIds, name: EXACT[i]! })),
-        ).map((tokens) => (engine.folder.spec.eosTokenIds.includes(tokens.at(-1)!) ? tokens.slice(0, -1) : tokens));
-        expect(got, dtype).toEqual(expected);
-        // The random model looks at the image: different images, different answers.
-        expect(new Set(got.map((t) => t.join(","))).size).toBeGreaterThan(1);
-      } finally {
-        await engine.close();
+  it(
+    "gives the exporter's PyTorch greedy tokens, fp32 and fp16, for 1 to 4 tiles",
+    async () => {
+      let expected: number[][] | null = null;
+      for (const dtype of ["fp32", "fp16"] as const) {
+        const engine = await Engine.load(fixture.dir, { dtype: { all: dtype, sessions: {} } });
+        try {
+          const ctxs = await Promise.all(
+            EXACT.map((name) => engine.openItem({ id: name, image: image(name), question: QUESTION })),
+          );
+          const got: number[][] = [];
+          for (const ctx of ctxs) got.push(await engineGreedy(engine, ctx));
+          expected ??= pytorchGreedy(
+            fixture.checkpoint,
+            ctxs.map((ctx, i) => ({ ids: ctx.promptIds, name: EXACT[i]! })),
+          ).map((tokens) => (engine.folder.spec.eosTokenIds.includes(tokens.at(-1)!) ? tokens.slice(0, -1) : tokens));
+          expect(got, dtype).toEqual(expected);
+          // The random model looks at the image: different images, different answers.
+          expect(new Set(got.map((t) => t.join(","))).size).toBeGreaterThan(1);
+        } finally {
+          await engine.close();
+        }
       }
-    }
-  });
+    },
+    SLOW,
+  );
 
-  it("decodes items batched together as alone, encodes each image once, and shares its states with judge prompts", async () => {
-    const requests = (id: string): GenerateRequest[] =>
-      ["a", "b", "c"].map((k) => ({
-        id: `${id}-${k}`,
-        prefix: "",
-        stop: { kind: "end" },
-        maxTokens: 8,
-        sampleKey: `${id}-${k}`,
-      }));
-    const sampling = { temperature: 1, topP: 1, topK: 0 };
-    const batched = await Engine.load(fixture.dir, { maxBatch: 16 });
-    const alone = await Engine.load(fixture.dir, { maxBatch: 1 });
-    const reference = await Engine.load(fixture.dir, { reference: true });
-    try {
-      const run = async (engine: Engine, together: boolean) => {
-        const ctxs = await Promise.all(
-          EXACT.map((name) => engine.openItem({ id: name, image: image(name), question: QUESTION })),
-        );
-        const go = (ctx: ItemContext) => engine.generate(ctx, requests(ctx.id), sampling);
-        const out = together ? await Promise.all(ctxs.map(go)) : [];
-        if (!together) for (const ctx of ctxs) out.push(await go(ctx));
-        await Promise.all(
-          ctxs.map((ctx) =>
-            engine.judge(
-              ctx,
-              [{ id: `${ctx.id}-j`, kind: "compare", first: "one", second: "two", template: "SUMMARY", hint: "" }],
-              "score",
+  it(
+    "decodes items batched together as alone, encodes each image once, and shares its states with judge prompts",
+    async () => {
+      const requests = (id: string): GenerateRequest[] =>
+        ["a", "b", "c"].map((k) => ({
+          id: `${id}-${k}`,
+          prefix: "",
+          stop: { kind: "end" },
+          maxTokens: 8,
+          sampleKey: `${id}-${k}`,
+        }));
+      const sampling = { temperature: 1, topP: 1, topK: 0 };
+      const batched = await Engine.load(fixture.dir, { maxBatch: 16 });
+      const alone = await Engine.load(fixture.dir, { maxBatch: 1 });
+      const reference = await Engine.load(fixture.dir, { reference: true });
+      try {
+        const run = async (engine: Engine, together: boolean) => {
+          const ctxs = await Promise.all(
+            EXACT.map((name) => engine.openItem({ id: name, image: image(name), question: QUESTION })),
+          );
+          const go = (ctx: ItemContext) => engine.generate(ctx, requests(ctx.id), sampling);
+          const out = together ? await Promise.all(ctxs.map(go)) : [];
+          if (!together) for (const ctx of ctxs) out.push(await go(ctx));
+          await Promise.all(
+            ctxs.map((ctx) =>
+              engine.judge(
+                ctx,
+                [{ id: `${ctx.id}-j`, kind: "compare", first: "one", second: "two", template: "SUMMARY", hint: "" }],
+                "score",
+              ),
             ),
-          ),
-        );
-        for (const ctx of ctxs) engine.closeItem(ctx);
-        return out.map((r) => r.map((x) => x.text));
-      };
-      const texts = await run(batched, true);
-      expect(texts).toEqual(await run(alone, false));
-      // The paper's pattern (image and prompt encoded again for every candidate) samples the same streams.
-      expect(texts).toEqual(await run(reference, false));
-      // Closing the items gave back every store: the items' cross states and the KV of their sequences.
-      for (const engine of [batched, alone, reference]) expect(engine.kvMemory().stores).toBe(0);
-      const counters = batched.counters();
-      expect(counters.visionCalls).toBe(EXACT.length);
-      expect(counters.itemsOpened).toBe(EXACT.length);
-      // Rows of several items shared decoder calls (the gathered-states path), not one call per item.
-      expect(counters.decoderCalls).toBeLessThan(alone.counters().decoderCalls);
-    } finally {
-      await Promise.all([batched.close(), alone.close(), reference.close()]);
-    }
-  });
+          );
+          for (const ctx of ctxs) engine.closeItem(ctx);
+          return out.map((r) => r.map((x) => x.text));
+        };
+        const texts = await run(batched, true);
+        expect(texts).toEqual(await run(alone, false));
+        // The paper's pattern (image and prompt encoded again for every candidate) samples the same streams.
+        expect(texts).toEqual(await run(reference, false));
+        // Closing the items gave back every store: the items' cross states and the KV of their sequences.
+        for (const engine of [batched, alone, reference]) expect(engine.kvMemory().stores).toBe(0);
+        const counters = batched.counters();
+        expect(counters.visionCalls).toBe(EXACT.length);
+        expect(counters.itemsOpened).toBe(EXACT.length);
+        // Rows of several items shared decoder calls (the gathered-states path), not one call per item.
+        expect(counters.decoderCalls).toBeLessThan(alone.counters().decoderCalls);
+      } finally {
+        await Promise.all([batched.close(), alone.close(), reference.close()]);
+      }
+    },
+    SLOW,
+  );
 
-  it("runs `stagebeam ask --strategy stage --beam 2` to the end", async () => {
-    const out = await runCli([
-      "ask",
-      "--model",
-      fixture.dir,
-      "--image",
-      path.join(fixture.images, "wide.png"),
-      "--question",
-      QUESTION,
-      "--strategy",
-      "stage",
-      "--beam",
-      "2",
-      "--max-stage-tokens",
-      "6",
-      "--json",
-    ]);
-    expect(out.code, out.stderr).toBe(0);
-    const steps = (JSON.parse(out.stdout) as { result: { steps: { label: string; candidates: unknown[] }[] } }).result.steps;
-    expect(steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
-    for (const s of steps) expect(s.candidates).toHaveLength(2);
-  });
+  it(
+    "runs `stagebeam ask --strategy stage --beam 2` to the end",
+    async () => {
+      const out = await runCli([
+        "ask",
+        "--model",
+        fixture.dir,
+        "--image",
+        path.join(fixture.images, "wide.png"),
+        "--question",
+        QUESTION,
+        "--strategy",
+        "stage",
+        "--beam",
+        "2",
+        "--max-stage-tokens",
+        "6",
+        "--json",
+      ]);
+      expect(out.code, out.stderr).toBe(0);
+      const steps = (JSON.parse(out.stdout) as { result: { steps: { label: string; candidates: unknown[] }[] } }).result.steps;
+      expect(steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
+      for (const s of steps) expect(s.candidates).toHaveLength(2);
+    },
+    SLOW,
+  );
 });
 
 describe("model check and the exporter's checkpoint checks", () => {
-  it("model check reports the family, tiles and cross-attention layers; on the checkpoint it names the export command", async () => {
-    const ok = await runCli(["model", "check", fixture.dir, "--json"]);
-    expect(ok.code, ok.stderr).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({
-      ok: true,
-      family: "mllama",
-      cross: { maxTiles: 4, tileSize: 32, crossAttentionLayers: [1, 3], decoderLayers: 5 },
-    });
-    const raw = await runCli(["model", "check", fixture.checkpoint]);
-    expect(raw.code).toBe(2);
-    expect(raw.stderr).toContain(`stagebeam model export ${fixture.checkpoint} --out ${fixture.checkpoint}-onnx`);
-  });
+  it(
+    "model check reports the family, tiles and cross-attention layers; on the checkpoint it names the export command",
+    async () => {
+      const ok = await runCli(["model", "check", fixture.dir, "--json"]);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({
+        ok: true,
+        family: "mllama",
+        cross: { maxTiles: 4, tileSize: 32, crossAttentionLayers: [1, 3], decoderLayers: 5 },
+      });
+      const raw = await runCli(["model", "check", fixture.checkpoint]);
+      expect(raw.code).toBe(2);
+      expect(raw.stderr).toContain(`stagebeam model export ${fixture.checkpoint} --out ${fixture.checkpoint}-onnx`);
+    },
+    SLOW,
+  );
 
-  it("reads the newer naming (model.language_model…) to the same model, and refuses an unexpected or missing tensor by name", () => {
-    const renamed = `${fixture.checkpoint}-renamed`;
-    cpSync(fixture.checkpoint, renamed, { recursive: true });
-    const index = path.join(renamed, "model.safetensors.index.json");
-    const map = JSON.parse(readFileSync(index, "utf8")) as { weight_map: Record<string, string> };
-    const rename = (name: string) =>
-      name
-        .replace(/^language_model\.model\./, "model.language_model.")
-        .replace(/^language_model\.lm_head\./, "lm_head.")
-        .replace(/^vision_model\./, "model.vision_model.")
-        .replace(/^multi_modal_projector\./, "model.multi_modal_projector.");
-    // Rewrite each shard's header with the new names (the data is untouched).
-    for (const shard of new Set(Object.values(map.weight_map))) {
-      const file = path.join(renamed, shard);
-      const bytes = readFileSync(file);
-      const n = Number(bytes.readBigUInt64LE(0));
-      const header = JSON.parse(bytes.subarray(8, 8 + n).toString()) as Record<string, unknown>;
-      const renamedHeader = Object.fromEntries(Object.entries(header).map(([k, v]) => [k === "__metadata__" ? k : rename(k), v]));
-      const text = Buffer.from(JSON.stringify(renamedHeader).padEnd(n + 64, " "));
-      const head = Buffer.alloc(8);
-      head.writeBigUInt64LE(BigInt(text.length));
-      writeFileSync(file, Buffer.concat([head, text, bytes.subarray(8 + n)]));
-    }
-    map.weight_map = Object.fromEntries(Object.entries(map.weight_map).map(([k, v]) => [rename(k), v]));
-    writeFileSync(index, JSON.stringify(map));
-    // Any prompt with the image token: the same weights give the same tokens.
-    const ask = (checkpoint: string) => pytorchGreedy(checkpoint, [{ ids: [352, 359, 5, 6], name: "one" }]);
-    expect(ask(renamed)).toEqual(ask(fixture.checkpoint));
-
-    const exporter = (checkpoint: string) => {
-      try {
-        execFileSync("/usr/bin/python3", ["models/export/export.py", checkpoint, "--out", `${checkpoint}-out`], {
-          stdio: "pipe",
-        });
-        return "";
-      } catch (err) {
-        return String((err as { stderr: Buffer }).stderr);
+  it(
+    "reads the newer naming (model.language_model…) to the same model, and refuses an unexpected or missing tensor by name",
+    () => {
+      const renamed = `${fixture.checkpoint}-renamed`;
+      cpSync(fixture.checkpoint, renamed, { recursive: true });
+      const index = path.join(renamed, "model.safetensors.index.json");
+      const map = JSON.parse(readFileSync(index, "utf8")) as { weight_map: Record<string, string> };
+      const rename = (name: string) =>
+        name
+          .replace(/^language_model\.model\./, "model.language_model.")
+          .replace(/^language_model\.lm_head\./, "lm_head.")
+          .replace(/^vision_model\./, "model.vision_model.")
+          .replace(/^multi_modal_projector\./, "model.multi_modal_projector.");
+      // Rewrite each shard's header with the new names (the data is untouched).
+      for (const shard of new Set(Object.values(map.weight_map))) {
+        const file = path.join(renamed, shard);
+        const bytes = readFileSync(file);
+        const n = Number(bytes.readBigUInt64LE(0));
+        const header = JSON.parse(bytes.subarray(8, 8 + n).toString()) as Record<string, unknown>;
+        const renamedHeader = Object.fromEntries(
+          Object.entries(header).map(([k, v]) => [k === "__metadata__" ? k : rename(k), v]),
+        );
+        const text = Buffer.from(JSON.stringify(renamedHeader).padEnd(n + 64, " "));
+        const head = Buffer.alloc(8);
+        head.writeBigUInt64LE(BigInt(text.length));
+        writeFileSync(file, Buffer.concat([head, text, bytes.subarray(8 + n)]));
       }
-    };
-    // An extra tensor in the index's first shard, then a tensor the architecture needs taken out.
-    const first = path.join(renamed, Object.values(map.weight_map)[0]!);
-    const bytes = readFileSync(first);
-    const n = Number(bytes.readBigUInt64LE(0));
-    const header = JSON.parse(bytes.subarray(8, 8 + n).toString()) as Record<string, { data_offsets: number[] }>;
-    const some = Object.keys(header).find((k) => k !== "__metadata__")!;
-    const write = (h: Record<string, unknown>) => {
-      const text = Buffer.from(JSON.stringify(h).padEnd(n + 64, " "));
-      const head = Buffer.alloc(8);
-      head.writeBigUInt64LE(BigInt(text.length));
-      writeFileSync(first, Buffer.concat([head, text, bytes.subarray(8 + n)]));
-    };
-    write({ ...header, "model.vision_model.extra_head.weight": header[some] });
-    expect(exporter(renamed)).toMatch(/unexpected tensor vision_model\.extra_head\.weight in model-0000\d-of-00002\.safetensors/);
-    const { [some]: _dropped, ...rest } = header;
-    write(rest);
-    expect(exporter(renamed)).toContain(
-      `missing tensor ${some
-        .replace(/^model\.vision_model\./, "vision_model.")
-        .replace(/^model\.language_model\./, "language_model.model.")
-        .replace(/^lm_head\./, "language_model.lm_head.")
-        .replace(/^model\.multi_modal_projector\./, "multi_modal_projector.")}`,
-    );
-  });
+      map.weight_map = Object.fromEntries(Object.entries(map.weight_map).map(([k, v]) => [rename(k), v]));
+      writeFileSync(index, JSON.stringify(map));
+      // Any prompt with the image token: the same weights give the same tokens.
+      const ask = (checkpoint: string) => pytorchGreedy(checkpoint, [{ ids: [352, 359, 5, 6], name: "one" }]);
+      expect(ask(renamed)).toEqual(ask(fixture.checkpoint));
+
+      const exporter = (checkpoint: string) => {
+        try {
+          execFileSync("/usr/bin/python3", ["models/export/export.py", checkpoint, "--out", `${checkpoint}-out`], {
+            stdio: "pipe",
+          });
+          return "";
+        } catch (err) {
+          return String((err as { stderr: Buffer }).stderr);
+        }
+      };
+      // An extra tensor in the index's first shard, then a tensor the architecture needs taken out.
+      const first = path.join(renamed, Object.values(map.weight_map)[0]!);
+      const bytes = readFileSync(first);
+      const n = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + n).toString()) as Record<string, { data_offsets: number[] }>;
+      const some = Object.keys(header).find((k) => k !== "__metadata__")!;
+      const write = (h: Record<string, unknown>) => {
+        const text = Buffer.from(JSON.stringify(h).padEnd(n + 64, " "));
+        const head = Buffer.alloc(8);
+        head.writeBigUInt64LE(BigInt(text.length));
+        writeFileSync(first, Buffer.concat([head, text, bytes.subarray(8 + n)]));
+      };
+      write({ ...header, "model.vision_model.extra_head.weight": header[some] });
+      expect(exporter(renamed)).toMatch(
+        /unexpected tensor vision_model\.extra_head\.weight in model-0000\d-of-00002\.safetensors/,
+      );
+      const { [some]: _dropped, ...rest } = header;
+      write(rest);
+      expect(exporter(renamed)).toContain(
+        `missing tensor ${some
+          .replace(/^model\.vision_model\./, "vision_model.")
+          .replace(/^model\.language_model\./, "language_model.model.")
+          .replace(/^lm_head\./, "language_model.lm_head.")
+          .replace(/^model\.multi_modal_projector\./, "multi_modal_projector.")}`,
+      );
+    },
+    SLOW,
+  );
 });

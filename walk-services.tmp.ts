@@ -1,0 +1,12 @@
+import { writeFileSync } from "node:fs";
+import { startRedisServer } from "/work/wt/mllama/apps/demo/services/redis-server.ts";
+import { startS3Server } from "/work/wt/mllama/apps/demo/services/s3-server.ts";
+const redis = await startRedisServer();
+const s3 = await startS3Server();
+const env = { REDIS_URL: redis.url, ...s3.env };
+writeFileSync("/tmp/walk/env.sh", Object.entries(env).map(([k, v]) => `export ${k}='${v}'`).join("\n") + "\n");
+console.log("services up");
+const stop = async () => { await s3.stop(); await redis.stop(); process.exit(0); };
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+setInterval(() => {}, 1 << 30);
