@@ -115,6 +115,12 @@ def export(checkpoint_dir: Path, out: Path, dtypes: list[str], log=print) -> Non
     model, ckpt = load_model(checkpoint_dir)
     params = sum(p.numel() for p in model.parameters())
     log(f"loaded {params:,} parameters ({', '.join(sorted(ckpt.dtypes()))}) from {checkpoint_dir} in {time.time() - started:.0f} s")
+    write_folder(model, ckpt.config, checkpoint_dir, out, dtypes, log)
+    log(f"done: {out} in {time.time() - started:.0f} s")
+
+
+def write_folder(model: Mllama, config: dict, files_dir: Path, out: Path, dtypes: list[str], log=print) -> None:
+    """The model folder: the three sessions per dtype, the processor and tokenizer files of `files_dir`, config.json."""
     out.mkdir(parents=True, exist_ok=True)
     for name, io in session_io(model).items():
         t0 = time.time()
@@ -127,9 +133,9 @@ def export(checkpoint_dir: Path, out: Path, dtypes: list[str], log=print) -> Non
             log(f"wrote {path} ({onnx_files.weight_bytes(graph) / 1e6:.1f} MB of weights) in {time.time() - t0:.0f} s")
         del graph
     for f in COPIED:
-        if (checkpoint_dir / f).is_file():
-            shutil.copyfile(checkpoint_dir / f, out / f)
-    config = dict(ckpt.config)
+        if (files_dir / f).is_file():
+            shutil.copyfile(files_dir / f, out / f)
+    config = dict(config)
     if "fp32" not in dtypes:
         config["transformers.js_config"] = {**config.get("transformers.js_config", {}), "dtype": dtypes[0]}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -137,4 +143,3 @@ def export(checkpoint_dir: Path, out: Path, dtypes: list[str], log=print) -> Non
         eos = config["text_config"].get("eos_token_id", config.get("eos_token_id"))
         bos = config["text_config"].get("bos_token_id", config.get("bos_token_id"))
         (out / "generation_config.json").write_text(json.dumps({"bos_token_id": bos, "eos_token_id": eos, "do_sample": False}, indent=2) + "\n")
-    log(f"done: {out} in {time.time() - started:.0f} s")

@@ -149,16 +149,22 @@ def write_checkpoint(out: Path, seed: int) -> dict:
     cfg = config(tok)
     model = Mllama(cfg)
     randomize(model, seed)
+    write_files(out, cfg, tok)
     state = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
     names = sorted(state)
     half = len(names) // 2
     shards = {"model-00001-of-00002.safetensors": names[:half], "model-00002-of-00002.safetensors": names[half:]}
-    out.mkdir(parents=True, exist_ok=True)
     weight_map = {}
     for file, keys in shards.items():
         safetensors.write(out / file, {k: state[k] for k in keys}, {"format": "pt"})
         weight_map.update({k: file for k in keys})
     write_json(out / "model.safetensors.index.json", {"metadata": {"total_size": sum(t.numel() * 2 for t in state.values())}, "weight_map": weight_map})
+    return cfg
+
+
+def write_files(out: Path, cfg: dict, tok: dict, tile: int = TILE) -> None:
+    """Everything of a checkpoint folder but the weights."""
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg)
     write_json(out / "tokenizer.json", tok)
     eos = cfg["text_config"]["eos_token_id"]
@@ -175,11 +181,10 @@ def write_checkpoint(out: Path, seed: int) -> dict:
     )
     write_json(out / "chat_template.json", {"chat_template": CHAT_TEMPLATE})
     write_json(out / "generation_config.json", {"bos_token_id": cfg["text_config"]["bos_token_id"], "eos_token_id": eos, "do_sample": True, "temperature": 0.6, "top_p": 0.9})
-    write_json(out / "preprocessor_config.json", preprocessor())
-    return cfg
+    write_json(out / "preprocessor_config.json", preprocessor(tile))
 
 
-def preprocessor() -> dict:
+def preprocessor(tile: int = TILE) -> dict:
     return {
         "do_convert_rgb": True,
         "do_normalize": True,
@@ -193,7 +198,7 @@ def preprocessor() -> dict:
         "processor_class": "MllamaProcessor",
         "resample": 2,
         "rescale_factor": RESCALE,
-        "size": {"height": TILE, "width": TILE},
+        "size": {"height": tile, "width": tile},
     }
 
 
