@@ -4,5 +4,5 @@
 # two workers, the bundled sample scenes). Extra arguments go to `stagebeam demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 exec npx tsx apps/cli/main.ts demo "$@"

@@ -14,10 +14,11 @@
 #      model, one `ask`, a worker that refuses a missing REDIS_URL with exit code 2, and a
 #      worker against a redis-server started here (ready, /metrics, SIGTERM, exit 0).
 #
-# Needs root, podman, mmdebstrap, redis-server. Takes a few minutes; the root filesystem is cached in
+# Needs root; installs podman, mmdebstrap and redis-server when missing. Takes a few minutes; the root filesystem is cached in
 # .work/image. Prints the image size at the end. IMAGE_TAG overrides localhost/stagebeam:local.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup.sh image
 
 work=.work/image
 tag=${IMAGE_TAG:-localhost/stagebeam:local}

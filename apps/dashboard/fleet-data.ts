@@ -2,10 +2,11 @@
  * What the dashboard reads from the fleet: the runs, a run's items and failures from S3 and the
  * ledger, an item's result record and its image. Read-only; the actions are in actions.ts.
  */
-import { assertRunId, ITEM_ID_PATTERN } from "../../shared/core/ids.ts";
+import { assertRunId, ITEM_ID_PATTERN, toItemId } from "../../shared/core/ids.ts";
 import {
   contentTypeOf,
   failureKey,
+  failuresPrefix,
   IMAGES_PREFIX,
   itemKeyOf,
   parseS3Uri,
@@ -21,7 +22,7 @@ import {
   type ResultRecord,
   ResultRecordSchema,
 } from "../../workers/fleet/protocol/index.ts";
-import { queueCounts, runStatus, streamRecords, type RunStatus } from "../../workers/fleet/ops/index.ts";
+import { queueCounts, runStatus, type RunStatus } from "../../workers/fleet/ops/index.ts";
 
 export interface FleetSources {
   store: S3Store;
@@ -42,8 +43,8 @@ export class RequestError extends Error {
 }
 
 export const RUNS_SHOWN = 100;
-export const ITEMS_SHOWN = 500;
-export const FAILURES_SHOWN = 200;
+/** Items, and failure records, on one page of a run; a page is one S3 listing however long the run. */
+export const DEFAULT_PAGE_SIZE = 100;
 
 /** The runs the dashboard lists, newest first: the one place that decides which runs those are. */
 export function listRuns(src: Pick<FleetSources, "runs">, limit = RUNS_SHOWN): Promise<string[]> {
@@ -65,7 +66,7 @@ export function checkedItem(item: string): string {
 
 export async function runsOverview(src: FleetSources): Promise<RunStatus[]> {
   const runs = await listRuns(src);
-  return Promise.all(runs.map((run) => runStatus(run, { store: src.store, ledger: src.ledger })));
+  return Promise.all(runs.map((run) => runStatus(run, { store: src.store, ledger: src.ledger, runs: src.runs })));
 }
 
 /** Job counts of the queues by state (shared by every run). */
@@ -78,54 +79,121 @@ export interface ItemRow {
   outcome: Outcome | null;
 }
 
-export interface RunDetail {
-  status: RunStatus;
-  /** Items with a result, in key order, at most ITEMS_SHOWN. */
-  results: ItemRow[];
-  /** More results exist than are shown. */
-  moreResults: boolean;
-  failures: FailureRecord[];
-  moreFailures: boolean;
+/** Where a page of a run starts: after an item key (exclusive), for the results and the failures apart. */
+export interface PageCursor {
+  /** Results after this item key. */
+  after?: string;
+  /** Failure records after this item key. */
+  failuresAfter?: string;
+  /** Only the items whose key starts with this (the search by id). */
+  prefix?: string;
 }
 
-export async function runDetail(src: FleetSources, run: string): Promise<RunDetail> {
+export interface Paged<T> {
+  rows: T[];
+  /** The item key to start the next page after; null on the last page. */
+  next: string | null;
+}
+
+export interface RunDetail {
+  status: RunStatus;
+  cursor: PageCursor;
+  /** One page of the items with a result, in key order. */
+  results: Paged<ItemRow>;
+  /** One page of the failure records, in key order. */
+  failures: Paged<FailureRecord>;
+}
+
+/** A search or a cursor, checked: item keys only, so that a listing can never leave the run's prefix. */
+export function checkedCursor(q: Record<string, unknown>): PageCursor {
+  const key = (name: string, pattern: RegExp) => {
+    const v = q[name];
+    if (v === undefined || v === "") return undefined;
+    if (typeof v !== "string" || !pattern.test(v))
+      throw new RequestError(`${name}: ${JSON.stringify(v)} is not an item key`, 400);
+    return v;
+  };
+  const prefix = /^[A-Za-z0-9_~-]{1,120}$/;
+  const out: PageCursor = {};
+  const after = key("after", ITEM_ID_PATTERN);
+  const failuresAfter = key("failuresAfter", ITEM_ID_PATTERN);
+  const p = key("prefix", prefix);
+  if (after !== undefined) out.after = after;
+  if (failuresAfter !== undefined) out.failuresAfter = failuresAfter;
+  if (p !== undefined) out.prefix = p;
+  return out;
+}
+
+/** One page of a run's item keys under results/ or failed/, after `after`, starting with `prefix`. */
+async function pageOfKeys(
+  src: Pick<FleetSources, "store">,
+  folder: string,
+  after: string | undefined,
+  prefix: string | undefined,
+  pageSize: number,
+): Promise<{ items: string[]; next: string | null }> {
+  const { keys, next } = await src.store.listPage(`${folder}${prefix ?? ""}`, {
+    maxKeys: pageSize,
+    ...(after !== undefined ? { startAfter: `${folder}${after}.json` } : {}),
+  });
+  const items = keys.filter((k) => k.endsWith(".json")).map(itemKeyOf);
+  return { items, next: next === null ? null : itemKeyOf(next) };
+}
+
+export async function resultsPage(
+  src: Pick<FleetSources, "store" | "ledger">,
+  run: string,
+  cursor: PageCursor,
+  pageSize = DEFAULT_PAGE_SIZE,
+): Promise<Paged<ItemRow>> {
   checkedRun(run);
-  const status = await runStatus(run, { store: src.store, ledger: src.ledger });
+  const { items, next } = await pageOfKeys(src, resultsPrefix(run), cursor.after, cursor.prefix, pageSize);
+  const outcomes = await src.ledger.outcomesOf(run, items);
+  return { rows: items.map((item, i) => ({ item, outcome: outcomes[i] ?? null })), next };
+}
+
+export async function failuresPage(
+  src: Pick<FleetSources, "store">,
+  run: string,
+  cursor: PageCursor,
+  pageSize = DEFAULT_PAGE_SIZE,
+): Promise<Paged<FailureRecord>> {
+  checkedRun(run);
+  const { items, next } = await pageOfKeys(src, failuresPrefix(run), cursor.failuresAfter, cursor.prefix, pageSize);
+  const records = await Promise.all(items.map((item) => src.store.getJson(failureKey(run, item), FailureRecordSchema)));
+  return { rows: records.filter((r): r is FailureRecord => r !== undefined), next };
+}
+
+export async function runDetail(
+  src: FleetSources,
+  run: string,
+  cursor: PageCursor = {},
+  pageSize = DEFAULT_PAGE_SIZE,
+): Promise<RunDetail> {
+  checkedRun(run);
+  const status = await runStatus(run, { store: src.store, ledger: src.ledger, runs: src.runs });
   if (status.manifest === null && status.counts.items === 0 && status.counts.createdAt === null) {
     throw new RequestError(`no run named ${JSON.stringify(run)}`);
   }
-  const items: string[] = [];
-  let moreResults = false;
-  for await (const obj of src.store.list(resultsPrefix(run))) {
-    if (!obj.key.endsWith(".json")) continue;
-    if (items.length === ITEMS_SHOWN) {
-      moreResults = true;
-      break;
-    }
-    items.push(itemKeyOf(obj.key));
-  }
-  const outcomes = await src.ledger.outcomesOf(run, items);
-  const { records: failures, more: moreFailures } = await failuresOf(src, run);
-  return {
-    status,
-    results: items.map((item, i) => ({ item, outcome: outcomes[i] ?? null })),
-    moreResults,
-    failures,
-    moreFailures,
-  };
+  const [results, failures] = await Promise.all([
+    resultsPage(src, run, cursor, pageSize),
+    failuresPage(src, run, cursor, pageSize),
+  ]);
+  return { status, cursor, results, failures };
 }
 
-export async function failuresOf(
-  src: Pick<FleetSources, "store">,
-  run: string,
-): Promise<{ records: FailureRecord[]; more: boolean }> {
+/**
+ * The item a search names, when it names one: the id as the user wrote it (its key made by
+ * toItemId) or an item key, with a result or a failure record. Null sends the search on to a
+ * listing by prefix.
+ */
+export async function findItem(src: Pick<FleetSources, "store">, run: string, q: string): Promise<string | null> {
   checkedRun(run);
-  const records: FailureRecord[] = [];
-  for await (const line of streamRecords(src.store, run, "failed")) {
-    if (records.length === FAILURES_SHOWN) return { records, more: true };
-    records.push(FailureRecordSchema.parse(JSON.parse(line)));
+  const candidates = new Set([toItemId(q), ...(ITEM_ID_PATTERN.test(q) ? [q] : [])]);
+  for (const item of candidates) {
+    if ((await src.store.exists(resultKey(run, item))) || (await src.store.exists(failureKey(run, item)))) return item;
   }
-  return { records, more: false };
+  return null;
 }
 
 /** The item's result record, or its failure record when it failed. */

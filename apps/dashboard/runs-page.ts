@@ -2,12 +2,12 @@
 import { QUEUE_STATES, type RunStatus } from "../../workers/fleet/ops/index.ts";
 import { html } from "./html.ts";
 import { page } from "./layout.ts";
-import { runState, SUMMARY_HEADINGS, summaryRow } from "./run-summary.ts";
+import { runIsOver, SUMMARY_HEADINGS, summaryRow } from "./run-summary.ts";
 
 export const REFRESH_SECONDS = 5;
 
 export function runsPage(runs: readonly RunStatus[], queues: RunStatus["queues"]): string {
-  const running = runs.some((s) => runState(s) !== "done");
+  const running = runs.some((s) => !runIsOver(s));
   const body = html`
 <section>
 ${

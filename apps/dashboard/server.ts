@@ -18,7 +18,10 @@ import { apiRouter, pagesRouter } from "./routes.ts";
 
 const ASSETS = fileURLToPath(new URL("./assets/", import.meta.url));
 
-/** bull-board's page asks for web fonts from Google; this policy keeps it (and us) to our own origin. */
+/** Where the dashboard listens unless told otherwise: this machine only. */
+export const LOOPBACK = "127.0.0.1";
+
+/** Everything from this origin only; bull-board's link to Google's fonts is dropped from its page (bull-board.ts). */
 const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
   "img-src 'self' data:",
@@ -37,6 +40,8 @@ export interface DashboardOptions {
   host?: string;
   /** DASHBOARD_TOKEN; without it the dashboard is read-only. */
   token?: string;
+  /** Items, and failure records, on one page of a run (default DEFAULT_PAGE_SIZE). */
+  pageSize?: number;
   logger: Logger;
 }
 
@@ -67,9 +72,10 @@ export function dashboardApp(o: Omit<DashboardOptions, "port" | "host">): expres
   });
   app.use("/assets", express.static(ASSETS, { fallthrough: false, maxAge: "1h" }));
   app.use("/api", actionsRouter(o.sources.queues, o.token));
-  app.use("/api", apiRouter(o.sources));
+  const paging = o.pageSize !== undefined ? { pageSize: o.pageSize } : {};
+  app.use("/api", apiRouter(o.sources, paging));
   app.use(BULL_BOARD_PATH, bullBoardRouter(o.sources.queues));
-  app.use(pagesRouter(o.sources));
+  app.use(pagesRouter(o.sources, paging));
   app.use((req, _res, next) => next(new RequestError(`nothing at ${req.path}`)));
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
     const known = err instanceof RequestError;
@@ -92,7 +98,8 @@ export function dashboardApp(o: Omit<DashboardOptions, "port" | "host">): expres
 
 export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   const app = dashboardApp(o);
-  const host = o.host ?? "0.0.0.0";
+  // Loopback unless the caller asks for more (`--host 0.0.0.0` in a container or a pod).
+  const host = o.host ?? LOOPBACK;
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(o.port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
   });

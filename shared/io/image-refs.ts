@@ -3,6 +3,10 @@
  * in S3 by the producer), or a local path or file:// URL that must resolve inside the image
  * root, through symlinks too, to a regular file. http(s) URLs are refused: the fleet fetches
  * nothing from the web.
+ *
+ * Relative paths resolve against the base folder (the manifest's own); the root, by default that
+ * same folder, is where they may lead. A wider root (`--image-root DIR` of `eval` and `submit`)
+ * admits a set whose images are symlinks into a data folder elsewhere without moving the paths.
  */
 import { realpath, stat } from "node:fs/promises";
 import { isAbsolute, relative, resolve, sep } from "node:path";
@@ -12,6 +16,8 @@ export type ImageRefResult = { ok: true; image: string } | { ok: false; reason: 
 
 const S3_URI = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/;
 const DATA_URL = /^data:image\/(png|jpeg|jpg|webp|gif|tiff|avif);base64,[A-Za-z0-9+/]+={0,2}$/;
+/** How a user lets images live elsewhere, said under each refusal. */
+const WIDEN = " (--image-root DIR widens it)";
 /** Largest inline image accepted (its base64 text). */
 export const MAX_DATA_URL_CHARS = 16 * 2 ** 20;
 
@@ -26,12 +32,16 @@ export function decodeDataUrl(url: string): { bytes: Buffer; ext: string } {
 export class ImageResolver {
   private realRoot: Promise<string> | undefined;
   readonly root: string;
+  /** Where relative paths resolve: the manifest's folder (the root when not given). */
+  readonly base: string;
 
   constructor(
     root: string,
     private readonly checkFiles = true,
+    base: string = root,
   ) {
     this.root = resolve(root);
+    this.base = resolve(base);
   }
 
   private rootReal(): Promise<string> {
@@ -77,9 +87,9 @@ export class ImageResolver {
       };
     }
     if (ref.includes("\0")) return { ok: false, reason: "the path contains a NUL character" };
-    const abs = resolve(this.root, ref);
+    const abs = resolve(this.base, ref);
     if (!inside(this.root, abs)) {
-      return { ok: false, reason: `path ${JSON.stringify(ref)} escapes the image root ${this.root}` };
+      return { ok: false, reason: `path ${JSON.stringify(ref)} escapes the image root ${this.root}${WIDEN}` };
     }
     if (!this.checkFiles) return { ok: true, image: abs };
     let real: string;
@@ -97,7 +107,7 @@ export class ImageResolver {
     if (!inside(root, real)) {
       return {
         ok: false,
-        reason: `path ${JSON.stringify(ref)} leads through a symlink to ${real}, outside the image root ${this.root}`,
+        reason: `path ${JSON.stringify(ref)} leads through a symlink to ${real}, outside the image root ${this.root}${WIDEN}`,
       };
     }
     const st = await stat(real);

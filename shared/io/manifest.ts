@@ -57,7 +57,10 @@ export type ManifestEntry =
 export type ManifestFormat = "jsonl" | "csv" | "folder";
 
 export interface ManifestOptions {
-  /** Folder that local image paths must resolve inside (default: the manifest's folder, or the image folder). */
+  /**
+   * Folder that local image paths must resolve inside, through symlinks too (default: the
+   * manifest's folder, or the image folder); relative paths still resolve against the manifest's folder.
+   */
   imageRoot?: string;
   /** Default: from the extension (.jsonl/.ndjson/.json → jsonl, .csv → csv) or "folder" for a directory. */
   format?: ManifestFormat;
@@ -393,7 +396,8 @@ export async function* readManifest(source: string, opts: ManifestOptions = {}):
   if (format === undefined || format === "folder") {
     throw new Error(`cannot tell the format of ${source} from its extension; expected .jsonl or .csv, or name the format`);
   }
-  const images = new ImageResolver(opts.imageRoot ?? dirname(resolve(source)), opts.checkFiles ?? true);
+  const folder = dirname(resolve(source));
+  const images = new ImageResolver(opts.imageRoot ?? folder, opts.checkFiles ?? true, folder);
   yield* readManifestStream(createReadStream(source), format, images, opts.maxRecordLines);
 }
 

@@ -17,6 +17,7 @@ import type { FleetEnv } from "../support/fleet-env.ts";
 import { openShard, RunWatch, submitManifest, type Shard } from "./fleet-runs.ts";
 import { monitorSource, startMonitor, type CommandTally } from "./redis-monitor.ts";
 import { readRedis, redisDelta, type RedisDelta } from "./redis-stats.ts";
+import { dataBytes, MemorySampler, type MemoryPerItem } from "./redis-memory.ts";
 import { BUNDLED_MODEL } from "./decode.ts";
 import { measureInChild } from "./engine-row.ts";
 
@@ -40,6 +41,8 @@ export interface StrategyRow {
   delta: RedisDelta;
   tally: CommandTally;
   polls: number;
+  /** Redis bytes an item, waiting, in flight and finished (redis-memory.ts). */
+  memory: MemoryPerItem;
 }
 
 export interface RealFleet {
@@ -77,19 +80,26 @@ export async function countStrategy(
   const watcher = env.client.duplicate();
   await watcher.ping();
   const monitor = await startMonitor(env.client, env.prefix, new Set([monitorSource(watcher)]));
+  const memory = new MemorySampler(watcher, env.prefix, run, items, await dataBytes(watcher));
   const before = await readRedis(watcher);
+  memory.start(250);
   const t0 = performance.now();
   await submitManifest(fleet.shard, env.store, run, manifest, spec.settings, items);
   const watch = new RunWatch(watcher, [[env.prefix, run]]);
   const done = await watch.waitFor(items, { pollMs: 200 });
   const seconds = (performance.now() - t0) / 1000;
+  await memory.stop();
+  const sampled = { commands: memory.commands, netIn: memory.netIn, netOut: memory.netOut };
   const after = await readRedis(watcher);
   const tally = await monitor.stop();
+  // The last request jobs finish just after their outcome is recorded.
+  await new Promise((r) => setTimeout(r, 1_000));
+  const perItem = await memory.finish();
   watcher.disconnect();
   const delta = redisDelta(before, after);
   const counts = await env.ledger.counts(run);
-  // The polls' HGETALLs are the bench's; the rest is the fleet's and the producer's.
-  const polls = watch.progress.polls;
+  // The polls' HGETALLs and the memory samples are the bench's; the rest is the fleet's and the producer's.
+  const polls = watch.progress.polls + sampled.commands;
   return {
     label: spec.label,
     items,
@@ -98,11 +108,12 @@ export async function countStrategy(
     seconds,
     callsPerItem: (delta.totalCalls - polls) / items,
     sentPerItem: tally.sentTotal / items,
-    netInPerItem: delta.netIn / items,
-    netOutPerItem: delta.netOut / items,
+    netInPerItem: (delta.netIn - sampled.netIn) / items,
+    netOutPerItem: (delta.netOut - sampled.netOut) / items,
     delta,
     tally,
     polls,
+    memory: perItem,
   };
 }
 

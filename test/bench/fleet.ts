@@ -115,6 +115,22 @@ function reportRedis(): void {
       ]),
     ]),
   );
+  const b = (x: number | null) => (x === null ? "-" : f0(x));
+  console.log(
+    "\nRedis bytes an item (redis-memory.ts): in flight = MEMORY USAGE of the in-flight items' jobs and the children they wait for, median of the samples (every second); finished = the end state an item (INFO memory less client and AOF buffers: ledger entries + the finished jobs BullMQ still keeps), of it the ledger's; a waiting item: bench:submit",
+  );
+  console.log(
+    table([
+      ["strategy", "in flight", "finished", "of it ledger", "in-flight samples"],
+      ...strategyRows.map((r) => [
+        r.label,
+        b(r.memory.inFlight),
+        f0(r.memory.finished),
+        f0(r.memory.ledger),
+        String(r.memory.samples),
+      ]),
+    ]),
+  );
   const stage = strategyRows.find((r) => r.label === "stage N=4 score")!;
   const top = (m: Map<string, number>, n: number) =>
     [...m.entries()]

@@ -24,6 +24,7 @@ import { Redis } from "ioredis";
 import { startRedisServer } from "../../apps/demo/services/redis-server.ts";
 import { startS3Server } from "../../apps/demo/services/s3-server.ts";
 import { readRedis, redisDelta } from "./redis-stats.ts";
+import { runKeys } from "../../workers/fleet/protocol/index.ts";
 
 const BASELINE_REV = "260c39a";
 const repo = resolve(import.meta.dirname, "../..");
@@ -43,6 +44,8 @@ interface Figures {
   itemsPerSecond: number;
   peakRssMb: number;
   redisBytesPerItem: number;
+  /** Of it, the run ledger's record of the item (its items hash, MEMORY USAGE), kept after the item finishes. */
+  ledgerBytesPerItem: number;
   redisCommandsPerItem: number;
   waiting: number;
   /** CPU microseconds per item: the submit process, and redis-server's main thread. */
@@ -127,12 +130,14 @@ async function measure(label: string, root: string, manifest: string, extraArgs:
     const redisUsed = redisDelta(before, await readRedis(redis));
     const memAfter = Number(/used_memory:(\d+)/.exec(await redis.info("memory"))![1]);
     const waiting = await redis.llen("{sb}:request:wait");
+    const ledgerBytes = Number(await redis.call("MEMORY", "USAGE", runKeys("{sb}", "bench").items, "SAMPLES", "0"));
     return {
       label,
       seconds,
       itemsPerSecond: lines / seconds,
       peakRssMb: peak / 2 ** 20,
       redisBytesPerItem: (memAfter - memBefore) / Math.max(1, waiting),
+      ledgerBytesPerItem: ledgerBytes / lines,
       redisCommandsPerItem: redisUsed.totalCalls / lines,
       waiting,
       producerCpuUs: (cpu / lines) * 1e6,
@@ -159,11 +164,11 @@ try {
   rows.push(await measure("now", repo, manifest, []));
   console.log(`bench:submit — ${lines.toLocaleString("en")} lines of s3:// images, no workers, redis-server with AOF`);
   console.log(
-    `${"code".padEnd(18)}${"items/s".padStart(10)}${"peak RSS MB".padStart(13)}${"Redis B/item".padStart(14)}${"cmds/item".padStart(11)}${"waiting".padStart(10)}${"CPU µs/item: producer".padStart(23)}${"Redis".padStart(7)}`,
+    `${"code".padEnd(18)}${"items/s".padStart(10)}${"peak RSS MB".padStart(13)}${"Redis B/item".padStart(14)}${"of it ledger".padStart(14)}${"cmds/item".padStart(11)}${"waiting".padStart(10)}${"CPU µs/item: producer".padStart(23)}${"Redis".padStart(7)}`,
   );
   for (const r of rows) {
     console.log(
-      `${r.label.padEnd(18)}${r.itemsPerSecond.toFixed(0).padStart(10)}${r.peakRssMb.toFixed(0).padStart(13)}${r.redisBytesPerItem.toFixed(0).padStart(14)}${r.redisCommandsPerItem.toFixed(1).padStart(11)}${String(r.waiting).padStart(10)}${r.producerCpuUs.toFixed(0).padStart(23)}${r.redisCpuUs.toFixed(0).padStart(7)}`,
+      `${r.label.padEnd(18)}${r.itemsPerSecond.toFixed(0).padStart(10)}${r.peakRssMb.toFixed(0).padStart(13)}${r.redisBytesPerItem.toFixed(0).padStart(14)}${r.ledgerBytesPerItem.toFixed(0).padStart(14)}${r.redisCommandsPerItem.toFixed(1).padStart(11)}${String(r.waiting).padStart(10)}${r.producerCpuUs.toFixed(0).padStart(23)}${r.redisCpuUs.toFixed(0).padStart(7)}`,
     );
   }
   console.log("targets: ≥ 20,000 items/s · peak RSS ≤ 200 MB · ≤ 1,200 B of Redis per waiting item");

@@ -28,6 +28,7 @@ describe("stagebeam ask", () => {
       expect(out.stdout).toMatch(new RegExp(`^${stage}\\s+\\S`, "m"));
     expect(out.stdout).toMatch(/^answer: \S+$/m);
     expect(out.stdout).toMatch(/model calls .* tokens generated/);
+    expect(out.stderr.match(/the bundled model knows only its synthetic scenes/g)).toHaveLength(1);
   });
 
   it("prints the full trace with --json", async () => {
@@ -82,5 +83,12 @@ describe("stagebeam ask", () => {
     const beam = await ask(IMAGE, ["--beam", "0"]);
     expect(beam.code).toBe(2);
     expect(beam.stderr).toMatch(/beam must be an integer >= 1, got 0/);
+    const wide = await ask(IMAGE, ["--beam", "1000"]);
+    expect(wide.code).toBe(2);
+    expect(wide.stderr).toBe(
+      "stagebeam: --beam 1000: expected 1 to 64 candidates a step (each step costs about 1000 times one candidate); pass --max-beam 1000 to allow it\nRun 'stagebeam ask --help' for usage and examples.\n",
+    );
+    const empty = await ask(IMAGE, [], "");
+    expect(empty.code).toBe(2);
   });
 });

@@ -1,5 +1,5 @@
 /** `stagebeam eval` on a user's own set: any manifest the fleet takes, with bad lines reported by line and field. */
-import { copyFile, mkdtemp, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -56,5 +56,68 @@ describe("stagebeam eval --set", () => {
     const missing = await runCli(["eval", "--set", path.join(dir, "nothing-here")]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/--set .*nothing-here: no such file or folder/);
+  });
+
+  it("reports a duplicate id like a bad line, takes images through symlinks inside --image-root, and writes one line per item with --out", async () => {
+    // The set's images are symlinks into a data folder beside it, as a shared data folder is.
+    const root = await mkdtemp(path.join(tmpdir(), "cli-eval-root-"));
+    await mkdir(path.join(root, "data"));
+    await mkdir(path.join(root, "set"));
+    for (const name of IMAGES.slice(0, 2)) {
+      await copyFile(path.join(DEMO_SAMPLE, name), path.join(root, "data", name));
+      await symlink(path.join("..", "data", name), path.join(root, "set", name));
+    }
+    const lines = [
+      {
+        id: "u1",
+        image: IMAGES[0],
+        question: "Are there more green objects than red objects?",
+        answer: "yes",
+        family: "compare",
+      },
+      { id: "u2", image: IMAGES[1], question: "What shape is the red object?", answer: "triangle" },
+      { id: "u1", image: IMAGES[1], question: "What shape is the red object?", answer: "triangle" },
+    ];
+    await writeFile(path.join(root, "set", "items.jsonl"), `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`);
+    const set = path.join(root, "set");
+
+    const confined = await runCli(["eval", "--set", set, "--strategy", "none"]);
+    expect(confined.code).toBe(2);
+    expect(confined.stderr).toMatch(
+      /line 1, item "u1", field "image": path "s42-000001.png" leads through a symlink to .*data\/s42-000001.png, outside the image root .*set \(--image-root DIR widens it\); skipped/,
+    );
+
+    const out = path.join(root, "per-item.jsonl");
+    const r = await runCli(["eval", "--set", set, "--image-root", root, "--strategy", "none", "--out", out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/line 3, item "u1", field "id": got the id of line 1 again; expected each id once; skipped/);
+    expect(r.stdout).toMatch(/^2 items from .* \(1 bad lines skipped\)/);
+    const rows = (await readFile(out, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(rows.map((x) => [x.id, x.family, x.gold])).toEqual([
+      ["u1", "compare", "yes"],
+      ["u2", null, "triangle"],
+    ]);
+    for (const x of rows) {
+      expect(x).toMatchObject({ search: "none", correct: x.answer === x.gold, error: null, candidates: 1 });
+      for (const stage of ["summary", "caption", "reasoning", "conclusion"]) expect(typeof x[stage]).toBe("string");
+      expect(x.tokens).toBeGreaterThan(0);
+    }
+
+    const csv = await runCli([
+      "eval",
+      "--set",
+      set,
+      "--image-root",
+      root,
+      "--strategy",
+      "none",
+      "--out",
+      path.join(root, "x.txt"),
+    ]);
+    expect(csv.code).toBe(2);
+    expect(csv.stderr).toMatch(/--out .*x\.txt: expected a file name ending in \.jsonl, \.ndjson or \.csv/);
   });
 });

@@ -12,6 +12,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { CONFIG_VARIABLES, loadConfig } from "../../shared/io/config.ts";
 import { specOf, type ConfigVariable } from "../../shared/io/config-variables.ts";
+import { redactSecrets } from "../../shared/io/secrets.ts";
 import { LEFT_OUT, ROLE_CONFIG_PARTS } from "../support/deploy-roles.ts";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -63,6 +64,24 @@ describe("infra/compose.yaml", () => {
     const command: string[] = services.redis!.command;
     expect(command.join(" ")).toContain("--appendonly yes");
     expect(command.join(" ")).toContain("--maxmemory-policy noeviction");
+  });
+
+  it("runs Redis behind a password that every role's REDIS_URL carries, and under a memory ceiling; the password is never printed", () => {
+    const command: string[] = services.redis!.command;
+    const password = command[command.indexOf("--requirepass") + 1]!;
+    expect(password.length).toBeGreaterThanOrEqual(8);
+    expect(command[command.indexOf("--maxmemory") + 1]).toMatch(/^\d+(gb|mb)$/);
+    expect(services.redis!.environment.REDISCLI_AUTH).toBe(password);
+    for (const role of ROLES) {
+      const url = new URL(services[role]!.environment.REDIS_URL);
+      expect(decodeURIComponent(url.password), role).toBe(password);
+      loadConfig(services[role]!.environment, ROLE_CONFIG_PARTS[role]!);
+      expect(redactSecrets(`connecting to ${url.href}`), role).not.toContain(password);
+    }
+    const own = composeConfig({ DASHBOARD_TOKEN: "t", REDIS_PASSWORD: "0123abcd0123abcd", REDIS_MAXMEMORY: "8gb" });
+    const s = (parse(own.out) as { services: Record<string, Service> }).services;
+    expect(s.redis!.command.join(" ")).toContain("--requirepass 0123abcd0123abcd --maxmemory 8gb");
+    expect(s.worker!.environment.REDIS_URL).toBe("redis://:0123abcd0123abcd@redis:6379");
   });
 
   it("gives each stagebeam role the settings it needs, from the one image", () => {

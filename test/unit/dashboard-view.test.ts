@@ -212,14 +212,29 @@ describe("the action token", () => {
 });
 
 describe("run states", () => {
-  const status = (items: number, finished: number, done: boolean) =>
-    ({ counts: { items }, finished, done }) as unknown as RunStatus;
-  it("names a run done, running, queued or empty", () => {
-    expect([status(3, 3, true), status(3, 1, false), status(3, 0, false), status(0, 0, false)].map(runState)).toEqual([
-      "done",
-      "running",
-      "queued",
-      "empty",
-    ]);
+  const status = (items: number, finished: number, done: boolean, failed = 0, state?: string) =>
+    ({
+      counts: { items, failed },
+      finished,
+      done,
+      meta: state === undefined ? null : { state },
+      manifest: null,
+    }) as unknown as RunStatus;
+  it("names a run as status does, telling a finished run with failures apart", () => {
+    expect(
+      [
+        status(3, 3, true, 0, "completed"),
+        status(3, 3, true, 3, "completed"),
+        status(3, 1, true, 0, "cancelled"),
+        status(3, 0, true, 3, "failed"),
+        status(3, 1, false, 0, "in_progress"),
+        status(3, 0, false, 0, "validating"),
+      ].map(runState),
+    ).toEqual(["completed", "completed with failures", "cancelled", "failed", "in progress", "validating"]);
+  });
+  it("falls back to the counts for a run without a recorded state", () => {
+    expect(
+      [status(3, 3, true), status(3, 3, true, 1), status(3, 1, false), status(3, 0, false), status(0, 0, false)].map(runState),
+    ).toEqual(["completed", "completed with failures", "in progress", "queued", "empty"]);
   });
 });

@@ -31,6 +31,8 @@ type Doc = Record<string, any>;
 
 /** Model classes by `<kind>.<apiVersion>`. */
 const MODELS: Record<string, new (data: never) => { validate(): void }> = {
+  "Namespace.v1": core.Namespace,
+  "PersistentVolumeClaim.v1": core.PersistentVolumeClaim,
   "ConfigMap.v1": core.ConfigMap,
   "Secret.v1": core.Secret,
   "Service.v1": core.Service,
@@ -118,7 +120,8 @@ function render(dir: string): Doc[] {
   docs = docs.map((d) => {
     const out = structuredClone(d);
     for (const l of k.labels ?? []) out.metadata.labels = { ...out.metadata.labels, ...l.pairs };
-    if (k.namespace !== undefined) out.metadata.namespace = k.namespace;
+    // A Namespace is cluster-scoped: kustomize leaves it without one.
+    if (k.namespace !== undefined && out.kind !== "Namespace") out.metadata.namespace = k.namespace;
     for (const c of out.spec?.template?.spec?.containers ?? []) {
       const image = k.images?.find((i) => i.name === c.image);
       if (image) c.image = `${image.newName ?? image.name}${image.newTag !== undefined ? `:${image.newTag}` : ""}`;
@@ -189,7 +192,10 @@ describe("infra/k8s", () => {
 
       it("renders to manifests that each pass their schema, in the stagebeam namespace, on a pinned image", () => {
         for (const doc of docs) validate(doc, `overlays/${overlay}`);
-        for (const doc of docs) expect(doc.metadata.namespace, `${doc.kind} ${doc.metadata.name}`).toBe("stagebeam");
+        const namespaced = docs.filter((d) => d.kind !== "Namespace");
+        for (const doc of namespaced) expect(doc.metadata.namespace, `${doc.kind} ${doc.metadata.name}`).toBe("stagebeam");
+        // The namespace they live in is created with them.
+        expect(docs.filter((d) => d.kind === "Namespace").map((d) => d.metadata.name)).toEqual(["stagebeam"]);
         for (const d of docs.filter((x) => x.kind === "Deployment")) {
           for (const c of d.spec.template.spec.containers)
             expect(c.image, d.metadata.name).toMatch(/^[\w.-]+\/[\w./-]+:[\w.-]+$/);
@@ -251,6 +257,12 @@ describe("infra/k8s", () => {
           "MODEL_CACHE_DIR on a volume",
         ).toBe(true);
         expect(mounts.map((m) => m.mountPath)).toContain("/tmp");
+        // The cache outlives the pods: a claim of the overlay, big enough for an 11B model in fp16 twice over (a refresh).
+        const cacheMount = mounts.find((m) => cacheDir.startsWith(`${m.mountPath}/`))!;
+        const cacheVolume = worker.volumes.find((v: Doc) => v.name === cacheMount.name);
+        const claim = find(docs, "PersistentVolumeClaim", cacheVolume.persistentVolumeClaim.claimName).spec;
+        expect(claim.accessModes).toEqual(["ReadWriteMany"]);
+        expect(Number(/^(\d+)Gi$/.exec(claim.resources.requests.storage)![1])).toBeGreaterThanOrEqual((2 * 22) / 1.074);
         const gpus = container.resources.limits["nvidia.com/gpu"];
         expect(gpus).toBe(overlay === "gpu" ? 1 : undefined);
         expect(sharedEnv(docs).EXECUTION_PROVIDERS!.split(",")[0]).toBe(overlay === "gpu" ? "cuda" : "cpu");

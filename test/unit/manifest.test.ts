@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageResolver, csvRecords, readManifest, readManifestStream, type ManifestEntry } from "../../shared/io/manifest.ts";
@@ -117,7 +117,10 @@ describe("image path confinement", () => {
 
   it("rejects .. escapes, absolute paths outside, symlinks out, directories and other schemes", async () => {
     const escaped = await r().resolve("../outside/secret.png");
-    expect(escaped).toEqual({ ok: false, reason: `path "../outside/secret.png" escapes the image root ${root}` });
+    expect(escaped).toEqual({
+      ok: false,
+      reason: `path "../outside/secret.png" escapes the image root ${root} (--image-root DIR widens it)`,
+    });
     expect(await r().resolve(join(outside, "secret.png"))).toMatchObject({
       ok: false,
       reason: expect.stringContaining("escapes the image root"),
@@ -126,7 +129,7 @@ describe("image path confinement", () => {
     expect(await r().resolve(".")).toMatchObject({ ok: false });
     expect(await r().resolve("imgs/escape.png")).toEqual({
       ok: false,
-      reason: `path "imgs/escape.png" leads through a symlink to ${join(outside, "secret.png")}, outside the image root ${root}`,
+      reason: `path "imgs/escape.png" leads through a symlink to ${join(outside, "secret.png")}, outside the image root ${root} (--image-root DIR widens it)`,
     });
     expect(await r().resolve("imgs/sub.png")).toMatchObject({
       ok: false,
@@ -159,6 +162,16 @@ describe("image path confinement", () => {
     expect(await r().resolve(`file://${join(root, "imgs/a.png")}`)).toEqual({ ok: true, image: join(root, "imgs/a.png") });
     const data = "data:image/png;base64,iVBORw0KGgo=";
     expect(await r().resolve(data)).toEqual({ ok: true, image: data });
+  });
+
+  it("with a wider root, resolves relative paths against the manifest's folder and follows symlinks into the root", async () => {
+    const wide = new ImageResolver(dirname(root), true, join(root, "imgs"));
+    expect(await wide.resolve("a.png")).toEqual({ ok: true, image: join(root, "imgs/a.png") });
+    expect(await wide.resolve("escape.png")).toEqual({ ok: true, image: join(outside, "secret.png") });
+    expect(await wide.resolve("../../../x.png")).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("escapes the image root"),
+    });
   });
 
   it("without file checks, still confines lexically", async () => {

@@ -8,11 +8,12 @@ import { runSearch } from "../../../shared/core/search/drive.ts";
 import { needsVerifier, paramsFor, settingsLabel } from "../../../shared/core/search/settings.ts";
 import { toItemId } from "../../../shared/core/ids.ts";
 import { ItemInputError, type Verifier } from "../../../workers/engine/index.ts";
-import { CliExit, EXIT_FAILURE } from "./common.ts";
+import { CliExit, EXIT_FAILURE, textOption } from "./common.ts";
 import {
   addLocalEngineOptions,
   loadLocalEngine,
   loadLocalVerifier,
+  noteBundledModel,
   openLocalItem,
   sumCounters,
   type LocalEngineCliOptions,
@@ -39,7 +40,7 @@ export const askCommand = addLocalEngineOptions(
   new Command("ask")
     .description("answer one question about one image, in four stages, on this machine")
     .requiredOption("--image <path>", "image file (PNG, JPEG, WebP, …)")
-    .requiredOption("--question <text>", "the question"),
+    .requiredOption("--question <text>", "the question", textOption("--question")),
 )
   .option("--json", "print the full trace as JSON", false)
   .action(async (o: AskOptions) => {
@@ -48,6 +49,7 @@ export const askCommand = addLocalEngineOptions(
       throw new CliExit(EXIT_FAILURE, `--image ${o.image}: cannot read the file (${error.code ?? error.message})`);
     });
     const engine = await loadLocalEngine(o.model);
+    noteBundledModel(engine, "ask");
     const itemId = toItemId(path.basename(o.image).replace(/\.[^.]*$/, "") || "item");
     const started = performance.now();
     let verifier: Verifier | null = null;

@@ -43,6 +43,14 @@ export const intOption =
     return n;
   };
 
+/** Text that must say something: an empty or blank value is a usage error, not an item that fails later. */
+export const textOption =
+  (name: string) =>
+  (value: string): string => {
+    if (value.trim() === "") throw new InvalidArgumentError(`${name} must not be empty`);
+    return value;
+  };
+
 export const secondsOption =
   (name: string) =>
   (value: string): number => {

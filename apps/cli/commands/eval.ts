@@ -8,7 +8,9 @@ import { readFile, writeFile } from "node:fs/promises";
 import { Command, InvalidArgumentError } from "commander";
 import { formatTally, normalizeAnswer, summarize, type EvalRecord, type EvalSummary } from "../../../shared/core/eval/stats.ts";
 import { readEvalSet, type EvalItem } from "../../../shared/io/eval-set.ts";
+import { evalItemsFormat, writeEvalItems, type EvalItemRow } from "../../../shared/io/eval-items.ts";
 import { runSearch } from "../../../shared/core/search/drive.ts";
+import type { SearchResult } from "../../../shared/core/search/types.ts";
 import type { Engine, Verifier } from "../../../workers/engine/index.ts";
 import { needsVerifier, paramsFor, settingsLabel, type SearchSettings } from "../../../shared/core/search/settings.ts";
 import { toItemId } from "../../../shared/core/ids.ts";
@@ -19,6 +21,7 @@ import {
   loadLocalEngine,
   loadLocalVerifier,
   localVerifierDir,
+  noteBundledModel,
   openLocalItem,
   sumCounters,
   type LocalEngineCliOptions,
@@ -37,6 +40,8 @@ interface EvalOptions extends LocalEngineCliOptions {
   concurrency: number;
   compare?: string | true;
   json?: string;
+  out?: string;
+  imageRoot?: string;
 }
 
 export interface EvalOutcome {
@@ -45,10 +50,15 @@ export interface EvalOutcome {
   settings: SearchSettings;
   summary: EvalSummary;
   failures: { id: string; reason: string }[];
+  /** One row per item, in the set's order. */
+  items: EvalItemRow[];
 }
 
 /** `stage:4:generate` → settings; the seed comes from --seed. */
-export function parseCompare(spec: string, common: Pick<SearchCliOptions, "seed" | "maxStageTokens">): SearchSettings[] {
+export function parseCompare(
+  spec: string,
+  common: Pick<SearchCliOptions, "seed" | "maxStageTokens" | "maxBeam">,
+): SearchSettings[] {
   return spec.split(",").map((part) => {
     const [strategy = "", beam = "1", judge = "score"] = part.trim().split(":");
     const n = Number(beam);
@@ -74,6 +84,26 @@ export async function evaluate(
   const started = performance.now();
   const records: EvalRecord[] = [];
   const failures: EvalOutcome["failures"] = [];
+  const rows: EvalItemRow[] = new Array(items.length);
+  const search = settingsLabel(settings);
+  const row = (item: EvalItem, result: SearchResult | null, error: string | null): EvalItemRow => ({
+    search,
+    id: item.id,
+    family: item.family ?? null,
+    gold: item.answer,
+    answer: result?.answer ?? null,
+    correct: result !== null && normalizeAnswer(result.answer) === normalizeAnswer(item.answer),
+    wellFormed: result?.wellFormed ?? false,
+    summary: result?.stages.SUMMARY ?? null,
+    caption: result?.stages.CAPTION ?? null,
+    reasoning: result?.stages.REASONING ?? null,
+    conclusion: result?.stages.CONCLUSION ?? null,
+    tokens: result?.counts.generatedTokens ?? 0,
+    candidates: result?.counts.candidates ?? 0,
+    comparisons: result?.counts.comparisons ?? 0,
+    checks: result?.counts.checks ?? 0,
+    error,
+  });
   let nextIndex = 0;
   const worker = async () => {
     for (let i = nextIndex++; i < items.length; i = nextIndex++) {
@@ -85,9 +115,10 @@ export async function evaluate(
         const open = await openLocalItem(engine, needsVerifier(settings) ? verifier : null, input, settings.judgeMode);
         try {
           const result = await runSearch(paramsFor(itemId, settings), open.executor);
+          rows[i] = row(item, result, null);
           records.push({
             ...family(item),
-            correct: normalizeAnswer(result.answer) === normalizeAnswer(item.answer),
+            correct: rows[i]!.correct,
             wellFormed: result.wellFormed,
             generatedTokens: result.counts.generatedTokens,
           });
@@ -96,7 +127,9 @@ export async function evaluate(
         }
       } catch (error) {
         // A bad item counts as wrong and is reported; the others go on.
-        failures.push({ id: item.id, reason: error instanceof Error ? error.message : String(error) });
+        const reason = error instanceof Error ? error.message : String(error);
+        failures.push({ id: item.id, reason });
+        rows[i] = row(item, null, reason);
         records.push({ ...family(item), correct: false, wellFormed: false, generatedTokens: 0 });
       }
       onItem(records.length);
@@ -108,15 +141,45 @@ export async function evaluate(
     decoderTokens: counters.decoderTokens,
     forwardPasses: counters.forwardPasses,
   });
-  return { settings, summary, failures };
+  return { settings, summary, failures, items: rows };
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const label = (o: EvalOutcome) => o.label ?? settingsLabel(o.settings);
 
-function table(rows: string[][]): string {
+/** Terminal width the tables keep to. */
+export const TABLE_WIDTH = 120;
+
+/**
+ * Rows as aligned columns. When they would run past TABLE_WIDTH, the columns after the first
+ * `keep` go into several tables, one under the other, each repeating the first `keep` columns.
+ */
+function table(rows: string[][], keep = 1): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ")).join("\n");
+  const render = (columns: number[]) =>
+    rows
+      .map((r) =>
+        columns
+          .map((c) => r[c]!.padEnd(widths[c]!))
+          .join("  ")
+          .trimEnd(),
+      )
+      .join("\n");
+  const fixed = widths.slice(0, keep).map((_, c) => c);
+  const parts: number[][] = [];
+  let part: number[] = [];
+  let width = fixed.reduce((sum, c) => sum + widths[c]! + 2, 0);
+  for (let c = keep; c < widths.length; c++) {
+    if (part.length > 0 && width + widths[c]! > TABLE_WIDTH) {
+      parts.push(part);
+      part = [];
+      width = fixed.reduce((sum, f) => sum + widths[f]! + 2, 0);
+    }
+    part.push(c);
+    width += widths[c]! + 2;
+  }
+  if (part.length > 0 || parts.length === 0) parts.push(part);
+  return parts.map((p) => render([...fixed, ...p])).join("\n\n");
 }
 
 export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
@@ -133,17 +196,20 @@ export function formatOutcomes(outcomes: readonly EvalOutcome[]): string {
     ]),
   ]);
   const families = [...new Set(outcomes.flatMap((o) => Object.keys(o.summary.byFamily)))].sort();
-  const perFamily = table([
-    ["family", "n", ...outcomes.map(label)],
-    ...families.map((f) => [
-      f,
-      String(outcomes[0]!.summary.byFamily[f]?.n ?? 0),
-      ...outcomes.map((o) => {
-        const t = o.summary.byFamily[f];
-        return t ? pct(t.accuracy) : "-";
-      }),
-    ]),
-  ]);
+  const perFamily = table(
+    [
+      ["family", "n", ...outcomes.map(label)],
+      ...families.map((f) => [
+        f,
+        String(outcomes[0]!.summary.byFamily[f]?.n ?? 0),
+        ...outcomes.map((o) => {
+          const t = o.summary.byFamily[f];
+          return t ? pct(t.accuracy) : "-";
+        }),
+      ]),
+    ],
+    2,
+  );
   const failures = outcomes.flatMap((o) => o.failures.map((f) => `  ${label(o)} ${f.id}: ${f.reason}`));
   return [
     main,
@@ -172,14 +238,24 @@ export const evalCommand = addLocalEngineOptions(
     `compare several settings, strategy[:beam[:judge]] comma separated (default: ${TABLE5}, and ${TABLE5_VERIFIER} when a verifier is there)`,
   )
   .option("--json <file>", "also write the summaries as JSON")
+  .option(
+    "--out <file>",
+    "also write one line per item (and setting): id, family, gold, answer, correct, the four stages, tokens, candidates; .jsonl or .csv",
+  )
+  .option(
+    "--image-root <dir>",
+    "local images may lie anywhere inside this folder, through symlinks too (default: the set's folder)",
+  )
   .action(async (o: EvalOptions) => {
+    if (o.out !== undefined) evalItemsFormat(o.out);
     const defaults = localVerifierDir(o.verifier) === null ? TABLE5 : `${TABLE5},${TABLE5_VERIFIER}`;
     const configs = o.compare === undefined ? [searchSettings(o)] : parseCompare(o.compare === true ? defaults : o.compare, o);
-    const set = await readEvalSet(o.set);
+    const set = await readEvalSet(o.set, o.imageRoot !== undefined ? { imageRoot: o.imageRoot } : {});
     for (const message of set.badLines) process.stderr.write(`stagebeam eval: ${set.file}: ${message}; skipped\n`);
     const items = set.items.slice(0, o.limit);
     if (items.length === 0) throw new UsageError(`--set ${o.set}: no usable items in ${set.file}`);
     const engine = await loadLocalEngine(o.model);
+    noteBundledModel(engine, "eval");
     const outcomes: EvalOutcome[] = [];
     let verifier: Verifier | null = null;
     try {
@@ -200,5 +276,18 @@ export const evalCommand = addLocalEngineOptions(
       `${items.length} items from ${o.set}${skipped}, seed ${o.seed}, model ${engine.info.digest.slice(0, 19)}…${verifierNote}\n`,
     );
     console.log(formatOutcomes(outcomes));
-    if (o.json) await writeFile(o.json, JSON.stringify(outcomes, null, 2));
+    if (o.json)
+      await writeFile(
+        o.json,
+        JSON.stringify(
+          outcomes.map(({ items: _, ...summary }) => summary),
+          null,
+          2,
+        ),
+      );
+    if (o.out)
+      await writeEvalItems(
+        o.out,
+        outcomes.flatMap((outcome) => outcome.items),
+      );
   });

@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { BUNDLED_VERIFIER, loadConfig } from "../../../shared/io/config.ts";
+import { BUNDLED_MODEL_DIR, BUNDLED_VERIFIER, loadConfig } from "../../../shared/io/config.ts";
 import { createLogger } from "../../../shared/io/logging.ts";
 import { UsageError } from "../../../shared/core/usage-error.ts";
 import type { SearchExecutor } from "../../../shared/core/search/drive.ts";
@@ -61,6 +61,18 @@ export async function loadLocalEngine(modelFlag: string | undefined, extra: Engi
     ...(config.model.dtype !== undefined ? { dtype: config.model.dtype } : {}),
     ...extra,
   });
+}
+
+/**
+ * Said once on stderr when the engine is the bundled model: it was trained on the synthetic
+ * scenes alone, so any other picture gets a confident guess in the scenes' vocabulary.
+ */
+export function noteBundledModel(engine: Engine, command: string): void {
+  if (path.resolve(engine.folder.dir) !== path.resolve(BUNDLED_MODEL_DIR)) return;
+  process.stderr.write(
+    `stagebeam ${command}: note: the bundled model knows only its synthetic scenes (coloured shapes: counts, colours, ` +
+      "shapes, comparisons; `stagebeam scenes`); it answers other pictures with guesses. Pass --model DIR or set MODEL_DIR for a real model.\n",
+  );
 }
 
 /** The verifier folder this machine would use, or null when none is set and the bundled one is not there. */

@@ -6,7 +6,7 @@ import { intOption } from "./common.ts";
 export const scenesCommand = new Command("scenes")
   .description("write a set of generated scenes (PNG files + items.jsonl) for evaluation or demos")
   .requiredOption("--out <dir>", "folder to write")
-  .option("--count <n>", "number of items", intOption("--count", 1), 100)
+  .option("--count <n>", "number of items", intOption("--count", 1, 1_000_000), 100)
   .option("--seed <n>", "seed; the same seed gives byte-identical files", intOption("--seed", 0), 7)
   .action(async (options: { out: string; count: number; seed: number }) => {
     const bar = new cliProgress.SingleBar(

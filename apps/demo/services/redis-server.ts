@@ -164,7 +164,7 @@ async function startOnce(
       const code = (spawnError as NodeJS.ErrnoException).code;
       throw new StartError(
         code === "ENOENT"
-          ? `${bin} not found on PATH; install it with scripts/ensure-system-deps.sh`
+          ? `${bin} not found on PATH; install it with scripts/ensure-system-deps.sh demo`
           : `could not start ${bin}: ${spawnError.message}`,
         false,
       );
