@@ -32,7 +32,14 @@ describe("crossBatch", () => {
   it("feeds one item's store itself (one row, broadcast), and gathers a row per sequence for several items", async () => {
     const a = item(1);
     const b = item(2);
-    const one = await crossBatch(space, 4, [0, 1, 2].map(() => ({ inputs: a, tiles: 1, from: 0 })), [0, 0, 0], [1, 1, 1], 1);
+    const one = await crossBatch(
+      space,
+      4,
+      [0, 1, 2].map(() => ({ inputs: a, tiles: 1, from: 0 })),
+      [0, 0, 0],
+      [1, 1, 1],
+      1,
+    );
     expect(one.inputs.store).toBe(a.store);
     one.release();
     const before = space.liveStores;

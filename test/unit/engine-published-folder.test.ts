@@ -190,7 +190,9 @@ describe("model families", () => {
     const florence = await loadError(loadModelFolder(await asFamily("florence2")));
     expect(florence.message).toMatch(/^config\.json: model_type: not supported: florence2 \(an encoder-decoder model/);
     const onevision = await loadError(loadModelFolder(await asFamily("llava_onevision")));
-    expect(onevision.message).toMatch(/not supported: llava_onevision \(LLaVA-OneVision's anyres tiling .* is not implemented here/);
+    expect(onevision.message).toMatch(
+      /not supported: llava_onevision \(LLaVA-OneVision's anyres tiling .* is not implemented here/,
+    );
     const other = await loadError(loadModelFolder(await asFamily("blip_2")));
     expect(other.message).toMatch(
       /not supported: blip_2 \(a model type this engine does not know\); expected one of stagebeam-tiny, llava/,
