@@ -12,6 +12,10 @@
  *
  *   npm run bench:engine -- [--items 30] [--beam 4] [--seed 1] [--concurrency 8] [--model DIR] [--verifier DIR]
  *                           [--max-stage-tokens L] [--judge-max-tokens J] [--decode-tokens 128] [--decode-repeats 3]
+ *                           [--rows score,generate,reference,verifier,decode]
+ *
+ * `--rows` runs only some of the rows (score is always run): on a slow machine or a large model,
+ * `--rows score,reference` is the side-by-side comparison the target is about.
  *
  * With the benchmark model (`npm run bench:model`, which never samples end of sequence or a
  * stage end tag) and --max-stage-tokens L, every candidate runs exactly L tokens and every
@@ -49,8 +53,13 @@ const { values } = parseArgs({
     "judge-max-tokens": { type: "string" },
     "decode-tokens": { type: "string", default: "128" },
     "decode-repeats": { type: "string", default: "3" },
+    rows: { type: "string", default: "score,generate,reference,verifier,no-merge,decode" },
   },
 });
+const ROWS = ["score", "generate", "reference", "verifier", "no-merge", "decode"];
+const wanted = new Set(values.rows.split(","));
+const unknownRow = [...wanted].find((r) => !ROWS.includes(r));
+if (unknownRow !== undefined) throw new Error(`--rows: unknown row ${unknownRow}; expected some of ${ROWS.join(", ")}`);
 
 const model = path.resolve(values.model);
 const setDir = await mkdtemp(path.join(tmpdir(), "bench-engine-"));
@@ -75,14 +84,15 @@ console.log(
 console.log(`load average at start: ${load()}\n`);
 
 const bundledVerifier = existsSync(BUNDLED_VERIFIER_DIR) && model === path.resolve(BUNDLED_MODEL);
-const verifierDir =
-  values.verifier !== undefined
+const verifierDir = !wanted.has("verifier")
+  ? ""
+  : values.verifier !== undefined
     ? path.resolve(values.verifier)
     : bundledVerifier
       ? BUNDLED_VERIFIER_DIR
       : await selfVerifierFolder(setDir, undefined, model);
 const ownVerifier = values.verifier === undefined && !bundledVerifier;
-console.log(`verifier: ${verifierDir}${ownVerifier ? " (the policy as its own verifier)" : ""}`);
+if (wanted.has("verifier")) console.log(`verifier: ${verifierDir}${ownVerifier ? " (the policy as its own verifier)" : ""}`);
 
 const search = (
   label: string,
@@ -108,12 +118,23 @@ const search = (
   });
 const ours = await search("stagebeam (score judge)", false, "score", Number(values.concurrency));
 // Without merging, as the reference judges: a sampled verdict per pair, so the answers can be compared.
-const oursGenerate = await search("stagebeam (generate judge, no merge)", false, "generate", Number(values.concurrency), false);
-const reference = await search("reference pattern", true, "generate", 1);
-const oursVerifier = await search("stagebeam (verifier)", false, "verifier", Number(values.concurrency));
-const oursNoMerge = await search("stagebeam (score judge, no merge)", false, "score", Number(values.concurrency), false);
-const verifierNoMerge = await search("stagebeam (verifier, no merge)", false, "verifier", Number(values.concurrency), false);
-const rows = [ours, oursGenerate, reference, oursVerifier, oursNoMerge, verifierNoMerge];
+const oursGenerate = wanted.has("generate")
+  ? await search("stagebeam (generate judge, no merge)", false, "generate", Number(values.concurrency), false)
+  : null;
+const reference = wanted.has("reference") ? await search("reference pattern", true, "generate", 1) : null;
+const oursVerifier = wanted.has("verifier")
+  ? await search("stagebeam (verifier)", false, "verifier", Number(values.concurrency))
+  : null;
+const oursNoMerge = wanted.has("no-merge")
+  ? await search("stagebeam (score judge, no merge)", false, "score", Number(values.concurrency), false)
+  : null;
+const verifierNoMerge =
+  wanted.has("no-merge") && oursVerifier !== null
+    ? await search("stagebeam (verifier, no merge)", false, "verifier", Number(values.concurrency), false)
+    : null;
+const rows = [ours, oursGenerate, reference, oursVerifier, oursNoMerge, verifierNoMerge].filter(
+  (r): r is SearchMeasurement => r !== null,
+);
 
 function describe(s: ModelShape): string {
   const embeddings = s.embeddingTable ? "a table in memory" : "embed_tokens.onnx per call (table over the size limit)";
@@ -143,21 +164,36 @@ for (const r of table)
 console.log("(shares of wall time; other = sampling, stop checks, KV assembly, tokenizing, judge bookkeeping)");
 
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-const wallRatio = reference.outcome.summary.seconds / ours.outcome.summary.seconds;
-console.log(
-  `\nwall time, reference / stagebeam:            ${ratio(reference.outcome.summary.seconds, ours.outcome.summary.seconds)} (score judge)  ${ratio(reference.outcome.summary.seconds, oursGenerate.outcome.summary.seconds)} (generate judge)`,
-);
-console.log(
-  `decoder tokens, reference / stagebeam:       ${ratio(reference.counters.decoderTokens, ours.counters.decoderTokens)} (score judge)  ${ratio(reference.counters.decoderTokens, oursGenerate.counters.decoderTokens)} (generate judge)`,
-);
-console.log(
-  `accuracy equal, stagebeam (generate) vs reference: ${oursGenerate.outcome.summary.overall.correct === reference.outcome.summary.overall.correct}`,
-);
+const verdict = (value: number, target: number) =>
+  `${value.toFixed(2)}× (target ≥ ${target}×: ${value >= target ? "met" : "not met"})`;
+const targets: string[] = [];
+if (reference !== null) {
+  const versus = (of: (r: SearchMeasurement) => number) =>
+    `${ratio(of(reference), of(ours))} (score judge)` +
+    (oursGenerate === null ? "" : `  ${ratio(of(reference), of(oursGenerate))} (generate judge)`);
+  console.log(`\nwall time, reference / stagebeam:            ${versus((r) => r.outcome.summary.seconds)}`);
+  console.log(`decoder tokens, reference / stagebeam:       ${versus((r) => r.counters.decoderTokens)}`);
+  if (oursGenerate !== null)
+    console.log(
+      `accuracy equal, stagebeam (generate) vs reference: ${oursGenerate.outcome.summary.overall.correct === reference.outcome.summary.overall.correct}`,
+    );
+  targets.push(
+    `wall time reference / stagebeam (score judge) ${verdict(reference.outcome.summary.seconds / ours.outcome.summary.seconds, TARGET_WALL_RATIO)}`,
+  );
+}
 const sameAnswers = (a: SearchMeasurement, b: SearchMeasurement) =>
   a.outcome.items.every((row, i) => row.id === b.outcome.items[i]?.id && row.answer === b.outcome.items[i]?.answer);
-console.log(
-  `decoder tokens, no merge / merge:            ${ratio(oursNoMerge.counters.decoderTokens, ours.counters.decoderTokens)} (score judge)  ${ratio(verifierNoMerge.counters.decoderTokens, oursVerifier.counters.decoderTokens)} (verifier); same answers: ${sameAnswers(ours, oursNoMerge)} (score judge)  ${sameAnswers(oursVerifier, verifierNoMerge)} (verifier)`,
-);
+if (oursNoMerge !== null) {
+  const verifierPart =
+    oursVerifier === null || verifierNoMerge === null
+      ? ""
+      : `  ${ratio(verifierNoMerge.counters.decoderTokens, oursVerifier.counters.decoderTokens)} (verifier)`;
+  const verifierSame =
+    oursVerifier === null || verifierNoMerge === null ? "" : `  ${sameAnswers(oursVerifier, verifierNoMerge)} (verifier)`;
+  console.log(
+    `decoder tokens, no merge / merge:            ${ratio(oursNoMerge.counters.decoderTokens, ours.counters.decoderTokens)} (score judge)${verifierPart}; same answers: ${sameAnswers(ours, oursNoMerge)} (score judge)${verifierSame}`,
+  );
+}
 if (maxStageTokens !== undefined) {
   const expected = itemCount * STAGES.length * beam * maxStageTokens;
   const fixed = rows.every((r) => r.counters.generatedTokens === expected && r.outcome.failures.length === 0);
@@ -166,19 +202,17 @@ if (maxStageTokens !== undefined) {
   );
 }
 
-const decodeShape = { candidates: 8, maxTokens: Number(values["decode-tokens"]), repeats: Number(values["decode-repeats"]) };
-const decode = (maxBatch: number) =>
-  measureInChild({ kind: "decode", label: `batch ${maxBatch}`, model, maxBatch, ...decodeShape });
-const b1 = await decode(1);
-const b8 = await decode(8);
-const batchRatio = b8.tokensPerSecond / b1.tokensPerSecond;
-console.log(
-  `decode tokens/s: batch 1 ${b1.tokensPerSecond.toFixed(1)}, batch 8 ${b8.tokensPerSecond.toFixed(1)} (${ratio(b8.tokensPerSecond, b1.tokensPerSecond)}); same texts: ${b1.texts.every((t, i) => t === b8.texts[i])}; peak RSS ${b1.peakRssMB.toFixed(0)} / ${b8.peakRssMB.toFixed(0)} MB`,
-);
-const verdict = (value: number, target: number) =>
-  `${value.toFixed(2)}× (target ≥ ${target}×: ${value >= target ? "met" : "not met"})`;
-console.log(
-  `targets: wall time reference / stagebeam (score judge) ${verdict(wallRatio, TARGET_WALL_RATIO)}; decode batch 8 / batch 1 ${verdict(batchRatio, TARGET_BATCH_RATIO)}`,
-);
+if (wanted.has("decode")) {
+  const decodeShape = { candidates: 8, maxTokens: Number(values["decode-tokens"]), repeats: Number(values["decode-repeats"]) };
+  const decode = (maxBatch: number) =>
+    measureInChild({ kind: "decode", label: `batch ${maxBatch}`, model, maxBatch, ...decodeShape });
+  const b1 = await decode(1);
+  const b8 = await decode(8);
+  console.log(
+    `decode tokens/s: batch 1 ${b1.tokensPerSecond.toFixed(1)}, batch 8 ${b8.tokensPerSecond.toFixed(1)} (${ratio(b8.tokensPerSecond, b1.tokensPerSecond)}); same texts: ${b1.texts.every((t, i) => t === b8.texts[i])}; peak RSS ${b1.peakRssMB.toFixed(0)} / ${b8.peakRssMB.toFixed(0)} MB`,
+  );
+  targets.push(`decode batch 8 / batch 1 ${verdict(b8.tokensPerSecond / b1.tokensPerSecond, TARGET_BATCH_RATIO)}`);
+}
+if (targets.length > 0) console.log(`targets: ${targets.join("; ")}`);
 console.log(`load average at end: ${load()}`);
 console.log(`\n${formatOutcomes(rows.map((r) => r.outcome))}`);

@@ -26,6 +26,8 @@ sampled. Every candidate then runs to its token cap and a stage search walks all
 ONNX Runtime folds them back to float32 when it loads); `--kv float16` makes past/present
 float16 at the decoder's boundary (the engine then keeps its KV caches in half precision).
 Same seed, same options: the same weights.
+
+`--family mllama` (first) writes a Llama-3.2-Vision folder instead: see make_bench_mllama.py.
 """
 
 from __future__ import annotations
@@ -276,4 +278,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `--family mllama` writes a Llama-3.2-Vision folder instead (make_bench_mllama.py, its own options).
+    if sys.argv[1:3] == ["--family", "mllama"]:
+        sys.path.insert(0, HERE)
+        import make_bench_mllama  # noqa: E402
+
+        make_bench_mllama.main(sys.argv[3:])
+    else:
+        main()

@@ -28,9 +28,11 @@ export function timePhases(runner: ModelRunner): PhaseSeconds {
   const seconds: PhaseSeconds = { vision: 0, embed: 0, prefill: 0, decode: 0 };
   const forward = runner.forward.bind(runner);
   const encodeImages = runner.encodeImages.bind(runner);
+  const encodeCross = runner.encodeCross.bind(runner);
   const embedIds = runner.embedIds.bind(runner);
   runner.forward = (input) => timed(seconds, input.steps === 1 && input.past > 0 ? "decode" : "prefill", () => forward(input));
   runner.encodeImages = (...args) => timed(seconds, "vision", () => encodeImages(...args));
+  runner.encodeCross = (...args) => timed(seconds, "vision", () => encodeCross(...args));
   runner.embedIds = (ids) => timed(seconds, "embed", () => embedIds(ids));
   return seconds;
 }

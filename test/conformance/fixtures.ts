@@ -32,3 +32,25 @@ export async function makeFixtures(): Promise<Fixtures> {
     remove: () => rmSync(root, { recursive: true, force: true }),
   };
 }
+
+export interface MllamaFixture {
+  /** The Hugging Face-layout checkpoint (bf16 shards + index) the exporter read. */
+  checkpoint: string;
+  /** The exported model folder (fp32 and fp16 sessions). */
+  dir: string;
+  /** Synthetic images by name, and reference.json: the numpy processor's tensors for each. */
+  images: string;
+  remove(): void;
+}
+
+/** The mllama fixture: a tiny checkpoint written, exported by models/export, and its processor reference (about 10 s). */
+export function makeMllamaFixture(): MllamaFixture {
+  const root = mkdtempSync(path.join(tmpdir(), "stagebeam-mllama-"));
+  execFileSync("/usr/bin/python3", ["test/conformance/make_fixtures.py", root, "--family", "mllama"], { stdio: "pipe" });
+  return {
+    checkpoint: path.join(root, "mllama-checkpoint"),
+    dir: path.join(root, "mllama"),
+    images: path.join(root, "mllama-images"),
+    remove: () => rmSync(root, { recursive: true, force: true }),
+  };
+}

@@ -1,6 +1,7 @@
 /**
  * Published-layout models through the fleet: for each conformance fixture (tiny random-weight
- * LLaVA, Idefics3, Qwen2-VL and Qwen2.5-VL folders as onnx-community lays them out), stage-level search N=2
+ * LLaVA, Idefics3, Qwen2-VL and Qwen2.5-VL folders as onnx-community lays them out, and Llama-3.2-Vision
+ * (mllama) as stagebeam's exporter writes it from a Hugging Face checkpoint), stage-level search N=2
  * on real servers (redis-server, embedded S3, in-process fleet workers over the engine host)
  * gives every item the same trace as the in-process driver. The text is noise: what matters is
  * that all four stages are searched (or truncated with a record) and the traces agree.
@@ -32,7 +33,8 @@ let manifest: string;
 beforeAll(async () => {
   env = await startFleetEnv();
   fixtures = join(env.tmp, "fixtures");
-  execFileSync("/usr/bin/python3", ["test/conformance/make_fixtures.py", fixtures, "--family", "all"], { stdio: "pipe" });
+  for (const family of ["all", "mllama"])
+    execFileSync("/usr/bin/python3", ["test/conformance/make_fixtures.py", fixtures, "--family", family], { stdio: "pipe" });
   const set = join(env.tmp, "set");
   await mkdir(set, { recursive: true });
   for (const name of IMAGES) await copyFile(join(DEMO_SAMPLE, name), join(set, name));
@@ -46,7 +48,7 @@ afterAll(async () => {
 });
 
 describe("published-layout models through the fleet", () => {
-  for (const family of FAMILIES) {
+  for (const family of [...FAMILIES, "mllama"]) {
     it(`${family}: stage-level N=2 through BullMQ jobs gives the in-process driver's trace`, async () => {
       const config = loadConfig({ ...env.env, MODEL_DIR: join(fixtures, family) }, ["model", "engine", "s3", "worker"]);
       const host: ModelHost = await createModelHost(config, { logger, metrics: createMetrics({ defaultMetrics: false }) });

@@ -20,6 +20,7 @@ const SPEC: ModelSpec = {
   imageTokenId: 4,
   imageSeqLength: null,
   numLayers: 1,
+  crossAttentionLayers: [],
   numKvHeads: 1,
   headDim: 1,
   hiddenSize: HIDDEN,
@@ -41,6 +42,7 @@ const CONTRACT: SessionContract = {
   positionAxes: 3,
   visionExtras: [],
   imageSize: null,
+  cross: null,
 };
 
 /** A decoder that returns, for row b and absolute step t, logits all equal to 100·b + t, for the steps kept. */

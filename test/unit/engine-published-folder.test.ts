@@ -189,11 +189,20 @@ describe("model families", () => {
   it("refuses an unknown or unsupported family with the reason", async () => {
     const florence = await loadError(loadModelFolder(await asFamily("florence2")));
     expect(florence.message).toMatch(/^config\.json: model_type: not supported: florence2 \(an encoder-decoder model/);
-    const mllama = await loadError(loadModelFolder(await asFamily("mllama")));
-    expect(mllama.message).toMatch(/not supported: mllama \(Llama-3\.2-Vision feeds the image through cross-attention/);
+    const onevision = await loadError(loadModelFolder(await asFamily("llava_onevision")));
+    expect(onevision.message).toMatch(
+      /not supported: llava_onevision \(LLaVA-OneVision's anyres tiling .* is not implemented here/,
+    );
     const other = await loadError(loadModelFolder(await asFamily("blip_2")));
     expect(other.message).toMatch(
       /not supported: blip_2 \(a model type this engine does not know\); expected one of stagebeam-tiny, llava/,
+    );
+  });
+
+  it("names mllama's missing cross-attention layers", async () => {
+    const mllama = await loadError(loadModelFolder(await asFamily("mllama")));
+    expect(mllama.message).toMatch(
+      /^config\.json: text_config\.cross_attention_layers: missing; expected the decoder layers that cross-attend to the image/,
     );
   });
 

@@ -10,6 +10,7 @@ const SPEC: ModelSpec = {
   imageTokenId: 6,
   imageSeqLength: 4,
   numLayers: 2,
+  crossAttentionLayers: [],
   numKvHeads: 2,
   headDim: 8,
   hiddenSize: 16,

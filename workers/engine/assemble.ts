@@ -218,6 +218,8 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
       hidden,
       vocab,
       counters,
+      // mllama's prompt holds <|image|>, an embedded id past the predicted vocabulary.
+      contract.cross === null ? vocab : Math.max(vocab, tokenizer.vocabSize),
     );
     const table = await runner.loadEmbeddingTable(options.embeddingTableMaxBytes ?? DEFAULTS.embeddingTableMaxBytes);
     counters.embedCalls = 0;
@@ -235,7 +237,9 @@ export async function assembleEngine(dir: string, options: EngineOptions = {}): 
     );
     // Built now, so the first sentence-level request does not block the event loop on it.
     stops.table({ kind: "sentence" });
-    const executor = new BatchExecutor(runner, sampler, { imageTokenId: folder.spec.imageTokenId, observer: options.observer });
+    // A cross-attention model's image token is an ordinary embedded token: no features go in its place.
+    const featureTokenId = contract.cross === null ? folder.spec.imageTokenId : -1;
+    const executor = new BatchExecutor(runner, sampler, { imageTokenId: featureTokenId, observer: options.observer });
     const scheduler = new Scheduler(executor, {
       maxBatch,
       maxPrefillSlots,

@@ -10,8 +10,9 @@
  */
 import type { Stop } from "../../shared/core/search/types.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
+import { crossBatch, type CrossRow } from "./cross.ts";
 import { commonPrefix, type ItemContext } from "./item.ts";
-import { truncateView, type FloatArray, type KvStore, type KvView } from "./kv.ts";
+import { truncateView, type FloatArray, type ItemDecoderInputs, type KvStore, type KvView } from "./kv.ts";
 import type { PrefillResult } from "./batch-executor.ts";
 import { decodePositionIds } from "./positions.ts";
 import type { ModelRunner } from "./runner.ts";
@@ -89,6 +90,18 @@ export interface BackendParts {
 /** Shortest run of new tokens worth a shared-prefix cache entry. */
 const MIN_SHARED_TOKENS = 16;
 
+/** mllama: a sequence's view of its item's cross-attention states (the image seen from its image token on). */
+function crossRow(
+  ctx: ItemContext,
+  inputs: ItemDecoderInputs | null,
+  ids: readonly number[],
+  imageId: number,
+): CrossRow | undefined {
+  if (inputs === null) return undefined;
+  const from = ids.indexOf(imageId);
+  return { inputs, tiles: ctx.crossTiles, from: from < 0 ? Number.POSITIVE_INFINITY : from };
+}
+
 function countImageTokens(ids: readonly number[], end: number, imageId: number): number {
   let n = 0;
   for (let i = 0; i < end; i++) if (ids[i] === imageId) n++;
@@ -124,16 +137,19 @@ export class CachedBackend implements Backend {
   constructor(private readonly p: BackendParts) {}
 
   async open(ctx: ItemContext): Promise<void> {
-    ctx.features = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
-    ctx.vision = null; // the features are all that is needed from here on
+    // The image once per item: features for the image-token families, cross-attention states (mllama) otherwise.
+    if (this.p.runner.contract.cross !== null) ctx.decoderInputs = await this.p.runner.encodeCross(ctx.id, ctx.vision!);
+    else ctx.features = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
+    ctx.vision = null; // the features (or states) are all that is needed from here on
     await ctx.cache.getOrCreate(ctx.promptIds, async () => {
       const [r] = await this.p.scheduler.prefill([
         {
           base: null,
           ids: ctx.promptIds,
-          image: { features: ctx.features!, first: 0 },
+          image: ctx.features === null ? undefined : { features: ctx.features, first: 0 },
           positions: ctx.positions.span(ctx.promptIds, 0),
           keepKv: true,
+          cross: crossRow(ctx, ctx.decoderInputs, ctx.promptIds, this.p.tokenizer.imageTokenId),
         },
       ]);
       return { ids: ctx.promptIds, kv: r!.kv!, logits: r!.logits, pinned: true };
@@ -156,7 +172,7 @@ export class CachedBackend implements Backend {
     const base: KvView | null = best === null || reuse === 0 ? null : truncateView(best.entry.kv, reuse);
     const imageId = this.p.tokenizer.imageTokenId;
     const fresh = ids.slice(reuse);
-    const needsImage = fresh.includes(imageId);
+    const needsImage = fresh.includes(imageId) && ctx.decoderInputs === null;
     if (needsImage && ctx.features === null) throw new Error(`item ${ctx.id}: image features are missing`);
     this.p.runner.counters.cachedTokens += reuse;
     const [r] = await this.p.scheduler.prefill([
@@ -167,6 +183,7 @@ export class CachedBackend implements Backend {
         positions: ctx.positions.span(ids, reuse),
         keepKv,
         logitsAt: at.map((p) => p - reuse),
+        cross: crossRow(ctx, ctx.decoderInputs, ids, imageId),
       },
     ]);
     return r!;
@@ -211,6 +228,7 @@ export class CachedBackend implements Backend {
                 ids,
                 positions: ctx.positions.span([...prompt.ids, ...ids], prompt.ids.length),
                 keepKv: false,
+                cross: crossRow(ctx, ctx.decoderInputs, prompt.ids, this.p.tokenizer.imageTokenId),
               })),
             );
           }
@@ -293,6 +311,7 @@ export class CachedBackend implements Backend {
             maxLength: contextLength,
             purpose: c.purpose,
             positionOffset: ctx.positions.decodeOffset(c.ids),
+            cross: crossRow(ctx, ctx.decoderInputs, c.ids, tokenizer.imageTokenId),
           });
           specIndex.push(i);
           return;
@@ -337,18 +356,31 @@ export class ReferenceBackend implements Backend {
     // The reference keeps nothing between candidates.
   }
 
-  /** Re-encodes the image and runs the whole sequence, as the reference does for every candidate. */
+  /**
+   * Re-encodes the image and runs the whole sequence, as the reference does for every candidate.
+   * mllama's cross-attention states come back (the caller's reference) only when `keepCross`.
+   */
   private async fullPass(
     ctx: ItemContext,
     ids: readonly number[],
     keepKv: boolean,
     at: readonly number[] = [],
-  ): Promise<{ kv: KvView | null; logits: Float32Array; at: Float32Array[] }> {
-    const features: FloatArray = await this.p.runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount);
-    const [r] = await this.p.scheduler.prefill([
-      { base: null, ids, image: { features, first: 0 }, positions: ctx.positions.span(ids, 0), keepKv, logitsAt: at },
-    ]);
-    return r!;
+    keepCross = false,
+  ): Promise<{ kv: KvView | null; logits: Float32Array; at: Float32Array[]; cross: CrossRow | undefined }> {
+    const { runner, tokenizer } = this.p;
+    let image: { features: FloatArray; first: number } | undefined;
+    let cross: CrossRow | undefined;
+    if (runner.contract.cross !== null)
+      cross = crossRow(ctx, await runner.encodeCross(ctx.id, ctx.vision!), ids, tokenizer.imageTokenId);
+    else image = { features: await runner.encodeImages(ctx.id, ctx.vision!, ctx.imageTokenCount), first: 0 };
+    try {
+      const [r] = await this.p.scheduler.prefill([
+        { base: null, ids, image, positions: ctx.positions.span(ids, 0), keepKv, logitsAt: at, cross },
+      ]);
+      return { ...r!, cross: keepCross ? cross : undefined };
+    } finally {
+      if (!keepCross) cross?.inputs.store.release();
+    }
   }
 
   async positionLogits(ctx: ItemContext, sequences: readonly ReadSequence[]): Promise<Float32Array[][]> {
@@ -381,7 +413,7 @@ export class ReferenceBackend implements Backend {
 
   private async one(ctx: ItemContext, c: Continuation, sampling: SamplingParams): Promise<ContinuationResult> {
     const { runner, sampler, stops, tokenizer, contextLength } = this.p;
-    const first = await this.fullPass(ctx, c.ids, true);
+    const first = await this.fullPass(ctx, c.ids, true, [], true);
     let logits = first.logits;
     let cache: KvStore = first.kv!.store;
     let length = c.ids.length;
@@ -417,7 +449,19 @@ export class ReferenceBackend implements Backend {
         const embeds = await runner.embedIds([token]);
         const mask = new BigInt64Array(length + 1).fill(1n);
         const positions = decodePositionIds([{ length, offset }], runner.contract.positionAxes);
-        const o = await runner.forward({ rows: 1, steps: 1, past: length, embeds, mask, positions, cache });
+        const cross =
+          first.cross && (await crossBatch(runner.kv, runner.contract.cross!.maxTiles, [first.cross], [length], [1], 1));
+        const o = await runner.forward({
+          rows: 1,
+          steps: 1,
+          past: length,
+          embeds,
+          mask,
+          positions,
+          cache,
+          itemInputs: cross?.inputs,
+          crossMask: cross?.mask,
+        });
         countDecodeStep(runner.counters, 1);
         logits = o.logits;
         cache.release();
@@ -426,6 +470,7 @@ export class ReferenceBackend implements Backend {
       }
     } finally {
       cache.release();
+      first.cross?.inputs.store.release();
     }
     const tokens = stop.tokens;
     // Kept tokens are the sampled ones less a dropped last one (eos, a sentence's lookahead).

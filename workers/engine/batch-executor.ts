@@ -11,6 +11,7 @@
  */
 import type { Rng } from "../../shared/core/random.ts";
 import { countDecodeStep, countSampledToken, type TokenPurpose } from "./counters.ts";
+import { crossBatch, type CrossBatch, type CrossRow } from "./cross.ts";
 import { allocFloat, wholeView, type FloatArray, type KvStore, type KvView } from "./kv.ts";
 import { decodePositionIds } from "./positions.ts";
 import type { DecoderOutput, ModelRunner } from "./runner.ts";
@@ -32,6 +33,8 @@ export interface PrefillRow {
   keepKv: boolean;
   /** Indices into `ids` whose logits are wanted besides the last (a verifier's step markers). */
   logitsAt?: readonly number[] | undefined;
+  /** mllama: the item's cross-attention states and where the row's image token is. */
+  cross?: CrossRow | undefined;
 }
 
 export interface PrefillResult {
@@ -61,6 +64,8 @@ export interface DecodeRowSpec {
   purpose: TokenPurpose;
   /** A step's position is the cache length + this, on every axis (the item's PositionRule.decodeOffset). */
   positionOffset: number;
+  /** mllama: the item's cross-attention states and where the sequence's image token is. */
+  cross?: CrossRow | undefined;
 }
 
 /** A sequence in a decode step. */
@@ -113,6 +118,20 @@ export class BatchExecutor {
       const available = row.image === undefined ? 0 : row.image.features.length / this.runner.hidden - row.image.first;
       if (images > available) throw new Error(`prefill row has ${images} image tokens but ${available} image features`);
     }
+  }
+
+  /** The call's cross inputs when the decoder takes them (every row must carry its item's), else null. */
+  private async cross(
+    rows: readonly (CrossRow | undefined)[],
+    starts: readonly number[],
+    lengths: readonly number[],
+    steps: number,
+  ): Promise<CrossBatch | null> {
+    const contract = this.runner.contract.cross;
+    if (contract === null) return null;
+    if (rows.some((r) => r === undefined))
+      throw new Error("a row without cross-attention states in a decoder call that needs them");
+    return crossBatch(this.runner.kv, contract.maxTiles, rows as CrossRow[], starts, lengths, steps);
   }
 
   private observe(call: (o: EngineObserver) => void): void {
@@ -173,12 +192,31 @@ export class BatchExecutor {
     // New tokens are right-padded: the earliest step whose logits are read is the shortest row's
     // last token, or a row's first `logitsAt`.
     const keepLogits = T - Math.min(...rows.map((r) => Math.min(r.ids.length - 1, ...(r.logitsAt ?? []))));
+    let cross: CrossBatch | null = null;
     const started = performance.now();
     let out: DecoderOutput;
     try {
-      out = await runner.forward({ rows: B, steps: T, past: P, embeds, mask, positions, cache, keepLogits });
+      cross = await this.cross(
+        rows.map((r) => r.cross),
+        rows.map((r) => r.base?.length ?? 0),
+        rows.map((r) => r.ids.length),
+        T,
+      );
+      out = await runner.forward({
+        rows: B,
+        steps: T,
+        past: P,
+        embeds,
+        mask,
+        positions,
+        cache,
+        keepLogits,
+        itemInputs: cross?.inputs,
+        crossMask: cross?.mask,
+      });
     } finally {
       cache?.release();
+      cross?.release();
     }
     this.observe((o) => o.prefill?.(B, flat.length, (performance.now() - started) / 1000));
     const K = out.logitSteps;
@@ -246,13 +284,31 @@ export class BatchExecutor {
       runner.contract.positionAxes,
     );
 
+    let cross: CrossBatch | null = null;
     const started = performance.now();
     let out: DecoderOutput;
     try {
-      out = await runner.forward({ rows: B, steps: 1, past: P, embeds, mask, positions, cache });
+      cross = await this.cross(
+        rows.map((r) => r.spec.cross),
+        rows.map((r) => r.length),
+        rows.map(() => 1),
+        1,
+      );
+      out = await runner.forward({
+        rows: B,
+        steps: 1,
+        past: P,
+        embeds,
+        mask,
+        positions,
+        cache,
+        itemInputs: cross?.inputs,
+        crossMask: cross?.mask,
+      });
     } finally {
       // A gathered batch served this call only; a step cache is its holder's.
       if (past === null) cache?.release();
+      cross?.release();
     }
     this.observe((o) => o.decodeStep?.(B, (performance.now() - started) / 1000));
     countDecodeStep(runner.counters, B);

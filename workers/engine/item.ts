@@ -105,6 +105,8 @@ export class ItemContext {
    * keys/values), in the decoder's KV space; the item holds one reference, released on close.
    */
   decoderInputs: ItemDecoderInputs | null = null;
+  /** @internal mllama: the image's real tiles, which tokens from the image token on see in decoderInputs. */
+  readonly crossTiles: number;
   /**
    * @internal the processed image the vision encoder is fed; kept only by the reference pattern,
    * which re-encodes it per candidate.
@@ -132,8 +134,9 @@ export class ItemContext {
     this.imageTokenCount = processed.imageTokenCount;
     this.positions = processed.positions;
     this.expandPrompt = processed.expand;
-    const { pixelValues, pixelAttentionMask, imageGridThw } = processed;
-    this.vision = { pixelValues, pixelAttentionMask, imageGridThw };
+    const { pixelValues, pixelAttentionMask, imageGridThw, crossImage } = processed;
+    this.vision = { pixelValues, pixelAttentionMask, imageGridThw, crossImage };
+    this.crossTiles = crossImage?.tiles ?? 0;
     this.cache = new PrefixCache(cacheEntries);
   }
 

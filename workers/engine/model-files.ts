@@ -148,7 +148,10 @@ export async function resolveSessionFiles(
         offered.length > 0
           ? `the folder has dtypes ${offered.join(", ")} for ${session}`
           : `the folder has no ${session} file (${session}<suffix>.onnx) ${inSubfolder ? `in ${ONNX_SUBFOLDER}/` : "at its root or in onnx/"}`;
-      throw new ModelFolderError(dir, at(name), `not found (dtype ${dtype}); ${has}`);
+      const checkpoint = rootEntries.some((f) => f.endsWith(".safetensors"))
+        ? `; the folder holds safetensors weights (a Hugging Face checkpoint): make an ONNX model folder from it with \`stagebeam model export ${dir} --out ${dir}-onnx\` (mllama; models/export/README.md)`
+        : "";
+      throw new ModelFolderError(dir, at(name), `not found (dtype ${dtype}); ${has}${checkpoint}`);
     }
     files[session] = { session, dtype, file: at(name), externalData: externalDataOf(entries, name).map(at) };
   }

@@ -66,7 +66,10 @@ export interface ModelSpec {
   imageTokenId: number;
   /** Image tokens per image (per tile for Idefics3); null when the family computes it per image (Qwen2-VL). */
   imageSeqLength: number | null;
+  /** Decoder layers with a self-attention KV cache (past_key_values.0 … numLayers - 1): all of them but the cross-attention ones. */
   numLayers: number;
+  /** mllama: the decoder layers that cross-attend to the image (text_config.cross_attention_layers); empty for other families. */
+  crossAttentionLayers: number[];
   numKvHeads: number;
   headDim: number;
   hiddenSize: number | null;
@@ -227,7 +230,7 @@ function imageSeqLength(
   fromConfig: number | undefined,
   processor: z.output<typeof ProcessorConfigSchema> | null,
 ): number | null {
-  if (family.imageTokens === "image") return null;
+  if (family.imageTokens === "image" || family.imageTokens === "cross") return null;
   if (family.imageTokens === "processor") {
     if (processor?.image_seq_len === undefined) {
       throw new ModelFolderError(
@@ -262,6 +265,27 @@ function fixedResize(raw: Record<string, unknown>): PreprocessorSpec {
     mean: triple(pre.image_mean),
     std: triple(pre.image_std),
   };
+}
+
+/** text_config.cross_attention_layers of an mllama config: distinct layer indices below num_hidden_layers, not all of them. */
+function crossLayers(dir: string, cfg: { cross_attention_layers?: number[] | undefined; num_hidden_layers: number }): number[] {
+  const layers = cfg.cross_attention_layers;
+  if (layers === undefined || layers.length === 0) {
+    throw new ModelFolderError(
+      dir,
+      "config.json",
+      "text_config.cross_attention_layers: missing; expected the decoder layers that cross-attend to the image",
+    );
+  }
+  const bad = layers.find((l, i) => l >= cfg.num_hidden_layers || layers.indexOf(l) !== i);
+  if (bad !== undefined || layers.length >= cfg.num_hidden_layers) {
+    throw new ModelFolderError(
+      dir,
+      "config.json",
+      `text_config.cross_attention_layers: [${layers.join(", ")}]; expected distinct indices below num_hidden_layers ${cfg.num_hidden_layers}, leaving self-attention layers`,
+    );
+  }
+  return [...layers].sort((a, b) => a - b);
 }
 
 async function listFolder(dir: string): Promise<string[]> {
@@ -344,11 +368,13 @@ export async function loadModelFolder(dirInput: string, options: LoadModelFolder
       `hidden_size ${cfg.hidden_size} is not a multiple of num_attention_heads ${cfg.num_attention_heads}; expected head_dim`,
     );
   }
+  const crossAttentionLayers = family.vision === "cross" ? crossLayers(dir, cfg) : [];
   const spec: ModelSpec = {
     modelType: cfg.model_type ?? null,
     imageTokenId: cfg.image_token_id,
     imageSeqLength: imageSeqLength(dir, family, cfg.image_seq_length, processor),
-    numLayers: cfg.num_hidden_layers,
+    numLayers: cfg.num_hidden_layers - crossAttentionLayers.length,
+    crossAttentionLayers,
     numKvHeads: cfg.num_key_value_heads,
     headDim,
     hiddenSize: cfg.hidden_size ?? null,

@@ -45,6 +45,7 @@ export const ModelConfigSchema = z
     bos_token_id: tokenIds.optional(),
     eos_token_id: tokenIds.optional(),
     pad_token_id: tokenIds.nullable().optional(),
+    cross_attention_layers: z.array(intAtLeast(0), { error: expected("a list of decoder layer indices") }).optional(),
     "transformers.js_config": z.looseObject({ dtype: z.unknown().optional() }).optional(),
   })
   .refine((c) => c.head_dim !== undefined || (c.hidden_size !== undefined && c.num_attention_heads !== undefined), {
@@ -137,10 +138,25 @@ const PatchGridPreprocessor = z
     path: ["max_pixels"],
   });
 
+/** Llama-3.2-Vision (mllama): up to max_image_tiles square tiles of size.height. */
+const MllamaPreprocessor = z.looseObject({
+  ...commonPreprocessing,
+  resample: z
+    .number({ error: expected("a PIL resample code") })
+    .int()
+    .default(2),
+  size: heightWidth.refine((s) => s.height === s.width, { message: "expected square tiles (height = width)" }),
+  max_image_tiles: intAtLeast(1).default(4),
+  do_pad: flag.default(true),
+});
+
+export type MllamaPreprocessorConfig = z.output<typeof MllamaPreprocessor>;
+export const mllamaPreprocessor = (raw: Record<string, unknown>): MllamaPreprocessorConfig => MllamaPreprocessor.parse(raw);
+
 export const PREPROCESSOR_SCHEMAS: Record<FamilyName, z.ZodType<Record<string, unknown>>> = {
   "stagebeam-tiny": FixedSizePreprocessor,
   llava: ClipPreprocessor,
-  llava_onevision: ClipPreprocessor,
+  mllama: MllamaPreprocessor,
   idefics3: TilingPreprocessor,
   smolvlm: TilingPreprocessor,
   qwen2_vl: PatchGridPreprocessor,

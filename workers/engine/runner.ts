@@ -12,14 +12,25 @@ import { ItemInputError } from "./errors.ts";
 import { DECODER_FILE, VISION_FILE } from "./model-files.ts";
 import type { ModelSpec } from "./model-folder.ts";
 import type { VisionInput } from "./processors/processor.ts";
-import { pastKeyName, presentName, type SessionContract, type VisionExtra } from "./session-contract.ts";
+import {
+  CROSS_MASK,
+  crossKeyName,
+  pastKeyName,
+  presentName,
+  type SessionContract,
+  type VisionExtra,
+} from "./session-contract.ts";
 
 /** The tensor of a vision input besides pixel_values, from the processor's output. */
 function visionExtraTensor(name: VisionExtra, image: VisionInput): ort.Tensor {
-  const { pixelAttentionMask: mask, imageGridThw: grid } = image;
+  const { pixelAttentionMask: mask, imageGridThw: grid, crossImage: cross } = image;
   if (name === "pixel_attention_mask" && mask !== undefined) return new ort.Tensor("bool", mask.data, mask.dims);
   if ((name === "grid_thw" || name === "image_grid_thw") && grid !== undefined)
     return new ort.Tensor("int64", BigInt64Array.from(grid.flat(), BigInt), [grid.length, 3]);
+  if (name === "aspect_ratio_ids" && cross !== undefined)
+    return new ort.Tensor("int64", BigInt64Array.from([BigInt(cross.aspectRatioId)]), [1]);
+  if (name === "aspect_ratio_mask" && cross !== undefined)
+    return new ort.Tensor("int64", BigInt64Array.from(cross.aspectRatioMask, BigInt), [1, cross.aspectRatioMask.length]);
   throw new Error(`${VISION_FILE} takes ${name}, which this family's processor does not produce`);
 }
 
@@ -43,7 +54,9 @@ export interface DecoderInput {
    * The rows' items' read-only decoder inputs gathered into one batch (see ItemDecoderInputs),
    * fed by their names; the caller keeps its reference.
    */
-  itemInputs?: ItemDecoderInputs;
+  itemInputs?: ItemDecoderInputs | undefined;
+  /** mllama: which tiles each new token sees, [rows, steps, tiles] (cross.ts). */
+  crossMask?: BigInt64Array | undefined;
 }
 
 export interface DecoderOutput {
@@ -62,6 +75,9 @@ export class ModelRunner {
   private embedTable: FloatArray | null = null;
   private readonly pastNames: string[] = [];
   private readonly presentNames: string[] = [];
+  private readonly crossNames: string[] = [];
+  /** Rows of the embedding table: the vocabulary the decoder predicts, or more where prompts hold ids it never predicts (mllama's `<|image|>`). */
+  private readonly embedRows: number;
 
   constructor(
     private readonly vision: ort.InferenceSession,
@@ -74,7 +90,11 @@ export class ModelRunner {
     hidden: number,
     vocab: number,
     counters: EngineCounters,
+    embedRows = vocab,
   ) {
+    this.embedRows = embedRows;
+    for (let j = 0; j < (contract.cross?.layers ?? 0); j++)
+      this.crossNames.push(crossKeyName(j, "key"), crossKeyName(j, "value"));
     this.layout = { layers: spec.numLayers, heads: spec.numKvHeads, headDim: spec.headDim, type: contract.kvType };
     this.hidden = hidden;
     this.vocab = vocab;
@@ -89,9 +109,9 @@ export class ModelRunner {
 
   /** Runs embed_tokens once over the whole vocabulary and keeps the table (when it is at most maxBytes). */
   async loadEmbeddingTable(maxBytes: number): Promise<boolean> {
-    const bytes = this.vocab * this.hidden * (this.contract.embedType === "float16" ? 2 : 4);
+    const bytes = this.embedRows * this.hidden * (this.contract.embedType === "float16" ? 2 : 4);
     if (bytes > maxBytes) return false;
-    const ids = Array.from({ length: this.vocab }, (_, i) => i);
+    const ids = Array.from({ length: this.embedRows }, (_, i) => i);
     this.embedTable = await this.embedSession(ids);
     return true;
   }
@@ -122,7 +142,7 @@ export class ModelRunner {
     const out = allocFloat(this.contract.embedType, ids.length * d);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      if (id < 0 || id >= this.vocab) throw new Error(`token id ${id} is outside the vocabulary of ${this.vocab}`);
+      if (id < 0 || id >= this.embedRows) throw new Error(`token id ${id} is outside the embedding table of ${this.embedRows}`);
       out.set(table.subarray(id * d, (id + 1) * d), i * d);
     }
     return out;
@@ -158,6 +178,41 @@ export class ModelRunner {
     return convertFloat(t.data as FloatArray, this.contract.featureType, this.contract.embedType);
   }
 
+  /**
+   * mllama: one item's cross-attention keys and values, from the processor's tiles by the vision
+   * encoder's input names, adopted into the decoder's KV space as the item's read-only decoder
+   * inputs (the caller's reference).
+   */
+  async encodeCross(itemId: string, image: VisionInput): Promise<ItemDecoderInputs> {
+    const cross = this.contract.cross;
+    if (cross === null || image.crossImage === undefined)
+      throw new Error(`item ${itemId}: this model takes no cross-attention states`);
+    const { pixelValues } = image;
+    const feeds: Record<string, ort.Tensor> = {
+      pixel_values: new ort.Tensor(
+        this.contract.pixelType,
+        fromFloat32(pixelValues.data, this.contract.pixelType),
+        pixelValues.dims,
+      ),
+    };
+    for (const name of this.contract.visionExtras) feeds[name] = visionExtraTensor(name, image);
+    const out = await this.vision.run(feeds);
+    this.counters.visionCalls++;
+    this.counters.forwardPasses++;
+    const tensors = this.crossNames.map((name) => {
+      const t = out[name]!;
+      if (t.dims[0] !== 1 || t.dims[2] !== cross.length) {
+        throw new ItemInputError(
+          itemId,
+          "image",
+          `${VISION_FILE} returned ${name} [${t.dims.join(", ")}]; expected [1, heads, ${cross.length}, head_dim]`,
+        );
+      }
+      return t;
+    });
+    return { names: this.crossNames, store: this.kv.adopt(tensors) };
+  }
+
   /** One decoder forward pass. */
   async forward(input: DecoderInput): Promise<DecoderOutput> {
     const { rows, steps, past } = input;
@@ -185,9 +240,16 @@ export class ModelRunner {
       feeds[this.pastNames[a]!] =
         cache?.tensors[a] ?? new ort.Tensor(this.layout.type, allocFloat(this.layout.type, 0), [rows, heads, 0, headDim]);
     }
+    if (this.contract.cross !== null) {
+      if (input.itemInputs === undefined || input.crossMask === undefined)
+        throw new Error(`${DECODER_FILE} takes cross-attention states and their mask; the call has none`);
+      feeds[CROSS_MASK] = new ort.Tensor("int64", input.crossMask, [rows, steps, this.contract.cross.maxTiles]);
+    }
     const extra = input.itemInputs;
     if (extra !== undefined) {
-      if (extra.store.rows !== rows) throw new Error(`item decoder inputs of ${extra.store.rows} rows; expected ${rows}`);
+      // One row is one item's inputs for every row of the call: the decoder broadcasts it (mllama's graphs do).
+      if (extra.store.rows !== rows && extra.store.rows !== 1)
+        throw new Error(`item decoder inputs of ${extra.store.rows} rows; expected ${rows} or 1`);
       extra.names.forEach((name, a) => {
         feeds[name] = extra.store.tensors[a]!;
       });

@@ -48,13 +48,33 @@ export interface SessionContract {
   visionExtras: VisionExtra[];
   /** Vision input size [H, W] (of a tile, for tiled encoders) when stated. */
   imageSize: [number, number] | null;
+  /** The cross-attention layout's keys and values (mllama); null for the image-token layouts. */
+  cross: CrossContract | null;
 }
+
+/**
+ * mllama: the vision encoder returns `cross_key_values.{j}.key|value` [batch, kv heads, length,
+ * head_dim] for the j-th cross-attention layer, and the decoder takes them by the same names
+ * (batch 1 or the decoder's batch) with `cross_attention_mask` int64 [batch, sequence, tiles].
+ */
+export interface CrossContract {
+  /** Cross-attention layers (j = 0 … layers - 1). */
+  layers: number;
+  /** Keys per image: tiles × tokens per tile. */
+  length: number;
+  /** Tiles per image (pixel_values axis 1, and the mask's last axis). */
+  maxTiles: number;
+  type: FloatType;
+}
+
+export const crossKeyName = (layer: number, kind: "key" | "value") => `cross_key_values.${layer}.${kind}`;
+export const CROSS_MASK = "cross_attention_mask";
 
 /**
  * Vision encoder inputs fed from the processor's output. The patch grid goes by `grid_thw` in
  * Qwen2-VL exports and `image_grid_thw` in Qwen2.5-VL ones (transformers.js's `image_grid_thw_name`).
  */
-export type VisionExtra = "pixel_attention_mask" | "grid_thw" | "image_grid_thw";
+export type VisionExtra = "pixel_attention_mask" | "grid_thw" | "image_grid_thw" | "aspect_ratio_ids" | "aspect_ratio_mask";
 
 interface VisionExtraContract {
   /** The names the input goes by; an export declares at most one of them. */
@@ -69,7 +89,8 @@ interface VisionExtraContract {
 interface VisionContract {
   pixels: { rank: number; meaning: string; channelAxis: number | null };
   extras: VisionExtraContract[];
-  features: { rank: number; meaning: string };
+  /** image_features, or null when the encoder returns cross-attention keys and values instead. */
+  features: { rank: number; meaning: string } | null;
 }
 
 /** What each vision layout's encoder takes and returns (model-family.ts). */
@@ -90,6 +111,14 @@ const VISION_CONTRACTS: Record<VisionLayout, VisionContract> = {
     pixels: { rank: 2, meaning: "[patches, 3 x temporal x patch x patch]", channelAxis: null },
     extras: [{ names: ["grid_thw", "image_grid_thw"], required: true, type: "int64", rank: 2, meaning: "[images, 3]" }],
     features: { rank: 2, meaning: "[image tokens, hidden]" },
+  },
+  cross: {
+    pixels: { rank: 5, meaning: "[batch, tiles, 3, height, width]", channelAxis: 2 },
+    extras: [
+      { names: ["aspect_ratio_ids"], required: true, type: "int64", rank: 1, meaning: "[batch]" },
+      { names: ["aspect_ratio_mask"], required: true, type: "int64", rank: 2, meaning: "[batch, tiles]" },
+    ],
+    features: null,
   },
 };
 
@@ -195,11 +224,19 @@ export function checkSessionContract(
     visionExtras.push(found.name);
   }
   extra(VISION_FILE, sigs.vision.inputs, new Set(["pixel_values", ...vision.extras.flatMap((x) => x.names)]), "input");
-  const feats = find(VISION_FILE, sigs.vision.outputs, "image_features", "output");
-  const featureType = floatType(dir, VISION_FILE, feats, "output");
-  checkRank(dir, VISION_FILE, feats, "output", vision.features.rank, vision.features.meaning);
-  if (spec.imageSeqLength !== null && vision.features.rank === 3)
-    checkDim(dir, VISION_FILE, feats, "output", 1, spec.imageSeqLength, "image_seq_length in config.json");
+  let feats: TensorSignature | undefined;
+  let featureType: FloatType;
+  let cross: CrossContract | null = null;
+  if (vision.features === null) {
+    cross = checkCrossOutputs(dir, spec, sigs.vision, pv);
+    featureType = cross.type;
+  } else {
+    feats = find(VISION_FILE, sigs.vision.outputs, "image_features", "output");
+    featureType = floatType(dir, VISION_FILE, feats, "output");
+    checkRank(dir, VISION_FILE, feats, "output", vision.features.rank, vision.features.meaning);
+    if (spec.imageSeqLength !== null && vision.features.rank === 3)
+      checkDim(dir, VISION_FILE, feats, "output", 1, spec.imageSeqLength, "image_seq_length in config.json");
+  }
 
   // embed_tokens.onnx: input_ids [B,T] int64 -> inputs_embeds [B,T,D]
   const ids = find(EMBED_FILE, sigs.embed.inputs, "input_ids", "input");
@@ -271,18 +308,29 @@ export function checkSessionContract(
       `has ${extraLayers.map((s) => `'${s.name}'`).join(", ")} beyond num_hidden_layers ${spec.numLayers} in config.json; expected past_key_values.0 … ${spec.numLayers - 1}`,
     );
   }
+  if (cross !== null) {
+    checkCrossInputs(dir, sigs.decoder, cross, allowed);
+    // They are kept where the KV lives, in its element type.
+    if (kvType !== null && cross.type !== kvType)
+      throw new ModelFolderError(
+        dir,
+        VISION_FILE,
+        `cross_key_values are ${cross.type} but past_key_values are ${kvType}; expected one type`,
+      );
+  }
   extra(DECODER_FILE, sigs.decoder.inputs, allowed, "input");
   const logits = find(DECODER_FILE, sigs.decoder.outputs, "logits", "output");
   const logitsType = floatType(dir, DECODER_FILE, logits, "output");
   checkRank(dir, DECODER_FILE, logits, "output", 3, "[batch, sequence, vocab]");
 
-  const featureWidthAxis = vision.features.rank - 1;
+  const featureWidthAxis = (vision.features?.rank ?? 0) - 1;
   const hiddenSize = numericDim(dEmb, 2) ?? numericDim(embOut, 2) ?? numericDim(feats, featureWidthAxis) ?? spec.hiddenSize;
-  for (const [file, sig, role, axis] of [
-    [VISION_FILE, feats, "output", featureWidthAxis],
+  const widths: [string, TensorSignature, string, number][] = [
     [EMBED_FILE, embOut, "output", 2],
     [DECODER_FILE, dEmb, "input", 2],
-  ] as const) {
+  ];
+  if (feats !== undefined) widths.unshift([VISION_FILE, feats, "output", featureWidthAxis]);
+  for (const [file, sig, role, axis] of widths) {
     if (hiddenSize !== null) checkDim(dir, file, sig, role, axis, hiddenSize, "the embedding width of the other sessions");
   }
   const vocabSize = numericDim(logits, 2) ?? spec.vocabSize;
@@ -321,5 +369,100 @@ export function checkSessionContract(
     positionAxes,
     visionExtras,
     imageSize,
+    cross,
   };
+}
+
+/** The vision encoder's cross_key_values.{j}.key|value outputs, one pair per cross-attention layer of config.json. */
+function checkCrossOutputs(dir: string, spec: ModelSpec, vision: SessionSignature, pixels: TensorSignature): CrossContract {
+  const layers = spec.crossAttentionLayers.length;
+  const maxTiles = numericDim(pixels, 1);
+  if (maxTiles === null) {
+    throw new ModelFolderError(
+      dir,
+      VISION_FILE,
+      `input 'pixel_values' has no fixed tile count at axis 1; expected [batch, max tiles, 3, height, width]`,
+    );
+  }
+  let type: FloatType | null = null;
+  let length: number | null = null;
+  for (let j = 0; j < layers; j++) {
+    for (const kind of ["key", "value"] as const) {
+      const name = crossKeyName(j, kind);
+      const sig = vision.outputs.find((s) => s.name === name);
+      if (sig === undefined) {
+        throw new ModelFolderError(
+          dir,
+          VISION_FILE,
+          `expected output '${name}' (cross-attention layer ${spec.crossAttentionLayers[j]} of text_config.cross_attention_layers), found ${listNames(vision.outputs)}`,
+        );
+      }
+      const t = floatType(dir, VISION_FILE, sig, "output");
+      if (type !== null && t !== type)
+        throw new ModelFolderError(
+          dir,
+          VISION_FILE,
+          `output '${name}' is ${t} but the other cross keys and values are ${type}; expected one type`,
+        );
+      type = t;
+      checkRank(dir, VISION_FILE, sig, "output", 4, "[batch, kv heads, tiles x tokens per tile, head_dim]");
+      checkDim(dir, VISION_FILE, sig, "output", 1, spec.numKvHeads, "num_key_value_heads in config.json");
+      checkDim(dir, VISION_FILE, sig, "output", 3, spec.headDim, "head_dim in config.json");
+      const l = numericDim(sig, 2);
+      if (l === null || l % maxTiles !== 0 || (length !== null && l !== length)) {
+        throw new ModelFolderError(
+          dir,
+          VISION_FILE,
+          `output '${name}' has length ${sig.shape?.[2] ?? "unknown"} at axis 2; expected one fixed multiple of the ${maxTiles} tiles for every layer`,
+        );
+      }
+      length = l;
+    }
+  }
+  const extra = vision.outputs.filter((s) => /^cross_key_values\.\d+\./.test(s.name) && Number(s.name.split(".")[1]) >= layers);
+  if (extra.length > 0) {
+    throw new ModelFolderError(
+      dir,
+      VISION_FILE,
+      `has ${extra.map((s) => `'${s.name}'`).join(", ")} beyond the ${layers} cross-attention layers of config.json`,
+    );
+  }
+  return { layers, length: length!, maxTiles, type: type! };
+}
+
+/** The decoder's cross_attention_mask and cross_key_values inputs, matching the vision encoder's outputs. */
+function checkCrossInputs(dir: string, decoder: SessionSignature, cross: CrossContract, allowed: Set<string>): void {
+  const mask = decoder.inputs.find((s) => s.name === CROSS_MASK);
+  if (mask === undefined)
+    throw new ModelFolderError(
+      dir,
+      DECODER_FILE,
+      `expected input '${CROSS_MASK}' (int64 [batch, sequence, tiles]), found ${listNames(decoder.inputs)}`,
+    );
+  checkType(dir, DECODER_FILE, mask, "input");
+  checkRank(dir, DECODER_FILE, mask, "input", 3, "[batch, sequence, tiles]");
+  checkDim(dir, DECODER_FILE, mask, "input", 2, cross.maxTiles, `the tiles of ${VISION_FILE}`);
+  allowed.add(CROSS_MASK);
+  for (let j = 0; j < cross.layers; j++) {
+    for (const kind of ["key", "value"] as const) {
+      const name = crossKeyName(j, kind);
+      const sig = decoder.inputs.find((s) => s.name === name);
+      if (sig === undefined)
+        throw new ModelFolderError(
+          dir,
+          DECODER_FILE,
+          `expected input '${name}' (from ${VISION_FILE}), found ${listNames(decoder.inputs)}`,
+        );
+      if (floatType(dir, DECODER_FILE, sig, "input") !== cross.type) {
+        throw new ModelFolderError(
+          dir,
+          DECODER_FILE,
+          `input '${name}' is ${sig.type} but ${VISION_FILE} returns ${cross.type}; expected the same type`,
+        );
+      }
+      checkRank(dir, DECODER_FILE, sig, "input", 4, "[batch or 1, kv heads, length, head_dim]");
+      checkDim(dir, DECODER_FILE, sig, "input", 2, cross.length, `the cross length of ${VISION_FILE}`);
+      allowed.add(name);
+    }
+  }
 }

@@ -17,6 +17,8 @@ import { VERIFIER_FILE } from "../../../shared/core/verifier/index.ts";
 import type { ModelFolder } from "../../../workers/engine/model-folder.ts";
 import type { SessionName } from "../../../workers/engine/model-files.ts";
 import { CliExit, EXIT_USAGE } from "./common.ts";
+import { exportModelCommand } from "./model-export.ts";
+import { mllamaPreprocessor } from "../../../workers/engine/model-schemas.ts";
 
 interface CheckOptions {
   dtype?: string;
@@ -34,7 +36,14 @@ export interface ModelCheckReport {
     summary: string;
     failures: Record<string, string>;
   };
-  imageToken: { text: string; id: number; perImage: number | "depends on the image"; per: "image" | "tile" };
+  imageToken: {
+    text: string;
+    id: number;
+    perImage: number | "depends on the image" | "one, read by cross-attention";
+    per: "image" | "tile";
+  };
+  /** mllama: the tiles an image is cut into and the decoder layers that cross-attend to it. */
+  cross: { maxTiles: number; tileSize: number; crossAttentionLayers: number[]; decoderLayers: number } | null;
   bos: { text: string; id: number; addedBy: "tokenizer" | "chat template" } | null;
   eos: { ids: number[]; texts: string[] };
   chatTemplate: string;
@@ -105,9 +114,11 @@ export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Pro
     imageToken: {
       text: folder.tokenizer.imageToken,
       id: spec.imageTokenId,
-      perImage: spec.imageSeqLength ?? "depends on the image",
+      perImage:
+        folder.family.imageTokens === "cross" ? "one, read by cross-attention" : (spec.imageSeqLength ?? "depends on the image"),
       per: folder.family.imageTokens === "processor" ? "tile" : "image",
     },
+    cross: folder.family.vision === "cross" ? crossReport(folder) : null,
     bos:
       bosId === null
         ? null
@@ -136,6 +147,17 @@ export async function checkModelFolder(dir: string, env: NodeJS.ProcessEnv): Pro
   };
 }
 
+function crossReport(folder: ModelFolder): NonNullable<ModelCheckReport["cross"]> {
+  const pre = mllamaPreprocessor(folder.configs.preprocessor);
+  const layers = folder.spec.crossAttentionLayers;
+  return {
+    maxTiles: pre.max_image_tiles,
+    tileSize: pre.size.height,
+    crossAttentionLayers: layers,
+    decoderLayers: folder.spec.numLayers + layers.length,
+  };
+}
+
 function printReport(r: ModelCheckReport): void {
   const row = (label: string, value: string) => console.log(`${label.padEnd(14)} ${value}`);
   row("model folder", r.dir);
@@ -149,6 +171,14 @@ function printReport(r: ModelCheckReport): void {
   row("runs on", r.runtime.summary);
   for (const [provider, why] of Object.entries(r.runtime.failures)) row("", `${provider} failed, not used: ${why}`);
   row("image token", `${r.imageToken.text} (id ${r.imageToken.id}), ${count}`);
+  if (r.cross !== null) {
+    const c = r.cross;
+    row("image tiles", `up to ${c.maxTiles} of ${c.tileSize}x${c.tileSize}`);
+    row(
+      "cross-attn",
+      `layers ${c.crossAttentionLayers.join(", ")} (${c.crossAttentionLayers.length} of ${c.decoderLayers}); their keys and values computed once per item`,
+    );
+  }
   row("BOS", r.bos === null ? "none" : `${r.bos.text} (id ${r.bos.id}), from the ${r.bos.addedBy}`);
   row("EOS", r.eos.ids.map((id, i) => `${r.eos.texts[i]} (id ${id})`).join(", "));
   row("chat template", r.chatTemplate);
@@ -198,5 +228,6 @@ const checkCommand = new Command("check")
   });
 
 export const modelCommand = new Command("model")
-  .description("model folders: check one before running it")
-  .addCommand(checkCommand);
+  .description("model folders: check one before running it, or export one from a Hugging Face checkpoint")
+  .addCommand(checkCommand)
+  .addCommand(exportModelCommand);

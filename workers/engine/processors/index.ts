@@ -10,6 +10,7 @@ import type { Processor } from "./processor.ts";
 
 export type {
   BoolTensor,
+  CrossImage,
   FloatTensor,
   MropePrompt,
   ProcessedItem,
@@ -65,11 +66,21 @@ export async function loadProcessor(
       const parsed = parse(dir, Qwen2VLConfig, config);
       return (await import("./qwen2-vl.ts")).loadQwen2VLProcessor(dir, folder.family.name, parsed, limits);
     }
+    case "mllama": {
+      const [{ EngineTokenizer }, { mllamaProcessor }, { mllamaPreprocessor }] = await Promise.all([
+        import("../tokenizer.ts"),
+        import("./mllama.ts"),
+        import("../model-schemas.ts"),
+      ]);
+      // The folder loader has validated preprocessor_config.json against the same schema.
+      const pre = mllamaPreprocessor(folder.configs.preprocessor);
+      return mllamaProcessor(new EngineTokenizer(folder), pre, folder.tokenizer.imageToken, limits);
+    }
     default:
       throw new ModelFolderError(
         dir,
         "config.json",
-        `model_type ${JSON.stringify(folder.family.name)} has no processor; expected stagebeam-tiny, llava, idefics3, smolvlm, qwen2_vl or qwen2_5_vl`,
+        `model_type ${JSON.stringify(folder.family.name)} has no processor; expected stagebeam-tiny, llava, idefics3, smolvlm, qwen2_vl, qwen2_5_vl or mllama`,
       );
   }
 }

@@ -38,10 +38,22 @@ export interface ProcessedPrompt {
   imageGridThw?: [number, number, number][];
   /** Qwen2-VL: M-RoPE positions of the prompt. */
   mrope?: MropePrompt;
+  /** mllama: the tile arrangement of the image (pixelValues are [1, max tiles, 3, tile, tile]). */
+  crossImage?: CrossImage;
+}
+
+/** mllama's image besides its pixels: which canvas it was fitted to and which tiles are real. */
+export interface CrossImage {
+  /** Index + 1 of [rows, cols] among the supported arrangements. */
+  aspectRatioId: number;
+  /** One entry per tile slot: 1 for a real tile, 0 for padding. */
+  aspectRatioMask: number[];
+  /** Real tiles (the leading 1s of aspectRatioMask); the cross-attention mask lets tokens see these. */
+  tiles: number;
 }
 
 /** What the vision encoder is fed for one item. */
-export type VisionInput = Pick<ProcessedPrompt, "pixelValues" | "pixelAttentionMask" | "imageGridThw">;
+export type VisionInput = Pick<ProcessedPrompt, "pixelValues" | "pixelAttentionMask" | "imageGridThw" | "crossImage">;
 
 /** A processed item: its prompt and image, and what every other sequence of the item is built with. */
 export interface ProcessedItem extends ProcessedPrompt {

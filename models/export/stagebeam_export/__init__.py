@@ -1,0 +1,1 @@
+"""stagebeam's checkpoint exporter: Hugging Face checkpoint folders to the ONNX folder layout the engine loads."""
