@@ -40,7 +40,11 @@ export const EXAMPLES: Readonly<Record<string, readonly string[]>> = {
   retry: ["stagebeam retry --run photos-1", "stagebeam retry --run photos-1 --reason image-unreadable"],
   export: ["stagebeam export --run photos-1 --out output.jsonl", "stagebeam export --run batch-7 --format openai --follow"],
   demo: ["stagebeam demo", "stagebeam demo --workers 3 --keep"],
-  model: ["stagebeam model check models/stagebeam-tiny"],
+  model: ["stagebeam model check models/stagebeam-tiny", "stagebeam model export ~/hf/Llama-3.2V-11B-cot --out ~/vlm/llava-cot"],
+  "model export": [
+    "stagebeam model export ~/hf/Llama-3.2V-11B-cot --out ~/vlm/llava-cot --dtype fp16",
+    "PYTHON=/opt/venv/bin/python stagebeam model export ./my-mllama --out ./my-mllama-onnx --dtype all",
+  ],
   "model check": ["stagebeam model check models/stagebeam-tiny", "stagebeam model check /models/llava-cot --dtype q4 --json"],
   verifier: ["stagebeam verifier calibrate --set calib-150 --verifier models/stagebeam-tiny-prm"],
   "verifier calibrate": [
