@@ -12,6 +12,7 @@ export const RUN_STATE_LABELS = [
   "validating",
   "in progress",
   "queued",
+  "submit stopped",
   "completed",
   "completed with failures",
   "cancelled",
@@ -24,6 +25,8 @@ export function runState(s: RunStatus): RunStateLabel {
   const recorded = s.meta?.state ?? s.manifest?.state;
   if (recorded === "cancelled" || recorded === "failed") return recorded;
   if (s.done || recorded === "completed") return s.counts.failed > 0 ? "completed with failures" : "completed";
+  // The manifest was not fed to its end and nobody feeds it: `stagebeam status` says how to resume.
+  if (s.feeder === "stopped") return "submit stopped";
   if (recorded === "validating") return "validating";
   if (recorded === "in_progress" || s.finished > 0) return "in progress";
   return s.counts.items > 0 ? "queued" : "empty";

@@ -244,13 +244,14 @@ describe("the action token", () => {
 });
 
 describe("run states", () => {
-  const status = (items: number, finished: number, done: boolean, failed = 0, state?: string) =>
+  const status = (items: number, finished: number, done: boolean, failed = 0, state?: string, feeder: string | null = null) =>
     ({
       counts: { items, failed },
       finished,
       done,
       meta: state === undefined ? null : { state },
       manifest: null,
+      feeder,
     }) as unknown as RunStatus;
   it("names a run as status does, telling a finished run with failures apart", () => {
     expect(
@@ -263,6 +264,16 @@ describe("run states", () => {
         status(3, 0, false, 0, "validating"),
       ].map(runState),
     ).toEqual(["completed", "completed with failures", "cancelled", "failed", "in progress", "validating"]);
+  });
+  it("says a run's submit stopped before the end of its manifest, as status does, until the run is over", () => {
+    expect(
+      [
+        status(200, 40, false, 0, "in_progress", "stopped"),
+        status(200, 0, false, 0, "validating", "stopped"),
+        status(200, 40, true, 0, "cancelled", "stopped"),
+        status(200, 40, false, 0, "in_progress", "feeding"),
+      ].map(runState),
+    ).toEqual(["submit stopped", "submit stopped", "cancelled", "in progress"]);
   });
   it("falls back to the counts for a run without a recorded state", () => {
     expect(
