@@ -148,12 +148,8 @@ export class ModelRunner {
     return out;
   }
 
-  /**
-   * One item's image features [imageTokens, hidden] in the embedding type: the processor's
-   * tensors fed by the vision encoder's input names, the output read as rows of `hidden`. Throws an
-   * ItemInputError naming the item unless there is one row per image token of the prompt.
-   */
-  async encodeImages(itemId: string, image: VisionInput, imageTokens: number): Promise<FloatArray> {
+  /** The vision encoder on the processor's tensors, fed by the encoder's input names. */
+  private async runVision(image: VisionInput): Promise<ort.InferenceSession.OnnxValueMapType> {
     const { pixelValues } = image;
     const feeds: Record<string, ort.Tensor> = {
       pixel_values: new ort.Tensor(
@@ -166,6 +162,16 @@ export class ModelRunner {
     const out = await this.vision.run(feeds);
     this.counters.visionCalls++;
     this.counters.forwardPasses++;
+    return out;
+  }
+
+  /**
+   * One item's image features [imageTokens, hidden] in the embedding type: the processor's
+   * tensors fed by the vision encoder's input names, the output read as rows of `hidden`. Throws an
+   * ItemInputError naming the item unless there is one row per image token of the prompt.
+   */
+  async encodeImages(itemId: string, image: VisionInput, imageTokens: number): Promise<FloatArray> {
+    const out = await this.runVision(image);
     const t = out.image_features!;
     const rows = t.dims.length >= 2 && t.dims.at(-1) === this.hidden ? t.size / this.hidden : null;
     if (rows !== imageTokens) {
@@ -187,18 +193,7 @@ export class ModelRunner {
     const cross = this.contract.cross;
     if (cross === null || image.crossImage === undefined)
       throw new Error(`item ${itemId}: this model takes no cross-attention states`);
-    const { pixelValues } = image;
-    const feeds: Record<string, ort.Tensor> = {
-      pixel_values: new ort.Tensor(
-        this.contract.pixelType,
-        fromFloat32(pixelValues.data, this.contract.pixelType),
-        pixelValues.dims,
-      ),
-    };
-    for (const name of this.contract.visionExtras) feeds[name] = visionExtraTensor(name, image);
-    const out = await this.vision.run(feeds);
-    this.counters.visionCalls++;
-    this.counters.forwardPasses++;
+    const out = await this.runVision(image);
     const tensors = this.crossNames.map((name) => {
       const t = out[name]!;
       if (t.dims[0] !== 1 || t.dims[2] !== cross.length) {
