@@ -38,6 +38,8 @@ export interface StrategyRow {
   sentPerItem: number;
   netInPerItem: number;
   netOutPerItem: number;
+  /** Redis's own CPU seconds an item (INFO cpu), MONITOR's share in it when it was on. */
+  cpuPerItem: number;
   delta: RedisDelta;
   tally: CommandTally;
   polls: number;
@@ -75,14 +77,16 @@ export async function countStrategy(
   items: number,
   spec: StrategySpec,
   run: string,
+  { monitor: withMonitor }: { monitor: boolean },
 ): Promise<StrategyRow> {
   // The bench's own polls go on a connection of their own, which MONITOR leaves out.
   const watcher = env.client.duplicate();
   await watcher.ping();
-  const monitor = await startMonitor(env.client, env.prefix, new Set([monitorSource(watcher)]));
+  const monitor = withMonitor ? await startMonitor(env.client, env.prefix, new Set([monitorSource(watcher)])) : undefined;
   const memory = new MemorySampler(watcher, env.prefix, run, items, await dataBytes(watcher));
   const before = await readRedis(watcher);
-  memory.start(250);
+  // Its MEMORY USAGE walk costs Redis CPU too: only with MONITOR, when the CPU figure is an upper bound anyway.
+  if (withMonitor) memory.start(250);
   const t0 = performance.now();
   await submitManifest(fleet.shard, env.store, run, manifest, spec.settings, items);
   const watch = new RunWatch(watcher, [[env.prefix, run]]);
@@ -91,7 +95,7 @@ export async function countStrategy(
   await memory.stop();
   const sampled = { commands: memory.commands, netIn: memory.netIn, netOut: memory.netOut };
   const after = await readRedis(watcher);
-  const tally = await monitor.stop();
+  const tally = monitor ? await monitor.stop() : { sent: new Map(), inLua: new Map(), sentTotal: 0, inLuaTotal: 0 };
   // The last request jobs finish just after their outcome is recorded.
   await new Promise((r) => setTimeout(r, 1_000));
   const perItem = await memory.finish();
@@ -110,6 +114,7 @@ export async function countStrategy(
     sentPerItem: tally.sentTotal / items,
     netInPerItem: (delta.netIn - sampled.netIn) / items,
     netOutPerItem: (delta.netOut - sampled.netOut) / items,
+    cpuPerItem: delta.cpuSeconds / items,
     delta,
     tally,
     polls,
