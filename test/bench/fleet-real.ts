@@ -38,7 +38,10 @@ export interface StrategyRow {
   sentPerItem: number;
   netInPerItem: number;
   netOutPerItem: number;
-  /** Redis's own CPU seconds an item (INFO cpu), MONITOR's share in it when it was on. */
+  /**
+   * Redis's own CPU seconds an item (INFO cpu), less what the idle fleet costs it in as long
+   * (idleRedisCpu); MONITOR's share in it when it was on.
+   */
   cpuPerItem: number;
   delta: RedisDelta;
   tally: CommandTally;
@@ -69,6 +72,23 @@ export async function startRealFleet(env: FleetEnv, workers: number, concurrency
   };
 }
 
+/**
+ * Redis CPU seconds a second while the fleet is up and idle (its workers' blocking fetches,
+ * lock renewals and stalled checks, Redis's own cron): a cost of time, not of items, which a
+ * slow machine's long runs would otherwise charge to each item.
+ */
+export async function idleRedisCpu(env: FleetEnv, seconds: number): Promise<number> {
+  const client = env.client.duplicate();
+  try {
+    const before = await readRedis(client);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const d = redisDelta(before, await readRedis(client));
+    return d.cpuSeconds / d.seconds;
+  } finally {
+    client.disconnect();
+  }
+}
+
 /** One run of `items` items of the scene set under `spec`, counted. */
 export async function countStrategy(
   env: FleetEnv,
@@ -77,7 +97,7 @@ export async function countStrategy(
   items: number,
   spec: StrategySpec,
   run: string,
-  { monitor: withMonitor }: { monitor: boolean },
+  { monitor: withMonitor, idleCpu }: { monitor: boolean; idleCpu: number },
 ): Promise<StrategyRow> {
   // The bench's own polls go on a connection of their own, which MONITOR leaves out.
   const watcher = env.client.duplicate();
@@ -114,7 +134,7 @@ export async function countStrategy(
     sentPerItem: tally.sentTotal / items,
     netInPerItem: (delta.netIn - sampled.netIn) / items,
     netOutPerItem: (delta.netOut - sampled.netOut) / items,
-    cpuPerItem: delta.cpuSeconds / items,
+    cpuPerItem: (delta.cpuSeconds - idleCpu * delta.seconds) / items,
     delta,
     tally,
     polls,

@@ -29,6 +29,7 @@ import { startFleetEnv } from "../support/fleet-env.ts";
 import { startRedisCluster } from "../support/redis-cluster.ts";
 import {
   countStrategy,
+  idleRedisCpu,
   measureOverhead,
   startRealFleet,
   type OverheadRow,
@@ -281,11 +282,14 @@ try {
       const fleet = await startRealFleet(env, 1, num("concurrency"));
       try {
         say(`real fleet: 1 worker process (bundled policy + verifier), WORKER_CONCURRENCY ${values.concurrency}`);
+        const idleCpu = await idleRedisCpu(env, 10);
+        say(`idle fleet: Redis ${f1(1000 * idleCpu)} ms of CPU a second, taken out of the CPU an item below`);
         const only = values.strategies.split(",").filter((x) => x !== "");
         for (const [i, spec] of STRATEGIES.entries()) {
           if (only.length > 0 && !only.some((o) => spec.label.startsWith(o))) continue;
           const row = await countStrategy(env, fleet, join(countSet, "items.jsonl"), items, spec, `count-${i}`, {
             monitor: !values["skip-monitor"],
+            idleCpu,
           });
           strategyRows.push(row);
           say(`${spec.label}: ${row.done}/${items} items in ${f1(row.seconds)} s, ${f0(row.callsPerItem)} calls/item`);
