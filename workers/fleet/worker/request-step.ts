@@ -46,7 +46,6 @@ import {
   type ResultRecord,
   ResultRecordSchema,
   type RetryPolicy,
-  workIdOf,
 } from "../protocol/index.ts";
 import { RunKeeper, type RunLedger, type RunRegistry } from "../books/index.ts";
 import { childOf, type Children, decideStep, traceApplied } from "./step-decision.ts";
@@ -75,22 +74,22 @@ export function stageLabel(stepLabel: string): string {
 }
 
 /**
- * The children's results, and their failures when `wanted` has no result (a child that failed
- * for good has none; when the wanted child has one, the failures cannot matter).
+ * The wanted child's result, or its failure when it has no result (a child that failed for
+ * good has none). Only that child's entry is read: the parent's hash of results grows by one
+ * child a step, and reading it whole every step sent the item's every earlier result back.
  */
-async function readChildren(job: Job, run: string, wanted: string): Promise<Children> {
-  // Keys are `<prefix>:<queue>:<job id>`; our job ids never hold ':'.
-  const workId = (key: string) => workIdOf(run, key.slice(key.lastIndexOf(":") + 1));
+async function readChild(job: Job, queue: Queue, run: string, wanted: string): Promise<Children> {
+  const client = await queue.getBackend().client;
+  const parent = job.queue.toKey(job.id!);
+  const child = `${queue.qualifiedName}:${childJobId(run, wanted)}`;
   const out: Children = { values: new Map(), failures: new Map() };
-  for (const [key, v] of Object.entries((await job.getChildrenValues()) ?? {})) {
-    const id = workId(key);
-    if (id !== undefined) out.values.set(id, v);
+  const value = await client.hget(`${parent}:processed`, child);
+  if (value !== null) {
+    out.values.set(wanted, JSON.parse(value));
+    return out;
   }
-  if (out.values.has(wanted)) return out;
-  for (const [key, reason] of Object.entries((await job.getIgnoredChildrenFailures()) ?? {})) {
-    const id = workId(key);
-    if (id !== undefined) out.failures.set(id, String(reason));
-  }
+  const reason = await client.hget(`${parent}:failed`, child);
+  if (reason !== null) out.failures.set(wanted, reason);
   return out;
 }
 
@@ -147,16 +146,16 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
 
   const save = () => job.updateData({ ...data, state, trace } satisfies RequestJobData);
 
-  // The children's results as last read in this run; undefined: read them (again). A request
+  // The wanted child's result as last read in this run; undefined: read it (again). A request
   // without a state has never added a child (the state is saved before any child is added).
-  // After a step is applied, the same reading serves the next work: its children can only have
-  // been added by an earlier run of this job, and one that finished since the reading is found
-  // when moveToWaitingChildren says nothing is left to wait for, which reads again.
+  // After a step is applied, the reading (of the child just applied) stands for the next work:
+  // its child can only have been added by an earlier run of this job, and one that finished is
+  // found when moveToWaitingChildren says nothing is left to wait for, which reads again.
   let children: Children | undefined = data.state === null ? { values: new Map(), failures: new Map() } : undefined;
   for (;;) {
     const work = next(state);
     const childId = childOf(work);
-    if (childId !== null) children ??= await readChildren(job, run, childId);
+    if (childId !== null && work.kind !== "done") children ??= await readChild(job, deps.queues[work.kind], run, childId);
     const action = decideStep(work, children ?? NO_CHILDREN, trace, deps.retryPolicy);
     switch (action.kind) {
       case "finish":
