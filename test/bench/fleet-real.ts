@@ -115,7 +115,9 @@ export async function countStrategy(
   await memory.stop();
   const sampled = { commands: memory.commands, netIn: memory.netIn, netOut: memory.netOut };
   const after = await readRedis(watcher);
-  const tally = monitor ? await monitor.stop() : { sent: new Map(), inLua: new Map(), sentTotal: 0, inLuaTotal: 0 };
+  const tally = monitor
+    ? await monitor.stop()
+    : { sent: new Map(), inLua: new Map(), sentTotal: 0, inLuaTotal: 0, usec: new Map() };
   // The last request jobs finish just after their outcome is recorded.
   await new Promise((r) => setTimeout(r, 1_000));
   const perItem = await memory.finish();

@@ -42,8 +42,13 @@ import { JUDGE_MODES } from "../../../shared/core/search/settings.ts";
 /** 2: a child job carries all the requests of one work of the search (`requests`), not one. */
 export const PROTOCOL_VERSION = 2;
 
-/** Approximate cap of each queue's events stream (BullMQ trims with MAXLEN ~). */
-export const EVENTS_MAX_LEN = 5_000;
+/**
+ * Cap of each queue's events stream. Nothing in stagebeam reads the streams (no QueueEvents,
+ * no waitUntilFinished) and BullMQ cannot be told not to write them, so they are trimmed to
+ * nothing: with MAXLEN ~ 0 a stream keeps at most the entries of its last radix node (100),
+ * not thousands of entries a queue, and Redis's memory no longer grows with the events.
+ */
+export const EVENTS_MAX_LEN = 0;
 
 const RunIdSchema = z.string().regex(RUN_ID_PATTERN);
 const ItemKeySchema = z.string().regex(ITEM_ID_PATTERN);
@@ -208,7 +213,7 @@ export interface FleetQueues {
   close(): Promise<void>;
 }
 
-/** The queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
+/** The queues under `prefix` (never ioredis keyPrefix), with their event streams trimmed to nothing (EVENTS_MAX_LEN). */
 export function openQueues(target: string | RedisTarget, prefix: string): FleetQueues {
   const { connection, close: closeConnection } = bullConnection(target);
   const open = (name: string, defaultJobOptions: JobsOptions) =>
