@@ -62,6 +62,17 @@ class FakeQueue {
     };
   }
   retried: string[] = [];
+  /** The parent's hashes of its children's results and failures, as Redis holds them (JSON text). */
+  getBackend() {
+    const job = this.job;
+    const hget = async (hash: string, child: string) => {
+      const [, which] = /:(processed|failed)$/.exec(hash) ?? [];
+      if (!hash.startsWith(`${job.queueQualifiedName}:${job.id}:`)) return null;
+      if (which === "processed") return job.processed.has(child) ? JSON.stringify(job.processed.get(child)) : null;
+      return job.failed.get(child) ?? null;
+    };
+    return { client: Promise.resolve({ hget }) };
+  }
 }
 
 class FakeJob {
@@ -76,12 +87,6 @@ class FakeJob {
   updates = 0;
   constructor(public data: RequestJobData) {
     this.id = `${data.run}/${data.item.key}`;
-  }
-  async getChildrenValues() {
-    return Object.fromEntries(this.processed);
-  }
-  async getIgnoredChildrenFailures() {
-    return Object.fromEntries(this.failed);
   }
   async updateData(d: RequestJobData) {
     this.updates++;

@@ -80,7 +80,7 @@ export function stageLabel(stepLabel: string): string {
  */
 async function readChild(job: Job, queue: Queue, run: string, wanted: string): Promise<Children> {
   const client = await queue.getBackend().client;
-  const parent = job.queue.toKey(job.id!);
+  const parent = `${job.queueQualifiedName}:${job.id}`;
   const child = `${queue.qualifiedName}:${childJobId(run, wanted)}`;
   const out: Children = { values: new Map(), failures: new Map() };
   const value = await client.hget(`${parent}:processed`, child);
