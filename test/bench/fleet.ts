@@ -169,15 +169,15 @@ function reportRedis(): void {
         .map(([k, v]) => [k, f0(v / stage.items), f1((stage.delta.calls.get(k) ?? 0) / stage.items)]),
     ]),
   );
-  const top = (m: Map<string, number>, n: number) =>
+  const top = (m: Map<string, number>, n: number, shown = f1) =>
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
-      .map(([k, v]) => [k, f1(v / stage.items)]);
+      .map(([k, v]) => [k, shown(v / stage.items)]);
   console.log("\nwhere stage N=4's commands go, per item — sent by clients (queue or ledger, command or BullMQ script):");
   console.log(table([["", "per item"], ...top(stage.tally.sent, 16)]));
   console.log("Redis time, µs an item, by what clients sent (SLOWLOG at threshold 0, the bench's own polls in it):");
-  console.log(table([["", "µs/item"], ...top(stage.tally.usec, 12).map(([k, v]) => [k, f0(Number(v))])]));
+  console.log(table([["", "µs/item"], ...top(stage.tally.usec, 12, f0)]));
   console.log("called inside Lua scripts, by the queue their key belongs to:");
   console.log(table([["", "per item"], ...top(stage.tally.inLua, 8)]));
   console.log("INFO commandstats, the largest:");
