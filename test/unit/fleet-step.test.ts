@@ -9,11 +9,13 @@ import {
   GenerateJobDataSchema,
   JudgeJobDataSchema,
   PROTOCOL_VERSION,
+  packState,
   type RequestJobData,
   RequestJobDataSchema,
   type ResultRecord,
   ResultRecordSchema,
   retryPolicy,
+  unpackState,
 } from "../../workers/fleet/protocol/index.ts";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
@@ -126,7 +128,9 @@ function requestData(
       line: 3,
     },
     judgeMode: "score",
-    state: createSearch({ itemId: "item-1", strategy: overrides.strategy ?? "stage", beam: overrides.beam ?? 4, seed: 5 }),
+    state: packState(
+      createSearch({ itemId: "item-1", strategy: overrides.strategy ?? "stage", beam: overrides.beam ?? 4, seed: 5 }),
+    ),
     trace: { submittedAt: 1_000, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [], childRetries: 0 },
   };
 }
@@ -349,8 +353,8 @@ describe("request step job", () => {
     const job = new FakeJob({ ...requestData(), item: { ...requestData().item, image: "/local/path.png" } });
     const { d } = deps(job);
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toMatchObject({ code: "bad-job", unrecoverable: true });
-    const state = requestData().state as { params: Record<string, unknown> };
-    const bad = new FakeJob({ ...requestData(), state: { ...state, params: { ...state.params, beam: 0 } } });
+    const state = unpackState(requestData().state!) as { params: Record<string, unknown> };
+    const bad = new FakeJob({ ...requestData(), state: packState({ ...state, params: { ...state.params, beam: 0 } }) });
     await expect(runRequestStep(bad as unknown as Job, "t", deps(bad).d)).rejects.toMatchObject({
       code: "bad-params",
       unrecoverable: true,

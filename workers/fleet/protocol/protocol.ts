@@ -39,8 +39,11 @@ import { StepTimingSchema, WorkTimingSchema } from "./timings.ts";
 export { StepTimingSchema, WorkTimingSchema, type StepTiming, type WorkTiming } from "./timings.ts";
 import { JUDGE_MODES } from "../../../shared/core/search/settings.ts";
 
-/** 2: a child job carries all the requests of one work of the search (`requests`), not one. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * 2: a child job carries all the requests of one work of the search (`requests`), not one.
+ * 3: a request job carries its search state packed (packed-state.ts), not as JSON.
+ */
+export const PROTOCOL_VERSION = 3;
 
 /**
  * Cap of each queue's events stream. Nothing in stagebeam reads the streams (no QueueEvents,
@@ -95,10 +98,11 @@ export const RequestJobDataSchema = z.object({
   item: RequestItemSchema,
   judgeMode: JudgeModeSchema,
   /**
-   * The search state (shared/core/search), read back with parseSearchState; null until the
-   * first step, which creates it from the run's settings (kept once per run, not per job).
+   * The search state (shared/core/search), packed (packState), read back with unpackState and
+   * parseSearchState; null until the first step, which creates it from the run's settings
+   * (kept once per run, not per job).
    */
-  state: z.unknown(),
+  state: z.string().nullable(),
   /** Absent until the first step; `submittedAt` is then taken from the job's timestamp. */
   trace: RequestTraceSchema.optional(),
 });

@@ -36,6 +36,7 @@ import {
   fleetFailure,
   type FleetQueues,
   isCorrect,
+  packState,
   parseJobData,
   putFailureRecord,
   RECORD_VERSION,
@@ -46,6 +47,7 @@ import {
   type ResultRecord,
   ResultRecordSchema,
   type RetryPolicy,
+  unpackState,
 } from "../protocol/index.ts";
 import { RunKeeper, type RunLedger, type RunRegistry } from "../books/index.ts";
 import { childOf, type Children, decideStep, traceApplied } from "./step-decision.ts";
@@ -103,7 +105,7 @@ export async function assertRunGoesOn(runs: RunRegistry, run: string): Promise<v
 /** The item's search state: saved in the job, or (first step) created from the run's settings. */
 async function searchStateOf(data: RequestJobData, runs: RunRegistry): Promise<SearchState> {
   try {
-    if (data.state !== null) return parseSearchState(data.state);
+    if (data.state !== null) return parseSearchState(unpackState(data.state));
     const settings = await runs.settings(data.run);
     if (settings === null) throw badInput("bad-job", `run ${data.run} has no settings in Redis (its bookkeeping is gone)`);
     return createSearch(paramsFor(data.item.key, settings));
@@ -144,7 +146,7 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     await deps.ledger.markWorkStarted(run, trace.startedAt!);
   }
 
-  const save = () => job.updateData({ ...data, state, trace } satisfies RequestJobData);
+  const save = () => job.updateData({ ...data, state: packState(state), trace } satisfies RequestJobData);
 
   // The wanted child's result as last read in this run; undefined: read it (again). A request
   // without a state has never added a child (the state is saved before any child is added).
@@ -300,7 +302,8 @@ export async function recordRequestFailure(
   const { run, item } = envelope.data;
   let stepsDone: number | undefined;
   try {
-    if (parsed.success) stepsDone = parsed.data.state === null ? 0 : parseSearchState(parsed.data.state).steps.length;
+    if (parsed.success)
+      stepsDone = parsed.data.state === null ? 0 : parseSearchState(unpackState(parsed.data.state)).steps.length;
   } catch {
     stepsDone = undefined;
   }
