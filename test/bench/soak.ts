@@ -162,7 +162,7 @@ try {
   );
   console.log(`  peak Redis memory ${MB(peak)} (used_memory, sampled every second)`);
   console.log(
-    `  Redis CPU ${((1000 * delta.cpuSeconds) / items).toFixed(2)} ms an item (${(delta.cpuSeconds / seconds).toFixed(2)} of a core), ${n(Math.round(delta.totalCalls / items))} calls an item`,
+    `  Redis CPU ${((1000 * delta.cpuSeconds) / items).toFixed(2)} ms an item (${(delta.cpuSeconds / seconds).toFixed(2)} of a core), ${n(Math.round(delta.totalCalls / items))} calls an item, ${n(Math.round(delta.netIn / items))} B in and ${n(Math.round(delta.netOut / items))} B out an item`,
   );
   console.log(`  ${n(lost)} lost, ${n(twice)} twice, ${n(exported.lines.output)} lines exported`);
   if (lost > 0 || twice > 0 || exported.lines.output !== items) process.exitCode = 1;
