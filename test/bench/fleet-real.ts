@@ -38,6 +38,11 @@ export interface StrategyRow {
   sentPerItem: number;
   netInPerItem: number;
   netOutPerItem: number;
+  /**
+   * Redis's own CPU seconds an item (INFO cpu), less what the idle fleet costs it in as long
+   * (idleRedisCpu); MONITOR's share in it when it was on.
+   */
+  cpuPerItem: number;
   delta: RedisDelta;
   tally: CommandTally;
   polls: number;
@@ -67,6 +72,23 @@ export async function startRealFleet(env: FleetEnv, workers: number, concurrency
   };
 }
 
+/**
+ * Redis CPU seconds a second while the fleet is up and idle (its workers' blocking fetches,
+ * lock renewals and stalled checks, Redis's own cron): a cost of time, not of items, which a
+ * slow machine's long runs would otherwise charge to each item.
+ */
+export async function idleRedisCpu(env: FleetEnv, seconds: number): Promise<number> {
+  const client = env.client.duplicate();
+  try {
+    const before = await readRedis(client);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const d = redisDelta(before, await readRedis(client));
+    return d.cpuSeconds / d.seconds;
+  } finally {
+    client.disconnect();
+  }
+}
+
 /** One run of `items` items of the scene set under `spec`, counted. */
 export async function countStrategy(
   env: FleetEnv,
@@ -75,14 +97,16 @@ export async function countStrategy(
   items: number,
   spec: StrategySpec,
   run: string,
+  { monitor: withMonitor, idleCpu }: { monitor: boolean; idleCpu: number },
 ): Promise<StrategyRow> {
   // The bench's own polls go on a connection of their own, which MONITOR leaves out.
   const watcher = env.client.duplicate();
   await watcher.ping();
-  const monitor = await startMonitor(env.client, env.prefix, new Set([monitorSource(watcher)]));
+  const monitor = withMonitor ? await startMonitor(env.client, env.prefix, new Set([monitorSource(watcher)])) : undefined;
   const memory = new MemorySampler(watcher, env.prefix, run, items, await dataBytes(watcher));
   const before = await readRedis(watcher);
-  memory.start(250);
+  // Its MEMORY USAGE walk costs Redis CPU too: only with MONITOR, when the CPU figure is an upper bound anyway.
+  if (withMonitor) memory.start(250);
   const t0 = performance.now();
   await submitManifest(fleet.shard, env.store, run, manifest, spec.settings, items);
   const watch = new RunWatch(watcher, [[env.prefix, run]]);
@@ -91,7 +115,9 @@ export async function countStrategy(
   await memory.stop();
   const sampled = { commands: memory.commands, netIn: memory.netIn, netOut: memory.netOut };
   const after = await readRedis(watcher);
-  const tally = await monitor.stop();
+  const tally = monitor
+    ? await monitor.stop()
+    : { sent: new Map(), inLua: new Map(), sentTotal: 0, inLuaTotal: 0, usec: new Map() };
   // The last request jobs finish just after their outcome is recorded.
   await new Promise((r) => setTimeout(r, 1_000));
   const perItem = await memory.finish();
@@ -110,6 +136,7 @@ export async function countStrategy(
     sentPerItem: tally.sentTotal / items,
     netInPerItem: (delta.netIn - sampled.netIn) / items,
     netOutPerItem: (delta.netOut - sampled.netOut) / items,
+    cpuPerItem: (delta.cpuSeconds - idleCpu * delta.seconds) / items,
     delta,
     tally,
     polls,

@@ -15,7 +15,8 @@
  *
  *   npm run bench:fleet -- [--items 48] [--overhead-items 24] [--concurrency 16] [--sizes 1,10,30,100]
  *                          [--cluster-workers 100] [--warmup 12] [--window 20] [--sim-processes 2]
- *                          [--sim-concurrency 4] [--skip-real] [--skip-sim]
+ *                          [--sim-concurrency 4] [--skip-real] [--skip-sim] [--skip-overhead]
+ *                          [--strategies stage,swires] [--skip-monitor] [--skip-cluster]
  */
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -28,6 +29,7 @@ import { startFleetEnv } from "../support/fleet-env.ts";
 import { startRedisCluster } from "../support/redis-cluster.ts";
 import {
   countStrategy,
+  idleRedisCpu,
   measureOverhead,
   startRealFleet,
   type OverheadRow,
@@ -54,6 +56,12 @@ const { values } = parseArgs({
     "sim-concurrency": { type: "string", default: "4" },
     "skip-real": { type: "boolean", default: false },
     "skip-sim": { type: "boolean", default: false },
+    // Only the per-strategy Redis rows, for these strategies (labels' first words, comma-separated).
+    strategies: { type: "string", default: "" },
+    "skip-overhead": { type: "boolean", default: false },
+    "skip-cluster": { type: "boolean", default: false },
+    // MONITOR and the memory samples add to Redis's work; without them the CPU column is the fleet's own.
+    "skip-monitor": { type: "boolean", default: false },
   },
 });
 const num = (k: keyof typeof values) => Number(values[k]);
@@ -103,7 +111,17 @@ function reportRedis(): void {
   );
   console.log(
     table([
-      ["strategy", "items", "s", "calls/item", "sent/item", "net in B/item", "net out B/item"],
+      [
+        "strategy",
+        "items",
+        "s",
+        "calls/item",
+        "sent/item",
+        "net in B/item",
+        "net out B/item",
+        "Redis CPU ms/item",
+        "items/s a core",
+      ],
       ...strategyRows.map((r) => [
         r.label,
         `${r.done}/${r.items}`,
@@ -112,9 +130,17 @@ function reportRedis(): void {
         f0(r.sentPerItem),
         f0(r.netInPerItem),
         f0(r.netOutPerItem),
+        f1(1000 * r.cpuPerItem),
+        f0(1 / r.cpuPerItem),
       ]),
     ]),
   );
+  if (values["skip-monitor"])
+    console.log("(MONITOR and memory samples off: no sent/item, Redis CPU is the fleet's and the producer's own)");
+  else
+    console.log(
+      "(MONITOR and memory samples on: Redis CPU includes serving them, an upper bound; --skip-monitor for the fleet's own)",
+    );
   const b = (x: number | null) => (x === null ? "-" : f0(x));
   console.log(
     "\nRedis bytes an item (redis-memory.ts): in flight = MEMORY USAGE of the in-flight items' jobs and the children they wait for, median of the samples (every second); finished = the end state an item (INFO memory less client and AOF buffers: ledger entries + the finished jobs BullMQ still keeps), of it the ledger's; a waiting item: bench:submit",
@@ -131,14 +157,27 @@ function reportRedis(): void {
       ]),
     ]),
   );
-  const stage = strategyRows.find((r) => r.label === "stage N=4 score")!;
-  const top = (m: Map<string, number>, n: number) =>
+  const stage = strategyRows.find((r) => r.label === "stage N=4 score");
+  if (!stage) return;
+  console.log("\nwhere stage N=4's Redis time goes, µs an item (INFO commandstats usec: evalsha holds its scripts' own calls):");
+  console.log(
+    table([
+      ["", "µs/item", "calls/item"],
+      ...[...stage.delta.usec.entries()]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 12)
+        .map(([k, v]) => [k, f0(v / stage.items), f1((stage.delta.calls.get(k) ?? 0) / stage.items)]),
+    ]),
+  );
+  const top = (m: Map<string, number>, n: number, shown = f1) =>
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
-      .map(([k, v]) => [k, f1(v / stage.items)]);
+      .map(([k, v]) => [k, shown(v / stage.items)]);
   console.log("\nwhere stage N=4's commands go, per item — sent by clients (queue or ledger, command or BullMQ script):");
   console.log(table([["", "per item"], ...top(stage.tally.sent, 16)]));
+  console.log("Redis time, µs an item, by what clients sent (SLOWLOG at threshold 0, the bench's own polls in it):");
+  console.log(table([["", "µs/item"], ...top(stage.tally.usec, 12, f0)]));
   console.log("called inside Lua scripts, by the queue their key belongs to:");
   console.log(table([["", "per item"], ...top(stage.tally.inLua, 8)]));
   console.log("INFO commandstats, the largest:");
@@ -255,15 +294,24 @@ try {
       const fleet = await startRealFleet(env, 1, num("concurrency"));
       try {
         say(`real fleet: 1 worker process (bundled policy + verifier), WORKER_CONCURRENCY ${values.concurrency}`);
+        const idleCpu = await idleRedisCpu(env, 10);
+        say(`idle fleet: Redis ${f1(1000 * idleCpu)} ms of CPU a second, taken out of the CPU an item below`);
+        const only = values.strategies.split(",").filter((x) => x !== "");
         for (const [i, spec] of STRATEGIES.entries()) {
-          const row = await countStrategy(env, fleet, join(countSet, "items.jsonl"), items, spec, `count-${i}`);
+          if (only.length > 0 && !only.some((o) => spec.label.startsWith(o))) continue;
+          const row = await countStrategy(env, fleet, join(countSet, "items.jsonl"), items, spec, `count-${i}`, {
+            monitor: !values["skip-monitor"],
+            idleCpu,
+          });
           strategyRows.push(row);
           say(`${spec.label}: ${row.done}/${items} items in ${f1(row.seconds)} s, ${f0(row.callsPerItem)} calls/item`);
         }
         reportRedis();
-        overhead = await measureOverhead(env, fleet, setDir, overheadItems, Math.max(1, num("concurrency") / 4), "overhead");
-        say(`overhead: in process ${f1(overhead.inProcess.seconds)} s, fleet ${f1(overhead.fleet.seconds)} s`);
-        reportOverhead();
+        if (!values["skip-overhead"]) {
+          overhead = await measureOverhead(env, fleet, setDir, overheadItems, Math.max(1, num("concurrency") / 4), "overhead");
+          say(`overhead: in process ${f1(overhead.inProcess.seconds)} s, fleet ${f1(overhead.fleet.seconds)} s`);
+          reportOverhead();
+        }
       } finally {
         await fleet.close();
       }
@@ -302,27 +350,28 @@ try {
           simRows.push(row);
           say(`simulated ${w} workers, 1 node: ${f2(row.achieved)} / ${f2(row.ideal)} items/s`);
         }
-        if (!simRows.some((r) => r.workers === num("cluster-workers"))) {
+        if (!values["skip-cluster"] && !simRows.some((r) => r.workers === num("cluster-workers"))) {
           simRows.push(await simulate(single, { ...common, workers: num("cluster-workers") }));
         }
       } finally {
         await redis.stop();
       }
-      const cluster = await startRedisCluster(3);
-      try {
-        const tags = await cluster.tagsPerNode(1);
-        const sharded = {
-          label: "3-node cluster",
-          target: { url: cluster.url, cluster: true },
-          servers: cluster.nodes,
-          prefixes: tags.map(([t]) => `{${t}}`),
-        };
-        const row = await simulate(sharded, { ...common, workers: num("cluster-workers") });
-        clusterRows.push(row);
-        say(`simulated ${row.workers} workers, 3-node cluster: ${f2(row.achieved)} / ${f2(row.ideal)} items/s`);
-      } finally {
-        await cluster.stop();
-      }
+      const cluster = values["skip-cluster"] ? undefined : await startRedisCluster(3);
+      if (cluster)
+        try {
+          const tags = await cluster.tagsPerNode(1);
+          const sharded = {
+            label: "3-node cluster",
+            target: { url: cluster.url, cluster: true },
+            servers: cluster.nodes,
+            prefixes: tags.map(([t]) => `{${t}}`),
+          };
+          const row = await simulate(sharded, { ...common, workers: num("cluster-workers") });
+          clusterRows.push(row);
+          say(`simulated ${row.workers} workers, 3-node cluster: ${f2(row.achieved)} / ${f2(row.ideal)} items/s`);
+        } finally {
+          await cluster.stop();
+        }
     } finally {
       await s3.stop();
       reportSim();

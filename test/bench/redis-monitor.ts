@@ -32,6 +32,8 @@ export interface CommandTally {
   inLua: Map<string, number>;
   sentTotal: number;
   inLuaTotal: number;
+  /** `<kind> <script or command>` → microseconds Redis spent on it (SLOWLOG at threshold 0). */
+  usec: Map<string, number>;
 }
 
 const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
@@ -57,7 +59,29 @@ export async function startMonitor(
   ignore: ReadonlySet<string> = new Set(),
 ): Promise<{ stop(): Promise<CommandTally> }> {
   const scripts = await bullmqScripts();
-  const tally: CommandTally = { sent: new Map(), inLua: new Map(), sentTotal: 0, inLuaTotal: 0 };
+  const tally: CommandTally = { sent: new Map(), inLua: new Map(), sentTotal: 0, inLuaTotal: 0, usec: new Map() };
+  // Every command's duration, to say which scripts the time goes to (read and reset every second:
+  // the log is capped).
+  const oldThreshold = ((await redis.config("GET", "slowlog-log-slower-than")) as string[])[1]!;
+  await redis.config("SET", "slowlog-log-slower-than", "0");
+  await redis.config("SET", "slowlog-max-len", "100000");
+  await redis.slowlog("RESET");
+  const nameOf = (args: string[]) => {
+    const command = args[0]!.toLowerCase();
+    if (command === "evalsha") return `${kindOf(args[3], prefix)} ${scripts.get(args[1]!) ?? `script ${args[1]!.slice(0, 8)}`}`;
+    return `${kindOf(args[1], prefix)} ${command}`;
+  };
+  const drain = async () => {
+    const entries = (await redis.slowlog("GET", -1)) as [number, number, number, string[]][];
+    await redis.slowlog("RESET");
+    for (const [, , us, args] of entries) {
+      const command = args[0]!.toLowerCase();
+      if (command === "info" || command === "slowlog" || command === "monitor" || command === "config") continue;
+      const k = nameOf(args);
+      tally.usec.set(k, (tally.usec.get(k) ?? 0) + us);
+    }
+  };
+  const timer = setInterval(() => void drain().catch(() => {}), 1000);
   const monitor = await redis.monitor();
   monitor.on("monitor", (_time: string, args: string[], source: string) => {
     const command = args[0]!.toLowerCase();
@@ -82,6 +106,9 @@ export async function startMonitor(
       // Let the last lines arrive.
       await new Promise((r) => setTimeout(r, 200));
       monitor.disconnect();
+      clearInterval(timer);
+      await drain();
+      await redis.config("SET", "slowlog-log-slower-than", oldThreshold);
       return tally;
     },
   };

@@ -138,9 +138,10 @@ describe("fleet protocol on the bundled model", () => {
     expect(queuePage).toMatch(/^bullmq_job_count\{queue="request", ?state="completed"\} [1-9]/m);
     expect(queuePage).toMatch(/^bullmq_job_completed_total\{queue="generate"\} [1-9]/m);
 
-    // Every queue lives under the hash-tagged prefix with a capped events stream.
+    // Every queue lives under the hash-tagged prefix with its events stream (which nothing reads) trimmed to nothing.
     for (const q of ["request", "generate", "judge"]) {
-      expect(await env.client.hget(`{sb}:${q}:meta`, "opts.maxLenEvents")).toBe("5000");
+      expect(await env.client.hget(`{sb}:${q}:meta`, "opts.maxLenEvents")).toBe("0");
+      expect(await env.client.xlen(`{sb}:${q}:events`)).toBeLessThanOrEqual(100);
     }
   });
 

@@ -9,11 +9,13 @@ import {
   GenerateJobDataSchema,
   JudgeJobDataSchema,
   PROTOCOL_VERSION,
+  packState,
   type RequestJobData,
   RequestJobDataSchema,
   type ResultRecord,
   ResultRecordSchema,
   retryPolicy,
+  unpackState,
 } from "../../workers/fleet/protocol/index.ts";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
@@ -62,6 +64,17 @@ class FakeQueue {
     };
   }
   retried: string[] = [];
+  /** The parent's hashes of its children's results and failures, as Redis holds them (JSON text). */
+  getBackend() {
+    const job = this.job;
+    const hget = async (hash: string, child: string) => {
+      const [, which] = /:(processed|failed)$/.exec(hash) ?? [];
+      if (!hash.startsWith(`${job.queueQualifiedName}:${job.id}:`)) return null;
+      if (which === "processed") return job.processed.has(child) ? JSON.stringify(job.processed.get(child)) : null;
+      return job.failed.get(child) ?? null;
+    };
+    return { client: Promise.resolve({ hget }) };
+  }
 }
 
 class FakeJob {
@@ -76,12 +89,6 @@ class FakeJob {
   updates = 0;
   constructor(public data: RequestJobData) {
     this.id = `${data.run}/${data.item.key}`;
-  }
-  async getChildrenValues() {
-    return Object.fromEntries(this.processed);
-  }
-  async getIgnoredChildrenFailures() {
-    return Object.fromEntries(this.failed);
   }
   async updateData(d: RequestJobData) {
     this.updates++;
@@ -121,7 +128,9 @@ function requestData(
       line: 3,
     },
     judgeMode: "score",
-    state: createSearch({ itemId: "item-1", strategy: overrides.strategy ?? "stage", beam: overrides.beam ?? 4, seed: 5 }),
+    state: packState(
+      createSearch({ itemId: "item-1", strategy: overrides.strategy ?? "stage", beam: overrides.beam ?? 4, seed: 5 }),
+    ),
     trace: { submittedAt: 1_000, startedAt: null, stepStartedAt: null, work: [], steps: [], models: [], childRetries: 0 },
   };
 }
@@ -348,8 +357,8 @@ describe("request step job", () => {
     const job = new FakeJob({ ...requestData(), item: { ...requestData().item, image: "/local/path.png" } });
     const { d } = deps(job);
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toMatchObject({ code: "bad-job", unrecoverable: true });
-    const state = requestData().state as { params: Record<string, unknown> };
-    const bad = new FakeJob({ ...requestData(), state: { ...state, params: { ...state.params, beam: 0 } } });
+    const state = unpackState(requestData().state!) as { params: Record<string, unknown> };
+    const bad = new FakeJob({ ...requestData(), state: packState({ ...state, params: { ...state.params, beam: 0 } }) });
     await expect(runRequestStep(bad as unknown as Job, "t", deps(bad).d)).rejects.toMatchObject({
       code: "bad-params",
       unrecoverable: true,

@@ -19,6 +19,7 @@ export { QUEUES, childJobId, feedJobId, requestJobId, runKeys, runsIndexKey, wor
 export { childJob, childWorkId, requestJob } from "./jobs.ts";
 export type { ChildWork } from "./jobs.ts";
 export { BadInputError, isBadInput } from "./model-host.ts";
+export { packState, unpackState } from "./packed-state.ts";
 export type { HostRuntime, ItemInput, ModelHost, OpenItem, OpenVerifierItem, VerifierHost } from "./model-host.ts";
 export {
   ChildReturnSchema,

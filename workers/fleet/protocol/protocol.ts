@@ -45,11 +45,17 @@ import { ItemSettingsSchema } from "../../../shared/core/search/params.ts";
  * 3: an item may carry its own settings (`settings`) and a system message (`system`), and a
  * generate request its own `temperature` and `topP`; a worker of 2 would drop them unseen and
  * answer with the run's, so it must refuse these jobs instead.
+ * 4: a request job carries its search state packed (packed-state.ts), not as JSON.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
-/** Approximate cap of each queue's events stream (BullMQ trims with MAXLEN ~). */
-export const EVENTS_MAX_LEN = 5_000;
+/**
+ * Cap of each queue's events stream. Nothing in stagebeam reads the streams (no QueueEvents,
+ * no waitUntilFinished) and BullMQ cannot be told not to write them, so they are trimmed to
+ * nothing: with MAXLEN ~ 0 a stream keeps at most the entries of its last radix node (100),
+ * not thousands of entries a queue, and Redis's memory no longer grows with the events.
+ */
+export const EVENTS_MAX_LEN = 0;
 
 const RunIdSchema = z.string().regex(RUN_ID_PATTERN);
 const ItemKeySchema = z.string().regex(ITEM_ID_PATTERN);
@@ -100,10 +106,11 @@ export const RequestJobDataSchema = z.object({
   item: RequestItemSchema,
   judgeMode: JudgeModeSchema,
   /**
-   * The search state (shared/core/search), read back with parseSearchState; null until the
-   * first step, which creates it from the run's settings (kept once per run, not per job).
+   * The search state (shared/core/search), packed (packState), read back with unpackState and
+   * parseSearchState; null until the first step, which creates it from the run's settings
+   * (kept once per run, not per job).
    */
-  state: z.unknown(),
+  state: z.string().nullable(),
   /** Absent until the first step; `submittedAt` is then taken from the job's timestamp. */
   trace: RequestTraceSchema.optional(),
 });
@@ -218,7 +225,7 @@ export interface FleetQueues {
   close(): Promise<void>;
 }
 
-/** The queues under `prefix` (never ioredis keyPrefix), with capped event streams. */
+/** The queues under `prefix` (never ioredis keyPrefix), with their event streams trimmed to nothing (EVENTS_MAX_LEN). */
 export function openQueues(target: string | RedisTarget, prefix: string): FleetQueues {
   const { connection, close: closeConnection } = bullConnection(target);
   const open = (name: string, defaultJobOptions: JobsOptions) =>

@@ -36,6 +36,7 @@ import {
   fleetFailure,
   type FleetQueues,
   isCorrect,
+  packState,
   parseJobData,
   putFailureRecord,
   RECORD_VERSION,
@@ -46,7 +47,7 @@ import {
   type ResultRecord,
   ResultRecordSchema,
   type RetryPolicy,
-  workIdOf,
+  unpackState,
 } from "../protocol/index.ts";
 import { RunKeeper, type RunLedger, type RunRegistry } from "../books/index.ts";
 import { childOf, type Children, decideStep, traceApplied } from "./step-decision.ts";
@@ -75,22 +76,22 @@ export function stageLabel(stepLabel: string): string {
 }
 
 /**
- * The children's results, and their failures when `wanted` has no result (a child that failed
- * for good has none; when the wanted child has one, the failures cannot matter).
+ * The wanted child's result, or its failure when it has no result (a child that failed for
+ * good has none). Only that child's entry is read: the parent's hash of results grows by one
+ * child a step, and reading it whole every step sent the item's every earlier result back.
  */
-async function readChildren(job: Job, run: string, wanted: string): Promise<Children> {
-  // Keys are `<prefix>:<queue>:<job id>`; our job ids never hold ':'.
-  const workId = (key: string) => workIdOf(run, key.slice(key.lastIndexOf(":") + 1));
+async function readChild(job: Job, queue: Queue, run: string, wanted: string): Promise<Children> {
+  const client = await queue.getBackend().client;
+  const parent = `${job.queueQualifiedName}:${job.id}`;
+  const child = `${queue.qualifiedName}:${childJobId(run, wanted)}`;
   const out: Children = { values: new Map(), failures: new Map() };
-  for (const [key, v] of Object.entries((await job.getChildrenValues()) ?? {})) {
-    const id = workId(key);
-    if (id !== undefined) out.values.set(id, v);
+  const value = await client.hget(`${parent}:processed`, child);
+  if (value !== null) {
+    out.values.set(wanted, JSON.parse(value));
+    return out;
   }
-  if (out.values.has(wanted)) return out;
-  for (const [key, reason] of Object.entries((await job.getIgnoredChildrenFailures()) ?? {})) {
-    const id = workId(key);
-    if (id !== undefined) out.failures.set(id, String(reason));
-  }
+  const reason = await client.hget(`${parent}:failed`, child);
+  if (reason !== null) out.failures.set(wanted, reason);
   return out;
 }
 
@@ -107,7 +108,7 @@ export async function assertRunGoesOn(runs: RunRegistry, run: string): Promise<v
 /** The item's search state: saved in the job, or (first step) created from the run's settings. */
 async function searchStateOf(data: RequestJobData, runs: RunRegistry): Promise<SearchState> {
   try {
-    if (data.state !== null) return parseSearchState(data.state);
+    if (data.state !== null) return parseSearchState(unpackState(data.state));
     const settings = await runs.settings(data.run);
     if (settings === null) throw badInput("bad-job", `run ${data.run} has no settings in Redis (its bookkeeping is gone)`);
     return createSearch(paramsFor(data.item.key, settings, data.item.settings));
@@ -148,18 +149,18 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     await deps.ledger.markWorkStarted(run, trace.startedAt!);
   }
 
-  const save = () => job.updateData({ ...data, state, trace } satisfies RequestJobData);
+  const save = () => job.updateData({ ...data, state: packState(state), trace } satisfies RequestJobData);
 
-  // The children's results as last read in this run; undefined: read them (again). A request
+  // The wanted child's result as last read in this run; undefined: read it (again). A request
   // without a state has never added a child (the state is saved before any child is added).
-  // After a step is applied, the same reading serves the next work: its children can only have
-  // been added by an earlier run of this job, and one that finished since the reading is found
-  // when moveToWaitingChildren says nothing is left to wait for, which reads again.
+  // After a step is applied, the reading (of the child just applied) stands for the next work:
+  // its child can only have been added by an earlier run of this job, and one that finished is
+  // found when moveToWaitingChildren says nothing is left to wait for, which reads again.
   let children: Children | undefined = data.state === null ? { values: new Map(), failures: new Map() } : undefined;
   for (;;) {
     const work = next(state);
     const childId = childOf(work);
-    if (childId !== null) children ??= await readChildren(job, run, childId);
+    if (childId !== null && work.kind !== "done") children ??= await readChild(job, deps.queues[work.kind], run, childId);
     const action = decideStep(work, children ?? NO_CHILDREN, trace, deps.retryPolicy);
     switch (action.kind) {
       case "finish":
@@ -305,7 +306,8 @@ export async function recordRequestFailure(
   const { run, item } = envelope.data;
   let stepsDone: number | undefined;
   try {
-    if (parsed.success) stepsDone = parsed.data.state === null ? 0 : parseSearchState(parsed.data.state).steps.length;
+    if (parsed.success)
+      stepsDone = parsed.data.state === null ? 0 : parseSearchState(unpackState(parsed.data.state)).steps.length;
   } catch {
     stepsDone = undefined;
   }
