@@ -22,7 +22,7 @@ import { formatStatus, runStatus, waitForRun } from "../../../workers/fleet/ops/
 import type { BadLineLimit } from "../../../workers/fleet/books/index.ts";
 import { CliExit, EXIT_FAILURE, EXIT_INTERRUPTED, intOption } from "./common.ts";
 import { openFleet } from "./fleet-connection.ts";
-import { createProgress } from "./progress.ts";
+import { createProgress, type Progress } from "./progress.ts";
 import { addSearchOptions, searchSettings, type SearchCliOptions } from "./search-options.ts";
 
 interface SubmitCliOptions extends SearchCliOptions {
@@ -128,7 +128,9 @@ export const submitCommand = addSearchOptions(new Command("submit"))
     process.on("SIGINT", onSigint);
     process.on("SIGTERM", onSigint);
 
-    const bar = o.progress ? createProgress({ label: "submit", unit: "lines" }) : undefined;
+    // Started by the first progress report, so that a submit refused up front prints no empty bar.
+    let bar: Progress | undefined;
+    const progress = () => (bar ??= o.progress ? createProgress({ label: "submit", unit: "lines" }) : undefined);
     try {
       const summary = await submitRun(
         {
@@ -144,7 +146,7 @@ export const submitCommand = addSearchOptions(new Command("submit"))
           ...(o.maxBadLines !== undefined ? { maxBadLines: o.maxBadLines } : {}),
           signal: abort.signal,
           onProgress: (p) =>
-            bar?.update(
+            progress()?.update(
               p.lines,
               p.total,
               `| enqueued ${p.enqueued} skipped ${p.skipped} bad ${p.bad}${p.throttled ? ` | backlog full (${p.backlog}), waiting` : ""}`,
