@@ -60,14 +60,14 @@ def session_io(model: Mllama) -> dict:
     )
     # Traced with two rows over one item's cross states (batch 1 broadcasts), so neither batch size is baked in.
     batch, seq, past = 2, 5, 3
-    inputs = ["inputs_embeds", "attention_mask", "position_ids", "cross_attention_mask"]
+    inputs = ["inputs_embeds", "attention_mask", "position_ids", "cross_attention_mask", "logits_to_keep"]
     outputs = ["logits"]
     dynamic = {
         "inputs_embeds": {0: "batch_size", 1: "sequence_length"},
         "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
         "position_ids": {0: "batch_size", 1: "sequence_length"},
         "cross_attention_mask": {0: "batch_size", 1: "sequence_length"},
-        "logits": {0: "batch_size", 1: "sequence_length"},
+        "logits": {0: "batch_size", 1: "logits_length"},
     }
     kv = []
     for i in range(len(t.self_layers)):
@@ -89,6 +89,7 @@ def session_io(model: Mllama) -> dict:
             torch.ones(batch, past + seq, dtype=torch.long),
             torch.arange(past, past + seq).unsqueeze(0).repeat(batch, 1),
             mask,
+            torch.tensor(2),  # neither 1 nor seq, so the trace cannot mistake it for either
             *kv,
         ),
         inputs=inputs,

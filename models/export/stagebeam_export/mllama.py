@@ -451,8 +451,9 @@ class Mllama(nn.Module):
         bias = (1 - m) * NEG * row_seen
         return bias.unsqueeze(1), row_seen
 
-    def decode(self, inputs_embeds, attention_mask, position_ids, cross_attention_mask, past, cross):
-        """One decoder pass. past: (k, v) per self-attention layer; cross: (k, v) per cross-attention layer.
+    def decode(self, inputs_embeds, attention_mask, position_ids, cross_attention_mask, past, cross, logits_to_keep=None):
+        """One decoder pass. past: (k, v) per self-attention layer; cross: (k, v) per cross-attention layer;
+        logits_to_keep: an int64 scalar, the last steps whose logits are returned (0 or None: every step).
         Returns logits and the self-attention layers' (k, v) grown by the new tokens."""
         seq = inputs_embeds.shape[1]
         total = attention_mask.shape[1]
@@ -473,6 +474,10 @@ class Mllama(nn.Module):
                 x, k, v = layer(x, cos, sin, bias, past[2 * s], past[2 * s + 1])
                 present += [k, v]
                 s += 1
+        if logits_to_keep is not None:
+            # The LM head (vocab x hidden) costs more than the layers over a prompt: run it on the kept steps only.
+            start = torch.clamp((seq - logits_to_keep) * (logits_to_keep > 0), min=0)
+            x = x.index_select(1, torch.arange(start, seq))
         return self.language_model.lm_head(self.language_model.model.norm(x)), present
 
     def empty_past(self, batch: int) -> list[torch.Tensor]:
@@ -518,7 +523,9 @@ class DecoderExport(nn.Module):
         self.model = model
         self.n_self = len(model.text.self_layers)
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, cross_attention_mask, *kv):
+    def forward(self, inputs_embeds, attention_mask, position_ids, cross_attention_mask, logits_to_keep, *kv):
         past, cross = kv[: 2 * self.n_self], kv[2 * self.n_self :]
-        logits, present = self.model.decode(inputs_embeds, attention_mask, position_ids, cross_attention_mask, past, cross)
+        logits, present = self.model.decode(
+            inputs_embeds, attention_mask, position_ids, cross_attention_mask, past, cross, logits_to_keep
+        )
         return (logits, *present)

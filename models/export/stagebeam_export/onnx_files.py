@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from onnx.external_data_helper import load_external_data_for_model
 
 OPSET = 17
 # Weights past this go to an external data file (protobuf cannot hold 2 GB; ONNX Runtime maps the file).
@@ -40,6 +41,9 @@ def save(model: onnx.ModelProto, path: Path) -> None:
     if weight_bytes(model) > EXTERNAL_BYTES:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name, size_threshold=1024)
         onnx.checker.check_model(str(path))
+        # save_model moved the weights out of `model` into the data file: read them back, so the caller's graph stays
+        # whole for its fp16 copy (--dtype all) and its size in the log.
+        load_external_data_for_model(model, str(path.parent))
     else:
         onnx.checker.check_model(model)
         path.write_bytes(model.SerializeToString())
