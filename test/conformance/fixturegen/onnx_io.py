@@ -2,12 +2,14 @@
 (weights stored as float16, graph inputs and outputs kept float32: convert_float_to_float16(keep_io_types=True))."""
 
 import io
+import sys
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "models" / "export"))
+from stagebeam_export.onnx_files import fp16_weights as exporter_fp16_weights  # noqa: E402
 
 OPSET = 17
 
@@ -39,22 +41,9 @@ def save(model: onnx.ModelProto, path: Path) -> None:
 
 
 def fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A checked copy of `model` in the exporter's `_fp16` form (models/export: one conversion for both)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    graph = out.graph
-    casts = []
-    kept = []
-    for init in graph.initializer:
-        if init.data_type == TensorProto.FLOAT and len(init.dims) > 0:
-            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_fp16")
-            kept.append(half)
-            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "_upcast"))
-        else:
-            kept.append(init)
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(casts + nodes)
+    exporter_fp16_weights(out)
     onnx.checker.check_model(out)
     return out
