@@ -10,11 +10,24 @@ model's width (1280, 16 heads, MLP 5120, gated global layers, intermediate state
 32 + 8 and 224-px tiles instead of 560 (257 tokens a tile instead of 1601), up to 4 tiles, so one image costs
 seconds, not minutes, on a shared 2-core CPU. Each reduction is an option.
 
-The folder comes from the exporter (models/export) with the conformance fixture's tokenizer and chat template (its
-few hundred ids are what gets sampled from the 128256 logits; `<|image|>` is one of them).
+The folder comes from the exporter (models/export) with the conformance fixture's chat template and processor files,
+and a Llama-3-style tokenizer (byte-level BPE, Llama-3's split regex, the special tokens after the BPE vocabulary)
+whose `--merges` merges (32000) are learned here on general English text found offline on the machine: the license
+texts of /usr/share/common-licenses and the packages' READMEs and text files under /usr/share/doc, up to
+`--corpus-bytes`, never the project's own prompts. It spells English about four characters a token, as a real
+Llama vocabulary does, so prompts are as long in tokens as a real model's; the engine samples its ids (about 32,000)
+of the 128256 logits.
+
+`--weights-from DIR` takes the ONNX files of an earlier folder of the same shape (hard links) instead of exporting
+again, when only the tokenizer is new: the weights do not depend on it (every id stays below 128256).
 """
 
 import argparse
+import gzip
+import hashlib
+import json
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -27,10 +40,68 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "models" / "export"))
 sys.path.insert(0, str(REPO / "test" / "conformance"))
 
-from fixturegen.mllama import ASPECT_RATIOS, randomize, tokenizer, write_files  # noqa: E402
-from fixturegen.tokenizers import token_id  # noqa: E402
-from stagebeam_export.export_mllama import write_folder  # noqa: E402
+from fixturegen.mllama import ASPECT_RATIOS, SPECIALS, randomize, tokenizer, write_files  # noqa: E402
+from fixturegen.tokenizers import llama3_tokenizer, token_id  # noqa: E402
+from stagebeam_export.export_mllama import write_folder, write_metadata  # noqa: E402
 from stagebeam_export.mllama import Mllama  # noqa: E402
+
+
+def english_text(limit: int) -> tuple[str, int]:
+    """General English text found offline: /usr/share/common-licenses, then the READMEs and text files under
+    /usr/share/doc (gzipped ones too), in path order, each distinct file once, until `limit` bytes."""
+    files = sorted(Path("/usr/share/common-licenses").glob("*"))
+    found: set[Path] = set()
+    for pattern in ("README*", "*.txt", "*.md", "*.rst", "*.txt.gz", "*.md.gz", "*.rst.gz"):
+        found.update(Path("/usr/share/doc").rglob(pattern))
+    files += sorted(found)
+    seen: set[bytes] = set()
+    parts: list[str] = []
+    size = 0
+    for f in files:
+        if size >= limit:
+            break
+        if not f.is_file():
+            continue
+        raw = f.read_bytes()
+        if f.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        digest = hashlib.sha256(raw).digest()
+        if digest in seen:
+            continue
+        try:
+            parts.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            continue
+        seen.add(digest)
+        size += len(raw)
+    if size < 1_000_000:
+        raise SystemExit(f"found {size:,} bytes of English text under /usr/share/common-licenses and /usr/share/doc; "
+                         "expected at least 1,000,000 to learn the bench tokenizer from (install a few documented packages)")
+    return "\n".join(parts), len(parts)
+
+
+SHAPE_KEYS = ("image_token_index", "bos_token_id", "eos_token_id")
+
+
+def shape(cfg: dict) -> dict:
+    """config.json without the token ids: what the weights depend on."""
+    text = {k: v for k, v in cfg["text_config"].items() if k not in SHAPE_KEYS}
+    return {"text_config": text, "vision_config": cfg["vision_config"]}
+
+
+def link_weights(source: Path, out: Path, cfg: dict) -> None:
+    """The ONNX files of `source`, a folder this script wrote with the same shape, hard-linked into `out`."""
+    theirs = json.loads((source / "config.json").read_text())
+    if shape(theirs) != shape(cfg):
+        raise SystemExit(f"--weights-from {source}: its config.json has another shape than this run's; expected the same options")
+    (out / "onnx").mkdir(parents=True, exist_ok=True)
+    for f in sorted((source / "onnx").iterdir()):
+        target = out / "onnx" / f.name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(f, target)
+        except OSError:
+            shutil.copyfile(f, target)
 
 
 def config(args, tok: dict) -> dict:
@@ -86,20 +157,31 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--vision-layers", type=int, default=2)
     ap.add_argument("--global-layers", type=int, default=1)
     ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--merges", type=int, default=32000)
+    ap.add_argument("--corpus-bytes", type=int, default=16_000_000)
+    ap.add_argument("--weights-from", type=Path, default=None)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")  # torch.onnx's tracer warnings: the shapes it freezes are config.json's
     started = time.time()
-    tok = tokenizer()
+    text, files_read = english_text(args.corpus_bytes)
+    tok = tokenizer(llama3_tokenizer(text, args.merges, SPECIALS))
+    print(f"tokenizer: {len(tok['model']['merges'])} merges learned on {len(text.encode()):,} bytes of English "
+          f"({files_read} files), {len(tok['model']['vocab']) + len(SPECIALS)} ids, {time.time() - started:.0f} s")
     cfg = config(args, tok)
-    model = Mllama(cfg).eval()
-    randomize(model, args.seed)
     with tempfile.TemporaryDirectory() as files:
         write_files(Path(files), cfg, tok, tile=args.image_size)
-        write_folder(model, cfg, Path(files), args.out, ["fp32"])
-    vision = sum(p.numel() for p in model.vision_model.parameters())
-    total = sum(p.numel() for p in model.parameters())
+        if args.weights_from is not None:
+            link_weights(args.weights_from, args.out, cfg)
+            write_metadata(cfg, Path(files), args.out, ["fp32"])
+            params = f"the weights of {args.weights_from}"
+        else:
+            model = Mllama(cfg).eval()
+            randomize(model, args.seed)
+            write_folder(model, cfg, Path(files), args.out, ["fp32"])
+            vision = sum(p.numel() for p in model.vision_model.parameters())
+            params = f"{sum(p.numel() for p in model.parameters()) - vision:,} text + {vision:,} vision parameters"
     size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
-    print(f"wrote {args.out}: {total - vision:,} text + {vision:,} vision parameters, cross-attention layers "
+    print(f"wrote {args.out}: {params}, cross-attention layers "
           f"{cfg['text_config']['cross_attention_layers']} of {args.text_layers}, {size / 1e9:.1f} GB, {time.time() - started:.0f} s")
 
 

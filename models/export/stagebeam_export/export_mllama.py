@@ -133,6 +133,12 @@ def write_folder(model: Mllama, config: dict, files_dir: Path, out: Path, dtypes
             onnx_files.save(graph, path)
             log(f"wrote {path} ({onnx_files.weight_bytes(graph) / 1e6:.1f} MB of weights) in {time.time() - t0:.0f} s")
         del graph
+    write_metadata(config, files_dir, out, dtypes)
+
+
+def write_metadata(config: dict, files_dir: Path, out: Path, dtypes: list[str]) -> None:
+    """A model folder's files beside its sessions: the processor and tokenizer files of `files_dir`, config.json."""
+    out.mkdir(parents=True, exist_ok=True)
     for f in COPIED:
         if (files_dir / f).is_file():
             shutil.copyfile(files_dir / f, out / f)

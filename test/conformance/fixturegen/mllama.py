@@ -54,8 +54,10 @@ ASPECT_RATIOS = [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]]
 IMAGES = {"one": (32, 32), "two-padded": (32, 40), "three-tall": (96, 32), "four": (64, 64), "wide": (120, 200), "small": (20, 24)}
 
 
-def tokenizer() -> dict:
-    tok = qwen2_tokenizer(SPECIALS)
+def tokenizer(bpe: dict | None = None) -> dict:
+    """The fixture's tokenizer: `bpe` (default: the small Qwen2-style one), built with SPECIALS after its vocabulary,
+    with Llama's <|begin_of_text|> put in front of every encoded text."""
+    tok = bpe if bpe is not None else qwen2_tokenizer(SPECIALS)
     bos = token_id(tok, "<|begin_of_text|>")
     tok["post_processor"] = {
         "type": "TemplateProcessing",

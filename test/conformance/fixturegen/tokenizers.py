@@ -1,8 +1,10 @@
-"""Hand-built tokenizer.json files: a BPE vocabulary learned on a small corpus, in the three styles the
-families publish (SentencePiece-style Llama with byte fallback, GPT-2 ByteLevel as SmolLM2, Qwen2 ByteLevel)."""
+"""Hand-built tokenizer.json files: a BPE vocabulary learned on a small corpus, in the styles the families publish
+(SentencePiece-style Llama with byte fallback, GPT-2 ByteLevel as SmolLM2, Qwen2 ByteLevel, Llama-3 ByteLevel; the last
+for the bench model, learned on a larger text)."""
 
+import heapq
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 
 # Words the conformance prompts and chat templates use, so the learned merges make multi-character tokens.
 CORPUS = """
@@ -28,30 +30,51 @@ def bytes_to_unicode() -> list[tuple[int, str]]:
 
 
 def learn_merges(words: list[list[str]], count: int) -> list[tuple[str, str]]:
-    """Plain BPE training; ties broken by the pair's text so the result is deterministic."""
+    """Plain BPE training: the most frequent pair merged first, ties broken by the pair's text so the result is
+    deterministic. Pair counts are kept up to date for the words each merge touches (a heap of counts, stale
+    entries skipped), so a large corpus and thousands of merges take seconds."""
     freq = Counter(tuple(w) for w in words)
+    symbols = [list(w) for w in freq]
+    weight = list(freq.values())
+    pairs: Counter = Counter()
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, word in enumerate(symbols):
+        for pair in zip(word, word[1:]):
+            pairs[pair] += weight[i]
+            where[pair].add(i)
+    heap = [(-n, pair) for pair, n in pairs.items()]
+    heapq.heapify(heap)
     merges: list[tuple[str, str]] = []
-    for _ in range(count):
-        pairs: Counter = Counter()
-        for word, n in freq.items():
-            for a, b in zip(word, word[1:]):
-                pairs[(a, b)] += n
-        if not pairs:
-            break
-        best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    while heap and len(merges) < count:
+        n, best = heapq.heappop(heap)
+        if pairs.get(best, 0) != -n:
+            continue
         merges.append(best)
-        merged = Counter()
-        for word, n in freq.items():
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                    out.append(word[i] + word[i + 1])
-                    i += 2
+        changed = set()
+        for i in sorted(where.pop(best)):
+            word, out, j = symbols[i], [], 0
+            while j < len(word):
+                if j + 1 < len(word) and (word[j], word[j + 1]) == best:
+                    out.append(word[j] + word[j + 1])
+                    j += 2
                 else:
-                    out.append(word[i])
-                    i += 1
-            merged[tuple(out)] += n
-        freq = merged
+                    out.append(word[j])
+                    j += 1
+            if len(out) == len(word):
+                continue
+            for pair in zip(word, word[1:]):
+                pairs[pair] -= weight[i]
+                changed.add(pair)
+            for pair in zip(out, out[1:]):
+                pairs[pair] += weight[i]
+                where[pair].add(i)
+                changed.add(pair)
+            symbols[i] = out
+        for pair in changed:
+            if pairs[pair] > 0:
+                heapq.heappush(heap, (-pairs[pair], pair))
+            else:
+                del pairs[pair]
     return merges
 
 
@@ -137,24 +160,32 @@ def llama_tokenizer(extra_special: list[str], merge_count: int = 96) -> dict:
 GPT2_SPLIT = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""")
 
 
-def byte_level_words(text: str) -> list[list[str]]:
+def byte_level_words(text: str, split: re.Pattern = GPT2_SPLIT) -> list[list[str]]:
     table = dict(bytes_to_unicode())
-    return [[table[b] for b in piece.encode()] for piece in GPT2_SPLIT.findall(text)]
+    return [[table[b] for b in piece.encode()] for piece in split.findall(text)]
 
 
-def byte_level_vocab(leading_special: list[str], merge_count: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def byte_level_vocab(
+    leading_special: list[str], merge_count: int, text: str = CORPUS, split: re.Pattern = GPT2_SPLIT
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
     vocab = {tok: i for i, tok in enumerate(leading_special)}
     for _, ch in bytes_to_unicode():
         vocab[ch] = len(vocab)
-    merges = learn_merges(byte_level_words(CORPUS), merge_count)
+    merges = learn_merges(byte_level_words(text, split), merge_count)
     extend_vocab(vocab, merges)
     return vocab, merges
 
 
 def byte_level_tokenizer(
-    leading_special: list[str], trailing_special: list[str], pre_tokenizer: dict, normalizer, merge_count: int = 96
+    leading_special: list[str],
+    trailing_special: list[str],
+    pre_tokenizer: dict,
+    normalizer,
+    merge_count: int = 96,
+    text: str = CORPUS,
+    split: re.Pattern = GPT2_SPLIT,
 ) -> dict:
-    vocab, merges = byte_level_vocab(leading_special, merge_count)
+    vocab, merges = byte_level_vocab(leading_special, merge_count, text, split)
     specials = [added(vocab[tok], tok) for tok in leading_special]
     for i, tok in enumerate(trailing_special):
         specials.append(added(len(vocab) + i, tok))
@@ -209,3 +240,23 @@ def token_id(tokenizer: dict, content: str) -> int:
 
 def vocab_size(tokenizer: dict) -> int:
     return max(len(tokenizer["model"]["vocab"]), 1 + max(t["id"] for t in tokenizer["added_tokens"]))
+
+
+LLAMA3_PATTERN = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+# LLAMA3_PATTERN in Python's re, which has no \p classes: a letter is [^\W\d_], a number \d.
+LLAMA3_SPLIT = re.compile(
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|(?:[^\w\r\n]|_)?[^\W\d_]+|\d{1,3}| ?(?:[^\s\w]|_)+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def llama3_tokenizer(text: str, merge_count: int, trailing_special: list[str]) -> dict:
+    """Llama-3's style (tiktoken-like ByteLevel BPE: its regex Split, digits in runs of up to three, ByteLevel without
+    regex; the special tokens after the BPE vocabulary, as at 128000 and up), its merges learned on `text`."""
+    pre = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+        ],
+    }
+    return byte_level_tokenizer([], trailing_special, pre, None, merge_count, text, LLAMA3_SPLIT)
