@@ -1,7 +1,7 @@
 /**
  * The score judge's teacher-forced answers on the bundled model: logits read on top of the
  * prompt's KV match those of the longer prompts, in both work patterns, and a judge whose choices
- * take two tokens each (sharing the first) gives the scores of the one-token choices.
+ * take two tokens each (sharing the first) gives the scores of the one-token choices at their cost.
  */
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -103,5 +103,25 @@ describe("teacher-forced judge answers on the bundled model", () => {
     }
     engine.closeItem(ctx);
     twoTokenChoices.closeItem(ctx2);
+  });
+
+  it("runs the choices' shared first token in the prompt's row: the calls and positions of one-token choices", async () => {
+    // The two-token judge's prompt + ` response` is the one-token judge's prompt, token for token.
+    expect(twoTokenChoices.tokenizer.encode("I choose response")).toEqual([
+      ...twoTokenChoices.tokenizer.encode("I choose"),
+      twoTokenChoices.tokenizer.encode(" response 1")[0],
+    ]);
+    const cost = async (e: Engine) => {
+      const ctx = await open(e);
+      const before = e.counters();
+      await e.judge(ctx, requests, "score");
+      const after = e.counters();
+      e.closeItem(ctx);
+      return { calls: after.decoderCalls - before.decoderCalls, positions: after.prefillTokens - before.prefillTokens };
+    };
+    const one = await cost(engine);
+    // The prompts' shared prefix, then every prompt's own tail in one batched call.
+    expect(one.calls).toBe(2);
+    expect(await cost(twoTokenChoices)).toEqual(one);
   });
 });

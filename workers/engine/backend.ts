@@ -120,6 +120,17 @@ function answerPrefixes(answers: readonly (readonly number[])[]): number[][] {
   return [...runs.values()];
 }
 
+/**
+ * The leading tokens every answer shares, short of each answer's last token (` 1` and ` 2` as a
+ * Llama-3 vocabulary spells them share the space): they run in the prompt's own row.
+ */
+function sharedLead(answers: readonly (readonly number[])[]): readonly number[] {
+  const first = answers[0] ?? [];
+  let n = Math.min(...answers.map((a) => a.length - 1));
+  for (const a of answers) n = Math.min(n, commonPrefix(first, a));
+  return first.slice(0, Math.max(0, n));
+}
+
 /** Lays out `AnswerLogits` from the prompt's last logits and those after each of `prefixes`. */
 function readAnswers(
   answers: readonly (readonly number[])[],
@@ -217,16 +228,26 @@ export class CachedBackend implements Backend {
     const out = await Promise.all(
       prompts.map(async (prompt) => {
         const prefixes = answerPrefixes(prompt.answers);
-        // The prompt's KV is kept only when answers run on top of it.
-        const head = await this.extend(ctx, prompt.ids, prefixes.length > 0);
+        // The answers' shared lead runs in the prompt's row, its logits read at each of its
+        // positions; only answers that branch after it need rows of their own, on the row's KV.
+        const lead = sharedLead(prompt.answers);
+        const branches = prefixes.filter((run) => run.length > lead.length);
+        const ids = [...prompt.ids, ...lead];
+        const head = await this.extend(
+          ctx,
+          ids,
+          branches.length > 0,
+          lead.map((_, k) => prompt.ids.length - 1 + k),
+        );
+        const afterLead = (k: number) => (k === lead.length ? head.logits : head.at[k]!);
         let rows: PrefillResult[] = [];
         try {
-          if (prefixes.length > 0) {
+          if (branches.length > 0) {
             rows = await this.p.scheduler.prefill(
-              prefixes.map((ids) => ({
+              branches.map((run) => ({
                 base: head.kv!,
-                ids,
-                positions: ctx.positions.span([...prompt.ids, ...ids], prompt.ids.length),
+                ids: run.slice(lead.length),
+                positions: ctx.positions.span([...ids, ...run.slice(lead.length)], ids.length),
                 keepKv: false,
                 cross: crossRow(ctx, ctx.decoderInputs, prompt.ids, this.p.tokenizer.imageTokenId),
               })),
@@ -235,11 +256,12 @@ export class CachedBackend implements Backend {
         } finally {
           head.kv?.store.release();
         }
+        const branchLogits = new Map(branches.map((run, i) => [run, rows[i]!.logits]));
         return readAnswers(
           prompt.answers,
-          head.logits,
+          afterLead(0),
           prefixes,
-          rows.map((r) => r.logits),
+          prefixes.map((run) => branchLogits.get(run) ?? afterLead(run.length)),
         );
       }),
     );
