@@ -67,8 +67,9 @@ export interface Backend {
   /** Samples continuations of the item's context. */
   continue(ctx: ItemContext, conts: readonly Continuation[], sampling: SamplingParams): Promise<ContinuationResult[]>;
   /**
-   * The answers of each prompt, teacher-forced: one forward pass over the prompt (whose last
-   * logits are all that one-token answers need), then the answers' leading tokens on top of it.
+   * The answers of each prompt, teacher-forced: one forward pass over the prompt and the leading
+   * tokens all its answers share (whose logits are all that answers branching only at their last
+   * token need), then the tokens of answers that branch earlier on top of it.
    */
   answerLogits(ctx: ItemContext, prompts: readonly ScoredPrompt[]): Promise<AnswerLogits[]>;
   /** The logits at each sequence's `at` positions, one forward pass over each sequence (batched). */
