@@ -94,14 +94,17 @@ const verifierDir = !wanted.has("verifier")
 const ownVerifier = values.verifier === undefined && !bundledVerifier;
 if (wanted.has("verifier")) console.log(`verifier: ${verifierDir}${ownVerifier ? " (the policy as its own verifier)" : ""}`);
 
-const search = (
+/** Each search row's 1-minute load average at its start and end: the rows run one after another on a shared machine. */
+const rowLoad = new Map<SearchMeasurement, [number, number]>();
+const search = async (
   label: string,
   reference: boolean,
   judge: "score" | "generate" | "verifier",
   concurrency: number,
   merge = !reference,
-) =>
-  measureInChild({
+) => {
+  const start = loadavg()[0]!;
+  const m = await measureInChild({
     kind: "search",
     label,
     model,
@@ -116,6 +119,9 @@ const search = (
     ...(judgeMaxTokens !== undefined ? { judgeMaxTokens } : {}),
     ...(judge === "verifier" ? { verifier: verifierDir } : {}),
   });
+  rowLoad.set(m, [start, loadavg()[0]!]);
+  return m;
+};
 const ours = await search("stagebeam (score judge)", false, "score", Number(values.concurrency));
 // Without merging, as the reference judges: a sampled verdict per pair, so the answers can be compared.
 const oursGenerate = wanted.has("generate")
@@ -149,19 +155,26 @@ const cells = (r: SearchMeasurement) => {
   return [
     r.label,
     wall.toFixed(1),
+    r.cpuSeconds.toFixed(1),
     String(r.counters.decoderTokens),
     String(r.counters.forwardPasses),
     ...PHASES.map((p) => pct(r.phases[p], wall)),
     pct(wall - sessions, wall),
     r.peakRssMB.toFixed(0),
+    rowLoad
+      .get(r)!
+      .map((x) => x.toFixed(1))
+      .join("→"),
   ];
 };
-const header = ["", "wall s", "decoder tok", "passes", ...PHASES, "other", "peak RSS MB"];
+const header = ["", "wall s", "cpu s", "decoder tok", "passes", ...PHASES, "other", "peak RSS MB", "load"];
 const table = [header, ...rows.map(cells)];
 const widths = header.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
 for (const r of table)
   console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  "));
-console.log("(shares of wall time; other = sampling, stop checks, KV assembly, tokenizing, judge bookkeeping)");
+console.log(
+  "(shares of wall time; other = sampling, stop checks, KV assembly, tokenizing, judge bookkeeping; cpu s = the row process's user + system CPU; load = 1-minute load average at the row's start → end)",
+);
 
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 const verdict = (value: number, target: number) =>
@@ -172,6 +185,7 @@ if (reference !== null) {
     `${ratio(of(reference), of(ours))} (score judge)` +
     (oursGenerate === null ? "" : `  ${ratio(of(reference), of(oursGenerate))} (generate judge)`);
   console.log(`\nwall time, reference / stagebeam:            ${versus((r) => r.outcome.summary.seconds)}`);
+  console.log(`CPU time, reference / stagebeam:             ${versus((r) => r.cpuSeconds)}`);
   console.log(`decoder tokens, reference / stagebeam:       ${versus((r) => r.counters.decoderTokens)}`);
   if (oursGenerate !== null)
     console.log(
