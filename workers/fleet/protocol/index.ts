@@ -25,16 +25,23 @@ export {
   ChildReturnSchema,
   FEED_JOB_OPTIONS,
   FeedJobDataSchema,
-  GenerateJobDataSchema,
-  JudgeJobDataSchema,
   PROTOCOL_VERSION,
   RequestEnvelopeSchema,
   RequestJobDataSchema,
-  VerifyJobDataSchema,
+  StretchJobDataSchema,
   openQueues,
   parseJobData,
 } from "./protocol.ts";
-export type { ChildItem, ChildReturn, FeedJobData, FleetQueues, RequestJobData, RequestTrace, WorkTiming } from "./protocol.ts";
+export type {
+  ChildItem,
+  ChildReturn,
+  FeedJobData,
+  FleetQueues,
+  RequestJobData,
+  RequestTrace,
+  StretchJobData,
+  WorkTiming,
+} from "./protocol.ts";
 export {
   FailureRecordSchema,
   RECORD_VERSION,

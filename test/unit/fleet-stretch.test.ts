@@ -1,0 +1,95 @@
+/**
+ * A child job's stretch of the search (workers/fleet/worker/stretch.ts) on a scripted executor:
+ * where it stops, what it times, and that stretches chained end to end give the in-process result.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  createSearch,
+  next,
+  runSearch,
+  type SearchExecutor,
+  type SearchParamsInput,
+  type SearchState,
+} from "../../shared/core/search/index.ts";
+import { runStretch } from "../../workers/fleet/worker/stretch.ts";
+import { generateOne, h, judgeOne } from "../support/scripted-host.ts";
+
+function scripted(calls: string[] = []): SearchExecutor {
+  const score = (id: string) => (h(id) % 100) / 100;
+  return {
+    generate: async (requests) => {
+      calls.push(`generate ${requests.length}`);
+      return requests.map(generateOne);
+    },
+    judge: async (requests) => {
+      calls.push(`judge ${requests.length}`);
+      return requests.map(judgeOne);
+    },
+    verify: async (requests) => {
+      calls.push(`verify ${requests.length}`);
+      return requests.map((r) => ({ id: r.id, score: score(r.id), steps: [score(r.id)] }));
+    },
+  };
+}
+
+/** Chains stretches from a fresh search to its end, the way the request step does with child jobs. */
+async function chain(params: SearchParamsInput, executor: SearchExecutor) {
+  let state: SearchState = createSearch(params);
+  const stretches: string[][] = [];
+  for (;;) {
+    const first = next(state);
+    if (first.kind === "done") return { result: first.result, stretches };
+    const s = await runStretch(state, first, executor, "w", () => 7);
+    expect(s.work.length).toBeGreaterThan(0);
+    stretches.push(s.work.map((w) => `${w.kind} ${w.requests}`));
+    state = s.state;
+  }
+}
+
+describe("a child job's stretch of the search", () => {
+  it("runs a stage's candidates, checks and knock-out rounds on the policy and stops when the stage is decided", async () => {
+    const calls: string[] = [];
+    const start = createSearch({ itemId: "it-1", strategy: "stage", beam: 4, seed: 5, merge: false });
+    const first = next(start);
+    if (first.kind !== "generate") throw new Error("expected candidates first");
+    const s = await runStretch(start, first, scripted(calls), "w-1", () => 42);
+    expect(s.state.steps.map((st) => st.label)).toEqual(["SUMMARY"]);
+    expect(calls).toEqual(["generate 4", "judge 2", "judge 1"]);
+    expect(s.work).toEqual([
+      { id: "it-1:SUMMARY:c0", kind: "generate", requests: 4, worker: "w-1", startedAt: 42, ms: 0 },
+      { id: "it-1:SUMMARY:c0-vs-c1", kind: "judge", requests: 2, worker: "w-1", startedAt: 42, ms: 0 },
+      { id: expect.stringMatching(/^it-1:SUMMARY:c\d-vs-c\d$/), kind: "judge", requests: 1, worker: "w-1", startedAt: 42, ms: 0 },
+    ]);
+    // The next stretch starts at the next stage's candidates.
+    const after = next(s.state);
+    expect(after.kind === "generate" && after.requests[0]!.id).toBe("it-1:CAPTION:c0");
+  });
+
+  it("chained stretches give the in-process result: stage N=4 in one stretch a stage", async () => {
+    const params = { itemId: "it-2", strategy: "stage", beam: 4, seed: 9 } as const;
+    const { result, stretches } = await chain(params, scripted());
+    expect(result).toEqual(await runSearch(params, scripted()));
+    expect(stretches).toHaveLength(4);
+    expect(stretches.every((works) => works[0]!.startsWith("generate"))).toBe(true);
+  });
+
+  it("stops where the verifier is needed, and a verifier's stretch runs its scores alone", async () => {
+    const params = { itemId: "it-3", strategy: "stage", beam: 3, seed: 2, verifier: true } as const;
+    const { result, stretches } = await chain(params, scripted());
+    expect(result).toEqual(await runSearch(params, scripted()));
+    // Each stage: the policy's candidates, then the verifier's scores, each a stretch of its own.
+    expect(stretches).toHaveLength(8);
+    expect(stretches.map((works) => works.map((w) => w.split(" ")[0]))).toEqual(
+      Array.from({ length: 4 }, () => [["generate"], ["verify"]]).flat(),
+    );
+  });
+
+  it("runs a whole answer strategy (best-of-n, sentence) to the same result", async () => {
+    for (const strategy of ["best-of-n", "sentence", "none"] as const) {
+      const params = { itemId: "it-4", strategy, beam: 3, seed: 1 };
+      const { result, stretches } = await chain(params, scripted());
+      expect(result).toEqual(await runSearch(params, scripted()));
+      expect(stretches.length).toBe(result.steps.length);
+    }
+  });
+});
