@@ -88,7 +88,7 @@ describe("fleet protocol on the bundled model", () => {
     for (const r of results) {
       // Same answer as the in-process driver over the same model, whichever worker ran what.
       const image = await readFile(join(sample, lines.find((l) => l.id === r.id)!.image));
-      const open = await host.open({ id: r.item, image, question: r.question }, { judgeMode: "score" });
+      const open = await host.open({ id: r.item, image, question: r.question });
       expect(r.search).toEqual(closeTrace(await runSearch(r.params, open)));
       open.close();
       expect(r.params).toMatchObject({ itemId: r.item, strategy: "stage", beam: 3, seed: 7 });

@@ -188,7 +188,7 @@ describe("request step job", () => {
     const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
     // One child a stage (its candidates, checks and knock-out rounds in one stretch), and the run that finishes.
     expect(runs).toBe(record.search.steps.length + 1);
-    const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" }, { judgeMode: "score" });
+    const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" });
     expect(record.search).toEqual(await runSearch({ itemId: "item-1", strategy: "stage", beam: 4, seed: 5 }, open));
     expect(record).toMatchObject({
       kind: "result",
@@ -418,7 +418,7 @@ describe("request step job", () => {
       const { d, store, outcomes } = deps(job);
       await drive(job, d);
       const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
-      const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" }, { judgeMode: "score" });
+      const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" });
       expect(record.search).toEqual(await runSearch({ itemId: "item-1", strategy, beam: 3, seed: 5 }, open));
       expect(record.correct).toBeNull();
       expect(outcomes[0]![1]).toBe("d");

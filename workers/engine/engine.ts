@@ -196,14 +196,33 @@ export class Engine {
     return results as GenerateResult[];
   }
 
-  /** Judges comparisons and reasoning checks of one item; all prompts of the call are batched. */
+  /**
+   * Judges comparisons and reasoning checks of one item; all prompts of the call are batched.
+   * Each request is answered by the judge it names (`mode`, as a search's requests do), else by
+   * `mode`, else by the model's default.
+   */
   async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode?: PairwiseJudgeMode): Promise<JudgeResult[]> {
     this.checkOpen(ctx, "judge");
     const m = mode ?? this.defaultJudgeMode;
     if (!PAIRWISE_JUDGE_MODES.includes(m))
       throw new EngineRequestError(`judge: mode must be one of ${PAIRWISE_JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
     const parsed = parseRequests(JudgeRequestSchema, requests, "judge");
-    return this.judgeWith.judge(ctx, parsed, m);
+    const byMode = new Map<PairwiseJudgeMode, number[]>();
+    parsed.forEach((r, i) => byMode.set(r.mode ?? m, [...(byMode.get(r.mode ?? m) ?? []), i]));
+    const results: JudgeResult[] = new Array(parsed.length);
+    await Promise.all(
+      [...byMode].map(async ([judgeMode, at]) => {
+        const answers = await this.judgeWith.judge(
+          ctx,
+          at.map((i) => parsed[i]!),
+          judgeMode,
+        );
+        at.forEach((i, j) => {
+          results[i] = answers[j]!;
+        });
+      }),
+    );
+    return results;
   }
 
   /**

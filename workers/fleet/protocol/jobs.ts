@@ -54,7 +54,7 @@ export function childJob(data: RequestJobData, work: ChildWork, packed: string, 
   return {
     queue: work.kind,
     name: work.kind,
-    data: { v: PROTOCOL_VERSION, run: data.run, item, judgeMode: data.judgeMode, state: packed } satisfies StretchJobData,
+    data: { v: PROTOCOL_VERSION, run: data.run, item, state: packed } satisfies StretchJobData,
     opts: { ...CHILD_JOB_OPTIONS, jobId: childJobId(data.run, childWorkId(work)), parent },
   };
 }

@@ -49,7 +49,9 @@ import { ItemSettingsSchema } from "../../../shared/core/search/params.ts";
  * answer with the run's, so it must refuse these jobs instead.
  * 4: a request job carries its search state packed (packed-state.ts), not as JSON.
  * 5: a child job carries the packed search state and runs a stretch of it (`StretchJobData`),
- * returning the state it reached (`ChildReturn`), instead of one work's requests and results.
+ * returning the state it reached (`ChildReturn`), instead of one work's requests and results;
+ * and the judge mode rides in each judge request (`mode`), not beside the work: a child job
+ * carries none, and a worker opens an item once for every judge mode.
  */
 export const PROTOCOL_VERSION = 5;
 
@@ -134,7 +136,6 @@ export const StretchJobDataSchema = z.object({
   v: z.literal(PROTOCOL_VERSION),
   run: RunIdSchema,
   item: ChildItemSchema,
-  judgeMode: JudgeModeSchema,
   state: z.string().min(1),
 });
 export type StretchJobData = z.infer<typeof StretchJobDataSchema>;

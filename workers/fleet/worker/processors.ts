@@ -74,12 +74,12 @@ export async function processRequest(job: Job, token: string, { deps }: WorkerCo
  * host as one call, and the work counted in the worker's metrics.
  */
 function cachedExecutor(data: StretchJobData, { cache, deps }: WorkerContext): SearchExecutor {
-  const { item, judgeMode } = data;
+  const { item } = data;
   return {
     generate: (requests) =>
       Promise.all(
         requests.map(async (request) => {
-          const result = await cache.generate(item, judgeMode, request);
+          const result = await cache.generate(item, request);
           deps.metrics.tokensGenerated.inc(typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0);
           return result;
         }),
@@ -87,7 +87,7 @@ function cachedExecutor(data: StretchJobData, { cache, deps }: WorkerContext): S
     judge: (requests) =>
       Promise.all(
         requests.map(async (request) => {
-          const result = await cache.judge(item, judgeMode, request);
+          const result = await cache.judge(item, request);
           if (
             result &&
             (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")
