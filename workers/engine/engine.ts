@@ -208,7 +208,10 @@ export class Engine {
       throw new EngineRequestError(`judge: mode must be one of ${PAIRWISE_JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
     const parsed = parseRequests(JudgeRequestSchema, requests, "judge");
     const byMode = new Map<PairwiseJudgeMode, number[]>();
-    parsed.forEach((r, i) => byMode.set(r.mode ?? m, [...(byMode.get(r.mode ?? m) ?? []), i]));
+    for (const [i, r] of parsed.entries()) {
+      const judgeMode = r.mode ?? m;
+      byMode.set(judgeMode, [...(byMode.get(judgeMode) ?? []), i]);
+    }
     const results: JudgeResult[] = new Array(parsed.length);
     await Promise.all(
       [...byMode].map(async ([judgeMode, at]) => {
