@@ -116,10 +116,10 @@ describe("fleet protocol on the bundled model", () => {
     const child = await env.queues.generate.getJob(childJobId(run, `${results[0]!.item}:SUMMARY:c0`));
     expect(child?.id).toBe(`${run}/${results[0]!.item}/SUMMARY/c0`);
     expect(child?.parentKey).toBe(`{sb}:request:${requestJobId(run, results[0]!.item)}`);
-    // One child job a stage: its candidates and knock-out rounds are one stretch of the search.
+    // One child job an item: every work of a stage search under the pairwise judge is the policy's, one stretch.
     const childrenOf = async (queue: (typeof env.queues.all)[number]) =>
       (await queue.getJobs(["completed", "failed", "active", "waiting", "delayed"])).filter((j) => j.id?.startsWith(`${run}/`));
-    expect((await childrenOf(env.queues.generate)).length).toBe(results.length * 4);
+    expect((await childrenOf(env.queues.generate)).length).toBe(results.length);
     expect(await childrenOf(env.queues.judge)).toEqual([]);
 
     const status = await runStatus(run, env);

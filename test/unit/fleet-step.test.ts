@@ -109,7 +109,7 @@ class FakeJob {
       if (first.kind === "done") throw new Error(`child ${key} waits for no work`);
       const executor = { generate: async (rs: never[]) => rs.map(generateOne), judge: async (rs: never[]) => rs.map(judgeOne) };
       const stretch = await runStretch(start, first, executor, "w-test", () => 1);
-      this.processed.set(key, { state: packState(stretch.state), work: stretch.work, model: "sha256:abc" });
+      this.processed.set(key, { state: packState(stretch.state), work: stretch.work, steps: stretch.steps, model: "sha256:abc" });
     }
     this.pending.clear();
   }
@@ -186,8 +186,8 @@ describe("request step job", () => {
     const { value, runs } = await drive(job, d);
     expect(value.status).toBe("done");
     const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
-    // One child a stage (its candidates, checks and knock-out rounds in one stretch), and the run that finishes.
-    expect(runs).toBe(record.search.steps.length + 1);
+    // One child for the whole search (every work of it is the policy's), and the run that finishes.
+    expect(runs).toBe(2);
     const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" });
     expect(record.search).toEqual(await runSearch({ itemId: "item-1", strategy: "stage", beam: 4, seed: 5 }, open));
     expect(record).toMatchObject({
@@ -226,8 +226,9 @@ describe("request step job", () => {
 
   it("adds one child a stretch, with a deterministic id, the run in it, small data and an explicit failure option", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
-    const { d } = deps(job);
+    const { d, store } = deps(job);
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    expect(RequestJobDataSchema.parse(job.data).trace?.stepStartedAt).not.toBeNull();
     const gen = (d.queues.generate as unknown as FakeQueue).added;
     expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0"]);
     for (const a of gen) {
@@ -252,18 +253,19 @@ describe("request step job", () => {
     job.pending.clear();
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
     expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c0"]);
-    // Once it has run (candidates and their comparison), the next step's candidates are the next child.
+    // Once it has run (every work of the search is the policy's), the next run finishes the item.
     await job.runChildren();
-    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
-    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c0", "r1/item-1/CAPTION/c0"]);
+    expect(await runRequestStep(job as unknown as Job, "t", d)).toMatchObject({ status: "done" });
+    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c0"]);
     expect((d.queues.judge as unknown as FakeQueue).added).toEqual([]);
-    const trace = RequestJobDataSchema.parse(job.data).trace!;
-    expect(trace.stepStartedAt).not.toBeNull();
-    // The stretch's works are timed one by one, as children of their own were.
-    expect(trace.steps[0]!.work.map((w) => [w.id, w.kind, w.requests])).toEqual([
+    // The stretch's works are timed one by one and grouped by step, as children of their own were.
+    const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
+    expect(record.timings.steps.map((st) => st.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
+    expect(record.timings.steps[0]!.work.map((w) => [w.id, w.kind, w.requests])).toEqual([
       ["item-1:SUMMARY:c0", "generate", 2],
       ["item-1:SUMMARY:c0-vs-c1", "judge", 1],
     ]);
+    expect(record.timings.steps[1]!.work[0]).toMatchObject({ id: "item-1:CAPTION:c0", kind: "generate", requests: 2 });
   });
 
   it("a step that re-runs after its children finished only applies their results (nothing added twice)", async () => {
@@ -272,24 +274,23 @@ describe("request step job", () => {
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
     await job.runChildren();
     const saved = job.data;
-    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
-    // Crash: the state saved by that run is lost; the step runs again from the older data.
+    expect(await runRequestStep(job as unknown as Job, "t", d)).toMatchObject({ status: "done" });
+    // Crash before BullMQ recorded the completion: the step runs again from the older data.
     job.data = saved;
-    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    expect(await runRequestStep(job as unknown as Job, "t", d)).toEqual({ status: "already-done" });
     const gen = (d.queues.generate as unknown as FakeQueue).added.map((a) => a.id);
-    // SUMMARY's child is not added again (its return is taken); CAPTION's is asked for under the same id.
-    expect(gen).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/CAPTION/c0", "r1/item-1/CAPTION/c0"]);
+    expect(gen).toEqual(["r1/item-1/SUMMARY/c0"]);
   });
 
   it("fails the item with the reason of a child that failed for good", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
     const { d } = deps(job);
     const err = await drive(job, d, (key) =>
-      key.endsWith("CAPTION/c0") ? 'image-unreadable: item "item-1": image: not a PNG' : undefined,
+      key.endsWith("SUMMARY/c0") ? 'image-unreadable: item "item-1": image: not a PNG' : undefined,
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FleetError);
     expect(err).toMatchObject({ code: "image-unreadable", unrecoverable: true });
-    expect((err as Error).message).toMatch(/generate item-1:CAPTION:c0 failed: item "item-1": image: not a PNG/);
+    expect((err as Error).message).toMatch(/generate item-1:SUMMARY:c0 failed: item "item-1": image: not a PNG/);
     expect((d.queues.generate as unknown as FakeQueue).retried).toEqual([]);
   });
 
@@ -298,10 +299,10 @@ describe("request step job", () => {
     const { d, metrics } = deps(job);
     let outage = 3;
     const result = await drive(job, d, (key) =>
-      key.endsWith("CAPTION/c0") && outage-- > 0 ? "storage: S3 GetObject images/x.png failed: ECONNREFUSED" : undefined,
+      key.endsWith("SUMMARY/c0") && outage-- > 0 ? "storage: S3 GetObject images/x.png failed: ECONNREFUSED" : undefined,
     );
     expect(result.value).toMatchObject({ status: "done" });
-    expect((d.queues.generate as unknown as FakeQueue).retried).toEqual(Array(3).fill("r1/item-1/CAPTION/c0"));
+    expect((d.queues.generate as unknown as FakeQueue).retried).toEqual(Array(3).fill("r1/item-1/SUMMARY/c0"));
     expect((job.data as RequestJobData).trace?.childRetries).toBe(3);
     expect(await metrics.registry.getSingleMetricAsString("stagebeam_retries_total")).toMatch(
       /stagebeam_retries_total\{kind="generate",reason="storage"\} 3/,
@@ -311,7 +312,7 @@ describe("request step job", () => {
   it("fails the item once a child's infrastructure failures outlast the retry budget", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
     const { d } = deps(job);
-    const err = await drive(job, d, (key) => (key.endsWith("CAPTION/c0") ? "storage: S3 is down" : undefined)).catch(
+    const err = await drive(job, d, (key) => (key.endsWith("SUMMARY/c0") ? "storage: S3 is down" : undefined)).catch(
       (e: unknown) => e,
     );
     expect(err).toMatchObject({ code: "storage", unrecoverable: true });

@@ -47,30 +47,46 @@ async function chain(params: SearchParamsInput, executor: SearchExecutor) {
 }
 
 describe("a child job's stretch of the search", () => {
-  it("runs a stage's candidates, checks and knock-out rounds on the policy and stops when the stage is decided", async () => {
+  it("runs every work the policy answers, and says after which works each step ended", async () => {
     const calls: string[] = [];
     const start = createSearch({ itemId: "it-1", strategy: "stage", beam: 4, seed: 5, merge: false });
     const first = next(start);
     if (first.kind !== "generate") throw new Error("expected candidates first");
-    const s = await runStretch(start, first, scripted(calls), "w-1", () => 42);
-    expect(s.state.steps.map((st) => st.label)).toEqual(["SUMMARY"]);
-    expect(calls).toEqual(["generate 4", "judge 2", "judge 1"]);
-    expect(s.work).toEqual([
-      { id: "it-1:SUMMARY:c0", kind: "generate", requests: 4, worker: "w-1", startedAt: 42, ms: 0 },
-      { id: "it-1:SUMMARY:c0-vs-c1", kind: "judge", requests: 2, worker: "w-1", startedAt: 42, ms: 0 },
-      { id: expect.stringMatching(/^it-1:SUMMARY:c\d-vs-c\d$/), kind: "judge", requests: 1, worker: "w-1", startedAt: 42, ms: 0 },
+    let t = 0;
+    const s = await runStretch(start, first, scripted(calls), "w-1", () => (t += 10));
+    expect(s.state.steps.map((st) => st.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
+    expect(next(s.state).kind).toBe("done");
+    // SUMMARY: 4 candidates, then a knock-out of two rounds; the step ends after those three works.
+    expect(calls.slice(0, 3)).toEqual(["generate 4", "judge 2", "judge 1"]);
+    expect(s.work.slice(0, 3)).toEqual([
+      { id: "it-1:SUMMARY:c0", kind: "generate", requests: 4, worker: "w-1", startedAt: 10, ms: 10 },
+      { id: "it-1:SUMMARY:c0-vs-c1", kind: "judge", requests: 2, worker: "w-1", startedAt: 30, ms: 10 },
+      {
+        id: expect.stringMatching(/^it-1:SUMMARY:c\d-vs-c\d$/),
+        kind: "judge",
+        requests: 1,
+        worker: "w-1",
+        startedAt: 50,
+        ms: 10,
+      },
     ]);
-    // The next stretch starts at the next stage's candidates.
-    const after = next(s.state);
-    expect(after.kind === "generate" && after.requests[0]!.id).toBe("it-1:CAPTION:c0");
+    expect(s.work).toHaveLength(calls.length);
+    expect(s.steps).toHaveLength(4);
+    expect(s.steps[0]!.works).toBe(3);
+    expect(s.steps.at(-1)!.works).toBe(s.work.length);
+    // Each step ends after its last work and before the next step's first.
+    s.steps.slice(0, -1).forEach((end, i) => {
+      expect(end.finishedAt).toBeGreaterThan(s.work[end.works - 1]!.startedAt);
+      expect(end.finishedAt).toBeLessThan(s.work[end.works]!.startedAt);
+      expect(end.works).toBeGreaterThan(i === 0 ? 0 : s.steps[i - 1]!.works);
+    });
   });
 
-  it("chained stretches give the in-process result: stage N=4 in one stretch a stage", async () => {
+  it("chained stretches give the in-process result: stage N=4 with the pairwise judge in one stretch", async () => {
     const params = { itemId: "it-2", strategy: "stage", beam: 4, seed: 9 } as const;
     const { result, stretches } = await chain(params, scripted());
     expect(result).toEqual(await runSearch(params, scripted()));
-    expect(stretches).toHaveLength(4);
-    expect(stretches.every((works) => works[0]!.startsWith("generate"))).toBe(true);
+    expect(stretches).toHaveLength(1);
   });
 
   it("stops where the verifier is needed, and a verifier's stretch runs its scores alone", async () => {
@@ -84,12 +100,12 @@ describe("a child job's stretch of the search", () => {
     );
   });
 
-  it("runs a whole answer strategy (best-of-n, sentence) to the same result", async () => {
+  it("runs the other strategies to the same result, in one stretch each", async () => {
     for (const strategy of ["best-of-n", "sentence", "none"] as const) {
       const params = { itemId: "it-4", strategy, beam: 3, seed: 1 };
       const { result, stretches } = await chain(params, scripted());
       expect(result).toEqual(await runSearch(params, scripted()));
-      expect(stretches.length).toBe(result.steps.length);
+      expect(stretches).toHaveLength(1);
     }
   });
 });

@@ -28,6 +28,7 @@ export {
   PROTOCOL_VERSION,
   RequestEnvelopeSchema,
   RequestJobDataSchema,
+  StepEndSchema,
   StretchJobDataSchema,
   openQueues,
   parseJobData,
@@ -39,6 +40,7 @@ export type {
   FleetQueues,
   RequestJobData,
   RequestTrace,
+  StepEnd,
   StretchJobData,
   WorkTiming,
 } from "./protocol.ts";

@@ -11,12 +11,13 @@
  *
  * A child job is a stretch of the item's search (jobs.ts: childJob, worker/stretch.ts): it
  * carries the packed search state and runs the same machine on the same executor as the
- * in-process driver, work after work, until the search step it started in is decided or the
- * next work needs the other model (the verifier, or the policy after it), and returns the
- * state it reached with a timing per work. Under stage N=4 that is one child a stage, where one
- * a work (a step's candidates, then each knock-out round) was about three: BullMQ's cycle of a
- * job (add, fetch, finish) and the parent's wake-up (fetch, read, save, wait) are what Redis
- * spends its CPU on. Items, not the candidates of one item, are what spreads over the fleet.
+ * in-process driver, work after work, until the search is done or the next work needs the
+ * other model (the verifier, or the policy after it), and returns the state it reached with a
+ * timing per work and the end of each step. Under stage N=4 with the pairwise judge that is one
+ * child an item, where one a work (a step's candidates, then each knock-out round) was 13:
+ * BullMQ's cycle of a job (add, fetch, finish) and the parent's wake-up (fetch, read, save,
+ * wait) are what Redis spends its CPU on. Items, not the candidates of one item, are what
+ * spreads over the fleet.
 
  * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
  * (accepted text, candidate texts, bracket) and timings. Never image bytes.
@@ -143,13 +144,19 @@ export type StretchJobData = z.infer<typeof StretchJobDataSchema>;
 export const FeedJobDataSchema = z.object({ v: z.literal(PROTOCOL_VERSION), run: RunIdSchema });
 export type FeedJobData = z.infer<typeof FeedJobDataSchema>;
 
+/** A search step a child's stretch decided: after how many of its works, and when. */
+export const StepEndSchema = z.object({ works: z.number().int().nonnegative(), finishedAt: z.number() });
+export type StepEnd = z.infer<typeof StepEndSchema>;
+
 /**
  * What a child job returns (kept by BullMQ in the parent's processed hash): the search state it
- * reached, packed, the timing of each work it ran, and the digest of the model that ran them.
+ * reached, packed, the timing of each work it ran, the end of each step it decided, and the
+ * digest of the model that ran them.
  */
 export const ChildReturnSchema = z.object({
   state: z.string().min(1),
   work: z.array(WorkTimingSchema).min(1),
+  steps: z.array(StepEndSchema),
   model: z.string(),
 });
 export type ChildReturn = z.infer<typeof ChildReturnSchema>;

@@ -127,7 +127,7 @@ export async function processChild(job: Job, _token: string, ctx: WorkerContext)
     const { state, first } = stretchStart(data);
     const stretch = await runStretch(state, first, cachedExecutor(data, ctx), ctx.deps.worker);
     const model = modelOf(first.kind) === "verifier" ? ctx.verifier : ctx.host;
-    return { state: packState(stretch.state), work: stretch.work, model: model!.digest };
+    return { state: packState(stretch.state), work: stretch.work, steps: stretch.steps, model: model!.digest };
   } catch (err) {
     throw toJobError(err);
   }

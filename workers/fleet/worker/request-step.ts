@@ -175,9 +175,9 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
       case "advance": {
         const stepsBefore = state.steps.length;
         state = action.state;
-        const applied = traceApplied(trace, action.child, stepsBefore, state, now);
+        const applied = traceApplied(trace, action.child, stepsBefore, state);
         trace = applied.trace;
-        if (applied.step) deps.metrics.stageLatency.observe({ stage: stageLabel(applied.step.label) }, applied.step.seconds);
+        for (const step of applied.steps) deps.metrics.stageLatency.observe({ stage: stageLabel(step.label) }, step.seconds);
         // Not saved here: this run saves the state with the next work's child, or writes the
         // result; a run that dies first takes the same state again (the parent keeps it).
         continue;

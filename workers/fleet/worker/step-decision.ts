@@ -16,6 +16,7 @@ import {
   type RequestTrace,
   retryDelay,
   type RetryPolicy,
+  type StepEnd,
   TRANSIENT_CODES,
   unpackState,
   type WorkTiming,
@@ -27,9 +28,10 @@ export interface Children {
   failures: Map<string, string>;
 }
 
-/** What a child's stretch ran: a timing a work, and the digest of the model that ran them. */
+/** What a child's stretch ran: a timing a work, the end of each step it decided, and the digest of the model that ran them. */
 export interface ChildStretch {
   work: WorkTiming[];
+  steps: StepEnd[];
   model: string;
 }
 
@@ -77,34 +79,41 @@ export function decideStep(
   } catch (err) {
     throw badInput("bad-result", `${work.kind} ${childId} returned an invalid search state: ${(err as Error).message}`);
   }
-  // A stretch only goes forward from the state it was given: each work it ran adds to the counts.
-  if (after.params.itemId !== state.params.itemId || after.steps.length < state.steps.length) {
-    throw badInput("bad-result", `${work.kind} ${childId} returned the search state of another item or an earlier step`);
+  // A stretch only goes forward from the state it was given, and says when each step it decided ended.
+  const { work: works, steps, model } = parsed.data;
+  if (
+    after.params.itemId !== state.params.itemId ||
+    after.steps.length - state.steps.length !== steps.length ||
+    steps.some((s, i) => s.works > works.length || (i > 0 && s.works < steps[i - 1]!.works))
+  ) {
+    throw badInput("bad-result", `${work.kind} ${childId} returned a search state that does not follow the one it was given`);
   }
-  return { kind: "advance", state: after, child: { work: parsed.data.work, model: parsed.data.model } };
+  return { kind: "advance", state: after, child: { work: works, steps, model } };
 }
 
 /**
- * The trace after a child's stretch was taken: its model and the timing of each work it ran,
- * and, when it finished a step of the search (`after` has more steps than `stepsBefore`), that
- * step with its work and how long it took.
+ * The trace after a child's stretch was taken: its model, the timing of each work it ran, and
+ * each step of the search it decided (the steps of `after` from `stepsBefore` on), with that
+ * step's work and how long it took: from when the parent first asked for work of the step (or,
+ * for a step the stretch began itself, its first work's start) to the stretch's end of it.
  */
 export function traceApplied(
   trace: RequestTrace,
   child: ChildStretch,
   stepsBefore: number,
   after: SearchState,
-  now: () => number,
-): { trace: RequestTrace; step: { label: string; seconds: number } | null } {
+): { trace: RequestTrace; steps: { label: string; seconds: number }[] } {
   let t: RequestTrace = trace.models.includes(child.model) ? trace : { ...trace, models: [...trace.models, child.model] };
-  t = { ...t, work: [...t.work, ...child.work] };
-  if (after.steps.length <= stepsBefore) return { trace: t, step: null };
-  const label = after.steps[after.steps.length - 1]!.label;
-  const finishedAt = now();
-  const startedAt = t.stepStartedAt ?? finishedAt;
-  const seconds = Math.max(0, finishedAt - startedAt) / 1000;
-  return {
-    trace: { ...t, steps: [...t.steps, { label, startedAt, finishedAt, seconds, work: t.work }], work: [], stepStartedAt: null },
-    step: { label, seconds },
-  };
+  const decided: { label: string; seconds: number }[] = [];
+  let from = 0;
+  child.steps.forEach((end, k) => {
+    const work = [...t.work, ...child.work.slice(from, end.works)];
+    const label = after.steps[stepsBefore + k]!.label;
+    const startedAt = t.stepStartedAt ?? work[0]?.startedAt ?? end.finishedAt;
+    const seconds = Math.max(0, end.finishedAt - startedAt) / 1000;
+    t = { ...t, steps: [...t.steps, { label, startedAt, finishedAt: end.finishedAt, seconds, work }], work: [], stepStartedAt: null };
+    decided.push({ label, seconds });
+    from = end.works;
+  });
+  return { trace: { ...t, work: [...t.work, ...child.work.slice(from)] }, steps: decided };
 }
