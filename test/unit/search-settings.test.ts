@@ -85,7 +85,9 @@ describe("search settings", () => {
         const results =
           work.kind === "generate"
             ? work.requests.map((r, i) => ({ id: r.id, text: `t${i}`, tokens: 1, truncated: false }))
-            : work.requests.map((r) => ("kind" in r && r.kind === "check" ? { id: r.id, verdict: "correct" } : { id: r.id, verdict: 1 }));
+            : work.requests.map((r) =>
+                "kind" in r && r.kind === "check" ? { id: r.id, verdict: "correct" } : { id: r.id, verdict: 1 },
+              );
         state = apply(state, results as never[]);
       }
       return [...modes];

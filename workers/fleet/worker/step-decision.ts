@@ -111,7 +111,12 @@ export function traceApplied(
     const label = after.steps[stepsBefore + k]!.label;
     const startedAt = t.stepStartedAt ?? work[0]?.startedAt ?? end.finishedAt;
     const seconds = Math.max(0, end.finishedAt - startedAt) / 1000;
-    t = { ...t, steps: [...t.steps, { label, startedAt, finishedAt: end.finishedAt, seconds, work }], work: [], stepStartedAt: null };
+    t = {
+      ...t,
+      steps: [...t.steps, { label, startedAt, finishedAt: end.finishedAt, seconds, work }],
+      work: [],
+      stepStartedAt: null,
+    };
     decided.push({ label, seconds });
     from = end.works;
   });
