@@ -2,17 +2,30 @@
  * A child job's stretch of the search (workers/fleet/worker/stretch.ts) on a scripted executor:
  * where it stops, what it times, and that stretches chained end to end give the in-process result.
  */
+import { type Job, UnrecoverableError } from "bullmq";
 import { describe, expect, it } from "vitest";
+import { createMetrics } from "../../shared/io/metrics.ts";
 import {
+  advance,
   createSearch,
+  parseSearchState,
   next,
   runSearch,
   type SearchExecutor,
   type SearchParamsInput,
   type SearchState,
 } from "../../shared/core/search/index.ts";
+import {
+  ChildReturnSchema,
+  PROTOCOL_VERSION,
+  packState,
+  type StretchJobData,
+  unpackState,
+} from "../../workers/fleet/protocol/index.ts";
+import { ItemCache } from "../../workers/fleet/worker/item-cache.ts";
+import { processChild, type WorkerContext } from "../../workers/fleet/worker/processors.ts";
 import { runStretch } from "../../workers/fleet/worker/stretch.ts";
-import { generateOne, h, judgeOne } from "../support/scripted-host.ts";
+import { createScriptedHost, generateOne, h, judgeOne } from "../support/scripted-host.ts";
 
 function scripted(calls: string[] = []): SearchExecutor {
   const score = (id: string) => (h(id) % 100) / 100;
@@ -107,5 +120,63 @@ describe("a child job's stretch of the search", () => {
       expect(result).toEqual(await runSearch(params, scripted()));
       expect(stretches).toHaveLength(1);
     }
+  });
+});
+
+describe("a child job on a worker", () => {
+  const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3]);
+
+  function child(runState: () => string) {
+    const host = createScriptedHost();
+    const cache = new ItemCache({ host, fetchImage: async () => PNG });
+    const metrics = createMetrics({ defaultMetrics: false });
+    const ctx = {
+      deps: { runs: { state: async () => runState() }, metrics, worker: "w-child" },
+      cache,
+      host,
+      verifier: null,
+    } as unknown as WorkerContext;
+    const start = createSearch({ itemId: "it-5", strategy: "stage", beam: 2, seed: 4 });
+    const data: StretchJobData = {
+      v: PROTOCOL_VERSION,
+      run: "r5",
+      item: { key: "it-5", image: "s3://stagebeam/images/sha256/x.png", question: "How many?" },
+      state: packState(start),
+    };
+    const job = { data, queueName: "generate" } as unknown as Job;
+    return { host, run: () => processChild(job, "t", ctx), start };
+  }
+
+  it("runs its stretch on the worker's open item and returns the state it reached, a timing a work and each step's end", async () => {
+    const { host, run, start } = child(() => "in_progress");
+    const out = ChildReturnSchema.parse(await run());
+    const end = parseSearchState(unpackState(out.state));
+    expect(end).toEqual(
+      await advance(start, (await host.open({ id: "it-5", image: PNG, question: "How many?" })) as SearchExecutor, () => true),
+    );
+    expect(out.steps).toHaveLength(4);
+    expect(out.work.every((w) => w.worker === "w-child")).toBe(true);
+    expect(out.model).toBe(host.digest);
+  });
+
+  it("stops before its next work once the run is cancelled", async () => {
+    let state = "in_progress";
+    const { host, run } = child(() => state);
+    const generate = host.open.bind(host);
+    host.open = async (input) => {
+      const open = await generate(input);
+      return {
+        ...open,
+        judge: async (requests) => {
+          state = "cancelled"; // cancelled while the first step's comparison ran
+          return open.judge(requests);
+        },
+      };
+    };
+    const err = await run().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnrecoverableError);
+    expect((err as Error).message).toMatch(/^cancelled: run r5 was cancelled/);
+    // SUMMARY's candidates ran, CAPTION's never did.
+    expect(host.stats.generateCalls).toBe(1);
   });
 });

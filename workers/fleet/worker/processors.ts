@@ -4,7 +4,15 @@
  * detached run's feed.
  */
 import { DelayedError, WaitingChildrenError, WaitingError, type Job } from "bullmq";
-import { next, parseSearchState, type SearchExecutor, type SearchState } from "../../../shared/core/search/index.ts";
+import {
+  type GenerateRequest,
+  type JudgeRequest,
+  next,
+  parseSearchState,
+  type SearchExecutor,
+  type SearchState,
+  type VerifyRequest,
+} from "../../../shared/core/search/index.ts";
 import {
   badInput,
   type ChildReturn,
@@ -71,33 +79,34 @@ export async function processRequest(job: Job, token: string, { deps }: WorkerCo
 /**
  * The executor a child job runs its stretch on: the item opened on this worker (item-cache.ts),
  * each request of a work submitted at once so that the cache's coalescer hands the work to the
- * host as one call, and the work counted in the worker's metrics.
+ * host as one call, and the work counted in the worker's metrics. Before each work it looks
+ * whether the run goes on, so a stretch of a cancelled run stops within a work.
  */
 function cachedExecutor(data: StretchJobData, { cache, deps }: WorkerContext): SearchExecutor {
   const { item } = data;
+  const each =
+    <Q, R>(run: (request: Q) => Promise<R>) =>
+    async (requests: Q[]): Promise<R[]> => {
+      await assertRunGoesOn(deps.runs, data.run);
+      return Promise.all(requests.map(run));
+    };
   return {
-    generate: (requests) =>
-      Promise.all(
-        requests.map(async (request) => {
-          const result = await cache.generate(item, request);
-          deps.metrics.tokensGenerated.inc(typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0);
-          return result;
-        }),
-      ),
-    judge: (requests) =>
-      Promise.all(
-        requests.map(async (request) => {
-          const result = await cache.judge(item, request);
-          if (
-            result &&
-            (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")
-          ) {
-            deps.metrics.judgeDecisions.inc({ stage: request.template, verdict: String(result.verdict) });
-          }
-          return result;
-        }),
-      ),
-    verify: (requests) => Promise.all(requests.map((request) => cache.verify(item, request))),
+    generate: each(async (request: GenerateRequest) => {
+      const result = await cache.generate(item, request);
+      deps.metrics.tokensGenerated.inc(typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0);
+      return result;
+    }),
+    judge: each(async (request: JudgeRequest) => {
+      const result = await cache.judge(item, request);
+      if (
+        result &&
+        (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")
+      ) {
+        deps.metrics.judgeDecisions.inc({ stage: request.template, verdict: String(result.verdict) });
+      }
+      return result;
+    }),
+    verify: each((request: VerifyRequest) => cache.verify(item, request)),
   };
 }
 
