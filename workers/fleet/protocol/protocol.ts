@@ -111,6 +111,7 @@ export const RequestJobDataSchema = z.object({
   v: z.literal(PROTOCOL_VERSION),
   run: RunIdSchema,
   item: RequestItemSchema,
+  /** The run's judge mode, for the result record; the search's judge rides in its judge requests. */
   judgeMode: JudgeModeSchema,
   /**
    * The search state (shared/core/search), packed (packState), read back with unpackState and
