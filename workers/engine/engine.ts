@@ -133,7 +133,7 @@ export class Engine {
     ctx.decoderInputs?.store.release();
     ctx.decoderInputs = null;
     ctx.vision = null;
-    ctx.cache.clear();
+    ctx.cache.close();
     this.openItems.delete(ctx);
   }
 
