@@ -83,10 +83,7 @@ export async function gpuSecondsPerItem(model: LatencyModel, items: number): Pro
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: items }, async (_, i) => {
-      const open = await host.open(
-        { id: `ideal-${i}`, image: Buffer.alloc(0), question: "How many objects?" },
-        { judgeMode: "score" },
-      );
+      const open = await host.open({ id: `ideal-${i}`, image: Buffer.alloc(0), question: "How many objects?" });
       await runSearch(paramsFor(`ideal-${i}`, settings), open);
     }),
   );

@@ -76,7 +76,7 @@ const worker = async () => {
     const item = items[i]!;
     const id = toItemId(item.id);
     const image = await readFile(join(dir, item.image));
-    const open = await openItemExecutor(engine, { id, image, question: item.question }, "verifier", verifier);
+    const open = await openItemExecutor(engine, { id, image, question: item.question }, verifier);
     try {
       const result = await runSearch(paramsFor(id, SETTINGS), open);
       if (normalizeAnswer(result.answer) === normalizeAnswer(item.answer)) correct++;

@@ -97,7 +97,7 @@ export async function reference(items: readonly SceneItem[]): Promise<Map<string
     const id = toItemId(item.id);
     const key = referenceKey(id, item, image);
     if (!referenceAnswers.has(key)) {
-      const open = await host.open({ id, image, question: item.question }, { judgeMode: SETTINGS.judgeMode });
+      const open = await host.open({ id, image, question: item.question });
       referenceAnswers.set(key, (await runSearch(paramsFor(id, SETTINGS), open)).answer);
       open.close();
     }

@@ -202,15 +202,12 @@ describe("OpenAI batch lines as people write them", () => {
     // One algorithm, two drivers: the in-process search with the item's parameters (the run's
     // settings and the line's own) and system message gives the fleet's answer, candidate for candidate.
     const record = ResultRecordSchema.parse(await env.store.getJson(`runs/${run}/results/q2.json`));
-    const opened = await host.open(
-      {
-        id: "q2",
-        image: await readFile(join(scenes, sceneLines[11]!.image)),
-        question: sceneLines[11]!.question,
-        system: "You are a careful assistant.",
-      },
-      { judgeMode: "score" },
-    );
+    const opened = await host.open({
+      id: "q2",
+      image: await readFile(join(scenes, sceneLines[11]!.image)),
+      question: sceneLines[11]!.question,
+      system: "You are a careful assistant.",
+    });
     const asked = settingsOf(2);
     const own = { seed: asked.seed, maxStageTokens: asked.max_tokens, temperature: asked.temperature, topP: asked.top_p };
     const local = await runSearch(paramsFor("q2", parseSearchSettings(FAST), own), opened);

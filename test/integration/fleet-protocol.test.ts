@@ -88,7 +88,7 @@ describe("fleet protocol on the bundled model", () => {
     for (const r of results) {
       // Same answer as the in-process driver over the same model, whichever worker ran what.
       const image = await readFile(join(sample, lines.find((l) => l.id === r.id)!.image));
-      const open = await host.open({ id: r.item, image, question: r.question }, { judgeMode: "score" });
+      const open = await host.open({ id: r.item, image, question: r.question });
       expect(r.search).toEqual(closeTrace(await runSearch(r.params, open)));
       open.close();
       expect(r.params).toMatchObject({ itemId: r.item, strategy: "stage", beam: 3, seed: 7 });
@@ -116,6 +116,11 @@ describe("fleet protocol on the bundled model", () => {
     const child = await env.queues.generate.getJob(childJobId(run, `${results[0]!.item}:SUMMARY:c0`));
     expect(child?.id).toBe(`${run}/${results[0]!.item}/SUMMARY/c0`);
     expect(child?.parentKey).toBe(`{sb}:request:${requestJobId(run, results[0]!.item)}`);
+    // One child job an item: every work of a stage search under the pairwise judge is the policy's, one stretch.
+    const childrenOf = async (queue: (typeof env.queues.all)[number]) =>
+      (await queue.getJobs(["completed", "failed", "active", "waiting", "delayed"])).filter((j) => j.id?.startsWith(`${run}/`));
+    expect((await childrenOf(env.queues.generate)).length).toBe(results.length);
+    expect(await childrenOf(env.queues.judge)).toEqual([]);
 
     const status = await runStatus(run, env);
     expect(status).toMatchObject({ done: true, pending: 0, finished: 6 });

@@ -71,7 +71,7 @@ describe("published-layout models through the fleet", () => {
           expect(r.search.steps.map((s) => s.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
           expect(r.search.steps.every((s) => s.candidates.length === 2)).toBe(true);
           const image = await readFile(join(manifest, "..", IMAGES[Number(r.id.slice(-1))]!));
-          const open = await host.open({ id: r.item, image, question: r.question }, { judgeMode: "score" });
+          const open = await host.open({ id: r.item, image, question: r.question });
           try {
             expect(r.search).toEqual(closeTrace(await runSearch(r.params, open)));
           } finally {

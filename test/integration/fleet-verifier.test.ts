@@ -77,7 +77,7 @@ async function runThroughFleet(run: string, settings: SearchSettingsInput): Prom
   for (const r of records) {
     const image = await readFile(join(sample, lines.find((l) => l.id === r.id)!.image));
     const input = { id: r.item, image, question: r.question };
-    const policy = await host.open(input, { judgeMode: r.judgeMode });
+    const policy = await host.open(input);
     const scorer = await verifier.open(input);
     const alone = await runSearch(r.params, { ...policy, verify: (requests) => scorer.verify(requests) });
     policy.close();

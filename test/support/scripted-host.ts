@@ -20,7 +20,6 @@ import { createHash } from "node:crypto";
 import { STAGES, type Stage } from "../../shared/core/protocol/stages.ts";
 import { splitSentences } from "../../shared/core/protocol/sentences.ts";
 import type { GenerateRequest, GenerateResult, JudgeRequest, JudgeResult } from "../../shared/core/search/types.ts";
-import type { JudgeMode } from "../../shared/core/search/settings.ts";
 import { BadInputError, type ItemInput, type ModelHost, type OpenItem } from "../../workers/fleet/protocol/index.ts";
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -113,7 +112,7 @@ export function createScriptedHost(opts: ScriptedHostOptions = {}): ScriptedHost
     modelId: opts.modelId ?? "scripted-test-host",
     digest: opts.digest ?? `sha256:${"0".repeat(64)}`,
     stats,
-    async open(item: ItemInput, _o: { judgeMode: JudgeMode }): Promise<OpenItem> {
+    async open(item: ItemInput): Promise<OpenItem> {
       if (!Buffer.isBuffer(item.image) || !item.image.subarray(0, 8).equals(PNG_SIGNATURE)) {
         throw new BadInputError("image-unreadable", `item ${JSON.stringify(item.id)}: image: not a PNG file`);
       }

@@ -128,7 +128,7 @@ describe("the search view", () => {
   });
 
   it.each([2, 3, 5, 8])("holds every entrant and every comparison of a real search with beam %i", async (beam) => {
-    const open = await createScriptedHost().open({ id: "i", image: PNG, question: "How many?" }, { judgeMode: "score" });
+    const open = await createScriptedHost().open({ id: "i", image: PNG, question: "How many?" });
     const result = await runSearch({ itemId: "i", strategy: "stage", beam, seed: 4 }, open);
     for (const step of searchView(result).steps) {
       const trace = result.steps.find((s) => s.label === step.label)!;
@@ -140,7 +140,7 @@ describe("the search view", () => {
   });
 
   it("shows a verifier's scores and ranking where a step had no knock-out", async () => {
-    const open = await createScriptedHost().open({ id: "i", image: PNG, question: "How many?" }, { judgeMode: "score" });
+    const open = await createScriptedHost().open({ id: "i", image: PNG, question: "How many?" });
     const score = (id: string) => ((id.length * 7) % 10) / 10;
     const result = await runSearch(
       { itemId: "i", strategy: "stage", beam: 3, seed: 4, verifier: true },

@@ -119,6 +119,26 @@ describe("prefix cache", () => {
     expect(await c.getOrCreate([4, 5], make)).toBe(a);
     expect(calls).toBe(1);
   });
+
+  it("releases every entry on close, and an entry that completes after it too", async () => {
+    const before = space.liveStores;
+    const c = new PrefixCache(4);
+    c.add(entry([1], true));
+    let finish: () => void = () => {};
+    const late = c.getOrCreate([1, 2], async () => {
+      await new Promise<void>((r) => {
+        finish = r;
+      });
+      return entry([1, 2]);
+    });
+    expect(space.liveStores).toBe(before + 1);
+    c.close();
+    expect(space.liveStores).toBe(before);
+    finish();
+    await expect(late).rejects.toThrow(/closed/);
+    expect(space.liveStores).toBe(before);
+    expect(c.size).toBe(0);
+  });
 });
 
 describe("float16", () => {

@@ -41,28 +41,28 @@ function setup(capacity = 2) {
 describe("item cache", () => {
   it("fetches and opens an item once, and batches the candidates that arrive together", async () => {
     const { host, cache, fetched } = setup();
-    const results = await Promise.all([0, 1, 2, 3].map((i) => cache.generate(item("a"), "score", gen("a", i))));
+    const results = await Promise.all([0, 1, 2, 3].map((i) => cache.generate(item("a"), gen("a", i))));
     expect(results.map((r) => r.id)).toEqual([0, 1, 2, 3].map((i) => `a:SUMMARY:c${i}`));
     expect(fetched).toEqual(["s3://stagebeam/images/sha256/a.png"]);
     expect(host.stats.opens).toBe(1);
     expect(host.stats.batchSizes).toEqual([4]);
-    await cache.judge(item("a"), "score", cmp("a"));
+    await cache.judge(item("a"), cmp("a"));
     expect(fetched).toHaveLength(1);
     expect(cache.stats).toMatchObject({ opens: 1, imageFetches: 1, hits: 4 });
   });
 
   it("evicts the least recently used idle item and closes it", async () => {
     const { host, cache } = setup(2);
-    await cache.generate(item("a"), "score", gen("a", 0));
-    await cache.generate(item("b"), "score", gen("b", 0));
-    await cache.generate(item("a"), "score", gen("a", 1)); // a is now the most recent
-    await cache.generate(item("c"), "score", gen("c", 0));
+    await cache.generate(item("a"), gen("a", 0));
+    await cache.generate(item("b"), gen("b", 0));
+    await cache.generate(item("a"), gen("a", 1)); // a is now the most recent
+    await cache.generate(item("c"), gen("c", 0));
     expect(cache.size).toBe(2);
     await new Promise((r) => setImmediate(r));
     expect(host.stats.closes).toBe(1);
-    await cache.generate(item("a"), "score", gen("a", 2));
+    await cache.generate(item("a"), gen("a", 2));
     expect(host.stats.opens).toBe(3); // a stayed; b was evicted
-    await cache.generate(item("b"), "score", gen("b", 1));
+    await cache.generate(item("b"), gen("b", 1));
     expect(host.stats.opens).toBe(4);
   });
 
@@ -83,12 +83,12 @@ describe("item cache", () => {
       }),
     };
     const cache = new ItemCache({ host, capacity: 1, fetchImage: async () => PNG });
-    const slow = cache.generate(item("a"), "score", gen("a", 0));
+    const slow = cache.generate(item("a"), gen("a", 0));
     await new Promise((r) => setTimeout(r, 5));
-    await cache.generate(item("b"), "score", gen("b", 0)); // over capacity while a runs: the idle b goes
+    await cache.generate(item("b"), gen("b", 0)); // over capacity while a runs: the idle b goes
     await new Promise((r) => setImmediate(r));
     expect(closed).toEqual(["b"]);
-    await cache.generate(item("c"), "score", gen("c", 0));
+    await cache.generate(item("c"), gen("c", 0));
     await new Promise((r) => setImmediate(r));
     expect(closed).toEqual(["b", "c"]);
     release();
@@ -102,16 +102,16 @@ describe("item cache", () => {
 
   it("does not cache a failed open, and tells bad input apart", async () => {
     const { cache, fetched } = setup();
-    await expect(cache.generate(item("missing"), "score", gen("missing", 0))).rejects.toMatchObject({ code: "image-missing" });
-    await expect(cache.generate(item("missing"), "score", gen("missing", 1))).rejects.toMatchObject({ code: "image-missing" });
+    await expect(cache.generate(item("missing"), gen("missing", 0))).rejects.toMatchObject({ code: "image-missing" });
+    await expect(cache.generate(item("missing"), gen("missing", 1))).rejects.toMatchObject({ code: "image-missing" });
     expect(fetched).toHaveLength(2);
     expect(cache.size).toBe(0);
   });
 
-  it("keeps judge modes apart", async () => {
+  it("opens an item once for every judge mode (each judge request names its own)", async () => {
     const { host, cache } = setup(4);
-    await cache.judge(item("a"), "score", cmp("a"));
-    await cache.judge(item("a"), "generate", cmp("a"));
-    expect(host.stats.opens).toBe(2);
+    await cache.judge(item("a"), { ...cmp("a"), mode: "score" });
+    await cache.judge(item("a"), { ...cmp("a"), mode: "generate" });
+    expect(host.stats.opens).toBe(1);
   });
 });

@@ -6,8 +6,6 @@ import { WaitingChildrenError, type Job } from "bullmq";
 import { describe, expect, it } from "vitest";
 import {
   FleetError,
-  GenerateJobDataSchema,
-  JudgeJobDataSchema,
   PROTOCOL_VERSION,
   packState,
   type RequestJobData,
@@ -15,15 +13,16 @@ import {
   type ResultRecord,
   ResultRecordSchema,
   retryPolicy,
+  StretchJobDataSchema,
   unpackState,
 } from "../../workers/fleet/protocol/index.ts";
 import { createLogger } from "../../shared/io/logging.ts";
 import { createMetrics } from "../../shared/io/metrics.ts";
-import { createSearch, runSearch } from "../../shared/core/search/index.ts";
-import type { GenerateRequest, JudgeRequest } from "../../shared/core/search/types.ts";
+import { createSearch, next, parseSearchState, runSearch } from "../../shared/core/search/index.ts";
 import type { S3Store } from "../../shared/io/storage/s3-store.ts";
 import type { RunLedger, RunRegistry } from "../../workers/fleet/books/index.ts";
 import { recordRequestFailure, runRequestStep, stageLabel, type StepDeps } from "../../workers/fleet/worker/request-step.ts";
+import { runStretch } from "../../workers/fleet/worker/stretch.ts";
 import { createScriptedHost, generateOne, judgeOne } from "../support/scripted-host.ts";
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0]);
@@ -97,17 +96,20 @@ class FakeJob {
   async moveToWaitingChildren() {
     return this.pending.size > 0;
   }
-  /** Runs every pending child the way a worker would. */
-  runChildren(fail?: (key: string) => string | undefined) {
+  /** Runs every pending child the way a worker would: its stretch of the search on the scripted model. */
+  async runChildren(fail?: (key: string) => string | undefined) {
     for (const [key, data] of this.pending) {
       const reason = fail?.(key);
       if (reason !== undefined) {
         this.failed.set(key, reason);
         continue;
       }
-      const { requests } = data as { requests: (GenerateRequest | JudgeRequest)[] };
-      const results = Object.fromEntries(requests.map((r) => [r.id, "sampleKey" in r ? generateOne(r) : judgeOne(r)]));
-      this.processed.set(key, { results, meta: { worker: "w-test", model: "sha256:abc", startedAt: 1, ms: 2 } });
+      const start = parseSearchState(unpackState(StretchJobDataSchema.parse(data).state));
+      const first = next(start);
+      if (first.kind === "done") throw new Error(`child ${key} waits for no work`);
+      const executor = { generate: async (rs: never[]) => rs.map(generateOne), judge: async (rs: never[]) => rs.map(judgeOne) };
+      const stretch = await runStretch(start, first, executor, "w-test", () => 1);
+      this.processed.set(key, { state: packState(stretch.state), work: stretch.work, steps: stretch.steps, model: "sha256:abc" });
     }
     this.pending.clear();
   }
@@ -171,7 +173,7 @@ async function drive(job: FakeJob, d: StepDeps, fail?: (key: string) => string |
       return { value: await runRequestStep(job as unknown as Job, "token", d), runs };
     } catch (err) {
       if (!(err instanceof WaitingChildrenError)) throw err;
-      job.runChildren(fail);
+      await job.runChildren(fail);
     }
   }
   throw new Error("did not finish");
@@ -184,13 +186,9 @@ describe("request step job", () => {
     const { value, runs } = await drive(job, d);
     expect(value.status).toBe("done");
     const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
-    // Per stage: candidates, then (REASONING only) checks, then each knock-out round of 4 candidates
-    // that needs a judge (copies of one text need none); and the run that finishes.
-    const judgedRounds = (s: ResultRecord["search"]["steps"][number]) =>
-      new Set(s.comparisons.filter((c) => c.reason === "judge").map((c) => c.round)).size;
-    expect(runs).toBe(record.search.steps.reduce((n, s) => n + 1 + (s.checks.length > 0 ? 1 : 0) + judgedRounds(s), 0) + 1);
-    expect(runs).toBeLessThanOrEqual(4 * 3 + 1 + 1);
-    const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" }, { judgeMode: "score" });
+    // One child for the whole search (every work of it is the policy's), and the run that finishes.
+    expect(runs).toBe(2);
+    const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" });
     expect(record.search).toEqual(await runSearch({ itemId: "item-1", strategy: "stage", beam: 4, seed: 5 }, open));
     expect(record).toMatchObject({
       kind: "result",
@@ -226,10 +224,11 @@ describe("request step job", () => {
     expect(page).toMatch(/stagebeam_items_completed_total 1/);
   });
 
-  it("adds one child a work, with a deterministic id, the run in it, small data and an explicit failure option", async () => {
+  it("adds one child a stretch, with a deterministic id, the run in it, small data and an explicit failure option", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
-    const { d } = deps(job);
+    const { d, store } = deps(job);
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    expect(RequestJobDataSchema.parse(job.data).trace?.stepStartedAt).not.toBeNull();
     const gen = (d.queues.generate as unknown as FakeQueue).added;
     expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0"]);
     for (const a of gen) {
@@ -242,34 +241,43 @@ describe("request step job", () => {
       });
       expect(a.opts.removeOnComplete).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
       expect(a.opts.removeOnFail).toMatchObject({ age: expect.any(Number), count: expect.any(Number) });
-      const data = GenerateJobDataSchema.parse(a.data);
+      const data = StretchJobDataSchema.parse(a.data);
       expect(data.item).toEqual({ key: "item-1", image: "s3://stagebeam/images/sha256/abc.png", question: "How many?" });
-      expect(data.requests.map((r) => r.id)).toEqual(["item-1:SUMMARY:c0", "item-1:SUMMARY:c1"]);
+      // The child carries the parent's state, whose next work is the step's candidates.
+      expect(data.state).toBe(RequestJobDataSchema.parse(job.data).state);
+      const work = next(parseSearchState(unpackState(data.state)));
+      expect(work.kind === "generate" && work.requests.map((r) => r.id)).toEqual(["item-1:SUMMARY:c0", "item-1:SUMMARY:c1"]);
       expect(JSON.stringify(a.data).length).toBeLessThan(1_000);
     }
     // A re-run of the same step (say the worker crashed before it could wait) asks for the same id.
     job.pending.clear();
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
     expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c0"]);
-    // Once they have run, the next step judges them.
-    job.runChildren();
-    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
-    const judge = (d.queues.judge as unknown as FakeQueue).added;
-    expect(judge.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0-vs-c1"]);
-    expect(JudgeJobDataSchema.parse(judge[0]!.data).requests).toMatchObject([{ kind: "compare", template: "SUMMARY" }]);
-    expect(RequestJobDataSchema.parse(job.data).trace?.stepStartedAt).not.toBeNull();
+    // Once it has run (every work of the search is the policy's), the next run finishes the item.
+    await job.runChildren();
+    expect(await runRequestStep(job as unknown as Job, "t", d)).toMatchObject({ status: "done" });
+    expect(gen.map((a) => a.id)).toEqual(["r1/item-1/SUMMARY/c0", "r1/item-1/SUMMARY/c0"]);
+    expect((d.queues.judge as unknown as FakeQueue).added).toEqual([]);
+    // The stretch's works are timed one by one and grouped by step, as children of their own were.
+    const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
+    expect(record.timings.steps.map((st) => st.label)).toEqual(["SUMMARY", "CAPTION", "REASONING", "CONCLUSION"]);
+    expect(record.timings.steps[0]!.work.map((w) => [w.id, w.kind, w.requests])).toEqual([
+      ["item-1:SUMMARY:c0", "generate", 2],
+      ["item-1:SUMMARY:c0-vs-c1", "judge", 1],
+    ]);
+    expect(record.timings.steps[1]!.work[0]).toMatchObject({ id: "item-1:CAPTION:c0", kind: "generate", requests: 2 });
   });
 
   it("a step that re-runs after its children finished only applies their results (nothing added twice)", async () => {
     const job = new FakeJob(requestData({ beam: 3 }));
     const { d } = deps(job);
     await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
-    job.runChildren();
+    await job.runChildren();
     const saved = job.data;
-    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
-    // Crash: the state saved by that run is lost; the step runs again from the older data.
+    expect(await runRequestStep(job as unknown as Job, "t", d)).toMatchObject({ status: "done" });
+    // Crash before BullMQ recorded the completion: the step runs again from the older data.
     job.data = saved;
-    await expect(runRequestStep(job as unknown as Job, "t", d)).rejects.toBeInstanceOf(WaitingChildrenError);
+    expect(await runRequestStep(job as unknown as Job, "t", d)).toEqual({ status: "already-done" });
     const gen = (d.queues.generate as unknown as FakeQueue).added.map((a) => a.id);
     expect(gen).toEqual(["r1/item-1/SUMMARY/c0"]);
   });
@@ -278,11 +286,11 @@ describe("request step job", () => {
     const job = new FakeJob(requestData({ beam: 2 }));
     const { d } = deps(job);
     const err = await drive(job, d, (key) =>
-      key.endsWith("CAPTION/c0") ? 'image-unreadable: item "item-1": image: not a PNG' : undefined,
+      key.endsWith("SUMMARY/c0") ? 'image-unreadable: item "item-1": image: not a PNG' : undefined,
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FleetError);
     expect(err).toMatchObject({ code: "image-unreadable", unrecoverable: true });
-    expect((err as Error).message).toMatch(/generate item-1:CAPTION:c0 failed: item "item-1": image: not a PNG/);
+    expect((err as Error).message).toMatch(/generate item-1:SUMMARY:c0 failed: item "item-1": image: not a PNG/);
     expect((d.queues.generate as unknown as FakeQueue).retried).toEqual([]);
   });
 
@@ -291,10 +299,10 @@ describe("request step job", () => {
     const { d, metrics } = deps(job);
     let outage = 3;
     const result = await drive(job, d, (key) =>
-      key.endsWith("CAPTION/c0") && outage-- > 0 ? "storage: S3 GetObject images/x.png failed: ECONNREFUSED" : undefined,
+      key.endsWith("SUMMARY/c0") && outage-- > 0 ? "storage: S3 GetObject images/x.png failed: ECONNREFUSED" : undefined,
     );
     expect(result.value).toMatchObject({ status: "done" });
-    expect((d.queues.generate as unknown as FakeQueue).retried).toEqual(Array(3).fill("r1/item-1/CAPTION/c0"));
+    expect((d.queues.generate as unknown as FakeQueue).retried).toEqual(Array(3).fill("r1/item-1/SUMMARY/c0"));
     expect((job.data as RequestJobData).trace?.childRetries).toBe(3);
     expect(await metrics.registry.getSingleMetricAsString("stagebeam_retries_total")).toMatch(
       /stagebeam_retries_total\{kind="generate",reason="storage"\} 3/,
@@ -304,7 +312,7 @@ describe("request step job", () => {
   it("fails the item once a child's infrastructure failures outlast the retry budget", async () => {
     const job = new FakeJob(requestData({ beam: 2 }));
     const { d } = deps(job);
-    const err = await drive(job, d, (key) => (key.endsWith("CAPTION/c0") ? "storage: S3 is down" : undefined)).catch(
+    const err = await drive(job, d, (key) => (key.endsWith("SUMMARY/c0") ? "storage: S3 is down" : undefined)).catch(
       (e: unknown) => e,
     );
     expect(err).toMatchObject({ code: "storage", unrecoverable: true });
@@ -411,7 +419,7 @@ describe("request step job", () => {
       const { d, store, outcomes } = deps(job);
       await drive(job, d);
       const record = store.get("runs/r1/results/item-1.json") as ResultRecord;
-      const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" }, { judgeMode: "score" });
+      const open = await createScriptedHost().open({ id: "item-1", image: PNG, question: "How many?" });
       expect(record.search).toEqual(await runSearch({ itemId: "item-1", strategy, beam: 3, seed: 5 }, open));
       expect(record.correct).toBeNull();
       expect(outcomes[0]![1]).toBe("d");

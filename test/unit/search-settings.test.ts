@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { paramsFor, parseSearchSettings, settingsLabel, SettingsError } from "../../shared/core/search/settings.ts";
 import { parseCompare } from "../../apps/cli/commands/eval.ts";
-import { createSearch, next } from "../../shared/core/search/index.ts";
+import { apply, createSearch, next } from "../../shared/core/search/index.ts";
 
 const settings = { strategy: "stage", beam: 4, seed: 0, judgeMode: "score" };
 
@@ -74,6 +74,30 @@ describe("search settings", () => {
     expect(plain.requests[0]).not.toHaveProperty("temperature");
     expect(plain.requests[0]).toMatchObject({ maxTokens: 512 });
     expect(() => createSearch(paramsFor("item-1", run, { temperature: 3 }))).toThrow(/temperature must be a number from 0 to 2/);
+  });
+
+  it("puts the run's pairwise judge in every judge request of the search", async () => {
+    const judgeModes = async (judgeMode: string) => {
+      let state = createSearch(paramsFor("item-1", parseSearchSettings({ ...settings, beam: 2, judgeMode })));
+      const modes = new Set<unknown>();
+      for (let work = next(state); work.kind !== "done"; work = next(state)) {
+        if (work.kind === "judge") for (const r of work.requests) modes.add(r.mode);
+        const results =
+          work.kind === "generate"
+            ? work.requests.map((r, i) => ({ id: r.id, text: `t${i}`, tokens: 1, truncated: false }))
+            : work.requests.map((r) =>
+                "kind" in r && r.kind === "check" ? { id: r.id, verdict: "correct" } : { id: r.id, verdict: 1 },
+              );
+        state = apply(state, results as never[]);
+      }
+      return [...modes];
+    };
+    expect(await judgeModes("score")).toEqual(["score"]);
+    expect(await judgeModes("generate")).toEqual(["generate"]);
+    // Only what differs from the default is kept in the parameters.
+    expect(paramsFor("item-1", parseSearchSettings({ ...settings, judgeMode: "generate" }))).toMatchObject({ judge: "generate" });
+    expect(paramsFor("item-1", parseSearchSettings(settings))).not.toHaveProperty("judge");
+    expect(() => parseSearchSettings({ ...settings, judge: "score" })).toThrow(/unknown setting\(s\) judge/);
   });
 
   it("rejects an unknown setting rather than ignoring it", () => {

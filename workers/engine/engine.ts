@@ -133,7 +133,7 @@ export class Engine {
     ctx.decoderInputs?.store.release();
     ctx.decoderInputs = null;
     ctx.vision = null;
-    ctx.cache.clear();
+    ctx.cache.close();
     this.openItems.delete(ctx);
   }
 
@@ -196,14 +196,36 @@ export class Engine {
     return results as GenerateResult[];
   }
 
-  /** Judges comparisons and reasoning checks of one item; all prompts of the call are batched. */
+  /**
+   * Judges comparisons and reasoning checks of one item; all prompts of the call are batched.
+   * Each request is answered by the judge it names (`mode`, as a search's requests do), else by
+   * `mode`, else by the model's default.
+   */
   async judge(ctx: ItemContext, requests: readonly JudgeRequest[], mode?: PairwiseJudgeMode): Promise<JudgeResult[]> {
     this.checkOpen(ctx, "judge");
     const m = mode ?? this.defaultJudgeMode;
     if (!PAIRWISE_JUDGE_MODES.includes(m))
       throw new EngineRequestError(`judge: mode must be one of ${PAIRWISE_JUDGE_MODES.join(", ")}, got ${JSON.stringify(m)}`);
     const parsed = parseRequests(JudgeRequestSchema, requests, "judge");
-    return this.judgeWith.judge(ctx, parsed, m);
+    const byMode = new Map<PairwiseJudgeMode, number[]>();
+    for (const [i, r] of parsed.entries()) {
+      const judgeMode = r.mode ?? m;
+      byMode.set(judgeMode, [...(byMode.get(judgeMode) ?? []), i]);
+    }
+    const results: JudgeResult[] = new Array(parsed.length);
+    await Promise.all(
+      [...byMode].map(async ([judgeMode, at]) => {
+        const answers = await this.judgeWith.judge(
+          ctx,
+          at.map((i) => parsed[i]!),
+          judgeMode,
+        );
+        at.forEach((i, j) => {
+          results[i] = answers[j]!;
+        });
+      }),
+    );
+    return results;
   }
 
   /**

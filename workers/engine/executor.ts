@@ -5,7 +5,6 @@
  * on it in this process; the fleet worker's hosts answer jobs with it.
  */
 import type { SearchExecutor } from "../../shared/core/search/drive.ts";
-import { isPairwise, type JudgeMode } from "../../shared/core/search/settings.ts";
 import type { VerifyRequest, VerifyResult } from "../../shared/core/search/types.ts";
 import type { Engine, OpenItemInput } from "./engine.ts";
 import type { Verifier } from "./verifier.ts";
@@ -29,11 +28,13 @@ export async function openVerifierItem(verifier: Verifier, input: OpenItemInput)
   };
 }
 
-/** Opens the item on the policy (and on `verifier`, when given) with the judge mode of its search. */
+/**
+ * Opens the item on the policy (and on `verifier`, when given). The search's judge mode needs no
+ * opening: each judge request names its judge.
+ */
 export async function openItemExecutor(
   engine: Engine,
   input: OpenItemInput,
-  judgeMode: JudgeMode,
   verifier: Verifier | null = null,
 ): Promise<ItemExecutor> {
   const ctx = await engine.openItem(input);
@@ -46,8 +47,7 @@ export async function openItemExecutor(
   }
   return {
     generate: (requests) => engine.generate(ctx, requests),
-    // Under judge mode verifier no search asks the pairwise judge; the engine's default would answer if one did.
-    judge: (requests) => engine.judge(ctx, requests, isPairwise(judgeMode) ? judgeMode : undefined),
+    judge: (requests) => engine.judge(ctx, requests),
     ...(checker !== null ? { verify: checker.verify } : {}),
     close: () => {
       engine.closeItem(ctx);

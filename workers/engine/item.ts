@@ -32,6 +32,7 @@ export class PrefixCache {
   private readonly entries: CacheEntry[] = [];
   private readonly inflight = new Map<string, Promise<CacheEntry>>();
   private clock = 0;
+  private closed = false;
 
   constructor(readonly capacity: number) {}
 
@@ -75,6 +76,11 @@ export class PrefixCache {
   }
 
   add(e: Omit<CacheEntry, "lastUsed">): CacheEntry {
+    // An entry computed while its item was closing has no holder left to release it.
+    if (this.closed) {
+      e.kv.store.release();
+      throw new Error("the item was closed while one of its KV prefixes was being computed");
+    }
     const entry: CacheEntry = { ...e, lastUsed: ++this.clock };
     this.entries.push(entry);
     while (this.entries.length > this.capacity) {
@@ -90,7 +96,9 @@ export class PrefixCache {
     return entry;
   }
 
-  clear(): void {
+  /** Releases every entry; entries still being computed are released as they arrive. */
+  close(): void {
+    this.closed = true;
     for (const e of this.entries) e.kv.store.release();
     this.entries.length = 0;
   }

@@ -54,15 +54,12 @@ export const askCommand = addLocalEngineOptions(
     let verifier: Verifier | null = null;
     try {
       verifier = needsVerifier(settings) ? await loadLocalVerifier(o.verifier, engine) : null;
-      const item = await openItemExecutor(
-        engine,
-        { id: itemId, image, question: o.question },
-        settings.judgeMode,
-        verifier,
-      ).catch((error: unknown) => {
-        if (error instanceof ItemInputError) throw new CliExit(EXIT_FAILURE, error.message);
-        throw error;
-      });
+      const item = await openItemExecutor(engine, { id: itemId, image, question: o.question }, verifier).catch(
+        (error: unknown) => {
+          if (error instanceof ItemInputError) throw new CliExit(EXIT_FAILURE, error.message);
+          throw error;
+        },
+      );
       const result = await runSearch(paramsFor(itemId, settings), item);
       item.close();
       const seconds = (performance.now() - started) / 1000;

@@ -143,7 +143,7 @@ export async function evaluate(
         // The search and the engine take safe ids; the user's id stays in the failure list.
         const itemId = toItemId(item.id);
         const input = { id: itemId, image: await readFile(item.imagePath), question: item.question };
-        const open = await openItemExecutor(engine, input, settings.judgeMode, needsVerifier(settings) ? verifier : null);
+        const open = await openItemExecutor(engine, input, needsVerifier(settings) ? verifier : null);
         try {
           const result = await runSearch(paramsFor(itemId, settings), open);
           rows[i] = row(item, result, null);

@@ -71,7 +71,7 @@ const calibrate = new Command("calibrate")
         const itemId = toItemId(item.id);
         try {
           const input = { id: itemId, image: await readFile(item.imagePath), question: item.question };
-          const open = await openItemExecutor(engine, input, "verifier", verifier);
+          const open = await openItemExecutor(engine, input, verifier);
           try {
             const result = await runSearch(paramsFor(itemId, settings), open);
             for (const step of result.steps) if (step.label === "REASONING") scores.push(...step.scores.map((s) => s.score));

@@ -2,7 +2,7 @@
 export { createSearch, parseSearchState, SearchStateSchema, STATE_VERSION } from "./state.ts";
 export type { SearchState, StepState } from "./state.ts";
 export { next, apply, resultOf } from "./machine.ts";
-export { runSearch, type SearchExecutor } from "./drive.ts";
+export { advance, runSearch, type PendingWork, type SearchExecutor } from "./drive.ts";
 export { SearchError } from "./errors.ts";
 export {
   SearchParamsSchema,

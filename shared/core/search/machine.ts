@@ -15,6 +15,7 @@ import { decide, matchWinner, openBracket, pendingMatches, type Bracket } from "
 import {
   CheckResultSchema,
   CompareResultSchema,
+  DEFAULT_PAIRWISE_JUDGE,
   GenerateResultSchema,
   VerifyResultSchema,
   type CandidateTrace,
@@ -139,6 +140,9 @@ function verifyRequests(state: SearchState, step: StepState): VerifyRequest[] {
   }));
 }
 
+/** The pairwise judge every judge request of the search names. */
+const judgeOf = (state: SearchState) => state.params.judge ?? DEFAULT_PAIRWISE_JUDGE;
+
 function checkRequests(state: SearchState, step: StepState): JudgeRequest[] {
   return distinctOf(step.sameAs).map((i) => ({
     id: checkId(state.params.itemId, step.plan.key, i),
@@ -146,6 +150,7 @@ function checkRequests(state: SearchState, step: StepState): JudgeRequest[] {
     template: "reasoning_check",
     hint: state.prefix,
     candidate: step.candidates[i]!.text,
+    mode: judgeOf(state),
   }));
 }
 
@@ -157,6 +162,7 @@ function compareRequests(state: SearchState, step: StepState): JudgeRequest[] {
     hint: state.prefix,
     first: step.candidates[m.first]!.text,
     second: step.candidates[m.second]!.text,
+    mode: judgeOf(state),
   }));
 }
 

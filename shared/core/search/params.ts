@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { SearchError } from "./errors.ts";
 import { ITEM_ID_PATTERN, MAX_ITEM_ID_LENGTH } from "../ids.ts";
-import { StageSchema, STRATEGIES } from "./types.ts";
+import { PAIRWISE_JUDGE_MODES, StageSchema, STRATEGIES } from "./types.ts";
 
 export const DEFAULT_MAX_STAGE_TOKENS = 512;
 export const DEFAULT_MAX_SENTENCE_STEPS = 40;
@@ -87,6 +87,11 @@ export const SearchParamsSchema = z.strictObject(
     temperature: temperature().optional(),
     /** Nucleus mass of every candidate; absent, the model's. */
     topP: topP().optional(),
+    /**
+     * The pairwise judge of the search's comparisons and checks (judge mode `generate`), carried
+     * in each judge request; absent, `score`.
+     */
+    judge: z.enum(PAIRWISE_JUDGE_MODES, { error: expected("judge", `one of ${PAIRWISE_JUDGE_MODES.join(", ")}`) }).optional(),
     /** Pick candidates by the verifier's pointwise scores instead of the pairwise judge (judge mode `verifier`). */
     verifier: z.boolean({ error: expected("verifier", "true or false") }).optional(),
     /**

@@ -6,15 +6,14 @@
 import { z } from "zod";
 import { SearchParamsSchema, type ItemSettings, type SearchParams } from "./params.ts";
 import { UsageError } from "../usage-error.ts";
-import type { Strategy } from "./types.ts";
+import { DEFAULT_PAIRWISE_JUDGE, PAIRWISE_JUDGE_MODES, type PairwiseJudgeMode, type Strategy } from "./types.ts";
 
 /**
  * `score`: one forward pass reads the choice's logits; `generate`: the reference's sampled, parsed
  * verdict (both pairwise, the paper's self-judge); `verifier`: a process verifier scores each
  * candidate on its own, and a step keeps the best.
  */
-export const PAIRWISE_JUDGE_MODES = ["score", "generate"] as const;
-export type PairwiseJudgeMode = (typeof PAIRWISE_JUDGE_MODES)[number];
+export { PAIRWISE_JUDGE_MODES, type PairwiseJudgeMode } from "./types.ts";
 export const JUDGE_MODES = [...PAIRWISE_JUDGE_MODES, "verifier"] as const;
 export type JudgeMode = (typeof JUDGE_MODES)[number];
 
@@ -24,12 +23,12 @@ export const isPairwise = (mode: JudgeMode): mode is PairwiseJudgeMode => mode !
 export const DEFAULT_SEED = 1;
 export const DEFAULT_STRATEGY: Strategy = "stage";
 export const DEFAULT_BEAM = 4;
-export const DEFAULT_JUDGE_MODE: JudgeMode = "score";
+export const DEFAULT_JUDGE_MODE: JudgeMode = DEFAULT_PAIRWISE_JUDGE;
 
 const judgeModeError = (iss: { input?: unknown }) =>
   `judge mode must be one of ${JUDGE_MODES.join(", ")}, got ${typeof iss.input === "string" ? JSON.stringify(iss.input) : String(iss.input)}`;
 
-export const SearchSettingsSchema = SearchParamsSchema.omit({ itemId: true }).extend({
+export const SearchSettingsSchema = SearchParamsSchema.omit({ itemId: true, judge: true }).extend({
   judgeMode: z.enum(JUDGE_MODES, { error: judgeModeError }),
 });
 export type SearchSettingsInput = z.input<typeof SearchSettingsSchema>;
@@ -57,9 +56,9 @@ export function parseSearchSettings(input: unknown): SearchSettings {
 /**
  * The search parameters of one item under these settings, with what the item sets for itself
  * (ItemSettings) over the run's. Both drivers take an item's parameters from here, so the
- * in-process search and the fleet draw the same candidates for it. Which pairwise judge
- * answers is the executor's business; a verifier changes the work itself (verifications
- * instead of comparisons).
+ * in-process search and the fleet draw the same candidates for it. The pairwise judge rides in
+ * the search's judge requests (`judge`, absent for the default); a verifier changes the work
+ * itself (verifications instead of comparisons).
  */
 export function paramsFor(itemId: string, settings: SearchSettings, item: ItemSettings = {}): SearchParams {
   const { judgeMode, ...search } = settings;
@@ -68,6 +67,7 @@ export function paramsFor(itemId: string, settings: SearchSettings, item: ItemSe
     itemId,
     ...search,
     ...own,
+    ...(isPairwise(judgeMode) && judgeMode !== DEFAULT_PAIRWISE_JUDGE ? { judge: judgeMode } : {}),
     ...(judgeMode === "verifier" && STRATEGY_JUDGES[settings.strategy] ? { verifier: true } : {}),
   };
 }

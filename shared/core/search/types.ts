@@ -47,6 +47,16 @@ export const COMPARE_TEMPLATES = [...STAGES, "all", "sentence"] as const;
 export const CompareTemplateSchema = z.enum(COMPARE_TEMPLATES);
 export type CompareTemplate = z.infer<typeof CompareTemplateSchema>;
 
+/**
+ * The pairwise judges (the paper's self-judge): `score` reads the choice's logits in one forward
+ * pass, `generate` samples the reference's verdict and parses it. `score` is the default.
+ */
+export const PAIRWISE_JUDGE_MODES = ["score", "generate"] as const;
+export type PairwiseJudgeMode = (typeof PAIRWISE_JUDGE_MODES)[number];
+export const DEFAULT_PAIRWISE_JUDGE: PairwiseJudgeMode = "score";
+/** Which pairwise judge answers a judge request: the search's (its `judge` parameter); absent, whoever is asked decides. */
+const JudgeModeField = z.enum(PAIRWISE_JUDGE_MODES).optional();
+
 export const CompareRequestSchema = z.object({
   id: WorkIdSchema,
   kind: z.literal("compare"),
@@ -54,6 +64,7 @@ export const CompareRequestSchema = z.object({
   hint: z.string(),
   first: z.string(),
   second: z.string(),
+  mode: JudgeModeField,
 });
 export const CheckRequestSchema = z.object({
   id: WorkIdSchema,
@@ -61,6 +72,7 @@ export const CheckRequestSchema = z.object({
   template: z.literal("reasoning_check"),
   hint: z.string(),
   candidate: z.string(),
+  mode: JudgeModeField,
 });
 export const JudgeRequestSchema = z.discriminatedUnion("kind", [CompareRequestSchema, CheckRequestSchema]);
 export type CompareRequest = z.infer<typeof CompareRequestSchema>;

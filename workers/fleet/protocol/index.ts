@@ -25,16 +25,25 @@ export {
   ChildReturnSchema,
   FEED_JOB_OPTIONS,
   FeedJobDataSchema,
-  GenerateJobDataSchema,
-  JudgeJobDataSchema,
   PROTOCOL_VERSION,
   RequestEnvelopeSchema,
   RequestJobDataSchema,
-  VerifyJobDataSchema,
+  StepEndSchema,
+  StretchJobDataSchema,
   openQueues,
   parseJobData,
 } from "./protocol.ts";
-export type { ChildItem, ChildReturn, FeedJobData, FleetQueues, RequestJobData, RequestTrace, WorkTiming } from "./protocol.ts";
+export type {
+  ChildItem,
+  ChildReturn,
+  FeedJobData,
+  FleetQueues,
+  RequestJobData,
+  RequestTrace,
+  StepEnd,
+  StretchJobData,
+  WorkTiming,
+} from "./protocol.ts";
 export {
   FailureRecordSchema,
   RECORD_VERSION,

@@ -1,21 +1,19 @@
 /**
- * The jobs the fleet adds: an item's request job (by the producer) and the child job of each
- * work of its search (by the request job). Ids are deterministic (ids.ts), so adding a job again while it
+ * The jobs the fleet adds: an item's request job (by the producer) and the child jobs that run
+ * stretches of its search (by the request job). Ids are deterministic (ids.ts), so adding a job again while it
  * exists adds nothing.
  */
 import type { SearchSettings } from "../../../shared/core/search/settings.ts";
-import type { Work } from "../../../shared/core/search/types.ts";
+import type { PendingWork } from "../../../shared/core/search/drive.ts";
 import { childJobId, requestJobId } from "./ids.ts";
 import {
   CHILD_JOB_OPTIONS,
   PROTOCOL_VERSION,
   REQUEST_JOB_OPTIONS,
   type ChildItem,
-  type GenerateJobData,
-  type JudgeJobData,
   type RequestItem,
   type RequestJobData,
-  type VerifyJobData,
+  type StretchJobData,
 } from "./protocol.ts";
 
 /** The parent of a child job: the request job that waits for it. */
@@ -37,7 +35,7 @@ export function requestJob(run: string, item: RequestItem, settings: SearchSetti
 }
 
 /** Work of the search that a child job runs (everything `next` can return but the result). */
-export type ChildWork = Exclude<Work, { kind: "done" }>;
+export type ChildWork = PendingWork;
 
 /**
  * The child job id of a work: its first request's work id (ids.ts), which is deterministic
@@ -46,22 +44,17 @@ export type ChildWork = Exclude<Work, { kind: "done" }>;
 export const childWorkId = (work: ChildWork): string => work.requests[0]!.id;
 
 /**
- * The one child job of a work: every request of the work in one job, so the N candidates of a
- * step meet on one worker and in one call of its model host (the prefix is computed once and
- * forked), and a step costs BullMQ one job's cycle instead of N.
+ * The child job of the stretch of the search that starts with `work` (worker/stretch.ts): the
+ * search state `packed` (the state whose next work is `work`), on the queue of that work's
+ * kind, under the work's id, so a step run again adds nothing twice.
  */
-export function childJob(data: RequestJobData, work: ChildWork, parent: ParentRef) {
+export function childJob(data: RequestJobData, work: ChildWork, packed: string, parent: ParentRef) {
   const { key, image, question, system } = data.item;
   const item: ChildItem = { key, image, question, ...(system !== undefined ? { system } : {}) };
-  const base = { v: PROTOCOL_VERSION, run: data.run, item } as const;
-  const job = { name: work.kind, opts: { ...CHILD_JOB_OPTIONS, jobId: childJobId(data.run, childWorkId(work)), parent } };
-  switch (work.kind) {
-    case "generate":
-      return { ...job, data: { ...base, judgeMode: data.judgeMode, requests: work.requests } satisfies GenerateJobData };
-    case "judge":
-      return { ...job, data: { ...base, judgeMode: data.judgeMode, requests: work.requests } satisfies JudgeJobData };
-    case "verify":
-      // The verifier opens the item under its own prompt, so no judge mode travels.
-      return { ...job, data: { ...base, requests: work.requests } satisfies VerifyJobData };
-  }
+  return {
+    queue: work.kind,
+    name: work.kind,
+    data: { v: PROTOCOL_VERSION, run: data.run, item, state: packed } satisfies StretchJobData,
+    opts: { ...CHILD_JOB_OPTIONS, jobId: childJobId(data.run, childWorkId(work)), parent },
+  };
 }

@@ -10,7 +10,6 @@
  * does.
  */
 import type { SearchExecutor } from "../../../shared/core/search/drive.ts";
-import type { JudgeMode } from "../../../shared/core/search/settings.ts";
 import type { VerifyRequest, VerifyResult } from "../../../shared/core/search/types.ts";
 
 /** What a host's engine runs on (the engine's `EngineRuntime`): for /readyz, logs and stagebeam_device_kv_bytes. */
@@ -32,7 +31,7 @@ export interface ItemInput {
   system?: string;
 }
 
-/** One opened item. Judge mode and sampling settings are fixed when it is opened. */
+/** One opened item. The judge mode rides in each judge request, the sampling settings in each generate request. */
 export interface OpenItem extends SearchExecutor {
   /** Releases what the host holds for the item (encoded image, prompt KV cache). */
   close(): void;
@@ -42,7 +41,7 @@ export interface ModelHost {
   modelId: string;
   /** sha256:<hex> of the model folder, recorded in every result. */
   digest: string;
-  open(item: ItemInput, options: { judgeMode: JudgeMode }): Promise<OpenItem>;
+  open(item: ItemInput): Promise<OpenItem>;
   /** Optional: the providers its sessions got and where its KV lives (readiness, metrics). */
   runtime?: HostRuntime;
   /** Optional: frees sessions at shutdown. */

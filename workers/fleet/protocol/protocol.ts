@@ -3,18 +3,22 @@
  * each carries (zod schemas, validated on read), and the options every job is added with.
  *
  *   request   one job per item: a step job that drives the item's search state machine
- *   generate  one child job per step: its N candidates
- *   judge     one child job per tournament round: its comparisons (or REASONING checks)
+ *   generate  child jobs of the policy: a stretch of the search (below) that starts with candidates
+ *   judge     child jobs of the policy that start with a judge work (comparisons or REASONING checks)
  *   feed      one job per detached run: streams the run's manifest into the request queue (feed/feeder.ts)
- *   verify    one child job per step whose candidates a verifier scores (judge mode verifier,
- *             swires), served by the workers that hold the verifier, which may hold nothing else
+ *   verify    child jobs whose work a verifier scores (judge mode verifier, swires), served by the
+ *             workers that hold the verifier, which may hold nothing else
  *
- * A child carries every request of one work of the search (jobs.ts: childJob). Items, not the
- * candidates of one item, are what spreads over the fleet: a million-item run keeps every
- * worker busy either way, while one job a work lets a worker compute the item's prompt once
- * for all N candidates and costs BullMQ one job's cycle (its add, fetch and finish) instead
- * of N.
- *
+ * A child job is a stretch of the item's search (jobs.ts: childJob, worker/stretch.ts): it
+ * carries the packed search state and runs the same machine on the same executor as the
+ * in-process driver, work after work, until the search is done or the next work needs the
+ * other model (the verifier, or the policy after it), and returns the state it reached with a
+ * timing per work and the end of each step. Under stage N=4 with the pairwise judge that is one
+ * child an item, where one a work (a step's candidates, then each knock-out round) was 13:
+ * BullMQ's cycle of a job (add, fetch, finish) and the parent's wake-up (fetch, read, save,
+ * wait) are what Redis spends its CPU on. Items, not the candidates of one item, are what
+ * spreads over the fleet.
+
  * Job data stays small: ids, the S3 URI of the staged image, the question, the search state
  * (accepted text, candidate texts, bracket) and timings. Never image bytes.
  *
@@ -29,7 +33,6 @@
 import { BACKOFF_TYPE, MAX_JOB_ATTEMPTS } from "./retry-policy.ts";
 import { Queue, type JobsOptions } from "bullmq";
 import { z } from "zod";
-import { GenerateRequestSchema, JudgeRequestSchema, VerifyRequestSchema } from "../../../shared/core/search/types.ts";
 import { ITEM_ID_PATTERN, RUN_ID_PATTERN } from "../../../shared/core/ids.ts";
 import { badInput } from "./errors.ts";
 import { QUEUES } from "./ids.ts";
@@ -46,8 +49,12 @@ import { ItemSettingsSchema } from "../../../shared/core/search/params.ts";
  * generate request its own `temperature` and `topP`; a worker of 2 would drop them unseen and
  * answer with the run's, so it must refuse these jobs instead.
  * 4: a request job carries its search state packed (packed-state.ts), not as JSON.
+ * 5: a child job carries the packed search state and runs a stretch of it (`StretchJobData`),
+ * returning the state it reached (`ChildReturn`), instead of one work's requests and results;
+ * and the judge mode rides in each judge request (`mode`), not beside the work: a child job
+ * carries none, and a worker opens an item once for every judge mode.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /**
  * Cap of each queue's events stream. Nothing in stagebeam reads the streams (no QueueEvents,
@@ -104,6 +111,7 @@ export const RequestJobDataSchema = z.object({
   v: z.literal(PROTOCOL_VERSION),
   run: RunIdSchema,
   item: RequestItemSchema,
+  /** The run's judge mode, for the result record; the search's judge rides in its judge requests. */
   judgeMode: JudgeModeSchema,
   /**
    * The search state (shared/core/search), packed (packState), read back with unpackState and
@@ -122,48 +130,35 @@ export type RequestJobData = z.infer<typeof RequestJobDataSchema>;
  */
 export const RequestEnvelopeSchema = z.object({ run: RunIdSchema, item: RequestItemSchema });
 
-export const GenerateJobDataSchema = z.object({
+/**
+ * A child job: a stretch of the item's search from `state` (packed as the request job packs it),
+ * on the model its queue's workers hold.
+ */
+export const StretchJobDataSchema = z.object({
   v: z.literal(PROTOCOL_VERSION),
   run: RunIdSchema,
   item: ChildItemSchema,
-  judgeMode: JudgeModeSchema,
-  requests: z.array(GenerateRequestSchema).min(1),
+  state: z.string().min(1),
 });
-export type GenerateJobData = z.infer<typeof GenerateJobDataSchema>;
-
-export const JudgeJobDataSchema = z.object({
-  v: z.literal(PROTOCOL_VERSION),
-  run: RunIdSchema,
-  item: ChildItemSchema,
-  judgeMode: JudgeModeSchema,
-  requests: z.array(JudgeRequestSchema).min(1),
-});
-export type JudgeJobData = z.infer<typeof JudgeJobDataSchema>;
+export type StretchJobData = z.infer<typeof StretchJobDataSchema>;
 
 export const FeedJobDataSchema = z.object({ v: z.literal(PROTOCOL_VERSION), run: RunIdSchema });
 export type FeedJobData = z.infer<typeof FeedJobDataSchema>;
 
-/** A verification: the verifier opens the item under its own prompt, so no judge mode travels. */
-export const VerifyJobDataSchema = z.object({
-  v: z.literal(PROTOCOL_VERSION),
-  run: RunIdSchema,
-  item: ChildItemSchema,
-  requests: z.array(VerifyRequestSchema).min(1),
-});
-export type VerifyJobData = z.infer<typeof VerifyJobDataSchema>;
+/** A search step a child's stretch decided: after how many of its works, and when. */
+export const StepEndSchema = z.object({ works: z.number().int().nonnegative(), finishedAt: z.number() });
+export type StepEnd = z.infer<typeof StepEndSchema>;
 
 /**
- * What a child job returns (kept by BullMQ in the parent's processed hash): a result per
- * request, keyed by the request's work id.
+ * What a child job returns (kept by BullMQ in the parent's processed hash): the search state it
+ * reached, packed, the timing of each work it ran, the end of each step it decided, and the
+ * digest of the model that ran them.
  */
 export const ChildReturnSchema = z.object({
-  results: z.record(z.string(), z.unknown()),
-  meta: z.object({
-    worker: z.string(),
-    model: z.string(),
-    startedAt: z.number(),
-    ms: z.number().nonnegative(),
-  }),
+  state: z.string().min(1),
+  work: z.array(WorkTimingSchema).min(1),
+  steps: z.array(StepEndSchema),
+  model: z.string(),
 });
 export type ChildReturn = z.infer<typeof ChildReturnSchema>;
 

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 
-/** One child job: `id` is its first request's work id, `requests` how many it ran. */
+/** One work of the search, run by a child job (one or more a job): `id` is its first request's work id, `requests` how many it had. */
 export const WorkTimingSchema = z.object({
   id: z.string(),
   kind: z.enum(["generate", "judge", "verify"]),

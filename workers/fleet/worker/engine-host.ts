@@ -106,7 +106,7 @@ function policyHost(engine: Engine, modelId: string): ModelHost {
     modelId,
     digest: engine.info.digest,
     runtime: engine.runtime,
-    open: (item, { judgeMode }) => openItemExecutor(engine, item, judgeMode),
+    open: (item) => openItemExecutor(engine, item),
     close: () => engine.close(),
   };
 }

@@ -19,7 +19,6 @@ import type {
   VerifyRequest,
   VerifyResult,
 } from "../../../shared/core/search/types.ts";
-import type { JudgeMode } from "../../../shared/core/search/settings.ts";
 import type { ChildItem, ItemInput, ModelHost, OpenItem, OpenVerifierItem, VerifierHost } from "../protocol/index.ts";
 import { SameTickCoalescer } from "./same-tick-coalescer.ts";
 
@@ -46,8 +45,8 @@ interface Entry {
   verify: SameTickCoalescer<VerifyRequest, VerifyResult>;
 }
 
-/** Whose item an entry is: the policy's under a judge mode, or the verifier's. */
-type Holder = { judgeMode: JudgeMode } | "verifier";
+/** Whose item an entry is: the policy's (whatever judge its requests name), or the verifier's. */
+type Holder = "policy" | "verifier";
 
 export interface ItemCacheStats {
   opens: number;
@@ -69,12 +68,12 @@ export class ItemCache {
     return this.entries.size;
   }
 
-  generate(item: ChildItem, judgeMode: JudgeMode, request: GenerateRequest): Promise<GenerateResult> {
-    return this.withItem(item, { judgeMode }, (e) => e.generate.submit(request));
+  generate(item: ChildItem, request: GenerateRequest): Promise<GenerateResult> {
+    return this.withItem(item, "policy", (e) => e.generate.submit(request));
   }
 
-  judge(item: ChildItem, judgeMode: JudgeMode, request: JudgeRequest): Promise<JudgeResult> {
-    return this.withItem(item, { judgeMode }, (e) => e.judge.submit(request));
+  judge(item: ChildItem, request: JudgeRequest): Promise<JudgeResult> {
+    return this.withItem(item, "policy", (e) => e.judge.submit(request));
   }
 
   verify(item: ChildItem, request: VerifyRequest): Promise<VerifyResult> {
@@ -99,13 +98,7 @@ export class ItemCache {
   }
 
   private acquire(item: ChildItem, holder: Holder): Entry {
-    const key = JSON.stringify([
-      holder === "verifier" ? holder : holder.judgeMode,
-      item.key,
-      item.image,
-      item.question,
-      item.system ?? null,
-    ]);
+    const key = JSON.stringify([holder, item.key, item.image, item.question, item.system ?? null]);
     const e = this.entries.get(key);
     if (e) {
       this.stats.hits++;
@@ -153,7 +146,7 @@ export class ItemCache {
       question: item.question,
       ...(item.system !== undefined ? { system: item.system } : {}),
     };
-    return holder === "verifier" ? verifier!.open(input) : host!.open(input, holder);
+    return holder === "verifier" ? verifier!.open(input) : host!.open(input);
   }
 
   private shrink(): void {

@@ -1,26 +1,39 @@
 /**
  * The worker's job processors, one a queue: a request step (its failure recorded when it is
- * final), a generate, judge or verify child (every request of one work submitted together, so
- * the item cache's coalescer hands them to the host as one call), and a detached run's feed.
+ * final), a generate, judge or verify child (a stretch of the item's search, stretch.ts), and a
+ * detached run's feed.
  */
 import { DelayedError, WaitingChildrenError, WaitingError, type Job } from "bullmq";
 import {
+  type GenerateRequest,
+  type JudgeRequest,
+  next,
+  parseSearchState,
+  type SearchExecutor,
+  type SearchState,
+  type VerifyRequest,
+} from "../../../shared/core/search/index.ts";
+import {
+  badInput,
   type ChildReturn,
+  type ChildWork,
   classify,
   FeedJobDataSchema,
   type FleetQueues,
-  GenerateJobDataSchema,
-  JudgeJobDataSchema,
   type ModelHost,
+  packState,
   parseJobData,
   type QueueName,
   retryDelay,
+  StretchJobDataSchema,
+  type StretchJobData,
   toJobError,
+  unpackState,
   type VerifierHost,
-  VerifyJobDataSchema,
 } from "../protocol/index.ts";
 import { feedRun } from "../feed/index.ts";
 import type { ItemCache } from "./item-cache.ts";
+import { modelOf, runStretch } from "./stretch.ts";
 import { assertRunGoesOn, recordRequestFailure, runRequestStep, type StepDeps } from "./request-step.ts";
 
 /** When the failure record of a failed item cannot be written (S3 down), try again this much later. */
@@ -63,41 +76,28 @@ export async function processRequest(job: Job, token: string, { deps }: WorkerCo
   }
 }
 
-/** Runs every request of one child job at once and returns their results with the job's timing. */
-async function runChild<R extends { id: string }>(
-  requests: readonly R[],
-  worker: string,
-  digest: string,
-  each: (request: R) => Promise<unknown>,
-): Promise<ChildReturn> {
-  const startedAt = Date.now();
-  const results = await Promise.all(requests.map(each));
+/**
+ * The executor a child job runs its stretch on: the item opened on this worker (item-cache.ts),
+ * each request of a work submitted at once so that the cache's coalescer hands the work to the
+ * host as one call, and the work counted in the worker's metrics. Before each work it looks
+ * whether the run goes on, so a stretch of a cancelled run stops within a work.
+ */
+function cachedExecutor(data: StretchJobData, { cache, deps }: WorkerContext): SearchExecutor {
+  const { item } = data;
+  const each =
+    <Q, R>(run: (request: Q) => Promise<R>) =>
+    async (requests: Q[]): Promise<R[]> => {
+      await assertRunGoesOn(deps.runs, data.run);
+      return Promise.all(requests.map(run));
+    };
   return {
-    results: Object.fromEntries(requests.map((r, i) => [r.id, results[i]])),
-    meta: { worker, model: digest, startedAt, ms: Date.now() - startedAt },
-  };
-}
-
-export async function processGenerate(job: Job, _token: string, { deps, cache, host }: WorkerContext): Promise<ChildReturn> {
-  try {
-    const data = parseJobData(GenerateJobDataSchema, job.data, "generate");
-    await assertRunGoesOn(deps.runs, data.run);
-    return await runChild(data.requests, deps.worker, host!.digest, async (request) => {
-      const result = await cache.generate(data.item, data.judgeMode, request);
+    generate: each(async (request: GenerateRequest) => {
+      const result = await cache.generate(item, request);
       deps.metrics.tokensGenerated.inc(typeof result?.tokens === "number" && result.tokens > 0 ? result.tokens : 0);
       return result;
-    });
-  } catch (err) {
-    throw toJobError(err);
-  }
-}
-
-export async function processJudge(job: Job, _token: string, { deps, cache, host }: WorkerContext): Promise<ChildReturn> {
-  try {
-    const data = parseJobData(JudgeJobDataSchema, job.data, "judge");
-    await assertRunGoesOn(deps.runs, data.run);
-    return await runChild(data.requests, deps.worker, host!.digest, async (request) => {
-      const result = await cache.judge(data.item, data.judgeMode, request);
+    }),
+    judge: each(async (request: JudgeRequest) => {
+      const result = await cache.judge(item, request);
       if (
         result &&
         (result.verdict === 1 || result.verdict === 2 || result.verdict === "correct" || result.verdict === "incorrect")
@@ -105,16 +105,38 @@ export async function processJudge(job: Job, _token: string, { deps, cache, host
         deps.metrics.judgeDecisions.inc({ stage: request.template, verdict: String(result.verdict) });
       }
       return result;
-    });
-  } catch (err) {
-    throw toJobError(err);
-  }
+    }),
+    verify: each((request: VerifyRequest) => cache.verify(item, request)),
+  };
 }
 
-export async function processVerify(job: Job, _token: string, { deps, cache, verifier }: WorkerContext): Promise<ChildReturn> {
+/** The search state a child job carries; one that does not read is bad job data. */
+function stretchStart(data: StretchJobData): { state: SearchState; first: ChildWork } {
+  let state: SearchState;
   try {
-    const data = parseJobData(VerifyJobDataSchema, job.data, "verify");
-    return await runChild(data.requests, deps.worker, verifier!.digest, (request) => cache.verify(data.item, request));
+    state = parseSearchState(unpackState(data.state));
+  } catch (err) {
+    throw badInput("bad-job", `child job's search state is invalid: ${(err as Error).message}`);
+  }
+  const first = next(state);
+  if (first.kind === "done" || first.requests.length === 0) {
+    throw badInput("bad-job", `child job's search state of item ${data.item.key} waits for no work`);
+  }
+  return { state, first };
+}
+
+/**
+ * A generate, judge or verify child job: a stretch of the item's search (stretch.ts) on the
+ * model this worker holds for the work it starts with, returned as the state it reached.
+ */
+export async function processChild(job: Job, _token: string, ctx: WorkerContext): Promise<ChildReturn> {
+  try {
+    const data = parseJobData(StretchJobDataSchema, job.data, job.queueName);
+    await assertRunGoesOn(ctx.deps.runs, data.run);
+    const { state, first } = stretchStart(data);
+    const stretch = await runStretch(state, first, cachedExecutor(data, ctx), ctx.deps.worker);
+    const model = modelOf(first.kind) === "verifier" ? ctx.verifier : ctx.host;
+    return { state: packState(stretch.state), work: stretch.work, steps: stretch.steps, model: model!.digest };
   } catch (err) {
     throw toJobError(err);
   }
@@ -136,8 +158,8 @@ export async function processFeed(job: Job, token: string, { deps, queues, feedi
 /** The processor of each queue. */
 export const PROCESSORS = {
   request: processRequest,
-  generate: processGenerate,
-  judge: processJudge,
-  verify: processVerify,
+  generate: processChild,
+  judge: processChild,
+  verify: processChild,
   feed: processFeed,
 } satisfies Record<QueueName, (job: Job, token: string, ctx: WorkerContext) => Promise<unknown>>;

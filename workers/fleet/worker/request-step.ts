@@ -6,18 +6,20 @@
  *   work = next(state)
  *   done        → write runs/<run>/results/<item>.json, record the outcome, complete
  *   (a retrace of swires is one more step like any other: new children under the same job)
- *   otherwise   → read the children's results kept by the parent; if this work's child
- *                 (one job for all its requests, protocol/jobs.ts) has returned, state =
- *                 apply(state, results), loop; if not, save the state, add the child
- *                 (deterministic id) and wait for it (moveToWaitingChildren +
- *                 WaitingChildrenError); the job runs again when it has finished.
+ *   otherwise   → read the children's returns kept by the parent; if this work's child
+ *                 (a stretch of the search from here: the step's works on one model,
+ *                 stretch.ts) has returned, state = the state it reached, loop; if not, save
+ *                 the state, add the child (deterministic id) carrying it and wait for it
+ *                 (moveToWaitingChildren + WaitingChildrenError); the job runs again when it
+ *                 has finished.
  *
- * Each turn of the loop decides first (step-decision.ts: no I/O), then runs the decision (apply,
- * add or retry the child and wait, write the result), then records it in the trace and the state.
+ * Each turn of the loop decides first (step-decision.ts: no I/O), then runs the decision (take
+ * the child's state, add or retry the child and wait, write the result), then records it in the
+ * trace and the state.
  *
  * Nothing here depends on having run before: a step that crashed anywhere re-runs from the
  * saved state, finds the child it already added (same id, so BullMQ adds nothing twice)
- * or their results, and goes on. A child that failed for good fails the item with its reason.
+ * or its return, and goes on. A child that failed for good fails the item with its reason.
  */
 import { WaitingChildrenError, type Job, type Queue } from "bullmq";
 import type { Logger } from "../../../shared/io/logging.ts";
@@ -149,7 +151,7 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     await deps.ledger.markWorkStarted(run, trace.startedAt!);
   }
 
-  const save = () => job.updateData({ ...data, state: packState(state), trace } satisfies RequestJobData);
+  const save = (packed = packState(state)) => job.updateData({ ...data, state: packed, trace } satisfies RequestJobData);
 
   // The wanted child's result as last read in this run; undefined: read it (again). A request
   // without a state has never added a child (the state is saved before any child is added).
@@ -161,22 +163,23 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
     const work = next(state);
     const childId = childOf(work);
     if (childId !== null && work.kind !== "done") children ??= await readChild(job, deps.queues[work.kind], run, childId);
-    const action = decideStep(work, children ?? NO_CHILDREN, trace, deps.retryPolicy);
+    const action = decideStep(work, state, children ?? NO_CHILDREN, trace, deps.retryPolicy);
     switch (action.kind) {
       case "finish":
         return finish(job, data, state, action.result, trace, deps, now);
       case "fail":
         throw action.error;
-      case "apply": {
+      case "apply-none":
+        state = apply(state, []);
+        continue;
+      case "advance": {
         const stepsBefore = state.steps.length;
-        state = apply(state, action.results);
-        if (action.child !== null) {
-          const applied = traceApplied(trace, action.child, stepsBefore, state, now);
-          trace = applied.trace;
-          if (applied.step) deps.metrics.stageLatency.observe({ stage: stageLabel(applied.step.label) }, applied.step.seconds);
-        }
+        state = action.state;
+        const applied = traceApplied(trace, action.child, stepsBefore, state);
+        trace = applied.trace;
+        for (const step of applied.steps) deps.metrics.stageLatency.observe({ stage: stageLabel(step.label) }, step.seconds);
         // Not saved here: this run saves the state with the next work's child, or writes the
-        // result; a run that dies first applies the same results again (the parent keeps them).
+        // result; a run that dies first takes the same state again (the parent keeps it).
         continue;
       }
       case "retry-child":
@@ -189,9 +192,10 @@ export async function runRequestStep(job: Job, token: string, deps: StepDeps): P
         break;
       case "add-child": {
         if (trace.stepStartedAt === null) trace = { ...trace, stepStartedAt: now() };
-        await save();
-        const child = childJob(data, action.work, { id: job.id!, queue: job.queueQualifiedName });
-        await deps.queues[action.work.kind].add(child.name, child.data, child.opts);
+        const packed = packState(state);
+        await save(packed);
+        const child = childJob(data, action.work, packed, { id: job.id!, queue: job.queueQualifiedName });
+        await deps.queues[child.queue].add(child.name, child.data, child.opts);
         break;
       }
     }
