@@ -61,6 +61,10 @@ class ModelConfig:
     token_order: str = "row"
     # > 0: a training-only head classifying what each grid cell holds (see DATA_FORMAT.md)
     cell_classes: int = 0
+    # the verifier's own reading of the picture: the cell head becomes part of the vision encoder
+    # and every image token also carries the embedding of the object its cell holds, weighted by
+    # the head's probabilities (exported; needs cell_classes)
+    object_tokens: bool = False
     # > 0: a training-only head on the residual stream after this decoder layer that marks,
     # at the clause ends of judge candidates, the clause holding the wrong one's first mistake
     judge_token_layer: int = 0
@@ -165,6 +169,13 @@ class VisionEncoder(nn.Module):
         self.ln_f = nn.LayerNorm(cv)
         self.proj1 = nn.Linear(cv, cfg.hidden_size)
         self.proj2 = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        if cfg.object_tokens:
+            if not cfg.cell_classes:
+                raise ValueError("object_tokens needs cell_classes (the object each cell holds)")
+            self.cell_head = nn.Linear(cv, cfg.cell_classes)
+            self.object_embed = nn.Parameter(torch.zeros(cfg.cell_classes, cfg.hidden_size))
+        else:
+            self.cell_head = None
 
     def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """-> [B,64,Cv] grid features in token order, before the projector."""
@@ -180,7 +191,10 @@ class VisionEncoder(nn.Module):
         return self.ln_f(x)
 
     def project(self, grid_features: torch.Tensor) -> torch.Tensor:
-        return self.proj2(F.gelu(self.proj1(grid_features)))
+        feats = self.proj2(F.gelu(self.proj1(grid_features)))
+        if self.cell_head is not None:
+            feats = feats + self.cell_head(grid_features).softmax(-1) @ self.object_embed
+        return feats
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.project(self.encode(pixel_values))
@@ -326,7 +340,10 @@ class StagebeamTiny(nn.Module):
         self.vision = VisionEncoder(cfg)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.decoder = Decoder(cfg)
-        self.cell_head = nn.Linear(cfg.vision_hidden_size, cfg.cell_classes) if cfg.cell_classes else None
+        if cfg.object_tokens:
+            self.cell_head = self.vision.cell_head  # the exported head that object tokens read
+        else:
+            self.cell_head = nn.Linear(cfg.vision_hidden_size, cfg.cell_classes) if cfg.cell_classes else None
         self.judge_token_head = nn.Linear(cfg.hidden_size, 2) if cfg.judge_token_layer else None
         self.apply(self._init)
         # scale residual output projections (GPT-2 style)

@@ -71,6 +71,44 @@ def load_policy_weights(model: StagebeamTiny, folder: str) -> int:
     return copied
 
 
+def init_object_tokens(model: StagebeamTiny, meta, images, cells, n: int = 512, fit_steps: int = 300) -> dict:
+    """Starts the verifier's object reading from what the policy's encoder already sees: the cell
+    head is fitted as a linear probe on the grid features of `n` training images (so the object
+    tokens are right from the first step), and each object's embedding is the sum of its words'
+    token embeddings ("large", "green", "triangle"), scaled to the norm of the image features, so
+    an image token holding the object looks like the words that name it (the empty cell's stays
+    zero). -> probe accuracy and the scale."""
+    attrs, vocab = meta["cell_attributes"], meta["vocab"]
+    word = {t[1:]: i for i, t in enumerate(vocab) if t.startswith("\u2581")}  # the words as captions write them
+    emb = model.embed_tokens.weight
+    pick = np.random.default_rng(0).choice(len(images), size=min(n, len(images)), replace=False)
+    with torch.no_grad():
+        grid = model.vision.encode(torch.from_numpy(pixel_values_np(images[np.sort(pick)], meta)))
+        feats = model.vision.proj2(F.gelu(model.vision.proj1(grid)))
+    targets = cell_targets(torch.from_numpy(cells[np.sort(pick)].astype(np.int64)), model.cfg).reshape(-1)
+    x = grid.reshape(-1, grid.shape[-1])
+    opt = torch.optim.Adam(model.vision.cell_head.parameters(), lr=1e-2)
+    for _ in range(fit_steps):
+        loss = F.cross_entropy(model.vision.cell_head(x), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        probe = float((model.vision.cell_head(x).argmax(-1) == targets).float().mean())
+        rows = torch.zeros_like(model.vision.object_embed)
+        for s, size in enumerate(attrs["sizes"]):
+            for c, color in enumerate(attrs["colors"]):
+                for h, shape in enumerate(attrs["shapes"]):
+                    try:
+                        ids = [word[size], word[color], word[shape]]
+                    except KeyError as e:
+                        raise SystemExit(f"object tokens: the word {e} is not a word-initial token of the verifier's vocabulary")
+                    rows[1 + (s * len(attrs["colors"]) + c) * len(attrs["shapes"]) + h] = emb[ids].sum(0)
+        scale = float(feats.norm(dim=-1).mean() / rows[1:].norm(dim=-1).mean())
+        model.vision.object_embed.copy_(rows * scale)
+    return {"probe_cell_accuracy": round(probe, 4), "object_embed_scale": round(scale, 2)}
+
+
 def collate(batch, images, meta):
     """Whole sequences, one a row (what the engine feeds): -> input_ids, attention_mask,
     pixel_values, marker (row, position) pairs [N,2]."""
@@ -203,6 +241,9 @@ def main():
     ap.add_argument("--init-from", default=os.path.join(ROOT, "stagebeam-tiny"),
                     help="exported policy folder whose weights start the verifier ('' = random init); "
                          "its decoder shape must then be the verifier's")
+    ap.add_argument("--object-tokens", action="store_true",
+                    help="the verifier's own object reading: the cell head feeds each image token the embedding "
+                         "of the object its cell holds (model.py object_tokens; exported in vision_encoder.onnx)")
     ap.add_argument("--hidden-size", type=int, default=192)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1234)
@@ -233,11 +274,14 @@ def main():
         image_size=int(meta["image_size"]), hidden_size=args.hidden_size, intermediate_size=4 * args.hidden_size,
         num_hidden_layers=args.layers, max_position_embeddings=max(1024, max_len), pos_type="rope",
         vision_init="he", patch_norm=True, token_order="column",
-        cell_classes=int(meta["cell_classes"]) if args.cell_weight > 0 else 0,
+        cell_classes=int(meta["cell_classes"]) if args.cell_weight > 0 or args.object_tokens else 0,
+        object_tokens=args.object_tokens,
     )
     model = StagebeamTiny(cfg)
     if args.init_from:
         print(f"initialised {load_policy_weights(model, args.init_from)} tensors from {args.init_from}", flush=True)
+    if args.object_tokens:
+        print(f"object tokens: {json.dumps(init_object_tokens(model, meta, images, cells))}", flush=True)
     device = torch.device(args.device)
     model.to(device).train()
     n_params = count_params(model)
