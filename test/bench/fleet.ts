@@ -16,7 +16,7 @@
  *   npm run bench:fleet -- [--items 48] [--overhead-items 24] [--concurrency 16] [--sizes 1,10,30,100]
  *                          [--cluster-workers 100] [--warmup 12] [--window 20] [--sim-processes 2]
  *                          [--sim-concurrency 4] [--skip-real] [--skip-sim] [--skip-overhead]
- *                          [--strategies stage,swires] [--skip-monitor] [--skip-cluster]
+ *                          [--strategies stage,swires] [--skip-strategies] [--skip-monitor] [--skip-cluster]
  */
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -59,12 +59,16 @@ const { values } = parseArgs({
     // Only the per-strategy Redis rows, for these strategies (labels' first words, comma-separated).
     strategies: { type: "string", default: "" },
     "skip-overhead": { type: "boolean", default: false },
+    // Only the fleet's overhead (section 2), no per-strategy rows.
+    "skip-strategies": { type: "boolean", default: false },
     "skip-cluster": { type: "boolean", default: false },
     // MONITOR and the memory samples add to Redis's work; without them the CPU column is the fleet's own.
     "skip-monitor": { type: "boolean", default: false },
   },
 });
 const num = (k: keyof typeof values) => Number(values[k]);
+// The in-process run's items at once (4 sequences an item under N=4), and the overhead worker's job slots.
+const overheadInFlight = Math.max(1, num("concurrency") / 4);
 const t0 = performance.now();
 const say = (s: string) => console.log(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${s}`);
 const load = () =>
@@ -197,7 +201,7 @@ function reportOverhead(): void {
   if (!overhead) return;
   const ratio = overhead.fleet.perSecond / overhead.inProcess.perSecond;
   console.log(
-    `\n2. fleet ÷ in process — stage N=4 score, ${overhead.items} items, this machine's cores for both: in process ${f2(overhead.inProcess.perSecond)} items/s (${values.concurrency} sequences: ${Number(values.concurrency) / 4} items in flight), fleet ${f2(overhead.fleet.perSecond)} items/s (1 worker process, WORKER_CONCURRENCY ${values.concurrency}, submit to last result) = ${f2(ratio)}; correct ${overhead.inProcess.correct} / ${overhead.fleet.correct}`,
+    `\n2. fleet ÷ in process — stage N=4 score, ${overhead.items} items, this machine's cores for both: in process ${f2(overhead.inProcess.perSecond)} items/s (${values.concurrency} sequences: ${overheadInFlight} items in flight), fleet ${f2(overhead.fleet.perSecond)} items/s (1 worker process, WORKER_CONCURRENCY ${overheadInFlight}: as many items in flight; submit to last result) = ${f2(ratio)}; correct ${overhead.inProcess.correct} / ${overhead.fleet.correct}`,
   );
   const { inProcess: di, fleet: df } = overhead.decode;
   console.log(
@@ -291,29 +295,43 @@ try {
     await writeSceneSet(countSet, { count: items, seed: 4000 });
     const env = await startFleetEnv();
     try {
-      const fleet = await startRealFleet(env, 1, num("concurrency"));
-      try {
-        say(`real fleet: 1 worker process (bundled policy + verifier), WORKER_CONCURRENCY ${values.concurrency}`);
-        const idleCpu = await idleRedisCpu(env, 10);
-        say(`idle fleet: Redis ${f1(1000 * idleCpu)} ms of CPU a second, taken out of the CPU an item below`);
-        const only = values.strategies.split(",").filter((x) => x !== "");
-        for (const [i, spec] of STRATEGIES.entries()) {
-          if (only.length > 0 && !only.some((o) => spec.label.startsWith(o))) continue;
-          const row = await countStrategy(env, fleet, join(countSet, "items.jsonl"), items, spec, `count-${i}`, {
-            monitor: !values["skip-monitor"],
-            idleCpu,
-          });
-          strategyRows.push(row);
-          say(`${spec.label}: ${row.done}/${items} items in ${f1(row.seconds)} s, ${f0(row.callsPerItem)} calls/item`);
+      const only = values.strategies.split(",").filter((x) => x !== "");
+      const counted = values["skip-strategies"]
+        ? []
+        : STRATEGIES.filter((s) => only.length === 0 || only.some((o) => s.label.startsWith(o)));
+      if (counted.length > 0) {
+        const fleet = await startRealFleet(env, 1, num("concurrency"));
+        try {
+          say(`real fleet: 1 worker process (bundled policy + verifier), WORKER_CONCURRENCY ${values.concurrency}`);
+          const idleCpu = await idleRedisCpu(env, 10);
+          say(`idle fleet: Redis ${f1(1000 * idleCpu)} ms of CPU a second, taken out of the CPU an item below`);
+          for (const spec of counted) {
+            const run = `count-${STRATEGIES.indexOf(spec)}`;
+            const row = await countStrategy(env, fleet, join(countSet, "items.jsonl"), items, spec, run, {
+              monitor: !values["skip-monitor"],
+              idleCpu,
+            });
+            strategyRows.push(row);
+            say(`${spec.label}: ${row.done}/${items} items in ${f1(row.seconds)} s, ${f0(row.callsPerItem)} calls/item`);
+          }
+          reportRedis();
+        } finally {
+          await fleet.close();
         }
-        reportRedis();
-        if (!values["skip-overhead"]) {
-          overhead = await measureOverhead(env, fleet, setDir, overheadItems, Math.max(1, num("concurrency") / 4), "overhead");
+      }
+      if (!values["skip-overhead"]) {
+        // The same items in flight on both sides: the in-process run's items at once are the
+        // worker's job slots (a child job is an item's whole search under stage N=4 score), so
+        // both decode the same mix of items and pay the same padding.
+        const fleet = await startRealFleet(env, 1, overheadInFlight);
+        try {
+          say(`overhead fleet: 1 worker process, WORKER_CONCURRENCY ${overheadInFlight}`);
+          overhead = await measureOverhead(env, fleet, setDir, overheadItems, overheadInFlight, "overhead");
           say(`overhead: in process ${f1(overhead.inProcess.seconds)} s, fleet ${f1(overhead.fleet.seconds)} s`);
           reportOverhead();
+        } finally {
+          await fleet.close();
         }
-      } finally {
-        await fleet.close();
       }
     } finally {
       await env.close();
