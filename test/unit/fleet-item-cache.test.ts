@@ -100,6 +100,24 @@ describe("item cache", () => {
     expect(closed).toEqual(["b", "c", "a"]);
   });
 
+  it("closes a finished item at once when told, not when the LRU reaches it", async () => {
+    const { host, cache } = setup(64);
+    await cache.generate(item("a"), gen("a", 0));
+    await cache.generate(item("b"), gen("b", 0));
+    cache.forget(item("a"));
+    await new Promise((r) => setImmediate(r));
+    expect(cache.size).toBe(1);
+    expect(host.stats.closes).toBe(1);
+    cache.forget(item("a")); // nothing left to close
+    cache.forget(item("z")); // never opened here
+    await new Promise((r) => setImmediate(r));
+    expect(host.stats.closes).toBe(1);
+    await cache.generate(item("b"), gen("b", 1));
+    expect(host.stats.opens).toBe(2); // b stayed open
+    await cache.generate(item("a"), gen("a", 1));
+    expect(host.stats.opens).toBe(3); // a asked again (a retried item, say): opened again
+  });
+
   it("does not cache a failed open, and tells bad input apart", async () => {
     const { cache, fetched } = setup();
     await expect(cache.generate(item("missing"), gen("missing", 0))).rejects.toMatchObject({ code: "image-missing" });

@@ -144,7 +144,7 @@ describe("a child job on a worker", () => {
       state: packState(start),
     };
     const job = { data, queueName: "generate" } as unknown as Job;
-    return { host, run: () => processChild(job, "t", ctx), start };
+    return { host, cache, run: () => processChild(job, "t", ctx), start };
   }
 
   it("runs its stretch on the worker's open item and returns the state it reached, a timing a work and each step's end", async () => {
@@ -157,6 +157,15 @@ describe("a child job on a worker", () => {
     expect(out.steps).toHaveLength(4);
     expect(out.work.every((w) => w.worker === "w-child")).toBe(true);
     expect(out.model).toBe(host.digest);
+  });
+
+  it("closes the item on the worker once its search is over, not when the cache's LRU reaches it", async () => {
+    const { host, cache, run } = child(() => "in_progress");
+    const end = parseSearchState(unpackState(ChildReturnSchema.parse(await run()).state));
+    expect(next(end).kind).toBe("done");
+    await new Promise((r) => setImmediate(r));
+    expect(cache.size).toBe(0);
+    expect(host.stats).toMatchObject({ opens: 1, closes: 1 });
   });
 
   it("stops before its next work once the run is cancelled", async () => {

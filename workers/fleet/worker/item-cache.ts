@@ -4,7 +4,9 @@
  * The first job of an item on this worker fetches its image from S3 and opens it on the model
  * host (which may encode the image and prefill the prompt once); every later candidate or
  * comparison of that item on this worker reuses it. Concurrent jobs share one open in flight.
- * An item in use by a running job is never closed; it is closed once evicted and released.
+ * An item in use by a running job is never closed; it is closed once evicted and released. A
+ * child job whose stretch ends the item's search evicts it (`forget`): nothing on this worker
+ * asks for it again, and its KV prefixes would otherwise stay until 64 later items push it out.
  * The verifier opens an item apart from the policy (its own prompt, its own model), so its
  * open items are entries of their own.
  *
@@ -48,6 +50,9 @@ interface Entry {
 /** Whose item an entry is: the policy's (whatever judge its requests name), or the verifier's. */
 type Holder = "policy" | "verifier";
 
+const keyOf = (item: ChildItem, holder: Holder) =>
+  JSON.stringify([holder, item.key, item.image, item.question, item.system ?? null]);
+
 export interface ItemCacheStats {
   opens: number;
   imageFetches: number;
@@ -80,6 +85,18 @@ export class ItemCache {
     return this.withItem(item, "verifier", (e) => e.verify.submit(request));
   }
 
+  /**
+   * Closes the item's entries (the policy's and the verifier's) once no job uses them: its
+   * search is over, so nothing on this worker asks for it again, and its KV prefixes are not
+   * kept until the LRU reaches them.
+   */
+  forget(item: ChildItem): void {
+    for (const holder of ["policy", "verifier"] as const) {
+      const e = this.entries.get(keyOf(item, holder));
+      if (e) this.evict(e);
+    }
+  }
+
   /** Closes every item not in use now; items in use close when released. */
   closeAll(): void {
     for (const e of [...this.entries.values()]) this.evict(e);
@@ -98,7 +115,7 @@ export class ItemCache {
   }
 
   private acquire(item: ChildItem, holder: Holder): Entry {
-    const key = JSON.stringify([holder, item.key, item.image, item.question, item.system ?? null]);
+    const key = keyOf(item, holder);
     const e = this.entries.get(key);
     if (e) {
       this.stats.hits++;

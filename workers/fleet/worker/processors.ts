@@ -135,6 +135,7 @@ export async function processChild(job: Job, _token: string, ctx: WorkerContext)
     await assertRunGoesOn(ctx.deps.runs, data.run);
     const { state, first } = stretchStart(data);
     const stretch = await runStretch(state, first, cachedExecutor(data, ctx), ctx.deps.worker);
+    if (next(stretch.state).kind === "done") ctx.cache.forget(data.item);
     const model = modelOf(first.kind) === "verifier" ? ctx.verifier : ctx.host;
     return { state: packState(stretch.state), work: stretch.work, steps: stretch.steps, model: model!.digest };
   } catch (err) {
