@@ -56,10 +56,15 @@ export interface RealFleet {
   close(): Promise<void>;
 }
 
-/** Worker processes on the bundled policy and verifier, served on the env's queues. */
-export async function startRealFleet(env: FleetEnv, workers: number, concurrency: number): Promise<RealFleet> {
+/** Worker processes on the bundled policy (and verifier, unless `models` says "policy"), served on the env's queues. */
+export async function startRealFleet(
+  env: FleetEnv,
+  workers: number,
+  concurrency: number,
+  models: "policy,verifier" | "policy" = "policy,verifier",
+): Promise<RealFleet> {
   const procs = await startWorkerProcesses(workers, {
-    env: { ...env.env, WORKER_MODELS: "policy,verifier", WORKER_CONCURRENCY: String(concurrency), LOG_LEVEL: "warn" },
+    env: { ...env.env, WORKER_MODELS: models, WORKER_CONCURRENCY: String(concurrency), LOG_LEVEL: "warn" },
   });
   const shard = openShard({ url: env.redis.url }, env.client, env.prefix);
   return {

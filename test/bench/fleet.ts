@@ -201,7 +201,7 @@ function reportOverhead(): void {
   if (!overhead) return;
   const ratio = overhead.fleet.perSecond / overhead.inProcess.perSecond;
   console.log(
-    `\n2. fleet ÷ in process — stage N=4 score, ${overhead.items} items, this machine's cores for both: in process ${f2(overhead.inProcess.perSecond)} items/s (${values.concurrency} sequences: ${overheadInFlight} items in flight), fleet ${f2(overhead.fleet.perSecond)} items/s (1 worker process, WORKER_CONCURRENCY ${overheadInFlight}: as many items in flight; submit to last result) = ${f2(ratio)}; correct ${overhead.inProcess.correct} / ${overhead.fleet.correct}`,
+    `\n2. fleet ÷ in process — stage N=4 score, ${overhead.items} items, this machine's cores for both: in process ${f2(overhead.inProcess.perSecond)} items/s (${values.concurrency} sequences: ${overheadInFlight} items in flight), fleet ${f2(overhead.fleet.perSecond)} items/s (1 worker process holding the policy only, WORKER_CONCURRENCY ${overheadInFlight}: as many items in flight; submit to last result) = ${f2(ratio)}; correct ${overhead.inProcess.correct} / ${overhead.fleet.correct}`,
   );
   const { inProcess: di, fleet: df } = overhead.decode;
   console.log(
@@ -320,12 +320,13 @@ try {
         }
       }
       if (!values["skip-overhead"]) {
-        // The same items in flight on both sides: the in-process run's items at once are the
-        // worker's job slots (a child job is an item's whole search under stage N=4 score), so
-        // both decode the same mix of items and pay the same padding.
-        const fleet = await startRealFleet(env, 1, overheadInFlight);
+        // The same settings on both sides: the in-process run's items at once are the worker's
+        // job slots (a child job is an item's whole search under stage N=4 score), so both
+        // decode the same mix of items; and the worker holds the one model the in-process run
+        // loads (the pairwise judge needs no verifier), not a second engine beside it.
+        const fleet = await startRealFleet(env, 1, overheadInFlight, "policy");
         try {
-          say(`overhead fleet: 1 worker process, WORKER_CONCURRENCY ${overheadInFlight}`);
+          say(`overhead fleet: 1 worker process (bundled policy), WORKER_CONCURRENCY ${overheadInFlight}`);
           overhead = await measureOverhead(env, fleet, setDir, overheadItems, overheadInFlight, "overhead");
           say(`overhead: in process ${f1(overhead.inProcess.seconds)} s, fleet ${f1(overhead.fleet.seconds)} s`);
           reportOverhead();
