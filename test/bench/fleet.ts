@@ -5,7 +5,8 @@
  *      model and verifier), INFO commandstats / INFO stats of the real redis-server, MONITOR
  *      to say where stage N=4's commands go (fleet-real.ts).
  *   2. The fleet's overhead: items/s through the fleet ÷ items/s in process, stage N=4, same
- *      items, same machine (fleet-real.ts).
+ *      items, same machine, as many items in flight (a worker of its own holding the policy,
+ *      --concurrency ÷ 4 job slots; `--skip-strategies` runs only this section) (fleet-real.ts).
  *   3. A simulated fleet of 1…100 workers on one redis-server: fleet workers over latency hosts
  *      that sleep as an H100 would (latency-host.ts), many to a process (sim-workers.ts);
  *      efficiency = achieved ÷ ideal items/s, with Redis CPU and the simulation's own event-loop
