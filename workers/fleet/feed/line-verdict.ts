@@ -58,35 +58,25 @@ export function lineVerdict(sorted: SortedLine, settings: SearchSettings, localI
     return { kind: "bad", bad: { line: e.line, id, item: key, reason, field: e.field, message: e.message }, input: NO_INPUT };
   }
   const mismatch = settingsMismatch(e.item.asks, settings);
-  const local = isLocalImage(e.item.image);
   const who = `line ${e.line}, item ${JSON.stringify(e.item.id)}`;
+  const refused = (reason: string, field: string, message: string): LineVerdict => ({
+    kind: "bad",
+    bad: { line: e.line, id: e.item.id, item: key, reason, field, message: `${who}, field "${field}": ${message}` },
+    input: inputOf(e),
+  });
   if (mismatch) {
-    return {
-      kind: "bad",
-      bad: {
-        line: e.line,
-        id: e.item.id,
-        item: key,
-        reason: "manifest-settings",
-        field: mismatch.field,
-        message: `${who}, field "${mismatch.field}": got ${JSON.stringify(mismatch.got)}; expected ${JSON.stringify(mismatch.expected)}, the run's setting (a run has one search: submit other strategies, beams or judges as another run)`,
-      },
-      input: inputOf(e),
-    };
+    return refused(
+      "manifest-settings",
+      mismatch.field,
+      `got ${JSON.stringify(mismatch.got)}; expected ${JSON.stringify(mismatch.expected)}, the run's setting (a run has one search: submit other strategies, beams or judges as another run)`,
+    );
   }
-  if (local && !localImages) {
-    return {
-      kind: "bad",
-      bad: {
-        line: e.line,
-        id: e.item.id,
-        item: key,
-        reason: "manifest-image",
-        field: "image",
-        message: `${who}, field "image": got the local path ${JSON.stringify(e.item.image)}; expected s3://bucket/key or a data: URL (a detached run is fed in the fleet, which cannot read this machine's files; submit without --detach)`,
-      },
-      input: inputOf(e),
-    };
+  if (isLocalImage(e.item.image) && !localImages) {
+    return refused(
+      "manifest-image",
+      "image",
+      `got the local path ${JSON.stringify(e.item.image)}; expected s3://bucket/key or a data: URL (a detached run is fed in the fleet, which cannot read this machine's files; submit without --detach)`,
+    );
   }
   return { kind: "fresh", entry: e, key, wasBad: sorted.wasBad };
 }

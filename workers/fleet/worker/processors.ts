@@ -132,7 +132,7 @@ function stretchStart(data: StretchJobData): { state: SearchState; first: ChildW
 export async function processChild(job: Job, _token: string, ctx: WorkerContext): Promise<ChildReturn> {
   try {
     const data = parseJobData(StretchJobDataSchema, job.data, job.queueName);
-    await assertRunGoesOn(ctx.deps.runs, data.run);
+    // Whether the run goes on is asked before each work of the stretch, the first included.
     const { state, first } = stretchStart(data);
     const stretch = await runStretch(state, first, cachedExecutor(data, ctx), ctx.deps.worker);
     if (next(stretch.state).kind === "done") ctx.cache.forget(data.item);
